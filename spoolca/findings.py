@@ -1,0 +1,102 @@
+"""Findings as data: a stable dotted code and one sentence, the unit of every rejection.
+
+Codes go into result.json and the audit log and users script against them, so every
+code spoolca can emit is listed here, once; `Finding` refuses an unlisted code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spoolca.dn import ATTRIBUTES
+
+__all__ = ["CODES", "Finding"]
+
+_STATIC_CODES: dict[str, str] = {
+    # The submitted file itself.
+    "file.not_regular": "the submission is not a regular file (symlink, FIFO, device, directory)",
+    "file.too_large": "the file is larger than the request size limit",
+    "file.unreadable": "the file could not be read",
+    "file.empty": "the file is empty",
+    "file.extension_unsupported": "the file name does not end in .csr, .pem, .req or .der",
+    "file.unknown_profile": "the file sits in a folder that names no configured profile",
+    # Parsing the CSR.
+    "csr.unparseable": "the file is not a PEM or DER PKCS#10 certificate signing request",
+    "csr.multiple_requests": "the PEM file holds more than one request",
+    "csr.signature_invalid": "the request's self-signature does not verify "
+    "(no proof of possession)",
+    "csr.signature_hash_weak": "the request is signed with MD5, SHA-1 or another weak hash",
+    "csr.signature_algorithm_unsupported": "the request's signature algorithm is not supported",
+    # Extensions the requester may not decide (RFC 5280 4.2: CA-managed).
+    "csr.extension.basic_constraints_ca": "a leaf request asks for basicConstraints CA:TRUE",
+    "csr.extension.key_usage": "the request asks for keyUsage, which the profile decides",
+    "csr.extension.extended_key_usage": "the request asks for extendedKeyUsage, "
+    "which the profile decides",
+    "csr.extension.name_constraints": "the request asks for nameConstraints",
+    "csr.extension.authority_info_access": "the request asks for authorityInfoAccess",
+    "csr.extension.crl_distribution_points": "the request asks for cRLDistributionPoints",
+    "csr.extension.unsupported_critical": "the request carries a critical extension "
+    "spoolca does not understand",
+    # The subject public key.
+    "key.type_unsupported": "the key type is not RSA, ECDSA P-256/P-384/P-521 or Ed25519",
+    "key.rsa_too_small": "the RSA modulus is shorter than the policy minimum",
+    "key.rsa_size_not_multiple_of_8": "the RSA modulus length is not a multiple of 8 bits",
+    "key.rsa_exponent": "the RSA public exponent is not 65537",
+    "key.rsa_roca": "the RSA modulus has the ROCA fingerprint (CVE-2017-15361)",
+    "key.rsa_fermat": "the RSA modulus is factored by Fermat's method (primes too close)",
+    "key.ec_curve_unsupported": "the elliptic curve is not P-256, P-384 or P-521",
+    # Subject and names.
+    "policy.dn.empty": "the request has an empty subject",
+    "policy.dn.same_as_ca": "the subject equals the subject of a CA certificate",
+    "policy.dn.unknown_attribute": "the subject holds an attribute type spoolca does not know",
+    "policy.cn.not_a_hostname": "the commonName of a server request is not a hostname or IP",
+    "policy.cn.invalid_email": "the commonName looks like an e-mail address but is not valid",
+    "policy.san.missing": "a server request names no DNS name or IP address",
+    "policy.san.dns_invalid": "a DNS name is not a valid hostname",
+    "policy.san.dns_not_allowed": "a DNS name is outside the profile's allowed_domains",
+    "policy.san.wildcard_not_allowed": "a wildcard name was requested; the profile forbids them",
+    "policy.san.ip_not_allowed": "an IP address was requested; the profile forbids them",
+    "policy.san.email_invalid": "an e-mail address in the request is not valid",
+    "policy.san.type_not_allowed": "the request names a kind of subjectAltName the profile "
+    "does not issue",
+    "policy.subject.duplicate": "a valid certificate for this subject exists and the "
+    "profile sets unique_subject",
+    # Issuance.
+    "lint.fatal": "pkilint could not lint the certificate; the CA key was not used",
+    "lint.error": "pkilint found an error in the certificate; the CA key was not used",
+    "lint.warning": "pkilint found a warning in the certificate; the CA key was not used",
+    "request.internal_error": "spoolca failed on this request; the log has the error, "
+    "and a later resubmission is processed afresh",
+    "issue.validity_exhausted": "the issuing CA expires before the certificate could start",
+}
+
+
+def _dn_codes() -> dict[str, str]:
+    """Per-attribute codes, e.g. `policy.dn.organizationName_mismatch`."""
+    codes = {}
+    for field in ATTRIBUTES:
+        codes[f"policy.dn.{field}_mismatch"] = f"{field} differs from the issuing CA's"
+        codes[f"policy.dn.{field}_missing"] = f"{field} is required but absent"
+        codes[f"policy.dn.{field}_too_long"] = f"{field} exceeds its length limit"
+        codes[f"policy.dn.{field}_invalid"] = f"{field} has an invalid value"
+        codes[f"policy.dn.{field}_repeated"] = f"{field} appears more than once"
+    return codes
+
+
+CODES: dict[str, str] = {**_STATIC_CODES, **_dn_codes()}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason a request was (or would be) refused: a listed code and one sentence."""
+
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"finding code {self.code!r} is not listed in spoolca.findings")
+
+    def as_dict(self) -> dict[str, str]:
+        """The `{code, message}` object of result.json."""
+        return {"code": self.code, "message": self.message}

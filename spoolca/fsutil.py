@@ -1,0 +1,247 @@
+"""Every write spoolca makes goes through here: explicit modes, temp-then-rename, fsync.
+
+Invariant 3 (atomic outputs): a reader of the spool never sees a half-written file,
+because files are written under a temporary name in the same directory and renamed into
+place, and a result folder is built whole under a dot-name and renamed in one step.
+Durability is paid once per batch (`sync_filesystem`), not once per file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "UntrustedFile",
+    "atomic_write",
+    "ensure_dir",
+    "fsync_dir",
+    "instance_lock",
+    "publish_folder",
+    "read_untrusted",
+    "remove_tree",
+    "sync_filesystem",
+    "write_new",
+]
+
+PRIVATE_FILE = 0o600
+PUBLIC_FILE = 0o644
+PRIVATE_DIR = 0o700
+SHARED_DIR = 0o755
+
+
+def ensure_dir(path: Path, mode: int = PRIVATE_DIR) -> Path:
+    """Create `path` (and parents) if missing; an existing directory keeps its mode."""
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def write_new(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    """Create a file that must not exist yet (O_EXCL), with `mode`, and fsync it.
+
+    Used for keys: never overwrite, never follow a planted symlink.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
+        _write_fd(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(path.parent)
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def atomic_write(path: Path, data: bytes, mode: int = PUBLIC_FILE, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically: temp file, (fsync), rename, (fsync dir).
+
+    With durable=False the caller promises a `sync_filesystem` before relying on it.
+    """
+    temp = _temp_name(path)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        _write_fd(fd, data)
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        temp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(temp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_FILE) -> None:
+    """Make `folder` hold exactly-these files, appearing all at once to a reader.
+
+    A new folder is built under a dot-name and renamed into place in one step; an existing
+    one (a re-publication) has each file replaced atomically. Not fsynced: the caller
+    batches durability with `sync_filesystem`.
+    """
+    if folder.is_dir():
+        for name, data in files.items():
+            atomic_write(folder / name, data, mode, durable=False)
+        return
+    temp = folder.with_name(f".{folder.name}.{secrets.token_hex(6)}.tmp")
+    os.mkdir(temp, SHARED_DIR)
+    try:
+        for name, data in files.items():
+            fd = os.open(temp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            try:
+                _write_fd(fd, data)
+            finally:
+                os.close(fd)
+        os.rename(temp, folder)
+    except BaseException:
+        remove_tree(temp)
+        raise
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a temporary tree of our own making, never following symlinks."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+        os.rmdir(path)
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def sync_filesystem(paths: Iterable[Path]) -> None:
+    """One durability barrier for a whole batch: syncfs(2) each distinct file system.
+
+    syncfs writes back every dirty page and inode of the file system and, since Linux
+    5.8, reports write-back errors; it replaces thousands of per-file fsyncs.
+    """
+    seen: set[int] = set()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            device = os.fstat(fd).st_dev
+            if device in seen:
+                continue
+            seen.add(device)
+            if _libc.syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs failed on {path}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class UntrustedFile:
+    """What could be read of a submitted file without trusting it."""
+
+    data: bytes | None  # None when not read (not regular, too large, unreadable)
+    size: int
+    problem: str | None  # a finding code from spoolca.findings, or None
+    detail: str = ""
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISLNK: "a symbolic link",
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def read_untrusted(path: Path, limit: int) -> UntrustedFile:
+    """Read a file from an untrusted spool: no symlink followed, no FIFO blocked on.
+
+    O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO from hanging the daemon, and
+    the type is checked on the opened descriptor (fstat), so a swap between check and
+    open cannot fool it. At most `limit` bytes are read.
+    """
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return UntrustedFile(None, 0, "file.unreadable", exc.strerror or str(exc))
+    if not stat.S_ISREG(info.st_mode):
+        return UntrustedFile(None, 0, "file.not_regular", _file_kind(info.st_mode))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return UntrustedFile(None, 0, "file.not_regular", "a symbolic link")
+        return UntrustedFile(None, 0, "file.unreadable", exc.strerror or str(exc))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return UntrustedFile(None, 0, "file.not_regular", _file_kind(info.st_mode))
+        if info.st_size > limit:
+            return UntrustedFile(None, info.st_size, "file.too_large", f"{info.st_size} bytes")
+        chunks = []
+        remaining = limit + 1
+        while remaining > 0:
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        return UntrustedFile(None, 0, "file.unreadable", exc.strerror or str(exc))
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        return UntrustedFile(None, len(data), "file.too_large", f"over {limit} bytes")
+    if not data:
+        return UntrustedFile(None, 0, "file.empty", "0 bytes")
+    return UntrustedFile(data, len(data), None)
+
+
+def instance_lock(path: Path) -> int:
+    """Hold an exclusive lock on `path` for the life of the process; return its fd.
+
+    One processor per state directory: two would race on work/ and the register.
+    Raises BlockingIOError if another process holds it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
