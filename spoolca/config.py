@@ -1,0 +1,440 @@
+"""The one TOML configuration file, read into frozen, validated objects.
+
+Every problem is collected and reported at once with its key path (`profiles.server.
+validity_days: must be a positive integer`), unknown keys included, so a typo such as
+`allowed_domain` is an error and not a silently ignored rule. Secrets are never in the
+file: the passphrase is named by a systemd credential or a file path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from spoolca.dn import ATTRIBUTES
+from spoolca.errors import ConfigError
+
+__all__ = [
+    "DN_RULES",
+    "PROFILE_KINDS",
+    "AuthoritySettings",
+    "Config",
+    "Policy",
+    "Profile",
+    "load_config",
+    "render_config",
+]
+
+DN_RULES = ("match", "supplied", "optional")
+PROFILE_KINDS = ("server", "client", "subca")
+AUTHORITIES = ("root", "intermediate")
+RESERVED_PROFILE_NAMES = frozenset({"revoke"})  # incoming/revoke/ is for revocation requests
+
+# The seeds' policy_match, in the order OpenSSL writes the issued subject.
+DEFAULT_DN = (
+    ("countryName", "match"),
+    ("stateOrProvinceName", "match"),
+    ("organizationName", "match"),
+    ("organizationalUnitName", "optional"),
+    ("commonName", "supplied"),
+    ("emailAddress", "optional"),
+)
+# Upper bounds: RFC 5280 Appendix A (ub-*), and the seed's commonName_max/emailAddress_max.
+DEFAULT_MAX_LENGTH = {
+    "commonName": 64,
+    "emailAddress": 40,
+    "organizationName": 64,
+    "organizationalUnitName": 64,
+    "localityName": 128,
+    "stateOrProvinceName": 128,
+    "serialNumber": 64,
+}
+RSA_FLOOR_BITS = 2048
+EC_CURVES = ("P-256", "P-384", "P-521")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Subject and key rules shared by all profiles (a profile may replace `dn`)."""
+
+    dn: tuple[tuple[str, str], ...]
+    max_length: Mapping[str, int]
+    preserve_dn: bool
+    email_in_dn: bool
+    rsa_min_bits: int
+    ec_curves: frozenset[str]
+    allow_ed25519: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a folder under incoming/ gets: an extension template plus name rules."""
+
+    name: str
+    kind: str
+    issuer: str
+    validity_days: int
+    allowed_domains: tuple[str, ...]
+    allow_wildcards: bool
+    allow_ip: bool
+    unique_subject: bool
+    dn: tuple[tuple[str, str], ...]
+    preserve_dn: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthoritySettings:
+    """Where a CA's key lives and which URLs go into the certificates it issues."""
+
+    name: str
+    key: Path
+    crl_url: str
+    issuer_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration; paths are absolute."""
+
+    path: Path
+    sha256: str
+    database: Path
+    keys_dir: Path
+    spool_dir: Path
+    gnupg_dir: Path
+    passphrase_credential: str
+    passphrase_file: Path | None
+    lint: str
+    max_request_bytes: int
+    default_profile: str
+    authorities: Mapping[str, AuthoritySettings]
+    policy: Policy
+    profiles: Mapping[str, Profile]
+
+
+class _Reader:
+    """Pulls typed values out of the TOML tree, recording every problem with its key path."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def table(self, parent: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            self.problems.append(f"{where}{key}: must be a table")
+            return {}
+        return value
+
+    def get(self, table: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+            default: Any, where: str) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) and kind is not bool:
+            self.problems.append(f"{where}{key}: must be {_kind_name(kind)}, not a boolean")
+            return default
+        if not isinstance(value, kind):
+            self.problems.append(f"{where}{key}: must be {_kind_name(kind)}")
+            return default
+        return value
+
+    def positive(self, table: Mapping[str, Any], key: str, default: int, where: str) -> int:
+        value = self.get(table, key, int, default, where)
+        if value <= 0:
+            self.problems.append(f"{where}{key}: must be a positive integer")
+            return default
+        return value
+
+    def strings(self, table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+        value = self.get(table, key, list, [], where)
+        if not all(isinstance(item, str) for item in value):
+            self.problems.append(f"{where}{key}: must be a list of strings")
+            return ()
+        return tuple(value)
+
+    def unknown(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                self.problems.append(f"{where}{key}: unknown key")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+             dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _read_dn(reader: _Reader, table: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    rules = []
+    for field, rule in table.items():
+        if field not in ATTRIBUTES:
+            reader.problems.append(f"{where}{field}: unknown DN attribute")
+        elif rule not in DN_RULES:
+            reader.problems.append(f"{where}{field}: must be one of {', '.join(DN_RULES)}")
+        else:
+            rules.append((field, rule))
+    return tuple(rules)
+
+
+def _read_policy(reader: _Reader, raw: Mapping[str, Any]) -> Policy:
+    table = reader.table(raw, "policy", "")
+    reader.unknown(table, {"dn", "max_length", "preserve_dn", "email_in_dn", "keys"}, "policy.")
+    dn = _read_dn(reader, reader.table(table, "dn", "policy."), "policy.dn.") if "dn" in table \
+        else DEFAULT_DN
+    lengths = dict(DEFAULT_MAX_LENGTH)
+    for field, limit in reader.table(table, "max_length", "policy.").items():
+        if field not in ATTRIBUTES or field == "countryName":
+            reader.problems.append(f"policy.max_length.{field}: not a settable DN attribute")
+        elif isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            reader.problems.append(f"policy.max_length.{field}: must be a positive integer")
+        else:
+            lengths[field] = limit
+    keys = reader.table(table, "keys", "policy.")
+    reader.unknown(keys, {"rsa_min_bits", "ec_curves", "allow_ed25519"}, "policy.keys.")
+    rsa_min = reader.positive(keys, "rsa_min_bits", RSA_FLOOR_BITS, "policy.keys.")
+    if rsa_min < RSA_FLOOR_BITS:
+        reader.problems.append(f"policy.keys.rsa_min_bits: may not be below {RSA_FLOOR_BITS}")
+    curves = reader.strings(keys, "ec_curves", "policy.keys.") if "ec_curves" in keys \
+        else EC_CURVES
+    for curve in curves:
+        if curve not in EC_CURVES:
+            reader.problems.append(f"policy.keys.ec_curves: {curve!r} is not one of "
+                                   f"{', '.join(EC_CURVES)}")
+    return Policy(
+        dn=dn,
+        max_length=MappingProxyType(lengths),
+        preserve_dn=reader.get(table, "preserve_dn", bool, False, "policy."),
+        email_in_dn=reader.get(table, "email_in_dn", bool, False, "policy."),
+        rsa_min_bits=max(rsa_min, RSA_FLOOR_BITS),
+        ec_curves=frozenset(curves),
+        allow_ed25519=reader.get(keys, "allow_ed25519", bool, True, "policy.keys."),
+    )
+
+
+_PROFILE_KEYS = {"kind", "issuer", "validity_days", "allowed_domains", "allow_wildcards",
+                 "allow_ip", "unique_subject", "dn", "preserve_dn"}
+_DEFAULT_DAYS = {"server": 375, "client": 375, "subca": 1825}
+
+
+def _read_profile(reader: _Reader, name: str, table: Mapping[str, Any], policy: Policy) -> Profile:
+    where = f"profiles.{name}."
+    reader.unknown(table, _PROFILE_KEYS, where)
+    if not name.replace("-", "").replace("_", "").isalnum() or name in RESERVED_PROFILE_NAMES:
+        reader.problems.append(f"profiles.{name}: a profile name must be letters, digits, - "
+                               f"or _ and not one of {', '.join(sorted(RESERVED_PROFILE_NAMES))}")
+    kind = reader.get(table, "kind", str, name if name in PROFILE_KINDS else "", where)
+    if kind not in PROFILE_KINDS:
+        reader.problems.append(f"{where}kind: must be one of {', '.join(PROFILE_KINDS)}")
+        kind = "server"
+    issuer = reader.get(table, "issuer", str, "root" if kind == "subca" else "intermediate", where)
+    if issuer not in AUTHORITIES:
+        reader.problems.append(f"{where}issuer: must be one of {', '.join(AUTHORITIES)}")
+    if kind == "subca" and issuer != "root":
+        reader.problems.append(f"{where}issuer: a subca is issued by the root (the "
+                               "intermediate has pathlen:0)")
+    domains = tuple(d.lower().strip(".") for d in reader.strings(table, "allowed_domains", where))
+    dn = _read_dn(reader, reader.table(table, "dn", where), f"{where}dn.") if "dn" in table \
+        else policy.dn
+    return Profile(
+        name=name,
+        kind=kind,
+        issuer=issuer,
+        validity_days=reader.positive(table, "validity_days", _DEFAULT_DAYS[kind], where),
+        allowed_domains=domains,
+        allow_wildcards=reader.get(table, "allow_wildcards", bool, False, where),
+        allow_ip=reader.get(table, "allow_ip", bool, False, where),
+        unique_subject=reader.get(table, "unique_subject", bool, True, where),
+        dn=dn,
+        preserve_dn=reader.get(table, "preserve_dn", bool, policy.preserve_dn, where),
+    )
+
+
+def _read_authorities(reader: _Reader, raw: Mapping[str, Any], base: Path
+                      ) -> dict[str, AuthoritySettings]:
+    table = reader.table(raw, "authorities", "")
+    reader.unknown(table, set(AUTHORITIES), "authorities.")
+    result = {}
+    for name in AUTHORITIES:
+        where = f"authorities.{name}."
+        entry = reader.table(table, name, "authorities.")
+        reader.unknown(entry, {"key", "crl_url", "issuer_url"}, where)
+        result[name] = AuthoritySettings(
+            name=name,
+            key=base / reader.get(entry, "key", str, f"keys/{name}.key.pem", where),
+            crl_url=reader.get(entry, "crl_url", str, "", where),
+            issuer_url=reader.get(entry, "issuer_url", str, "", where),
+        )
+    return result
+
+
+_TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "paths", "passphrase",
+             "authorities", "policy", "profiles"}
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and freeze the configuration; ConfigError lists every problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot be read: {exc.strerror}"]) from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    base = path.resolve().parent
+    reader = _Reader()
+    reader.unknown(raw, _TOP_KEYS, "")
+    paths = reader.table(raw, "paths", "")
+    reader.unknown(paths, {"database", "keys", "spool", "gnupg"}, "paths.")
+    secret = reader.table(raw, "passphrase", "")
+    reader.unknown(secret, {"credential", "file"}, "passphrase.")
+    passphrase_file = reader.get(secret, "file", str, "", "passphrase.")
+    lint = reader.get(raw, "lint", str, "pkix", "")
+    if lint not in ("pkix", "off"):
+        reader.problems.append("lint: must be \"pkix\" or \"off\"")
+    policy = _read_policy(reader, raw)
+    profile_tables = reader.table(raw, "profiles", "")
+    profiles = {name: _read_profile(reader, name, table if isinstance(table, dict) else {}, policy)
+                for name, table in profile_tables.items()}
+    if not profiles:
+        reader.problems.append("profiles: at least one profile must be configured")
+    default_profile = reader.get(raw, "default_profile", str, "server", "")
+    if profiles and default_profile not in profiles:
+        reader.problems.append(f"default_profile: {default_profile!r} is not a configured profile")
+    authorities = _read_authorities(reader, raw, base)
+    max_bytes = reader.positive(raw, "max_request_bytes", 65536, "")
+    if reader.problems:
+        raise ConfigError(str(path), reader.problems)
+    return Config(
+        path=path.resolve(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        database=base / reader.get(paths, "database", str, "ca.db", "paths."),
+        keys_dir=base / reader.get(paths, "keys", str, "keys", "paths."),
+        spool_dir=base / reader.get(paths, "spool", str, "spool", "paths."),
+        gnupg_dir=base / reader.get(paths, "gnupg", str, "gnupg", "paths."),
+        passphrase_credential=reader.get(secret, "credential", str, "spoolca-ca-passphrase",
+                                         "passphrase."),
+        passphrase_file=(base / passphrase_file) if passphrase_file else None,
+        lint=lint,
+        max_request_bytes=max_bytes,
+        default_profile=default_profile,
+        authorities=MappingProxyType(authorities),
+        policy=policy,
+        profiles=MappingProxyType(profiles),
+    )
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(*, passphrase_file: str | None = None) -> str:
+    """The configuration `init` writes: every setting, its default, and why.
+
+    config/spoolca.toml in the repository is this text (a test keeps them identical).
+    """
+    passphrase_line = (f"file = {_toml_string(passphrase_file)}" if passphrase_file
+                       else '# file = "/root/spoolca-passphrase"   # mode 0600, never in a spool')
+    return _TEMPLATE.format(passphrase_line=passphrase_line)
+
+
+_TEMPLATE = """\
+# spoolca configuration. Relative paths are relative to this file's directory.
+# Reference: README.md, "Configuration". Reload the daemon after a change.
+
+# Requests put at the top of spool/incoming/ get this profile; a request in
+# spool/incoming/<profile>/ gets that profile.
+default_profile = "server"
+
+# Pre-issuance lint: every certificate is first signed with a throwaway key and
+# checked with pkilint's RFC 5280 validators; any error or warning and the CA key
+# is never used for it. "pkix" (default) or "off".
+lint = "pkix"
+
+# Larger files are rejected unread (file.too_large). A CSR is rarely over 4 KiB.
+max_request_bytes = 65536
+
+[paths]
+database = "ca.db"
+keys = "keys"
+spool = "spool"
+gnupg = "gnupg"
+
+[passphrase]
+# The CA keys are encrypted at rest. The passphrase is read from the systemd
+# credential $CREDENTIALS_DIRECTORY/<credential> (LoadCredential= or
+# LoadCredentialEncrypted= in spoolca.service), else from `file`. Never from the
+# command line or the environment.
+credential = "spoolca-ca-passphrase"
+{passphrase_line}
+
+[authorities.root]
+key = "keys/root.key.pem"
+# URLs written into the certificates this CA issues (empty: left out).
+crl_url = ""      # cRLDistributionPoints, e.g. "http://pki.example.com/root.crl"
+issuer_url = ""   # authorityInfoAccess caIssuers, e.g. "http://pki.example.com/root.crt"
+
+[authorities.intermediate]
+key = "keys/intermediate.key.pem"
+crl_url = ""
+issuer_url = ""
+
+[policy]
+# Subject attributes the policy does not name are dropped from the issued subject
+# (OpenSSL's preserve = no). emailAddress is dropped from the subject as the
+# seeds' email_in_dn = no does; client e-mail addresses go in subjectAltName.
+preserve_dn = false
+email_in_dn = false
+
+[policy.dn]
+# OpenSSL policy_match semantics: "match" must equal the issuing CA's value,
+# "supplied" must be present, "optional" may be present.
+countryName = "match"
+stateOrProvinceName = "match"
+organizationName = "match"
+organizationalUnitName = "optional"
+commonName = "supplied"
+emailAddress = "optional"
+
+[policy.max_length]
+# countryName is always exactly 2 letters. Others default to RFC 5280's bounds.
+commonName = 64
+emailAddress = 40
+
+[policy.keys]
+# Weaker settings are refused: RSA below 2048 bits is never accepted. RSA keys
+# must use exponent 65537 and pass the ROCA and Fermat checks.
+rsa_min_bits = 2048
+ec_curves = ["P-256", "P-384", "P-521"]
+allow_ed25519 = true
+
+[profiles.server]
+kind = "server"            # KU digitalSignature (+keyEncipherment for RSA), EKU serverAuth
+issuer = "intermediate"
+validity_days = 375        # capped by the issuing CA's own notAfter
+# An absent or empty list allows any valid hostname. Subdomains of a listed
+# domain are allowed.
+# allowed_domains = ["example.com", "example.org"]
+allow_wildcards = false
+allow_ip = false
+# Refuse a second valid certificate for the same subject (OpenSSL unique_subject).
+unique_subject = true
+
+[profiles.client]
+kind = "client"            # KU digitalSignature, EKU clientAuth; CN is a name or an e-mail
+issuer = "intermediate"
+validity_days = 375
+unique_subject = true
+
+[profiles.subca]
+kind = "subca"             # CA:TRUE pathlen:0, KU keyCertSign + cRLSign, signed by the root
+issuer = "root"
+validity_days = 1825
+unique_subject = true
+"""
