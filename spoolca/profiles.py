@@ -1,0 +1,110 @@
+"""Extension templates: what each kind of certificate says about its key's use.
+
+The CSR never decides these (RFC 5280 4.2): only subjectAltName comes from the request,
+and only after policy has passed its names. Each flag is spelled out with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+
+from spoolca.keys import PublicKey
+
+__all__ = ["CAURLs", "Extension", "ca_extensions", "leaf_extensions"]
+
+Extension = tuple[x509.ExtensionType, bool]  # (value, critical)
+
+
+@dataclass(frozen=True, slots=True)
+class CAURLs:
+    """Where relying parties fetch the issuer's CRL and certificate (empty: left out)."""
+
+    crl_url: str = ""
+    issuer_url: str = ""
+
+
+def _key_usage(*, digital_signature: bool = False, key_encipherment: bool = False,
+               key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _ski(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(public_key)
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """keyid only (RFC 5280 4.2.1.1): issuer+serial would pin the chain to one issuer cert."""
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _distribution(urls: CAURLs) -> list[Extension]:
+    extensions: list[Extension] = []
+    if urls.crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url)],
+                                       None, None, None)
+        extensions.append((x509.CRLDistributionPoints([point]), False))
+    if urls.issuer_url:
+        access = x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                        x509.UniformResourceIdentifier(urls.issuer_url))
+        extensions.append((x509.AuthorityInformationAccess([access]), False))
+    return extensions
+
+
+def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
+                  path_length: int | None, urls: CAURLs = CAURLs()) -> list[Extension]:
+    """A CA certificate: root when issuer is None (no AKI needed), else subordinate."""
+    extensions: list[Extension] = [
+        # RFC 5280 4.2.1.9: critical in every CA certificate.
+        (x509.BasicConstraints(ca=True, path_length=path_length), True),
+        # A CA signs certificates and CRLs and nothing else.
+        (_key_usage(key_cert_sign=True, crl_sign=True), True),
+        (_ski(public_key), False),
+    ]
+    if issuer is None:
+        # RFC 5280 4.2.1.1 lets a self-signed root omit AKI, but pkilint flags it and
+        # path builders use it: the root names its own key.
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(public_key))
+        extensions.append((aki, False))
+    else:
+        extensions.append((_aki(issuer), False))
+        extensions += _distribution(urls)
+    return extensions
+
+
+def leaf_extensions(kind: str, public_key: PublicKey, names: Sequence[x509.GeneralName],
+                    issuer: x509.Certificate, urls: CAURLs = CAURLs()) -> list[Extension]:
+    """An end-entity (server/client) or a subordinate CA certificate's extensions."""
+    if kind == "subca":
+        return ca_extensions(public_key, issuer, path_length=0, urls=urls)
+    # keyEncipherment only where the key can encipher: RSA key transport in TLS 1.2.
+    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+    usage = _key_usage(digital_signature=True, key_encipherment=is_rsa and kind == "server")
+    purpose = ExtendedKeyUsageOID.SERVER_AUTH if kind == "server" else \
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    extensions: list[Extension] = [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (usage, True),
+        (x509.ExtendedKeyUsage([purpose]), False),
+        (_ski(public_key), False),
+        (_aki(issuer), False),
+    ]
+    if names:
+        # Never empty-subject here (policy requires a CN), so not critical (4.2.1.6).
+        extensions.append((x509.SubjectAlternativeName(list(names)), False))
+    return extensions + _distribution(urls)
