@@ -1,0 +1,171 @@
+"""`spoolca init`: the key ceremony that creates the root and intermediate CAs.
+
+It refuses to touch a directory that already holds a CA, writes keys once (O_EXCL,
+mode 0400, encrypted unless the operator explicitly opted out), lints both CA
+certificates before they exist, and records the ceremony as the first audit entries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from spoolca.config import load_config, render_config
+from spoolca.dn import oneline
+from spoolca.errors import AlreadyInitializedError, SpoolcaError
+from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir
+from spoolca.issuer import Signed, build_certificate, new_serial, sign_linted
+from spoolca.keys import (
+    PrivateKey,
+    describe_key,
+    generate_key,
+    generate_like,
+    write_private_key,
+)
+from spoolca.lint import CertificateLinter
+from spoolca.profiles import ca_extensions
+from spoolca.signers.filekey import FileKeySigner
+from spoolca.spool import Spool
+from spoolca.store import Store
+
+__all__ = ["CeremonyReport", "default_intermediate_subject", "init_ca", "publish_ca_files"]
+
+ROOT_DAYS = 7305          # 20 years
+INTERMEDIATE_DAYS = 3653  # 10 years
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyReport:
+    """What init made, for the closing message."""
+
+    directory: Path
+    config: Path
+    root: x509.Certificate
+    intermediate: x509.Certificate
+    encrypted: bool
+
+
+def default_intermediate_subject(root: x509.Name) -> x509.Name:
+    """The root's subject with its CN renamed: "Example Root CA" -> "Example Intermediate CA".
+
+    Keeping C, ST and O equal to the root's is what makes the seeds' policy_match work
+    for requests that match the root's organisation.
+    """
+    attributes = []
+    for rdn in root.rdns:
+        for attr in rdn:
+            if attr.oid == NameOID.COMMON_NAME:
+                value = str(attr.value)
+                renamed = value.replace("Root", "Intermediate") if "Root" in value \
+                    else f"{value} Intermediate"
+                attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, renamed))
+            else:
+                attributes.append(attr)
+    return x509.Name(attributes)
+
+
+def _refuse_existing(directory: Path) -> None:
+    for name in ("spoolca.toml", "ca.db", "keys"):
+        if (directory / name).exists():
+            raise AlreadyInitializedError(
+                f"{directory} already holds a CA ({name} exists); init never overwrites one. "
+                "Choose a new --dir")
+
+
+def _sign_ca(subject: x509.Name, key: PrivateKey, issuer_cert: x509.Certificate | None,
+             issuer_key: PrivateKey, days: int, path_length: int | None,
+             now: dt.datetime, linter: CertificateLinter) -> x509.Certificate:
+    not_before = now.replace(microsecond=0)
+    not_after = not_before + dt.timedelta(days=days)
+    if issuer_cert is not None:
+        not_after = min(not_after, issuer_cert.not_valid_after_utc)
+    builder = build_certificate(
+        subject=subject, public_key=key.public_key(),
+        issuer=issuer_cert.subject if issuer_cert else subject,
+        serial=new_serial(lambda _s: False),
+        not_before=not_before, not_after=not_after,
+        extensions=ca_extensions(key.public_key(), issuer_cert, path_length),
+    )
+    signed: Signed = sign_linted(builder, FileKeySigner(issuer_key),
+                                 FileKeySigner(generate_like(issuer_key)), linter)
+    if signed.certificate is None:
+        problems = "; ".join(f.message for f in signed.findings)
+        raise SpoolcaError(f"failed to create the CA certificate {oneline(subject)}: {problems}")
+    return signed.certificate
+
+
+def publish_ca_files(spool: Spool, root: x509.Certificate, intermediate: x509.Certificate
+                     ) -> None:
+    """outgoing/ca/: root, intermediate and the chain, as PEM, plus DER .crt copies."""
+    folder = spool.outgoing / "ca"
+    root_pem, inter_pem = root.public_bytes(Encoding.PEM), intermediate.public_bytes(Encoding.PEM)
+    files = {
+        "root.pem": root_pem,
+        "intermediate.pem": inter_pem,
+        "ca-chain.pem": inter_pem + root_pem,  # the seeds' ca-chain.cert.pem order
+        "root.crt": root.public_bytes(Encoding.DER),
+        "intermediate.crt": intermediate.public_bytes(Encoding.DER),
+    }
+    for name, data in files.items():
+        atomic_write(folder / name, data)
+
+
+def _ca_summary(cert: x509.Certificate, key: PrivateKey) -> dict[str, str]:
+    """What the audit log says of a new CA: never key material, only public facts."""
+    spki = key.public_key().public_bytes(Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {
+        "subject": oneline(cert.subject),
+        "key": describe_key(key),
+        "cert_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "spki_sha256": hashlib.sha256(spki).hexdigest(),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x509.Name,
+            key_type: str, passphrase: bytes | None, passphrase_file: str | None,
+            root_days: int = ROOT_DAYS, intermediate_days: int = INTERMEDIATE_DAYS,
+            now: dt.datetime) -> CeremonyReport:
+    """Create a new CA in `directory`: keys, certificates, config, register, spool."""
+    _refuse_existing(directory)
+    if oneline(root_subject) == oneline(intermediate_subject):
+        raise SpoolcaError("the root and intermediate subjects must differ")
+    ensure_dir(directory, 0o750)
+    keys_dir = ensure_dir(directory / "keys", PRIVATE_DIR)
+    linter = CertificateLinter()
+    root_key, inter_key = generate_key(key_type), generate_key(key_type)
+    root = _sign_ca(root_subject, root_key, None, root_key, root_days, None, now, linter)
+    inter = _sign_ca(intermediate_subject, inter_key, root, root_key, intermediate_days, 0,
+                     now, linter)
+    write_private_key(keys_dir / "root.key.pem", root_key, passphrase)
+    write_private_key(keys_dir / "intermediate.key.pem", inter_key, passphrase)
+    config_path = directory / "spoolca.toml"
+    atomic_write(config_path, render_config(passphrase_file=passphrase_file).encode(), 0o640)
+    config = load_config(config_path)
+    ensure_dir(config.gnupg_dir, PRIVATE_DIR)
+    store = Store(config.database, create=True)
+    try:
+        with store.transaction("init", now) as tx:
+            tx.add_authority("root", None, root.public_bytes(Encoding.DER))
+            tx.add_authority("intermediate", "root", inter.public_bytes(Encoding.DER))
+            tx.set_meta("config_sha256", config.sha256)
+            tx.record("ca.initialized", {
+                "root": _ca_summary(root, root_key),
+                "intermediate": _ca_summary(inter, inter_key),
+                "keys_encrypted": passphrase is not None,
+                "config_sha256": config.sha256,
+            })
+    finally:
+        store.close()
+    spool = Spool(config.spool_dir)
+    spool.create(config.profiles)
+    publish_ca_files(spool, root, inter)
+    return CeremonyReport(directory, config_path, root, inter, passphrase is not None)

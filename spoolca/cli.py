@@ -1,0 +1,300 @@
+"""The command line: parse, call, render. No logic of its own.
+
+Exit status: 0 success, 1 the operation failed or found a problem, 2 usage or
+configuration error. Expected errors are one sentence on stderr; rejections during
+`process` are results, not failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from spoolca import __version__
+from spoolca.config import Config, load_config
+from spoolca.errors import SpoolcaError, UsageError
+from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
+from spoolca.log import configure_logging
+from spoolca.store import Store
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = Path("/etc/spoolca/spoolca.toml")
+MIN_PASSPHRASE = 8
+DEFAULT_ROOT_SUBJECT = "/CN=spoolca Root CA"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config:
+        return Path(args.config)
+    env = os.environ.get("SPOOLCA_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+@contextlib.contextmanager
+def _opened(args: argparse.Namespace) -> Iterator[tuple[Config, Store]]:
+    config = _load(args)
+    store = Store(config.database)
+    try:
+        yield config, store
+    finally:
+        store.close()
+
+
+# -- init ------------------------------------------------------------------------------
+
+def _init_passphrase(args: argparse.Namespace) -> bytes | None:
+    if args.passphrase_file and args.no_passphrase:
+        raise UsageError("--passphrase-file and --no-passphrase contradict each other; give one")
+    if args.no_passphrase:
+        return None
+    if args.passphrase_file:
+        try:
+            data = Path(args.passphrase_file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"failed to read the passphrase file {args.passphrase_file}: "
+                             f"{exc.strerror}") from None
+        passphrase = data[:-1] if data.endswith(b"\n") else data
+    elif sys.stdin.isatty():
+        first = getpass.getpass("CA key passphrase: ")
+        if first != getpass.getpass("Repeat the passphrase: "):
+            raise UsageError("the two passphrases differ; nothing was created")
+        passphrase = first.encode()
+    else:
+        raise UsageError("init needs --passphrase-file FILE (or --no-passphrase to store the "
+                         "keys unencrypted) when not run on a terminal")
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise UsageError(f"the passphrase must have at least {MIN_PASSPHRASE} characters")
+    return passphrase
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from spoolca.ceremony import default_intermediate_subject, init_ca
+    from spoolca.dn import parse_subject
+
+    passphrase = _init_passphrase(args)
+    try:
+        root_subject = parse_subject(args.root_subject)
+        inter_subject = parse_subject(args.intermediate_subject) if args.intermediate_subject \
+            else default_intermediate_subject(root_subject)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    directory = Path(args.dir)
+    passphrase_file = str(Path(args.passphrase_file).resolve()) if args.passphrase_file else None
+    report = init_ca(directory, root_subject=root_subject, intermediate_subject=inter_subject,
+                     key_type=args.key_type, passphrase=passphrase,
+                     passphrase_file=passphrase_file, root_days=args.root_days,
+                     intermediate_days=args.intermediate_days, now=_now())
+    state = "encrypted with your passphrase" if report.encrypted \
+        else "NOT encrypted (--no-passphrase)"
+    print(f"Created a new CA in {directory}/")
+    for label, cert in (("root", report.root), ("intermediate", report.intermediate)):
+        print(f"  {label:<13} {cert.subject.rfc4514_string()}, valid until "
+              f"{cert.not_valid_after_utc:%Y-%m-%d}")
+    print(f"  keys          {directory}/keys/ (mode 0400, {state})")
+    print(f"  config        {report.config}")
+    print(f"  certificates  {directory}/spool/outgoing/ca/")
+    print(f"Put requests in {directory}/spool/incoming/[server|client|subca]/ and run "
+          f"`spoolca --config {report.config} process`.")
+    return 0
+
+
+# -- process, policy check ----------------------------------------------------------------
+
+def _hold_lock(config: Config) -> int:
+    from spoolca.fsutil import instance_lock
+
+    lock = config.path.parent / "spoolca.lock"
+    try:
+        return instance_lock(lock)
+    except BlockingIOError:
+        raise SpoolcaError(f"another spoolca is already processing {config.path.parent} "
+                           f"(lock {lock}); stop it or wait for it to finish") from None
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from spoolca.pipeline import Processor
+
+    with _opened(args) as (config, store):
+        _hold_lock(config)
+        summary = Processor(config, store).run_pass()
+    total = len(summary.outcomes)
+    print(f"processed {total} request(s): {summary.issued} issued, {summary.rejected} rejected, "
+          f"{summary.republished} re-published; results in {config.spool_dir / 'outgoing'}/")
+    for outcome in summary.outcomes:
+        if outcome.status == "rejected" and not outcome.republished:
+            codes = ", ".join(f.code for f in outcome.findings)
+            print(f"  rejected {outcome.file_name}: {codes}")
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from spoolca.fsutil import read_untrusted
+    from spoolca.pipeline import Processor
+
+    with _opened(args) as (config, store):
+        read = read_untrusted(Path(args.file), config.max_request_bytes)
+        if read.data is None:
+            raise SpoolcaError(f"failed to read {args.file}: {read.detail}")
+        profile = args.profile or config.default_profile
+        verdict, findings = Processor(config, store).dry_run(read.data, profile)
+    if verdict == "accepted":
+        print(f"accepted: {args.file} would be issued under profile {profile}")
+        return 0
+    print(f"rejected: {args.file} under profile {profile}, {len(findings)} reason(s):")
+    for finding in findings:
+        print(f"  {finding.code}: {finding.message}")
+    return 1
+
+
+# -- register views --------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from spoolca.register import record_as_dict, select
+
+    now = _now()
+    with _opened(args) as (_config, store):
+        records = select(store.certificates(), now, status=args.status,
+                         expiring_days=args.expiring)
+    if args.json:
+        print(json.dumps([record_as_dict(r, now) for r in records], indent=2))
+        return 0
+    print(f"{'SERIAL':<34} {'STATUS':<8} {'NOT AFTER':<20} {'PROFILE':<8} SUBJECT")
+    for r in records:
+        print(f"{r.serial:<34} {r.status(now):<8} {r.not_after:<20} {r.profile:<8} {r.subject}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from spoolca.errors import NotFoundError
+    from spoolca.register import normalize_serial, show_text
+
+    try:
+        serial = normalize_serial(args.serial)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with _opened(args) as (_config, store):
+        record = store.certificate(serial)
+    if record is None:
+        raise NotFoundError(f"no certificate with serial {serial} in the register")
+    sys.stdout.write(show_text(record, _now()))
+    return 0
+
+
+def cmd_export_index(args: argparse.Namespace) -> int:
+    from spoolca.register import index_line
+
+    now = _now()
+    with _opened(args) as (_config, store):
+        lines = [index_line(r, now) for r in store.certificates()]
+    sys.stdout.write("".join(lines))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spoolca.demo import run_demo
+
+    return run_demo(Path(args.dir))
+
+
+# -- parser --------------------------------------------------------------------------------
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spoolca", description="An offline certificate "
+                                     "authority driven by a spool directory.")
+    parser.add_argument("--version", action="version", version=f"spoolca {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="configuration file (default: "
+                        "$SPOOLCA_CONFIG, else /etc/spoolca/spoolca.toml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create a new root and intermediate CA")
+    init.add_argument("--dir", required=True, help="the new state directory")
+    init.add_argument("--root-subject", default=DEFAULT_ROOT_SUBJECT, metavar="DN",
+                      help="OpenSSL -subj form: /C=US/ST=New York/O=Example/CN=Example Root CA")
+    init.add_argument("--intermediate-subject", metavar="DN",
+                      help="default: the root subject with 'Root' in its CN made 'Intermediate'")
+    init.add_argument("--key-type", choices=KEY_TYPES, default=DEFAULT_KEY_TYPE,
+                      help=f"CA key type (default {DEFAULT_KEY_TYPE})")
+    init.add_argument("--passphrase-file", metavar="F", help="encrypt the keys with the "
+                      "passphrase in F (and read it from there at run time)")
+    init.add_argument("--no-passphrase", action="store_true",
+                      help="store the CA keys unencrypted (not recommended)")
+    init.add_argument("--root-days", type=_positive, default=7305, help="default 7305 (20 y)")
+    init.add_argument("--intermediate-days", type=_positive, default=3653,
+                      help="default 3653 (10 y), capped by the root's validity")
+    init.set_defaults(func=cmd_init)
+
+    process = commands.add_parser("process", help="one pass over incoming/, then exit")
+    process.set_defaults(func=cmd_process)
+
+    listing = commands.add_parser("list", help="the certificate register")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--status", choices=("valid", "revoked", "expired"))
+    listing.add_argument("--expiring", type=_positive, metavar="DAYS",
+                         help="only valid certificates that expire within DAYS")
+    listing.set_defaults(func=cmd_list)
+
+    show = commands.add_parser("show", help="one certificate, human-readable")
+    show.add_argument("serial")
+    show.set_defaults(func=cmd_show)
+
+    index = commands.add_parser("export-index", help="the register as OpenSSL index.txt")
+    index.set_defaults(func=cmd_export_index)
+
+    policy = commands.add_parser("policy", help="policy tools")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", help="dry run: the decision and every reason")
+    check.add_argument("file")
+    check.add_argument("--profile", help="default: the configured default_profile")
+    check.set_defaults(func=cmd_policy_check)
+
+    demo = commands.add_parser("demo", help="make a demo CA in DIR and process sample requests")
+    demo.add_argument("--dir", default="demo")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(sys.stderr)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SpoolcaError as exc:
+        print(f"spoolca: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("spoolca: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, then give the traceback
+        print(f"spoolca: unexpected error ({type(exc).__name__}: {exc}); this is a bug, "
+              "the traceback follows", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Views of the certificate register: `list`, `show`, and OpenSSL's index.txt.
+
+`export-index` writes exactly what `openssl ca` keeps in index.txt (tab-separated:
+status, expiry, revocation, serial, "unknown", one-line subject), so existing scripts
+and auditors' habits keep working; a test compares it with `openssl ca -valid`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from spoolca.keys import describe_key
+from spoolca.store import CertificateRecord, format_time, parse_time
+
+__all__ = ["index_line", "normalize_serial", "record_as_dict", "select", "show_text"]
+
+_STATUS_LETTER = {"valid": "V", "revoked": "R", "expired": "E"}
+
+
+def normalize_serial(text: str) -> str:
+    """Accept `0a:1b`, `0x0A1B` or `A1B`; return the register's form (`0A1B`)."""
+    cleaned = text.strip().removeprefix("0x").removeprefix("0X").replace(":", "").upper()
+    if not cleaned or any(c not in "0123456789ABCDEF" for c in cleaned):
+        raise ValueError(f"{text!r} is not a hexadecimal serial number")
+    cleaned = cleaned.lstrip("0") or "0"
+    return cleaned if len(cleaned) % 2 == 0 else "0" + cleaned
+
+
+def _asn1_time(moment: dt.datetime) -> str:
+    """RFC 5280 4.1.2.5: UTCTime before 2050, GeneralizedTime from 2050, as OpenSSL prints."""
+    return moment.strftime("%y%m%d%H%M%SZ") if moment.year < 2050 \
+        else moment.strftime("%Y%m%d%H%M%SZ")
+
+
+def index_line(record: CertificateRecord, now: dt.datetime) -> str:
+    """One index.txt line, byte for byte as `openssl ca` writes it (after -updatedb)."""
+    status = _STATUS_LETTER[record.status(now)]
+    revocation = ""
+    if record.revoked_at:
+        revocation = parse_time(record.revoked_at).strftime("%y%m%d%H%M%SZ")
+        if record.revocation_reason:
+            revocation += f",{record.revocation_reason}"
+    expiry = _asn1_time(parse_time(record.not_after))
+    return f"{status}\t{expiry}\t{revocation}\t{record.serial}\tunknown\t{record.subject}\n"
+
+
+def select(records: list[CertificateRecord], now: dt.datetime, *, status: str | None = None,
+           expiring_days: int | None = None) -> list[CertificateRecord]:
+    """Filter the register: by status, and/or valid certificates expiring within N days."""
+    chosen = [r for r in records if status is None or r.status(now) == status]
+    if expiring_days is not None:
+        horizon = format_time(now + dt.timedelta(days=expiring_days))
+        chosen = [r for r in chosen if r.status(now) == "valid" and r.not_after <= horizon]
+    return chosen
+
+
+def record_as_dict(record: CertificateRecord, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "serial": record.serial,
+        "status": record.status(now),
+        "subject": record.subject,
+        "issuer": record.issuer,
+        "profile": record.profile,
+        "not_before": record.not_before,
+        "not_after": record.not_after,
+        "request_sha256": record.request_sha256,
+        "revoked_at": record.revoked_at,
+        "revocation_reason": record.revocation_reason,
+    }
+
+
+def _names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [f"{type(n).__name__.removesuffix('Name')}:{n.value}" for n in san]
+
+
+def show_text(record: CertificateRecord, now: dt.datetime) -> str:
+    """One certificate for a person: what it is, for whom, until when, and its state."""
+    cert = x509.load_der_x509_certificate(record.der)
+    lines = [
+        f"Serial:          {record.serial}",
+        f"Status:          {record.status(now)}",
+        f"Subject:         {record.subject}",
+        f"Names:           {', '.join(_names(cert)) or '-'}",
+        f"Issued by:       {record.issuer} CA ({cert.issuer.rfc4514_string()})",
+        f"Profile:         {record.profile}",
+        f"Valid:           {record.not_before} to {record.not_after}",
+        f"Key:             {describe_key(cert.public_key())}",  # type: ignore[arg-type]
+        f"SHA-256:         {cert.fingerprint(hashes.SHA256()).hex()}",
+        f"Request SHA-256: {record.request_sha256}",
+    ]
+    if record.revoked_at:
+        reason = f" ({record.revocation_reason})" if record.revocation_reason else ""
+        lines.append(f"Revoked:         {record.revoked_at}{reason}")
+    return "\n".join(lines) + "\n"
