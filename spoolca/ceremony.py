@@ -31,11 +31,12 @@ from spoolca.keys import (
 )
 from spoolca.lint import CertificateLinter
 from spoolca.profiles import ca_extensions
+from spoolca.results import publish_ca_files
 from spoolca.signers.filekey import FileKeySigner
 from spoolca.spool import Spool
 from spoolca.store import Store
 
-__all__ = ["CeremonyReport", "default_intermediate_subject", "init_ca", "publish_ca_files"]
+__all__ = ["CeremonyReport", "default_intermediate_subject", "init_ca"]
 
 ROOT_DAYS = 7305          # 20 years
 INTERMEDIATE_DAYS = 3653  # 10 years
@@ -101,22 +102,6 @@ def _sign_ca(subject: x509.Name, key: PrivateKey, issuer_cert: x509.Certificate 
     return signed.certificate
 
 
-def publish_ca_files(spool: Spool, root: x509.Certificate, intermediate: x509.Certificate
-                     ) -> None:
-    """outgoing/ca/: root, intermediate and the chain, as PEM, plus DER .crt copies."""
-    folder = spool.outgoing / "ca"
-    root_pem, inter_pem = root.public_bytes(Encoding.PEM), intermediate.public_bytes(Encoding.PEM)
-    files = {
-        "root.pem": root_pem,
-        "intermediate.pem": inter_pem,
-        "ca-chain.pem": inter_pem + root_pem,  # the seeds' ca-chain.cert.pem order
-        "root.crt": root.public_bytes(Encoding.DER),
-        "intermediate.crt": intermediate.public_bytes(Encoding.DER),
-    }
-    for name, data in files.items():
-        atomic_write(folder / name, data)
-
-
 def _ca_summary(cert: x509.Certificate, key: PrivateKey) -> dict[str, str]:
     """What the audit log says of a new CA: never key material, only public facts."""
     spki = key.public_key().public_bytes(Encoding.DER,
@@ -167,5 +152,5 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
         store.close()
     spool = Spool(config.spool_dir)
     spool.create(config.profiles)
-    publish_ca_files(spool, root, inter)
+    publish_ca_files(spool.outgoing / "ca", root, inter)
     return CeremonyReport(directory, config_path, root, inter, passphrase is not None)

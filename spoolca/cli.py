@@ -133,7 +133,8 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     with _opened(args) as (config, store):
         _hold_lock(config)
-        summary = Processor(config, store).run_pass()
+        with Processor(config, store) as processor:
+            summary = processor.run_pass()
     total = len(summary.outcomes)
     print(f"processed {total} request(s): {summary.issued} issued, {summary.rejected} rejected, "
           f"{summary.republished} re-published; results in {config.spool_dir / 'outgoing'}/")
@@ -153,7 +154,8 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         if read.data is None:
             raise SpoolcaError(f"failed to read {args.file}: {read.detail}")
         profile = args.profile or config.default_profile
-        verdict, findings = Processor(config, store).dry_run(read.data, profile)
+        with Processor(config, store) as processor:
+            verdict, findings = processor.dry_run(read.data, profile)
     if verdict == "accepted":
         print(f"accepted: {args.file} would be issued under profile {profile}")
         return 0

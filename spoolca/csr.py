@@ -28,11 +28,13 @@ _PEM_BLOCK = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A parsed request: its DER, identity, and the cryptography object."""
+    """A parsed request: its DER, identity, the cryptography object, and whether its
+    self-signature verifies (checked once, at load, where it can run in parallel)."""
 
     der: bytes
     sha256: str
     csr: x509.CertificateSigningRequest
+    signature_valid: bool
 
 
 def request_sha256(data: bytes) -> str:
@@ -71,4 +73,8 @@ def load_request(data: bytes) -> Request:
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         detail = str(exc).split("\n")[0][:200]
         raise CSRError("csr.unparseable", f"not a valid PKCS#10 request: {detail}") from None
-    return Request(der=der, sha256=request_sha256(der), csr=csr)
+    try:
+        valid = csr.is_signature_valid
+    except (UnsupportedAlgorithm, ValueError):
+        valid = False
+    return Request(der=der, sha256=request_sha256(der), csr=csr, signature_valid=valid)

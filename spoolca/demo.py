@@ -85,7 +85,8 @@ def run_demo(directory: Path) -> int:
         os.rename(target.with_name(f".{target.name}.part"), target)  # write, then rename in
     store = Store(config.database)
     try:
-        summary = Processor(config, store, actor="demo").run_pass()
+        with Processor(config, store, actor="demo") as processor:
+            summary = processor.run_pass()
     finally:
         store.close()
     outgoing = config.spool_dir / "outgoing"

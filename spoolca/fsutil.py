@@ -102,17 +102,17 @@ def atomic_write(path: Path, data: bytes, mode: int = PUBLIC_FILE, *, durable: b
         fsync_dir(path.parent)
 
 
-def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_FILE) -> None:
-    """Make `folder` hold exactly-these files, appearing all at once to a reader.
+def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_FILE, *,
+                   links: Mapping[str, Path] | None = None) -> None:
+    """Make `folder` hold these files, appearing all at once to a reader.
 
     A new folder is built under a dot-name and renamed into place in one step; an existing
-    one (a re-publication) has each file replaced atomically. Not fsynced: the caller
-    batches durability with `sync_filesystem`.
+    one (a re-publication) has each file replaced atomically. `links` names files that are
+    hard links to shared, never-modified files (saving an inode each; copied where the
+    file system cannot link). Not fsynced: the caller batches durability with
+    `sync_filesystem`.
     """
-    if folder.is_dir():
-        for name, data in files.items():
-            atomic_write(folder / name, data, mode, durable=False)
-        return
+    links = links or {}
     temp = folder.with_name(f".{folder.name}.{secrets.token_hex(6)}.tmp")
     os.mkdir(temp, SHARED_DIR)
     try:
@@ -122,10 +122,31 @@ def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_
                 _write_fd(fd, data)
             finally:
                 os.close(fd)
-        os.rename(temp, folder)
-    except BaseException:
+        for name, source in links.items():
+            _link_or_copy(source, temp / name, mode)
+        os.rename(temp, folder)  # fails if folder exists and is not empty
+        return
+    except OSError as exc:
         remove_tree(temp)
-        raise
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            raise
+    for name, data in files.items():
+        atomic_write(folder / name, data, mode, durable=False)
+    for name, source in links.items():
+        atomic_write(folder / name, source.read_bytes(), mode, durable=False)
+
+
+def _link_or_copy(source: Path, target: Path, mode: int) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+            raise
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        try:
+            _write_fd(fd, source.read_bytes())
+        finally:
+            os.close(fd)
 
 
 def remove_tree(path: Path) -> None:

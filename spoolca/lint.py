@@ -7,26 +7,23 @@ crashes is a fatal finding, never a silent pass.
 
 from __future__ import annotations
 
-from pkilint import loader
-from pkilint.pkix import certificate, name
-from pkilint.pkix import extension as pkix_extension
-from pkilint.validation import ValidationFindingSeverity
-
 from spoolca.findings import Finding
 
 __all__ = ["CertificateLinter"]
 
-_CODES = {
-    ValidationFindingSeverity.FATAL: "lint.fatal",
-    ValidationFindingSeverity.ERROR: "lint.error",
-    ValidationFindingSeverity.WARNING: "lint.warning",
-}
+# pkilint's severities (ValidationFindingSeverity): FATAL 0, ERROR 1, WARNING 2.
+_CODES = {0: "lint.fatal", 1: "lint.error", 2: "lint.warning"}
 
 
 class CertificateLinter:
     """The PKIX certificate validator of `lint_pkix_cert`, built once and reused."""
 
     def __init__(self) -> None:
+        # Imported here: pkilint takes 0.1 s to import, wasted when lint = "off".
+        from pkilint import loader
+        from pkilint.pkix import certificate, name
+        from pkilint.pkix import extension as pkix_extension
+
         self._validator = certificate.create_pkix_certificate_validator_container(
             certificate.create_decoding_validators(
                 name.ATTRIBUTE_TYPE_MAPPINGS, pkix_extension.EXTENSION_MAPPINGS
@@ -51,7 +48,7 @@ class CertificateLinter:
         findings = []
         for result in results:
             for description in result.finding_descriptions:
-                code = _CODES.get(description.finding.severity)
+                code = _CODES.get(int(description.finding.severity))
                 if code:
                     detail = f": {description.message}" if description.message else ""
                     findings.append(Finding(code, f"pkilint {description.finding.code} at "

@@ -7,6 +7,7 @@ Every violation is reported, not the first one, so a requester fixes a CSR once.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,7 +61,8 @@ class Decision:
         return not self.findings
 
 
-def _check_signature(csr: x509.CertificateSigningRequest) -> list[Finding]:
+def _check_signature(request: Request) -> list[Finding]:
+    csr = request.csr
     findings = []
     try:
         algorithm = csr.signature_hash_algorithm
@@ -72,11 +74,7 @@ def _check_signature(csr: x509.CertificateSigningRequest) -> list[Finding]:
         findings.append(Finding("csr.signature_hash_weak",
                                 f"the request is signed with {algorithm.name.upper()}; "
                                 "sign it with SHA-256 or stronger (openssl req -sha256)"))
-    try:
-        valid = csr.is_signature_valid
-    except (UnsupportedAlgorithm, ValueError):
-        valid = False
-    if not valid:
+    if not request.signature_valid:
         findings.append(Finding("csr.signature_invalid", "the request's signature does not "
                                 "verify with its own public key: it was altered or is corrupt"))
     return findings
@@ -149,9 +147,18 @@ def _attributes(name: x509.Name) -> list[x509.NameAttribute]:
     return [attr for rdn in name.rdns for attr in rdn]
 
 
+@functools.lru_cache(maxsize=256)
+def _grouped(name: x509.Name) -> dict[str, list[str]]:
+    """Values per attribute long name, in order, computed once per name (CA names repeat)."""
+    grouped: dict[str, list[str]] = {}
+    for rdn in name.rdns:
+        for attr in rdn:
+            grouped.setdefault(attribute_name(attr.oid), []).append(str(attr.value))
+    return grouped
+
+
 def _values(name: x509.Name, field_name: str) -> list[str]:
-    oid = ATTRIBUTES[field_name][1]
-    return [str(attr.value) for attr in name.get_attributes_for_oid(oid)]
+    return _grouped(name).get(field_name, [])
 
 
 def _check_value(field_name: str, value: str, policy: Policy) -> Finding | None:
@@ -322,7 +329,7 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
     issued for that subject, for OpenSSL's unique_subject rule.
     """
     csr = request.csr
-    findings = _check_signature(csr) + _check_key(csr, policy)
+    findings = _check_signature(request) + _check_key(csr, policy)
     findings += _check_extensions(csr, profile.kind)
     subject_findings, subject = _check_subject(csr.subject, issuer.subject, profile, policy)
     findings += subject_findings

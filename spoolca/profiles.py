@@ -6,6 +6,7 @@ and only after policy has passed its names. Each flag is spelled out with the re
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,8 +48,12 @@ def _ski(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
     return x509.SubjectKeyIdentifier.from_public_key(public_key)
 
 
+@functools.lru_cache(maxsize=8)
 def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    """keyid only (RFC 5280 4.2.1.1): issuer+serial would pin the chain to one issuer cert."""
+    """keyid only (RFC 5280 4.2.1.1): issuer+serial would pin the chain to one issuer cert.
+
+    Cached: the same few issuers sign thousands of certificates.
+    """
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 

@@ -20,6 +20,7 @@ __all__ = [
     "RESERVED_NAMES",
     "Claimed",
     "Spool",
+    "archive_file",
     "is_ignored",
     "safe_name",
 ]
@@ -120,9 +121,12 @@ class Spool:
         A name already in work/ waits for the next pass instead of replacing it.
         """
         claimed = []
+        made: set[str] = set()
         for source, profile in self._candidates(default_profile):
-            folder = ensure_dir(self.work / profile, SHARED_DIR)
-            target = folder / source.name
+            if profile not in made:
+                ensure_dir(self.work / profile, SHARED_DIR)
+                made.add(profile)
+            target = self.work / profile / source.name
             if os.path.lexists(target):
                 continue
             try:
@@ -147,12 +151,20 @@ class Spool:
         return pending
 
     def archive_claimed(self, claimed: Claimed, output_name: str) -> Path:
-        """Move a processed original to archive/NAME/ (kept forever: nothing is lost)."""
-        folder = ensure_dir(self.archive / output_name, SHARED_DIR)
-        target = folder / claimed.file_name
-        counter = 1
-        while os.path.lexists(target):
-            counter += 1
-            target = folder / f"{claimed.file_name}.{counter}"
-        os.rename(claimed.path, target)
-        return target
+        """Move a processed original to archive/NAME.ext (kept forever: nothing is lost)."""
+        return archive_file(self.archive, claimed.path, claimed.file_name, output_name)
+
+
+def archive_file(archive: Path, path: Path, file_name: str, output_name: str) -> Path:
+    """Rename `path` to archive/NAME.ext, never over another file.
+
+    Flat, one rename and no mkdir per request; NAME pairs it with outgoing/NAME/.
+    """
+    suffix = next((s for s in REQUEST_SUFFIXES if file_name.lower().endswith(s)), ".request")
+    target = archive / f"{output_name}{suffix}"
+    counter = 1
+    while os.path.lexists(target):
+        counter += 1
+        target = archive / f"{output_name}.{counter}{suffix}"
+    os.rename(path, target)
+    return target

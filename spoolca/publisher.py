@@ -1,0 +1,153 @@
+"""Publishing decided batches: results out, originals archived, each round synced once.
+
+Writing thousands of small files is kernel work plus Python glue between system calls;
+done on a thread it fights the deciding thread for the GIL. So a large batch is handed
+to a child process (`python -m spoolca.publisher`: its own interpreter, the second core)
+while the next batch is decided; a small one, such as the daemon's lone request, is
+published inline at once. The child dies with its parent (PR_SET_PDEATHSIG), so no
+orphan can archive work/ behind a restarted daemon. The pipe carries pickles between
+our own two processes only; nothing from the spool is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from spoolca.errors import SpoolcaError
+from spoolca.fsutil import publish_folder, sync_filesystem
+from spoolca.spool import archive_file
+
+__all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher", "publish_jobs"]
+
+CHILD_THRESHOLD = 64  # results per batch from which the child process pays for itself
+_PR_SET_PDEATHSIG = 1
+_FRAME = struct.Struct(">Q")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishJob:
+    """One result folder to write and the original to archive after it."""
+
+    output_name: str
+    files: dict[str, bytes]
+    links: dict[str, Path]
+    original: Path
+    file_name: str
+
+
+def publish_jobs(outgoing: Path, archive: Path, jobs: Sequence[PublishJob]) -> None:
+    """Results first, made durable; only then the originals leave work/ (invariant 1)."""
+    for job in jobs:
+        publish_folder(outgoing / job.output_name, job.files, links=job.links)
+    sync_filesystem([outgoing])
+    for job in jobs:
+        archive_file(archive, job.original, job.file_name, job.output_name)
+    sync_filesystem([archive])
+
+
+def _write_frame(stream: BinaryIO, payload: bytes) -> None:
+    stream.write(_FRAME.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def _read_frame(stream: BinaryIO) -> bytes | None:
+    header = stream.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None
+    (length,) = _FRAME.unpack(header)
+    return stream.read(length)
+
+
+class Publisher:
+    """Publishes batches in order: at most one in flight, the next waits for it."""
+
+    def __init__(self, outgoing: Path, archive: Path) -> None:
+        self._outgoing = outgoing
+        self._archive = archive
+        self._child: subprocess.Popen[bytes] | None = None
+        self._in_flight = False
+
+    def submit(self, jobs: Sequence[PublishJob]) -> None:
+        """Publish a batch: behind, in the child, if large; else now."""
+        self.wait()
+        if len(jobs) < CHILD_THRESHOLD:
+            self._guard(lambda: publish_jobs(self._outgoing, self._archive, jobs))
+            return
+        child = self._start_child()
+        assert child.stdin is not None
+        payload = pickle.dumps((self._outgoing, self._archive, list(jobs)),
+                               protocol=pickle.HIGHEST_PROTOCOL)
+        self._guard(lambda: _write_frame(child.stdin, payload))  # type: ignore[arg-type]
+        self._in_flight = True
+
+    def wait(self) -> None:
+        """Until every submitted batch is published, synced and archived."""
+        if not self._in_flight:
+            return
+        self._in_flight = False
+        assert self._child is not None and self._child.stdout is not None
+        answer = _read_frame(self._child.stdout)
+        if answer != b"ok":
+            self._child = None
+            detail = answer.decode(errors="replace") if answer else "the publisher process died"
+            raise SpoolcaError(f"failed to publish results to {self._outgoing}: {detail}; "
+                               "they are recorded and will be published again on the next pass")
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._child is not None:
+                assert self._child.stdin is not None
+                self._child.stdin.close()
+                self._child.wait(timeout=30)
+                self._child = None
+
+    def _start_child(self) -> subprocess.Popen[bytes]:
+        if self._child is None:
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "spoolca.publisher", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        return self._child
+
+    def _guard(self, step: object) -> None:
+        try:
+            step()  # type: ignore[operator]
+        except OSError as exc:
+            raise SpoolcaError(f"failed to publish results to {self._outgoing}: "
+                               f"{exc.strerror or exc}; they are recorded and will be "
+                               "published again on the next pass") from None
+
+
+def _serve(parent: int) -> int:
+    """The child: publish each batch the parent sends, answer `ok` or the error."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        return 1
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while (frame := _read_frame(stdin)) is not None:
+        outgoing, archive, jobs = pickle.loads(frame)  # noqa: S301 - from our parent only
+        try:
+            publish_jobs(outgoing, archive, jobs)
+        except OSError as exc:
+            _write_frame(stdout, f"{exc.strerror or exc} ({exc.filename})".encode())
+            continue
+        _write_frame(stdout, b"ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(int(sys.argv[1])))

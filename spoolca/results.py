@@ -1,0 +1,115 @@
+"""What a request's outcome looks like on the spool: outgoing/NAME/ and result.json.
+
+result.json always has `status`, `request_sha256` and `profile`, then either `serial`
+(hex, as in index.txt) and `not_after`, or `reasons` (a list of `{code, message}`).
+Its content depends only on the recorded result, so a re-publication is identical.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from spoolca.findings import Finding
+from spoolca.fsutil import atomic_write
+from spoolca.store import CertificateRecord
+
+__all__ = [
+    "ChainFiles",
+    "Outcome",
+    "issued_files",
+    "publish_ca_files",
+    "rejected_files",
+    "result_json",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one submitted file, and the files that say so."""
+
+    output_name: str
+    file_name: str
+    request_sha256: str
+    profile: str
+    status: str
+    serial: str | None
+    findings: tuple[Finding, ...]
+    files: dict[str, bytes]
+    republished: bool = False
+    links: dict[str, Path] = field(default_factory=dict)  # hard links to shared files
+
+
+@dataclass(frozen=True, slots=True)
+class ChainFiles:
+    """The CA certificates above one issuer, PEM-encoded once and reused per request.
+
+    `path` is the published copy of `chain` in outgoing/ca/ (ca-chain.pem or root.pem);
+    each result's chain.pem is a hard link to it, one inode fewer per request.
+    """
+
+    chain: bytes          # every CA above the certificate, root included
+    intermediates: bytes  # the same without the root: what a TLS server sends
+    path: Path
+
+    @classmethod
+    def above(cls, issuer: x509.Certificate, root: x509.Certificate, ca_folder: Path
+              ) -> ChainFiles:
+        root_pem = root.public_bytes(Encoding.PEM)
+        if issuer.subject == root.subject:
+            return cls(chain=root_pem, intermediates=b"", path=ca_folder / "root.pem")
+        issuer_pem = issuer.public_bytes(Encoding.PEM)
+        return cls(chain=issuer_pem + root_pem, intermediates=issuer_pem,
+                   path=ca_folder / "ca-chain.pem")
+
+
+def result_json(**fields: Any) -> bytes:
+    """Stable, readable JSON: sorted keys, absent fields left out."""
+    body = {key: value for key, value in fields.items() if value is not None}
+    return (json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def rejected_files(*, name: str, file_name: str, request_sha256: str, profile: str,
+                   decided_at: str, reasons: list[dict[str, str]]) -> dict[str, bytes]:
+    return {"result.json": result_json(
+        status="rejected", name=name, file=file_name, request_sha256=request_sha256,
+        profile=profile, decided_at=decided_at, reasons=reasons)}
+
+
+def issued_files(cert: x509.Certificate, record: CertificateRecord, chain: ChainFiles, *,
+                 name: str, file_name: str, decided_at: str) -> dict[str, bytes]:
+    """cert.pem, cert.crt (DER), fullchain.pem and result.json; chain.pem is linked."""
+    cert_pem = cert.public_bytes(Encoding.PEM)
+    body = result_json(
+        status="issued", name=name, file=file_name, request_sha256=record.request_sha256,
+        profile=record.profile, decided_at=decided_at, serial=record.serial,
+        subject=record.subject, issuer=record.issuer, not_before=record.not_before,
+        not_after=record.not_after, cert_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+    )
+    return {
+        "cert.pem": cert_pem,
+        "cert.crt": cert.public_bytes(Encoding.DER),
+        "fullchain.pem": cert_pem + chain.intermediates,
+        "result.json": body,
+    }
+
+
+def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Certificate
+                     ) -> None:
+    """outgoing/ca/: root, intermediate and the chain, as PEM, plus DER .crt copies."""
+    root_pem, inter_pem = root.public_bytes(Encoding.PEM), intermediate.public_bytes(Encoding.PEM)
+    files = {
+        "root.pem": root_pem,
+        "intermediate.pem": inter_pem,
+        "ca-chain.pem": inter_pem + root_pem,  # the seeds' ca-chain.cert.pem order
+        "root.crt": root.public_bytes(Encoding.DER),
+        "intermediate.crt": intermediate.public_bytes(Encoding.DER),
+    }
+    for name, data in files.items():
+        atomic_write(folder / name, data)
