@@ -264,11 +264,16 @@ def _read_authorities(reader: _Reader, raw: Mapping[str, Any], base: Path
         where = f"authorities.{name}."
         entry = reader.table(table, name, "authorities.")
         reader.unknown(entry, {"key", "crl_url", "issuer_url"}, where)
+        urls = {key: reader.get(entry, key, str, "", where) for key in ("crl_url", "issuer_url")}
+        for key, url in urls.items():
+            if url and not url.startswith("http://"):
+                # RFC 5280 4.2.1.13 and 4.2.2.1: relying parties fetch these over plain HTTP.
+                reader.problems.append(f"{where}{key}: must be an http:// URL")
         result[name] = AuthoritySettings(
             name=name,
             key=base / reader.get(entry, "key", str, f"keys/{name}.key.pem", where),
-            crl_url=reader.get(entry, "crl_url", str, "", where),
-            issuer_url=reader.get(entry, "issuer_url", str, "", where),
+            crl_url=urls["crl_url"],
+            issuer_url=urls["issuer_url"],
         )
     return result
 

@@ -34,8 +34,11 @@ def hostname_problem(name: str, *, allow_wildcards: bool) -> str | None:
         if not allow_wildcards:
             return "policy.san.wildcard_not_allowed"
         labels = labels[1:]
-        if len(labels) < 2:  # "*.com" would cover a whole top-level domain
-            return "policy.san.dns_invalid"
+    # At least two labels: a single label ("localhost", "intranet") is not a domain name
+    # a CA may certify (pkilint: pkix.invalid_domain_name_syntax), and "*.com" would
+    # cover a whole top-level domain.
+    if len(labels) < 2:
+        return "policy.san.dns_invalid"
     if not all(_LABEL.match(label) for label in labels):
         return "policy.san.dns_invalid"
     if labels[-1].isdigit():  # "10.0.0.1" is an IP address, not a hostname

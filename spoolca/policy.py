@@ -122,9 +122,9 @@ def _check_key(csr: x509.CertificateSigningRequest, policy: Policy) -> list[Find
                     f"the key type {kind} is not accepted; use RSA, ECDSA or Ed25519")]
 
 
-def _check_extensions(csr: x509.CertificateSigningRequest, kind: str) -> list[Finding]:
+def _check_extensions(extensions: x509.Extensions, kind: str) -> list[Finding]:
     findings = []
-    for ext in csr.extensions:
+    for ext in extensions:
         if ext.oid == ExtensionOID.BASIC_CONSTRAINTS:
             if ext.value.ca and kind != "subca":
                 findings.append(Finding("csr.extension.basic_constraints_ca",
@@ -240,9 +240,9 @@ def _check_subject(subject: x509.Name, ca_subject: x509.Name, profile: Profile,
     return [], _issued_subject(subject, profile.dn, policy, profile.preserve_dn)
 
 
-def _requested_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
+def _requested_names(extensions: x509.Extensions) -> list[x509.GeneralName]:
     try:
-        return list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        return list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         return []
 
@@ -255,7 +255,8 @@ def _check_dns(names: Iterable[str], profile: Profile) -> list[Finding]:
             findings.append(Finding(code, f"{name!r} is a wildcard; the {profile.name} profile "
                                     "sets allow_wildcards = false"))
         elif code:
-            findings.append(Finding(code, f"{name!r} is not a valid DNS hostname"))
+            findings.append(Finding(code, f"{name!r} is not a valid DNS hostname (letters, "
+                                    "digits and hyphens, at least two labels)"))
         elif not domain_allowed(name, profile.allowed_domains):
             findings.append(Finding("policy.san.dns_not_allowed",
                                     f"{name!r} is not under the {profile.name} profile's "
@@ -275,7 +276,7 @@ def _check_names(request: Request, subject: x509.Name, profile: Profile
     dns: list[str] = []
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     emails: list[str] = []
-    for general in _requested_names(request.csr):
+    for general in _requested_names(request.extensions):
         if isinstance(general, x509.DNSName) and profile.kind != "subca":
             dns.append(general.value)
         elif isinstance(general, x509.IPAddress) and profile.kind != "subca" and isinstance(
@@ -303,7 +304,7 @@ def _check_names(request: Request, subject: x509.Name, profile: Profile
             else:
                 findings.append(Finding("policy.cn.invalid_email",
                                         f"commonName {cn!r} is not a valid e-mail address"))
-    emails += _values(request.csr.subject, "emailAddress") if profile.kind == "client" else []
+    emails += _values(request.subject, "emailAddress") if profile.kind == "client" else []
     dns, emails = _dedupe(dns), _dedupe(emails)
     findings += _check_dns(dns, profile)
     for ip in ips if not profile.allow_ip else []:
@@ -314,6 +315,8 @@ def _check_names(request: Request, subject: x509.Name, profile: Profile
     if profile.kind == "server" and not dns and not ips:
         findings.append(Finding("policy.san.missing", "a server request must name at least one "
                                 "DNS name or IP address (commonName or subjectAltName)"))
+    if findings:  # refused names (a U-label, say) cannot even be built as GeneralNames
+        return findings, ()
     names: list[GeneralName] = [x509.DNSName(d) for d in dns]
     names += [x509.IPAddress(ip) for ip in dict.fromkeys(ips)]
     names += [x509.RFC822Name(e) for e in emails]
@@ -330,10 +333,10 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
     """
     csr = request.csr
     findings = _check_signature(request) + _check_key(csr, policy)
-    findings += _check_extensions(csr, profile.kind)
-    subject_findings, subject = _check_subject(csr.subject, issuer.subject, profile, policy)
+    findings += _check_extensions(request.extensions, profile.kind)
+    subject_findings, subject = _check_subject(request.subject, issuer.subject, profile, policy)
     findings += subject_findings
-    name_findings, names = _check_names(request, subject or csr.subject, profile)
+    name_findings, names = _check_names(request, subject or request.subject, profile)
     findings += name_findings
     if subject is None:
         return Decision(findings=tuple(findings))

@@ -108,7 +108,12 @@ class Spool:
                 if entry.name in NON_PROFILE_FOLDERS:
                     continue
                 for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):
-                    if not is_ignored(inner.name) and not inner.is_dir(follow_symlinks=False):
+                    if is_ignored(inner.name):
+                        continue
+                    # A sub-folder is left alone, unless it is named like a request: then
+                    # it is claimed and rejected (file.not_regular) rather than left forever.
+                    if not inner.is_dir(follow_symlinks=False) or inner.name.lower().endswith(
+                            REQUEST_SUFFIXES):
                         found.append((Path(inner.path), entry.name))
             else:
                 found.append((Path(entry.path), default_profile))
