@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import warnings
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -225,7 +224,8 @@ class TestExtensions:
 
     def test_unknown_critical_extension_is_refused(self, config, issuer):
         """A critical extension we do not understand is refused, a non-critical one ignored."""
-        unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+        oid = x509.ObjectIdentifier("1.3.6.1.4.1.99999.1")
+        unknown = x509.UnrecognizedExtension(oid, b"\x05\x00")
         assert codes(decide(config, issuer, make_csr(extensions=[(unknown, True)])[1])) == \
             ["csr.extension.unsupported_critical"]
         assert decide(config, issuer, make_csr(extensions=[(unknown, False)])[1]).accepted

@@ -1,0 +1,94 @@
+"""The pipeline in-process, with an injected clock: the clock guard and the audit chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import pytest
+
+from spoolca.chain import GENESIS, entry_hash
+from spoolca.config import load_config
+from spoolca.errors import ClockError
+from spoolca.pipeline import Processor
+from spoolca.store import Store
+from tests.pki import CA, make_csr, pem
+
+
+def run(ca: CA, now: dt.datetime):
+    store = Store(load_config(ca.config).database)
+    try:
+        with Processor(load_config(ca.config), store, clock=lambda: now) as processor:
+            return processor.run_pass()
+    finally:
+        store.close()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class TestClockGuard:
+    def test_clock_set_back_refuses_to_issue_and_keeps_requests(self, ca: CA):
+        """Invariant 8: earlier than the latest issuance, nothing is issued or moved."""
+        ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+        moment = now()
+        assert run(ca, moment).issued == 1
+        ca.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))
+        with pytest.raises(ClockError, match="earlier than the latest issuance"):
+            run(ca, moment - dt.timedelta(hours=1))
+        assert os.listdir(ca.incoming / "server") == ["b.csr"]
+        assert run(ca, moment + dt.timedelta(seconds=1)).issued == 1
+
+    def test_clock_outside_the_ca_validity(self, ca: CA):
+        """A clock before the CA existed (a dead RTC battery) refuses to issue."""
+        ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+        with pytest.raises(ClockError, match="outside the intermediate CA's validity"):
+            run(ca, dt.datetime(2001, 1, 1, tzinfo=dt.UTC))
+        assert os.listdir(ca.incoming / "server") == ["a.csr"]
+
+    def test_validity_is_capped_by_the_issuing_ca(self, ca: CA):
+        """Near the intermediate's end, a certificate ends with it, not after."""
+        import sqlite3
+
+        from cryptography import x509
+
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            der = db.execute("SELECT cert_der FROM authorities WHERE name = 'intermediate'"
+                             ).fetchone()[0]
+        end = x509.load_der_x509_certificate(der).not_valid_after_utc
+        ca.submit("server/late.csr", pem(make_csr("late.sample.com")[1]))
+        run(ca, end - dt.timedelta(days=10))
+        assert ca.result("late")["not_after"] == end.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TestAuditChain:
+    def test_every_state_change_is_chained(self, ca: CA):
+        """init, key unlock, issue and reject entries form one unbroken hash chain."""
+        ca.submit("server/good.csr", pem(make_csr("good.sample.com")[1]))
+        ca.submit("server/bad.csr", b"garbage")
+        run(ca, now())
+        store = Store(load_config(ca.config).database)
+        entries = list(store.audit_entries())
+        store.close()
+        events = [e[2] for e in entries]
+        assert events[0] == "ca.initialized"
+        assert "key.unlocked" in events
+        assert events.count("request.issued") == 1 and events.count("request.rejected") == 1
+        previous = GENESIS
+        for seq, time, event, actor, data, prev, digest in entries:
+            assert prev == previous
+            assert digest == entry_hash(seq, time, event, actor, json.loads(data), prev)
+            previous = digest
+
+    def test_an_edited_entry_breaks_the_chain(self, ca: CA):
+        """Counter-case: changing one byte of data no longer matches its hash."""
+        ca.submit("server/good.csr", pem(make_csr("good.sample.com")[1]))
+        run(ca, now())
+        store = Store(load_config(ca.config).database)
+        seq, time, event, actor, data, prev, digest = list(store.audit_entries())[-1]
+        store.close()
+        forged = json.loads(data)
+        forged["serial"] = "00"
+        assert entry_hash(seq, time, event, actor, forged, prev) != digest
