@@ -117,22 +117,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # -- process, policy check ----------------------------------------------------------------
 
-def _hold_lock(config: Config) -> int:
-    from spoolca.fsutil import instance_lock
-
-    lock = config.path.parent / "spoolca.lock"
-    try:
-        return instance_lock(lock)
-    except BlockingIOError:
-        raise SpoolcaError(f"another spoolca is already processing {config.path.parent} "
-                           f"(lock {lock}); stop it or wait for it to finish") from None
-
-
 def cmd_process(args: argparse.Namespace) -> int:
+    from spoolca.daemon import hold_instance_lock
     from spoolca.pipeline import Processor
 
     with _opened(args) as (config, store):
-        _hold_lock(config)
+        hold_instance_lock(config)
         with Processor(config, store) as processor:
             summary = processor.run_pass()
     total = len(summary.outcomes)
@@ -143,6 +133,13 @@ def cmd_process(args: argparse.Namespace) -> int:
             codes = ", ".join(f.code for f in outcome.findings)
             print(f"  rejected {outcome.file_name}: {codes}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from spoolca.daemon import Daemon
+
+    configure_logging(sys.stdout)  # journald reads stdout; JSON unless on a terminal
+    return Daemon(_config_path(args)).run()
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -251,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     process = commands.add_parser("process", help="one pass over incoming/, then exit")
     process.set_defaults(func=cmd_process)
+
+    serve = commands.add_parser("serve", help="the daemon: watch the spool (systemd "
+                                "Type=notify)")
+    serve.set_defaults(func=cmd_serve)
 
     listing = commands.add_parser("list", help="the certificate register")
     listing.add_argument("--json", action="store_true")

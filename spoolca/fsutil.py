@@ -40,8 +40,16 @@ SHARED_DIR = 0o755
 
 
 def ensure_dir(path: Path, mode: int = PRIVATE_DIR) -> Path:
-    """Create `path` (and parents) if missing; an existing directory keeps its mode."""
-    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    """Create `path` (and parents) if missing, with exactly `mode` whatever the umask
+    (the service runs with UMask=0077); an existing directory keeps its mode."""
+    try:
+        path.mkdir(mode=mode)
+    except FileExistsError:
+        return path
+    except FileNotFoundError:
+        ensure_dir(path.parent, mode)
+        return ensure_dir(path, mode)
+    os.chmod(path, mode)
     return path
 
 
@@ -116,9 +124,11 @@ def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_
     temp = folder.with_name(f".{folder.name}.{secrets.token_hex(6)}.tmp")
     os.mkdir(temp, SHARED_DIR)
     try:
+        os.chmod(temp, SHARED_DIR)  # exact modes whatever the umask (UMask=0077)
         for name, data in files.items():
             fd = os.open(temp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
             try:
+                os.fchmod(fd, mode)
                 _write_fd(fd, data)
             finally:
                 os.close(fd)
@@ -144,6 +154,7 @@ def _link_or_copy(source: Path, target: Path, mode: int) -> None:
             raise
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         try:
+            os.fchmod(fd, mode)
             _write_fd(fd, source.read_bytes())
         finally:
             os.close(fd)

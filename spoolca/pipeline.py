@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from cryptography import x509
@@ -31,7 +33,7 @@ from spoolca.csr import Request, load_request, request_sha256
 from spoolca.dn import oneline
 from spoolca.errors import ClockError, CSRError, UsageError
 from spoolca.findings import Finding
-from spoolca.fsutil import read_untrusted
+from spoolca.fsutil import publish_folder, read_untrusted, remove_tree, sync_filesystem
 from spoolca.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
 from spoolca.keys import generate_like
 from spoolca.lint import CertificateLinter
@@ -177,7 +179,12 @@ class Processor:
                     f"({format_time(cert.not_valid_before_utc)} to "
                     f"{format_time(cert.not_valid_after_utc)}): nothing was issued")
 
-    def _unlock(self) -> dict[str, IssuingCA]:
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def unlock(self) -> dict[str, IssuingCA]:
+        """Unlock the CA keys (once); record it, and the configuration if it changed."""
         if self._authorities is None:
             used = {p.issuer for p in self._config.profiles.values()}
             self._authorities = load_authorities(self._config, self._store, used)
@@ -224,6 +231,51 @@ class Processor:
             return "rejected", list(signed.findings)
         return "accepted", []
 
+    # -- recovery after a crash ------------------------------------------------------
+
+    def recover(self) -> int:
+        """Re-publish results the register has but outgoing/ lacks; drop crash leftovers.
+
+        A crash between commit and publication leaves a recorded result with no folder
+        (its original may already be archived). Returns how many were re-published.
+        """
+        outgoing = self.spool.outgoing
+        present = set()
+        for entry in os.scandir(outgoing):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                remove_tree(Path(entry.path))  # a folder a crash left half-built
+            else:
+                present.add(entry.name)
+        missing = [(name, row) for name, row in self._store.latest_submissions().items()
+                   if name not in present]
+        jobs = []
+        for name, (identity, file_name, profile, status, reasons, decided_at) in missing:
+            request = self._store.request(identity)
+            serial = request.serial if request is not None else None
+            files, links = self._result_files(name, file_name, identity, profile, status,
+                                              serial, reasons, decided_at)
+            jobs.append((name, files, links))
+        for name, files, links in jobs:
+            publish_folder(outgoing / name, files, links=links)
+        if jobs:
+            sync_filesystem([outgoing])
+            _log.info("recovered", republished=len(jobs))
+        return len(jobs)
+
+    def _result_files(self, name: str, file_name: str, identity: str, profile: str,
+                      status: str, serial: str | None, reasons: list[dict[str, str]],
+                      decided_at: str) -> tuple[dict[str, bytes], dict[str, Path]]:
+        """The files of a recorded result, rebuilt from the register alone."""
+        if status != "issued" or serial is None:
+            return rejected_files(name=name, file_name=file_name, request_sha256=identity,
+                                  profile=profile, decided_at=decided_at, reasons=reasons), {}
+        record = self._store.certificate(serial)
+        assert record is not None
+        chain = self._chains[record.issuer]
+        cert = x509.load_der_x509_certificate(record.der)
+        return (issued_files(cert, record, chain, name=name, file_name=file_name,
+                             decided_at=decided_at), {"chain.pem": chain.path})
+
     # -- a pass -----------------------------------------------------------------------
 
     def run_pass(self) -> PassSummary:
@@ -242,7 +294,7 @@ class Processor:
         """Decide and record a batch in one transaction; its publication starts behind."""
         if not batch:
             return []
-        authorities = self._unlock()
+        authorities = self.unlock()
         now = self._clock()
         self.check_clock(now)
         started = time.perf_counter()
@@ -479,20 +531,11 @@ class Processor:
                                           "request_sha256": item.identity, "status": status,
                                           "serial": serial})
         findings = tuple(Finding(r["code"], r["message"]) for r in reasons)
-        if status == "rejected" or serial is None:
-            files = rejected_files(name=name, file_name=item.claimed.file_name,
-                                   request_sha256=item.identity, profile=profile,
-                                   decided_at=decided_at, reasons=reasons)
-            return Outcome(name, item.claimed.file_name, item.identity, profile, status, None,
-                           findings, files, republished=True)
-        record = self._store.certificate(serial)
-        assert record is not None
-        cert = x509.load_der_x509_certificate(record.der)
-        chain = self._chains[record.issuer]
-        files = issued_files(cert, record, chain, name=name, file_name=item.claimed.file_name,
-                             decided_at=decided_at)
-        return Outcome(name, item.claimed.file_name, item.identity, profile, status, serial,
-                       (), files, republished=True, links={"chain.pem": chain.path})
+        files, links = self._result_files(name, item.claimed.file_name, item.identity, profile,
+                                          status, serial, reasons, decided_at)
+        return Outcome(name, item.claimed.file_name, item.identity, profile, status,
+                       serial if status == "issued" else None, findings, files,
+                       republished=True, links=links)
 
 
 def _general(name: x509.GeneralName) -> str:

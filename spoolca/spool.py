@@ -94,7 +94,8 @@ class Spool:
         for name in sorted(RESERVED_NAMES):
             ensure_dir(self.outgoing / name, SHARED_DIR)
 
-    def _candidates(self, default_profile: str) -> list[tuple[Path, str]]:
+    def candidates(self, default_profile: str) -> list[tuple[Path, str]]:
+        """(path, profile) of everything waiting in incoming/, in name order."""
         found: list[tuple[Path, str]] = []
         try:
             entries = sorted(os.scandir(self.incoming), key=lambda e: e.name)
@@ -105,41 +106,61 @@ class Spool:
                 continue
             if entry.is_dir(follow_symlinks=False) and not entry.name.lower().endswith(
                     REQUEST_SUFFIXES):
-                if entry.name in NON_PROFILE_FOLDERS:
-                    continue
-                for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):
-                    if is_ignored(inner.name):
-                        continue
-                    # A sub-folder is left alone, unless it is named like a request: then
-                    # it is claimed and rejected (file.not_regular) rather than left forever.
-                    if not inner.is_dir(follow_symlinks=False) or inner.name.lower().endswith(
-                            REQUEST_SUFFIXES):
-                        found.append((Path(inner.path), entry.name))
+                if entry.name not in NON_PROFILE_FOLDERS:
+                    found += self._in_profile_folder(Path(entry.path))
             else:
                 found.append((Path(entry.path), default_profile))
         return found
 
-    def claim_incoming(self, default_profile: str) -> list[Claimed]:
-        """Move every waiting submission into work/, in name order; return them.
-
-        A folder inside a profile folder is left where it is (never recursed into).
-        A name already in work/ waits for the next pass instead of replacing it.
-        """
-        claimed = []
-        made: set[str] = set()
-        for source, profile in self._candidates(default_profile):
-            if profile not in made:
-                ensure_dir(self.work / profile, SHARED_DIR)
-                made.add(profile)
-            target = self.work / profile / source.name
-            if os.path.lexists(target):
+    def _in_profile_folder(self, folder: Path) -> list[tuple[Path, str]]:
+        found = []
+        for inner in sorted(os.scandir(folder), key=lambda e: e.name):
+            if is_ignored(inner.name):
                 continue
-            try:
-                os.rename(source, target)
-            except FileNotFoundError:
-                continue  # taken away meanwhile: nothing to do
-            claimed.append(Claimed(target, profile, source.name))
-        return claimed
+            # A sub-folder is left alone, unless it is named like a request: then it is
+            # claimed and rejected (file.not_regular) rather than left there forever.
+            if not inner.is_dir(follow_symlinks=False) or inner.name.lower().endswith(
+                    REQUEST_SUFFIXES):
+                found.append((Path(inner.path), folder.name))
+        return found
+
+    def profile_of(self, path: Path, default_profile: str) -> str | None:
+        """The profile a path under incoming/ belongs to, or None if it is not a request."""
+        try:
+            relative = path.relative_to(self.incoming)
+        except ValueError:
+            return None
+        parts = relative.parts
+        if len(parts) == 1 and not is_ignored(parts[0]):
+            return default_profile
+        if len(parts) == 2 and parts[0] not in NON_PROFILE_FOLDERS \
+                and not is_ignored(parts[0]) and not is_ignored(parts[1]):
+            return parts[0]
+        return None
+
+    def claim(self, source: Path, profile: str) -> Claimed | None:
+        """Move one submission into work/<profile>/ by an atomic rename.
+
+        None if it is gone, or if the same name still waits in work/ (next pass).
+        """
+        folder = self.work / profile
+        target = folder / source.name
+        if os.path.lexists(target):
+            return None
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            if not folder.is_dir() and os.path.lexists(source):
+                ensure_dir(folder, SHARED_DIR)
+                return self.claim(source, profile)
+            return None
+        return Claimed(target, profile, source.name)
+
+    def claim_incoming(self, default_profile: str) -> list[Claimed]:
+        """Claim everything waiting in incoming/, in name order."""
+        claimed = [self.claim(source, profile)
+                   for source, profile in self.candidates(default_profile)]
+        return [c for c in claimed if c is not None]
 
     def pending_work(self) -> list[Claimed]:
         """Submissions claimed by an earlier pass that did not finish (a crash)."""

@@ -318,6 +318,17 @@ class Store:
                                   "WHERE request_sha256 = ? ORDER BY id", (request_sha256,))
         return [(row[0], row[1]) for row in rows]
 
+    def latest_submissions(self) -> dict[str, tuple[str, str, str, str, list[dict[str, str]],
+                                                     str]]:
+        """Per output name, its latest submission: (request_sha256, file_name, profile,
+        status, findings, decided_at). What recovery re-publishes from."""
+        rows = self._conn.execute(
+            "SELECT s.output_name, s.request_sha256, s.file_name, s.profile, s.status, "
+            "s.findings, COALESCE(r.decided_at, s.received_at) FROM submissions s "
+            "LEFT JOIN requests r ON r.sha256 = s.request_sha256 ORDER BY s.id")
+        return {row[0]: (row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
+                for row in rows}
+
     def audit_entries(self) -> Iterator[tuple[int, str, str, str, str, str, str]]:
         yield from self._conn.execute(
             "SELECT seq, time, event, actor, data, prev, hash FROM audit ORDER BY seq")

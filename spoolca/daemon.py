@@ -1,0 +1,333 @@
+"""`spoolca serve`: the long-running service that watches the spool.
+
+watchdog (inotify) is a wake-up call, not the source of truth: the handler only
+enqueues, one worker (this thread) does the work in order of arrival, and the spool is
+rescanned at start and on a timer, because events are lost while the daemon is down,
+watchdog drops inotify queue overflows silently (its issue #654), and mounting a stick
+raises no event. A file is taken once it was closed or renamed in, or, found by a
+scan, once its size and mtime have been still for SETTLE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from spoolca.config import Config, load_config
+from spoolca.errors import ClockError, SpoolcaError
+from spoolca.fsutil import instance_lock
+from spoolca.log import get_logger
+from spoolca.notify import Notifier
+from spoolca.pipeline import BATCH_SIZE, Processor, utc_now
+from spoolca.spool import REQUEST_SUFFIXES, Claimed
+from spoolca.store import Store
+
+__all__ = ["Daemon", "hold_instance_lock"]
+
+SETTLE_SECONDS = 2.0    # a file no event vouched for is taken after this long unchanged
+RESCAN_SECONDS = 30.0   # the timer rescan, for events that never came
+BATCH_WINDOW = 0.05     # after a first event, gather more for this long: one transaction
+# The longest single wait: a signal's Python handler runs only when the wait returns (a
+# C-level queue wait is not interrupted), so SIGTERM and SIGHUP act within this.
+MAX_WAIT = 0.5
+_log = get_logger("spoolca.daemon")
+_WAKE = ("wake", "")
+
+
+def hold_instance_lock(config: Config) -> int:
+    """One processor per state directory; the second one is told who holds it."""
+    lock = config.path.parent / "spoolca.lock"
+    try:
+        return instance_lock(lock)
+    except BlockingIOError:
+        holder = lock.read_text().strip() if lock.exists() else "?"
+        raise SpoolcaError(f"another spoolca (pid {holder}) is already processing "
+                           f"{config.path.parent}; stop it first (lock {lock})") from None
+
+
+class _Enqueue(FileSystemEventHandler):
+    """The watchdog handler: it only enqueues; the worker decides (watchdog's own design)."""
+
+    def __init__(self, events: queue.SimpleQueue[tuple[str, str]]) -> None:
+        self._events = events
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileClosedEvent):
+            self._events.put(("complete", os.fsdecode(event.src_path)))
+        elif isinstance(event, FileMovedEvent):
+            self._events.put(("complete", os.fsdecode(event.dest_path)))
+        elif isinstance(event, FileCreatedEvent):
+            self._events.put(("seen", os.fsdecode(event.src_path)))
+        elif isinstance(event, DirCreatedEvent | DirMovedEvent):
+            path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
+            # A folder named like a request is a (bad) request; any other may hold some.
+            kind = "seen" if path.lower().endswith(REQUEST_SUFFIXES) else "rescan"
+            self._events.put((kind, path))
+
+
+@dataclass(slots=True)
+class _Sighting:
+    """A file waiting in incoming/: whether an event vouched it complete, and its state."""
+
+    profile: str
+    complete: bool
+    size: int = -1
+    mtime_ns: int = -1
+
+
+@dataclass(slots=True)
+class _Counters:
+    issued: int = 0
+    rejected: int = 0
+    republished: int = 0
+
+
+class Daemon:
+    """Watches, batches, processes; handles signals; tells systemd how it is doing."""
+
+    def __init__(self, config_path: Path, *,
+                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self._config_path = config_path
+        self._clock = clock
+        self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._sightings: dict[Path, _Sighting] = {}
+        self._counters = _Counters()
+        self._notifier = Notifier()
+        self._stop = False
+        self._reload = False
+        self._refusal = ""  # why issuing is refused now (clock guard), for STATUS=
+
+    # -- signals ------------------------------------------------------------------------
+
+    def _on_signal(self, number: int, _frame: FrameType | None) -> None:
+        if number == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stop = True
+        self._events.put(_WAKE)  # SimpleQueue.put is safe in a signal handler
+
+    # -- the service ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT; 0 on a clean stop."""
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_signal)
+        config = load_config(self._config_path)
+        hold_instance_lock(config)
+        store = Store(config.database)
+        self._processor = Processor(config, store, clock=self._clock, actor="serve")
+        observer = Observer()
+        try:
+            self._start(config, store, observer)
+            while not self._stop:
+                self._tick()
+        finally:
+            self._notifier.stopping()
+            observer.stop()
+            self._processor.close()
+            self._record(store, "service.stopped", {"pid": os.getpid()})
+            store.close()
+            if observer.is_alive():
+                observer.join(timeout=10)
+        _log.info("stopped", **self._counter_fields())
+        return 0
+
+    def _start(self, config: Config, store: Store, observer: Observer) -> None:
+        self._config = config
+        self._processor.unlock()
+        self._record(store, "service.started", {"pid": os.getpid(),
+                                                "config_sha256": config.sha256})
+        self._processor.recover()
+        self._process_pending_work()
+        observer.schedule(_Enqueue(self._events), str(self._processor.spool.incoming),
+                          recursive=True, event_filter=[
+                              FileClosedEvent, FileMovedEvent, FileCreatedEvent,
+                              DirCreatedEvent, DirMovedEvent])
+        observer.start()
+        self._rescan()
+        self._next_rescan = time.monotonic() + RESCAN_SECONDS
+        self._notifier.ready(self._status())
+        _log.info("ready", incoming=str(self._processor.spool.incoming),
+                  queued=len(self._sightings))
+
+    def _record(self, store: Store, event: str, data: dict[str, object]) -> None:
+        with store.transaction("serve", self._clock()) as tx:
+            tx.record(event, data)
+
+    def _tick(self) -> None:
+        """One turn of the worker: wait for work or a timer, then do what is ready."""
+        self._gather(self._timeout())
+        self._notifier.watchdog()
+        if self._reload:
+            self._reload = False
+            self._reload_config()
+        if time.monotonic() >= self._next_rescan:
+            self._process_pending_work()  # a batch that failed (disk full) is retried
+            self._rescan()
+            self._next_rescan = time.monotonic() + RESCAN_SECONDS
+        ready = self._ready()
+        if ready:
+            self._process(ready)
+        self._notifier.status(self._status())
+
+    def _timeout(self) -> float:
+        waits = [MAX_WAIT, max(0.0, self._next_rescan - time.monotonic())]
+        if self._sightings:
+            waits.append(0.25 if not self._refusal else 5.0)
+        if self._notifier.watchdog_interval:
+            waits.append(self._notifier.watchdog_interval)
+        return min(waits)
+
+    # -- noticing files --------------------------------------------------------------------
+
+    def _gather(self, timeout: float) -> None:
+        """Block for the first event (or the timeout), then take what follows it shortly."""
+        try:
+            self._note(*self._events.get(timeout=timeout))
+        except queue.Empty:
+            return
+        deadline = time.monotonic() + BATCH_WINDOW
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self._note(*self._events.get(timeout=remaining))
+            except queue.Empty:
+                break
+
+    def _note(self, kind: str, raw: str) -> None:
+        if kind == "wake":
+            return
+        if kind == "rescan":
+            self._rescan()
+            return
+        path = Path(raw)
+        profile = self._processor.spool.profile_of(path, self._config.default_profile)
+        if profile is None:
+            return
+        sighting = self._sightings.get(path)
+        if sighting is None:
+            self._sightings[path] = _Sighting(profile, complete=kind == "complete")
+        elif kind == "complete":
+            sighting.complete = True
+
+    def _rescan(self) -> None:
+        for path, profile in self._processor.spool.candidates(self._config.default_profile):
+            self._sightings.setdefault(path, _Sighting(profile, complete=False))
+
+    def _ready(self) -> list[tuple[Path, str]]:
+        """Sightings safe to take, in order of arrival, at most a batch."""
+        ready = []
+        now = time.time_ns()
+        for path, sighting in list(self._sightings.items()):
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                del self._sightings[path]
+                continue
+            still = (info.st_size, info.st_mtime_ns) == (sighting.size, sighting.mtime_ns)
+            settled = now - info.st_mtime_ns >= SETTLE_SECONDS * 1e9
+            sighting.size, sighting.mtime_ns = info.st_size, info.st_mtime_ns
+            if sighting.complete or (still and settled):
+                ready.append((path, sighting.profile))
+                if len(ready) >= BATCH_SIZE:
+                    break
+        return ready
+
+    # -- processing --------------------------------------------------------------------------
+
+    def _process(self, ready: list[tuple[Path, str]]) -> None:
+        try:
+            self._processor.check_clock(self._clock())
+        except ClockError as exc:
+            if str(exc) != self._refusal:
+                _log.error("refusing to issue", reason=str(exc))
+            self._refusal = str(exc)
+            return  # the requests stay in incoming/, retried on the next turn
+        self._refusal = ""
+        claimed: list[Claimed] = []
+        for path, profile in ready:
+            del self._sightings[path]
+            item = self._processor.spool.claim(path, profile)
+            if item is not None:
+                claimed.append(item)
+        self._run_batch(claimed)
+
+    def _process_pending_work(self) -> None:
+        """Anything a crash left claimed in work/ is finished before new work."""
+        pending = self._processor.spool.pending_work()
+        for start in range(0, len(pending), BATCH_SIZE):
+            self._run_batch(pending[start:start + BATCH_SIZE])
+
+    def _run_batch(self, claimed: list[Claimed]) -> None:
+        if not claimed:
+            return
+        try:
+            outcomes = self._processor.process_batch(claimed)
+        except ClockError as exc:
+            self._refusal = str(exc)
+            _log.error("refusing to issue", reason=str(exc))
+            return  # claimed files wait in work/; finished on the next start or batch
+        except SpoolcaError as exc:
+            _log.error("batch failed", reason=str(exc), files=len(claimed))
+            return
+        for outcome in outcomes:
+            if outcome.republished:
+                self._counters.republished += 1
+            elif outcome.status == "issued":
+                self._counters.issued += 1
+            else:
+                self._counters.rejected += 1
+
+    # -- reload ------------------------------------------------------------------------------
+
+    def _reload_config(self) -> None:
+        """SIGHUP: the new configuration, or, if it is invalid, the old one stays."""
+        self._notifier.reloading()
+        old = self._config
+        try:
+            config = load_config(self._config_path)
+            fixed = ("database", "spool_dir", "keys_dir")
+            changed = [name for name in fixed if getattr(config, name) != getattr(old, name)]
+            if changed:
+                raise SpoolcaError(f"{', '.join(changed)} cannot change on reload; restart "
+                                   "the service to move the state directory")
+            store = self._processor.store
+            processor = Processor(config, store, clock=self._clock, actor="serve")
+            processor.unlock()
+        except SpoolcaError as exc:
+            _log.error("configuration reload refused; the previous configuration stays in "
+                       "force", reason=str(exc))
+        else:
+            self._processor.close()
+            self._processor, self._config = processor, config
+            _log.info("configuration reloaded", sha256=config.sha256)
+        self._notifier.ready(self._status())
+
+    # -- status -------------------------------------------------------------------------------
+
+    def _counter_fields(self) -> dict[str, int]:
+        return {"issued": self._counters.issued, "rejected": self._counters.rejected,
+                "republished": self._counters.republished, "queued": len(self._sightings)}
+
+    def _status(self) -> str:
+        c = self._counters
+        text = (f"{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
+                f"{len(self._sightings)} queued; last CRL: none yet")
+        return f"REFUSING TO ISSUE: {self._refusal} | {text}" if self._refusal else text

@@ -1,0 +1,72 @@
+"""Running the real daemon as a subprocess, with a real notify socket to listen on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.pki import CA, wait_for
+
+
+class NotifySocket:
+    """What systemd would be: an AF_UNIX datagram socket collecting sd_notify messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+        self.messages: list[str] = []
+
+    def poll(self) -> list[str]:
+        while True:
+            try:
+                self.messages.extend(self.sock.recv(4096).decode().split("\n"))
+            except (TimeoutError, BlockingIOError):
+                return self.messages
+
+    def wait_for(self, line: str, timeout: float = 20) -> None:
+        wait_for(lambda: line in self.poll(), timeout, f"{line} on the notify socket")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Running:
+    """A `spoolca serve` subprocess; stopped (or killed) by the test."""
+
+    def __init__(self, ca: CA, notify: NotifySocket | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.log = ca.dir / f"serve-{time.monotonic_ns()}.log"
+        full_env = {**os.environ, **(env or {})}
+        if notify is not None:
+            full_env["NOTIFY_SOCKET"] = str(notify.path)
+        self._log_file = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "spoolca.cli", "--config", str(ca.config), "serve"],
+            stdout=self._log_file, stderr=subprocess.STDOUT, env=full_env)
+
+    def signal(self, number: int) -> None:
+        self.process.send_signal(number)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self._log_file.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
+        self._log_file.close()
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text()

@@ -1,0 +1,191 @@
+"""`spoolca serve` as a real subprocess: notify protocol, signals, hostile input, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from tests.daemon import NotifySocket, Running
+from tests.pki import CA, make_csr, pem, wait_for
+
+OUTPUT_FILES = {"cert.pem", "cert.crt", "chain.pem", "fullchain.pem", "result.json"}
+
+
+@pytest.fixture
+def notify(tmp_path):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def daemon(ca: CA, notify: NotifySocket):
+    running = Running(ca, notify)
+    notify.wait_for("READY=1")
+    yield running
+    running.stop()
+
+
+def result_of(ca: CA, name: str, timeout: float = 20) -> dict:
+    path = ca.outgoing / name / "result.json"
+    wait_for(path.exists, timeout, f"result {name}")
+    return json.loads(path.read_text())
+
+
+class TestService:
+    def test_drop_a_csr_and_the_result_appears(self, ca: CA, notify: NotifySocket):
+        """READY=1 before work; the result appears; STOPPING=1 and exit 0 on SIGTERM."""
+        running = Running(ca, notify)
+        notify.wait_for("READY=1")
+        ca.submit("server/live.csr", pem(make_csr("live.sample.com")[1]))
+        assert result_of(ca, "live")["status"] == "issued"
+        wait_for(lambda: any(m.startswith("STATUS=1 issued") for m in notify.poll()), 10,
+                 "a STATUS with the counter")
+        assert running.stop() == 0
+        assert "STOPPING=1" in notify.poll()
+        assert notify.messages.index("READY=1") < notify.messages.index("STOPPING=1")
+
+    def test_watchdog_pings(self, ca: CA, notify: NotifySocket):
+        """With WATCHDOG_USEC set, the worker loop sends WATCHDOG=1."""
+        running = Running(ca, notify, env={"WATCHDOG_USEC": "200000"})
+        try:
+            wait_for(lambda: notify.poll().count("WATCHDOG=1") >= 3, 10, "watchdog pings")
+        finally:
+            running.stop()
+
+    def test_files_already_waiting_are_taken_at_start(self, ca: CA, notify: NotifySocket):
+        """Requests that arrived while the daemon was down are found by the start scan."""
+        ca.submit("server/early.csr", pem(make_csr("early.sample.com")[1]))
+        os.utime(ca.incoming / "server" / "early.csr", (0, 0))  # long settled
+        running = Running(ca, notify)
+        try:
+            assert result_of(ca, "early")["status"] == "issued"
+        finally:
+            running.stop()
+
+    def test_second_instance_is_refused(self, ca: CA, daemon: Running):
+        """A second daemon on the same state directory says so in one sentence."""
+        result = ca.run("serve", timeout=30)
+        assert result.returncode == 1
+        assert "is already processing" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert ca.run("process").returncode == 1  # nor may a one-shot pass run beside it
+
+    def test_a_slowly_written_file_is_not_read_until_complete(self, ca: CA, daemon: Running):
+        """A CSR written in chunks, with pauses, is taken only after it is closed."""
+        data = pem(make_csr("slow.sample.com")[1])
+        path = ca.incoming / "server" / "slow.csr"
+        with path.open("wb") as writer:
+            for start in range(0, len(data), 64):
+                writer.write(data[start:start + 64])
+                writer.flush()
+                time.sleep(0.05)  # the writer's pace, not a synchronisation
+                assert not (ca.outgoing / "slow").exists()
+        assert result_of(ca, "slow")["status"] == "issued"
+
+    def test_hostile_inputs_are_rejected_and_the_daemon_lives(self, ca: CA, daemon: Running,
+                                                              tmp_path):
+        """Garbage, huge, symlink, FIFO, unreadable, a folder named x.csr: all answered."""
+        server = ca.incoming / "server"
+        target = tmp_path / "passwd"
+        target.write_text("root:x:0:0")
+        (server / "garbage.csr").write_bytes(os.urandom(300))
+        (server / "huge.csr").write_bytes(b"A" * 200_000)
+        os.symlink(target, server / "link.csr")
+        os.mkfifo(server / "fifo.csr")
+        (server / "locked.csr").write_bytes(b"x")
+        (server / "locked.csr").chmod(0)
+        (server / "folder.csr").mkdir()
+        for name in ("garbage", "huge", "link", "fifo", "locked", "folder"):
+            assert result_of(ca, name)["status"] == "rejected", name
+        ca.submit("server/after.csr", pem(make_csr("after.sample.com")[1]))
+        assert result_of(ca, "after")["status"] == "issued"
+        assert target.read_text() == "root:x:0:0"
+        assert daemon.process.poll() is None
+
+    def test_results_missing_from_outgoing_are_republished_at_start(self, ca: CA,
+                                                                   notify: NotifySocket):
+        """Recovery: a recorded result whose folder is gone is published again, same serial."""
+        running = Running(ca, notify)
+        notify.wait_for("READY=1")
+        ca.submit("server/gone.csr", pem(make_csr("gone.sample.com")[1]))
+        serial = result_of(ca, "gone")["serial"]
+        running.stop()
+        for path in (ca.outgoing / "gone").iterdir():
+            path.unlink()
+        (ca.outgoing / "gone").rmdir()
+        running = Running(ca, notify)
+        try:
+            assert result_of(ca, "gone")["serial"] == serial
+        finally:
+            running.stop()
+
+
+class TestReload:
+    def test_broken_configuration_is_refused_and_the_old_one_stays(self, ca: CA,
+                                                                   daemon: Running,
+                                                                   notify: NotifySocket):
+        """SIGHUP with an invalid file: one clear log line, RELOADING then READY, old rules."""
+        ca.edit_config('lint = "pkix"', 'lint = "sometimes"')
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reload refused" in daemon.output(), 10, "refusal")
+        assert "RELOADING=1" in notify.poll()
+        assert any(m.startswith("MONOTONIC_USEC=") for m in notify.messages)
+        ca.submit("server/still.csr", pem(make_csr("still.sample.com")[1]))
+        assert result_of(ca, "still")["status"] == "issued"
+
+    def test_good_configuration_is_applied(self, ca: CA, daemon: Running):
+        """SIGHUP with validity_days = 30 for server: the next certificate has 30 days."""
+        ca.edit_config("validity_days = 375        # capped", "validity_days = 30        # capped")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in daemon.output(), 10, "reload")
+        ca.submit("server/short.csr", pem(make_csr("short.sample.com")[1]))
+        result = result_of(ca, "short")
+        from spoolca.store import parse_time
+
+        days = parse_time(result["not_after"]) - parse_time(result["not_before"])
+        assert days.days == 30
+
+
+class TestCrashes:
+    def test_kill_nine_at_random_instants_loses_and_duplicates_nothing(self, ca: CA,
+                                                                      notify: NotifySocket):
+        """500 CSRs, SIGKILL at 20+ random instants: exactly one result and certificate each."""
+        count, kills = 500, 22
+        names = []
+        for i in range(count):
+            ca.submit(f"server/h{i:03d}.csr", pem(make_csr(f"h{i:03d}.sample.com")[1]))
+            names.append(f"h{i:03d}")
+        chaos = random.Random(os.getpid())
+        for _ in range(kills):
+            running = Running(ca)
+            time.sleep(chaos.uniform(0.05, 0.8))  # a random instant to crash at
+            running.kill()
+        running = Running(ca, notify)
+        try:
+            wait_for(lambda: not any((ca.incoming / "server").iterdir())
+                     and not any((ca.dir / "spool" / "work" / "server").iterdir())
+                     and len(os.listdir(ca.archive)) == count, 120, "all processed")
+        finally:
+            assert running.stop() == 0
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            serials = [row[0] for row in db.execute("SELECT serial FROM certificates")]
+            requests = db.execute("SELECT COUNT(*), COUNT(DISTINCT serial) FROM requests "
+                                  "WHERE status = 'issued'").fetchone()
+        assert len(serials) == len(set(serials)) == count
+        assert requests == (count, count)
+        results = {name: json.loads((ca.outgoing / name / "result.json").read_text())
+                   for name in names}
+        assert {r["serial"] for r in results.values()} == set(serials)
+        assert all(r["status"] == "issued" for r in results.values())
+        for entry in os.scandir(ca.outgoing):
+            assert not entry.name.startswith("."), f"partial output {entry.name}"
+            if entry.name not in ("ca", "crl", "audit"):
+                assert set(os.listdir(entry.path)) == OUTPUT_FILES, entry.name
+        assert sorted(os.listdir(ca.archive)) == sorted(f"{n}.csr" for n in names)

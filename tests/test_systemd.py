@@ -1,0 +1,82 @@
+"""The shipped unit: hardening measured by systemd-analyze, and W^X shown on the live daemon."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import NotifySocket, Running
+from tests.pki import CA, make_csr, pem, wait_for
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "spoolca.service"
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None and "CI" not in __import__("os").environ,
+                                   reason="systemd-analyze is not installed (.ci/run installs it)")
+
+
+def analyze(*args: str):
+    import subprocess
+
+    return subprocess.run([ANALYZE or "systemd-analyze", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@needs_analyze
+class TestUnit:
+    def test_exposure_is_at_most_1_5(self, tmp_path):
+        """systemd-analyze security rates the unit SAFE, exposure 1.5 or lower."""
+        unit = tmp_path / "spoolca.service"
+        shutil.copyfile(UNIT, unit)
+        result = analyze("security", "--offline=yes", str(unit))
+        match = re.search(r"Overall exposure level for spoolca.service: ([0-9.]+)",
+                          result.stdout)
+        assert match, result.stdout + result.stderr
+        assert float(match.group(1)) <= 1.5
+
+    def test_verify_is_clean(self, tmp_path):
+        """systemd-analyze verify has nothing to say (ExecStart pointed at this install)."""
+        spoolca = Path(sys.executable).with_name("spoolca")
+        unit = tmp_path / "spoolca.service"
+        unit.write_text(UNIT.read_text().replace("/usr/local/bin/spoolca", str(spoolca)))
+        result = analyze("verify", str(unit))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == ""
+
+    def test_unit_carries_the_required_directives(self):
+        """Type=notify, the watchdog, credentials and the hardening the issue lists."""
+        text = UNIT.read_text()
+        for directive in ("Type=notify", "WatchdogSec=", "Restart=on-failure",
+                          "RestartPreventExitStatus=2", "LoadCredentialEncrypted=",
+                          "UMask=0077", "PrivateNetwork=yes", "IPAddressDeny=any",
+                          "RestrictAddressFamilies=AF_UNIX", "ProtectSystem=strict",
+                          "ReadWritePaths=/var/lib/spoolca", "ProtectHome=yes",
+                          "PrivateTmp=yes", "PrivateDevices=yes", "NoNewPrivileges=yes",
+                          "CapabilityBoundingSet=\n", "SystemCallFilter=@system-service",
+                          "MemoryDenyWriteExecute=yes", "LockPersonality=yes",
+                          "RestrictNamespaces=yes", "ProtectKernelTunables=yes",
+                          "ProtectKernelModules=yes", "ProtectKernelLogs=yes",
+                          "ProtectClock=yes", "RestrictRealtime=yes", "RestrictSUIDSGID=yes",
+                          "SystemCallArchitectures=native", "User=spoolca"):
+            assert directive in text, directive
+
+
+class TestWriteXorExecute:
+    def test_live_daemon_has_no_writable_executable_memory(self, ca: CA, tmp_path):
+        """After unlocking keys, linting and signing, no mapping is both writable and
+        executable: MemoryDenyWriteExecute=yes would not break the crypto stack."""
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(ca, notify)
+        try:
+            notify.wait_for("READY=1")
+            ca.submit("server/wx.csr", pem(make_csr("wx.sample.com")[1]))
+            wait_for((ca.outgoing / "wx" / "result.json").exists, 20, "a result")
+            maps = Path(f"/proc/{running.process.pid}/maps").read_text().splitlines()
+            writable_exec = [line for line in maps if re.match(r"\S+ .wx", line)]
+            assert maps and writable_exec == []
+        finally:
+            running.stop()
+            notify.close()
