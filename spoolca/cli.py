@@ -209,7 +209,9 @@ def cmd_export_index(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from spoolca.demo import run_demo
 
-    return run_demo(Path(args.dir))
+    if not args.once:
+        configure_logging(sys.stdout)
+    return run_demo(Path(args.dir), once=args.once)
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -274,8 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--profile", help="default: the configured default_profile")
     check.set_defaults(func=cmd_policy_check)
 
-    demo = commands.add_parser("demo", help="make a demo CA in DIR and process sample requests")
+    demo = commands.add_parser("demo", help="a demo CA in DIR, sample requests, and the "
+                               "daemon watching its spool")
     demo.add_argument("--dir", default="demo")
+    demo.add_argument("--once", action="store_true",
+                      help="process the samples once and exit instead of running the daemon")
     demo.set_defaults(func=cmd_demo)
     return parser
 

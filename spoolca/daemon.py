@@ -5,7 +5,9 @@ enqueues, one worker (this thread) does the work in order of arrival, and the sp
 rescanned at start and on a timer, because events are lost while the daemon is down,
 watchdog drops inotify queue overflows silently (its issue #654), and mounting a stick
 raises no event. A file is taken once it was closed or renamed in, or, found by a
-scan, once its size and mtime have been still for SETTLE_SECONDS.
+scan (or reported as merely created, as a file moved in from outside is), once no
+process has it open for writing (a read lease says so), or, where that cannot be told,
+once its size and mtime have been still for SETTLE_SECONDS.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import datetime as dt
 import os
 import queue
 import signal
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +36,7 @@ from watchdog.observers import Observer
 
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, SpoolcaError
-from spoolca.fsutil import instance_lock
+from spoolca.fsutil import being_written, instance_lock
 from spoolca.log import get_logger
 from spoolca.notify import Notifier
 from spoolca.pipeline import BATCH_SIZE, Processor, utc_now
@@ -114,6 +117,7 @@ class Daemon:
         self._stop = False
         self._reload = False
         self._refusal = ""  # why issuing is refused now (clock guard), for STATUS=
+        self._backlog = False  # the last turn took a full batch: more is ready, do not wait
 
     # -- signals ------------------------------------------------------------------------
 
@@ -130,6 +134,7 @@ class Daemon:
         """Serve until SIGTERM or SIGINT; 0 on a clean stop."""
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
+        signal.signal(signal.SIGIO, signal.SIG_IGN)  # lease breaks: see fsutil.being_written
         config = load_config(self._config_path)
         hold_instance_lock(config)
         store = Store(config.database)
@@ -184,11 +189,14 @@ class Daemon:
             self._rescan()
             self._next_rescan = time.monotonic() + RESCAN_SECONDS
         ready = self._ready()
+        self._backlog = len(ready) >= BATCH_SIZE
         if ready:
             self._process(ready)
         self._notifier.status(self._status())
 
     def _timeout(self) -> float:
+        if self._backlog and not self._refusal:
+            return 0.0
         waits = [MAX_WAIT, max(0.0, self._next_rescan - time.monotonic())]
         if self._sightings:
             waits.append(0.25 if not self._refusal else 5.0)
@@ -201,9 +209,11 @@ class Daemon:
     def _gather(self, timeout: float) -> None:
         """Block for the first event (or the timeout), then take what follows it shortly."""
         try:
-            self._note(*self._events.get(timeout=timeout))
+            first = self._events.get(timeout=timeout) if timeout > 0 \
+                else self._events.get_nowait()
         except queue.Empty:
             return
+        self._note(*first)
         deadline = time.monotonic() + BATCH_WINDOW
         while (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -241,14 +251,21 @@ class Daemon:
             except FileNotFoundError:
                 del self._sightings[path]
                 continue
-            still = (info.st_size, info.st_mtime_ns) == (sighting.size, sighting.mtime_ns)
-            settled = now - info.st_mtime_ns >= SETTLE_SECONDS * 1e9
-            sighting.size, sighting.mtime_ns = info.st_size, info.st_mtime_ns
-            if sighting.complete or (still and settled):
+            if sighting.complete or self._finished(path, info, sighting, now):
                 ready.append((path, sighting.profile))
                 if len(ready) >= BATCH_SIZE:
                     break
         return ready
+
+    @staticmethod
+    def _finished(path: Path, info: os.stat_result, sighting: _Sighting, now: int) -> bool:
+        """No event vouched for it: closed by every writer, or else settled unchanged."""
+        writing = being_written(path) if stat.S_ISREG(info.st_mode) else None
+        if writing is not None:
+            return not writing
+        still = (info.st_size, info.st_mtime_ns) == (sighting.size, sighting.mtime_ns)
+        sighting.size, sighting.mtime_ns = info.st_size, info.st_mtime_ns
+        return still and now - info.st_mtime_ns >= SETTLE_SECONDS * 1e9
 
     # -- processing --------------------------------------------------------------------------
 

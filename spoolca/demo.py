@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from spoolca.ceremony import init_ca
 from spoolca.config import load_config
+from spoolca.daemon import Daemon
 from spoolca.dn import parse_subject
 from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, write_new
 from spoolca.pipeline import Processor
@@ -44,59 +45,82 @@ def _csr(directory: Path, name: str, attributes: list[tuple[x509.ObjectIdentifie
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
-def _sample_requests(requester: Path) -> dict[str, bytes]:
+def _sample_requests(requester: Path, round_number: int) -> dict[str, bytes]:
+    """Two good requests and one that breaks policy_match; names unique per round."""
     company = [(NameOID.COUNTRY_NAME, "US"), (NameOID.STATE_OR_PROVINCE_NAME, "New York"),
                (NameOID.ORGANIZATION_NAME, "The Sample Company")]
+    suffix = "" if round_number == 1 else str(round_number)
+    mail, alice = f"mail{suffix}.sample.com", f"alice{suffix}@sample.com"
     return {
-        "server/mail.sample.com.csr": _csr(
-            requester, "mail.sample.com",
+        f"server/{mail}.csr": _csr(
+            requester, mail,
             [*company, (NameOID.ORGANIZATIONAL_UNIT_NAME, "Mail Server"),
-             (NameOID.COMMON_NAME, "mail.sample.com")],
-            [x509.DNSName("mail.sample.com"), x509.DNSName("smtp.sample.com")]),
-        "client/alice.csr": _csr(
-            requester, "alice", [*company, (NameOID.COMMON_NAME, "alice@sample.com")], []),
-        "server/wrong-org.csr": _csr(
-            requester, "wrong-org",
+             (NameOID.COMMON_NAME, mail)],
+            [x509.DNSName(mail), x509.DNSName(f"smtp{suffix}.sample.com")]),
+        f"client/alice{suffix}.csr": _csr(
+            requester, f"alice{suffix}", [*company, (NameOID.COMMON_NAME, alice)], []),
+        f"server/wrong-org{suffix}.csr": _csr(
+            requester, f"wrong-org{suffix}",
             [(NameOID.COUNTRY_NAME, "GB"), (NameOID.ORGANIZATION_NAME, "Another Company"),
              (NameOID.COMMON_NAME, "www.another.example")], []),
     }
 
 
-def run_demo(directory: Path) -> int:
-    """Create the demo CA (once), drop sample requests in, process them, say where to look."""
+def _create(directory: Path) -> None:
+    ensure_dir(directory, 0o750)
+    passphrase_file = directory / "demo-passphrase"
+    if not passphrase_file.exists():  # demo only: a real passphrase never sits beside the key
+        write_new(passphrase_file, secrets.token_urlsafe(24).encode() + b"\n")
+    init_ca(directory, root_subject=parse_subject(ROOT),
+            intermediate_subject=parse_subject(INTERMEDIATE), key_type="ec-p384",
+            passphrase=passphrase_file.read_bytes().rstrip(b"\n"),
+            passphrase_file=str(passphrase_file.resolve()), now=dt.datetime.now(dt.UTC))
+    print(f"Created the demo CA in {directory}/ (its passphrase is in {passphrase_file}, "
+          "for the demo only)")
+
+
+def _drop_samples(directory: Path, incoming: Path) -> list[str]:
+    """The requester's side: keys kept in requester/, CSRs written then renamed in."""
+    requester_root = ensure_dir(directory / "requester", 0o700)
+    round_number = len(list(requester_root.iterdir())) + 1
+    requester = ensure_dir(requester_root / f"round{round_number}", 0o700)
+    names = []
+    for relative, data in _sample_requests(requester, round_number).items():
+        target = incoming / relative
+        temp = target.with_name(f".{target.name}.part")
+        atomic_write(temp, data)
+        os.utime(temp, (0, 0))  # written whole: the daemon's start scan may take it at once
+        os.rename(temp, target)
+        names.append(target.name)
+    return names
+
+
+def run_demo(directory: Path, *, once: bool = False) -> int:
+    """Create the demo CA (once), drop sample requests, then run the daemon on it.
+
+    With once=True: a single `process` pass instead of the daemon, then a summary.
+    """
     config_path = directory / "spoolca.toml"
     if not config_path.exists():
-        ensure_dir(directory, 0o750)
-        passphrase_file = directory / "demo-passphrase"
-        if not passphrase_file.exists():  # demo only: a real passphrase never sits beside the key
-            write_new(passphrase_file, secrets.token_urlsafe(24).encode() + b"\n")
-        init_ca(directory, root_subject=parse_subject(ROOT),
-                intermediate_subject=parse_subject(INTERMEDIATE), key_type="ec-p384",
-                passphrase=passphrase_file.read_bytes().rstrip(b"\n"),
-                passphrase_file=str(passphrase_file.resolve()), now=dt.datetime.now(dt.UTC))
-        print(f"Created the demo CA in {directory}/ (passphrase in {passphrase_file}, "
-              "demo only)")
+        _create(directory)
     config = load_config(config_path)
-    requester = ensure_dir(directory / "requester" / secrets.token_hex(3), 0o700)
-    incoming = config.spool_dir / "incoming"
-    for relative, data in _sample_requests(requester).items():
-        target = incoming / relative
-        atomic_write(target.with_name(f".{target.name}.part"), data)
-        os.rename(target.with_name(f".{target.name}.part"), target)  # write, then rename in
-    store = Store(config.database)
-    try:
-        with Processor(config, store, actor="demo") as processor:
-            summary = processor.run_pass()
-    finally:
-        store.close()
     outgoing = config.spool_dir / "outgoing"
-    print(f"Processed {len(summary.outcomes)} sample requests: {summary.issued} issued, "
-          f"{summary.rejected} rejected. Look at:")
-    for outcome in summary.outcomes:
-        detail = f"serial {outcome.serial}" if outcome.serial else \
-            ", ".join(f.code for f in outcome.findings)
-        print(f"  {outcome.status:<8} {outgoing / outcome.output_name}/  ({detail})")
-    print("Check a certificate with an independent tool:")
-    print(f"  openssl verify -CAfile {outgoing}/ca/ca-chain.pem "
-          f"{outgoing}/{summary.outcomes[0].output_name}/cert.pem" if summary.outcomes else "")
-    return 0
+    names = _drop_samples(directory, config.spool_dir / "incoming")
+    print(f"Dropped sample requests into {config.spool_dir / 'incoming'}/: {', '.join(names)}")
+    print(f"Results appear in {outgoing}/NAME/. Check one with an independent tool:")
+    print(f"  openssl verify -CAfile {outgoing}/ca/ca-chain.pem {outgoing}/NAME/cert.pem")
+    if once:
+        store = Store(config.database)
+        try:
+            with Processor(config, store, actor="demo") as processor:
+                summary = processor.run_pass()
+        finally:
+            store.close()
+        for outcome in summary.outcomes:
+            detail = f"serial {outcome.serial}" if outcome.serial else \
+                ", ".join(f.code for f in outcome.findings)
+            print(f"  {outcome.status:<8} {outgoing / outcome.output_name}/  ({detail})")
+        return 0
+    print(f"The daemon now watches {config.spool_dir / 'incoming'}/: drop more CSRs there "
+          "(write, then rename in). Ctrl-C stops it.")
+    return Daemon(config_path).run()

@@ -23,6 +23,7 @@ from pathlib import Path
 __all__ = [
     "UntrustedFile",
     "atomic_write",
+    "being_written",
     "ensure_dir",
     "fsync_dir",
     "instance_lock",
@@ -277,3 +278,27 @@ def instance_lock(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def being_written(path: Path) -> bool | None:
+    """Whether any process has `path` open for writing; None if that cannot be told.
+
+    A read lease (fcntl F_SETLEASE, F_RDLCK) is refused with EAGAIN exactly while the
+    file is open for writing somewhere, which is what "the producer closed it" means.
+    It needs the file to be ours (or CAP_LEASE) and regular: otherwise None, and the
+    caller falls back to waiting for size and mtime to settle. The lease is dropped at
+    once; the daemon ignores SIGIO, so a writer opening in that instant cannot kill it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return True if exc.errno == errno.EAGAIN else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)

@@ -68,5 +68,6 @@ class Running:
         self._log_file.close()
 
     def output(self) -> str:
-        self._log_file.flush()
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log.read_text()

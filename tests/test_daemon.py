@@ -189,3 +189,27 @@ class TestCrashes:
             if entry.name not in ("ca", "crl", "audit"):
                 assert set(os.listdir(entry.path)) == OUTPUT_FILES, entry.name
         assert sorted(os.listdir(ca.archive)) == sorted(f"{n}.csr" for n in names)
+
+
+class TestSecrets:
+    def test_passphrase_never_reaches_the_log_or_the_spool(self, tmp_path):
+        """An encrypted CA served from a passphrase file: not a byte of it is logged."""
+        from tests.pki import PASSPHRASE, init_ca
+
+        secret = tmp_path / "passphrase"
+        secret.write_bytes(PASSPHRASE)
+        ca = init_ca(tmp_path / "ca", "--passphrase-file", str(secret))
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(ca, notify)
+        try:
+            notify.wait_for("READY=1")
+            ca.submit("server/s.csr", pem(make_csr("s.sample.com")[1]))
+            assert result_of(ca, "s")["status"] == "issued"
+        finally:
+            running.stop()
+            notify.close()
+        assert PASSPHRASE.decode() not in running.output()
+        assert "PRIVATE KEY" not in running.output()
+        for path in (ca.dir / "spool").rglob("*"):
+            if path.is_file():
+                assert PASSPHRASE not in path.read_bytes(), path
