@@ -213,3 +213,30 @@ class TestSecrets:
         for path in (ca.dir / "spool").rglob("*"):
             if path.is_file():
                 assert PASSPHRASE not in path.read_bytes(), path
+
+
+class TestClockGuard:
+    def test_daemon_refuses_while_the_clock_is_behind_and_says_why(self, ca: CA,
+                                                                   notify: NotifySocket):
+        """An issuance recorded 'tomorrow' (the clock went back): requests wait in incoming/,
+        STATUS says REFUSING TO ISSUE; once the clock is right again, they are issued."""
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            der = db.execute("SELECT cert_der FROM authorities WHERE name='intermediate'"
+                             ).fetchone()[0]
+            db.execute("INSERT INTO certificates (serial, issuer, request_sha256, profile, "
+                       "subject, not_before, not_after, der) VALUES ('01', 'intermediate', "
+                       "'x', 'server', '/CN=future', '2099-01-01T00:00:00Z', "
+                       "'2099-12-31T00:00:00Z', ?)", (der,))
+        running = Running(ca, notify)
+        try:
+            notify.wait_for("READY=1")
+            ca.submit("server/wait.csr", pem(make_csr("wait.sample.com")[1]))
+            wait_for(lambda: any("REFUSING TO ISSUE" in m for m in notify.poll()), 20,
+                     "a refusing STATUS")
+            assert (ca.incoming / "server" / "wait.csr").exists()
+            assert "earlier than the latest issuance" in running.output()
+            with sqlite3.connect(ca.dir / "ca.db") as db:  # the operator fixes the clock
+                db.execute("DELETE FROM certificates WHERE serial = '01'")
+            assert result_of(ca, "wait", timeout=30)["status"] == "issued"
+        finally:
+            running.stop()
