@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from process_vs_openssl import SPOOLCA, make_csrs, new_ca
+from process_vs_openssl import SPOOLCA, make_csrs, new_ca, time_spoolca
 
 
 def start_daemon(config: Path, work: Path) -> subprocess.Popen[bytes]:
@@ -69,15 +69,7 @@ def burst(work: Path, csrs: list[Path], key_type: str) -> tuple[float, float]:
     daemon_seconds = time.perf_counter() - started
     stop(daemon)
 
-    config = new_ca(work / "process", key_type, "off")
-    incoming = work / "process" / "spool" / "incoming" / "server"
-    for csr in csrs:
-        shutil.copyfile(csr, incoming / csr.name)
-    subprocess.run(["sync"], check=True)
-    started = time.perf_counter()
-    subprocess.run([*SPOOLCA, "--config", str(config), "process"], check=True,
-                   capture_output=True)
-    return daemon_seconds, time.perf_counter() - started
+    return daemon_seconds, time_spoolca(work, csrs, key_type, "off")
 
 
 def latency(work: Path, csrs: list[Path], key_type: str, *, from_outside: bool) -> list[float]:

@@ -143,16 +143,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
+    from spoolca.dryrun import check_request
     from spoolca.fsutil import read_untrusted
-    from spoolca.pipeline import Processor
 
     with _opened(args) as (config, store):
         read = read_untrusted(Path(args.file), config.max_request_bytes)
         if read.data is None:
             raise SpoolcaError(f"failed to read {args.file}: {read.detail}")
         profile = args.profile or config.default_profile
-        with Processor(config, store) as processor:
-            verdict, findings = processor.dry_run(read.data, profile)
+        verdict, findings = check_request(config, store, read.data, profile, _now())
     if verdict == "accepted":
         print(f"accepted: {args.file} would be issued under profile {profile}")
         return 0

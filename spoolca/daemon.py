@@ -40,6 +40,7 @@ from spoolca.fsutil import being_written, instance_lock
 from spoolca.log import get_logger
 from spoolca.notify import Notifier
 from spoolca.pipeline import BATCH_SIZE, Processor, utc_now
+from spoolca.recovery import republish_missing
 from spoolca.spool import REQUEST_SUFFIXES, Claimed
 from spoolca.store import Store
 
@@ -160,7 +161,7 @@ class Daemon:
         self._processor.unlock()
         self._record(store, "service.started", {"pid": os.getpid(),
                                                 "config_sha256": config.sha256})
-        self._processor.recover()
+        republish_missing(store, self._processor.chains, self._processor.spool.outgoing)
         self._process_pending_work()
         observer.schedule(_Enqueue(self._events), str(self._processor.spool.incoming),
                           recursive=True, event_filter=[

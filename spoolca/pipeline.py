@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 from cryptography import x509
@@ -31,16 +29,15 @@ from spoolca.authority import load_authorities, load_ca_certificates
 from spoolca.config import Config, Profile
 from spoolca.csr import Request, load_request, request_sha256
 from spoolca.dn import oneline
-from spoolca.errors import ClockError, CSRError, UsageError
+from spoolca.errors import ClockError, CSRError
 from spoolca.findings import Finding
-from spoolca.fsutil import publish_folder, read_untrusted, remove_tree, sync_filesystem
+from spoolca.fsutil import read_untrusted
 from spoolca.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
-from spoolca.keys import generate_like
 from spoolca.lint import CertificateLinter
 from spoolca.log import get_logger
 from spoolca.policy import Decision, evaluate
-from spoolca.profiles import CAURLs
 from spoolca.publisher import Publisher, PublishJob
+from spoolca.recovery import recorded_files
 from spoolca.results import (
     ChainFiles,
     Outcome,
@@ -48,7 +45,6 @@ from spoolca.results import (
     publish_ca_files,
     rejected_files,
 )
-from spoolca.signers.filekey import FileKeySigner
 from spoolca.spool import REQUEST_SUFFIXES, RESERVED_NAMES, Claimed, Spool, safe_name
 from spoolca.store import CertificateRecord, Store, Tx, format_time
 
@@ -149,6 +145,10 @@ class Processor:
             publish_ca_files(folder, root, intermediate)
         return chains
 
+    @property
+    def chains(self) -> dict[str, ChainFiles]:
+        return self._chains
+
     def close(self) -> None:
         """Wait for the last publication and stop the helper threads."""
         try:
@@ -197,84 +197,6 @@ class Processor:
                     tx.set_meta("config_sha256", self._config.sha256)
                 tx.record("key.unlocked", {"authorities": sorted(self._authorities)})
         return self._authorities
-
-    # -- a dry run --------------------------------------------------------------------
-
-    def dry_run(self, data: bytes, profile_name: str) -> tuple[str, list[Finding]]:
-        """`policy check`: the decision and every finding, lint included; nothing issued.
-
-        The linted certificate is signed by a throwaway key, so no CA key is unlocked.
-        """
-        profile = self._config.profiles.get(profile_name)
-        if profile is None:
-            raise UsageError(f"no profile {profile_name!r}; configured: "
-                             f"{', '.join(self._config.profiles)}")
-        try:
-            request = load_request(data)
-        except CSRError as exc:
-            return "rejected", [Finding(exc.code, str(exc))]
-        certificate = self._ca_certificates[profile.issuer]
-        decision = evaluate(request, profile, self._config.policy, certificate,
-                            ca_subjects=self._ca_subjects,
-                            subject_in_use=self._store.valid_serial_for_subject_now(
-                                profile.issuer, self._clock()))
-        if not decision.accepted or decision.subject is None:
-            return "rejected", list(decision.findings)
-        twin = FileKeySigner(generate_like(certificate.public_key()))  # type: ignore[arg-type]
-        ca = IssuingCA(profile.issuer, certificate, twin, CAURLs(), twin)
-        signed = issue_leaf(kind=profile.kind, subject=decision.subject,
-                            public_key=request.csr.public_key(), names=decision.names, ca=ca,
-                            serial=new_serial(lambda _s: False),
-                            validity_days=profile.validity_days, now=self._clock(),
-                            linter=CertificateLinter() if self._config.lint == "pkix" else None)
-        if signed.certificate is None:
-            return "rejected", list(signed.findings)
-        return "accepted", []
-
-    # -- recovery after a crash ------------------------------------------------------
-
-    def recover(self) -> int:
-        """Re-publish results the register has but outgoing/ lacks; drop crash leftovers.
-
-        A crash between commit and publication leaves a recorded result with no folder
-        (its original may already be archived). Returns how many were re-published.
-        """
-        outgoing = self.spool.outgoing
-        present = set()
-        for entry in os.scandir(outgoing):
-            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                remove_tree(Path(entry.path))  # a folder a crash left half-built
-            else:
-                present.add(entry.name)
-        missing = [(name, row) for name, row in self._store.latest_submissions().items()
-                   if name not in present]
-        jobs = []
-        for name, (identity, file_name, profile, status, reasons, decided_at) in missing:
-            request = self._store.request(identity)
-            serial = request.serial if request is not None else None
-            files, links = self._result_files(name, file_name, identity, profile, status,
-                                              serial, reasons, decided_at)
-            jobs.append((name, files, links))
-        for name, files, links in jobs:
-            publish_folder(outgoing / name, files, links=links)
-        if jobs:
-            sync_filesystem([outgoing])
-            _log.info("recovered", republished=len(jobs))
-        return len(jobs)
-
-    def _result_files(self, name: str, file_name: str, identity: str, profile: str,
-                      status: str, serial: str | None, reasons: list[dict[str, str]],
-                      decided_at: str) -> tuple[dict[str, bytes], dict[str, Path]]:
-        """The files of a recorded result, rebuilt from the register alone."""
-        if status != "issued" or serial is None:
-            return rejected_files(name=name, file_name=file_name, request_sha256=identity,
-                                  profile=profile, decided_at=decided_at, reasons=reasons), {}
-        record = self._store.certificate(serial)
-        assert record is not None
-        chain = self._chains[record.issuer]
-        cert = x509.load_der_x509_certificate(record.der)
-        return (issued_files(cert, record, chain, name=name, file_name=file_name,
-                             decided_at=decided_at), {"chain.pem": chain.path})
 
     # -- a pass -----------------------------------------------------------------------
 
@@ -531,8 +453,10 @@ class Processor:
                                           "request_sha256": item.identity, "status": status,
                                           "serial": serial})
         findings = tuple(Finding(r["code"], r["message"]) for r in reasons)
-        files, links = self._result_files(name, item.claimed.file_name, item.identity, profile,
-                                          status, serial, reasons, decided_at)
+        files, links = recorded_files(self._store, self._chains, name=name,
+                                      file_name=item.claimed.file_name, identity=item.identity,
+                                      profile=profile, status=status, serial=serial,
+                                      reasons=reasons, decided_at=decided_at)
         return Outcome(name, item.claimed.file_name, item.identity, profile, status,
                        serial if status == "issued" else None, findings, files,
                        republished=True, links=links)
