@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from spoolca.config import load_config, render_config
+from spoolca.config import Config, load_config, render_config
+from spoolca.crl import CRLLinter
 from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
 from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir
-from spoolca.issuer import Signed, build_certificate, new_serial, sign_linted
+from spoolca.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
 from spoolca.keys import (
     PrivateKey,
     describe_key,
@@ -30,8 +31,9 @@ from spoolca.keys import (
     write_private_key,
 )
 from spoolca.lint import CertificateLinter
-from spoolca.profiles import ca_extensions
+from spoolca.profiles import CAURLs, ca_extensions
 from spoolca.results import publish_ca_files
+from spoolca.revocation import publish_crls
 from spoolca.signers.filekey import FileKeySigner
 from spoolca.spool import Spool
 from spoolca.store import Store
@@ -153,4 +155,20 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
     spool = Spool(config.spool_dir)
     spool.create(config.profiles)
     publish_ca_files(spool.outgoing / "ca", root, inter)
+    _first_crls(config, root, root_key, inter, inter_key, spool, now)
     return CeremonyReport(directory, config_path, root, inter, passphrase is not None)
+
+
+def _first_crls(config: Config, root: x509.Certificate, root_key: PrivateKey,
+                inter: x509.Certificate, inter_key: PrivateKey, spool: Spool,
+                now: dt.datetime) -> None:
+    """Both CAs publish an (empty) CRL from the start: relying parties can check at once."""
+    authorities = {
+        name: IssuingCA(name, cert, FileKeySigner(key), CAURLs(), FileKeySigner(generate_like(key)))
+        for name, cert, key in (("root", root, root_key), ("intermediate", inter, inter_key))}
+    store = Store(config.database)
+    try:
+        publish_crls(config, store, authorities, spool.outgoing, now, ["root", "intermediate"],
+                     CRLLinter(), "init")
+    finally:
+        store.close()

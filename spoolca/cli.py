@@ -135,6 +135,78 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_moment(text: str) -> dt.datetime:
+    """ISO 8601 (2026-11-01, 2026-11-01T12:00:00Z, with an offset); naive times are UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{text!r} is not a date: use ISO 8601, e.g. 2026-11-01T12:00:00Z"
+                         ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list[str]:
+    """Remake CRLs now; return one line each (or why they wait for the daemon)."""
+    from spoolca.errors import KeyStoreError
+    from spoolca.pipeline import Processor
+
+    try:
+        with Processor(config, store, actor="cli") as processor:
+            made = processor.refresh_crls(names)
+    except KeyStoreError as exc:
+        return [f"the CRL is not remade yet ({exc}); the daemon remakes it on its next turn, "
+                "or run `spoolca crl` where the passphrase is available"]
+    return [f"published {r.authority} CRL #{r.number} ({r.entries} revoked), valid until "
+            f"{r.next_update}: {config.spool_dir / 'outgoing' / 'crl' / r.authority}.crl"
+            for r in made]
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from spoolca.register import normalize_serial
+    from spoolca.revocation import revoke
+
+    try:
+        serial = normalize_serial(args.serial)
+    except ValueError as exc:
+        raise SpoolcaError(str(exc)) from None
+    invalidity = _parse_moment(args.invalidity_date) if args.invalidity_date else None
+    with _opened(args) as (config, store):
+        record = revoke(store, serial, args.reason, invalidity, _now(), "cli")
+        verb = "lifted the hold on" if args.reason == "removeFromCRL" else "revoked"
+        print(f"{verb} {serial} ({record.subject}), reason {args.reason}")
+        for line in _publish_crls(config, store, [record.issuer]):
+            print(line)
+    return 0
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    from spoolca.pipeline import Processor
+    from spoolca.register import normalize_serial
+
+    try:
+        serial = normalize_serial(args.serial)
+    except ValueError as exc:
+        raise SpoolcaError(str(exc)) from None
+    with _opened(args) as (config, store), Processor(config, store, actor="cli") as processor:
+        outcome = processor.renew(serial)
+        if outcome.status != "issued":
+            codes = ", ".join(f"{f.code} ({f.message})" for f in outcome.findings)
+            raise SpoolcaError(f"certificate {serial} was not renewed: {codes}")
+        print(f"renewed {serial} as {outcome.serial}: "
+              f"{config.spool_dir / 'outgoing' / outcome.output_name}/")
+        for line in _publish_crls(config, store, None):
+            print(line)
+    return 0
+
+
+def cmd_crl(args: argparse.Namespace) -> int:
+    with _opened(args) as (config, store):
+        lines = _publish_crls(config, store, ["root", "intermediate"])
+    for line in lines:
+        print(line)
+    return 0 if all(line.startswith("published") for line in lines) else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from spoolca.daemon import Daemon
 
@@ -165,17 +237,22 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from spoolca.register import record_as_dict, select
+    from spoolca.revocation import crl_status
 
     now = _now()
-    with _opened(args) as (_config, store):
+    with _opened(args) as (config, store):
         records = select(store.certificates(), now, status=args.status,
                          expiring_days=args.expiring)
+        crls = crl_status(config, store)
     if args.json:
         print(json.dumps([record_as_dict(r, now) for r in records], indent=2))
         return 0
     print(f"{'SERIAL':<34} {'STATUS':<8} {'NOT AFTER':<20} {'PROFILE':<8} SUBJECT")
     for r in records:
         print(f"{r.serial:<34} {r.status(now):<8} {r.not_after:<20} {r.profile:<8} {r.subject}")
+    for crl in crls:
+        print(f"{crl.authority} CRL #{crl.number} valid until {crl.next_update}; the next one "
+              f"is made from {crl.refresh_at}")
     return 0
 
 
@@ -260,6 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--expiring", type=_positive, metavar="DAYS",
                          help="only valid certificates that expire within DAYS")
     listing.set_defaults(func=cmd_list)
+
+    revoke = commands.add_parser("revoke", help="revoke a certificate; its CRL is remade")
+    revoke.add_argument("serial")
+    revoke.add_argument("--reason", default="unspecified", metavar="R",
+                        help="an RFC 5280 reason by its OpenSSL name: unspecified, "
+                        "keyCompromise, CACompromise, affiliationChanged, superseded, "
+                        "cessationOfOperation, certificateHold, removeFromCRL (lifts a hold), "
+                        "privilegeWithdrawn, aACompromise")
+    revoke.add_argument("--invalidity-date", metavar="T",
+                        help="when the key was (or may have been) compromised, ISO 8601")
+    revoke.set_defaults(func=cmd_revoke)
+
+    renew = commands.add_parser("renew", help="re-sign a certificate's stored request")
+    renew.add_argument("serial")
+    renew.set_defaults(func=cmd_renew)
+
+    crl = commands.add_parser("crl", help="remake and publish both CRLs now")
+    crl.set_defaults(func=cmd_crl)
 
     show = commands.add_parser("show", help="one certificate, human-readable")
     show.add_argument("serial")

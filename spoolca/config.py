@@ -85,16 +85,21 @@ class Profile:
     unique_subject: bool
     dn: tuple[tuple[str, str], ...]
     preserve_dn: bool
+    renew_before_days: int
+    revoke_superseded: bool
 
 
 @dataclass(frozen=True, slots=True)
 class AuthoritySettings:
-    """Where a CA's key lives and which URLs go into the certificates it issues."""
+    """Where a CA's key lives, which URLs go into the certificates it issues, and how
+    long its CRLs live."""
 
     name: str
     key: Path
     crl_url: str
     issuer_url: str
+    crl_days: int          # nextUpdate - thisUpdate
+    crl_refresh_days: int  # a new CRL is made this long before nextUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +223,8 @@ def _read_policy(reader: _Reader, raw: Mapping[str, Any]) -> Policy:
 
 
 _PROFILE_KEYS = {"kind", "issuer", "validity_days", "allowed_domains", "allow_wildcards",
-                 "allow_ip", "unique_subject", "dn", "preserve_dn"}
+                 "allow_ip", "unique_subject", "dn", "preserve_dn", "renew_before_days",
+                 "revoke_superseded"}
 _DEFAULT_DAYS = {"server": 375, "client": 375, "subca": 1825}
 
 
@@ -252,6 +258,8 @@ def _read_profile(reader: _Reader, name: str, table: Mapping[str, Any], policy: 
         unique_subject=reader.get(table, "unique_subject", bool, True, where),
         dn=dn,
         preserve_dn=reader.get(table, "preserve_dn", bool, policy.preserve_dn, where),
+        renew_before_days=reader.positive(table, "renew_before_days", 30, where),
+        revoke_superseded=reader.get(table, "revoke_superseded", bool, False, where),
     )
 
 
@@ -263,20 +271,33 @@ def _read_authorities(reader: _Reader, raw: Mapping[str, Any], base: Path
     for name in AUTHORITIES:
         where = f"authorities.{name}."
         entry = reader.table(table, name, "authorities.")
-        reader.unknown(entry, {"key", "crl_url", "issuer_url"}, where)
+        reader.unknown(entry, {"key", "crl_url", "issuer_url", "crl_days", "crl_refresh_days"},
+                       where)
         urls = {key: reader.get(entry, key, str, "", where) for key in ("crl_url", "issuer_url")}
         for key, url in urls.items():
             if url and not url.startswith("http://"):
                 # RFC 5280 4.2.1.13 and 4.2.2.1: relying parties fetch these over plain HTTP.
                 reader.problems.append(f"{where}{key}: must be an http:// URL")
+        crl_days = reader.positive(entry, "crl_days", _CRL_DAYS[name], where)
+        refresh = reader.positive(entry, "crl_refresh_days", _CRL_REFRESH_DAYS[name], where)
+        if refresh >= crl_days:
+            reader.problems.append(f"{where}crl_refresh_days: must be less than crl_days")
         result[name] = AuthoritySettings(
             name=name,
             key=base / reader.get(entry, "key", str, f"keys/{name}.key.pem", where),
             crl_url=urls["crl_url"],
             issuer_url=urls["issuer_url"],
+            crl_days=crl_days,
+            crl_refresh_days=refresh,
         )
     return result
 
+
+# An offline CA: the root signs rarely (subordinate CAs) and its CRL lives half a
+# year; the intermediate's lives 30 days and is remade 10 days before it ends, so a
+# stick that comes back every 20 days always carries out a fresh one.
+_CRL_DAYS = {"root": 180, "intermediate": 30}
+_CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
 
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "paths", "passphrase",
              "authorities", "policy", "profiles"}
@@ -384,11 +405,17 @@ key = "keys/root.key.pem"
 # URLs written into the certificates this CA issues (empty: left out).
 crl_url = ""      # cRLDistributionPoints, e.g. "http://pki.example.com/root.crl"
 issuer_url = ""   # authorityInfoAccess caIssuers, e.g. "http://pki.example.com/root.crt"
+# The CRL's life (nextUpdate - thisUpdate) and how long before its end the daemon
+# makes the next one. The stick must come back within crl_days - crl_refresh_days.
+crl_days = 180
+crl_refresh_days = 30
 
 [authorities.intermediate]
 key = "keys/intermediate.key.pem"
 crl_url = ""
 issuer_url = ""
+crl_days = 30
+crl_refresh_days = 10
 
 [policy]
 # Subject attributes the policy does not name are dropped from the issued subject
@@ -428,8 +455,13 @@ validity_days = 375        # capped by the issuing CA's own notAfter
 # allowed_domains = ["example.com", "example.org"]
 allow_wildcards = false
 allow_ip = false
-# Refuse a second valid certificate for the same subject (OpenSSL unique_subject).
+# Refuse a second valid certificate for the same subject (OpenSSL unique_subject),
+# except a renewal: within renew_before_days of its end, a certificate may be renewed
+# by the same CSR or a new one, and the old one is recorded as superseded (and
+# revoked with reason superseded if revoke_superseded = true).
 unique_subject = true
+renew_before_days = 30
+revoke_superseded = false
 
 [profiles.client]
 kind = "client"            # KU digitalSignature, EKU clientAuth; CN is a name or an e-mail

@@ -41,6 +41,7 @@ from spoolca.log import get_logger
 from spoolca.notify import Notifier
 from spoolca.pipeline import BATCH_SIZE, Processor, utc_now
 from spoolca.recovery import republish_missing
+from spoolca.revocation import crl_status
 from spoolca.spool import REQUEST_SUFFIXES, Claimed
 from spoolca.store import Store
 
@@ -52,6 +53,8 @@ BATCH_WINDOW = 0.05     # after a first event, gather more for this long: one tr
 # The longest single wait: a signal's Python handler runs only when the wait returns (a
 # C-level queue wait is not interrupted), so SIGTERM and SIGHUP act within this.
 MAX_WAIT = 0.5
+CRL_CHECK_SECONDS = 1.0    # how often the worker asks the register whether a CRL is due
+CRL_RETRY_SECONDS = 60.0   # after a failure (clock, lint), not every turn
 _log = get_logger("spoolca.daemon")
 _WAKE = ("wake", "")
 
@@ -119,6 +122,7 @@ class Daemon:
         self._reload = False
         self._refusal = ""  # why issuing is refused now (clock guard), for STATUS=
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
+        self._next_crl_check = 0.0
 
     # -- signals ------------------------------------------------------------------------
 
@@ -159,6 +163,7 @@ class Daemon:
     def _start(self, config: Config, store: Store, observer: Observer) -> None:
         self._config = config
         self._processor.unlock()
+        self._refresh_crls()
         self._record(store, "service.started", {"pid": os.getpid(),
                                                 "config_sha256": config.sha256})
         republish_missing(store, self._processor.chains, self._processor.spool.outgoing)
@@ -193,7 +198,18 @@ class Daemon:
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
             self._process(ready)
+        if time.monotonic() >= self._next_crl_check:
+            self._refresh_crls()
         self._notifier.status(self._status())
+
+    def _refresh_crls(self) -> None:
+        """Remake any CRL that is due (a revocation, or nextUpdate - refresh has come)."""
+        self._next_crl_check = time.monotonic() + CRL_CHECK_SECONDS
+        try:
+            self._processor.refresh_crls()
+        except SpoolcaError as exc:
+            self._next_crl_check = time.monotonic() + CRL_RETRY_SECONDS
+            _log.error("CRL not remade; retrying", reason=str(exc), retry_in=CRL_RETRY_SECONDS)
 
     def _timeout(self) -> float:
         if self._backlog and not self._refusal:
@@ -346,6 +362,8 @@ class Daemon:
 
     def _status(self) -> str:
         c = self._counters
+        crls = crl_status(self._config, self._processor.store)
+        crl_text = ", ".join(f"{s.authority} #{s.number} until {s.next_update}" for s in crls)
         text = (f"{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
-                f"{len(self._sightings)} queued; last CRL: none yet")
+                f"{len(self._sightings)} queued; CRLs: {crl_text or 'none yet'}")
         return f"REFUSING TO ISSUE: {self._refusal} | {text}" if self._refusal else text

@@ -65,6 +65,8 @@ _STATIC_CODES: dict[str, str] = {
     "lint.fatal": "pkilint could not lint the certificate; the CA key was not used",
     "lint.error": "pkilint found an error in the certificate; the CA key was not used",
     "lint.warning": "pkilint found a warning in the certificate; the CA key was not used",
+    "request.certificate_revoked": "the request's certificate was revoked; a new CSR with a "
+    "new key is needed",
     "request.internal_error": "spoolca failed on this request; the log has the error, "
     "and a later resubmission is processed afresh",
     "issue.validity_exhausted": "the issuing CA expires before the certificate could start",

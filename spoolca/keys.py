@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from spoolca.errors import KeyStoreError
 from spoolca.fsutil import write_new
@@ -31,6 +31,7 @@ __all__ = [
     "read_passphrase",
     "serialize_private_key",
     "signature_hash",
+    "verify_signature",
     "write_private_key",
 ]
 
@@ -82,6 +83,21 @@ def signature_hash(key: PrivateKey | PublicKey) -> hashes.HashAlgorithm | None:
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return None
     raise ValueError(f"unsupported CA key type {type(key).__name__}")
+
+
+def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
+    """Whether `signature` over `data` verifies with `key`, with the hash its type uses."""
+    algorithm = signature_hash(key)
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(algorithm))  # type: ignore[arg-type]
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), algorithm)  # type: ignore[arg-type]
+        else:
+            key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def describe_key(key: PrivateKey | PublicKey) -> str:

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from spoolca.der import integer, octets, sequence
+
 __all__ = ["PBKDF2_ROUNDS", "encrypt_pkcs8_pem"]
 
 PBKDF2_ROUNDS = 600_000
@@ -30,26 +32,6 @@ _OID_AES256_CBC = bytes.fromhex("060960864801650304012a")   # 2.16.840.1.101.3.4
 _NULL = b"\x05\x00"
 
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return bytes([tag, length]) + content
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(size)]) + size + content
-
-
-def _sequence(*parts: bytes) -> bytes:
-    return _tlv(0x30, b"".join(parts))
-
-
-def _integer(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-def _octets(value: bytes) -> bytes:
-    return _tlv(0x04, value)
-
-
 def encrypt_pkcs8_pem(private_key_info_der: bytes, passphrase: bytes,
                       rounds: int = PBKDF2_ROUNDS) -> bytes:
     """An `ENCRYPTED PRIVATE KEY` PEM for an unencrypted PKCS#8 DER."""
@@ -59,11 +41,11 @@ def encrypt_pkcs8_pem(private_key_info_der: bytes, passphrase: bytes,
     padded = padder.update(private_key_info_der) + padder.finalize()
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padded) + encryptor.finalize()
-    kdf = _sequence(_OID_PBKDF2, _sequence(_octets(salt), _integer(rounds),
-                                           _sequence(_OID_HMAC_SHA256, _NULL)))
-    scheme = _sequence(_OID_AES256_CBC, _octets(iv))
-    algorithm = _sequence(_OID_PBES2, _sequence(kdf, scheme))
-    der = _sequence(algorithm, _octets(ciphertext))
+    kdf = sequence(_OID_PBKDF2, sequence(octets(salt), integer(rounds),
+                                           sequence(_OID_HMAC_SHA256, _NULL)))
+    scheme = sequence(_OID_AES256_CBC, octets(iv))
+    algorithm = sequence(_OID_PBES2, sequence(kdf, scheme))
+    der = sequence(algorithm, octets(ciphertext))
     body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
     return (f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}\n"
             "-----END ENCRYPTED PRIVATE KEY-----\n").encode()

@@ -18,8 +18,9 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from cryptography import x509
@@ -27,11 +28,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.authority import load_authorities, load_ca_certificates
 from spoolca.config import Config, Profile
+from spoolca.crl import CRLLinter
 from spoolca.csr import Request, load_request, request_sha256
 from spoolca.dn import oneline
-from spoolca.errors import ClockError, CSRError
+from spoolca.errors import ClockError, CSRError, NotFoundError, SpoolcaError
 from spoolca.findings import Finding
-from spoolca.fsutil import read_untrusted
+from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
 from spoolca.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
 from spoolca.lint import CertificateLinter
 from spoolca.log import get_logger
@@ -45,8 +47,9 @@ from spoolca.results import (
     publish_ca_files,
     rejected_files,
 )
+from spoolca.revocation import due_crls, mark_crl_pending, publish_crls, record_revocation
 from spoolca.spool import REQUEST_SUFFIXES, RESERVED_NAMES, Claimed, Spool, safe_name
-from spoolca.store import CertificateRecord, Store, Tx, format_time
+from spoolca.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
 
 __all__ = ["BATCH_SIZE", "PassSummary", "Processor", "utc_now"]
 
@@ -99,6 +102,8 @@ class _Plan:
     decision: Decision
     ca: IssuingCA
     serial: int
+    supersedes: str | None = None  # the certificate this one renews
+    renews_request: bool = False   # the same CSR again: the request row gets the new serial
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,7 @@ class Processor:
         self._chains = self._publish_ca_files()
         self._authorities: dict[str, IssuingCA] | None = None
         self._linter: CertificateLinter | None = None
+        self._crl_linter_ready: Future[CRLLinter] | None = None
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
 
@@ -186,10 +192,11 @@ class Processor:
     def unlock(self) -> dict[str, IssuingCA]:
         """Unlock the CA keys (once); record it, and the configuration if it changed."""
         if self._authorities is None:
-            used = {p.issuer for p in self._config.profiles.values()}
-            self._authorities = load_authorities(self._config, self._store, used)
-            if self._config.lint == "pkix":
-                self._linter = CertificateLinter()
+            # Both CAs, whatever the profiles use: the root signs its own CRL.
+            self._authorities = load_authorities(self._config, self._store,
+                                                 ("root", "intermediate"))
+            if self._config.lint == "pkix":  # built behind: importing pkilint takes 0.1 s
+                self._crl_linter_ready = self._workers.submit(CRLLinter)
             with self._store.transaction(self._actor, self._clock()) as tx:
                 if self._store.meta("config_sha256") != self._config.sha256:
                     tx.record("config.loaded", {"path": str(self._config.path),
@@ -197,6 +204,63 @@ class Processor:
                     tx.set_meta("config_sha256", self._config.sha256)
                 tx.record("key.unlocked", {"authorities": sorted(self._authorities)})
         return self._authorities
+
+    # -- CRLs ---------------------------------------------------------------------------
+
+    def refresh_crls(self, names: Sequence[str] | None = None) -> list[CRLRecord]:
+        """Make and publish the named CAs' CRLs, or those that are due."""
+        authorities = self.unlock()
+        now = self._clock()
+        chosen = list(names) if names is not None else due_crls(self._config, self._store, now)
+        if not chosen:
+            return []
+        linter = self._crl_linter_ready.result() if self._crl_linter_ready else None
+        return publish_crls(self._config, self._store, authorities, self.spool.outgoing, now,
+                            chosen, linter, self._actor)
+
+    # -- renewal on request ---------------------------------------------------------------
+
+    def renew(self, serial: str) -> Outcome:
+        """`spoolca renew SERIAL`: re-sign the stored request under today's rules.
+
+        The operator's deliberate act, so it is allowed at any time; the old certificate
+        is recorded as superseded (and revoked if the profile says so). The new one is
+        published where the request's result was.
+        """
+        authorities = self.unlock()
+        self._certificate_linter()
+        now = self._clock()
+        self.check_clock(now)
+        record = self._store.certificate(serial)
+        if record is None:
+            raise NotFoundError(f"no certificate with serial {serial} in the register")
+        if record.revoked_at or record.superseded_by:
+            state = f"revoked ({record.revocation_reason})" if record.revoked_at \
+                else f"already renewed by {record.superseded_by}"
+            raise SpoolcaError(f"certificate {serial} is {state}: nothing to renew")
+        der = self._store.request_der(record.request_sha256)
+        profile = self._config.profiles.get(record.profile)
+        if der is None or profile is None:
+            raise SpoolcaError(f"certificate {serial} cannot be renewed: its request or its "
+                               f"profile {record.profile!r} is no longer known")
+        output_name, file_name = self._store.submissions_for(record.request_sha256)[-1]
+        item = _Prepared(Claimed(Path(output_name), profile.name, file_name),
+                         record.request_sha256, load_request(der), None, False)
+        with self._store.transaction(self._actor, now) as tx:
+            planned = self._plan_issue(tx, item, profile, authorities[profile.issuer],
+                                       _BatchState(), supersedes=serial, renews_request=True)
+            if not isinstance(planned, _Plan):
+                codes = ", ".join(f"{f.code} ({f.message})" for f in planned)
+                raise SpoolcaError(f"certificate {serial} was not renewed: {codes}")
+            signed = self._sign(planned)
+            if isinstance(signed, Exception):
+                raise signed
+            outcome = self._record(tx, planned, signed)
+        if outcome.status == "issued":
+            publish_folder(self.spool.outgoing / outcome.output_name, outcome.files,
+                           links=outcome.links)
+            sync_filesystem([self.spool.outgoing])
+        return outcome
 
     # -- a pass -----------------------------------------------------------------------
 
@@ -212,11 +276,17 @@ class Processor:
         self.flush()
         return summary
 
+    def _certificate_linter(self) -> None:
+        """Built when certificates are first issued (`spoolca crl` needs none)."""
+        if self._linter is None and self._config.lint == "pkix":
+            self._linter = CertificateLinter()
+
     def process_batch(self, batch: Sequence[Claimed]) -> list[Outcome]:
         """Decide and record a batch in one transaction; its publication starts behind."""
         if not batch:
             return []
         authorities = self.unlock()
+        self._certificate_linter()
         now = self._clock()
         self.check_clock(now)
         started = time.perf_counter()
@@ -317,29 +387,77 @@ class Processor:
         if item.identity in state.identities:
             return _Again(item)
         existing = tx.find_request(item.identity)
+        supersedes = None
         if existing is not None:
-            return self._republish(tx, item, existing.status, existing.profile,
-                                   existing.serial, existing.findings, existing.decided_at)
+            renewable = self._renewable(tx, existing.status, existing.serial)
+            if renewable is None:
+                return self._republish(tx, item, existing.status, existing.profile,
+                                       existing.serial, existing.findings, existing.decided_at)
+            if isinstance(renewable, Finding):
+                return self._reject_submission(tx, item, [renewable])
+            supersedes = renewable
         if item.request is None:
             assert item.problem is not None
             return self._reject_request(tx, item, profile, [item.problem], None)
-        ca = authorities[profile.issuer]
+        planned = self._plan_issue(tx, item, profile, authorities[profile.issuer], state,
+                                   supersedes=supersedes, renews_request=existing is not None)
+        if isinstance(planned, _Plan):
+            return planned
+        if existing is not None:  # a renewal refused: the request keeps its certificate
+            return self._reject_submission(tx, item, planned)
+        return self._reject_request(tx, item, profile, planned, item.request.der)
+
+    def _in_renewal_window(self, record: CertificateRecord) -> bool:
+        profile = self._config.profiles.get(record.profile)
+        days = profile.renew_before_days if profile else 30
+        return self._clock() >= parse_time(record.not_after) - dt.timedelta(days=days)
+
+    def _renewable(self, tx: Tx, status: str, serial: str | None) -> str | Finding | None:
+        """For a request seen before: None to re-publish its result, the serial to renew
+        (its certificate is in the renewal window or expired), or why it cannot be."""
+        if status != "issued" or serial is None:
+            return None
+        record = tx.certificate(serial)
+        assert record is not None
+        if record.superseded_by:
+            return None  # renewed already: the request's current certificate is re-published
+        if record.revoked_at:
+            return Finding("request.certificate_revoked", f"this request's certificate "
+                           f"{serial} was revoked ({record.revocation_reason}); send a new "
+                           "CSR with a new key")
+        return serial if self._in_renewal_window(record) else None
+
+    def _plan_issue(self, tx: Tx, item: _Prepared, profile: Profile, ca: IssuingCA,
+                    state: _BatchState, *, supersedes: str | None,
+                    renews_request: bool) -> _Plan | list[Finding]:
+        """Policy, then a serial: the plan to sign, or the findings that refuse it."""
+        assert item.request is not None
+        renewing = [supersedes] if supersedes else []
 
         def subject_in_use(subject: str) -> str | None:
-            return (state.subjects.get((ca.name, subject))
-                    or tx.valid_serial_for_subject(ca.name, subject))
+            planned = state.subjects.get((ca.name, subject))
+            if planned:
+                return planned
+            serial = tx.valid_serial_for_subject(ca.name, subject)
+            if serial is None or serial in renewing:
+                return None
+            record = tx.certificate(serial)
+            if record is not None and self._in_renewal_window(record):
+                renewing.append(serial)  # a new CSR for the subject: a renewal
+                return None
+            return serial
 
         decision = evaluate(item.request, profile, self._config.policy, ca.certificate,
                             ca_subjects=self._ca_subjects, subject_in_use=subject_in_use)
         if not decision.accepted:
-            return self._reject_request(tx, item, profile, list(decision.findings),
-                                        item.request.der)
+            return list(decision.findings)
         serial = new_serial(lambda value: serial_hex(value) in state.serials
                             or tx.serial_taken(serial_hex(value)))
         state.serials.add(serial_hex(serial))
         state.subjects[(ca.name, decision.subject_line)] = serial_hex(serial)
         state.identities.add(item.identity)
-        return _Plan(item, profile, decision, ca, serial)
+        return _Plan(item, profile, decision, ca, serial, supersedes=renewing[0] if renewing
+                     else None, renews_request=renews_request)
 
     # -- stage 3: signing (in the pool) ---------------------------------------------------
 
@@ -380,6 +498,8 @@ class Processor:
         if signed.certificate is None:
             _log.warning("lint refused a certificate", request_sha256=item.identity,
                          findings=[f.message for f in signed.findings])
+            if plan.renews_request:  # the request keeps the certificate it has
+                return self._reject_submission(tx, item, list(signed.findings))
             return self._reject_request(tx, item, profile, list(signed.findings),
                                         item.request.der)
         cert = signed.certificate
@@ -391,7 +511,16 @@ class Processor:
             der=cert.public_bytes(Encoding.DER), revoked_at=None, revocation_reason=None,
         )
         tx.add_certificate(record)
-        tx.add_request(item.identity, profile.name, "issued", item.request.der, [], record.serial)
+        if plan.renews_request:
+            tx.set_request_serial(item.identity, record.serial)
+        else:
+            tx.add_request(item.identity, profile.name, "issued", item.request.der, [],
+                           record.serial)
+        if plan.supersedes:
+            tx.supersede(plan.supersedes, record.serial)
+            if profile.revoke_superseded:
+                record_revocation(tx, plan.supersedes, "superseded", None)
+                mark_crl_pending(tx, plan.ca.name)
         name = self._allocate_name(tx, item.claimed.file_name, item.identity)
         tx.add_submission(item.identity, item.claimed.file_name, name, profile.name, "issued", [])
         chain = self._chains[plan.ca.name]
@@ -403,6 +532,7 @@ class Processor:
             "subject": record.subject, "names": [_general(n) for n in plan.decision.names],
             "not_after": record.not_after,
             "cert_sha256": hashlib.sha256(files["cert.crt"]).hexdigest(),
+            "supersedes": plan.supersedes,
         })
         return Outcome(name, item.claimed.file_name, item.identity, profile.name, "issued",
                        record.serial, (), files, links={"chain.pem": chain.path})

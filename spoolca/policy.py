@@ -349,5 +349,6 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
         findings.append(Finding("policy.subject.duplicate",
                                 f"a valid certificate (serial {existing}) already exists for "
                                 f"{line} and the {profile.name} profile sets unique_subject; "
-                                "revoke it first or use another subject"))
+                                f"renew it within {profile.renew_before_days} days of its end, "
+                                "revoke it first, or use another subject"))
     return Decision(findings=tuple(findings), subject=subject, subject_line=line, names=names)

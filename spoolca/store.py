@@ -19,7 +19,15 @@ from typing import Any
 from spoolca.chain import GENESIS, entry_hash
 from spoolca.errors import StoreError
 
-__all__ = ["CertificateRecord", "RequestRecord", "Store", "Tx", "format_time", "parse_time"]
+__all__ = [
+    "CRLRecord",
+    "CertificateRecord",
+    "RequestRecord",
+    "Store",
+    "Tx",
+    "format_time",
+    "parse_time",
+]
 
 SCHEMA_VERSION = 1
 
@@ -51,8 +59,14 @@ CREATE TABLE certificates (
     der BLOB NOT NULL,
     revoked_at TEXT,
     revocation_reason TEXT,
-    invalidity_date TEXT
+    invalidity_date TEXT,
+    superseded_by TEXT,
+    crl_entry BLOB  -- its CRL entry's DER, encoded once at revocation
 );
+-- A CRL is read straight from this covering index; the second finds what to encode.
+CREATE INDEX certificates_crl ON certificates (issuer, crl_entry) WHERE revoked_at IS NOT NULL;
+CREATE INDEX certificates_unencoded ON certificates (issuer)
+    WHERE revoked_at IS NOT NULL AND crl_entry IS NULL;
 CREATE INDEX certificates_subject ON certificates (subject);
 CREATE INDEX certificates_not_before ON certificates (not_before);
 CREATE TABLE submissions (
@@ -66,6 +80,15 @@ CREATE TABLE submissions (
     findings TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX submissions_output ON submissions (output_name);
+CREATE TABLE crls (
+    authority TEXT NOT NULL REFERENCES authorities(name),
+    number INTEGER NOT NULL,
+    this_update TEXT NOT NULL,
+    next_update TEXT NOT NULL,
+    entries INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (authority, number)
+);
 CREATE TABLE audit (
     seq INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
@@ -84,7 +107,9 @@ def format_time(moment: dt.datetime) -> str:
 
 
 def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    """The inverse of format_time (fromisoformat: 30 times faster than strptime, which
+    matters for a CRL of 100,000 entries)."""
+    return dt.datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +126,26 @@ class CertificateRecord:
     der: bytes
     revoked_at: str | None
     revocation_reason: str | None
+    invalidity_date: str | None = None
+    superseded_by: str | None = None
 
     def status(self, now: dt.datetime) -> str:
         """valid, revoked or expired, as `list --status` names them."""
         if self.revoked_at:
             return "revoked"
         return "expired" if self.not_after <= format_time(now) else "valid"
+
+
+@dataclass(frozen=True, slots=True)
+class CRLRecord:
+    """The latest CRL of one CA, as the register remembers it."""
+
+    authority: str
+    number: int
+    this_update: str
+    next_update: str
+    entries: int
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +161,7 @@ class RequestRecord:
 
 
 _CERT_COLUMNS = ("serial, issuer, request_sha256, profile, subject, not_before, not_after, der, "
-                 "revoked_at, revocation_reason")
+                 "revoked_at, revocation_reason, invalidity_date, superseded_by")
 
 
 class Tx:
@@ -204,10 +243,63 @@ class Tx:
 
     def add_certificate(self, record: CertificateRecord) -> None:
         self._conn.execute(
-            f"INSERT INTO certificates ({_CERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO certificates ({_CERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (record.serial, record.issuer, record.request_sha256, record.profile, record.subject,
-             record.not_before, record.not_after, record.der, None, None),
+             record.not_before, record.not_after, record.der, None, None, None, None),
         )
+
+    def set_request_serial(self, sha256: str, serial: str) -> None:
+        """A renewal: the request's one current certificate is now `serial`."""
+        self._conn.execute("UPDATE requests SET serial = ?, decided_at = ? WHERE sha256 = ?",
+                           (serial, self._now, sha256))
+
+    def certificate(self, serial: str) -> CertificateRecord | None:
+        return _certificate_row(self._conn, serial)
+
+    def revoke(self, serial: str, reason: str, invalidity: str | None, entry: bytes) -> None:
+        """Record a revocation at this transaction's time, with its CRL entry's DER."""
+        self._conn.execute("UPDATE certificates SET revoked_at = ?, revocation_reason = ?, "
+                           "invalidity_date = ?, crl_entry = ? WHERE serial = ?",
+                           (self._now, reason, invalidity, entry, serial))
+
+    def unrevoke(self, serial: str) -> None:
+        """removeFromCRL: a certificate on hold is valid again."""
+        self._conn.execute("UPDATE certificates SET revoked_at = NULL, revocation_reason = "
+                           "NULL, invalidity_date = NULL, crl_entry = NULL WHERE serial = ?",
+                           (serial,))
+
+    def set_crl_entry(self, serial: str, entry: bytes) -> None:
+        self._conn.execute("UPDATE certificates SET crl_entry = ? WHERE serial = ?",
+                           (entry, serial))
+
+    def supersede(self, serial: str, by: str) -> None:
+        self._conn.execute("UPDATE certificates SET superseded_by = ? WHERE serial = ?",
+                           (by, serial))
+
+    def unencoded_revocations(self, issuer: str) -> list[tuple[str, str, str, str | None]]:
+        """Revocations recorded without their CRL entry's DER (a migration): to encode."""
+        return self._conn.execute(
+            "SELECT serial, revoked_at, revocation_reason, invalidity_date FROM certificates "
+            "WHERE issuer = ? AND revoked_at IS NOT NULL AND crl_entry IS NULL",
+            (issuer,)).fetchall()
+
+    def crl_entries(self, issuer: str) -> list[bytes]:
+        """The stored CRL entries of every revoked certificate of one issuer."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT crl_entry FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL",
+            (issuer,))]
+
+    def next_crl_number(self, authority: str) -> int:
+        """Strictly increasing per CA, from the register: never from the clock."""
+        row = self._conn.execute("SELECT MAX(number) FROM crls WHERE authority = ?",
+                                 (authority,)).fetchone()
+        return (row[0] or 0) + 1
+
+    def add_crl(self, record: CRLRecord) -> None:
+        self._conn.execute(
+            "INSERT INTO crls (authority, number, this_update, next_update, entries, sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (record.authority, record.number, record.this_update,
+                                          record.next_update, record.entries, record.sha256))
 
     def add_submission(self, request_sha256: str, file_name: str, output_name: str,
                        profile: str, status: str, findings: list[dict[str, str]]) -> None:
@@ -226,6 +318,12 @@ def _valid_serial(conn: sqlite3.Connection, issuer: str, subject: str, now: str)
         "AND revoked_at IS NULL AND not_after > ? LIMIT 1", (subject, issuer, now),
     ).fetchone()
     return row[0] if row else None
+
+
+def _certificate_row(conn: sqlite3.Connection, serial: str) -> CertificateRecord | None:
+    row = conn.execute(f"SELECT {_CERT_COLUMNS} FROM certificates WHERE serial = ?",
+                       (serial.upper(),)).fetchone()
+    return CertificateRecord(*row) if row else None
 
 
 def _request_row(conn: sqlite3.Connection, sha256: str) -> RequestRecord | None:
@@ -292,9 +390,18 @@ class Store:
         return _request_row(self._conn, sha256)
 
     def certificate(self, serial: str) -> CertificateRecord | None:
-        row = self._conn.execute(f"SELECT {_CERT_COLUMNS} FROM certificates WHERE serial = ?",
-                                 (serial.upper(),)).fetchone()
-        return CertificateRecord(*row) if row else None
+        return _certificate_row(self._conn, serial)
+
+    def latest_crl(self, authority: str) -> CRLRecord | None:
+        row = self._conn.execute(
+            "SELECT authority, number, this_update, next_update, entries, sha256 FROM crls "
+            "WHERE authority = ? ORDER BY number DESC LIMIT 1", (authority,)).fetchone()
+        return CRLRecord(*row) if row else None
+
+    def request_der(self, sha256: str) -> bytes | None:
+        row = self._conn.execute("SELECT csr_der FROM requests WHERE sha256 = ?",
+                                 (sha256,)).fetchone()
+        return row[0] if row else None
 
     def certificates(self) -> list[CertificateRecord]:
         """The whole register in issuance order (openssl's index.txt order)."""

@@ -240,3 +240,47 @@ class TestClockGuard:
             assert result_of(ca, "wait", timeout=30)["status"] == "issued"
         finally:
             running.stop()
+
+
+class TestCRLRefresh:
+    def _number(self, ca: CA) -> int:
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            return db.execute("SELECT MAX(number) FROM crls WHERE authority = 'intermediate'"
+                              ).fetchone()[0]
+
+    def test_a_crl_near_its_end_is_remade(self, ca: CA, daemon: Running,
+                                          notify: NotifySocket):
+        """When nextUpdate - crl_refresh_days has come, the daemon publishes the next CRL."""
+        before = self._number(ca)
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            db.execute("UPDATE crls SET next_update = ? WHERE authority = 'intermediate' AND "
+                       "number = ?", (time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                    time.gmtime(time.time() + 86400)), before))
+        wait_for(lambda: self._number(ca) == before + 1, 20, "a new intermediate CRL")
+        wait_for(lambda: any(f"intermediate #{before + 1} until" in m for m in notify.poll()),
+                 10, "STATUS naming the new CRL")
+
+    def test_a_revocation_recorded_without_the_key_is_published_by_the_daemon(self, tmp_path):
+        """revoke where no passphrase is at hand: recorded, and the daemon makes the CRL."""
+        from tests.pki import PASSPHRASE, init_ca
+
+        secret = tmp_path / "passphrase"
+        secret.write_bytes(PASSPHRASE)
+        ca = init_ca(tmp_path / "ca", "--passphrase-file", str(secret))
+        ca.edit_config("\nfile = \"", "\n# file = \"")
+        credentials = tmp_path / "credentials"
+        credentials.mkdir()
+        (credentials / "spoolca-ca-passphrase").write_bytes(PASSPHRASE)
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(ca, notify, env={"CREDENTIALS_DIRECTORY": str(credentials)})
+        try:
+            notify.wait_for("READY=1")
+            ca.submit("server/r.csr", pem(make_csr("r.sample.com")[1]))
+            serial = result_of(ca, "r")["serial"]
+            before = self._number(ca)
+            result = ca.run("revoke", serial, "--reason", "keyCompromise")
+            assert result.returncode == 0 and "the daemon remakes it" in result.stdout
+            wait_for(lambda: self._number(ca) == before + 1, 20, "the daemon's CRL")
+        finally:
+            running.stop()
+            notify.close()

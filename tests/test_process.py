@@ -244,9 +244,8 @@ class TestRejection:
 
     def test_unique_subject_off_allows_a_second_certificate(self, ca: CA):
         """Counter-case: with unique_subject = false the same subject is issued twice."""
-        ca.edit_config("allow_ip = false\n# Refuse a second valid certificate for the same "
-                       "subject (OpenSSL unique_subject).\nunique_subject = true",
-                       "allow_ip = false\nunique_subject = false")
+        ca.edit_config("unique_subject = true\nrenew_before_days = 30",
+                       "unique_subject = false\nrenew_before_days = 30")
         ca.submit("server/first.csr", pem(make_csr("dup.sample.com")[1]))
         ca.submit("server/second.csr", pem(make_csr("dup.sample.com")[1]))
         ca.process()

@@ -95,9 +95,11 @@ class TestList:
         assert json.loads(issued.run("list", "--json", "--expiring", "30").stdout) == []
 
     def test_table(self, issued: CA):
-        """The human table has a header and a row per certificate."""
+        """The human table: a header, a row per certificate, then when each CRL is due."""
         lines = issued.run("list").stdout.splitlines()
-        assert lines[0].startswith("SERIAL") and len(lines) == 3
+        assert lines[0].startswith("SERIAL") and len(lines) == 5
+        assert lines[3].startswith("root CRL #1 valid until")
+        assert lines[4].startswith("intermediate CRL #1 valid until")
 
 
 class TestShow:

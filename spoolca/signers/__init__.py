@@ -26,3 +26,8 @@ class Signer(Protocol):
 
     def sign_crl(self, builder: x509.CertificateRevocationListBuilder
                  ) -> x509.CertificateRevocationList: ...
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The signature over `data`, as X.509 carries it (DER ECDSA-Sig-Value, RSA
+        PKCS#1 v1.5, or raw Ed25519), with the hash the key type requires."""
+        ...

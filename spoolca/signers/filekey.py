@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from spoolca.keys import PrivateKey, PublicKey, signature_hash
 
@@ -29,3 +30,10 @@ class FileKeySigner:
     def sign_crl(self, builder: x509.CertificateRevocationListBuilder
                  ) -> x509.CertificateRevocationList:
         return builder.sign(self._key, self._hash)  # type: ignore[arg-type]
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            return self._key.sign(data, ec.ECDSA(self._hash))  # type: ignore[arg-type]
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            return self._key.sign(data, padding.PKCS1v15(), self._hash)  # type: ignore[arg-type]
+        return self._key.sign(data)

@@ -1,0 +1,68 @@
+"""The few DER (X.690) pieces spoolca writes itself, and a reader for one level of TLVs.
+
+cryptography does all X.509 work, but two places need bytes it does not expose: the
+PBES2 key wrapping (keywrap) and CRL entries encoded once, at revocation, so that a
+CRL of 100,000 entries is assembled from stored bytes instead of rebuilt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+__all__ = ["content", "integer", "octets", "read_tlvs", "sequence", "time", "tlv"]
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return bytes([tag, length]) + content
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
+
+
+def sequence(*parts: bytes) -> bytes:
+    return tlv(0x30, b"".join(parts))
+
+
+def integer(value: int) -> bytes:
+    """A non-negative INTEGER, minimal length, a leading zero where the top bit is set."""
+    return tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def octets(value: bytes) -> bytes:
+    return tlv(0x04, value)
+
+
+def time(moment: dt.datetime) -> bytes:
+    """RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; UTC, seconds."""
+    moment = moment.astimezone(dt.UTC)
+    if moment.year < 2050:
+        return tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode())
+    return tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+def read_tlvs(data: bytes) -> list[tuple[int, int, int]]:
+    """(tag, start, end) of each element directly inside `data` (the content octets)."""
+    elements, offset = [], 0
+    while offset < len(data):
+        tag, first = data[offset], data[offset + 1]
+        header = 2
+        if first < 0x80:
+            length = first
+        else:
+            size = first & 0x7F
+            length = int.from_bytes(data[offset + 2:offset + 2 + size], "big")
+            header += size
+        end = offset + header + length
+        if end > len(data):
+            raise ValueError("truncated DER")
+        elements.append((tag, offset, end))
+        offset = end
+    return elements
+
+
+def content(data: bytes) -> bytes:
+    """The content octets of one TLV."""
+    _tag, start, end = read_tlvs(data)[0]
+    header = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
+    return data[start + header:end]

@@ -1,0 +1,215 @@
+"""Revoking certificates and keeping every CA's CRL fresh.
+
+A CRL that expires locks every relying party out, the most common failure of hand-run
+OpenSSL CAs. So each CA's CRL is remade on every revocation, by `spoolca crl`, at init,
+and by the daemon whenever nextUpdate - crl_refresh_days has come, and its number
+comes from the register, strictly increasing whatever the clock says.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from spoolca.config import Config
+from spoolca.crl import REASONS, CRLLinter, RevokedEntry, encode_entry, sign_crl
+from spoolca.errors import ClockError, NotFoundError, SpoolcaError
+from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir
+from spoolca.issuer import IssuingCA
+from spoolca.log import get_logger
+from spoolca.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
+
+__all__ = [
+    "CRLStatus",
+    "crl_status",
+    "due_crls",
+    "mark_crl_pending",
+    "publish_crls",
+    "record_revocation",
+    "revoke",
+]
+
+AUTHORITIES = ("root", "intermediate")
+_log = get_logger("spoolca.revocation")
+
+
+def _pending_key(authority: str) -> str:
+    return f"crl_pending:{authority}"
+
+
+def mark_crl_pending(tx: Tx, authority: str) -> None:
+    """In the revoking transaction: this CA's CRL must be remade (by us or the daemon)."""
+    tx.set_meta(_pending_key(authority), "1")
+
+
+def record_revocation(tx: Tx, serial: str, reason: str, invalidity: dt.datetime | None
+                      ) -> None:
+    """In a transaction: the revocation and its CRL entry, encoded now, once."""
+    entry = encode_entry(RevokedEntry(int(serial, 16), parse_time(tx.now), reason, invalidity))
+    tx.revoke(serial, reason, format_time(invalidity) if invalidity else None, entry)
+
+
+def revoke(store: Store, serial: str, reason: str, invalidity: dt.datetime | None,
+           now: dt.datetime, actor: str) -> CertificateRecord:
+    """Record a revocation (or, with removeFromCRL, lift a hold); nothing changes on error."""
+    if reason not in REASONS:
+        raise SpoolcaError(f"{reason!r} is not a revocation reason; use one of "
+                           f"{', '.join(REASONS)}")
+    if invalidity is not None and invalidity > now:
+        raise SpoolcaError("the invalidity date is in the future; give the time the key was "
+                           "(or may have been) compromised")
+    with store.transaction(actor, now) as tx:
+        record = tx.certificate(serial)
+        if record is None:
+            raise NotFoundError(f"no certificate with serial {serial} in the register")
+        on_hold = record.revocation_reason == "certificateHold"
+        if reason == "removeFromCRL":
+            if not on_hold:
+                raise SpoolcaError(f"certificate {serial} is not on hold; removeFromCRL only "
+                                   "lifts a certificateHold")
+            tx.unrevoke(serial)
+        elif record.revoked_at and not on_hold:
+            raise SpoolcaError(f"certificate {serial} is already revoked "
+                               f"({record.revocation_reason}, {record.revoked_at})")
+        else:
+            record_revocation(tx, serial, reason, invalidity)
+        mark_crl_pending(tx, record.issuer)
+        tx.record("certificate.revoked" if reason != "removeFromCRL" else
+                  "certificate.unheld", {"serial": serial, "reason": reason,
+                                         "issuer": record.issuer, "subject": record.subject,
+                                         "invalidity_date": format_time(invalidity)
+                                         if invalidity else None})
+        updated = tx.certificate(serial)
+    assert updated is not None
+    return updated
+
+
+@dataclass(frozen=True, slots=True)
+class CRLStatus:
+    """When a CA's CRL ends and when the next one is due, for STATUS= and `list`."""
+
+    authority: str
+    number: int
+    next_update: str
+    refresh_at: str
+
+
+def crl_status(config: Config, store: Store) -> list[CRLStatus]:
+    statuses = []
+    for name in AUTHORITIES:
+        latest = store.latest_crl(name)
+        if latest is not None:
+            refresh = parse_time(latest.next_update) - dt.timedelta(
+                days=config.authorities[name].crl_refresh_days)
+            statuses.append(CRLStatus(name, latest.number, latest.next_update,
+                                      format_time(refresh)))
+    return statuses
+
+
+def due_crls(config: Config, store: Store, now: dt.datetime) -> list[str]:
+    """CAs whose CRL is missing, behind a revocation, or within its refresh margin."""
+    due = []
+    for name in AUTHORITIES:
+        latest = store.latest_crl(name)
+        if latest is None or store.meta(_pending_key(name)) == "1":
+            due.append(name)
+            continue
+        margin = dt.timedelta(days=config.authorities[name].crl_refresh_days)
+        if now >= parse_time(latest.next_update) - margin:
+            due.append(name)
+    return due
+
+
+def _entry(serial: str, revoked_at: str, reason: str, invalidity: str | None) -> RevokedEntry:
+    return RevokedEntry(int(serial, 16), parse_time(revoked_at), reason,
+                        parse_time(invalidity) if invalidity else None)
+
+
+def _entries(tx: Tx, authority: str) -> list[bytes]:
+    """The stored CRL entries, encoding any that a migration left without one."""
+    for row in tx.unencoded_revocations(authority):
+        tx.set_crl_entry(row[0], encode_entry(_entry(*row)))
+    return tx.crl_entries(authority)
+
+
+def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA],
+                 outgoing: Path, now: dt.datetime, names: list[str],
+                 linter: CRLLinter | None, actor: str) -> list[CRLRecord]:
+    """Make, record and publish the named CAs' CRLs: outgoing/crl/NAME.crl and .crl.pem.
+
+    Numbered and recorded in one transaction; written after the commit, under a lock,
+    and only if no newer CRL was recorded meanwhile (another process may publish too).
+    """
+    made = []
+    for name in names:
+        ca = authorities[name]
+        if not ca.certificate.not_valid_before_utc <= now <= ca.certificate.not_valid_after_utc:
+            raise ClockError(f"the clock reads {format_time(now)}, outside the {name} CA's "
+                             "validity: no CRL was made")
+        days = config.authorities[name].crl_days
+        next_update = min(now + dt.timedelta(days=days), ca.certificate.not_valid_after_utc)
+        with store.transaction(actor, now) as tx:
+            latest = store.latest_crl(name)
+            if latest is not None and format_time(now) < latest.this_update:
+                _log.warning("the clock is behind the last CRL; numbering stays increasing",
+                             authority=name, last_this_update=latest.this_update)
+            number = tx.next_crl_number(name)
+            entries = _entries(tx, name)
+            der = sign_crl(ca, entries, number=number, this_update=now,
+                           next_update=next_update, linter=linter)
+            record = CRLRecord(name, number, format_time(now), format_time(next_update),
+                               len(entries), hashlib.sha256(der).hexdigest())
+            tx.add_crl(record)
+            tx.set_meta(_pending_key(name), "0")
+            tx.record("crl.published", {"authority": name, "number": number,
+                                        "this_update": record.this_update,
+                                        "next_update": record.next_update,
+                                        "entries": record.entries, "sha256": record.sha256})
+        _write(store, outgoing / "crl", record, der, _pem(der))
+        made.append(record)
+        _log.info("crl", authority=name, number=number, entries=record.entries,
+                  next_update=record.next_update)
+    if made:
+        _write_schedule(config, store, outgoing / "crl")
+    return made
+
+
+def _pem(der: bytes) -> bytes:
+    """PEM from the DER we already have (a second serialization of a 5 MB CRL is not free)."""
+    body = base64.b64encode(der)
+    lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+    return b"-----BEGIN X509 CRL-----\n" + lines + b"\n-----END X509 CRL-----\n"
+
+
+def _write(store: Store, folder: Path, record: CRLRecord, der: bytes, pem: bytes) -> None:
+    ensure_dir(folder, 0o755)
+    lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        latest = store.latest_crl(record.authority)
+        if latest is not None and latest.number > record.number:
+            return  # a newer CRL was recorded (and is being published) meanwhile
+        atomic_write(folder / f"{record.authority}.crl", der)
+        atomic_write(folder / f"{record.authority}.crl.pem", pem)
+    finally:
+        os.close(lock)
+
+
+def _write_schedule(config: Config, store: Store, folder: Path) -> None:
+    """outgoing/crl/next-update.json: when each CRL ends, and when the stick must return."""
+    statuses = crl_status(config, store)
+    if not statuses:
+        return
+    body = {s.authority: {"number": s.number, "next_update": s.next_update,
+                          "next_crl_from": s.refresh_at} for s in statuses}
+    body["return_by"] = min(s.next_update for s in statuses)
+    body["note"] = ("bring the stick back after next_crl_from and before return_by, so the "
+                    "next CRL reaches relying parties before the current one ends")
+    atomic_write(folder / "next-update.json",
+                 (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
