@@ -70,6 +70,8 @@ def record_as_dict(record: CertificateRecord, now: dt.datetime) -> dict[str, Any
         "request_sha256": record.request_sha256,
         "revoked_at": record.revoked_at,
         "revocation_reason": record.revocation_reason,
+        "invalidity_date": record.invalidity_date,
+        "superseded_by": record.superseded_by,
     }
 
 
@@ -99,4 +101,8 @@ def show_text(record: CertificateRecord, now: dt.datetime) -> str:
     if record.revoked_at:
         reason = f" ({record.revocation_reason})" if record.revocation_reason else ""
         lines.append(f"Revoked:         {record.revoked_at}{reason}")
+        if record.invalidity_date:
+            lines.append(f"Invalid since:   {record.invalidity_date}")
+    if record.superseded_by:
+        lines.append(f"Superseded by:   {record.superseded_by} (renewed)")
     return "\n".join(lines) + "\n"

@@ -309,6 +309,7 @@ class TestRenewal:
                 str(ca.outgoing / "op" / "cert.pem"))
         again = ca.run("renew", old)
         assert again.returncode == 1 and f"already renewed by {new}" in again.stderr
+        assert f"Superseded by:   {new}" in ca.run("show", old).stdout
 
     def test_revoked_certificate_is_not_renewed_by_its_csr(self, ca: CA):
         """Counter-case: a revoked certificate's CSR again is refused: a new key is needed."""
