@@ -15,11 +15,12 @@ from spoolca.config import Config
 from spoolca.errors import KeyStoreError
 from spoolca.issuer import IssuingCA
 from spoolca.keys import generate_like, load_private_key, read_passphrase
+from spoolca.openpgp import ApplianceKey
 from spoolca.profiles import CAURLs
 from spoolca.signers.filekey import FileKeySigner
 from spoolca.store import Store
 
-__all__ = ["load_authorities", "load_ca_certificates"]
+__all__ = ["load_audit_key", "load_authorities", "load_ca_certificates"]
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -50,3 +51,12 @@ def load_authorities(config: Config, store: Store, names: Iterable[str]) -> dict
             lint_signer=FileKeySigner(generate_like(key)),
         )
     return authorities
+
+
+def load_audit_key(config: Config, store: Store) -> ApplianceKey:
+    """The appliance's OpenPGP key, protected by the same passphrase as the CA keys."""
+    fingerprint = store.meta("audit_key_fingerprint")
+    if not fingerprint:
+        raise KeyStoreError("the register names no audit signing key: was init completed?")
+    passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
+    return ApplianceKey(config.gnupg_dir, fingerprint, passphrase)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from spoolca.audit import checkpoint, export
 from spoolca.config import Config, load_config, render_config
 from spoolca.crl import CRLLinter
 from spoolca.dn import oneline
@@ -31,6 +32,7 @@ from spoolca.keys import (
     write_private_key,
 )
 from spoolca.lint import CertificateLinter
+from spoolca.openpgp import ApplianceKey
 from spoolca.profiles import CAURLs, ca_extensions
 from spoolca.results import publish_ca_files
 from spoolca.revocation import publish_crls
@@ -53,6 +55,7 @@ class CeremonyReport:
     root: x509.Certificate
     intermediate: x509.Certificate
     encrypted: bool
+    audit_fingerprint: str
 
 
 def default_intermediate_subject(root: x509.Name) -> x509.Name:
@@ -137,38 +140,45 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
     config_path = directory / "spoolca.toml"
     atomic_write(config_path, render_config(passphrase_file=passphrase_file).encode(), 0o640)
     config = load_config(config_path)
-    ensure_dir(config.gnupg_dir, PRIVATE_DIR)
+    audit_key = ApplianceKey.create(config.gnupg_dir, passphrase,
+                                    name=f"spoolca audit {_common_name(root)}")
     store = Store(config.database, create=True)
     try:
         with store.transaction("init", now) as tx:
             tx.add_authority("root", None, root.public_bytes(Encoding.DER))
             tx.add_authority("intermediate", "root", inter.public_bytes(Encoding.DER))
             tx.set_meta("config_sha256", config.sha256)
+            tx.set_meta("audit_key_fingerprint", audit_key.fingerprint)
             tx.record("ca.initialized", {
                 "root": _ca_summary(root, root_key),
                 "intermediate": _ca_summary(inter, inter_key),
                 "keys_encrypted": passphrase is not None,
                 "config_sha256": config.sha256,
+                "audit_key_fingerprint": audit_key.fingerprint,
             })
+        spool = Spool(config.spool_dir)
+        spool.create(config.profiles)
+        publish_ca_files(spool.outgoing / "ca", root, inter)
+        _first_crls(config, store, root, root_key, inter, inter_key, spool, now)
+        checkpoint(store, audit_key, now)
+        export(store, spool.outgoing / "audit", audit_key)
     finally:
         store.close()
-    spool = Spool(config.spool_dir)
-    spool.create(config.profiles)
-    publish_ca_files(spool.outgoing / "ca", root, inter)
-    _first_crls(config, root, root_key, inter, inter_key, spool, now)
-    return CeremonyReport(directory, config_path, root, inter, passphrase is not None)
+    return CeremonyReport(directory, config_path, root, inter, passphrase is not None,
+                          audit_key.fingerprint)
 
 
-def _first_crls(config: Config, root: x509.Certificate, root_key: PrivateKey,
+def _common_name(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else "CA"
+
+
+def _first_crls(config: Config, store: Store, root: x509.Certificate, root_key: PrivateKey,
                 inter: x509.Certificate, inter_key: PrivateKey, spool: Spool,
                 now: dt.datetime) -> None:
     """Both CAs publish an (empty) CRL from the start: relying parties can check at once."""
     authorities = {
         name: IssuingCA(name, cert, FileKeySigner(key), CAURLs(), FileKeySigner(generate_like(key)))
         for name, cert, key in (("root", root, root_key), ("intermediate", inter, inter_key))}
-    store = Store(config.database)
-    try:
-        publish_crls(config, store, authorities, spool.outgoing, now, ["root", "intermediate"],
-                     CRLLinter(), "init")
-    finally:
-        store.close()
+    publish_crls(config, store, authorities, spool.outgoing, now, ["root", "intermediate"],
+                 CRLLinter(), "init")

@@ -109,7 +109,9 @@ def cmd_init(args: argparse.Namespace) -> int:
               f"{cert.not_valid_after_utc:%Y-%m-%d}")
     print(f"  keys          {directory}/keys/ (mode 0400, {state})")
     print(f"  config        {report.config}")
-    print(f"  certificates  {directory}/spool/outgoing/ca/")
+    print(f"  certificates  {directory}/spool/outgoing/ca/, CRLs in spool/outgoing/crl/")
+    print(f"  audit key     {report.audit_fingerprint} (OpenPGP, in {directory}/gnupg/): give "
+          "auditors this fingerprint")
     print(f"Put requests in {directory}/spool/incoming/[server|client|subca]/ and run "
           f"`spoolca --config {report.config} process`.")
     return 0
@@ -205,6 +207,102 @@ def cmd_crl(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return 0 if all(line.startswith("published") for line in lines) else 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from spoolca.audit import export
+    from spoolca.pipeline import Processor
+
+    with _opened(args) as (config, store), Processor(config, store, actor="cli") as processor:
+        processor.seal()
+        folder = Path(args.target) if args.target else config.spool_dir / "outgoing" / "audit"
+        last = export(store, folder, processor.audit_key)
+        if args.target:
+            with store.transaction("cli", _now()) as tx:
+                tx.record("audit.exported", {"folder": str(folder), "through_seq": last})
+    print(f"exported the audit log through entry {last} to {folder}/")
+    return 0
+
+
+def _audit_key_for(args: argparse.Namespace) -> tuple[str, str]:
+    """(armored public key, fingerprint): --key, or this appliance's own key."""
+    from spoolca.openpgp import ApplianceKey
+
+    if args.key:
+        armored = Path(args.key).read_text()
+        fingerprint = args.fingerprint or _fingerprint_of(armored)
+        return armored, fingerprint
+    with _opened(args) as (config, store):
+        fingerprint = store.meta("audit_key_fingerprint") or ""
+        armored = ApplianceKey(config.gnupg_dir, fingerprint, None).public_key()
+    if args.fingerprint and args.fingerprint.upper() != fingerprint.upper():
+        raise SpoolcaError(f"this appliance's audit key is {fingerprint}, not {args.fingerprint}")
+    return armored, fingerprint
+
+
+def _fingerprint_of(armored: str) -> str:
+    import tempfile
+
+    import gnupg
+
+    from spoolca.openpgp import stop_agent
+
+    with tempfile.TemporaryDirectory(prefix="spoolca-key-") as home:
+        result = gnupg.GPG(gnupghome=home).import_keys(armored)
+        stop_agent(Path(home))
+    if len(result.fingerprints) != 1:
+        raise UsageError("--key must hold exactly one OpenPGP public key")
+    return str(result.fingerprints[0])
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from spoolca.audit import verify_export
+
+    armored, fingerprint = _audit_key_for(args)
+    folder = Path(args.dir) if args.dir else _load(args).spool_dir / "outgoing" / "audit"
+    since = Path(args.since_checkpoint) if args.since_checkpoint else None
+    damages, entries, signed = verify_export(folder, armored, fingerprint, since)
+    if damages and damages[0].kind != "unsigned tail":
+        damage = damages[0]
+        print(f"DAMAGED at entry {damage.seq}: {damage.kind}: {damage.message}")
+        return 1
+    print(f"intact: {entries} entries, the chain recomputed; signed through entry {signed} "
+          f"by {fingerprint}")
+    if damages:
+        print(f"note: {damages[0].message} (an unsigned tail, not tampering: the next "
+              "checkpoint will sign them)")
+    return 0
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    with _opened(args) as (_config, store):
+        rows = list(store.audit_entries())
+    shown = []
+    for seq, time, event, actor, data, _prev, _digest in rows:
+        fields = json.loads(data)
+        if args.event and not event.startswith(args.event):
+            continue
+        if args.serial and args.serial.upper() not in data.upper():
+            continue
+        if args.since and time < args.since:
+            continue
+        shown.append({"seq": seq, "time": time, "event": event, "actor": actor, "data": fields})
+    if args.json:
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'SEQ':>6} {'TIME':<20} {'EVENT':<22} {'ACTOR':<8} DETAIL")
+    for entry in shown:
+        print(f"{entry['seq']:>6} {entry['time']:<20} {entry['event']:<22} "
+              f"{entry['actor']:<8} {_detail(entry['data'])}")
+    return 0
+
+
+def _detail(data: dict[str, object]) -> str:
+    """The few fields an auditor reads first: who, which serial, what outcome, why."""
+    keys = ("file", "serial", "subject", "reason", "codes", "authority", "number",
+            "next_update", "sha256")
+    parts = [f"{k}={data[k]}" for k in keys if data.get(k) not in (None, [], "")]
+    return " ".join(parts) if parts else json.dumps(data, sort_keys=True)[:120]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -355,6 +453,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     crl = commands.add_parser("crl", help="remake and publish both CRLs now")
     crl.set_defaults(func=cmd_crl)
+
+    audit = commands.add_parser("audit", help="the signed audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_export = audit_commands.add_parser("export", help="sign a checkpoint and export the "
+                                             "log (to outgoing/audit/, or DIR)")
+    audit_export.add_argument("target", nargs="?", metavar="DIR")
+    audit_export.set_defaults(func=cmd_audit_export)
+    audit_verify = audit_commands.add_parser("verify", help="check an exported log: exit 0 "
+                                             "if intact, 1 naming the first damage")
+    audit_verify.add_argument("--dir", help="the exported log (default: outgoing/audit/)")
+    audit_verify.add_argument("--key", metavar="FILE", help="the appliance's public key "
+                              "(armored); default: this appliance's own")
+    audit_verify.add_argument("--fingerprint", help="the key's expected fingerprint")
+    audit_verify.add_argument("--since-checkpoint", metavar="FILE",
+                              help="a checkpoint exported earlier (FILE.asc beside it): the "
+                              "log must extend it")
+    audit_verify.set_defaults(func=cmd_audit_verify)
+    audit_show = audit_commands.add_parser("show", help="the log, readable")
+    audit_show.add_argument("--json", action="store_true")
+    audit_show.add_argument("--event", metavar="E", help="events starting with E")
+    audit_show.add_argument("--serial", metavar="S")
+    audit_show.add_argument("--since", metavar="T", help="entries from time T (ISO 8601)")
+    audit_show.set_defaults(func=cmd_audit_show)
 
     show = commands.add_parser("show", help="one certificate, human-readable")
     show.add_argument("serial")

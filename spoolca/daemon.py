@@ -12,6 +12,7 @@ once its size and mtime have been still for SETTLE_SECONDS.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import queue
@@ -55,6 +56,7 @@ BATCH_WINDOW = 0.05     # after a first event, gather more for this long: one tr
 MAX_WAIT = 0.5
 CRL_CHECK_SECONDS = 1.0    # how often the worker asks the register whether a CRL is due
 CRL_RETRY_SECONDS = 60.0   # after a failure (clock, lint), not every turn
+SEAL_SECONDS = 300.0       # a checkpoint at least this often while anything happened
 _log = get_logger("spoolca.daemon")
 _WAKE = ("wake", "")
 
@@ -123,6 +125,7 @@ class Daemon:
         self._refusal = ""  # why issuing is refused now (clock guard), for STATUS=
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
         self._next_crl_check = 0.0
+        self._next_seal = 0.0
 
     # -- signals ------------------------------------------------------------------------
 
@@ -154,6 +157,8 @@ class Daemon:
             observer.stop()
             self._processor.close()
             self._record(store, "service.stopped", {"pid": os.getpid()})
+            with contextlib.suppress(SpoolcaError):  # logged; the log stays verifiable
+                self._processor.seal()
             store.close()
             if observer.is_alive():
                 observer.join(timeout=10)
@@ -200,7 +205,21 @@ class Daemon:
             self._process(ready)
         if time.monotonic() >= self._next_crl_check:
             self._refresh_crls()
+        if time.monotonic() >= self._next_seal:
+            self._seal()
         self._notifier.status(self._status())
+
+    def _seal(self) -> None:
+        """Checkpoint what happened beside batches (a revocation from the command line)."""
+        self._next_seal = time.monotonic() + SEAL_SECONDS
+        try:
+            self._processor.seal()
+            if self._refusal.startswith("failed to sign"):
+                self._refusal = ""
+        except SpoolcaError as exc:
+            self._refusal = str(exc)
+            self._next_seal = time.monotonic() + CRL_RETRY_SECONDS
+            _log.error("audit checkpoint not signed; issuing stops until it is", reason=str(exc))
 
     def _refresh_crls(self) -> None:
         """Remake any CRL that is due (a revocation, or nextUpdate - refresh has come)."""
@@ -320,6 +339,8 @@ class Daemon:
             return  # claimed files wait in work/; finished on the next start or batch
         except SpoolcaError as exc:
             _log.error("batch failed", reason=str(exc), files=len(claimed))
+            if "audit checkpoint" in str(exc):
+                self._refusal = str(exc)
             return
         for outcome in outcomes:
             if outcome.republished:

@@ -26,7 +26,8 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca.authority import load_authorities, load_ca_certificates
+from spoolca.audit import checkpoint, export
+from spoolca.authority import load_audit_key, load_authorities, load_ca_certificates
 from spoolca.config import Config, Profile
 from spoolca.crl import CRLLinter
 from spoolca.csr import Request, load_request, request_sha256
@@ -37,6 +38,7 @@ from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
 from spoolca.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
 from spoolca.lint import CertificateLinter
 from spoolca.log import get_logger
+from spoolca.openpgp import ApplianceKey, AuditSignatureError
 from spoolca.policy import Decision, evaluate
 from spoolca.publisher import Publisher, PublishJob
 from spoolca.recovery import recorded_files
@@ -138,6 +140,8 @@ class Processor:
         self._authorities: dict[str, IssuingCA] | None = None
         self._linter: CertificateLinter | None = None
         self._crl_linter_ready: Future[CRLLinter] | None = None
+        self._audit_key: ApplianceKey | None = None
+        self._seal_failure: str | None = None
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
 
@@ -189,12 +193,19 @@ class Processor:
     def store(self) -> Store:
         return self._store
 
+    @property
+    def audit_key(self) -> ApplianceKey:
+        self.unlock()
+        assert self._audit_key is not None
+        return self._audit_key
+
     def unlock(self) -> dict[str, IssuingCA]:
         """Unlock the CA keys (once); record it, and the configuration if it changed."""
         if self._authorities is None:
             # Both CAs, whatever the profiles use: the root signs its own CRL.
             self._authorities = load_authorities(self._config, self._store,
                                                  ("root", "intermediate"))
+            self._audit_key = load_audit_key(self._config, self._store)
             if self._config.lint == "pkix":  # built behind: importing pkilint takes 0.1 s
                 self._crl_linter_ready = self._workers.submit(CRLLinter)
             with self._store.transaction(self._actor, self._clock()) as tx:
@@ -204,6 +215,34 @@ class Processor:
                     tx.set_meta("config_sha256", self._config.sha256)
                 tx.record("key.unlocked", {"authorities": sorted(self._authorities)})
         return self._authorities
+
+    # -- the audit trail ------------------------------------------------------------------
+
+    def seal(self) -> int | None:
+        """Sign a checkpoint of the audit head and export the log to outgoing/audit/.
+
+        Fail closed: while a checkpoint cannot be signed, no batch is processed.
+        """
+        self.unlock()
+        assert self._audit_key is not None
+        try:
+            sealed = checkpoint(self._store, self._audit_key, self._clock())
+        except AuditSignatureError as exc:
+            self._seal_failure = str(exc)
+            raise
+        self._seal_failure = None
+        export(self._store, self.spool.outgoing / "audit", self._audit_key)
+        return sealed
+
+    def _require_audit_trail(self) -> None:
+        """Before issuing: everything recorded so far must be signed (fail closed).
+
+        After a restart the last failure is not remembered, but its unsigned entries are:
+        a head past the last checkpoint is signed first, and nothing is issued if it
+        cannot be."""
+        if self._seal_failure is not None or \
+                self._store.audit_head()[0] > self._store.latest_checkpoint_seq():
+            self.seal()
 
     # -- CRLs ---------------------------------------------------------------------------
 
@@ -215,8 +254,10 @@ class Processor:
         if not chosen:
             return []
         linter = self._crl_linter_ready.result() if self._crl_linter_ready else None
-        return publish_crls(self._config, self._store, authorities, self.spool.outgoing, now,
+        made = publish_crls(self._config, self._store, authorities, self.spool.outgoing, now,
                             chosen, linter, self._actor)
+        self.seal()
+        return made
 
     # -- renewal on request ---------------------------------------------------------------
 
@@ -260,6 +301,7 @@ class Processor:
             publish_folder(self.spool.outgoing / outcome.output_name, outcome.files,
                            links=outcome.links)
             sync_filesystem([self.spool.outgoing])
+        self.seal()
         return outcome
 
     # -- a pass -----------------------------------------------------------------------
@@ -286,6 +328,7 @@ class Processor:
         if not batch:
             return []
         authorities = self.unlock()
+        self._require_audit_trail()
         self._certificate_linter()
         now = self._clock()
         self.check_clock(now)
@@ -307,6 +350,7 @@ class Processor:
         self._publisher.submit([
             PublishJob(o.output_name, o.files, o.links, item.claimed.path, item.claimed.file_name)
             for item, o in zip(prepared, outcomes, strict=True)])
+        self.seal()
         return outcomes
 
     def _in_halves(self, function: Callable[[_In], _Out], items: Sequence[_In]) -> list[_Out]:

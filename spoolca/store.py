@@ -89,6 +89,12 @@ CREATE TABLE crls (
     sha256 TEXT NOT NULL,
     PRIMARY KEY (authority, number)
 );
+CREATE TABLE checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL,       -- the canonical {seq, hash, time} that was signed
+    signature TEXT NOT NULL   -- detached, ASCII-armored OpenPGP signature
+);
 CREATE TABLE audit (
     seq INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
@@ -436,6 +442,26 @@ class Store:
         return {row[0]: (row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
                 for row in rows}
 
-    def audit_entries(self) -> Iterator[tuple[int, str, str, str, str, str, str]]:
+    def audit_entries(self, after: int = 0
+                      ) -> Iterator[tuple[int, str, str, str, str, str, str]]:
         yield from self._conn.execute(
-            "SELECT seq, time, event, actor, data, prev, hash FROM audit ORDER BY seq")
+            "SELECT seq, time, event, actor, data, prev, hash FROM audit WHERE seq > ? "
+            "ORDER BY seq", (after,))
+
+    def audit_head(self) -> tuple[int, str]:
+        row = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                                 ).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def latest_checkpoint_seq(self) -> int:
+        row = self._conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()
+        return row[0] or 0
+
+    def add_checkpoint(self, seq: int, digest: str, body: str, signature: str) -> None:
+        """Checkpoints sign the chain; they are not entries of it (that would never end)."""
+        self._conn.execute("INSERT OR IGNORE INTO checkpoints (seq, hash, body, signature) "
+                           "VALUES (?, ?, ?, ?)", (seq, digest, body, signature))
+
+    def checkpoints(self, after: int = 0) -> list[tuple[int, str, str]]:
+        return self._conn.execute("SELECT seq, body, signature FROM checkpoints WHERE seq > ? "
+                                  "ORDER BY seq", (after,)).fetchall()

@@ -153,7 +153,11 @@ class CA:
         return json.loads((self.outgoing / name / "result.json").read_text())
 
 
+CREATED: list[Path] = []  # CA directories whose gpg-agent the test fixtures stop
+
+
 def init_ca(directory: Path, *extra: str) -> CA:
+    CREATED.append(directory)
     result = spoolca("init", "--dir", str(directory), "--root-subject", ROOT_SUBJECT,
                      "--intermediate-subject", INTERMEDIATE_SUBJECT, *extra)
     assert result.returncode == 0, result.stderr

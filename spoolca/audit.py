@@ -1,0 +1,178 @@
+"""The signed audit log: checkpoints, export, verification and review.
+
+Every state change is already an entry of the hash chain (spoolca.chain), written in the
+transaction that made the change. A chain alone cannot reveal a truncated tail, a
+rollback to an older disk image or a log rewritten from some point on; what closes
+that gap is the checkpoint: `{seq, hash, time}` of the head, signed with the
+appliance's OpenPGP key, and carried off the air gap on every stick.
+
+The export (spool/outgoing/audit/ or any folder) holds:
+
+- `log-FIRST-LAST.jsonl`: the entries, one canonical JSON object per line (sorted keys,
+  no spaces, UTF-8), each segment written once and never changed;
+- `checkpoint-SEQ.json` and `checkpoint-SEQ.json.asc`: the canonical checkpoint and its
+  detached, ASCII-armored signature;
+- `appliance-key.asc`: the public key, for reference. A verifier must be given the key
+  (or its fingerprint) from elsewhere: a key found beside the log proves nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from spoolca.chain import GENESIS, canonical
+from spoolca.fsutil import atomic_write, ensure_dir
+from spoolca.openpgp import ApplianceKey, verify_detached
+from spoolca.store import Store, format_time
+
+__all__ = ["Damage", "checkpoint", "export", "iter_exported", "verify_export"]
+
+_SEGMENT = re.compile(r"^log-(\d{10})-(\d{10})\.jsonl$")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.json$")
+_HASH_FIELD = re.compile(rb'"hash":"[0-9a-f]{64}",')
+
+
+def checkpoint(store: Store, key: ApplianceKey, now: dt.datetime) -> int | None:
+    """Sign the head if it moved since the last checkpoint; return its seq (or None).
+
+    Raises AuditSignatureError if gpg cannot sign: the caller stops issuing.
+    """
+    seq, head = store.audit_head()
+    if seq == 0 or seq == store.latest_checkpoint_seq():
+        return None
+    body = canonical({"seq": seq, "hash": head, "time": format_time(now)})
+    store.add_checkpoint(seq, head, body.decode(), key.sign(body))
+    return seq
+
+
+def _line(row: tuple[int, str, str, str, str, str, str]) -> bytes:
+    seq, time, event, actor, data, prev, digest = row
+    return canonical({"seq": seq, "time": time, "event": event, "actor": actor,
+                      "data": json.loads(data), "prev": prev, "hash": digest}) + b"\n"
+
+
+def export(store: Store, folder: Path, key: ApplianceKey) -> int:
+    """Write what the folder lacks: a new segment, new checkpoints, the public key.
+
+    Returns the seq exported up to. Segments are appended, never rewritten, so an export
+    after each batch costs what the batch added, not the whole log.
+    """
+    ensure_dir(folder, 0o755)
+    have = max((int(m.group(2)) for m in map(_SEGMENT.match, _names(folder)) if m), default=0)
+    lines, last = [], have
+    for row in store.audit_entries(after=have):
+        lines.append(_line(row))
+        last = row[0]
+    if lines:
+        atomic_write(folder / f"log-{have + 1:010d}-{last:010d}.jsonl", b"".join(lines))
+    for seq, body, signature in store.checkpoints(after=_latest_exported_checkpoint(folder)):
+        atomic_write(folder / f"checkpoint-{seq:010d}.json.asc", signature.encode())
+        atomic_write(folder / f"checkpoint-{seq:010d}.json", body.encode())
+    public = folder / "appliance-key.asc"
+    if not public.exists():
+        atomic_write(public, key.public_key().encode())
+    return last
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def _latest_exported_checkpoint(folder: Path) -> int:
+    return max((int(m.group(1)) for m in map(_CHECKPOINT.match, _names(folder)) if m),
+               default=0)
+
+
+def iter_exported(folder: Path) -> Iterator[bytes]:
+    """The exported lines, segment after segment, in file-name order."""
+    for name in _names(folder):
+        if _SEGMENT.match(name):
+            with (folder / name).open("rb") as segment:
+                yield from segment
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """The first thing wrong with an exported log, or a warning (unsigned tail)."""
+
+    seq: int
+    kind: str
+    message: str
+
+
+def _check_chain(folder: Path) -> tuple[list[str], list[Damage]]:
+    """Recompute the chain; hashes by seq (index seq - 1), and the first damage."""
+    hashes: list[str] = []
+    previous = GENESIS
+    for number, line in enumerate(iter_exported(folder), start=1):
+        try:
+            entry = json.loads(line)
+            seq, prev, stated = int(entry["seq"]), entry["prev"], entry["hash"]
+        except (ValueError, KeyError, TypeError):
+            return hashes, [Damage(number, "modified", f"line {number} is not an audit entry")]
+        # The hash covers the canonical entry without "hash": this line with that field cut.
+        body, cuts = _HASH_FIELD.subn(b"", line.rstrip(b"\n"), count=1)
+        if seq != number:
+            kind = "reordered" if seq < number else "deleted"
+            return hashes, [Damage(number, kind, f"entry {number} is missing or out of place "
+                                   f"(found seq {seq} there)")]
+        if prev != previous:
+            return hashes, [Damage(seq, "deleted or inserted", f"entry {seq} does not follow "
+                                   f"entry {seq - 1} (prev hash differs)")]
+        if cuts != 1 or hashlib.sha256(body).hexdigest() != stated:
+            return hashes, [Damage(seq, "modified", f"entry {seq} was changed (its hash does "
+                                   "not match its content)")]
+        hashes.append(stated)
+        previous = stated
+    return hashes, []
+
+
+def _check_checkpoint(folder: Path, body_file: Path, hashes: list[str], public_key: str,
+                      fingerprint: str) -> Damage | None:
+    body = body_file.read_bytes()
+    signature_file = body_file.with_name(body_file.name + ".asc")
+    try:
+        point = json.loads(body)
+        seq, digest = int(point["seq"]), point["hash"]
+        signature = signature_file.read_text()
+    except (OSError, ValueError, KeyError):
+        return Damage(0, "bad signature", f"{body_file.name} or its signature is unreadable")
+    problem = verify_detached(body, signature, public_key, fingerprint)
+    if problem:
+        return Damage(seq, "bad signature", f"checkpoint {seq}: {problem}")
+    if seq > len(hashes):
+        return Damage(len(hashes) + 1, "truncated", f"the log ends at {len(hashes)}, before "
+                      f"the signed checkpoint {seq}")
+    if hashes[seq - 1] != digest:
+        return Damage(seq, "rewritten", f"entry {seq} is not the one checkpoint {seq} signed")
+    return None
+
+
+def verify_export(folder: Path, public_key: str, fingerprint: str,
+                  since: Path | None = None) -> tuple[list[Damage], int, int]:
+    """(damages, entries, last signed seq): the first damage found, or an unsigned-tail
+    warning as the only item with kind "unsigned tail"."""
+    hashes, damages = _check_chain(folder)
+    if damages:
+        return damages, len(hashes), 0
+    points = [folder / n for n in _names(folder) if _CHECKPOINT.match(n)]
+    if since is not None:
+        points.append(since)
+    if not points:
+        return [Damage(1, "unsigned tail", "no signed checkpoint at all")], len(hashes), 0
+    signed = 0
+    for body_file in points:
+        damage = _check_checkpoint(folder, body_file, hashes, public_key, fingerprint)
+        if damage:
+            return [damage], len(hashes), signed
+        signed = max(signed, int(json.loads(body_file.read_bytes())["seq"]))
+    if signed < len(hashes):
+        return [Damage(signed + 1, "unsigned tail", f"entries {signed + 1} to {len(hashes)} "
+                       "come after the last signed checkpoint")], len(hashes), signed
+    return [], len(hashes), signed

@@ -1,0 +1,106 @@
+"""The appliance's OpenPGP key (python-gnupg driving the real gpg): sign and verify.
+
+The key signs audit checkpoints so an auditor can check them with plain `gpg --verify`.
+It is made by `init` in the state directory's gnupg/ (mode 0700), Ed25519, protected
+by the CA passphrase (fed to gpg on a pipe, never on its command line).
+
+Verification never trusts a keyring it is handed: it imports the expected public key
+into a fresh temporary home, pins its fingerprint, and requires exactly one good
+signature by it. python-gnupg's `valid` alone is not enough: reports of "success" with
+no valid signature are a known bug class in GnuPG wrappers (CVE-2020-10759).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import gnupg
+
+from spoolca.errors import SpoolcaError
+
+__all__ = ["ApplianceKey", "AuditSignatureError", "stop_agent", "verify_detached"]
+
+
+class AuditSignatureError(SpoolcaError):
+    """A checkpoint could not be signed: issuance stops until it can (fail closed)."""
+
+
+def _gpg(home: Path) -> gnupg.GPG:
+    return gnupg.GPG(gnupghome=str(home), options=["--pinentry-mode", "loopback"])
+
+
+def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent gpg started for `home` (it would outlive a test directory)."""
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                   capture_output=True, check=False, timeout=30)
+
+
+class ApplianceKey:
+    """The appliance's signing key, by fingerprint, in its gnupg home."""
+
+    def __init__(self, home: Path, fingerprint: str, passphrase: bytes | None) -> None:
+        self.home = home
+        self.fingerprint = fingerprint
+        self._passphrase = passphrase.decode() if passphrase is not None else None
+
+    def __repr__(self) -> str:  # never show the passphrase
+        return f"ApplianceKey({self.fingerprint})"
+
+    @classmethod
+    def create(cls, home: Path, passphrase: bytes | None, name: str) -> ApplianceKey:
+        home.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(home, 0o700)
+        gpg = _gpg(home)
+        params = gpg.gen_key_input(
+            key_type="EDDSA", key_curve="ed25519", key_usage="sign", expire_date="0",
+            name_real=name, name_email="audit@spoolca.invalid",
+            passphrase=passphrase.decode() if passphrase is not None else None,
+            no_protection=passphrase is None)
+        key = gpg.gen_key(params)
+        if not key.fingerprint:
+            raise SpoolcaError(f"failed to create the audit signing key in {home}: "
+                               f"{getattr(key, 'stderr', '')[-200:]}")
+        return cls(home, str(key.fingerprint), passphrase)
+
+    def sign(self, data: bytes) -> str:
+        """A detached, ASCII-armored signature over `data`."""
+        signature = _gpg(self.home).sign(data, keyid=self.fingerprint, detach=True,
+                                         passphrase=self._passphrase)
+        if not signature.data or getattr(signature, "status", "") != "signature created":
+            raise AuditSignatureError(f"failed to sign the audit checkpoint with key "
+                                      f"{self.fingerprint}: {getattr(signature, 'status', '')}")
+        return str(signature)
+
+    def public_key(self) -> str:
+        exported = _gpg(self.home).export_keys(self.fingerprint)
+        if not exported:
+            raise SpoolcaError(f"the audit key {self.fingerprint} is not in {self.home}")
+        return exported
+
+
+def verify_detached(data: bytes, signature: str, public_key: str, fingerprint: str) -> str | None:
+    """None if `signature` is exactly one good signature over `data` by `fingerprint`;
+    otherwise what is wrong with it."""
+    with tempfile.TemporaryDirectory(prefix="spoolca-verify-") as home:
+        os.chmod(home, 0o700)
+        gpg = _gpg(Path(home))
+        try:
+            imported = gpg.import_keys(public_key)
+            if fingerprint.upper() not in [f.upper() for f in imported.fingerprints]:
+                return f"the given key is not {fingerprint}"
+            signature_file = Path(home) / "signature.asc"
+            signature_file.write_text(signature)
+            result = gpg.verify_data(str(signature_file), data)
+        finally:
+            stop_agent(Path(home))
+    infos = list(getattr(result, "sig_info", {}).values())
+    good = [i for i in infos if i.get("status") == "signature valid"]
+    if not result.valid or len(infos) != 1 or len(good) != 1:
+        return f"not exactly one good signature ({result.status or 'no signature'})"
+    if (good[0].get("pubkey_fingerprint") or result.fingerprint or "").upper() != \
+            fingerprint.upper():
+        return f"signed by {result.fingerprint}, not by {fingerprint}"
+    return None

@@ -1,0 +1,235 @@
+"""The signed audit log: recorded, checkpointed, exported, and every kind of damage found."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from spoolca.openpgp import ApplianceKey, stop_agent
+from tests.pki import CA, make_csr, pem, spoolca
+
+
+@pytest.fixture
+def logged(ca: CA) -> CA:
+    """A CA with a few batches behind it: issued, rejected, revoked, CRLs."""
+    for name in ("a", "b"):
+        ca.submit(f"server/{name}.csr", pem(make_csr(f"{name}.sample.com")[1]))
+        ca.process()
+    ca.submit("server/bad.csr", b"not a csr")
+    ca.process()
+    ca.run("revoke", ca.result("a")["serial"], "--reason", "superseded")
+    return ca
+
+
+def export_copy(ca: CA, tmp_path: Path) -> Path:
+    folder = tmp_path / "export"
+    shutil.copytree(ca.outgoing / "audit", folder)
+    return folder
+
+
+def verify(ca: CA, folder: Path, *extra: str):
+    return spoolca("audit", "verify", "--dir", str(folder), "--key",
+                   str(ca.outgoing / "audit" / "appliance-key.asc"), *extra)
+
+
+def segments(folder: Path) -> list[Path]:
+    return sorted(folder.glob("log-*.jsonl"))
+
+
+def rewrite(folder: Path, change) -> None:
+    """Apply `change` to the list of all lines, then write them back as one segment."""
+    lines = b"".join(p.read_bytes() for p in segments(folder)).splitlines(keepends=True)
+    for path in segments(folder):
+        path.unlink()
+    lines = change(lines)
+    (folder / f"log-{1:010d}-{len(lines):010d}.jsonl").write_bytes(b"".join(lines))
+
+
+def rechain(lines: list[bytes]) -> list[bytes]:
+    """What a forger would do: renumber and recompute every hash after an edit."""
+    from spoolca.chain import GENESIS, canonical
+
+    out, prev = [], GENESIS
+    for seq, line in enumerate(lines, start=1):
+        entry = json.loads(line)
+        entry.pop("hash")
+        entry.update(seq=seq, prev=prev)
+        entry["hash"] = hashlib.sha256(canonical(entry)).hexdigest()
+        prev = entry["hash"]
+        out.append(canonical(entry) + b"\n")
+    return out
+
+
+class TestRecording:
+    def test_every_state_change_is_an_entry(self, logged: CA):
+        """init, CRLs, key unlock, issue, reject, revoke: all in the log, no secret."""
+        events = [e["event"] for e in json.loads(logged.run("audit", "show", "--json").stdout)]
+        for event in ("ca.initialized", "crl.published", "key.unlocked", "request.issued",
+                      "request.rejected", "certificate.revoked"):
+            assert event in events, event
+        text = logged.run("audit", "show", "--json").stdout
+        assert "PRIVATE KEY" not in text
+
+    def test_show_filters(self, logged: CA):
+        """--event and --serial narrow the table an auditor reads."""
+        serial = logged.result("a")["serial"]
+        rows = json.loads(logged.run("audit", "show", "--json", "--serial", serial).stdout)
+        assert {r["event"] for r in rows} == {"request.issued", "certificate.revoked"}
+        table = logged.run("audit", "show", "--event", "request.rejected").stdout
+        assert "codes=['csr.unparseable']" in table
+
+    def test_a_checkpoint_follows_each_batch(self, logged: CA):
+        """After the last batch, the head is signed and exported."""
+        folder = logged.outgoing / "audit"
+        last_line = json.loads(segments(folder)[-1].read_bytes().splitlines()[-1])
+        checkpoints = sorted(folder.glob("checkpoint-*.json"))
+        assert json.loads(checkpoints[-1].read_text())["seq"] == last_line["seq"]
+
+
+class TestIndependentCheck:
+    def test_plain_gpg_verifies_a_checkpoint(self, logged: CA):
+        """An auditor's own gpg, with only the exported public key, says Good signature."""
+        folder = logged.outgoing / "audit"
+        home = tempfile.mkdtemp(prefix="auditor-")
+        try:
+            env = {**os.environ, "GNUPGHOME": home}
+            subprocess.run(["gpg", "--batch", "--import", str(folder / "appliance-key.asc")],
+                           env=env, check=True, capture_output=True)
+            point = sorted(folder.glob("checkpoint-*.json"))[-1]
+            result = subprocess.run(["gpg", "--batch", "--verify", f"{point}.asc", str(point)],
+                                    env=env, capture_output=True, text=True)
+            assert result.returncode == 0 and "Good signature" in result.stderr
+        finally:
+            stop_agent(Path(home))
+            shutil.rmtree(home, ignore_errors=True)
+
+    def test_a_few_lines_of_python_recompute_the_chain(self, logged: CA):
+        """The README's recipe: sorted keys, no spaces, UTF-8, SHA-256 without "hash"."""
+        previous = "0" * 64
+        for path in segments(logged.outgoing / "audit"):
+            for line in path.read_bytes().splitlines():
+                entry = json.loads(line)
+                digest = entry.pop("hash")
+                assert entry["prev"] == previous
+                body = json.dumps(entry, sort_keys=True, separators=(",", ":"),
+                                  ensure_ascii=False).encode()
+                assert hashlib.sha256(body).hexdigest() == digest
+                previous = digest
+
+
+class TestTamperMatrix:
+    def test_intact(self, logged: CA, tmp_path):
+        """The untouched export verifies: exit 0."""
+        result = verify(logged, export_copy(logged, tmp_path))
+        assert result.returncode == 0 and result.stdout.startswith("intact:")
+
+    def test_one_byte_of_data_changed(self, logged: CA, tmp_path):
+        """A serial edited in one entry: that entry is named, modified."""
+        folder = export_copy(logged, tmp_path)
+        def change(lines):
+            index = next(i for i, line in enumerate(lines) if b"request.issued" in line)
+            lines[index] = lines[index].replace(b'"serial":"', b'"serial":"0', 1)
+            return lines
+        rewrite(folder, change)
+        result = verify(logged, folder)
+        assert result.returncode == 1 and ": modified:" in result.stdout
+
+    def test_entry_deleted(self, logged: CA, tmp_path):
+        """An entry removed: the gap is named."""
+        folder = export_copy(logged, tmp_path)
+        rewrite(folder, lambda lines: lines[:3] + lines[4:])
+        result = verify(logged, folder)
+        assert result.returncode == 1 and "DAMAGED at entry 4: deleted" in result.stdout
+
+    def test_two_entries_swapped(self, logged: CA, tmp_path):
+        """Two entries exchanged: reordering."""
+        folder = export_copy(logged, tmp_path)
+        rewrite(folder, lambda lines: [*lines[:3], lines[4], lines[3], *lines[5:]])
+        result = verify(logged, folder)
+        assert result.returncode == 1 and "DAMAGED at entry 4" in result.stdout
+
+    def test_forged_entry_with_a_recomputed_chain(self, logged: CA, tmp_path):
+        """A forger inserts an entry and recomputes every hash: the chain holds, the signed
+        checkpoint does not."""
+        folder = export_copy(logged, tmp_path)
+        def forge(lines):
+            fake = json.loads(lines[3])
+            fake["event"], fake["data"] = "request.rejected", {"note": "forged"}
+            return rechain([*lines[:4], json.dumps(fake).encode() + b"\n", *lines[4:]])
+        rewrite(folder, forge)
+        result = verify(logged, folder)
+        assert result.returncode == 1 and "rewritten" in result.stdout
+
+    def test_truncated_before_the_last_checkpoint(self, logged: CA, tmp_path):
+        """The tail cut off: the signed checkpoint proves there was more."""
+        folder = export_copy(logged, tmp_path)
+        rewrite(folder, lambda lines: lines[:4])
+        result = verify(logged, folder)
+        assert result.returncode == 1 and "truncated" in result.stdout
+
+    def test_the_key_beside_the_log_replaced(self, logged: CA, tmp_path):
+        """An attacker's key and signatures in the export: refused, the real key is pinned."""
+        folder = export_copy(logged, tmp_path)
+        forger = ApplianceKey.create(tmp_path / "forger", None, "forger")
+        try:
+            (folder / "appliance-key.asc").write_text(forger.public_key())
+            for point in folder.glob("checkpoint-*.json"):
+                point.with_name(point.name + ".asc").write_text(forger.sign(point.read_bytes()))
+            result = verify(logged, folder)  # with the real key, from the appliance
+            assert result.returncode == 1 and "bad signature" in result.stdout
+            fingerprint = json.loads(logged.run("audit", "show", "--json", "--event",
+                                                "ca.initialized").stdout)[0]["data"][
+                "audit_key_fingerprint"]
+            trusting = spoolca("audit", "verify", "--dir", str(folder), "--key",
+                               str(folder / "appliance-key.asc"), "--fingerprint", fingerprint)
+            assert trusting.returncode == 1 and "is not" in trusting.stdout
+        finally:
+            stop_agent(tmp_path / "forger")
+
+    def test_unsigned_tail_is_not_tampering(self, logged: CA, tmp_path):
+        """Entries after the last checkpoint: exit 0 with a note, as the issue asks."""
+        folder = export_copy(logged, tmp_path)
+        for point in folder.glob("checkpoint-*"):
+            if point.name.startswith(sorted(p.name for p in folder.glob("checkpoint-*.json"))[-1]):
+                point.unlink()
+        result = verify(logged, folder)
+        assert result.returncode == 0 and "unsigned tail" in result.stdout
+
+    def test_since_checkpoint_detects_a_rollback(self, logged: CA, tmp_path):
+        """An auditor keeps a checkpoint from an earlier stick; an older log is refused."""
+        old = export_copy(logged, tmp_path / "then")
+        kept = sorted(old.glob("checkpoint-*.json"))[-1]
+        logged.submit("server/c.csr", pem(make_csr("c.sample.com")[1]))
+        logged.process()
+        current = export_copy(logged, tmp_path / "now")
+        assert verify(logged, current, "--since-checkpoint", str(kept)).returncode == 0
+        rolled_back = export_copy(logged, tmp_path / "rolled")
+        for point in rolled_back.glob("checkpoint-*"):
+            point.unlink()
+        rewrite(rolled_back, lambda lines: lines[:3])
+        result = verify(logged, rolled_back, "--since-checkpoint", str(kept))
+        assert result.returncode == 1 and "truncated" in result.stdout
+
+
+class TestFailClosed:
+    def test_no_issuance_without_a_signable_audit_trail(self, ca: CA):
+        """With the audit key unusable, process refuses (exit 1) and issues nothing more."""
+        ca.submit("server/one.csr", pem(make_csr("one.sample.com")[1]))
+        ca.process()
+        stop_agent(ca.dir / "gnupg")
+        shutil.rmtree(ca.dir / "gnupg" / "private-keys-v1.d")
+        ca.submit("server/two.csr", pem(make_csr("two.sample.com")[1]))
+        result = ca.run("process")
+        assert result.returncode == 1 and "audit checkpoint" in result.stderr
+        ca.submit("server/three.csr", pem(make_csr("three.sample.com")[1]))
+        again = ca.run("process")
+        assert again.returncode == 1
+        assert not (ca.outgoing / "three").exists()
+        assert (ca.dir / "spool" / "work" / "server" / "three.csr").exists()  # kept, waiting
