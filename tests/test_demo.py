@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.daemon import NotifySocket
-from tests.pki import openssl, spoolca, wait_for
+from tests.pki import CREATED, openssl, spoolca, wait_for
 
 
 def statuses(outgoing) -> dict[str, str]:
@@ -20,6 +20,7 @@ def statuses(outgoing) -> dict[str, str]:
 class TestDemo:
     def test_once_issues_two_and_rejects_one_each_round(self, tmp_path):
         """Each run drops three new samples: two issued, one rejected with its reasons."""
+        CREATED.append(tmp_path / "demo")
         for _ in range(2):
             result = spoolca("demo", "--dir", str(tmp_path / "demo"), "--once")
             assert result.returncode == 0, result.stderr
@@ -35,6 +36,7 @@ class TestDemo:
     def test_demo_runs_the_daemon_until_interrupted(self, tmp_path):
         """Without --once the daemon watches the spool: samples answered, Ctrl-C exits 0."""
         notify = NotifySocket(tmp_path / "notify.sock")
+        CREATED.append(tmp_path / "demo")
         process = subprocess.Popen(
             [sys.executable, "-m", "spoolca.cli", "demo", "--dir", str(tmp_path / "demo")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

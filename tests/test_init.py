@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from spoolca.chain import GENESIS, entry_hash
 from tests.pki import (
     CA,
+    CREATED,
     PASSPHRASE,
     ROOT_SUBJECT,
     init_ca,
@@ -135,6 +136,7 @@ class TestCeremony:
 
     def test_default_intermediate_subject_follows_the_root(self, tmp_path):
         """Without --intermediate-subject: the root's C/ST/O, 'Root' becomes 'Intermediate'."""
+        CREATED.append(tmp_path / "ca")
         result = spoolca("init", "--dir", str(tmp_path / "ca"), "--root-subject",
                          ROOT_SUBJECT, "--no-passphrase")
         assert result.returncode == 0, result.stderr
