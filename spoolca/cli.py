@@ -137,6 +137,16 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serial(text: str, error: type[SpoolcaError] = SpoolcaError) -> str:
+    """A serial from the command line, in the register's notation; `error` if not hex."""
+    from spoolca.register import normalize_serial
+
+    try:
+        return normalize_serial(text)
+    except ValueError as exc:
+        raise error(str(exc)) from None
+
+
 def _parse_moment(text: str) -> dt.datetime:
     """ISO 8601 (2026-11-01, 2026-11-01T12:00:00Z, with an offset); naive times are UTC."""
     try:
@@ -164,13 +174,9 @@ def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from spoolca.register import normalize_serial
     from spoolca.revocation import revoke
 
-    try:
-        serial = normalize_serial(args.serial)
-    except ValueError as exc:
-        raise SpoolcaError(str(exc)) from None
+    serial = _serial(args.serial)
     invalidity = _parse_moment(args.invalidity_date) if args.invalidity_date else None
     with _opened(args) as (config, store):
         record = revoke(store, serial, args.reason, invalidity, _now(), "cli")
@@ -183,12 +189,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_renew(args: argparse.Namespace) -> int:
     from spoolca.pipeline import Processor
-    from spoolca.register import normalize_serial
 
-    try:
-        serial = normalize_serial(args.serial)
-    except ValueError as exc:
-        raise SpoolcaError(str(exc)) from None
+    serial = _serial(args.serial)
     with _opened(args) as (config, store), Processor(config, store, actor="cli") as processor:
         outcome = processor.renew(serial)
         if outcome.status != "issued":
@@ -356,12 +358,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from spoolca.errors import NotFoundError
-    from spoolca.register import normalize_serial, show_text
+    from spoolca.register import show_text
 
-    try:
-        serial = normalize_serial(args.serial)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    serial = _serial(args.serial, UsageError)
     with _opened(args) as (_config, store):
         record = store.certificate(serial)
     if record is None:
