@@ -307,6 +307,36 @@ def _detail(data: dict[str, object]) -> str:
     return " ".join(parts) if parts else json.dumps(data, sort_keys=True)[:120]
 
 
+def cmd_media_ingest(args: argparse.Namespace) -> int:
+    from spoolca.media import ingest_from
+
+    source = Path(args.dir)
+    if not source.is_dir():
+        raise UsageError(f"{source} is not a directory: give the mounted stick's folder")
+    with _opened(args) as (config, store):
+        report = ingest_from(config, store, source, _now())
+    print(f"copied {len(report.copied)} file(s) from {source} "
+          f"(medium {report.medium.key}) into {config.spool_dir / 'incoming'}/")
+    for item in report.skipped:
+        print(f"  skipped {item['file']}: {item['reason']}")
+    return 0
+
+
+def cmd_media_export(args: argparse.Namespace) -> int:
+    from spoolca.media import export_to
+    from spoolca.pipeline import Processor
+
+    target = Path(args.dir)
+    if not target.is_dir():
+        raise UsageError(f"{target} is not a directory: give the mounted stick's folder")
+    with _opened(args) as (config, store), Processor(config, store, actor="media") as processor:
+        processor.seal()  # the stick carries the latest signed head
+        root, names = export_to(config, store, processor.audit_key, target, _now())
+    print(f"wrote {len(names)} result(s), the CA certificates, CRLs and audit log to {root}/ "
+          "and synced it: the stick can be removed")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from spoolca.daemon import Daemon
 
@@ -475,6 +505,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit_show.add_argument("--serial", metavar="S")
     audit_show.add_argument("--since", metavar="T", help="entries from time T (ISO 8601)")
     audit_show.set_defaults(func=cmd_audit_show)
+
+    media = commands.add_parser("media", help="requests in from a stick, results out to it")
+    media_commands = media.add_subparsers(dest="media_command", required=True)
+    media_ingest = media_commands.add_parser("ingest", help="copy a mounted stick's requests "
+                                             "into incoming/, defensively")
+    media_ingest.add_argument("dir")
+    media_ingest.set_defaults(func=cmd_media_ingest)
+    media_export = media_commands.add_parser("export", help="write results, CA files, CRLs "
+                                             "and the audit log to a mounted stick")
+    media_export.add_argument("dir")
+    media_export.set_defaults(func=cmd_media_export)
 
     show = commands.add_parser("show", help="one certificate, human-readable")
     show.add_argument("serial")

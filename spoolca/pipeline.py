@@ -93,6 +93,7 @@ class _Prepared:
     request: Request | None
     problem: Finding | None
     submission_only: bool  # a file-level problem: recorded per submission, not per request
+    file_sha256: str | None = None  # the file's own bytes: links the result to its medium
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,13 +392,15 @@ class Processor:
             return _Prepared(claimed, request_sha256(read.data), None, Finding(
                 "file.extension_unsupported", f"{claimed.file_name}: name a request "
                 "*.csr, *.pem, *.req or *.der"), submission_only=True)
+        file_sha256 = request_sha256(read.data)
         try:
             request = load_request(read.data)
         except CSRError as exc:
-            return _Prepared(claimed, request_sha256(read.data), None,
+            return _Prepared(claimed, file_sha256, None,
                              Finding(exc.code, f"{claimed.file_name}: {exc}"),
-                             submission_only=False)
-        return _Prepared(claimed, request.sha256, request, None, submission_only=False)
+                             submission_only=False, file_sha256=file_sha256)
+        return _Prepared(claimed, request.sha256, request, None, submission_only=False,
+                         file_sha256=file_sha256)
 
     # -- stage 2: deciding (in the transaction) -------------------------------------------
 
@@ -566,7 +569,8 @@ class Processor:
                 record_revocation(tx, plan.supersedes, "superseded", None)
                 mark_crl_pending(tx, plan.ca.name)
         name = self._allocate_name(tx, item.claimed.file_name, item.identity)
-        tx.add_submission(item.identity, item.claimed.file_name, name, profile.name, "issued", [])
+        tx.add_submission(item.identity, item.claimed.file_name, name, profile.name, "issued", [],
+                          item.file_sha256)
         chain = self._chains[plan.ca.name]
         files = issued_files(cert, record, chain, name=name, file_name=item.claimed.file_name,
                              decided_at=tx.now)
@@ -608,7 +612,7 @@ class Processor:
         name = self._allocate_name(tx, item.claimed.file_name, item.identity)
         reasons = [f.as_dict() for f in findings]
         tx.add_submission(item.identity, item.claimed.file_name, name, profile, "rejected",
-                          reasons)
+                          reasons, item.file_sha256 or item.identity)
         tx.record("request.rejected", {"name": name, "file": item.claimed.file_name,
                                        "request_sha256": item.identity, "profile": profile,
                                        "codes": [f.code for f in findings]})
@@ -622,7 +626,8 @@ class Processor:
                    serial: str | None, reasons: list[dict[str, str]], decided_at: str) -> Outcome:
         """The same request again: its one result, published again, never re-signed."""
         name = self._allocate_name(tx, item.claimed.file_name, item.identity)
-        tx.add_submission(item.identity, item.claimed.file_name, name, profile, status, reasons)
+        tx.add_submission(item.identity, item.claimed.file_name, name, profile, status, reasons,
+                          item.file_sha256)
         tx.record("request.republished", {"name": name, "file": item.claimed.file_name,
                                           "request_sha256": item.identity, "status": status,
                                           "serial": serial})

@@ -77,9 +77,18 @@ CREATE TABLE submissions (
     profile TEXT NOT NULL,
     received_at TEXT NOT NULL,
     status TEXT NOT NULL,
-    findings TEXT NOT NULL DEFAULT '[]'
+    findings TEXT NOT NULL DEFAULT '[]',
+    file_sha256 TEXT  -- the submitted file's bytes, to find the stick it came from
 );
 CREATE INDEX submissions_output ON submissions (output_name);
+CREATE INDEX submissions_file ON submissions (file_sha256);
+CREATE TABLE media_files (
+    medium TEXT NOT NULL,       -- UUID, else label, else mount path
+    file_sha256 TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    ingested_at TEXT NOT NULL,
+    PRIMARY KEY (medium, file_sha256)
+);
 CREATE TABLE crls (
     authority TEXT NOT NULL REFERENCES authorities(name),
     number INTEGER NOT NULL,
@@ -308,13 +317,18 @@ class Tx:
                                           record.next_update, record.entries, record.sha256))
 
     def add_submission(self, request_sha256: str, file_name: str, output_name: str,
-                       profile: str, status: str, findings: list[dict[str, str]]) -> None:
+                       profile: str, status: str, findings: list[dict[str, str]],
+                       file_sha256: str | None = None) -> None:
         self._conn.execute(
             "INSERT INTO submissions (request_sha256, file_name, output_name, profile, "
-            "received_at, status, findings) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "received_at, status, findings, file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (request_sha256, file_name, output_name, profile, self._now, status,
-             json.dumps(findings)),
+             json.dumps(findings), file_sha256),
         )
+
+    def add_media_file(self, medium: str, file_sha256: str, file_name: str) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO media_files VALUES (?, ?, ?, ?)",
+                           (medium, file_sha256, file_name, self._now))
 
 
 def _valid_serial(conn: sqlite3.Connection, issuer: str, subject: str, now: str) -> str | None:
@@ -441,6 +455,14 @@ class Store:
             "LEFT JOIN requests r ON r.sha256 = s.request_sha256 ORDER BY s.id")
         return {row[0]: (row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
                 for row in rows}
+
+    def outputs_from_medium(self, medium: str) -> list[str]:
+        """outgoing/ names of the results for the files a medium brought, in order."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT s.output_name FROM submissions s JOIN media_files m "
+            "ON m.file_sha256 = s.file_sha256 WHERE m.medium = ? ORDER BY s.output_name",
+            (medium,))
+        return [row[0] for row in rows]
 
     def audit_entries(self, after: int = 0
                       ) -> Iterator[tuple[int, str, str, str, str, str, str]]:

@@ -1,0 +1,280 @@
+"""The sneakernet: requests in from a mounted stick, results back out to it.
+
+Every stick is hostile. Ingest follows no symlink (O_NOFOLLOW), takes regular files only,
+caps each file, the total, the count and the depth, makes every name safe (no
+traversal, no control or non-UTF-8 bytes), reads each file whole before a copy is
+renamed into incoming/ (a stick pulled mid-copy leaves nothing half-written), skips a
+second copy of the same content, and lists everything it skipped with the reason.
+
+Export writes, under spoolca-results/ on the stick, the results of the requests that
+stick brought, the CA certificates, the CRLs, the audit log and a README.txt; each
+result folder and the export as a whole carry SHA256SUMS signed by the appliance's
+OpenPGP key, and MANIFEST.json names the audit head it was made with. Everything is
+synced before the command returns, so the stick can be pulled at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spoolca.config import Config
+from spoolca.fsutil import atomic_write, ensure_dir, read_untrusted, sync_filesystem
+from spoolca.openpgp import ApplianceKey
+from spoolca.spool import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES
+from spoolca.store import Store
+
+__all__ = ["RESULTS_FOLDER", "IngestReport", "export_to", "identify", "ingest_from"]
+
+RESULTS_FOLDER = "spoolca-results"
+MAX_FILES = 1000            # requests (and signatures) taken from one stick
+MAX_TOTAL = 64 * 1024**2    # bytes taken from one stick
+SIGNATURE_SUFFIXES = (".asc", ".sig")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Medium:
+    """A stick's identity: UUID and label when the mount tells, else its path."""
+
+    path: str
+    uuid: str
+    label: str
+
+    @property
+    def key(self) -> str:
+        return self.uuid or self.label or self.path
+
+
+def identify(mountpoint: Path) -> Medium:
+    """Ask findmnt (util-linux) for the file system's UUID and label, if it knows."""
+    try:
+        result = subprocess.run(["findmnt", "-n", "-o", "UUID,LABEL", "--target",
+                                 str(mountpoint)], capture_output=True, text=True, timeout=10)
+        fields = result.stdout.split() if result.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired):
+        fields = []
+    resolved = str(mountpoint.resolve())
+    is_mount = os.path.ismount(mountpoint)
+    uuid = fields[0] if is_mount and fields else ""
+    label = fields[1] if is_mount and len(fields) > 1 else ""
+    return Medium(resolved, uuid, label)
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What was copied in, and what was not, with why."""
+
+    medium: Medium
+    copied: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def _safe(name: str) -> str:
+    """A stick's file name, made safe to create: no separators, dots first, control or
+    non-ASCII characters (each run becomes `_`); never empty."""
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")[:120]
+    return cleaned or "request"
+
+
+def _printable(raw: str) -> str:
+    """A name for the report: undecodable bytes and control characters escaped."""
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+        .encode("unicode_escape").decode("ascii")
+
+
+def _walk(source: Path, profiles: set[str], report: IngestReport
+          ) -> list[tuple[Path, str, str]]:
+    """(path, profile, display name) of candidate files, two levels deep at most."""
+    found: list[tuple[Path, str, str]] = []
+    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+        shown = _printable(entry.name)
+        if entry.name == RESULTS_FOLDER or entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name not in profiles and entry.name not in NON_PROFILE_FOLDERS:
+                report.skipped.append({"file": shown + "/", "reason": "not a profile folder"})
+                continue
+            for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):
+                inner_shown = f"{shown}/{_printable(inner.name)}"
+                if inner.is_dir(follow_symlinks=False):
+                    report.skipped.append({"file": inner_shown + "/",
+                                           "reason": "folder too deep (profile/file only)"})
+                elif not inner.name.startswith("."):
+                    found.append((Path(inner.path), entry.name, inner_shown))
+        else:
+            found.append((Path(entry.path), "", shown))
+    return found
+
+
+def _kind(path: Path) -> str | None:
+    """Why a path is not taken (symlink, FIFO, device...), or None for a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (never followed)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
+
+
+def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) -> IngestReport:
+    """Copy a stick's requests (and their detached signatures) into incoming/."""
+    report = IngestReport(identify(source))
+    incoming = config.spool_dir / "incoming"
+    # Each signature right after its request (x.csr, x.csr.asc), so it follows the name
+    # the request was given, and travels only with a request that was taken.
+    candidates = sorted(_walk(source, set(config.profiles), report),
+                        key=lambda c: (c[1], _signed_name(c[0].name), c[0].name))
+    renamed: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    total = requests = 0
+    for path, profile, shown in candidates:
+        problem = _kind(path)
+        lowered = path.name.lower()
+        is_signature = lowered.endswith(SIGNATURE_SUFFIXES)
+        if problem is None and not (lowered.endswith(REQUEST_SUFFIXES) or is_signature
+                                    or profile == "revoke"):
+            problem = "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)"
+        if problem is None and is_signature and _base(path) not in renamed:
+            problem = "a signature whose request was not taken"
+        if problem is None and not is_signature and requests >= MAX_FILES:
+            problem = f"more than {MAX_FILES} requests on one stick"
+        read = None
+        if problem is None:
+            read = read_untrusted(path, config.max_request_bytes)
+            if read.problem is not None:
+                problem = f"{read.problem.split('.')[-1].replace('_', ' ')} ({read.detail})"
+        if problem is None and read is not None and read.data is not None:
+            digest = hashlib.sha256(read.data).hexdigest()
+            if digest in seen and not is_signature:
+                problem = f"the same content as {seen[digest]}"
+            elif total + len(read.data) > MAX_TOTAL:
+                problem = f"more than {MAX_TOTAL // 1024**2} MiB on one stick"
+        if problem is not None or read is None or read.data is None:
+            report.skipped.append({"file": shown, "reason": problem or "unreadable"})
+            continue
+        seen[digest] = shown
+        total += len(read.data)
+        requests += 0 if is_signature else 1
+        folder = ensure_dir(incoming / profile if profile else incoming, 0o755)
+        base = renamed.get(_base(path)) if is_signature else None
+        target = _free_name(folder, f"{base}{Path(lowered).suffix}" if base else _safe(path.name))
+        temp = folder / f".{target.name}.part"
+        atomic_write(temp, read.data)
+        os.rename(temp, target)  # complete before it appears: the daemon never sees a part
+        renamed[str(path)] = target.name
+        report.copied.append({"file": shown, "as": str(target.relative_to(incoming)),
+                              "sha256": digest, "size": len(read.data)})
+    sync_filesystem([incoming])
+    with store.transaction("media", now) as tx:
+        for item in report.copied:
+            tx.add_media_file(report.medium.key, str(item["sha256"]), str(item["as"]))
+        tx.record("media.ingested", {"medium": {"uuid": report.medium.uuid,
+                                                "label": report.medium.label,
+                                                "path": report.medium.path},
+                                     "files": report.copied, "skipped": report.skipped})
+    return report
+
+
+def _signed_name(name: str) -> str:
+    """The request a signature belongs to: x.csr for x.csr.asc; a request is its own."""
+    lowered = name.lower()
+    return name[: -4] if lowered.endswith(SIGNATURE_SUFFIXES) else name
+
+
+def _base(path: Path) -> str:
+    return str(path.with_name(_signed_name(path.name)))
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target, counter = folder / name, 1
+    while os.path.lexists(target):
+        counter += 1
+        stem, dot, suffix = name.partition(".")
+        target = folder / f"{stem}-{counter}{dot}{suffix}"
+    return target
+
+
+def _sums(folder: Path, key: ApplianceKey) -> None:
+    """SHA256SUMS of every file below `folder` (sha256sum -c format), and its signature."""
+    lines = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if relative in ("SHA256SUMS", "SHA256SUMS.asc"):
+            continue
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {relative}\n")
+    body = "".join(lines).encode()
+    atomic_write(folder / "SHA256SUMS", body)
+    atomic_write(folder / "SHA256SUMS.asc", key.sign(body).encode())
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    ensure_dir(target, 0o755)
+    for path in sorted(source.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            atomic_write(target / path.name, path.read_bytes(), durable=False)
+
+
+def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
+              now: dt.datetime) -> tuple[Path, list[str]]:
+    """Write this stick's results and the appliance's public state to it; sync it."""
+    medium = identify(target)
+    root = target / RESULTS_FOLDER
+    if root.exists():
+        shutil.rmtree(root)  # our own folder on the stick: replaced whole each trip
+    outgoing = config.spool_dir / "outgoing"
+    names = [n for n in store.outputs_from_medium(medium.key) if (outgoing / n).is_dir()]
+    for name in names:
+        _copy_tree(outgoing / name, root / "results" / name)
+        _sums(root / "results" / name, key)
+    for folder in ("ca", "crl", "audit"):
+        _copy_tree(outgoing / folder, root / folder)
+    head_seq, head_hash = store.audit_head()
+    schedule = outgoing / "crl" / "next-update.json"
+    due = json.loads(schedule.read_text()) if schedule.exists() else {}
+    atomic_write(root / "MANIFEST.json", (json.dumps({
+        "made_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "results": names,
+        "audit_head": {"seq": head_seq, "hash": head_hash},
+        "appliance_key": key.fingerprint, "crl": due}, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(root / "README.txt", _readme(names, due, key.fingerprint).encode())
+    _sums(root, key)
+    sync_filesystem([root])
+    os.sync()  # the stick's own file system too, whatever syncfs covered
+    with store.transaction("media", now) as tx:
+        tx.record("media.exported", {"medium": {"uuid": medium.uuid, "label": medium.label,
+                                                "path": medium.path},
+                                     "results": names, "audit_head_seq": head_seq})
+    return root, names
+
+
+def _readme(names: list[str], due: dict[str, object], fingerprint: str) -> str:
+    return_by = due.get("return_by", "unknown")
+    return f"""spoolca results
+===============
+
+results/NAME/    one folder per request this stick brought: cert.pem, chain.pem,
+                 fullchain.pem, cert.crt and result.json (status, and reasons if rejected)
+ca/              the root and intermediate certificates and ca-chain.pem
+crl/             the current CRLs (NAME.crl DER, NAME.crl.pem) and next-update.json
+audit/           the signed audit log (spoolca audit verify, or by hand: see its README)
+MANIFEST.json    what this export holds and the audit head it was made with
+SHA256SUMS(.asc) checksums of everything here, signed by the appliance's OpenPGP key
+                 {fingerprint}
+
+Check:  gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS
+
+Requests answered: {len(names)}.
+Bring this stick back before {return_by}: the current CRL ends then, and a fresh one
+must reach relying parties before it does.
+"""

@@ -1,0 +1,121 @@
+"""The sneakernet round trip, with a hostile stick (a directory: no FAT tools here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from spoolca.openpgp import stop_agent
+from tests.pki import CA, make_csr, pem
+
+
+@pytest.fixture
+def stick(tmp_path) -> Path:
+    folder = tmp_path / "stick"
+    (folder / "server").mkdir(parents=True)
+    (folder / "client").mkdir()
+    return folder
+
+
+class TestIngest:
+    def test_hostile_stick(self, ca: CA, stick: Path, tmp_path):
+        """Symlink, FIFO, a 100 MB file, 10,000 tiny files, odd names: each skipped with its
+        reason; the good request and its signature are copied; nothing else is read."""
+        secret = tmp_path / "passwd"
+        secret.write_text("root:x:0:0")
+        good = pem(make_csr("good.sample.com")[1])
+        (stick / "server" / "good.csr").write_bytes(good)
+        (stick / "server" / "good.csr.asc").write_text("-----BEGIN PGP SIGNATURE-----\n")
+        (stick / "server" / "zcopy.csr").write_bytes(good)  # the same content again
+        os.symlink(secret, stick / "server" / "passwd.csr")
+        os.mkfifo(stick / "server" / "fifo.csr")
+        with open(stick / "server" / "huge.csr", "wb") as huge:
+            huge.truncate(100 * 1024 * 1024)
+        (stick / "server" / "evil\nname.csr").write_bytes(pem(make_csr("nl.sample.com")[1]))
+        (stick / "client" / "a..b.csr").write_bytes(pem(make_csr("Ann", sans=[])[1]))
+        os.close(os.open(os.fsencode(stick / "client") + b"/\xff\xfe.csr",
+                         os.O_CREAT | os.O_WRONLY))
+        many = stick / "subca"
+        many.mkdir()
+        for i in range(10_000):
+            (many / f"t{i:05d}.csr").write_bytes(f"{i}".encode())
+        (stick / "server" / "orphan.csr.asc").write_text("sig")
+        (stick / "server" / "deep").mkdir()
+        (stick / "notes").mkdir()
+        result = ca.run("media", "ingest", str(stick))
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        for needle in ("passwd.csr: a symbolic link (never followed)",
+                       "fifo.csr: not a regular file", "huge.csr: too large",
+                       "zcopy.csr: the same content as server/good.csr",
+                       "server/deep/: folder too deep", "notes/: not a profile folder",
+                       "orphan.csr.asc: a signature whose request was not taken",
+                       "more than 1000 requests on one stick"):
+            assert needle in out, needle
+        incoming = ca.incoming
+        assert (incoming / "server" / "good.csr").read_bytes() == good
+        assert (incoming / "server" / "good.csr.asc").exists()
+        assert (incoming / "server" / "evil_name.csr").exists()
+        assert (incoming / "client" / "a..b.csr").exists()
+        assert not any(p.name.startswith(".") for p in incoming.rglob("*"))
+        assert secret.read_text() == "root:x:0:0"
+        assert b"root:x" not in b"".join(p.read_bytes() for p in incoming.rglob("*")
+                                          if p.is_file())
+        events = json.loads(ca.run("audit", "show", "--json", "--event",
+                                   "media.ingested").stdout)
+        assert events and any(f["sha256"] for f in events[0]["data"]["files"])
+
+
+class TestRoundTrip:
+    def test_results_go_back_signed_and_only_this_sticks(self, ca: CA, stick: Path):
+        """ingest, process, export: this stick's results, CA files, CRLs and audit log,
+        checked with plain gpg --verify and sha256sum -c."""
+        (stick / "server" / "web.csr").write_bytes(pem(make_csr("web.sample.com")[1]))
+        (stick / "server" / "bad.csr").write_bytes(b"garbage")
+        assert ca.run("media", "ingest", str(stick)).returncode == 0
+        ca.submit("server/other.csr", pem(make_csr("other.sample.com")[1]))  # not on the stick
+        ca.process()
+        result = ca.run("media", "export", str(stick))
+        assert result.returncode == 0, result.stderr
+        root = stick / "spoolca-results"
+        assert sorted(p.name for p in (root / "results").iterdir()) == ["bad", "web"]
+        for folder in ("ca", "crl", "audit"):
+            assert any((root / folder).iterdir())
+        manifest = json.loads((root / "MANIFEST.json").read_text())
+        assert manifest["audit_head"]["seq"] > 0 and manifest["results"] == ["bad", "web"]
+        assert "Bring this stick back before" in (root / "README.txt").read_text()
+        home = tempfile.mkdtemp(prefix="receiver-")
+        try:
+            env = {**os.environ, "GNUPGHOME": home}
+            subprocess.run(["gpg", "--batch", "--import", str(root / "audit" /
+                                                             "appliance-key.asc")],
+                           env=env, check=True, capture_output=True)
+            for folder in (root, root / "results" / "web"):
+                verified = subprocess.run(["gpg", "--batch", "--verify", "SHA256SUMS.asc",
+                                           "SHA256SUMS"], cwd=folder, env=env,
+                                          capture_output=True, text=True)
+                assert verified.returncode == 0 and "Good signature" in verified.stderr
+                sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
+                                      cwd=folder, capture_output=True, text=True)
+                assert sums.returncode == 0, sums.stdout + sums.stderr
+        finally:
+            stop_agent(Path(home))
+            shutil.rmtree(home, ignore_errors=True)
+
+    def test_a_tampered_export_fails_the_checks(self, ca: CA, stick: Path):
+        """Counter-case: a certificate swapped on the stick fails sha256sum -c."""
+        (stick / "server" / "web.csr").write_bytes(pem(make_csr("web.sample.com")[1]))
+        ca.run("media", "ingest", str(stick))
+        ca.process()
+        ca.run("media", "export", str(stick))
+        folder = stick / "spoolca-results" / "results" / "web"
+        (folder / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nforged\n")
+        sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder,
+                              capture_output=True, text=True)
+        assert sums.returncode != 0 and "cert.pem: FAILED" in sums.stdout
