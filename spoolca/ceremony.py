@@ -139,6 +139,8 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
     write_private_key(keys_dir / "intermediate.key.pem", inter_key, passphrase)
     config_path = directory / "spoolca.toml"
     atomic_write(config_path, render_config(passphrase_file=passphrase_file).encode(), 0o640)
+    atomic_write(directory / "signers.asc", b"# The ASCII-armored OpenPGP public keys of "
+                 b"those who may sign requests: gpg --armor --export FINGERPRINT >> here\n")
     config = load_config(config_path)
     audit_key = ApplianceKey.create(config.gnupg_dir, passphrase,
                                     name=f"spoolca audit {_common_name(root)}")

@@ -87,6 +87,8 @@ class Profile:
     preserve_dn: bool
     renew_before_days: int
     revoke_superseded: bool
+    require_signature: bool
+    authorized_signers: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class Config:
     passphrase_file: Path | None
     lint: str
     max_request_bytes: int
+    signers_keyring: Path | None
     default_profile: str
     authorities: Mapping[str, AuthoritySettings]
     policy: Policy
@@ -224,7 +227,7 @@ def _read_policy(reader: _Reader, raw: Mapping[str, Any]) -> Policy:
 
 _PROFILE_KEYS = {"kind", "issuer", "validity_days", "allowed_domains", "allow_wildcards",
                  "allow_ip", "unique_subject", "dn", "preserve_dn", "renew_before_days",
-                 "revoke_superseded"}
+                 "revoke_superseded", "require_signature", "authorized_signers"}
 _DEFAULT_DAYS = {"server": 375, "client": 375, "subca": 1825}
 
 
@@ -260,7 +263,20 @@ def _read_profile(reader: _Reader, name: str, table: Mapping[str, Any], policy: 
         preserve_dn=reader.get(table, "preserve_dn", bool, policy.preserve_dn, where),
         renew_before_days=reader.positive(table, "renew_before_days", 30, where),
         revoke_superseded=reader.get(table, "revoke_superseded", bool, False, where),
+        require_signature=reader.get(table, "require_signature", bool, False, where),
+        authorized_signers=_fingerprints(reader, table, where),
     )
+
+
+def _fingerprints(reader: _Reader, table: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """Full OpenPGP v4 fingerprints only: a short key id can be forged."""
+    values = tuple(f.upper().replace(" ", "")
+                   for f in reader.strings(table, "authorized_signers", where))
+    for value in values:
+        if len(value) != 40 or any(c not in "0123456789ABCDEF" for c in value):
+            reader.problems.append(f"{where}authorized_signers: {value!r} is not a full "
+                                   "40-hex-digit fingerprint")
+    return values
 
 
 def _read_authorities(reader: _Reader, raw: Mapping[str, Any], base: Path
@@ -300,7 +316,7 @@ _CRL_DAYS = {"root": 180, "intermediate": 30}
 _CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
 
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "paths", "passphrase",
-             "authorities", "policy", "profiles"}
+             "authorities", "policy", "profiles", "signers"}
 
 
 def load_config(path: Path) -> Config:
@@ -335,6 +351,12 @@ def load_config(path: Path) -> Config:
         reader.problems.append(f"default_profile: {default_profile!r} is not a configured profile")
     authorities = _read_authorities(reader, raw, base)
     max_bytes = reader.positive(raw, "max_request_bytes", 65536, "")
+    signers = reader.table(raw, "signers", "")
+    reader.unknown(signers, {"keyring"}, "signers.")
+    keyring = reader.get(signers, "keyring", str, "", "signers.")
+    if any(p.require_signature for p in profiles.values()) and not keyring:
+        reader.problems.append("signers.keyring: a profile sets require_signature, so the "
+                               "signers' public keys must be named here")
     if reader.problems:
         raise ConfigError(str(path), reader.problems)
     return Config(
@@ -349,6 +371,7 @@ def load_config(path: Path) -> Config:
         passphrase_file=(base / passphrase_file) if passphrase_file else None,
         lint=lint,
         max_request_bytes=max_bytes,
+        signers_keyring=(base / keyring) if keyring else None,
         default_profile=default_profile,
         authorities=MappingProxyType(authorities),
         policy=policy,
@@ -417,6 +440,11 @@ issuer_url = ""
 crl_days = 30
 crl_refresh_days = 10
 
+[signers]
+# Public keys (ASCII-armored, one file) of the people who may sign requests, for
+# profiles that set require_signature. Relative to this file.
+keyring = "signers.asc"
+
 [policy]
 # Subject attributes the policy does not name are dropped from the issued subject
 # (OpenSSL's preserve = no). emailAddress is dropped from the subject as the
@@ -474,4 +502,9 @@ kind = "subca"             # CA:TRUE pathlen:0, KU keyCertSign + cRLSign, signed
 issuer = "root"
 validity_days = 1825
 unique_subject = true
+# A subordinate CA is a CA: each request must come with NAME.csr.asc, a detached
+# OpenPGP signature by one of these (full fingerprints, keys in [signers] keyring).
+# Until someone is listed, every subca request is refused.
+require_signature = true
+authorized_signers = []
 """

@@ -65,6 +65,11 @@ _STATIC_CODES: dict[str, str] = {
     "lint.fatal": "pkilint could not lint the certificate; the CA key was not used",
     "lint.error": "pkilint found an error in the certificate; the CA key was not used",
     "lint.warning": "pkilint found a warning in the certificate; the CA key was not used",
+    "request.signature_missing": "the profile requires a detached signature and none came",
+    "request.signature_invalid": "the request's detached signature does not verify",
+    "request.signature_expired": "the request's signature or its signing key has expired",
+    "request.signer_unknown": "the request is signed by a key not in the signers' keyring",
+    "request.signer_not_authorized": "the request's signer is not authorized for the profile",
     "request.certificate_revoked": "the request's certificate was revoked; a new CSR with a "
     "new key is needed",
     "request.internal_error": "spoolca failed on this request; the log has the error, "

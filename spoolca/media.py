@@ -29,7 +29,7 @@ from pathlib import Path
 from spoolca.config import Config
 from spoolca.fsutil import atomic_write, ensure_dir, read_untrusted, sync_filesystem
 from spoolca.openpgp import ApplianceKey
-from spoolca.spool import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES
+from spoolca.spool import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES
 from spoolca.store import Store
 
 __all__ = ["RESULTS_FOLDER", "IngestReport", "export_to", "identify", "ingest_from"]
@@ -37,7 +37,6 @@ __all__ = ["RESULTS_FOLDER", "IngestReport", "export_to", "identify", "ingest_fr
 RESULTS_FOLDER = "spoolca-results"
 MAX_FILES = 1000            # requests (and signatures) taken from one stick
 MAX_TOTAL = 64 * 1024**2    # bytes taken from one stick
-SIGNATURE_SUFFIXES = (".asc", ".sig")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -128,54 +127,83 @@ def _kind(path: Path) -> str | None:
     return None
 
 
+def _take(path: Path, limit: int) -> tuple[bytes | None, str | None]:
+    """The bytes of a regular file on the stick, or why it is not taken."""
+    problem = _kind(path)
+    if problem is not None:
+        return None, problem
+    read = read_untrusted(path, limit)
+    if read.problem is not None or read.data is None:
+        what = (read.problem or "file.unreadable").split(".")[-1].replace("_", " ")
+        return None, f"{what} ({read.detail})"
+    return read.data, None
+
+
+def _companion(path: Path) -> Path | None:
+    """The detached signature beside a request (x.csr.asc or x.csr.sig), if any."""
+    for suffix in SIGNATURE_SUFFIXES:
+        candidate = path.with_name(path.name + suffix)
+        if os.path.lexists(candidate):
+            return candidate
+    return None
+
+
+def _place(folder: Path, name: str, data: bytes) -> Path:
+    """Write under a dot-name, then rename: complete before it appears."""
+    target = folder / name
+    temp = folder / f".{name}.part"
+    atomic_write(temp, data)
+    os.rename(temp, target)
+    return target
+
+
 def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) -> IngestReport:
-    """Copy a stick's requests (and their detached signatures) into incoming/."""
+    """Copy a stick's requests (each with its detached signature) into incoming/."""
     report = IngestReport(identify(source))
     incoming = config.spool_dir / "incoming"
-    # Each signature right after its request (x.csr, x.csr.asc), so it follows the name
-    # the request was given, and travels only with a request that was taken.
     candidates = sorted(_walk(source, set(config.profiles), report),
-                        key=lambda c: (c[1], _signed_name(c[0].name), c[0].name))
-    renamed: dict[str, str] = {}
+                        key=lambda c: (c[1], c[0].name))
+    signatures_taken: set[str] = set()
     seen: dict[str, str] = {}
-    total = requests = 0
+    total = 0
     for path, profile, shown in candidates:
-        problem = _kind(path)
         lowered = path.name.lower()
-        is_signature = lowered.endswith(SIGNATURE_SUFFIXES)
-        if problem is None and not (lowered.endswith(REQUEST_SUFFIXES) or is_signature
-                                    or profile == "revoke"):
+        if lowered.endswith(SIGNATURE_SUFFIXES):
+            if str(path) not in signatures_taken:
+                report.skipped.append({"file": shown,
+                                       "reason": "a signature whose request was not taken"})
+            continue
+        problem = None
+        if not (lowered.endswith(REQUEST_SUFFIXES) or profile == "revoke"):
             problem = "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)"
-        if problem is None and is_signature and _base(path) not in renamed:
-            problem = "a signature whose request was not taken"
-        if problem is None and not is_signature and requests >= MAX_FILES:
+        elif len(report.copied) >= MAX_FILES:
             problem = f"more than {MAX_FILES} requests on one stick"
-        read = None
-        if problem is None:
-            read = read_untrusted(path, config.max_request_bytes)
-            if read.problem is not None:
-                problem = f"{read.problem.split('.')[-1].replace('_', ' ')} ({read.detail})"
-        if problem is None and read is not None and read.data is not None:
-            digest = hashlib.sha256(read.data).hexdigest()
-            if digest in seen and not is_signature:
-                problem = f"the same content as {seen[digest]}"
-            elif total + len(read.data) > MAX_TOTAL:
-                problem = f"more than {MAX_TOTAL // 1024**2} MiB on one stick"
-        if problem is not None or read is None or read.data is None:
+        data, problem = (None, problem) if problem else _take(path, config.max_request_bytes)
+        if data is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                data, problem = None, f"the same content as {seen[digest]}"
+            elif total + len(data) > MAX_TOTAL:
+                data, problem = None, f"more than {MAX_TOTAL // 1024**2} MiB on one stick"
+        if data is None:
             report.skipped.append({"file": shown, "reason": problem or "unreadable"})
             continue
         seen[digest] = shown
-        total += len(read.data)
-        requests += 0 if is_signature else 1
+        total += len(data)
         folder = ensure_dir(incoming / profile if profile else incoming, 0o755)
-        base = renamed.get(_base(path)) if is_signature else None
-        target = _free_name(folder, f"{base}{Path(lowered).suffix}" if base else _safe(path.name))
-        temp = folder / f".{target.name}.part"
-        atomic_write(temp, read.data)
-        os.rename(temp, target)  # complete before it appears: the daemon never sees a part
-        renamed[str(path)] = target.name
+        name = _free_name(folder, _safe(path.name)).name
+        signature = _companion(path)
+        if signature is not None:
+            signatures_taken.add(str(signature))
+            signed, why = _take(signature, config.max_request_bytes)
+            if signed is None:
+                report.skipped.append({"file": f"{shown}{signature.suffix}", "reason": why or ""})
+            else:  # the signature first: the request must never be seen without it
+                _place(folder, f"{name}{signature.suffix}", signed)
+        target = _place(folder, name, data)
         report.copied.append({"file": shown, "as": str(target.relative_to(incoming)),
-                              "sha256": digest, "size": len(read.data)})
+                              "sha256": digest, "size": len(data),
+                              "signed": signature is not None})
     sync_filesystem([incoming])
     with store.transaction("media", now) as tx:
         for item in report.copied:
@@ -185,16 +213,6 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
                                                 "path": report.medium.path},
                                      "files": report.copied, "skipped": report.skipped})
     return report
-
-
-def _signed_name(name: str) -> str:
-    """The request a signature belongs to: x.csr for x.csr.asc; a request is its own."""
-    lowered = name.lower()
-    return name[: -4] if lowered.endswith(SIGNATURE_SUFFIXES) else name
-
-
-def _base(path: Path) -> str:
-    return str(path.with_name(_signed_name(path.name)))
 
 
 def _free_name(folder: Path, name: str) -> Path:

@@ -14,6 +14,7 @@ is decided.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import time
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.audit import checkpoint, export
 from spoolca.authority import load_audit_key, load_authorities, load_ca_certificates
+from spoolca.authorization import SignerCheck
 from spoolca.config import Config, Profile
 from spoolca.crl import CRLLinter
 from spoolca.csr import Request, load_request, request_sha256
@@ -94,6 +96,8 @@ class _Prepared:
     problem: Finding | None
     submission_only: bool  # a file-level problem: recorded per submission, not per request
     file_sha256: str | None = None  # the file's own bytes: links the result to its medium
+    data: bytes | None = None       # those bytes, for checking a detached signature
+    signature: bytes | None = None  # NAME.asc, if one came beside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,7 @@ class _Plan:
     serial: int
     supersedes: str | None = None  # the certificate this one renews
     renews_request: bool = False   # the same CSR again: the request row gets the new serial
+    signer: str | None = None      # the authorized signer's fingerprint, if required
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,7 @@ class Processor:
         self._linter: CertificateLinter | None = None
         self._crl_linter_ready: Future[CRLLinter] | None = None
         self._audit_key: ApplianceKey | None = None
+        self._signer_check: SignerCheck | None = None
         self._seal_failure: str | None = None
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
@@ -167,6 +173,8 @@ class Processor:
         finally:
             self._workers.shutdown()
             self._publisher.close()
+            if self._signer_check is not None:
+                self._signer_check.close()
 
     def __enter__(self) -> Processor:
         return self
@@ -319,6 +327,13 @@ class Processor:
         self.flush()
         return summary
 
+    def _signers(self) -> SignerCheck:
+        """The signers' keyring, imported once into a temporary gnupg home."""
+        if self._signer_check is None:
+            assert self._config.signers_keyring is not None  # config ensures it
+            self._signer_check = SignerCheck(self._config.signers_keyring)
+        return self._signer_check
+
     def _certificate_linter(self) -> None:
         """Built when certificates are first issued (`spoolca crl` needs none)."""
         if self._linter is None and self._config.lint == "pkix":
@@ -349,7 +364,8 @@ class Processor:
                 outcomes.append(outcome)
                 self._log(outcome, time.perf_counter() - started)
         self._publisher.submit([
-            PublishJob(o.output_name, o.files, o.links, item.claimed.path, item.claimed.file_name)
+            PublishJob(o.output_name, o.files, o.links, item.claimed.path, item.claimed.file_name,
+                       item.claimed.signature)
             for item, o in zip(prepared, outcomes, strict=True)])
         self.seal()
         return outcomes
@@ -393,14 +409,17 @@ class Processor:
                 "file.extension_unsupported", f"{claimed.file_name}: name a request "
                 "*.csr, *.pem, *.req or *.der"), submission_only=True)
         file_sha256 = request_sha256(read.data)
+        signature = read_untrusted(claimed.signature, self._config.max_request_bytes).data \
+            if claimed.signature is not None else None
         try:
             request = load_request(read.data)
         except CSRError as exc:
             return _Prepared(claimed, file_sha256, None,
                              Finding(exc.code, f"{claimed.file_name}: {exc}"),
-                             submission_only=False, file_sha256=file_sha256)
+                             submission_only=False, file_sha256=file_sha256, data=read.data,
+                             signature=signature)
         return _Prepared(claimed, request.sha256, request, None, submission_only=False,
-                         file_sha256=file_sha256)
+                         file_sha256=file_sha256, data=read.data, signature=signature)
 
     # -- stage 2: deciding (in the transaction) -------------------------------------------
 
@@ -431,6 +450,12 @@ class Processor:
                                         f"{item.claimed.profile!r} names no profile; use one of "
                                         f"{', '.join(self._config.profiles)}"))
             return self._reject_submission(tx, item, findings)
+        signer = None
+        if profile.require_signature:
+            signer, refusal = self._signers().check(item.data or b"", item.signature,
+                                                    profile.authorized_signers)
+            if refusal is not None:  # per submission: the same CSR, signed, may come again
+                return self._reject_submission(tx, item, [refusal])
         if item.identity in state.identities:
             return _Again(item)
         existing = tx.find_request(item.identity)
@@ -449,7 +474,7 @@ class Processor:
         planned = self._plan_issue(tx, item, profile, authorities[profile.issuer], state,
                                    supersedes=supersedes, renews_request=existing is not None)
         if isinstance(planned, _Plan):
-            return planned
+            return dataclasses.replace(planned, signer=signer)
         if existing is not None:  # a renewal refused: the request keeps its certificate
             return self._reject_submission(tx, item, planned)
         return self._reject_request(tx, item, profile, planned, item.request.der)
@@ -581,6 +606,7 @@ class Processor:
             "not_after": record.not_after,
             "cert_sha256": hashlib.sha256(files["cert.crt"]).hexdigest(),
             "supersedes": plan.supersedes,
+            "signer": plan.signer,
         })
         return Outcome(name, item.claimed.file_name, item.identity, profile.name, "issued",
                        record.serial, (), files, links={"chain.pem": chain.path})

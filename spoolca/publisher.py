@@ -44,6 +44,7 @@ class PublishJob:
     links: dict[str, Path]
     original: Path
     file_name: str
+    signature: Path | None = None
 
 
 def publish_jobs(outgoing: Path, archive: Path, jobs: Sequence[PublishJob]) -> None:
@@ -52,7 +53,7 @@ def publish_jobs(outgoing: Path, archive: Path, jobs: Sequence[PublishJob]) -> N
         publish_folder(outgoing / job.output_name, job.files, links=job.links)
     sync_filesystem([outgoing])
     for job in jobs:
-        archive_file(archive, job.original, job.file_name, job.output_name)
+        archive_file(archive, job.original, job.file_name, job.output_name, job.signature)
     sync_filesystem([archive])
 
 

@@ -18,6 +18,7 @@ from spoolca.fsutil import SHARED_DIR, ensure_dir
 __all__ = [
     "REQUEST_SUFFIXES",
     "RESERVED_NAMES",
+    "SIGNATURE_SUFFIXES",
     "Claimed",
     "Spool",
     "archive_file",
@@ -54,13 +55,26 @@ def safe_name(file_name: str) -> str:
     return cleaned or "request"
 
 
+SIGNATURE_SUFFIXES = (".asc", ".sig")
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A submission moved into work/<profile>/, ours to process."""
+    """A submission moved into work/<profile>/, ours to process, with its detached
+    signature (NAME.asc) if one came beside it."""
 
     path: Path
     profile: str
     file_name: str
+    signature: Path | None = None
+
+
+def _companion(path: Path) -> Path | None:
+    for suffix in SIGNATURE_SUFFIXES:
+        candidate = path.with_name(path.name + suffix)
+        if os.path.lexists(candidate):
+            return candidate
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +161,19 @@ class Spool:
         target = folder / source.name
         if os.path.lexists(target):
             return None
+        signature = _companion(source)  # moved first: the request never goes without it
+        moved_signature = None
         try:
+            if signature is not None:
+                moved_signature = folder / signature.name
+                os.rename(signature, moved_signature)
             os.rename(source, target)
         except FileNotFoundError:
             if not folder.is_dir() and os.path.lexists(source):
                 ensure_dir(folder, SHARED_DIR)
                 return self.claim(source, profile)
             return None
-        return Claimed(target, profile, source.name)
+        return Claimed(target, profile, source.name, moved_signature)
 
     def claim_incoming(self, default_profile: str) -> list[Claimed]:
         """Claim everything waiting in incoming/, in name order."""
@@ -173,16 +192,22 @@ class Spool:
             if not folder.is_dir(follow_symlinks=False):
                 continue
             for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
-                pending.append(Claimed(Path(entry.path), folder.name, entry.name))
+                if entry.name.lower().endswith(SIGNATURE_SUFFIXES):
+                    continue  # a companion: it goes with its request
+                path = Path(entry.path)
+                pending.append(Claimed(path, folder.name, entry.name, _companion(path)))
         return pending
 
     def archive_claimed(self, claimed: Claimed, output_name: str) -> Path:
         """Move a processed original to archive/NAME.ext (kept forever: nothing is lost)."""
-        return archive_file(self.archive, claimed.path, claimed.file_name, output_name)
+        return archive_file(self.archive, claimed.path, claimed.file_name, output_name,
+                            claimed.signature)
 
 
-def archive_file(archive: Path, path: Path, file_name: str, output_name: str) -> Path:
-    """Rename `path` to archive/NAME.ext, never over another file.
+def archive_file(archive: Path, path: Path, file_name: str, output_name: str,
+                 signature: Path | None = None) -> Path:
+    """Rename `path` to archive/NAME.ext (and its signature to NAME.ext.asc), never over
+    another file.
 
     Flat, one rename and no mkdir per request; NAME pairs it with outgoing/NAME/.
     """
@@ -192,5 +217,7 @@ def archive_file(archive: Path, path: Path, file_name: str, output_name: str) ->
     while os.path.lexists(target):
         counter += 1
         target = archive / f"{output_name}.{counter}{suffix}"
+    if signature is not None and os.path.lexists(signature):
+        os.rename(signature, target.with_name(target.name + signature.suffix))
     os.rename(path, target)
     return target

@@ -147,6 +147,10 @@ class CA:
         assert old in text, old
         self.config.write_text(text.replace(old, new, 1))
 
+    def allow_unsigned_subca(self) -> None:
+        """Tests of other things than authorization: subca without signed requests."""
+        self.edit_config("require_signature = true", "require_signature = false")
+
     def result(self, name: str) -> dict:
         import json
 

@@ -71,6 +71,7 @@ class TestIssuance:
                                            ("subca", "Sample Team CA")])
     def test_pkilint_finds_no_warning(self, ca: CA, folder: str, cn: str):
         """Every profile's certificates pass lint_pkix_cert at WARNING level."""
+        ca.allow_unsigned_subca()
         sans = [] if folder != "server" else None
         ca.submit(f"{folder}/req.csr", pem(make_csr(cn, sans=sans)[1]))
         ca.process()
@@ -124,6 +125,7 @@ class TestIssuance:
 
     def test_subca_is_signed_by_the_root_with_pathlen_zero(self, ca: CA):
         """subca: CA:TRUE pathlen:0, keyCertSign+cRLSign, issued by the root, verifies."""
+        ca.allow_unsigned_subca()
         extensions = [(x509.BasicConstraints(ca=True, path_length=None), True)]
         ca.submit("subca/team.csr", pem(make_csr("Sample Team CA", sans=[],
                                                  extensions=extensions)[1]))

@@ -113,6 +113,7 @@ class TestRevoke:
 
     def test_revoked_subca_goes_on_the_roots_crl(self, ca: CA):
         """A subordinate CA is revoked by its issuer, the root."""
+        ca.allow_unsigned_subca()
         extension = (x509.BasicConstraints(ca=True, path_length=None), True)
         serial = issue(ca, "team", "subca", cn="Team CA", sans=[], extensions=[extension])
         assert ca.run("revoke", serial, "--reason", "CACompromise").returncode == 0

@@ -1,0 +1,99 @@
+"""Signed requests: only an authorized signer's detached signature lets a subca through."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from spoolca.openpgp import ApplianceKey, stop_agent
+from tests.pki import CA, make_csr, pem
+
+CA_EXTENSION = [(x509.BasicConstraints(ca=True, path_length=None), True)]
+
+
+@pytest.fixture
+def signers(tmp_path):
+    """Two real gpg keys: Alice (authorized) and Mallory (known, not authorized); and
+    Eve, whose key is not in the keyring at all."""
+    keys = {name: ApplianceKey.create(tmp_path / name, None, name)
+            for name in ("alice", "mallory", "eve")}
+    yield keys
+    for name in keys:
+        stop_agent(tmp_path / name)
+
+
+@pytest.fixture
+def guarded(ca: CA, signers) -> CA:
+    (ca.dir / "signers.asc").write_text(signers["alice"].public_key()
+                                        + signers["mallory"].public_key())
+    ca.edit_config("authorized_signers = []",
+                   f'authorized_signers = ["{signers["alice"].fingerprint}"]')
+    return ca
+
+
+def submit(ca: CA, name: str, signer: ApplianceKey | None, *, tamper: bool = False) -> None:
+    data = pem(make_csr(f"{name} CA", sans=[], extensions=CA_EXTENSION)[1])
+    if signer is not None:
+        signature = signer.sign(b"changed" if tamper else data)
+        (ca.incoming / "subca" / f"{name}.csr.asc").write_text(signature)
+    ca.submit(f"subca/{name}.csr", data)
+
+
+class TestSignedRequests:
+    def test_authorized_signature_issues_and_records_the_signer(self, guarded: CA, signers):
+        """Signed by Alice: issued; her fingerprint is in the audit entry; both archived."""
+        submit(guarded, "team", signers["alice"])
+        guarded.process()
+        assert guarded.result("team")["status"] == "issued"
+        issued = json.loads(guarded.run("audit", "show", "--json", "--event",
+                                        "request.issued").stdout)
+        assert issued[-1]["data"]["signer"] == signers["alice"].fingerprint
+        assert sorted(os.listdir(guarded.archive)) == ["team.csr", "team.csr.asc"]
+
+    @pytest.mark.parametrize("case,code", [
+        ("missing", "request.signature_missing"),
+        ("tampered", "request.signature_invalid"),
+        ("unknown", "request.signer_unknown"),
+        ("unauthorized", "request.signer_not_authorized"),
+    ])
+    def test_each_failure_has_its_own_code(self, guarded: CA, signers, case, code):
+        """No signature, a bad one, Eve's (unknown) and Mallory's (not authorized)."""
+        signer = {"missing": None, "tampered": signers["alice"], "unknown": signers["eve"],
+                  "unauthorized": signers["mallory"]}[case]
+        submit(guarded, "team", signer, tamper=case == "tampered")
+        guarded.process()
+        result = guarded.result("team")
+        assert result["status"] == "rejected"
+        assert [r["code"] for r in result["reasons"]] == [code]
+
+    def test_a_refused_signature_does_not_condemn_the_csr(self, guarded: CA, signers):
+        """The same CSR, sent again with Alice's signature, is issued."""
+        data = pem(make_csr("Later CA", sans=[], extensions=CA_EXTENSION)[1])
+        guarded.submit("subca/later.csr", data)
+        guarded.process()
+        assert guarded.result("later")["status"] == "rejected"
+        (guarded.incoming / "subca" / "later.csr.asc").write_text(signers["alice"].sign(data))
+        guarded.submit("subca/later.csr", data)
+        guarded.process()
+        assert guarded.result("later")["status"] == "issued"  # the same request, same name
+
+    def test_server_profile_needs_no_signature(self, guarded: CA):
+        """Counter-case: require_signature is per profile."""
+        guarded.submit("server/www.csr", pem(make_csr("www.sample.com")[1]))
+        guarded.process()
+        assert guarded.result("www")["status"] == "issued"
+
+    def test_signed_request_from_a_stick(self, guarded: CA, signers, tmp_path: Path):
+        """A signed request travels from the stick with its signature and is issued."""
+        stick = tmp_path / "stick" / "subca"
+        stick.mkdir(parents=True)
+        data = pem(make_csr("Stick CA", sans=[], extensions=CA_EXTENSION)[1])
+        (stick / "stick.csr").write_bytes(data)
+        (stick / "stick.csr.asc").write_text(signers["alice"].sign(data))
+        assert guarded.run("media", "ingest", str(stick.parent)).returncode == 0
+        guarded.process()
+        assert guarded.result("stick")["status"] == "issued"
