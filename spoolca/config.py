@@ -119,6 +119,7 @@ class Config:
     lint: str
     max_request_bytes: int
     signers_keyring: Path | None
+    revokers: tuple[str, ...]
     default_profile: str
     authorities: Mapping[str, AuthoritySettings]
     policy: Policy
@@ -264,18 +265,18 @@ def _read_profile(reader: _Reader, name: str, table: Mapping[str, Any], policy: 
         renew_before_days=reader.positive(table, "renew_before_days", 30, where),
         revoke_superseded=reader.get(table, "revoke_superseded", bool, False, where),
         require_signature=reader.get(table, "require_signature", bool, False, where),
-        authorized_signers=_fingerprints(reader, table, where),
+        authorized_signers=_fingerprints(reader, table, "authorized_signers", where),
     )
 
 
-def _fingerprints(reader: _Reader, table: Mapping[str, Any], where: str) -> tuple[str, ...]:
+def _fingerprints(reader: _Reader, table: Mapping[str, Any], key: str,
+                  where: str) -> tuple[str, ...]:
     """Full OpenPGP v4 fingerprints only: a short key id can be forged."""
-    values = tuple(f.upper().replace(" ", "")
-                   for f in reader.strings(table, "authorized_signers", where))
+    values = tuple(f.upper().replace(" ", "") for f in reader.strings(table, key, where))
     for value in values:
         if len(value) != 40 or any(c not in "0123456789ABCDEF" for c in value):
-            reader.problems.append(f"{where}authorized_signers: {value!r} is not a full "
-                                   "40-hex-digit fingerprint")
+            reader.problems.append(f"{where}{key}: {value!r} is not a full 40-hex-digit "
+                                   "fingerprint")
     return values
 
 
@@ -352,7 +353,8 @@ def load_config(path: Path) -> Config:
     authorities = _read_authorities(reader, raw, base)
     max_bytes = reader.positive(raw, "max_request_bytes", 65536, "")
     signers = reader.table(raw, "signers", "")
-    reader.unknown(signers, {"keyring"}, "signers.")
+    reader.unknown(signers, {"keyring", "revokers"}, "signers.")
+    revokers = _fingerprints(reader, signers, "revokers", "signers.")
     keyring = reader.get(signers, "keyring", str, "", "signers.")
     if any(p.require_signature for p in profiles.values()) and not keyring:
         reader.problems.append("signers.keyring: a profile sets require_signature, so the "
@@ -372,6 +374,7 @@ def load_config(path: Path) -> Config:
         lint=lint,
         max_request_bytes=max_bytes,
         signers_keyring=(base / keyring) if keyring else None,
+        revokers=revokers,
         default_profile=default_profile,
         authorities=MappingProxyType(authorities),
         policy=policy,
@@ -444,6 +447,9 @@ crl_refresh_days = 10
 # Public keys (ASCII-armored, one file) of the people who may sign requests, for
 # profiles that set require_signature. Relative to this file.
 keyring = "signers.asc"
+# Who may request a revocation with a signed file in incoming/revoke/ (full
+# fingerprints). Empty: such requests are all refused; use `spoolca revoke`.
+revokers = []
 
 [policy]
 # Subject attributes the policy does not name are dropped from the issued subject

@@ -43,6 +43,7 @@ from spoolca.notify import Notifier
 from spoolca.pipeline import BATCH_SIZE, Processor, utc_now
 from spoolca.recovery import republish_missing
 from spoolca.revocation import crl_status
+from spoolca.revokefiles import process_revocations
 from spoolca.spool import REQUEST_SUFFIXES, Claimed
 from spoolca.store import Store
 
@@ -126,6 +127,7 @@ class Daemon:
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
         self._next_crl_check = 0.0
         self._next_seal = 0.0
+        self._revocations_waiting = True  # look once at start
 
     # -- signals ------------------------------------------------------------------------
 
@@ -198,7 +200,11 @@ class Daemon:
         if time.monotonic() >= self._next_rescan:
             self._process_pending_work()  # a batch that failed (disk full) is retried
             self._rescan()
+            self._revocations_waiting = True
             self._next_rescan = time.monotonic() + RESCAN_SECONDS
+        if self._revocations_waiting:
+            self._revocations_waiting = False
+            self._take_revocations()
         ready = self._ready()
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
@@ -220,6 +226,14 @@ class Daemon:
             self._refusal = str(exc)
             self._next_seal = time.monotonic() + CRL_RETRY_SECONDS
             _log.error("audit checkpoint not signed; issuing stops until it is", reason=str(exc))
+
+    def _take_revocations(self) -> None:
+        try:
+            for outcome in process_revocations(self._processor):
+                _log.info("revocation request", file=outcome.file_name, outcome=outcome.status,
+                          serial=outcome.serial, codes=[f.code for f in outcome.findings])
+        except SpoolcaError as exc:
+            _log.error("revocation requests not taken; retrying", reason=str(exc))
 
     def _refresh_crls(self) -> None:
         """Remake any CRL that is due (a revocation, or nextUpdate - refresh has come)."""
@@ -264,6 +278,9 @@ class Daemon:
             self._rescan()
             return
         path = Path(raw)
+        if path.parent.name == "revoke" and path.parent.parent == self._processor.spool.incoming:
+            self._revocations_waiting = True  # taken on this turn, signature and all
+            return
         profile = self._processor.spool.profile_of(path, self._config.default_profile)
         if profile is None:
             return

@@ -70,6 +70,11 @@ _STATIC_CODES: dict[str, str] = {
     "request.signature_expired": "the request's signature or its signing key has expired",
     "request.signer_unknown": "the request is signed by a key not in the signers' keyring",
     "request.signer_not_authorized": "the request's signer is not authorized for the profile",
+    "revoke.unparseable": "the revocation request is not the documented JSON",
+    "revoke.reason_invalid": "the revocation request names no valid reason",
+    "revoke.invalidity_in_future": "the revocation request's invalidity date is in the future",
+    "revoke.unknown_serial": "the revocation request names a serial not in the register",
+    "revoke.already_revoked": "the certificate named is already revoked",
     "request.certificate_revoked": "the request's certificate was revoked; a new CSR with a "
     "new key is needed",
     "request.internal_error": "spoolca failed on this request; the log has the error, "

@@ -51,7 +51,13 @@ from spoolca.results import (
     publish_ca_files,
     rejected_files,
 )
-from spoolca.revocation import due_crls, mark_crl_pending, publish_crls, record_revocation
+from spoolca.revocation import (
+    due_crls,
+    mark_crl_pending,
+    publish_crls,
+    record_revocation,
+)
+from spoolca.revokefiles import process_revocations
 from spoolca.spool import REQUEST_SUFFIXES, RESERVED_NAMES, Claimed, Spool, safe_name
 from spoolca.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
 
@@ -74,6 +80,7 @@ class PassSummary:
     issued: int = 0
     rejected: int = 0
     republished: int = 0
+    revoked: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
@@ -82,6 +89,8 @@ class PassSummary:
             self.republished += 1
         elif outcome.status == "issued":
             self.issued += 1
+        elif outcome.status == "revoked":
+            self.revoked += 1
         else:
             self.rejected += 1
 
@@ -161,6 +170,14 @@ class Processor:
         if any(not c.path.is_file() or c.path.read_bytes() != c.chain for c in chains.values()):
             publish_ca_files(folder, root, intermediate)
         return chains
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def clock(self) -> Callable[[], dt.datetime]:
+        return self._clock
 
     @property
     def chains(self) -> dict[str, ChainFiles]:
@@ -243,7 +260,7 @@ class Processor:
         export(self._store, self.spool.outgoing / "audit", self._audit_key)
         return sealed
 
-    def _require_audit_trail(self) -> None:
+    def require_audit_trail(self) -> None:
         """Before issuing: everything recorded so far must be signed (fail closed).
 
         After a restart the last failure is not remembered, but its unsigned entries are:
@@ -325,9 +342,11 @@ class Processor:
             for outcome in self.process_batch(claimed[start:start + BATCH_SIZE]):
                 summary.add(outcome)
         self.flush()
+        for outcome in process_revocations(self):
+            summary.add(outcome)
         return summary
 
-    def _signers(self) -> SignerCheck:
+    def signers(self) -> SignerCheck:
         """The signers' keyring, imported once into a temporary gnupg home."""
         if self._signer_check is None:
             assert self._config.signers_keyring is not None  # config ensures it
@@ -344,7 +363,7 @@ class Processor:
         if not batch:
             return []
         authorities = self.unlock()
-        self._require_audit_trail()
+        self.require_audit_trail()
         self._certificate_linter()
         now = self._clock()
         self.check_clock(now)
@@ -452,7 +471,7 @@ class Processor:
             return self._reject_submission(tx, item, findings)
         signer = None
         if profile.require_signature:
-            signer, refusal = self._signers().check(item.data or b"", item.signature,
+            signer, refusal = self.signers().check(item.data or b"", item.signature,
                                                     profile.authorized_signers)
             if refusal is not None:  # per submission: the same CSR, signed, may come again
                 return self._reject_submission(tx, item, [refusal])
@@ -593,7 +612,7 @@ class Processor:
             if profile.revoke_superseded:
                 record_revocation(tx, plan.supersedes, "superseded", None)
                 mark_crl_pending(tx, plan.ca.name)
-        name = self._allocate_name(tx, item.claimed.file_name, item.identity)
+        name = self.allocate_name(tx, item.claimed.file_name, item.identity)
         tx.add_submission(item.identity, item.claimed.file_name, name, profile.name, "issued", [],
                           item.file_sha256)
         chain = self._chains[plan.ca.name]
@@ -613,7 +632,7 @@ class Processor:
 
     # -- rejections and re-publication ----------------------------------------------------
 
-    def _allocate_name(self, tx: Tx, file_name: str, identity: str) -> str:
+    def allocate_name(self, tx: Tx, file_name: str, identity: str) -> str:
         """outgoing/NAME for this submission: never a name that holds another request."""
         base = safe_name(file_name)
         candidate, counter = base, 1
@@ -635,7 +654,7 @@ class Processor:
 
     def _rejected(self, tx: Tx, item: _Prepared, profile: str,
                   findings: list[Finding]) -> Outcome:
-        name = self._allocate_name(tx, item.claimed.file_name, item.identity)
+        name = self.allocate_name(tx, item.claimed.file_name, item.identity)
         reasons = [f.as_dict() for f in findings]
         tx.add_submission(item.identity, item.claimed.file_name, name, profile, "rejected",
                           reasons, item.file_sha256 or item.identity)
@@ -651,7 +670,7 @@ class Processor:
     def _republish(self, tx: Tx, item: _Prepared, status: str, profile: str,
                    serial: str | None, reasons: list[dict[str, str]], decided_at: str) -> Outcome:
         """The same request again: its one result, published again, never re-signed."""
-        name = self._allocate_name(tx, item.claimed.file_name, item.identity)
+        name = self.allocate_name(tx, item.claimed.file_name, item.identity)
         tx.add_submission(item.identity, item.claimed.file_name, name, profile, status, reasons,
                           item.file_sha256)
         tx.record("request.republished", {"name": name, "file": item.claimed.file_name,

@@ -56,7 +56,7 @@ def record_revocation(tx: Tx, serial: str, reason: str, invalidity: dt.datetime 
 
 
 def revoke(store: Store, serial: str, reason: str, invalidity: dt.datetime | None,
-           now: dt.datetime, actor: str) -> CertificateRecord:
+           now: dt.datetime, actor: str, requested_by: str | None = None) -> CertificateRecord:
     """Record a revocation (or, with removeFromCRL, lift a hold); nothing changes on error."""
     if reason not in REASONS:
         raise SpoolcaError(f"{reason!r} is not a revocation reason; use one of "
@@ -84,7 +84,8 @@ def revoke(store: Store, serial: str, reason: str, invalidity: dt.datetime | Non
                   "certificate.unheld", {"serial": serial, "reason": reason,
                                          "issuer": record.issuer, "subject": record.subject,
                                          "invalidity_date": format_time(invalidity)
-                                         if invalidity else None})
+                                         if invalidity else None,
+                                         "requested_by": requested_by})
         updated = tx.certificate(serial)
     assert updated is not None
     return updated

@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 REQUEST_SUFFIXES = (".csr", ".pem", ".req", ".der")
+# What NAME is cut from: requests, and revocation requests (revoke/NAME.json).
+_NAMED_SUFFIXES = (*REQUEST_SUFFIXES, ".json")
 # outgoing/ folders of our own: a request called ca.csr must not land in outgoing/ca/.
 RESERVED_NAMES = frozenset({"ca", "crl", "audit"})
 # Folders under incoming/ that are not profiles (revoke/ is for revocation requests).
@@ -47,7 +49,7 @@ def safe_name(file_name: str) -> str:
     becomes `_`), at most 100 characters; never empty.
     """
     stem = file_name
-    for suffix in REQUEST_SUFFIXES:
+    for suffix in _NAMED_SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -211,7 +213,7 @@ def archive_file(archive: Path, path: Path, file_name: str, output_name: str,
 
     Flat, one rename and no mkdir per request; NAME pairs it with outgoing/NAME/.
     """
-    suffix = next((s for s in REQUEST_SUFFIXES if file_name.lower().endswith(s)), ".request")
+    suffix = next((s for s in _NAMED_SUFFIXES if file_name.lower().endswith(s)), ".request")
     target = archive / f"{output_name}{suffix}"
     counter = 1
     while os.path.lexists(target):

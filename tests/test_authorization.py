@@ -97,3 +97,62 @@ class TestSignedRequests:
         assert guarded.run("media", "ingest", str(stick.parent)).returncode == 0
         guarded.process()
         assert guarded.result("stick")["status"] == "issued"
+
+
+class TestRevocationRequests:
+    @pytest.fixture
+    def revoking(self, guarded: CA, signers) -> CA:
+        guarded.edit_config("revokers = []", f'revokers = ["{signers["alice"].fingerprint}"]')
+        guarded.submit("server/www.csr", pem(make_csr("www.sample.com")[1]))
+        guarded.process()
+        return guarded
+
+    def _drop(self, ca: CA, name: str, body: dict, signer: ApplianceKey | None) -> None:
+        data = json.dumps(body).encode()
+        folder = ca.incoming / "revoke"
+        folder.mkdir(exist_ok=True)
+        if signer is not None:
+            (folder / f"{name}.json.asc").write_text(signer.sign(data))
+        ca.submit(f"revoke/{name}.json", data)
+
+    def test_a_signed_request_revokes_and_remakes_the_crl(self, revoking: CA, signers):
+        """Alice asks: the certificate is revoked, on the CRL, and the result says so."""
+        serial = revoking.result("www")["serial"]
+        self._drop(revoking, "lost-key", {"serial": serial, "reason": "keyCompromise",
+                                          "invalidity_date": "2026-01-01"}, signers["alice"])
+        revoking.process()
+        result = revoking.result("lost-key")
+        assert result["status"] == "revoked" and result["serial"] == serial
+        crl = x509.load_der_x509_crl((revoking.outgoing / "crl" / "intermediate.crl")
+                                     .read_bytes())
+        assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+        events = json.loads(revoking.run("audit", "show", "--json", "--event",
+                                         "certificate.revoked").stdout)
+        assert events[-1]["data"]["requested_by"] == signers["alice"].fingerprint
+
+    @pytest.mark.parametrize("case,code", [
+        ("unsigned", "request.signature_missing"),
+        ("mallory", "request.signer_not_authorized"),
+        ("unknown serial", "revoke.unknown_serial"),
+        ("bad reason", "revoke.reason_invalid"),
+        ("not json", "revoke.unparseable"),
+    ])
+    def test_refused_requests_revoke_nothing(self, revoking: CA, signers, case, code):
+        """Each refusal has its code; the certificate stays valid."""
+        serial = revoking.result("www")["serial"]
+        body = {"serial": "0BAD" if case == "unknown serial" else serial,
+                "reason": "lostIt" if case == "bad reason" else "keyCompromise"}
+        signer = {"unsigned": None, "mallory": signers["mallory"]}.get(case, signers["alice"])
+        if case == "not json":
+            folder = revoking.incoming / "revoke"
+            folder.mkdir(exist_ok=True)
+            (folder / "r.json.asc").write_text(signers["alice"].sign(b"{oops"))
+            revoking.submit("revoke/r.json", b"{oops")
+        else:
+            self._drop(revoking, "r", body, signer)
+        revoking.process()
+        result = revoking.result("r")
+        assert result["status"] == "rejected"
+        assert code in [r["code"] for r in result["reasons"]]
+        listing = json.loads(revoking.run("list", "--json").stdout)
+        assert listing[0]["status"] == "valid"
