@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spoolca import __version__
 from spoolca.config import Config, load_config
@@ -24,6 +25,9 @@ from spoolca.errors import SpoolcaError, UsageError
 from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from spoolca.log import configure_logging
 from spoolca.store import Store
+
+if TYPE_CHECKING:
+    from spoolca.media import IngestReport
 
 __all__ = ["main"]
 
@@ -315,10 +319,29 @@ def cmd_media_ingest(args: argparse.Namespace) -> int:
         raise UsageError(f"{source} is not a directory: give the mounted stick's folder")
     with _opened(args) as (config, store):
         report = ingest_from(config, store, source, _now())
-    print(f"copied {len(report.copied)} file(s) from {source} "
-          f"(medium {report.medium.key}) into {config.spool_dir / 'incoming'}/")
-    for item in report.skipped:
-        print(f"  skipped {item['file']}: {item['reason']}")
+        print(f"copied {len(report.copied)} file(s) from {source} "
+              f"(medium {report.medium.key}) into {config.spool_dir / 'incoming'}/")
+        for item in report.skipped:
+            print(f"  skipped {item['file']}: {item['reason']}")
+        if args.wait:
+            return _wait_for_answers(store, report, args.wait)
+    return 0
+
+
+def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int:
+    """Until the daemon has answered every request taken from the stick, or the deadline."""
+    import time
+
+    shas = [str(item["sha256"]) for item in report.copied
+            if not str(item["as"]).startswith("revoke/")]
+    deadline = time.monotonic() + seconds
+    while (answered := store.answered(shas)) < len(shas):
+        if time.monotonic() > deadline:
+            print(f"only {answered} of {len(shas)} request(s) answered after {seconds:.0f} s; "
+                  "the rest will be answered on the next trip")
+            return 1
+        time.sleep(0.2)
+    print(f"all {len(shas)} request(s) answered")
     return 0
 
 
@@ -511,6 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     media_ingest = media_commands.add_parser("ingest", help="copy a mounted stick's requests "
                                              "into incoming/, defensively")
     media_ingest.add_argument("dir")
+    media_ingest.add_argument("--wait", type=float, metavar="SECONDS", default=0,
+                              help="then wait up to SECONDS for the daemon to answer them")
     media_ingest.set_defaults(func=cmd_media_ingest)
     media_export = media_commands.add_parser("export", help="write results, CA files, CRLs "
                                              "and the audit log to a mounted stick")

@@ -120,6 +120,7 @@ class Config:
     max_request_bytes: int
     signers_keyring: Path | None
     revokers: tuple[str, ...]
+    results_folder: str
     default_profile: str
     authorities: Mapping[str, AuthoritySettings]
     policy: Policy
@@ -317,7 +318,7 @@ _CRL_DAYS = {"root": 180, "intermediate": 30}
 _CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
 
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "paths", "passphrase",
-             "authorities", "policy", "profiles", "signers"}
+             "authorities", "policy", "profiles", "signers", "media"}
 
 
 def load_config(path: Path) -> Config:
@@ -359,6 +360,11 @@ def load_config(path: Path) -> Config:
     if any(p.require_signature for p in profiles.values()) and not keyring:
         reader.problems.append("signers.keyring: a profile sets require_signature, so the "
                                "signers' public keys must be named here")
+    media = reader.table(raw, "media", "")
+    reader.unknown(media, {"results_folder"}, "media.")
+    results_folder = reader.get(media, "results_folder", str, "spoolca-results", "media.")
+    if not results_folder or "/" in results_folder or results_folder.startswith("."):
+        reader.problems.append("media.results_folder: must be a plain folder name")
     if reader.problems:
         raise ConfigError(str(path), reader.problems)
     return Config(
@@ -375,6 +381,7 @@ def load_config(path: Path) -> Config:
         max_request_bytes=max_bytes,
         signers_keyring=(base / keyring) if keyring else None,
         revokers=revokers,
+        results_folder=results_folder,
         default_profile=default_profile,
         authorities=MappingProxyType(authorities),
         policy=policy,
@@ -450,6 +457,10 @@ keyring = "signers.asc"
 # Who may request a revocation with a signed file in incoming/revoke/ (full
 # fingerprints). Empty: such requests are all refused; use `spoolca revoke`.
 revokers = []
+
+[media]
+# The folder `spoolca media export` writes on the stick (ingest never reads it).
+results_folder = "spoolca-results"
 
 [policy]
 # Subject attributes the policy does not name are dropped from the issued subject

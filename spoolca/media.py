@@ -32,9 +32,8 @@ from spoolca.openpgp import ApplianceKey
 from spoolca.spool import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES
 from spoolca.store import Store
 
-__all__ = ["RESULTS_FOLDER", "IngestReport", "export_to", "identify", "ingest_from"]
+__all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
 
-RESULTS_FOLDER = "spoolca-results"
 MAX_FILES = 1000            # requests (and signatures) taken from one stick
 MAX_TOTAL = 64 * 1024**2    # bytes taken from one stick
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -85,18 +84,26 @@ def _safe(name: str) -> str:
 
 
 def _printable(raw: str) -> str:
-    """A name for the report: undecodable bytes and control characters escaped."""
-    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
-        .encode("unicode_escape").decode("ascii")
+    """A name for the report: undecodable bytes as \\xHH, control characters escaped."""
+    out = []
+    for char in raw:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif not char.isprintable():
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
-def _walk(source: Path, profiles: set[str], report: IngestReport
+def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder: str
           ) -> list[tuple[Path, str, str]]:
     """(path, profile, display name) of candidate files, two levels deep at most."""
     found: list[tuple[Path, str, str]] = []
     for entry in sorted(os.scandir(source), key=lambda e: e.name):
         shown = _printable(entry.name)
-        if entry.name == RESULTS_FOLDER or entry.name.startswith("."):
+        if entry.name == results_folder or entry.name.startswith("."):
             continue
         if entry.is_dir(follow_symlinks=False):
             if entry.name not in profiles and entry.name not in NON_PROFILE_FOLDERS:
@@ -161,7 +168,7 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
     """Copy a stick's requests (each with its detached signature) into incoming/."""
     report = IngestReport(identify(source))
     incoming = config.spool_dir / "incoming"
-    candidates = sorted(_walk(source, set(config.profiles), report),
+    candidates = sorted(_walk(source, set(config.profiles), report, config.results_folder),
                         key=lambda c: (c[1], c[0].name))
     signatures_taken: set[str] = set()
     seen: dict[str, str] = {}
@@ -248,7 +255,7 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
               now: dt.datetime) -> tuple[Path, list[str]]:
     """Write this stick's results and the appliance's public state to it; sync it."""
     medium = identify(target)
-    root = target / RESULTS_FOLDER
+    root = target / config.results_folder
     if root.exists():
         shutil.rmtree(root)  # our own folder on the stick: replaced whole each trip
     outgoing = config.spool_dir / "outgoing"

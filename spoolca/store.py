@@ -456,6 +456,14 @@ class Store:
         return {row[0]: (row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
                 for row in rows}
 
+    def answered(self, file_sha256s: list[str]) -> int:
+        """How many of these files (by their bytes) already have a recorded result."""
+        marks = ",".join("?" * len(file_sha256s)) or "''"
+        row = self._conn.execute(
+            f"SELECT COUNT(DISTINCT file_sha256) FROM submissions WHERE file_sha256 IN ({marks})",
+            file_sha256s).fetchone()
+        return row[0] or 0
+
     def outputs_from_medium(self, medium: str) -> list[str]:
         """outgoing/ names of the results for the files a medium brought, in order."""
         rows = self._conn.execute(

@@ -156,3 +156,42 @@ class TestRevocationRequests:
         assert code in [r["code"] for r in result["reasons"]]
         listing = json.loads(revoking.run("list", "--json").stdout)
         assert listing[0]["status"] == "valid"
+
+
+class TestWholeStick:
+    def test_a_mixed_stick_gets_every_right_outcome(self, guarded: CA, signers, tmp_path):
+        """On one stick: a request signed by Alice, one by Eve (unknown), one with a bad
+        signature, a signed revocation, and a hostile symlink. Ingest, process, export:
+        each outcome is right and the manifest verifies."""
+        guarded.edit_config("revokers = []", f'revokers = ["{signers["alice"].fingerprint}"]')
+        guarded.submit("server/old.csr", pem(make_csr("old.sample.com")[1]))
+        guarded.process()
+        old = guarded.result("old")["serial"]
+        stick = tmp_path / "stick"
+        (stick / "subca").mkdir(parents=True)
+        (stick / "revoke").mkdir()
+        for name, signer, tamper in (("good", "alice", False), ("eve", "eve", False),
+                                     ("forged", "alice", True)):
+            data = pem(make_csr(f"{name} CA", sans=[], extensions=CA_EXTENSION)[1])
+            (stick / "subca" / f"{name}.csr").write_bytes(data)
+            (stick / "subca" / f"{name}.csr.asc").write_text(
+                signers[signer].sign(b"x" if tamper else data))
+        body = json.dumps({"serial": old, "reason": "superseded"}).encode()
+        (stick / "revoke" / "retire.json").write_bytes(body)
+        (stick / "revoke" / "retire.json.asc").write_text(signers["alice"].sign(body))
+        os.symlink("/etc/passwd", stick / "subca" / "passwd.csr")
+        assert guarded.run("media", "ingest", str(stick)).returncode == 0
+        guarded.process()
+        assert guarded.run("media", "export", str(stick)).returncode == 0
+        results = stick / "spoolca-results" / "results"
+        outcome = {p.name: json.loads((p / "result.json").read_text()) for p in results.iterdir()}
+        assert outcome["good"]["status"] == "issued"
+        assert outcome["eve"]["reasons"][0]["code"] == "request.signer_unknown"
+        assert outcome["forged"]["reasons"][0]["code"] == "request.signature_invalid"
+        assert outcome["retire"]["status"] == "revoked"
+        assert "passwd" not in outcome
+        import subprocess
+
+        sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
+                              cwd=stick / "spoolca-results", capture_output=True, text=True)
+        assert sums.returncode == 0, sums.stdout

@@ -56,6 +56,7 @@ class TestIngest:
                        "zcopy.csr: the same content as server/good.csr",
                        "server/deep/: folder too deep", "notes/: not a profile folder",
                        "orphan.csr.asc: a signature whose request was not taken",
+                       "client/\\xff\\xfe.csr: empty",
                        "more than 1000 requests on one stick"):
             assert needle in out, needle
         incoming = ca.incoming
@@ -119,3 +120,28 @@ class TestRoundTrip:
         sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder,
                               capture_output=True, text=True)
         assert sums.returncode != 0 and "cert.pem: FAILED" in sums.stdout
+
+
+class TestWaiting:
+    def test_ingest_waits_for_the_daemon(self, ca: CA, stick: Path, tmp_path):
+        """media ingest --wait returns once the running daemon has answered the stick."""
+        from tests.daemon import NotifySocket, Running
+
+        (stick / "server" / "w.csr").write_bytes(pem(make_csr("w.sample.com")[1]))
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(ca, notify)
+        try:
+            notify.wait_for("READY=1")
+            result = ca.run("media", "ingest", "--wait", "30", str(stick))
+            assert result.returncode == 0 and "all 1 request(s) answered" in result.stdout
+            assert ca.result("w")["status"] == "issued"
+        finally:
+            running.stop()
+            notify.close()
+
+    def test_waiting_without_a_daemon_times_out(self, ca: CA, stick: Path):
+        """Counter-case: nobody answers; exit 1 after the deadline, the request kept."""
+        (stick / "server" / "w.csr").write_bytes(pem(make_csr("w.sample.com")[1]))
+        result = ca.run("media", "ingest", "--wait", "1", str(stick))
+        assert result.returncode == 1 and "only 0 of 1" in result.stdout
+        assert (ca.incoming / "server" / "w.csr").exists()

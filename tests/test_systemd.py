@@ -64,6 +64,35 @@ class TestUnit:
             assert directive in text, directive
 
 
+@needs_analyze
+class TestMediaUnits:
+    def test_media_unit_verifies(self, tmp_path):
+        """spoolca-media@.service (as an instance for sdb1) is clean for systemd-analyze."""
+        spoolca = Path(sys.executable).with_name("spoolca")
+        template = UNIT.with_name("spoolca-media@.service").read_text()
+        for name, text in (("spoolca-media@sdb1.service", template),
+                           ("spoolca.service", UNIT.read_text())):
+            (tmp_path / name).write_text(text.replace("/usr/local/bin/spoolca", str(spoolca)))
+        result = analyze("verify", str(tmp_path / "spoolca-media@sdb1.service"))
+        assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+
+    def test_media_unit_mounts_safely(self):
+        """Read-only, nosuid, nodev, noexec for ingest; owned by spoolca; unmounted after."""
+        text = UNIT.with_name("spoolca-media@.service").read_text()
+        mount = next(line for line in text.splitlines() if "systemd-mount" in line)
+        assert "--options=ro,nosuid,nodev,noexec" in mount and "--owner=spoolca" in mount
+        assert "media ingest --wait" in text and "media export" in text
+        assert "ExecStopPost=+/usr/bin/systemd-umount" in text
+
+    def test_udev_rule_starts_the_unit_and_never_mounts(self):
+        """The rule asks systemd (SYSTEMD_WANTS) and never mounts from RUN+=."""
+        rule = UNIT.with_name("99-spoolca-media.rules").read_text()
+        lines = [line for line in rule.splitlines() if line and not line.startswith("#")]
+        assert len(lines) == 1
+        assert 'ENV{SYSTEMD_WANTS}+="spoolca-media@%k.service"' in lines[0]
+        assert 'TAG+="systemd"' in lines[0] and "RUN+=" not in lines[0]
+
+
 class TestWriteXorExecute:
     def test_live_daemon_has_no_writable_executable_memory(self, ca: CA, tmp_path):
         """After unlocking keys, linting and signing, no mapping is both writable and
