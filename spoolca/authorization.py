@@ -21,8 +21,15 @@ from spoolca.openpgp import stop_agent
 
 __all__ = ["SignerCheck"]
 
-# python-gnupg's status text for the ways a detached signature can fail.
-_EXPIRED = ("signature expired", "key expired", "signature valid, key expired")
+
+
+def _troubles(result: gnupg.Verify) -> str:
+    """Everything python-gnupg noticed, lower case. With an expired or revoked key it
+    still reports status 'signature valid' (gpg sends VALIDSIG after EXPKEYSIG); only
+    key_status and problems tell, so both are read."""
+    parts = [result.status or "", getattr(result, "key_status", "") or ""]
+    parts += [str(p.get("status", "")) for p in getattr(result, "problems", [])]
+    return " | ".join(parts).lower()
 
 
 class SignerCheck:
@@ -52,15 +59,16 @@ class SignerCheck:
         signature_file.write_bytes(signature)
         result = self._gpg.verify_data(str(signature_file), data)
         infos = list(getattr(result, "sig_info", {}).values())
-        status = (result.status or "").lower()
-        if any(word in status for word in _EXPIRED):
+        status = _troubles(result)
+        if "expired" in status:
             return None, Finding("request.signature_expired",
                                  f"the request's signature or signing key has expired ({status})")
         if "no public key" in status:
             return None, Finding("request.signer_unknown", f"the request is signed by key "
                                  f"{result.key_id}, which is not in the signers' keyring")
         good = [i for i in infos if i.get("status") == "signature valid"]
-        if not result.valid or len(infos) != 1 or len(good) != 1:
+        if not result.valid or len(infos) != 1 or len(good) != 1 or \
+                getattr(result, "problems", None) or getattr(result, "key_status", None):
             return None, Finding("request.signature_invalid", "the request's signature does "
                                  f"not verify ({status or 'no signature found'})")
         fingerprint = str(good[0].get("pubkey_fingerprint") or result.fingerprint).upper()

@@ -98,6 +98,9 @@ def verify_detached(data: bytes, signature: str, public_key: str, fingerprint: s
             stop_agent(Path(home))
     infos = list(getattr(result, "sig_info", {}).values())
     good = [i for i in infos if i.get("status") == "signature valid"]
+    # An expired or revoked key still reads 'signature valid': key_status and problems tell.
+    if getattr(result, "key_status", None) or getattr(result, "problems", None):
+        return f"not a good signature ({getattr(result, 'key_status', '') or result.status})"
     if not result.valid or len(infos) != 1 or len(good) != 1:
         return f"not exactly one good signature ({result.status or 'no signature'})"
     if (good[0].get("pubkey_fingerprint") or result.fingerprint or "").upper() != \

@@ -614,7 +614,7 @@ class Processor:
                 mark_crl_pending(tx, plan.ca.name)
         name = self.allocate_name(tx, item.claimed.file_name, item.identity)
         tx.add_submission(item.identity, item.claimed.file_name, name, profile.name, "issued", [],
-                          item.file_sha256)
+                          item.file_sha256, plan.signer)
         chain = self._chains[plan.ca.name]
         files = issued_files(cert, record, chain, name=name, file_name=item.claimed.file_name,
                              decided_at=tx.now)

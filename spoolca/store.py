@@ -78,7 +78,8 @@ CREATE TABLE submissions (
     received_at TEXT NOT NULL,
     status TEXT NOT NULL,
     findings TEXT NOT NULL DEFAULT '[]',
-    file_sha256 TEXT  -- the submitted file's bytes, to find the stick it came from
+    file_sha256 TEXT,  -- the submitted file's bytes, to find the stick it came from
+    signer TEXT        -- the authorized signer's fingerprint, where one was required
 );
 CREATE INDEX submissions_output ON submissions (output_name);
 CREATE INDEX submissions_file ON submissions (file_sha256);
@@ -318,12 +319,13 @@ class Tx:
 
     def add_submission(self, request_sha256: str, file_name: str, output_name: str,
                        profile: str, status: str, findings: list[dict[str, str]],
-                       file_sha256: str | None = None) -> None:
+                       file_sha256: str | None = None, signer: str | None = None) -> None:
         self._conn.execute(
             "INSERT INTO submissions (request_sha256, file_name, output_name, profile, "
-            "received_at, status, findings, file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "received_at, status, findings, file_sha256, signer) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (request_sha256, file_name, output_name, profile, self._now, status,
-             json.dumps(findings), file_sha256),
+             json.dumps(findings), file_sha256, signer),
         )
 
     def add_media_file(self, medium: str, file_sha256: str, file_name: str) -> None:

@@ -27,6 +27,22 @@ def signers(tmp_path):
 
 
 @pytest.fixture
+def expired(tmp_path):
+    """A real key made (with gpg's --faked-system-time) in 2020, valid for one day, and
+    a signature it made then: by now both the key and anything it signed are expired."""
+    import gnupg
+
+    home = tmp_path / "expired"
+    home.mkdir(mode=0o700)
+    gpg = gnupg.GPG(gnupghome=str(home), options=["--faked-system-time", "20200101T000000"])
+    key = gpg.gen_key(gpg.gen_key_input(key_type="EDDSA", key_curve="ed25519",
+                                        key_usage="sign", expire_date="1d", name_real="old",
+                                        no_protection=True))
+    yield gpg, key.fingerprint
+    stop_agent(home)
+
+
+@pytest.fixture
 def guarded(ca: CA, signers) -> CA:
     (ca.dir / "signers.asc").write_text(signers["alice"].public_key()
                                         + signers["mallory"].public_key())
@@ -52,6 +68,11 @@ class TestSignedRequests:
         issued = json.loads(guarded.run("audit", "show", "--json", "--event",
                                         "request.issued").stdout)
         assert issued[-1]["data"]["signer"] == signers["alice"].fingerprint
+        import sqlite3
+
+        with sqlite3.connect(guarded.dir / "ca.db") as db:
+            assert db.execute("SELECT signer FROM submissions WHERE output_name = 'team'"
+                              ).fetchone()[0] == signers["alice"].fingerprint
         assert sorted(os.listdir(guarded.archive)) == ["team.csr", "team.csr.asc"]
 
     @pytest.mark.parametrize("case,code", [
@@ -69,6 +90,19 @@ class TestSignedRequests:
         result = guarded.result("team")
         assert result["status"] == "rejected"
         assert [r["code"] for r in result["reasons"]] == [code]
+
+    def test_an_expired_signing_key_is_refused_as_expired(self, guarded: CA, expired):
+        """python-gnupg says 'signature valid' for it; we read key_status: expired."""
+        gpg, fingerprint = expired
+        (guarded.dir / "signers.asc").write_text(gpg.export_keys(fingerprint))
+        guarded.edit_config("authorized_signers = [", f'authorized_signers = ["{fingerprint}", ')
+        data = pem(make_csr("Old CA", sans=[], extensions=CA_EXTENSION)[1])
+        signature = gpg.sign(data, keyid=fingerprint, detach=True)
+        (guarded.incoming / "subca" / "old.csr.asc").write_text(str(signature))
+        guarded.submit("subca/old.csr", data)
+        guarded.process()
+        assert [r["code"] for r in guarded.result("old")["reasons"]] == [
+            "request.signature_expired"]
 
     def test_a_refused_signature_does_not_condemn_the_csr(self, guarded: CA, signers):
         """The same CSR, sent again with Alice's signature, is issued."""
