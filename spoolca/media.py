@@ -29,7 +29,7 @@ from pathlib import Path
 from spoolca.config import Config
 from spoolca.fsutil import atomic_write, ensure_dir, read_untrusted, sync_filesystem
 from spoolca.openpgp import ApplianceKey
-from spoolca.spool import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES
+from spoolca.spool import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES, companion
 from spoolca.store import Store
 
 __all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
@@ -146,15 +146,6 @@ def _take(path: Path, limit: int) -> tuple[bytes | None, str | None]:
     return read.data, None
 
 
-def _companion(path: Path) -> Path | None:
-    """The detached signature beside a request (x.csr.asc or x.csr.sig), if any."""
-    for suffix in SIGNATURE_SUFFIXES:
-        candidate = path.with_name(path.name + suffix)
-        if os.path.lexists(candidate):
-            return candidate
-    return None
-
-
 def _place(folder: Path, name: str, data: bytes) -> Path:
     """Write under a dot-name, then rename: complete before it appears."""
     target = folder / name
@@ -199,7 +190,7 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
         total += len(data)
         folder = ensure_dir(incoming / profile if profile else incoming, 0o755)
         name = _free_name(folder, _safe(path.name)).name
-        signature = _companion(path)
+        signature = companion(path)
         if signature is not None:
             signatures_taken.add(str(signature))
             signed, why = _take(signature, config.max_request_bytes)

@@ -22,6 +22,7 @@ __all__ = [
     "Claimed",
     "Spool",
     "archive_file",
+    "companion",
     "is_ignored",
     "safe_name",
 ]
@@ -71,7 +72,8 @@ class Claimed:
     signature: Path | None = None
 
 
-def _companion(path: Path) -> Path | None:
+def companion(path: Path) -> Path | None:
+    """The detached signature beside a request (x.csr.asc or x.csr.sig), if any."""
     for suffix in SIGNATURE_SUFFIXES:
         candidate = path.with_name(path.name + suffix)
         if os.path.lexists(candidate):
@@ -163,7 +165,7 @@ class Spool:
         target = folder / source.name
         if os.path.lexists(target):
             return None
-        signature = _companion(source)  # moved first: the request never goes without it
+        signature = companion(source)  # moved first: the request never goes without it
         moved_signature = None
         try:
             if signature is not None:
@@ -197,7 +199,7 @@ class Spool:
                 if entry.name.lower().endswith(SIGNATURE_SUFFIXES):
                     continue  # a companion: it goes with its request
                 path = Path(entry.path)
-                pending.append(Claimed(path, folder.name, entry.name, _companion(path)))
+                pending.append(Claimed(path, folder.name, entry.name, companion(path)))
         return pending
 
     def archive_claimed(self, claimed: Claimed, output_name: str) -> Path:
