@@ -156,8 +156,10 @@ class Spool:
             return parts[0]
         return None
 
-    def claim(self, source: Path, profile: str) -> Claimed | None:
-        """Move one submission into work/<profile>/ by an atomic rename.
+    def claim(self, source: Path, profile: str, signature: Path | bool | None = True
+              ) -> Claimed | None:
+        """Move one submission into work/<profile>/ by an atomic rename, with its detached
+        signature (found here, or passed by a caller whose scan already saw it).
 
         None if it is gone, or if the same name still waits in work/ (next pass).
         """
@@ -165,24 +167,32 @@ class Spool:
         target = folder / source.name
         if os.path.lexists(target):
             return None
-        signature = companion(source)  # moved first: the request never goes without it
+        if signature is True:  # moved first: the request never goes without it
+            signature = companion(source)
         moved_signature = None
         try:
-            if signature is not None:
+            if isinstance(signature, Path):
                 moved_signature = folder / signature.name
                 os.rename(signature, moved_signature)
             os.rename(source, target)
         except FileNotFoundError:
             if not folder.is_dir() and os.path.lexists(source):
                 ensure_dir(folder, SHARED_DIR)
-                return self.claim(source, profile)
+                return self.claim(source, profile, signature)
             return None
         return Claimed(target, profile, source.name, moved_signature)
 
     def claim_incoming(self, default_profile: str) -> list[Claimed]:
         """Claim everything waiting in incoming/, in name order."""
-        claimed = [self.claim(source, profile)
-                   for source, profile in self.candidates(default_profile)]
+        candidates = self.candidates(default_profile)
+        folders = {source.parent for source, _profile in candidates}
+        signatures = {str(p) for folder in folders for p in folder.iterdir()
+                      if p.name.lower().endswith(SIGNATURE_SUFFIXES)}
+        claimed = []
+        for source, profile in candidates:
+            signature = next((Path(f"{source}{suffix}") for suffix in SIGNATURE_SUFFIXES
+                              if f"{source}{suffix}" in signatures), None)
+            claimed.append(self.claim(source, profile, signature))
         return [c for c in claimed if c is not None]
 
     def pending_work(self) -> list[Claimed]:
