@@ -158,6 +158,7 @@ class Processor:
         self._audit_key: ApplianceKey | None = None
         self._signer_check: SignerCheck | None = None
         self._seal_failure: str | None = None
+        self._head_before_unlock = 0
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
 
@@ -228,6 +229,8 @@ class Processor:
     def unlock(self) -> dict[str, IssuingCA]:
         """Unlock the CA keys (once); record it, and the configuration if it changed."""
         if self._authorities is None:
+            # What this process did not write itself must be signed before it issues.
+            self._head_before_unlock = self._store.audit_head()[0]
             # Both CAs, whatever the profiles use: the root signs its own CRL.
             self._authorities = load_authorities(self._config, self._store,
                                                  ("root", "intermediate"))
@@ -264,10 +267,10 @@ class Processor:
         """Before issuing: everything recorded so far must be signed (fail closed).
 
         After a restart the last failure is not remembered, but its unsigned entries are:
-        a head past the last checkpoint is signed first, and nothing is issued if it
-        cannot be."""
+        a head past the last checkpoint (written before this process unlocked the keys) is
+        signed first, and nothing is issued if it cannot be."""
         if self._seal_failure is not None or \
-                self._store.audit_head()[0] > self._store.latest_checkpoint_seq():
+                self._head_before_unlock > self._store.latest_checkpoint_seq():
             self.seal()
 
     # -- CRLs ---------------------------------------------------------------------------
