@@ -28,7 +28,7 @@ from pathlib import Path
 
 from spoolca.chain import GENESIS, canonical
 from spoolca.fsutil import atomic_write, ensure_dir
-from spoolca.openpgp import ApplianceKey, verify_detached
+from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
 from spoolca.store import Store, format_time
 
 __all__ = ["Damage", "checkpoint", "export", "iter_exported", "verify_export"]
@@ -133,7 +133,7 @@ def _check_chain(folder: Path) -> tuple[list[str], list[Damage]]:
     return hashes, []
 
 
-def _check_checkpoint(folder: Path, body_file: Path, hashes: list[str], public_key: str,
+def _check_checkpoint(body_file: Path, hashes: list[str], keyring: Keyring,
                       fingerprint: str) -> Damage | None:
     body = body_file.read_bytes()
     signature_file = body_file.with_name(body_file.name + ".asc")
@@ -143,7 +143,7 @@ def _check_checkpoint(folder: Path, body_file: Path, hashes: list[str], public_k
         signature = signature_file.read_text()
     except (OSError, ValueError, KeyError):
         return Damage(0, "bad signature", f"{body_file.name} or its signature is unreadable")
-    problem = verify_detached(body, signature, public_key, fingerprint)
+    problem = verify_detached(body, signature, keyring, fingerprint)
     if problem:
         return Damage(seq, "bad signature", f"checkpoint {seq}: {problem}")
     if seq > len(hashes):
@@ -167,11 +167,12 @@ def verify_export(folder: Path, public_key: str, fingerprint: str,
     if not points:
         return [Damage(1, "unsigned tail", "no signed checkpoint at all")], len(hashes), 0
     signed = 0
-    for body_file in points:
-        damage = _check_checkpoint(folder, body_file, hashes, public_key, fingerprint)
-        if damage:
-            return [damage], len(hashes), signed
-        signed = max(signed, int(json.loads(body_file.read_bytes())["seq"]))
+    with Keyring(public_key) as keyring:  # one keyring for every checkpoint
+        for body_file in points:
+            damage = _check_checkpoint(body_file, hashes, keyring, fingerprint)
+            if damage:
+                return [damage], len(hashes), signed
+            signed = max(signed, int(json.loads(body_file.read_bytes())["seq"]))
     if signed < len(hashes):
         return [Damage(signed + 1, "unsigned tail", f"entries {signed + 1} to {len(hashes)} "
                        "come after the last signed checkpoint")], len(hashes), signed

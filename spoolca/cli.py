@@ -247,18 +247,13 @@ def _audit_key_for(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _fingerprint_of(armored: str) -> str:
-    import tempfile
+    from spoolca.openpgp import Keyring
 
-    import gnupg
-
-    from spoolca.openpgp import stop_agent
-
-    with tempfile.TemporaryDirectory(prefix="spoolca-key-") as home:
-        result = gnupg.GPG(gnupghome=home).import_keys(armored)
-        stop_agent(Path(home))
-    if len(result.fingerprints) != 1:
+    with Keyring(armored) as keyring:
+        fingerprints = sorted(keyring.fingerprints)
+    if len(fingerprints) != 1:
         raise UsageError("--key must hold exactly one OpenPGP public key")
-    return str(result.fingerprints[0])
+    return fingerprints[0]
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

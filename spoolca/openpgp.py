@@ -13,15 +13,24 @@ no valid signature are a known bug class in GnuPG wrappers (CVE-2020-10759).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import gnupg
 
 from spoolca.errors import SpoolcaError
 
-__all__ = ["ApplianceKey", "AuditSignatureError", "stop_agent", "verify_detached"]
+__all__ = [
+    "ApplianceKey",
+    "AuditSignatureError",
+    "Keyring",
+    "Verdict",
+    "stop_agent",
+    "verify_detached",
+]
 
 
 class AuditSignatureError(SpoolcaError):
@@ -81,29 +90,72 @@ class ApplianceKey:
         return exported
 
 
-def verify_detached(data: bytes, signature: str, public_key: str, fingerprint: str) -> str | None:
-    """None if `signature` is exactly one good signature over `data` by `fingerprint`;
-    otherwise what is wrong with it."""
-    with tempfile.TemporaryDirectory(prefix="spoolca-verify-") as home:
-        os.chmod(home, 0o700)
-        gpg = _gpg(Path(home))
-        try:
-            imported = gpg.import_keys(public_key)
-            if fingerprint.upper() not in [f.upper() for f in imported.fingerprints]:
-                return f"the given key is not {fingerprint}"
-            signature_file = Path(home) / "signature.asc"
-            signature_file.write_text(signature)
-            result = gpg.verify_data(str(signature_file), data)
-        finally:
-            stop_agent(Path(home))
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one detached signature is: `good`, `expired`, `unknown key` or `bad`."""
+
+    kind: str
+    fingerprint: str | None
+    detail: str
+
+
+def _verdict(result: gnupg.Verify) -> Verdict:
+    """The one judgement of a python-gnupg result, for audit and request signatures alike.
+
+    Good means exactly one signature, valid, with no problem at all: an expired or revoked
+    key still reads status 'signature valid' (gpg sends VALIDSIG after EXPKEYSIG), and only
+    key_status and problems tell.
+    """
+    troubles = [result.status or "", getattr(result, "key_status", "") or ""]
+    troubles += [str(p.get("status", "")) for p in getattr(result, "problems", [])]
+    detail = " | ".join(t for t in troubles if t).lower() or "no signature"
     infos = list(getattr(result, "sig_info", {}).values())
     good = [i for i in infos if i.get("status") == "signature valid"]
-    # An expired or revoked key still reads 'signature valid': key_status and problems tell.
-    if getattr(result, "key_status", None) or getattr(result, "problems", None):
-        return f"not a good signature ({getattr(result, 'key_status', '') or result.status})"
-    if not result.valid or len(infos) != 1 or len(good) != 1:
-        return f"not exactly one good signature ({result.status or 'no signature'})"
-    if (good[0].get("pubkey_fingerprint") or result.fingerprint or "").upper() != \
-            fingerprint.upper():
-        return f"signed by {result.fingerprint}, not by {fingerprint}"
+    if "expired" in detail:
+        return Verdict("expired", None, detail)
+    if "no public key" in detail:
+        return Verdict("unknown key", None, f"{detail}, key {result.key_id}")
+    if not result.valid or len(infos) != 1 or len(good) != 1 or \
+            getattr(result, "key_status", None) or getattr(result, "problems", None):
+        return Verdict("bad", None, detail)
+    return Verdict("good", str(good[0].get("pubkey_fingerprint") or result.fingerprint).upper(),
+                   detail)
+
+
+class Keyring:
+    """Public keys imported into a fresh temporary gnupg home: the only keys a check
+    trusts. Made once and reused for many signatures."""
+
+    def __init__(self, armored: str) -> None:
+        self._home = Path(tempfile.mkdtemp(prefix="spoolca-keyring-"))
+        self._gpg = gnupg.GPG(gnupghome=str(self._home))
+        self.fingerprints = {str(f).upper() for f in self._gpg.import_keys(armored).fingerprints}
+
+    def verify(self, data: bytes, signature: bytes) -> Verdict:
+        signature_file = self._home / "signature"
+        signature_file.write_bytes(signature)
+        return _verdict(self._gpg.verify_data(str(signature_file), data))
+
+    def close(self) -> None:
+        stop_agent(self._home)
+        shutil.rmtree(self._home, ignore_errors=True)
+
+    def __enter__(self) -> Keyring:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def verify_detached(data: bytes, signature: str, keyring: Keyring,
+                    fingerprint: str) -> str | None:
+    """None if `signature` is exactly one good signature over `data` by `fingerprint`
+    (which must be in `keyring`); otherwise what is wrong with it."""
+    if fingerprint.upper() not in keyring.fingerprints:
+        return f"the given key is not {fingerprint}"
+    verdict = keyring.verify(data, signature.encode())
+    if verdict.kind != "good":
+        return f"not exactly one good signature ({verdict.detail})"
+    if verdict.fingerprint != fingerprint.upper():
+        return f"signed by {verdict.fingerprint}, not by {fingerprint}"
     return None
