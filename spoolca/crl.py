@@ -75,9 +75,6 @@ class RevokedEntry:
     reason: str
     invalidity: dt.datetime | None = None
 
-    @property
-    def shape(self) -> tuple[str, bool]:
-        return self.reason, self.invalidity is not None
 
 
 def encode_entry(entry: RevokedEntry) -> bytes:

@@ -420,17 +420,18 @@ class Processor:
 
     def _prepare(self, claimed: Claimed) -> _Prepared:
         read = read_untrusted(claimed.path, self._config.max_request_bytes)
+        file_sha256 = request_sha256(read.data or b"")
         if read.problem is not None:
             what = read.problem.split(".")[-1].replace("_", " ")
-            return _Prepared(claimed, request_sha256(read.data or b""), None,
+            return _Prepared(claimed, file_sha256, None,
                              Finding(read.problem, f"{claimed.file_name}: {what} "
-                                     f"({read.detail})"), submission_only=True)
+                                     f"({read.detail})"), submission_only=True,
+                             file_sha256=file_sha256)
         assert read.data is not None
         if not claimed.file_name.lower().endswith(REQUEST_SUFFIXES):
-            return _Prepared(claimed, request_sha256(read.data), None, Finding(
+            return _Prepared(claimed, file_sha256, None, Finding(
                 "file.extension_unsupported", f"{claimed.file_name}: name a request "
-                "*.csr, *.pem, *.req or *.der"), submission_only=True)
-        file_sha256 = request_sha256(read.data)
+                "*.csr, *.pem, *.req or *.der"), submission_only=True, file_sha256=file_sha256)
         signature = read_untrusted(claimed.signature, self._config.max_request_bytes).data \
             if claimed.signature is not None else None
         try:
@@ -660,7 +661,7 @@ class Processor:
         name = self.allocate_name(tx, item.claimed.file_name, item.identity)
         reasons = [f.as_dict() for f in findings]
         tx.add_submission(item.identity, item.claimed.file_name, name, profile, "rejected",
-                          reasons, item.file_sha256 or item.identity)
+                          reasons, item.file_sha256)
         tx.record("request.rejected", {"name": name, "file": item.claimed.file_name,
                                        "request_sha256": item.identity, "profile": profile,
                                        "codes": [f.code for f in findings]})

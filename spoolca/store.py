@@ -230,13 +230,6 @@ class Tx:
     def find_request(self, sha256: str) -> RequestRecord | None:
         return _request_row(self._conn, sha256)
 
-    def certificate_der(self, serial: str) -> bytes:
-        row = self._conn.execute("SELECT der FROM certificates WHERE serial = ?",
-                                 (serial,)).fetchone()
-        if row is None:
-            raise StoreError(f"the register lost certificate {serial}")
-        return row[0]
-
     def serial_taken(self, serial: str) -> bool:
         return self._conn.execute("SELECT 1 FROM certificates WHERE serial = ?",
                                   (serial,)).fetchone() is not None
