@@ -32,7 +32,7 @@ from spoolca.keys import (
     write_private_key,
 )
 from spoolca.lint import CertificateLinter
-from spoolca.openpgp import ApplianceKey
+from spoolca.openpgp import ApplianceKey, check_home_length
 from spoolca.profiles import CAURLs, ca_extensions
 from spoolca.results import publish_ca_files
 from spoolca.revocation import publish_crls
@@ -126,6 +126,7 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
             now: dt.datetime) -> CeremonyReport:
     """Create a new CA in `directory`: keys, certificates, config, register, spool."""
     _refuse_existing(directory)
+    check_home_length(directory / "gnupg")  # before anything is made
     if oneline(root_subject) == oneline(intermediate_subject):
         raise SpoolcaError("the root and intermediate subjects must differ")
     ensure_dir(directory, 0o750)

@@ -28,9 +28,24 @@ __all__ = [
     "AuditSignatureError",
     "Keyring",
     "Verdict",
+    "check_home_length",
     "stop_agent",
     "verify_detached",
 ]
+
+
+# gpg-agent puts its sockets in the gnupg home; a Unix socket path holds at most 107
+# bytes, and the longest name gpg uses is S.gpg-agent.browser.
+MAX_HOME_LENGTH = 107 - len("/S.gpg-agent.browser")
+
+
+def check_home_length(home: Path) -> None:
+    """One clear sentence instead of gpg's 'No agent running' for a too-deep directory."""
+    length = len(os.fsencode(home.resolve()))
+    if length > MAX_HOME_LENGTH:
+        raise SpoolcaError(f"the gnupg folder {home} is {length} bytes long; gpg-agent's socket "
+                           f"paths allow {MAX_HOME_LENGTH}: choose a state directory with a "
+                           "shorter path")
 
 
 class AuditSignatureError(SpoolcaError):
@@ -60,6 +75,7 @@ class ApplianceKey:
 
     @classmethod
     def create(cls, home: Path, passphrase: bytes | None, name: str) -> ApplianceKey:
+        check_home_length(home)
         home.mkdir(mode=0o700, exist_ok=True)
         os.chmod(home, 0o700)
         gpg = _gpg(home)

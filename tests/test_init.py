@@ -127,7 +127,7 @@ class TestCeremony:
                                                     ("ed25519", None)])
     def test_other_key_types(self, tmp_path, key_type, algorithm):
         """Each --key-type makes a CA that signs with the hash its key requires."""
-        ca = init_ca(tmp_path / key_type, "--no-passphrase", "--key-type", key_type)
+        ca = init_ca(tmp_path / "k", "--no-passphrase", "--key-type", key_type)
         root = load(ca, "root")
         assert (root.signature_hash_algorithm.name if root.signature_hash_algorithm
                 else None) == algorithm
@@ -175,6 +175,14 @@ class TestRefusals:
         short.write_text("abc\n")
         result = spoolca("init", "--dir", str(tmp_path / "ca"), "--passphrase-file", str(short))
         assert result.returncode == 2 and "at least 8" in result.stderr
+
+    def test_state_directory_too_deep_for_gpg(self, tmp_path):
+        """gpg-agent's socket must fit a Unix socket path: a too-deep --dir is refused
+        in one sentence before anything is created."""
+        deep = tmp_path / ("d" * 60) / ("e" * 60)
+        result = spoolca("init", "--dir", str(deep), "--no-passphrase")
+        assert result.returncode == 1 and "choose a state directory" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not deep.exists()
 
     def test_bad_subject(self, tmp_path):
         """A malformed DN is named in one sentence."""
