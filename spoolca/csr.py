@@ -2,6 +2,11 @@
 
 A request is identified by the SHA-256 of its DER encoding (invariant 1), so the same
 CSR sent as PEM, as DER or twice under different names is one request.
+
+The bytes are untrusted (invariant 9): the PEM armour is found with `bytes.find`, never
+a backtracking regular expression, so a hostile file costs time linear in its size, and
+whatever the parser raises becomes a `CSRError` with a finding code, never an exception
+that escapes to the batch.
 """
 
 from __future__ import annotations
@@ -9,22 +14,23 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
+from spoolca import der as der_codec
 from spoolca.errors import CSRError
 
 __all__ = ["Request", "load_request", "request_sha256"]
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN (NEW )?CERTIFICATE REQUEST-----\s*(?P<body>[A-Za-z0-9+/=\s]*?)"
-    rb"-----END (NEW )?CERTIFICATE REQUEST-----"
-)
+_BEGIN = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
+_END = (b"-----END CERTIFICATE REQUEST-----", b"-----END NEW CERTIFICATE REQUEST-----")
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+_PEM_SPACE = frozenset(b" \t\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,8 @@ class Request:
     # Parsed once: cryptography builds (and validates) new objects on every access.
     subject: x509.Name
     extensions: x509.Extensions
+    # The SubjectPublicKeyInfo exactly as the requester encoded it (invariant 11).
+    spki: bytes
 
 
 def request_sha256(data: bytes) -> str:
@@ -46,44 +54,122 @@ def request_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _find_marker(data: bytes, markers: tuple[bytes, ...], start: int) -> tuple[int, int]:
+    """(position, length) of the first of `markers` at or after `start`, or (-1, 0)."""
+    found = [(data.find(m, start), len(m)) for m in markers]
+    found = [(at, size) for at, size in found if at >= 0]
+    return min(found) if found else (-1, 0)
+
+
+def _pem_bodies(data: bytes) -> list[bytes]:
+    """The base64 body of every CERTIFICATE REQUEST block, in one linear scan."""
+    bodies, offset = [], 0
+    while True:
+        begin, size = _find_marker(data, _BEGIN, offset)
+        if begin < 0:
+            return bodies
+        end, end_size = _find_marker(data, _END, begin + size)
+        if end < 0:
+            return bodies
+        bodies.append(data[begin + size:end])
+        offset = end + end_size
+
+
 def _der_from(data: bytes) -> bytes:
     if b"-----BEGIN" not in data:
         return data
-    blocks = list(_PEM_BLOCK.finditer(data))
-    if not blocks:
+    bodies = _pem_bodies(data)
+    if not bodies:
         raise CSRError("csr.unparseable", "the file holds PEM data but no CERTIFICATE REQUEST "
                        "block")
-    if len(blocks) > 1:
-        raise CSRError("csr.multiple_requests", f"the file holds {len(blocks)} requests; "
+    if len(bodies) > 1:
+        raise CSRError("csr.multiple_requests", f"the file holds {len(bodies)} requests; "
                        "submit one request per file")
+    body = bodies[0]
+    if not set(body) <= _BASE64 | _PEM_SPACE:
+        raise CSRError("csr.unparseable", "the PEM block holds characters that are not base64")
     try:
-        return base64.b64decode(b"".join(blocks[0].group("body").split()), validate=True)
+        return base64.b64decode(b"".join(body.split()), validate=True)
     except binascii.Error:
         raise CSRError("csr.unparseable", "the PEM block is not valid base64") from None
+
+
+def _requested_spki(der: bytes) -> bytes:
+    """The subjectPKInfo element of CertificationRequestInfo (RFC 2986 4.1), as sent."""
+    outer = der_codec.content(der)
+    _tag, start, end = der_codec.read_tlvs(outer)[0]
+    info = der_codec.content(outer[start:end])
+    _tag, start, end = der_codec.read_tlvs(info)[2]
+    return info[start:end]
+
+
+def proof_of_possession(csr: x509.CertificateSigningRequest) -> bool:
+    """True if the request's signature verifies with its own public key.
+
+    Checked with the key itself, whatever the hash: cryptography's `is_signature_valid`
+    refuses SHA-1, which would report a valid signature as invalid. How strong the hash
+    is gets judged apart (policy: csr.signature_hash_weak).
+    """
+    try:
+        key = csr.public_key()
+        data, signature = csr.tbs_certrequest_bytes, csr.signature
+        if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(signature, data)
+        elif isinstance(key, rsa.RSAPublicKey):
+            scheme = csr.signature_algorithm_parameters
+            if not isinstance(scheme, padding.PSS | padding.PKCS1v15):
+                return False
+            key.verify(signature, data, scheme, csr.signature_hash_algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(csr.signature_hash_algorithm))
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+def _parse(der: bytes) -> tuple[x509.CertificateSigningRequest, x509.Name, x509.Extensions]:
+    """Parse and touch every lazily-parsed field, mapping each failure to a finding."""
+    with warnings.catch_warnings():
+        # cryptography warns about, e.g., a 3-letter countryName; policy reports it
+        # as a finding, and a library warning must not reach the daemon's log.
+        warnings.simplefilter("ignore")
+        try:
+            csr = x509.load_der_x509_csr(der)
+        except x509.InvalidVersion as exc:
+            raise CSRError("csr.version_invalid", f"the request's version is {exc.parsed_version}"
+                           "; PKCS#10 (RFC 2986) allows only 0 (v1)") from None
+        subject = csr.subject
+        try:
+            extensions = csr.extensions
+        except x509.DuplicateExtension as exc:
+            raise CSRError("csr.extension_duplicated", f"the request carries extension "
+                           f"{exc.oid.dotted_string} more than once (RFC 5280 4.2)") from None
+        except x509.UnsupportedGeneralNameType as exc:
+            raise CSRError("policy.san.type_not_allowed", f"the request names a kind of "
+                           f"subjectAltName spoolca never issues ({exc})") from None
+        csr.public_bytes(serialization.Encoding.DER)
+    return csr, subject, extensions
 
 
 def load_request(data: bytes) -> Request:
     """Parse a PEM or DER CSR; CSRError (with a finding code) if it is not one.
 
     Every lazily-parsed field is touched here, so a malformed subject or extension is a
-    clean rejection now instead of an exception deep inside policy or issuance.
+    clean rejection now instead of an exception deep inside policy or issuance. Any
+    exception the parser raises is a rejection: the list of what a library may raise on
+    hostile bytes is not ours to keep complete.
     """
     der = _der_from(data)
     try:
-        with warnings.catch_warnings():
-            # cryptography warns about, e.g., a 3-letter countryName; policy reports it
-            # as a finding, and a library warning must not reach the daemon's log.
-            warnings.simplefilter("ignore")
-            csr = x509.load_der_x509_csr(der)
-            subject = csr.subject
-            extensions = csr.extensions
-            csr.public_bytes(serialization.Encoding.DER)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        detail = str(exc).split("\n")[0][:200]
+        csr, subject, extensions = _parse(der)
+        spki = _requested_spki(der)
+    except CSRError:
+        raise
+    except Exception as exc:
+        detail = str(exc).split("\n")[0][:200] or type(exc).__name__
         raise CSRError("csr.unparseable", f"not a valid PKCS#10 request: {detail}") from None
-    try:
-        valid = csr.is_signature_valid
-    except (UnsupportedAlgorithm, ValueError):
-        valid = False
-    return Request(der=der, sha256=request_sha256(der), csr=csr, signature_valid=valid,
-                   subject=subject, extensions=extensions)
+    return Request(der=der, sha256=request_sha256(der), csr=csr,
+                   signature_valid=proof_of_possession(csr), subject=subject,
+                   extensions=extensions, spki=spki)

@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 __all__ = [
     "ATTRIBUTES",
     "attribute_name",
+    "comparable",
     "oneline",
     "parse_subject",
 ]
@@ -110,3 +111,18 @@ def oneline(name: x509.Name) -> str:
             members.append(f"{short}={_oneline_value(attr.value)}")
         parts.append("/" + "+".join(members))
     return "".join(parts)
+
+
+def _canonical(value: str | bytes) -> str | bytes:
+    """RFC 5280 7.1 / OpenSSL's x509_name_canon: case folded, spaces trimmed and collapsed."""
+    return " ".join(value.split()).casefold() if isinstance(value, str) else value
+
+
+def comparable(name: x509.Name) -> tuple[frozenset[tuple[str, str | bytes]], ...]:
+    """A key under which two names compare equal exactly when OpenSSL treats them as one.
+
+    The string type (PrintableString, UTF8String, ...) is ignored, case is folded and
+    whitespace collapsed, and each RDN is a set (multi-valued RDNs are unordered).
+    """
+    return tuple(frozenset((attr.oid.dotted_string, _canonical(attr.value)) for attr in rdn)
+                 for rdn in name.rdns)

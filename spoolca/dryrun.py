@@ -11,7 +11,6 @@ import datetime as dt
 from spoolca.authority import load_ca_certificates
 from spoolca.config import Config
 from spoolca.csr import load_request
-from spoolca.dn import oneline
 from spoolca.errors import CSRError, UsageError
 from spoolca.findings import Finding
 from spoolca.issuer import IssuingCA, issue_leaf, new_serial
@@ -39,7 +38,7 @@ def check_request(config: Config, store: Store, data: bytes, profile_name: str,
     certificates = load_ca_certificates(store)
     certificate = certificates[profile.issuer]
     decision = evaluate(request, profile, config.policy, certificate,
-                        ca_subjects={oneline(c.subject) for c in certificates.values()},
+                        ca_subjects=[c.subject for c in certificates.values()],
                         subject_in_use=store.valid_serial_for_subject_now(profile.issuer, now))
     if not decision.accepted or decision.subject is None:
         return "rejected", list(decision.findings)

@@ -20,25 +20,30 @@ _STATIC_CODES: dict[str, str] = {
     "file.empty": "the file is empty",
     "file.extension_unsupported": "the file name does not end in .csr, .pem, .req or .der",
     "file.unknown_profile": "the file sits in a folder that names no configured profile",
+    "file.name_invalid": "the file name is not valid UTF-8 or holds control characters",
     # Parsing the CSR.
     "csr.unparseable": "the file is not a PEM or DER PKCS#10 certificate signing request",
     "csr.multiple_requests": "the PEM file holds more than one request",
+    "csr.version_invalid": "the request's version field is not 0 (PKCS#10 v1)",
+    "csr.extension_duplicated": "the request carries the same extension twice",
     "csr.signature_invalid": "the request's self-signature does not verify "
     "(no proof of possession)",
     "csr.signature_hash_weak": "the request is signed with MD5, SHA-1 or another weak hash",
     "csr.signature_algorithm_unsupported": "the request's signature algorithm is not supported",
     # Extensions the requester may not decide (RFC 5280 4.2: CA-managed).
     "csr.extension.basic_constraints_ca": "a leaf request asks for basicConstraints CA:TRUE",
-    "csr.extension.key_usage": "the request asks for keyUsage, which the profile decides",
-    "csr.extension.extended_key_usage": "the request asks for extendedKeyUsage, "
-    "which the profile decides",
+    "csr.extension.key_usage": "the request asks for a keyUsage the profile does not grant",
+    "csr.extension.extended_key_usage": "the request asks for an extendedKeyUsage the "
+    "profile does not grant",
     "csr.extension.name_constraints": "the request asks for nameConstraints",
     "csr.extension.authority_info_access": "the request asks for authorityInfoAccess",
     "csr.extension.crl_distribution_points": "the request asks for cRLDistributionPoints",
     "csr.extension.unsupported_critical": "the request carries a critical extension "
     "spoolca does not understand",
     # The subject public key.
-    "key.type_unsupported": "the key type is not RSA, ECDSA P-256/P-384/P-521 or Ed25519",
+    "key.type_unsupported": "the key type is not RSA, ECDSA P-256/P-384/P-521 or Ed25519, "
+    "or its encoding (RSASSA-PSS restriction, explicit curve parameters, compressed point) "
+    "could not be certified byte for byte",
     "key.rsa_too_small": "the RSA modulus is shorter than the policy minimum",
     "key.rsa_size_not_multiple_of_8": "the RSA modulus length is not a multiple of 8 bits",
     "key.rsa_exponent": "the RSA public exponent is not 65537",
@@ -77,6 +82,10 @@ _STATIC_CODES: dict[str, str] = {
     "revoke.already_revoked": "the certificate named is already revoked",
     "request.certificate_revoked": "the request's certificate was revoked; a new CSR with a "
     "new key is needed",
+    "request.profile_conflict": "the same CSR was submitted under another profile; "
+    "one CSR gets one decision",
+    "note.extensions_overridden": "informational, never a reason: the request asked for "
+    "usage extensions within what the profile grants; the profile's own were issued",
     "request.internal_error": "spoolca failed on this request; the log has the error, "
     "and a later resubmission is processed afresh",
     "issue.validity_exhausted": "the issuing CA expires before the certificate could start",

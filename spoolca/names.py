@@ -2,13 +2,17 @@
 
 Internationalized names must be submitted as A-labels (`xn--...`): subjectAltName
 dNSName is an IA5String (RFC 5280 4.2.1.6), and a CA that converts U-labels itself
-signs a name the requester never saw.
+signs a name the requester never saw. Each A-label is decoded and checked as IDNA2008
+(RFC 5891) with the `idna` library, so `xn--zz` and other invalid A-labels are refused.
+All checks here are anchored, non-backtracking matches: linear in the input.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+
+import idna
 
 __all__ = ["domain_allowed", "hostname_problem", "is_email", "parse_ip"]
 
@@ -43,7 +47,22 @@ def hostname_problem(name: str, *, allow_wildcards: bool) -> str | None:
         return "policy.san.dns_invalid"
     if labels[-1].isdigit():  # "10.0.0.1" is an IP address, not a hostname
         return "policy.san.dns_invalid"
+    if not all(_valid_ldh_or_alabel(label) for label in labels):
+        return "policy.san.dns_invalid"
     return None
+
+
+def _valid_ldh_or_alabel(label: str) -> bool:
+    """RFC 5890 2.3.1: `??--` labels are reserved; only `xn--` A-labels that decode to a
+    valid U-label and encode back to the same A-label are allowed."""
+    if label[2:4] != "--":
+        return True
+    if not label.startswith("xn--"):
+        return False
+    try:
+        return idna.alabel(idna.ulabel(label)).decode() == label
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
 
 
 def domain_allowed(name: str, allowed_domains: tuple[str, ...]) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +34,6 @@ from spoolca.authorization import SignerCheck
 from spoolca.config import Config, Profile
 from spoolca.crl import CRLLinter
 from spoolca.csr import Request, load_request, request_sha256
-from spoolca.dn import oneline
 from spoolca.errors import ClockError, CSRError, NotFoundError, SpoolcaError
 from spoolca.findings import Finding
 from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
@@ -136,7 +136,7 @@ class _BatchState:
 
     serials: set[str] = field(default_factory=set)
     subjects: dict[tuple[str, str], str] = field(default_factory=dict)
-    identities: set[str] = field(default_factory=set)
+    identities: dict[str, str] = field(default_factory=dict)  # request -> profile planned
 
 
 class Processor:
@@ -150,7 +150,7 @@ class Processor:
         self._actor = actor
         self.spool = Spool(config.spool_dir)
         self._ca_certificates = load_ca_certificates(store)
-        self._ca_subjects = frozenset(oneline(c.subject) for c in self._ca_certificates.values())
+        self._ca_subjects = tuple(c.subject for c in self._ca_certificates.values())
         self._chains = self._publish_ca_files()
         self._authorities: dict[str, IssuingCA] | None = None
         self._linter: CertificateLinter | None = None
@@ -371,7 +371,7 @@ class Processor:
         now = self._clock()
         self.check_clock(now)
         started = time.perf_counter()
-        prepared = self._in_halves(self._prepare, batch)
+        prepared = self._in_halves(self._prepare_safely, batch)
         state = _BatchState()
         with self._store.transaction(self._actor, now) as tx:
             planned = [self._guarded(tx, item, lambda i=item: self._plan(tx, i, authorities,
@@ -418,7 +418,22 @@ class Processor:
 
     # -- stage 1: reading (in the pool) ---------------------------------------------------
 
+    def _prepare_safely(self, claimed: Claimed) -> _Prepared:
+        """Invariant 9: whatever reading one file raises is that file's answer."""
+        try:
+            return self._prepare(claimed)
+        except Exception as exc:
+            _log.error("request unreadable", file=claimed.file_name, exc_info=exc)
+            return _Prepared(claimed, request_sha256(claimed.file_name.encode()), None,
+                             Finding("request.internal_error", "spoolca failed on this "
+                                     "request; the operator's log has the error"),
+                             submission_only=True)
+
     def _prepare(self, claimed: Claimed) -> _Prepared:
+        if claimed.name_problem is not None:
+            return _Prepared(claimed, request_sha256(os.fsencode(claimed.path.name)), None,
+                             Finding("file.name_invalid", f"{claimed.file_name}: "
+                                     f"{claimed.name_problem}"), submission_only=True)
         read = read_untrusted(claimed.path, self._config.max_request_bytes)
         file_sha256 = request_sha256(read.data or b"")
         if read.problem is not None:
@@ -479,9 +494,14 @@ class Processor:
                                                     profile.authorized_signers)
             if refusal is not None:  # per submission: the same CSR, signed, may come again
                 return self._reject_submission(tx, item, [refusal])
-        if item.identity in state.identities:
+        earlier_profile = state.identities.get(item.identity)
+        if earlier_profile is not None and earlier_profile != profile.name:
+            return self._reject_submission(tx, item, [_profile_conflict(earlier_profile)])
+        if earlier_profile is not None:
             return _Again(item)
         existing = tx.find_request(item.identity)
+        if existing is not None and existing.profile != profile.name:
+            return self._reject_submission(tx, item, [_profile_conflict(existing.profile)])
         supersedes = None
         if existing is not None:
             renewable = self._renewable(tx, existing.status, existing.serial)
@@ -550,7 +570,7 @@ class Processor:
                             or tx.serial_taken(serial_hex(value)))
         state.serials.add(serial_hex(serial))
         state.subjects[(ca.name, decision.subject_line)] = serial_hex(serial)
-        state.identities.add(item.identity)
+        state.identities[item.identity] = profile.name
         return _Plan(item, profile, decision, ca, serial, supersedes=renewing[0] if renewing
                      else None, renews_request=renews_request)
 
@@ -575,7 +595,7 @@ class Processor:
         if isinstance(planned, Outcome):
             return planned
         if isinstance(planned, _Again):
-            state.identities.discard(planned.item.identity)
+            state.identities.pop(planned.item.identity, None)
             again = self._guarded(tx, planned.item, lambda: self._plan(
                 tx, planned.item, authorities, state))
             assert isinstance(again, Outcome), "the earlier copy is recorded by now"
@@ -606,10 +626,11 @@ class Processor:
             der=cert.public_bytes(Encoding.DER), revoked_at=None, revocation_reason=None,
         )
         tx.add_certificate(record)
+        notes = [note.as_dict() for note in plan.decision.notes]
         if plan.renews_request:
             tx.set_request_serial(item.identity, record.serial)
         else:
-            tx.add_request(item.identity, profile.name, "issued", item.request.der, [],
+            tx.add_request(item.identity, profile.name, "issued", item.request.der, notes,
                            record.serial)
         if plan.supersedes:
             tx.supersede(plan.supersedes, record.serial)
@@ -617,11 +638,11 @@ class Processor:
                 record_revocation(tx, plan.supersedes, "superseded", None)
                 mark_crl_pending(tx, plan.ca.name)
         name = self.allocate_name(tx, item.claimed.file_name, item.identity)
-        tx.add_submission(item.identity, item.claimed.file_name, name, profile.name, "issued", [],
-                          item.file_sha256, plan.signer)
+        tx.add_submission(item.identity, item.claimed.file_name, name, profile.name, "issued",
+                          notes, item.file_sha256, plan.signer)
         chain = self._chains[plan.ca.name]
         files = issued_files(cert, record, chain, name=name, file_name=item.claimed.file_name,
-                             decided_at=tx.now)
+                             decided_at=tx.now, notes=notes)
         tx.record("request.issued", {
             "name": name, "file": item.claimed.file_name, "request_sha256": item.identity,
             "profile": profile.name, "serial": record.serial, "issuer": plan.ca.name,
@@ -680,7 +701,8 @@ class Processor:
         tx.record("request.republished", {"name": name, "file": item.claimed.file_name,
                                           "request_sha256": item.identity, "status": status,
                                           "serial": serial})
-        findings = tuple(Finding(r["code"], r["message"]) for r in reasons)
+        findings = () if status == "issued" else \
+            tuple(Finding(r["code"], r["message"]) for r in reasons)
         files, links = recorded_files(self._store, self._chains, name=name,
                                       file_name=item.claimed.file_name, identity=item.identity,
                                       profile=profile, status=status, serial=serial,
@@ -688,6 +710,12 @@ class Processor:
         return Outcome(name, item.claimed.file_name, item.identity, profile, status,
                        serial if status == "issued" else None, findings, files,
                        republished=True, links=links)
+
+
+def _profile_conflict(earlier: str) -> Finding:
+    return Finding("request.profile_conflict", f"this CSR was already submitted under the "
+                   f"{earlier} profile, and one CSR gets one decision; make a new CSR (a new "
+                   "key) for this profile")
 
 
 def _general(name: x509.GeneralName) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -16,13 +17,15 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from spoolca.config import Policy, Profile
 from spoolca.csr import Request
-from spoolca.dn import ATTRIBUTES, attribute_name, oneline
+from spoolca.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.findings import Finding
 from spoolca.names import domain_allowed, hostname_problem, is_email, parse_ip
+from spoolca.profiles import Grant, grant
 from spoolca.weakkeys import fermat_factor, has_roca_fingerprint
 
 __all__ = ["Decision", "evaluate"]
@@ -31,10 +34,10 @@ _STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512, hashes.SHA3_256,
                   hashes.SHA3_384, hashes.SHA3_512)
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _REPEATABLE = {"organizationalUnitName", "domainComponent", "streetAddress"}
-# RFC 5280 4.2: extensions only the CA decides; on a request each is refused.
+# RFC 5280 4.2: extensions only the CA decides; on a request each is refused, except
+# keyUsage, extendedKeyUsage and basicConstraints that ask for no more than the profile
+# grants anyway (GnuTLS certtool and Java keytool always send them).
 _CA_MANAGED = {
-    ExtensionOID.KEY_USAGE: ("csr.extension.key_usage", "keyUsage"),
-    ExtensionOID.EXTENDED_KEY_USAGE: ("csr.extension.extended_key_usage", "extendedKeyUsage"),
     ExtensionOID.NAME_CONSTRAINTS: ("csr.extension.name_constraints", "nameConstraints"),
     ExtensionOID.AUTHORITY_INFORMATION_ACCESS: ("csr.extension.authority_info_access",
                                                 "authorityInfoAccess"),
@@ -43,6 +46,13 @@ _CA_MANAGED = {
 }
 # Harmless on any request: we compute our own (the seeds' v3_req sends both).
 _IGNORED = {ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.SUBJECT_ALTERNATIVE_NAME}
+_USAGE_FLAGS = ("digital_signature", "content_commitment", "key_encipherment",
+                "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
+# id-RSASSA-PSS (RFC 4055 3.1) as an SPKI algorithm: a key restricted to PSS signatures.
+_RSASSA_PSS_OID = bytes.fromhex("06092a864886f70d01010a")
+# Printable means no control, format (bidirectional overrides, zero-width), surrogate,
+# private-use or unassigned character, and no line or paragraph separator.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 GeneralName = x509.DNSName | x509.IPAddress | x509.RFC822Name
 
@@ -55,6 +65,7 @@ class Decision:
     subject: x509.Name | None = None
     subject_line: str = ""
     names: tuple[GeneralName, ...] = field(default=())
+    notes: tuple[Finding, ...] = ()  # informational: what was requested and overridden
 
     @property
     def accepted(self) -> bool:
@@ -101,37 +112,103 @@ def _check_rsa(key: rsa.RSAPublicKey, policy: Policy) -> list[Finding]:
     return findings
 
 
-def _check_key(csr: x509.CertificateSigningRequest, policy: Policy) -> list[Finding]:
+def _check_encoding(request: Request, key: object) -> Finding | None:
+    """Invariant 11: the certificate must carry the key byte for byte as it was sent.
+
+    cryptography re-encodes a key: an RSASSA-PSS-restricted key would lose its
+    restriction (issued as plain rsaEncryption), an explicit-parameters or compressed EC
+    key would change form. Those keys are refused rather than silently altered.
+    """
+    assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+                      | ed25519.Ed25519PublicKey)
+    if key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == request.spki:
+        return None
+    if _RSASSA_PSS_OID in request.spki[:32]:
+        return Finding("key.type_unsupported", "the RSA key is restricted to RSASSA-PSS "
+                       "(id-RSASSA-PSS); spoolca certifies keys exactly as sent and does not "
+                       "issue PSS-restricted keys: make a plain RSA key (rsaEncryption)")
+    return Finding("key.type_unsupported", "the key is encoded with explicit curve parameters "
+                   "or a compressed point, which spoolca cannot certify exactly as sent; "
+                   "use a named curve and an uncompressed point")
+
+
+def _check_key(request: Request, policy: Policy) -> list[Finding]:
     try:
-        key = csr.public_key()
+        key = request.csr.public_key()
     except (UnsupportedAlgorithm, ValueError):
         return [Finding("key.type_unsupported", "the request's public key type is not supported")]
+    findings: list[Finding] = []
     if isinstance(key, rsa.RSAPublicKey):
-        return _check_rsa(key, policy)
-    if isinstance(key, ec.EllipticCurvePublicKey):
+        findings = _check_rsa(key, policy)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
         curve = _CURVE_NAMES.get(key.curve.name, key.curve.name)
         if curve not in policy.ec_curves:
             allowed = ", ".join(sorted(policy.ec_curves))
             return [Finding("key.ec_curve_unsupported",
                             f"the EC key uses curve {curve}; allowed: {allowed}")]
-        return []
-    if isinstance(key, ed25519.Ed25519PublicKey) and policy.allow_ed25519:
-        return []
-    kind = type(key).__name__.removesuffix("PublicKey").lstrip("_")
-    return [Finding("key.type_unsupported",
-                    f"the key type {kind} is not accepted; use RSA, ECDSA or Ed25519")]
+    elif not (isinstance(key, ed25519.Ed25519PublicKey) and policy.allow_ed25519):
+        kind = type(key).__name__.removesuffix("PublicKey").lstrip("_")
+        return [Finding("key.type_unsupported",
+                        f"the key type {kind} is not accepted; use RSA, ECDSA or Ed25519")]
+    encoding = _check_encoding(request, key)
+    return [*findings, encoding] if encoding else findings
 
 
-def _check_extensions(extensions: x509.Extensions, kind: str) -> list[Finding]:
-    findings = []
-    for ext in extensions:
-        if ext.oid == ExtensionOID.BASIC_CONSTRAINTS:
-            if ext.value.ca and kind != "subca":
-                findings.append(Finding("csr.extension.basic_constraints_ca",
-                                        f"a {kind} request asks to be a CA (basicConstraints "
-                                        "CA:TRUE); submit it to the subca profile if intended"))
-        elif ext.oid == ExtensionOID.KEY_USAGE and kind == "subca":
-            continue  # the subca profile sets keyCertSign + cRLSign whatever is asked
+def _usage_names(usage: x509.KeyUsage) -> set[str]:
+    names = {flag for flag in _USAGE_FLAGS if getattr(usage, flag)}
+    if usage.key_agreement:  # encipher_only/decipher_only exist only with keyAgreement
+        names |= {flag for flag in ("encipher_only", "decipher_only") if getattr(usage, flag)}
+    return names
+
+
+def _purpose_name(oid: x509.ObjectIdentifier) -> str:
+    return oid._name if oid._name != "Unknown OID" else oid.dotted_string
+
+
+def _check_requested_usage(ext: x509.Extension[x509.ExtensionType], granted: Grant,
+                           kind: str) -> tuple[Finding | None, str | None]:
+    """(refusal, note) for keyUsage, extendedKeyUsage or basicConstraints on a request:
+    a subset of what the profile grants is noted and overridden; more is refused."""
+    value = ext.value
+    if isinstance(value, x509.BasicConstraints):
+        if value.ca and not granted.ca:
+            return Finding("csr.extension.basic_constraints_ca", f"a {kind} request asks to "
+                           "be a CA (basicConstraints CA:TRUE); submit it to the subca profile "
+                           "if intended"), None
+        return None, f"basicConstraints CA:{str(value.ca).upper()}"
+    if isinstance(value, x509.KeyUsage):
+        extra = _usage_names(value) - _usage_names(granted.key_usage)
+        if extra:
+            return Finding("csr.extension.key_usage", f"the request asks for keyUsage "
+                           f"{', '.join(sorted(extra))}, which the {kind} profile does not "
+                           "grant; remove it from the request"), None
+        return None, f"keyUsage {', '.join(sorted(_usage_names(value)))}"
+    assert isinstance(value, x509.ExtendedKeyUsage)
+    asked = list(value)
+    extra_purposes = [oid for oid in asked if oid not in granted.purposes]
+    if extra_purposes:
+        return Finding("csr.extension.extended_key_usage", f"the request asks for "
+                       f"extendedKeyUsage {', '.join(map(_purpose_name, extra_purposes))}, "
+                       f"which the {kind} profile does not grant; remove it from the "
+                       "request"), None
+    return None, f"extendedKeyUsage {', '.join(map(_purpose_name, asked))}"
+
+
+_USAGE_EXTENSIONS = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
+                     ExtensionOID.EXTENDED_KEY_USAGE}
+
+
+def _check_extensions(request: Request, kind: str) -> tuple[list[Finding], list[Finding]]:
+    """(refusals, notes) for the extensions a request carries."""
+    findings, requested = [], []
+    granted: Grant | None = None
+    for ext in request.extensions:
+        if ext.oid in _USAGE_EXTENSIONS:
+            if granted is None:
+                granted = grant(kind, request.csr.public_key())
+            refusal, note = _check_requested_usage(ext, granted, kind)
+            findings += [refusal] if refusal else []
+            requested += [note] if note else []
         elif ext.oid in _CA_MANAGED:
             code, name = _CA_MANAGED[ext.oid]
             findings.append(Finding(code, f"the request asks for {name}; the "
@@ -140,7 +217,10 @@ def _check_extensions(extensions: x509.Extensions, kind: str) -> list[Finding]:
             findings.append(Finding("csr.extension.unsupported_critical",
                                     f"the request marks extension {ext.oid.dotted_string} "
                                     "critical, and spoolca does not issue it"))
-    return findings
+    notes = [Finding("note.extensions_overridden", f"the request asked for {'; '.join(requested)}"
+                     f"; the certificate carries the {kind} profile's own usage extensions")
+             ] if requested else []
+    return findings, notes
 
 
 def _attributes(name: x509.Name) -> list[x509.NameAttribute]:
@@ -161,7 +241,17 @@ def _values(name: x509.Name, field_name: str) -> list[str]:
     return _grouped(name).get(field_name, [])
 
 
+def unprintable(text: str) -> str | None:
+    """The first character of `text` that is not printable, or None."""
+    return next((c for c in text if unicodedata.category(c) in _UNPRINTABLE_CATEGORIES), None)
+
+
 def _check_value(field_name: str, value: str, policy: Policy) -> Finding | None:
+    bad = unprintable(value)
+    if bad is not None:
+        return Finding(f"policy.dn.{field_name}_invalid", f"{field_name} holds the "
+                       f"non-printable character U+{ord(bad):04X}; control characters, NUL "
+                       "and bidirectional overrides are refused")
     if field_name == "countryName":
         if len(value) != 2 or not (value.isascii() and value.isalpha()):
             return Finding("policy.dn.countryName_invalid",
@@ -324,16 +414,17 @@ def _check_names(request: Request, subject: x509.Name, profile: Profile
 
 
 def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Certificate, *,
-             ca_subjects: Iterable[str] = (),
+             ca_subjects: Iterable[x509.Name] = (),
              subject_in_use: Callable[[str], str | None] = lambda _subject: None) -> Decision:
     """Judge a request against a profile; every violation becomes one finding.
 
     `subject_in_use(oneline_subject)` returns the serial of a valid certificate already
-    issued for that subject, for OpenSSL's unique_subject rule.
+    issued for that subject, for OpenSSL's unique_subject rule. `ca_subjects` are the CAs'
+    names, compared as RFC 5280 7.1 and OpenSSL compare names (case and spacing aside).
     """
-    csr = request.csr
-    findings = _check_signature(request) + _check_key(csr, policy)
-    findings += _check_extensions(request.extensions, profile.kind)
+    findings = _check_signature(request) + _check_key(request, policy)
+    extension_findings, notes = _check_extensions(request, profile.kind)
+    findings += extension_findings
     subject_findings, subject = _check_subject(request.subject, issuer.subject, profile, policy)
     findings += subject_findings
     name_findings, names = _check_names(request, subject or request.subject, profile)
@@ -341,7 +432,7 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
     if subject is None:
         return Decision(findings=tuple(findings))
     line = oneline(subject)
-    if line in set(ca_subjects):
+    if comparable(subject) in {comparable(name) for name in ca_subjects}:
         findings.append(Finding("policy.dn.same_as_ca", f"the subject {line} is a CA's own "
                                 "subject; choose another commonName"))
     existing = subject_in_use(line) if profile.unique_subject else None
@@ -351,4 +442,5 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
                                 f"{line} and the {profile.name} profile sets unique_subject; "
                                 f"renew it within {profile.renew_before_days} days of its end, "
                                 "revoke it first, or use another subject"))
-    return Decision(findings=tuple(findings), subject=subject, subject_line=line, names=names)
+    return Decision(findings=tuple(findings), subject=subject, subject_line=line, names=names,
+                    notes=tuple(notes))

@@ -16,7 +16,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from spoolca.keys import PublicKey
 
-__all__ = ["CAURLs", "Extension", "ca_extensions", "leaf_extensions"]
+__all__ = ["CAURLs", "Extension", "Grant", "ca_extensions", "grant", "leaf_extensions"]
 
 Extension = tuple[x509.ExtensionType, bool]  # (value, critical)
 
@@ -77,8 +77,7 @@ def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
     extensions: list[Extension] = [
         # RFC 5280 4.2.1.9: critical in every CA certificate.
         (x509.BasicConstraints(ca=True, path_length=path_length), True),
-        # A CA signs certificates and CRLs and nothing else.
-        (_key_usage(key_cert_sign=True, crl_sign=True), True),
+        (grant("subca", public_key).key_usage, True),
         (_ski(public_key), False),
     ]
     if issuer is None:
@@ -92,20 +91,38 @@ def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
     return extensions
 
 
-def leaf_extensions(kind: str, public_key: PublicKey, names: Sequence[x509.GeneralName],
-                    issuer: x509.Certificate, urls: CAURLs = CAURLs()) -> list[Extension]:
-    """An end-entity (server/client) or a subordinate CA certificate's extensions."""
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a profile kind grants a key: the ceiling for what a request may ask."""
+
+    key_usage: x509.KeyUsage
+    purposes: tuple[x509.ObjectIdentifier, ...]  # extendedKeyUsage; empty for a CA
+    ca: bool
+
+
+def grant(kind: str, public_key: PublicKey) -> Grant:
+    """The one place that says which usages each kind of certificate carries."""
     if kind == "subca":
-        return ca_extensions(public_key, issuer, path_length=0, urls=urls)
+        # A CA signs certificates and CRLs and nothing else.
+        return Grant(_key_usage(key_cert_sign=True, crl_sign=True), (), ca=True)
     # keyEncipherment only where the key can encipher: RSA key transport in TLS 1.2.
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
     usage = _key_usage(digital_signature=True, key_encipherment=is_rsa and kind == "server")
     purpose = ExtendedKeyUsageOID.SERVER_AUTH if kind == "server" else \
         ExtendedKeyUsageOID.CLIENT_AUTH
+    return Grant(usage, (purpose,), ca=False)
+
+
+def leaf_extensions(kind: str, public_key: PublicKey, names: Sequence[x509.GeneralName],
+                    issuer: x509.Certificate, urls: CAURLs = CAURLs()) -> list[Extension]:
+    """An end-entity (server/client) or a subordinate CA certificate's extensions."""
+    if kind == "subca":
+        return ca_extensions(public_key, issuer, path_length=0, urls=urls)
+    granted = grant(kind, public_key)
     extensions: list[Extension] = [
         (x509.BasicConstraints(ca=False, path_length=None), True),
-        (usage, True),
-        (x509.ExtendedKeyUsage([purpose]), False),
+        (granted.key_usage, True),
+        (x509.ExtendedKeyUsage(list(granted.purposes)), False),
         (_ski(public_key), False),
         (_aki(issuer), False),
     ]

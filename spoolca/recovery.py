@@ -36,7 +36,7 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], *, name: str, fi
     chain = chains[record.issuer]
     cert = x509.load_der_x509_certificate(record.der)
     return (issued_files(cert, record, chain, name=name, file_name=file_name,
-                         decided_at=decided_at), {"chain.pem": chain.path})
+                         decided_at=decided_at, notes=reasons), {"chain.pem": chain.path})
 
 
 def republish_missing(store: Store, chains: dict[str, ChainFiles], outgoing: Path) -> int:

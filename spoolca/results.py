@@ -1,7 +1,8 @@
 """What a request's outcome looks like on the spool: outgoing/NAME/ and result.json.
 
 result.json always has `status`, `request_sha256` and `profile`, then either `serial`
-(hex, as in index.txt) and `not_after`, or `reasons` (a list of `{code, message}`).
+(hex, as in index.txt) and `not_after` (and `notes`, informational), or `reasons` (a list
+of `{code, message}`).
 Its content depends only on the recorded result, so a re-publication is identical.
 """
 
@@ -83,14 +84,19 @@ def rejected_files(*, name: str, file_name: str, request_sha256: str, profile: s
 
 
 def issued_files(cert: x509.Certificate, record: CertificateRecord, chain: ChainFiles, *,
-                 name: str, file_name: str, decided_at: str) -> dict[str, bytes]:
-    """cert.pem, cert.crt (DER), fullchain.pem and result.json; chain.pem is linked."""
+                 name: str, file_name: str, decided_at: str,
+                 notes: list[dict[str, str]] | None = None) -> dict[str, bytes]:
+    """cert.pem, cert.crt (DER), fullchain.pem and result.json; chain.pem is linked.
+
+    `notes` are informational (what the request asked for and the profile overrode),
+    never reasons: an issued result has none."""
     cert_pem = cert.public_bytes(Encoding.PEM)
     body = result_json(
         status="issued", name=name, file=file_name, request_sha256=record.request_sha256,
         profile=record.profile, decided_at=decided_at, serial=record.serial,
         subject=record.subject, issuer=record.issuer, not_before=record.not_before,
         not_after=record.not_after, cert_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        notes=notes or None,
     )
     return {
         "cert.pem": cert_pem,

@@ -22,6 +22,7 @@ from spoolca.csr import request_sha256
 from spoolca.errors import SpoolcaError
 from spoolca.findings import Finding
 from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
+from spoolca.log import get_logger
 from spoolca.register import normalize_serial
 from spoolca.results import Outcome, result_json
 from spoolca.revocation import revoke
@@ -30,9 +31,12 @@ from spoolca.spool import Claimed
 if TYPE_CHECKING:
     from spoolca.pipeline import Processor
 
-__all__ = ["RevocationRequest", "parse_revocation", "process_revocations"]
+__all__ = ["RevocationRequest", "json_depth", "parse_revocation", "parse_revocation_body",
+           "process_revocations"]
 
+_log = get_logger("spoolca.revokefiles")
 _KEYS = {"serial", "reason", "invalidity_date"}
+MAX_BODY_BYTES = 16 * 1024  # the documented format needs about 100 bytes
 
 
 class RevocationRequest:
@@ -47,9 +51,56 @@ class RevocationRequest:
 def parse_revocation(data: bytes, signature: bytes | None, signers: SignerCheck,
                      revokers: tuple[str, ...], now: Callable[[], dt.datetime]
                      ) -> RevocationRequest | list[Finding]:
-    """The request, or every reason it is refused."""
+    """The request, or every reason it is refused.
+
+    The signature is checked first: bytes nobody authorized are never parsed."""
     signer, refusal = signers.check(data, signature, revokers)
-    findings = [refusal] if refusal else []
+    if refusal is not None or signer is None:
+        return [refusal] if refusal else []
+    body = parse_revocation_body(data, now)
+    if isinstance(body, list):
+        return body
+    serial, reason, invalidity = body
+    return RevocationRequest(serial, reason, invalidity, signer)
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in `data`, in one linear pass.
+
+    json.loads recurses once per level: a 50,000-deep `[[[...` would raise
+    RecursionError, so the depth is measured before anything is parsed."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
+                          ) -> tuple[str, str, dt.datetime | None] | list[Finding]:
+    """(serial, reason, invalidity date) from the documented JSON, or every reason not.
+
+    Bounded: at most MAX_BODY_BYTES and one level of nesting (the format is one flat
+    object), checked before json.loads runs; pure, no I/O, never raises."""
+    if len(data) > MAX_BODY_BYTES:
+        return [Finding("revoke.unparseable", f"the request has {len(data)} bytes; a "
+                        f"revocation request is at most {MAX_BODY_BYTES}")]
+    if json_depth(data) > 1:
+        return [Finding("revoke.unparseable", "not a revocation request: the JSON must be one "
+                        "flat object")]
     try:
         body = json.loads(data)
         if not isinstance(body, dict) or set(body) - _KEYS or "serial" not in body:
@@ -61,17 +112,17 @@ def parse_revocation(data: bytes, signature: bytes | None, signers: SignerCheck,
         if invalidity_text:
             invalidity = dt.datetime.fromisoformat(str(invalidity_text).replace("Z", "+00:00"))
             invalidity = invalidity if invalidity.tzinfo else invalidity.replace(tzinfo=dt.UTC)
-    except (ValueError, TypeError) as exc:
-        return [*findings, Finding("revoke.unparseable", f"not a revocation request: {exc}")]
+    except (ValueError, TypeError, OverflowError, SpoolcaError) as exc:
+        detail = str(exc).split("\n")[0][:200]
+        return [Finding("revoke.unparseable", f"not a revocation request: {detail}")]
+    findings = []
     if reason not in REASONS or reason == "removeFromCRL":
-        findings.append(Finding("revoke.reason_invalid", f"{reason!r} is not a reason a "
+        findings.append(Finding("revoke.reason_invalid", f"{reason[:80]!r} is not a reason a "
                                 "request may give; use an RFC 5280 reason by its OpenSSL name"))
     if invalidity is not None and invalidity > now():
         findings.append(Finding("revoke.invalidity_in_future", "invalidity_date is in the "
                                 "future"))
-    if findings or signer is None:
-        return findings
-    return RevocationRequest(serial, reason, invalidity, signer)
+    return findings or (serial, reason, invalidity)
 
 
 def refusal_of(error: SpoolcaError) -> Finding:
@@ -101,29 +152,43 @@ def process_revocations(processor: Processor) -> list[Outcome]:
     return outcomes
 
 
-def _answer(processor: Processor, claimed: Claimed) -> Outcome:
-    config, store = processor.config, processor.store
+def _judge(processor: Processor, claimed: Claimed, data: bytes | None,
+           read_problem: Finding | None) -> tuple[str | None, list[Finding]]:
+    """(serial, refusals): revoke if the request holds; refusals empty means revoked."""
+    config = processor.config
+    if read_problem is not None:
+        return None, [read_problem]
+    if claimed.name_problem is not None:
+        return None, [Finding("file.name_invalid", f"{claimed.file_name}: "
+                              f"{claimed.name_problem}")]
+    if config.signers_keyring is None:
+        return None, [Finding("request.signer_unknown", "no [signers] keyring is configured")]
     limit = config.max_request_bytes
-    read = read_untrusted(claimed.path, limit)
     signature = read_untrusted(claimed.signature, limit).data if claimed.signature else None
+    parsed = parse_revocation(data or b"", signature, processor.signers(), config.revokers,
+                              processor.clock)
+    if not isinstance(parsed, RevocationRequest):
+        return None, parsed
+    try:
+        revoke(processor.store, parsed.serial, parsed.reason, parsed.invalidity,
+               processor.clock(), "revoke-request", requested_by=parsed.signer)
+    except SpoolcaError as exc:
+        return parsed.serial, [refusal_of(exc)]
+    return parsed.serial, []
+
+
+def _answer(processor: Processor, claimed: Claimed) -> Outcome:
+    store = processor.store
+    read = read_untrusted(claimed.path, processor.config.max_request_bytes)
     identity = request_sha256(read.data or b"")
-    serial = None
-    if read.data is None:
-        parsed: RevocationRequest | list[Finding] = [
-            Finding(read.problem or "file.unreadable", read.detail)]
-    elif config.signers_keyring is None:
-        parsed = [Finding("request.signer_unknown", "no [signers] keyring is configured")]
-    else:
-        parsed = parse_revocation(read.data, signature, processor.signers(), config.revokers,
-                                  processor.clock)
-    if isinstance(parsed, RevocationRequest):
-        serial = parsed.serial
-        try:
-            revoke(store, parsed.serial, parsed.reason, parsed.invalidity, processor.clock(),
-                   "revoke-request", requested_by=parsed.signer)
-            parsed = []
-        except SpoolcaError as exc:
-            parsed = [refusal_of(exc)]
+    problem = Finding(read.problem or "file.unreadable", read.detail) if read.data is None \
+        else None
+    try:
+        serial, parsed = _judge(processor, claimed, read.data, problem)
+    except Exception as exc:  # invariant 9: one request's failure is its own answer
+        _log.error("revocation request failed", file=claimed.file_name, exc_info=exc)
+        serial, parsed = None, [Finding("request.internal_error", "spoolca failed on this "
+                                        "request; the operator's log has the error")]
     status = "rejected" if parsed else "revoked"
     reasons = [f.as_dict() for f in parsed]
     with store.transaction("revoke-request", processor.clock()) as tx:

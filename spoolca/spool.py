@@ -24,6 +24,7 @@ __all__ = [
     "archive_file",
     "companion",
     "is_ignored",
+    "printable_name",
     "safe_name",
 ]
 
@@ -61,6 +62,24 @@ def safe_name(file_name: str) -> str:
 SIGNATURE_SUFFIXES = (".asc", ".sig")
 
 
+def printable_name(name: str) -> tuple[str, str | None]:
+    """(a printable rendering of a file name, why the name itself is refused or None).
+
+    A name from a stick may be any bytes: a non-UTF-8 name arrives with surrogate escapes
+    that SQLite, JSON and the journal cannot encode, and control characters would forge
+    lines in logs. Both are rendered escaped (`bad\\xff.csr`) and refused."""
+    raw = os.fsencode(name)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), "the file name is not valid UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        escaped = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+                          for c in text)
+        return escaped, "the file name holds control characters"
+    return text, None
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A submission moved into work/<profile>/, ours to process, with its detached
@@ -68,8 +87,14 @@ class Claimed:
 
     path: Path
     profile: str
-    file_name: str
+    file_name: str  # printable: what result.json, the register and the log show
     signature: Path | None = None
+    name_problem: str | None = None  # why the file's own name is refused, if it is
+
+    @classmethod
+    def of(cls, path: Path, profile: str, signature: Path | None) -> Claimed:
+        file_name, problem = printable_name(path.name)
+        return cls(path, printable_name(profile)[0], file_name, signature, problem)
 
 
 def companion(path: Path) -> Path | None:
@@ -180,7 +205,7 @@ class Spool:
                 ensure_dir(folder, SHARED_DIR)
                 return self.claim(source, profile, signature)
             return None
-        return Claimed(target, profile, source.name, moved_signature)
+        return Claimed.of(target, profile, moved_signature)
 
     def claim_incoming(self, default_profile: str) -> list[Claimed]:
         """Claim everything waiting in incoming/, in name order."""
@@ -209,7 +234,7 @@ class Spool:
                 if entry.name.lower().endswith(SIGNATURE_SUFFIXES):
                     continue  # a companion: it goes with its request
                 path = Path(entry.path)
-                pending.append(Claimed(path, folder.name, entry.name, companion(path)))
+                pending.append(Claimed.of(path, folder.name, companion(path)))
         return pending
 
     def archive_claimed(self, claimed: Claimed, output_name: str) -> Path:

@@ -15,8 +15,9 @@ from cryptography.x509.oid import NameOID
 
 from spoolca.config import Config, load_config, render_config
 from spoolca.csr import load_request
+from spoolca.dn import parse_subject
 from spoolca.policy import Decision, evaluate
-from tests.pki import key_pem, make_csr, make_key, openssl, pem, subject
+from tests.pki import ROOT_SUBJECT, key_pem, make_csr, make_key, openssl, pem, subject
 from tests.weak import close_primes_key, roca_key
 
 
@@ -44,7 +45,7 @@ def decide(config: Config, issuer: x509.Certificate, csr: x509.CertificateSignin
     if changes:
         chosen = dataclasses.replace(chosen, **changes)
     return evaluate(load_request(pem(csr)), chosen, config.policy, issuer,
-                    ca_subjects=["/C=US/ST=New York/O=The Sample Company/CN=Sample Root CA"])
+                    ca_subjects=[parse_subject(ROOT_SUBJECT)])
 
 
 def codes(decision: Decision) -> list[str]:
