@@ -14,7 +14,6 @@ import getpass
 import json
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +22,7 @@ from spoolca import __version__
 from spoolca.config import Config, load_config
 from spoolca.errors import SpoolcaError, UsageError
 from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
-from spoolca.log import configure_logging
+from spoolca.log import configure_logging, record_traceback
 from spoolca.store import Store
 
 if TYPE_CHECKING:
@@ -572,10 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spoolca: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug: say so in one line, then give the traceback
+    except Exception as exc:  # a bug: one sentence, and where its traceback was kept
+        where = record_traceback(exc)
         print(f"spoolca: unexpected error ({type(exc).__name__}: {exc}); this is a bug, "
-              "the traceback follows", file=sys.stderr)
-        traceback.print_exc()
+              f"its traceback is in {where}", file=sys.stderr)
         return 1
 
 

@@ -12,7 +12,6 @@ once its size and mtime have been still for SETTLE_SECONDS.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import queue
@@ -41,7 +40,6 @@ from spoolca.fsutil import being_written, instance_lock
 from spoolca.log import get_logger
 from spoolca.notify import Notifier
 from spoolca.pipeline import BATCH_SIZE, Processor, utc_now
-from spoolca.recovery import republish_missing
 from spoolca.revocation import crl_status
 from spoolca.revokefiles import process_revocations
 from spoolca.spool import REQUEST_SUFFIXES, Claimed
@@ -58,6 +56,7 @@ MAX_WAIT = 0.5
 CRL_CHECK_SECONDS = 1.0    # how often the worker asks the register whether a CRL is due
 CRL_RETRY_SECONDS = 60.0   # after a failure (clock, lint), not every turn
 SEAL_SECONDS = 300.0       # a checkpoint at least this often while anything happened
+MAX_BACKOFF = 60.0         # the longest wait between retries of a fault (disk full, ...)
 _log = get_logger("spoolca.daemon")
 _WAKE = ("wake", "")
 
@@ -128,6 +127,11 @@ class Daemon:
         self._next_crl_check = 0.0
         self._next_seal = 0.0
         self._revocations_waiting = True  # look once at start
+        # A fault of the machine (disk full, read-only spool, locked register): what it
+        # is, for STATUS=, and when the recovery that retries it runs next.
+        self._fault = ""
+        self._fault_backoff = 0.0
+        self._fault_retry_at = 0.0
 
     # -- signals ------------------------------------------------------------------------
 
@@ -157,24 +161,31 @@ class Daemon:
         finally:
             self._notifier.stopping()
             observer.stop()
-            self._processor.close()
-            self._record(store, "service.stopped", {"pid": os.getpid()})
-            with contextlib.suppress(SpoolcaError):  # logged; the log stays verifiable
-                self._processor.seal()
+            # A fault now must not turn a clean stop into a failure: each step is logged,
+            # and what did not happen is done by the next start's recovery.
+            self._stop_step(self._processor.close)
+            self._stop_step(lambda: self._record(store, "service.stopped", {"pid": os.getpid()}))
+            self._stop_step(self._processor.seal)
             store.close()
             if observer.is_alive():
                 observer.join(timeout=10)
         _log.info("stopped", **self._counter_fields())
         return 0
 
+    def _stop_step(self, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as exc:
+            self._log_failure(exc)
+            _log.error("not done at stop; the next start recovers it", reason=str(exc))
+
     def _start(self, config: Config, store: Store, observer: Observer) -> None:
         self._config = config
         self._processor.unlock()
         self._refresh_crls()
-        self._record(store, "service.started", {"pid": os.getpid(),
-                                                "config_sha256": config.sha256})
-        republish_missing(store, self._processor.chains, self._processor.spool.outgoing)
-        self._process_pending_work()
+        self._attempt("recording the start", lambda: self._record(
+            store, "service.started", {"pid": os.getpid(), "config_sha256": config.sha256}))
+        self._attempt("recovery", self._recover)
         observer.schedule(_Enqueue(self._events), str(self._processor.spool.incoming),
                           recursive=True, event_filter=[
                               FileClosedEvent, FileMovedEvent, FileCreatedEvent,
@@ -197,18 +208,21 @@ class Daemon:
         if self._reload:
             self._reload = False
             self._reload_config()
+        if self._fault and time.monotonic() >= self._fault_retry_at:
+            self._attempt("recovery", self._recover)
         if time.monotonic() >= self._next_rescan:
-            self._process_pending_work()  # a batch that failed (disk full) is retried
+            if not self._fault:
+                self._attempt("recovery", self._process_pending_work)
             self._rescan()
             self._revocations_waiting = True
             self._next_rescan = time.monotonic() + RESCAN_SECONDS
         if self._revocations_waiting:
             self._revocations_waiting = False
             self._take_revocations()
-        ready = self._ready()
+        ready = self._ready() if not self._fault else []  # new work waits in incoming/
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
-            self._process(ready)
+            self._attempt("a batch", lambda: self._process(ready))
         if time.monotonic() >= self._next_crl_check:
             self._refresh_crls()
         if time.monotonic() >= self._next_seal:
@@ -222,7 +236,8 @@ class Daemon:
             self._processor.seal()
             if self._refusal.startswith("failed to sign"):
                 self._refusal = ""
-        except SpoolcaError as exc:
+        except Exception as exc:
+            self._log_failure(exc)
             self._refusal = str(exc)
             self._next_seal = time.monotonic() + CRL_RETRY_SECONDS
             _log.error("audit checkpoint not signed; issuing stops until it is", reason=str(exc))
@@ -232,7 +247,8 @@ class Daemon:
             for outcome in process_revocations(self._processor):
                 _log.info("revocation request", file=outcome.file_name, outcome=outcome.status,
                           serial=outcome.serial, codes=[f.code for f in outcome.findings])
-        except SpoolcaError as exc:
+        except Exception as exc:
+            self._log_failure(exc)
             _log.error("revocation requests not taken; retrying", reason=str(exc))
 
     def _refresh_crls(self) -> None:
@@ -240,7 +256,8 @@ class Daemon:
         self._next_crl_check = time.monotonic() + CRL_CHECK_SECONDS
         try:
             self._processor.refresh_crls()
-        except SpoolcaError as exc:
+        except Exception as exc:
+            self._log_failure(exc)
             self._next_crl_check = time.monotonic() + CRL_RETRY_SECONDS
             _log.error("CRL not remade; retrying", reason=str(exc), retry_in=CRL_RETRY_SECONDS)
 
@@ -339,13 +356,45 @@ class Daemon:
                 claimed.append(item)
         self._run_batch(claimed)
 
+    def _recover(self) -> None:
+        """Results the register holds are published; work/ left by a crash is finished."""
+        self._processor.recover()
+        self._process_pending_work()
+
     def _process_pending_work(self) -> None:
-        """Anything a crash left claimed in work/ is finished before new work."""
+        """Anything a crash or a fault left claimed in work/ is finished before new work."""
         pending = self._processor.spool.pending_work()
         for start in range(0, len(pending), BATCH_SIZE):
             self._run_batch(pending[start:start + BATCH_SIZE])
 
+    # -- faults ------------------------------------------------------------------------------
+
+    def _attempt(self, what: str, step: Callable[[], object]) -> bool:
+        """Run a step that touches the spool or the register; a fault never stops the
+        service (invariant 9): it is logged, shown in STATUS=, and retried with backoff."""
+        try:
+            step()
+        except Exception as exc:
+            self._log_failure(exc)
+            self._fault_backoff = min(max(2 * self._fault_backoff, 1.0), MAX_BACKOFF)
+            self._fault_retry_at = time.monotonic() + self._fault_backoff
+            self._fault = f"{what} failed: {exc}"
+            _log.error("fault; retrying", what=what, reason=str(exc),
+                       retry_in=self._fault_backoff)
+            return False
+        if self._fault and what == "recovery":
+            _log.info("fault cleared", was=self._fault)
+            self._fault, self._fault_backoff = "", 0.0
+        return True
+
+    @staticmethod
+    def _log_failure(exc: Exception) -> None:
+        """An unexpected exception (a bug) goes to the journal with its traceback."""
+        if not isinstance(exc, SpoolcaError):
+            _log.error("unexpected error", error=type(exc).__name__, exc_info=exc)
+
     def _run_batch(self, claimed: list[Claimed]) -> None:
+        """One batch; a fault propagates to `_attempt`, the claimed files wait in work/."""
         if not claimed:
             return
         try:
@@ -354,11 +403,6 @@ class Daemon:
             self._refusal = str(exc)
             _log.error("refusing to issue", reason=str(exc))
             return  # claimed files wait in work/; finished on the next start or batch
-        except SpoolcaError as exc:
-            _log.error("batch failed", reason=str(exc), files=len(claimed))
-            if "audit checkpoint" in str(exc):
-                self._refusal = str(exc)
-            return
         for outcome in outcomes:
             if outcome.republished:
                 self._counters.republished += 1
@@ -404,4 +448,7 @@ class Daemon:
         crl_text = ", ".join(f"{s.authority} #{s.number} until {s.next_update}" for s in crls)
         text = (f"{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
                 f"{len(self._sightings)} queued; CRLs: {crl_text or 'none yet'}")
+        if self._fault:
+            wait = max(0, round(self._fault_retry_at - time.monotonic()))
+            text = f"FAULT: {self._fault} (retrying in {wait} s) | {text}"
         return f"REFUSING TO ISSUE: {self._refusal} | {text}" if self._refusal else text

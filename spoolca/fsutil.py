@@ -85,6 +85,22 @@ def write_new(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
     fsync_dir(path.parent)
 
 
+def append_private(path: Path, data: bytes) -> None:
+    """Append to a file only this user may read (0600), never through a symlink.
+
+    For diagnostics in a shared directory such as /tmp: a file planted by another user
+    is refused rather than written to."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode):
+            raise PermissionError(f"{path} belongs to another user")
+        os.fchmod(fd, PRIVATE_FILE)
+        _write_fd(fd, data)
+    finally:
+        os.close(fd)
+
+
 def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
 

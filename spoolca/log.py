@@ -7,12 +7,51 @@ key material or a passphrase: callers log names, hashes, serials and finding cod
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import TextIO
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+from spoolca.fsutil import append_private
+
+__all__ = ["configure_logging", "get_logger", "record_traceback"]
+
+
+def _traceback_file() -> Path:
+    return Path(tempfile.gettempdir()) / f"spoolca-tracebacks-{os.geteuid()}.log"
+
+
+def record_traceback(exc: BaseException) -> str:
+    """Keep a traceback where the operator can find it, never on a terminal's stderr.
+
+    Under systemd (JOURNAL_STREAM set) stderr is the journal: the traceback goes into the
+    JSON log line. Elsewhere it is appended to a private file in the temp directory.
+    Returns where it went, for the one sentence the operator reads."""
+    text = "".join(traceback.format_exception(exc))
+    if os.environ.get("JOURNAL_STREAM"):
+        get_logger("spoolca").error("traceback", exception=text)
+        return "the journal"
+    path = _traceback_file()
+    try:
+        append_private(path, text.encode("utf-8", "backslashreplace") + b"\n")
+    except OSError:
+        return "nowhere (the traceback file could not be written)"
+    return str(path)
+
+
+def _divert_tracebacks(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: exc_info becomes a traceback in the journal, or a file."""
+    exc = event.pop("exc_info", None)
+    if isinstance(exc, BaseException):
+        if os.environ.get("JOURNAL_STREAM"):
+            event["exception"] = "".join(traceback.format_exception(exc))
+        else:
+            event["traceback"] = record_traceback(exc)
+    return event
 
 
 def configure_logging(stream: TextIO | None = None, *, level: int = logging.INFO) -> None:
@@ -25,6 +64,7 @@ def configure_logging(stream: TextIO | None = None, *, level: int = logging.INFO
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
+            _divert_tracebacks,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],

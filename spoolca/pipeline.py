@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +35,7 @@ from spoolca.authorization import SignerCheck
 from spoolca.config import Config, Profile
 from spoolca.crl import CRLLinter
 from spoolca.csr import Request, load_request, request_sha256
-from spoolca.errors import ClockError, CSRError, NotFoundError, SpoolcaError
+from spoolca.errors import ClockError, CSRError, NotFoundError, SpoolcaError, StoreError
 from spoolca.findings import Finding
 from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
 from spoolca.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
@@ -43,7 +44,7 @@ from spoolca.log import get_logger
 from spoolca.openpgp import ApplianceKey, AuditSignatureError
 from spoolca.policy import Decision, evaluate
 from spoolca.publisher import Publisher, PublishJob
-from spoolca.recovery import recorded_files
+from spoolca.recovery import recorded_files, republish_missing
 from spoolca.results import (
     ChainFiles,
     Outcome,
@@ -61,9 +62,12 @@ from spoolca.revokefiles import process_revocations
 from spoolca.spool import REQUEST_SUFFIXES, RESERVED_NAMES, Claimed, Spool, safe_name
 from spoolca.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
 
-__all__ = ["BATCH_SIZE", "PassSummary", "Processor", "utc_now"]
+__all__ = ["BATCH_FAULTS", "BATCH_SIZE", "PassSummary", "Processor", "utc_now"]
 
 BATCH_SIZE = 500
+# Faults of the machine, not of one request (disk full, I/O error, a locked register): a
+# batch that meets one rolls back whole and is retried, never answered request by request.
+BATCH_FAULTS = (sqlite3.OperationalError, OSError, StoreError)
 _log = get_logger("spoolca.pipeline")
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -151,7 +155,8 @@ class Processor:
         self.spool = Spool(config.spool_dir)
         self._ca_certificates = load_ca_certificates(store)
         self._ca_subjects = tuple(c.subject for c in self._ca_certificates.values())
-        self._chains = self._publish_ca_files()
+        self._chains = self._chain_files()
+        self._ca_files_published = False
         self._authorities: dict[str, IssuingCA] | None = None
         self._linter: CertificateLinter | None = None
         self._crl_linter_ready: Future[CRLLinter] | None = None
@@ -162,15 +167,39 @@ class Processor:
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
 
-    def _publish_ca_files(self) -> dict[str, ChainFiles]:
-        """outgoing/ca/ as init wrote it (restored if removed): the chains are linked to it."""
-        root, intermediate = self._ca_certificates["root"], self._ca_certificates["intermediate"]
+    def _chain_files(self) -> dict[str, ChainFiles]:
+        root = self._ca_certificates["root"]
         folder = self.spool.outgoing / "ca"
-        chains = {name: ChainFiles.above(cert, root, folder)
-                  for name, cert in self._ca_certificates.items()}
-        if any(not c.path.is_file() or c.path.read_bytes() != c.chain for c in chains.values()):
-            publish_ca_files(folder, root, intermediate)
-        return chains
+        return {name: ChainFiles.above(cert, root, folder)
+                for name, cert in self._ca_certificates.items()}
+
+    def ensure_ca_files(self) -> None:
+        """outgoing/ca/ as init wrote it (restored if removed): the chains are linked to it.
+
+        Done before the first publication, not at start: a read-only or full spool is a
+        fault to retry, not a reason for the service not to start."""
+        if self._ca_files_published:
+            return
+        chains = self._chains.values()
+        if any(not c.path.is_file() or c.path.read_bytes() != c.chain for c in chains):
+            try:
+                publish_ca_files(self.spool.outgoing / "ca", self._ca_certificates["root"],
+                                 self._ca_certificates["intermediate"])
+            except OSError as exc:
+                raise SpoolcaError(f"failed to write the CA certificates to "
+                                   f"{self.spool.outgoing / 'ca'}: {exc.strerror or exc}; "
+                                   "retrying") from None
+        self._ca_files_published = True
+
+    def recover(self) -> int:
+        """After a crash: results the register holds but outgoing/ lacks, published again."""
+        self.ensure_ca_files()
+        try:
+            return republish_missing(self._store, self._chains, self.spool.outgoing)
+        except OSError as exc:
+            raise SpoolcaError(f"failed to publish recovered results to "
+                               f"{self.spool.outgoing}: {exc.strerror or exc}; "
+                               "retrying") from None
 
     @property
     def config(self) -> Config:
@@ -260,7 +289,12 @@ class Processor:
             self._seal_failure = str(exc)
             raise
         self._seal_failure = None
-        export(self._store, self.spool.outgoing / "audit", self._audit_key)
+        try:
+            export(self._store, self.spool.outgoing / "audit", self._audit_key)
+        except OSError as exc:  # signed in the register; the export catches up next time
+            raise SpoolcaError(f"failed to export the audit log to "
+                               f"{self.spool.outgoing / 'audit'}: {exc.strerror or exc}; "
+                               "retrying") from None
         return sealed
 
     def require_audit_trail(self) -> None:
@@ -298,6 +332,7 @@ class Processor:
         published where the request's result was.
         """
         authorities = self.unlock()
+        self.ensure_ca_files()
         self._certificate_linter()
         now = self._clock()
         self.check_clock(now)
@@ -339,6 +374,7 @@ class Processor:
         """Process everything in work/ (left by a crash) and incoming/, then return."""
         summary = PassSummary()
         self.check_clock(self._clock())
+        self.ensure_ca_files()
         claimed = self.spool.pending_work() + self.spool.claim_incoming(
             self._config.default_profile)
         for start in range(0, len(claimed), BATCH_SIZE):
@@ -367,6 +403,7 @@ class Processor:
             return []
         authorities = self.unlock()
         self.require_audit_trail()
+        self.ensure_ca_files()
         self._certificate_linter()
         now = self._clock()
         self.check_clock(now)
@@ -467,6 +504,8 @@ class Processor:
         try:
             with tx.savepoint():
                 return step()
+        except BATCH_FAULTS:
+            raise  # not about this request: the whole batch rolls back and is retried
         except Exception as exc:
             return self._internal_error(tx, item, exc)
 

@@ -7,6 +7,7 @@ that same transaction (invariant 5), so the register and its log can never disag
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
@@ -385,10 +386,16 @@ class Store:
             raise StoreError(f"the register is busy: {exc}") from None
         try:
             yield Tx(self._conn, actor, now)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have rolled back
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                # Disk full, I/O error, locked: not about any one request. Nothing of the
+                # transaction happened; the caller retries it once the fault clears.
+                raise StoreError(f"failed to write to the register: {exc}; nothing of this "
+                                 "change was recorded, it is retried") from None
             raise
-        self._conn.execute("COMMIT")
 
     def meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
