@@ -47,6 +47,8 @@ class Request:
     extensions: x509.Extensions
     # The SubjectPublicKeyInfo exactly as the requester encoded it (invariant 11).
     spki: bytes
+    # The key, parsed once; None if cryptography cannot load its type (policy refuses it).
+    public_key: object | None
 
 
 def request_sha256(data: bytes) -> str:
@@ -170,6 +172,10 @@ def load_request(data: bytes) -> Request:
     except Exception as exc:
         detail = str(exc).split("\n")[0][:200] or type(exc).__name__
         raise CSRError("csr.unparseable", f"not a valid PKCS#10 request: {detail}") from None
+    try:
+        public_key: object | None = csr.public_key()
+    except Exception:  # an unknown or malformed key: key.type_unsupported, not a crash
+        public_key = None
     return Request(der=der, sha256=request_sha256(der), csr=csr,
-                   signature_valid=proof_of_possession(csr), subject=subject,
-                   extensions=extensions, spki=spki)
+                   signature_valid=public_key is not None and proof_of_possession(csr),
+                   subject=subject, extensions=extensions, spki=spki, public_key=public_key)

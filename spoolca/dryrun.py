@@ -45,7 +45,8 @@ def check_request(config: Config, store: Store, data: bytes, profile_name: str,
     twin = FileKeySigner(generate_like(certificate.public_key()))  # type: ignore[arg-type]
     ca = IssuingCA(profile.issuer, certificate, twin, CAURLs(), twin)
     signed = issue_leaf(kind=profile.kind, subject=decision.subject,
-                        public_key=request.csr.public_key(), names=decision.names, ca=ca,
+                        public_key=request.public_key,  # type: ignore[arg-type]
+                        names=decision.names, ca=ca,
                         serial=new_serial(lambda _s: False),
                         validity_days=profile.validity_days, now=now,
                         linter=CertificateLinter() if config.lint == "pkix" else None)

@@ -619,7 +619,7 @@ class Processor:
         assert plan.item.request is not None and plan.decision.subject is not None
         try:
             return issue_leaf(kind=plan.profile.kind, subject=plan.decision.subject,
-                              public_key=plan.item.request.csr.public_key(),
+                              public_key=plan.item.request.public_key,  # type: ignore[arg-type]
                               names=plan.decision.names, ca=plan.ca, serial=plan.serial,
                               validity_days=plan.profile.validity_days, now=self._clock(),
                               linter=self._linter)

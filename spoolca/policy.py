@@ -133,9 +133,8 @@ def _check_encoding(request: Request, key: object) -> Finding | None:
 
 
 def _check_key(request: Request, policy: Policy) -> list[Finding]:
-    try:
-        key = request.csr.public_key()
-    except (UnsupportedAlgorithm, ValueError):
+    key = request.public_key
+    if key is None:
         return [Finding("key.type_unsupported", "the request's public key type is not supported")]
     findings: list[Finding] = []
     if isinstance(key, rsa.RSAPublicKey):
@@ -204,8 +203,10 @@ def _check_extensions(request: Request, kind: str) -> tuple[list[Finding], list[
     granted: Grant | None = None
     for ext in request.extensions:
         if ext.oid in _USAGE_EXTENSIONS:
+            if request.public_key is None:
+                continue  # refused as key.type_unsupported; no grant to compare with
             if granted is None:
-                granted = grant(kind, request.csr.public_key())
+                granted = grant(kind, request.public_key)  # type: ignore[arg-type]
             refusal, note = _check_requested_usage(ext, granted, kind)
             findings += [refusal] if refusal else []
             requested += [note] if note else []

@@ -70,14 +70,14 @@ def printable_name(name: str) -> tuple[str, str | None]:
     lines in logs. Both are rendered escaped (`bad\\xff.csr`) and refused."""
     raw = os.fsencode(name)
     try:
-        text = raw.decode("utf-8")
+        text, problem = raw.decode("utf-8"), None
     except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace"), "the file name is not valid UTF-8"
+        text, problem = raw.decode("utf-8", "backslashreplace"), "the file name is not valid UTF-8"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        escaped = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c
-                          for c in text)
-        return escaped, "the file name holds control characters"
-    return text, None
+        text = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+                       for c in text)
+        problem = problem or "the file name holds control characters"
+    return text, problem
 
 
 @dataclass(frozen=True, slots=True)
