@@ -1,0 +1,162 @@
+"""CSRs made by the tools requesters really use are issued (issue: other tools' CSRs).
+
+Each request is made by the real tool with ordinary options (openssl, GnuTLS certtool,
+NSS certutil, easy-rsa, Go crypto/x509, Java keytool), issued by `spoolca process`,
+judged by `openssl verify`, and its certificate carries the requested key byte for byte.
+`.ci/run` installs the tools; outside CI a missing tool skips its test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from spoolca.csr import load_request
+from tests.pki import CA, openssl
+
+SUBJECT = "/C=US/ST=New York/O=The Sample Company/CN={}"
+TOOLS = Path(__file__).parent / "tools"
+
+
+def need(tool: str) -> str:
+    """The tool's path; in CI a missing tool fails (it must be installed), else skips."""
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is not installed; .ci/run must install it")
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=120,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def issue(ca: CA, profile: str, name: str, data: bytes) -> dict:
+    """Submit, process, and check the result with openssl and the SPKI bytes."""
+    ca.submit(f"{profile}/{name}.csr", data)
+    ca.process()
+    body = ca.result(name)
+    assert body["status"] == "issued", body
+    cert_path = ca.outgoing / name / "cert.pem"
+    purpose = "sslserver" if profile == "server" else "sslclient"
+    openssl("verify", "-CAfile", str(ca.outgoing / "ca" / "ca-chain.pem"), "-purpose", purpose,
+            str(cert_path))
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert spki == load_request(data).spki
+    return body
+
+
+class TestOpenSSL:
+    @pytest.mark.parametrize("key", ["rsa:2048", "ec -pkeyopt ec_paramgen_curve:P-384"])
+    def test_openssl_req_with_san(self, ca: CA, tmp_path: Path, key: str):
+        """openssl req -newkey ... -addext subjectAltName, as the seeds' users do."""
+        csr = tmp_path / "o.csr"
+        openssl("req", "-new", "-newkey", *key.split(), "-nodes", "-keyout",
+                str(tmp_path / "k"), "-subj", SUBJECT.format("openssl.sample.com"),
+                "-addext", "subjectAltName=DNS:openssl.sample.com", "-out", str(csr))
+        issue(ca, "server", "openssl", csr.read_bytes())
+
+
+class TestCerttool:
+    @pytest.mark.parametrize("key", ["ecdsa", "rsa"])
+    def test_certtool_server_request(self, ca: CA, tmp_path: Path, key: str):
+        """GnuTLS certtool always sends critical keyUsage, EKU and CA:FALSE: now issued."""
+        certtool = need("certtool")
+        (tmp_path / "t.cfg").write_text(
+            'organization = "The Sample Company"\nstate = "New York"\ncountry = US\n'
+            'cn = "certtool.sample.com"\ndns_name = "certtool.sample.com"\n'
+            "tls_www_server\nsigning_key\nencryption_key\n")
+        run(certtool, "--generate-privkey", "--key-type", key, "--outfile",
+            str(tmp_path / "k.pem"))
+        run(certtool, "--generate-request", "--load-privkey", str(tmp_path / "k.pem"),
+            "--template", str(tmp_path / "t.cfg"), "--outfile", str(tmp_path / "r.csr"))
+        body = issue(ca, "server", "certtool", (tmp_path / "r.csr").read_bytes())
+        assert [n["code"] for n in body["notes"]] == ["note.extensions_overridden"]
+
+    def test_certtool_code_signing_request_is_refused(self, ca: CA, tmp_path: Path):
+        """Counter-case: a certtool template asking for code signing on a server profile."""
+        certtool = need("certtool")
+        (tmp_path / "t.cfg").write_text(
+            'organization = "The Sample Company"\nstate = "New York"\ncountry = US\n'
+            'cn = "cs.sample.com"\ndns_name = "cs.sample.com"\ncode_signing_key\n'
+            "signing_key\n")
+        run(certtool, "--generate-privkey", "--key-type", "ecdsa", "--outfile",
+            str(tmp_path / "k.pem"))
+        run(certtool, "--generate-request", "--load-privkey", str(tmp_path / "k.pem"),
+            "--template", str(tmp_path / "t.cfg"), "--outfile", str(tmp_path / "r.csr"))
+        ca.submit("server/cs.csr", (tmp_path / "r.csr").read_bytes())
+        ca.process()
+        codes = [r["code"] for r in ca.result("cs")["reasons"]]
+        assert codes == ["csr.extension.extended_key_usage"]
+
+
+class TestNSS:
+    @pytest.mark.parametrize("key", [("-k", "ec", "-q", "nistp256"), ("-k", "rsa", "-g", "2048")],
+                             ids=["ec", "rsa"])
+    def test_certutil_request(self, ca: CA, tmp_path: Path, key: tuple[str, ...]):
+        """NSS certutil -R with a SAN, ASCII output with its header line."""
+        certutil = need("certutil")
+        db = tmp_path / "nss"
+        db.mkdir()
+        run(certutil, "-N", "-d", f"sql:{db}", "--empty-password")
+        (tmp_path / "noise").write_bytes(os.urandom(64))
+        run(certutil, "-R", "-d", f"sql:{db}", "-s",
+            "CN=nss.sample.com,O=The Sample Company,ST=New York,C=US", *key,
+            "-z", str(tmp_path / "noise"), "--extSAN", "dns:nss.sample.com", "-a",
+            "-o", str(tmp_path / "r.csr"))
+        issue(ca, "server", "nss", (tmp_path / "r.csr").read_bytes())
+
+
+class TestEasyRSA:
+    def test_easyrsa_gen_req(self, ca: CA, tmp_path: Path):
+        """easyrsa gen-req in org mode (the OpenVPN how-to), for a client certificate."""
+        source = Path("/usr/share/easy-rsa")
+        if not source.is_dir():
+            need("easyrsa")  # fails in CI, skips elsewhere
+        home = tmp_path / "easy-rsa"
+        shutil.copytree(source, home)
+        run("./easyrsa", "init-pki", cwd=home)
+        run("./easyrsa", "--batch", "--dn-mode=org", "--req-c=US", "--req-st=New York",
+            "--req-city=NYC", "--req-org=The Sample Company", "--req-email=vpn@sample.com",
+            "--req-ou=IT", "--req-cn=vpn-client", "gen-req", "vpn-client", "nopass", cwd=home)
+        data = (home / "pki" / "reqs" / "vpn-client.req").read_bytes()
+        issue(ca, "client", "vpn-client", data)
+
+
+class TestGo:
+    @pytest.mark.parametrize("key", ["ec", "rsa"])
+    def test_go_crypto_x509_request(self, ca: CA, tmp_path: Path, key: str):
+        """x509.CreateCertificateRequest with DNSNames, from a real Go program."""
+        go = need("go")
+        env = {"HOME": str(tmp_path), "GOCACHE": str(tmp_path / "cache"),
+               "GOPATH": str(tmp_path / "path"), "GO111MODULE": "off"}
+        data = run(go, "run", str(TOOLS / "gocsr.go"), "-cn", "go.sample.com", "-dns",
+                   "go.sample.com", "-key", key, env=env)
+        issue(ca, "server", "go", data.encode())
+
+
+class TestKeytool:
+    def test_keytool_certreq_with_usage_extensions(self, ca: CA, tmp_path: Path):
+        """keytool -certreq -ext SAN, EKU and KU: the usages the profile grants anyway."""
+        keytool = need("keytool")
+        store = tmp_path / "ks.p12"
+        run(keytool, "-genkeypair", "-keyalg", "EC", "-groupname", "secp256r1", "-alias", "a",
+            "-keystore", str(store), "-storetype", "PKCS12", "-storepass", "changeit",
+            "-dname", "CN=keytool.sample.com, O=The Sample Company, ST=New York, C=US")
+        run(keytool, "-certreq", "-alias", "a", "-keystore", str(store), "-storepass",
+            "changeit", "-ext", "SAN=dns:keytool.sample.com", "-ext", "EKU=serverAuth",
+            "-ext", "KU=digitalSignature", "-file", str(tmp_path / "r.csr"))
+        body = issue(ca, "server", "keytool", (tmp_path / "r.csr").read_bytes())
+        assert [n["code"] for n in body["notes"]] == ["note.extensions_overridden"]
