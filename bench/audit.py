@@ -25,12 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from process_vs_openssl import SPOOLCA, make_csrs, new_ca
 
-import spoolca.audit
-import spoolca.pipeline
+import spoolca.process.batch
+import spoolca.register.audit
 from spoolca.config import load_config
 from spoolca.log import configure_logging
 from spoolca.openpgp import stop_agent
-from spoolca.store import Store, Tx
+from spoolca.register.store import Store, Tx
 
 
 def big_log(work: Path, entries: int) -> tuple[Path, float]:
@@ -78,12 +78,12 @@ def overhead(work: Path, count: int) -> tuple[float, float]:
         return wrapper
 
     Tx.record = timed(Tx.record)
-    spoolca.pipeline.checkpoint = timed(spoolca.audit.checkpoint)
-    spoolca.pipeline.export = timed(spoolca.audit.export)
+    spoolca.process.batch.checkpoint = timed(spoolca.register.audit.checkpoint)
+    spoolca.process.batch.export = timed(spoolca.register.audit.export)
     configure_logging(io.StringIO())
     store = Store(config.database)
     started = time.perf_counter()
-    with spoolca.pipeline.Processor(config, store) as processor:
+    with spoolca.process.batch.Processor(config, store) as processor:
         processor.run_pass()
     total = time.perf_counter() - started
     store.close()

@@ -28,8 +28,8 @@ from cryptography import x509
 sys.path.insert(0, str(Path(__file__).parent))
 from process_vs_openssl import SPOOLCA, new_ca
 
-from spoolca.crl import RevokedEntry, encode_entry
-from spoolca.store import parse_time
+from spoolca.register.store import parse_time
+from spoolca.x509.crl import RevokedEntry, encode_entry
 
 REASONS = ["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
            "unspecified"]

@@ -22,7 +22,7 @@ def main() -> int:
     env = {**os.environ, "SPOOLCA_FUZZ_EXAMPLES": str(examples)}
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
          "tests/test_fuzz.py", "-k", "not Golden and not SpoolNames",
          "--hypothesis-show-statistics"],
         cwd=ROOT, env=env, capture_output=True, text=True)

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from spoolca import __version__
 from spoolca.config import Config, load_config
 from spoolca.errors import SpoolcaError, UsageError
-from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
+from spoolca.keys.algorithms import DEFAULT_KEY_TYPE, KEY_TYPES
 from spoolca.log import configure_logging, record_traceback
-from spoolca.store import Store
+from spoolca.register.store import Store
 
 if TYPE_CHECKING:
-    from spoolca.media import IngestReport
+    from spoolca.spool.media import IngestReport
 
 __all__ = ["main"]
 
@@ -88,7 +88,7 @@ def _init_passphrase(args: argparse.Namespace) -> bytes | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from spoolca.ceremony import default_intermediate_subject, init_ca
+    from spoolca.authority.ceremony import default_intermediate_subject, init_ca
     from spoolca.dn import parse_subject
 
     passphrase = _init_passphrase(args)
@@ -123,8 +123,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 # -- process, policy check ----------------------------------------------------------------
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from spoolca.daemon import hold_instance_lock
-    from spoolca.pipeline import Processor
+    from spoolca.process.batch import Processor
+    from spoolca.service.daemon import hold_instance_lock
 
     with _opened(args) as (config, store):
         hold_instance_lock(config)
@@ -142,7 +142,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def _serial(text: str, error: type[SpoolcaError] = SpoolcaError) -> str:
     """A serial from the command line, in the register's notation; `error` if not hex."""
-    from spoolca.register import normalize_serial
+    from spoolca.register.views import normalize_serial
 
     try:
         return normalize_serial(text)
@@ -163,7 +163,7 @@ def _parse_moment(text: str) -> dt.datetime:
 def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list[str]:
     """Remake CRLs now; return one line each (or why they wait for the daemon)."""
     from spoolca.errors import KeyStoreError
-    from spoolca.pipeline import Processor
+    from spoolca.process.batch import Processor
 
     try:
         with Processor(config, store, actor="cli") as processor:
@@ -177,7 +177,7 @@ def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from spoolca.revocation import revoke
+    from spoolca.authority.revocation import revoke
 
     serial = _serial(args.serial)
     invalidity = _parse_moment(args.invalidity_date) if args.invalidity_date else None
@@ -191,7 +191,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    from spoolca.pipeline import Processor
+    from spoolca.process.batch import Processor
 
     serial = _serial(args.serial)
     with _opened(args) as (config, store), Processor(config, store, actor="cli") as processor:
@@ -215,8 +215,8 @@ def cmd_crl(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from spoolca.audit import export
-    from spoolca.pipeline import Processor
+    from spoolca.process.batch import Processor
+    from spoolca.register.audit import export
 
     with _opened(args) as (config, store), Processor(config, store, actor="cli") as processor:
         processor.seal()
@@ -256,7 +256,7 @@ def _fingerprint_of(armored: str) -> str:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from spoolca.audit import verify_export
+    from spoolca.register.audit import verify_export
 
     armored, fingerprint = _audit_key_for(args)
     folder = Path(args.dir) if args.dir else _load(args).spool_dir / "outgoing" / "audit"
@@ -306,7 +306,7 @@ def _detail(data: dict[str, object]) -> str:
 
 
 def cmd_media_ingest(args: argparse.Namespace) -> int:
-    from spoolca.media import ingest_from
+    from spoolca.spool.media import ingest_from
 
     source = Path(args.dir)
     if not source.is_dir():
@@ -340,8 +340,8 @@ def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int
 
 
 def cmd_media_export(args: argparse.Namespace) -> int:
-    from spoolca.media import export_to
-    from spoolca.pipeline import Processor
+    from spoolca.process.batch import Processor
+    from spoolca.spool.media import export_to
 
     target = Path(args.dir)
     if not target.is_dir():
@@ -355,15 +355,15 @@ def cmd_media_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from spoolca.daemon import Daemon
+    from spoolca.service.daemon import Daemon
 
     configure_logging(sys.stdout)  # journald reads stdout; JSON unless on a terminal
     return Daemon(_config_path(args)).run()
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    from spoolca.dryrun import check_request
     from spoolca.fsutil import read_untrusted
+    from spoolca.process.dryrun import check_request
 
     with _opened(args) as (config, store):
         read = read_untrusted(Path(args.file), config.max_request_bytes)
@@ -383,8 +383,8 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 # -- register views --------------------------------------------------------------------
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from spoolca.register import record_as_dict, select
-    from spoolca.revocation import crl_status
+    from spoolca.authority.revocation import crl_status
+    from spoolca.register.views import record_as_dict, select
 
     now = _now()
     with _opened(args) as (config, store):
@@ -405,7 +405,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from spoolca.errors import NotFoundError
-    from spoolca.register import show_text
+    from spoolca.register.views import show_text
 
     serial = _serial(args.serial, UsageError)
     with _opened(args) as (_config, store):
@@ -417,7 +417,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_index(args: argparse.Namespace) -> int:
-    from spoolca.register import index_line
+    from spoolca.register.views import index_line
 
     now = _now()
     with _opened(args) as (_config, store):

@@ -12,6 +12,7 @@ import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -400,128 +401,7 @@ def render_config(*, passphrase_file: str | None = None) -> str:
     """
     passphrase_line = (f"file = {_toml_string(passphrase_file)}" if passphrase_file
                        else '# file = "/root/spoolca-passphrase"   # mode 0600, never in a spool')
-    return _TEMPLATE.format(passphrase_line=passphrase_line)
+    template = resources.files("spoolca").joinpath("config_template.toml").read_text()
+    return template.replace("@PASSPHRASE_LINE@", passphrase_line)
 
 
-_TEMPLATE = """\
-# spoolca configuration. Relative paths are relative to this file's directory.
-# Reference: README.md, "Configuration". Reload the daemon after a change.
-
-# Requests put at the top of spool/incoming/ get this profile; a request in
-# spool/incoming/<profile>/ gets that profile.
-default_profile = "server"
-
-# Pre-issuance lint: every certificate is first signed with a throwaway key and
-# checked with pkilint's RFC 5280 validators; any error or warning and the CA key
-# is never used for it. "pkix" (default) or "off".
-lint = "pkix"
-
-# Larger files are rejected unread (file.too_large). A CSR is rarely over 4 KiB.
-max_request_bytes = 65536
-
-[paths]
-database = "ca.db"
-keys = "keys"
-spool = "spool"
-gnupg = "gnupg"
-
-[passphrase]
-# The CA keys are encrypted at rest. The passphrase is read from the systemd
-# credential $CREDENTIALS_DIRECTORY/<credential> (LoadCredential= or
-# LoadCredentialEncrypted= in spoolca.service), else from `file`. Never from the
-# command line or the environment.
-credential = "spoolca-ca-passphrase"
-{passphrase_line}
-
-[authorities.root]
-key = "keys/root.key.pem"
-# URLs written into the certificates this CA issues (empty: left out).
-crl_url = ""      # cRLDistributionPoints, e.g. "http://pki.example.com/root.crl"
-issuer_url = ""   # authorityInfoAccess caIssuers, e.g. "http://pki.example.com/root.crt"
-# The CRL's life (nextUpdate - thisUpdate) and how long before its end the daemon
-# makes the next one. The stick must come back within crl_days - crl_refresh_days.
-crl_days = 180
-crl_refresh_days = 30
-
-[authorities.intermediate]
-key = "keys/intermediate.key.pem"
-crl_url = ""
-issuer_url = ""
-crl_days = 30
-crl_refresh_days = 10
-
-[signers]
-# Public keys (ASCII-armored, one file) of the people who may sign requests, for
-# profiles that set require_signature. Relative to this file.
-keyring = "signers.asc"
-# Who may request a revocation with a signed file in incoming/revoke/ (full
-# fingerprints). Empty: such requests are all refused; use `spoolca revoke`.
-revokers = []
-
-[media]
-# The folder `spoolca media export` writes on the stick (ingest never reads it).
-results_folder = "spoolca-results"
-
-[policy]
-# Subject attributes the policy does not name are dropped from the issued subject
-# (OpenSSL's preserve = no). emailAddress is dropped from the subject as the
-# seeds' email_in_dn = no does; client e-mail addresses go in subjectAltName.
-preserve_dn = false
-email_in_dn = false
-
-[policy.dn]
-# OpenSSL policy_match semantics: "match" must equal the issuing CA's value,
-# "supplied" must be present, "optional" may be present.
-countryName = "match"
-stateOrProvinceName = "match"
-organizationName = "match"
-organizationalUnitName = "optional"
-commonName = "supplied"
-emailAddress = "optional"
-
-[policy.max_length]
-# countryName is always exactly 2 letters. Others default to RFC 5280's bounds.
-commonName = 64
-emailAddress = 40
-
-[policy.keys]
-# Weaker settings are refused: RSA below 2048 bits is never accepted. RSA keys
-# must use exponent 65537 and pass the ROCA and Fermat checks.
-rsa_min_bits = 2048
-ec_curves = ["P-256", "P-384", "P-521"]
-allow_ed25519 = true
-
-[profiles.server]
-kind = "server"            # KU digitalSignature (+keyEncipherment for RSA), EKU serverAuth
-issuer = "intermediate"
-validity_days = 375        # capped by the issuing CA's own notAfter
-# An absent or empty list allows any valid hostname. Subdomains of a listed
-# domain are allowed.
-# allowed_domains = ["example.com", "example.org"]
-allow_wildcards = false
-allow_ip = false
-# Refuse a second valid certificate for the same subject (OpenSSL unique_subject),
-# except a renewal: within renew_before_days of its end, a certificate may be renewed
-# by the same CSR or a new one, and the old one is recorded as superseded (and
-# revoked with reason superseded if revoke_superseded = true).
-unique_subject = true
-renew_before_days = 30
-revoke_superseded = false
-
-[profiles.client]
-kind = "client"            # KU digitalSignature, EKU clientAuth; CN is a name or an e-mail
-issuer = "intermediate"
-validity_days = 375
-unique_subject = true
-
-[profiles.subca]
-kind = "subca"             # CA:TRUE pathlen:0, KU keyCertSign + cRLSign, signed by the root
-issuer = "root"
-validity_days = 1825
-unique_subject = true
-# A subordinate CA is a CA: each request must come with NAME.csr.asc, a detached
-# OpenPGP signature by one of these (full fingerprints, keys in [signers] keyring).
-# Until someone is listed, every subca request is refused.
-require_signature = true
-authorized_signers = []
-"""

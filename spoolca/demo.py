@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from spoolca.ceremony import init_ca
+from spoolca.authority.ceremony import init_ca
 from spoolca.config import load_config
-from spoolca.daemon import Daemon
 from spoolca.dn import parse_subject
-from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, write_new
-from spoolca.pipeline import Processor
-from spoolca.store import Store
+from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, move, write_new
+from spoolca.process.batch import Processor
+from spoolca.register.store import Store
+from spoolca.service.daemon import Daemon
 
 __all__ = ["run_demo"]
 
@@ -90,7 +90,7 @@ def _drop_samples(directory: Path, incoming: Path) -> list[str]:
         temp = target.with_name(f".{target.name}.part")
         atomic_write(temp, data)
         os.utime(temp, (0, 0))  # written whole: the daemon's start scan may take it at once
-        os.rename(temp, target)
+        move(temp, target)
         names.append(target.name)
     return names
 

@@ -16,7 +16,8 @@ import fcntl
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +176,28 @@ def _link_or_copy(source: Path, target: Path, mode: int) -> None:
             _write_fd(fd, source.read_bytes())
         finally:
             os.close(fd)
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename within one file system: atomic, and never over an existing file.
+
+    Every move of a spool file (claim, archive, placing a copied request) goes through
+    here; a symlink is moved as itself, never followed."""
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "refusing to move over an existing file",
+                              str(target))
+    os.rename(source, target)
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created 0600, never through a symlink)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def remove_tree(path: Path) -> None:

@@ -13,7 +13,6 @@ no valid signature are a known bug class in GnuPG wrappers (CVE-2020-10759).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import gnupg
 
 from spoolca.errors import SpoolcaError
+from spoolca.fsutil import atomic_write, ensure_dir, remove_tree
 
 __all__ = [
     "ApplianceKey",
@@ -76,8 +76,7 @@ class ApplianceKey:
     @classmethod
     def create(cls, home: Path, passphrase: bytes | None, name: str) -> ApplianceKey:
         check_home_length(home)
-        home.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(home, 0o700)
+        ensure_dir(home, 0o700)
         gpg = _gpg(home)
         params = gpg.gen_key_input(
             key_type="EDDSA", key_curve="ed25519", key_usage="sign", expire_date="0",
@@ -149,12 +148,12 @@ class Keyring:
 
     def verify(self, data: bytes, signature: bytes) -> Verdict:
         signature_file = self._home / "signature"
-        signature_file.write_bytes(signature)
+        atomic_write(signature_file, signature, durable=False)
         return _verdict(self._gpg.verify_data(str(signature_file), data))
 
     def close(self) -> None:
         stop_agent(self._home)
-        shutil.rmtree(self._home, ignore_errors=True)
+        remove_tree(self._home)
 
     def __enter__(self) -> Keyring:
         return self

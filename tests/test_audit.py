@@ -54,7 +54,7 @@ def rewrite(folder: Path, change) -> None:
 
 def rechain(lines: list[bytes]) -> list[bytes]:
     """What a forger would do: renumber and recompute every hash after an edit."""
-    from spoolca.chain import GENESIS, canonical
+    from spoolca.register.chain import GENESIS, canonical
 
     out, prev = [], GENESIS
     for seq, line in enumerate(lines, start=1):

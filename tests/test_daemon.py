@@ -147,7 +147,7 @@ class TestReload:
         wait_for(lambda: "configuration reloaded" in daemon.output(), 10, "reload")
         ca.submit("server/short.csr", pem(make_csr("short.sample.com")[1]))
         result = result_of(ca, "short")
-        from spoolca.store import parse_time
+        from spoolca.register.store import parse_time
 
         days = parse_time(result["not_after"]) - parse_time(result["not_before"])
         assert days.days == 30

@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from spoolca.config import Config, load_config, render_config
-from spoolca.csr import load_request
 from spoolca.errors import CSRError
 from spoolca.findings import CODES, Finding
-from spoolca.names import domain_allowed, hostname_problem, is_email
-from spoolca.policy import Decision, evaluate
-from spoolca.revokefiles import json_depth, parse_revocation_body
-from spoolca.spool import printable_name, safe_name
+from spoolca.process.revocations import json_depth, parse_revocation_body
+from spoolca.spool.tree import printable_name, safe_name
+from spoolca.x509.csr import load_request
+from spoolca.x509.names import domain_allowed, hostname_problem, is_email
+from spoolca.x509.policy import Decision, evaluate
 from tests.pki import make_csr, make_key, pem, subject
 
 EXAMPLES = int(os.environ.get("SPOOLCA_FUZZ_EXAMPLES", "150"))

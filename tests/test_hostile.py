@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from spoolca.csr import load_request
+from spoolca.x509.csr import load_request
 from tests.pki import CA, COMPANY, make_csr, make_key, openssl, pem, subject
 from tests.rawcsr import extension, raw_csr
 
@@ -299,7 +299,7 @@ class TestRevocationRequestsAreBounded:
         """50,000 nested brackets raised RecursionError in json.loads."""
         import datetime as dt
 
-        from spoolca.revokefiles import parse_revocation_body
+        from spoolca.process.revocations import parse_revocation_body
 
         found = parse_revocation_body(b"[" * 50_000, lambda: dt.datetime.now(dt.UTC))
         assert [f.code for f in found] == ["revoke.unparseable"]
@@ -308,7 +308,7 @@ class TestRevocationRequestsAreBounded:
         """Counter-case: the README's example is a request."""
         import datetime as dt
 
-        from spoolca.revokefiles import parse_revocation_body
+        from spoolca.process.revocations import parse_revocation_body
 
         body = json.dumps({"serial": "0A1B", "reason": "keyCompromise",
                            "invalidity_date": "2026-01-02"}).encode()

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from spoolca.chain import GENESIS, entry_hash
+from spoolca.register.chain import GENESIS, entry_hash
 from tests.pki import (
     CA,
     CREATED,

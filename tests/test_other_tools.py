@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from spoolca.csr import load_request
+from spoolca.x509.csr import load_request
 from tests.pki import CA, openssl
 
 SUBJECT = "/C=US/ST=New York/O=The Sample Company/CN={}"

@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from spoolca.chain import GENESIS, entry_hash
 from spoolca.config import load_config
 from spoolca.errors import ClockError
-from spoolca.pipeline import Processor
-from spoolca.store import Store
+from spoolca.process.batch import Processor
+from spoolca.register.chain import GENESIS, entry_hash
+from spoolca.register.store import Store
 from tests.pki import CA, make_csr, pem
 
 

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from spoolca.config import Config, load_config, render_config
-from spoolca.csr import load_request
 from spoolca.dn import parse_subject
-from spoolca.policy import Decision, evaluate
+from spoolca.x509.csr import load_request
+from spoolca.x509.policy import Decision, evaluate
 from tests.pki import ROOT_SUBJECT, key_pem, make_csr, make_key, openssl, pem, subject
 from tests.weak import close_primes_key, roca_key
 

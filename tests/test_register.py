@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from spoolca.register import index_line, normalize_serial
-from spoolca.store import CertificateRecord
+from spoolca.register.store import CertificateRecord
+from spoolca.register.views import index_line, normalize_serial
 from tests.pki import CA, make_csr, openssl, pem
 
 

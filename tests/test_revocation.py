@@ -13,10 +13,10 @@ import pytest
 from cryptography import x509
 
 from spoolca.config import load_config
-from spoolca.crl import MAX_CRL_NUMBER, RevokedEntry, encode_entry, sign_crl
 from spoolca.errors import SpoolcaError
-from spoolca.pipeline import Processor
-from spoolca.store import Store
+from spoolca.process.batch import Processor
+from spoolca.register.store import Store
+from spoolca.x509.crl import MAX_CRL_NUMBER, RevokedEntry, encode_entry, sign_crl
 from tests.pki import CA, make_csr, openssl, pem
 
 CRL_DIR = ("spool", "outgoing", "crl")

@@ -15,8 +15,13 @@ from spoolca.dn import oneline, parse_subject
 from spoolca.errors import KeyStoreError
 from spoolca.findings import CODES, Finding
 from spoolca.fsutil import atomic_write, publish_folder, read_untrusted, write_new
-from spoolca.keys import generate_key, load_private_key, read_passphrase, write_private_key
-from spoolca.weakkeys import fermat_factor, has_roca_fingerprint
+from spoolca.keys.algorithms import (
+    generate_key,
+    load_private_key,
+    read_passphrase,
+    write_private_key,
+)
+from spoolca.x509.weakkeys import fermat_factor, has_roca_fingerprint
 from tests.pki import PASSPHRASE
 from tests.weak import close_primes_key, roca_key
 

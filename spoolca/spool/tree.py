@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoolca.fsutil import SHARED_DIR, ensure_dir
+from spoolca.fsutil import SHARED_DIR, ensure_dir, move
 
 __all__ = [
     "REQUEST_SUFFIXES",
@@ -198,8 +198,8 @@ class Spool:
         try:
             if isinstance(signature, Path):
                 moved_signature = folder / signature.name
-                os.rename(signature, moved_signature)
-            os.rename(source, target)
+                move(signature, moved_signature)
+            move(source, target)
         except FileNotFoundError:
             if not folder.is_dir() and os.path.lexists(source):
                 ensure_dir(folder, SHARED_DIR)
@@ -257,6 +257,6 @@ def archive_file(archive: Path, path: Path, file_name: str, output_name: str,
         counter += 1
         target = archive / f"{output_name}.{counter}{suffix}"
     if signature is not None and os.path.lexists(signature):
-        os.rename(signature, target.with_name(target.name + signature.suffix))
-    os.rename(path, target)
+        move(signature, target.with_name(target.name + signature.suffix))
+    move(path, target)
     return target

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from spoolca.keys import PrivateKey, PublicKey, signature_hash
+from spoolca.keys.algorithms import PrivateKey, PublicKey, signature_hash
 
 __all__ = ["FileKeySigner"]
 

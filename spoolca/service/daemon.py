@@ -34,16 +34,16 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from spoolca.authority.revocation import crl_status
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, SpoolcaError
 from spoolca.fsutil import being_written, instance_lock
 from spoolca.log import get_logger
-from spoolca.notify import Notifier
-from spoolca.pipeline import BATCH_SIZE, Processor, utc_now
-from spoolca.revocation import crl_status
-from spoolca.revokefiles import process_revocations
-from spoolca.spool import REQUEST_SUFFIXES, Claimed
-from spoolca.store import Store
+from spoolca.process.batch import BATCH_SIZE, Processor, utc_now
+from spoolca.process.revocations import process_revocations
+from spoolca.register.store import Store
+from spoolca.service.notify import Notifier
+from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
 
 __all__ = ["Daemon", "hold_instance_lock"]
 
@@ -57,7 +57,7 @@ CRL_CHECK_SECONDS = 1.0    # how often the worker asks the register whether a CR
 CRL_RETRY_SECONDS = 60.0   # after a failure (clock, lint), not every turn
 SEAL_SECONDS = 300.0       # a checkpoint at least this often while anything happened
 MAX_BACKOFF = 60.0         # the longest wait between retries of a fault (disk full, ...)
-_log = get_logger("spoolca.daemon")
+_log = get_logger("spoolca.service.daemon")
 _WAKE = ("wake", "")
 
 

@@ -20,17 +20,23 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spoolca.config import Config
-from spoolca.fsutil import atomic_write, ensure_dir, read_untrusted, sync_filesystem
+from spoolca.fsutil import (
+    atomic_write,
+    ensure_dir,
+    move,
+    read_untrusted,
+    remove_tree,
+    sync_filesystem,
+)
 from spoolca.openpgp import ApplianceKey
-from spoolca.spool import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES, companion
-from spoolca.store import Store
+from spoolca.register.store import Store
+from spoolca.spool.tree import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES, companion
 
 __all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
 
@@ -151,7 +157,7 @@ def _place(folder: Path, name: str, data: bytes) -> Path:
     target = folder / name
     temp = folder / f".{name}.part"
     atomic_write(temp, data)
-    os.rename(temp, target)
+    move(temp, target)
     return target
 
 
@@ -248,7 +254,7 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
     medium = identify(target)
     root = target / config.results_folder
     if root.exists():
-        shutil.rmtree(root)  # our own folder on the stick: replaced whole each trip
+        remove_tree(root)  # our own folder on the stick: replaced whole each trip
     outgoing = config.spool_dir / "outgoing"
     names = [n for n in store.outputs_from_medium(medium.key) if (outgoing / n).is_dir()]
     for name in names:

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from spoolca import der
 from spoolca.errors import SpoolcaError
 from spoolca.findings import Finding
-from spoolca.issuer import IssuingCA
-from spoolca.keys import verify_signature
+from spoolca.keys.algorithms import verify_signature
+from spoolca.x509.issuer import IssuingCA
 
 __all__ = ["MAX_CRL_NUMBER", "REASONS", "CRLLinter", "RevokedEntry", "encode_entry",
            "sign_crl"]

@@ -1,7 +1,7 @@
 """Signers: the only objects that touch a CA private key.
 
 A signer signs certificate and CRL builders with the hash the key type requires
-(`spoolca.keys.signature_hash`). The file-key signer is the default; a PKCS#11 (HSM)
+(`spoolca.keys.algorithms.signature_hash`). The file-key signer is the default; a PKCS#11 (HSM)
 signer would implement the same two methods.
 """
 
@@ -11,7 +11,7 @@ from typing import Protocol
 
 from cryptography import x509
 
-from spoolca.keys import PublicKey
+from spoolca.keys.algorithms import PublicKey
 
 __all__ = ["Signer"]
 

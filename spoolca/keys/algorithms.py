@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from spoolca.errors import KeyStoreError
 from spoolca.fsutil import write_new
-from spoolca.keywrap import encrypt_pkcs8_pem
+from spoolca.keys.keywrap import encrypt_pkcs8_pem
 
 __all__ = [
     "DEFAULT_KEY_TYPE",

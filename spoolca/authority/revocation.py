@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import fcntl
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.config import Config
-from spoolca.crl import REASONS, CRLLinter, RevokedEntry, encode_entry, sign_crl
 from spoolca.errors import ClockError, NotFoundError, SpoolcaError
-from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir
-from spoolca.issuer import IssuingCA
+from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.log import get_logger
-from spoolca.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
+from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
+from spoolca.x509.crl import REASONS, CRLLinter, RevokedEntry, encode_entry, sign_crl
+from spoolca.x509.issuer import IssuingCA
 
 __all__ = [
     "CRLStatus",
@@ -36,7 +34,7 @@ __all__ = [
 ]
 
 AUTHORITIES = ("root", "intermediate")
-_log = get_logger("spoolca.revocation")
+_log = get_logger("spoolca.authority.revocation")
 
 
 def _pending_key(authority: str) -> str:
@@ -190,16 +188,12 @@ def _pem(der: bytes) -> bytes:
 
 def _write(store: Store, folder: Path, record: CRLRecord, der: bytes, pem: bytes) -> None:
     ensure_dir(folder, 0o755)
-    lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(folder / ".lock"):
         latest = store.latest_crl(record.authority)
         if latest is not None and latest.number > record.number:
             return  # a newer CRL was recorded (and is being published) meanwhile
         atomic_write(folder / f"{record.authority}.crl", der)
         atomic_write(folder / f"{record.authority}.crl.pem", pem)
-    finally:
-        os.close(lock)
 
 
 def _write_schedule(config: Config, store: Store, folder: Path) -> None:

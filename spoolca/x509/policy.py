@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from spoolca.config import Policy, Profile
-from spoolca.csr import Request
 from spoolca.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.findings import Finding
-from spoolca.names import domain_allowed, hostname_problem, is_email, parse_ip
-from spoolca.profiles import Grant, grant
-from spoolca.weakkeys import fermat_factor, has_roca_fingerprint
+from spoolca.x509.csr import Request
+from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
+from spoolca.x509.profiles import Grant, grant
+from spoolca.x509.weakkeys import fermat_factor, has_roca_fingerprint
 
 __all__ = ["Decision", "evaluate"]
 

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from spoolca.keys import PublicKey
+from spoolca.keys.algorithms import PublicKey
 
 __all__ = ["CAURLs", "Extension", "Grant", "ca_extensions", "grant", "leaf_extensions"]
 

@@ -16,25 +16,25 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from spoolca.authorization import SignerCheck
-from spoolca.crl import REASONS
-from spoolca.csr import request_sha256
+from spoolca.authority.revocation import revoke
 from spoolca.errors import SpoolcaError
 from spoolca.findings import Finding
 from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
 from spoolca.log import get_logger
-from spoolca.register import normalize_serial
-from spoolca.results import Outcome, result_json
-from spoolca.revocation import revoke
-from spoolca.spool import Claimed
+from spoolca.process.authorization import SignerCheck
+from spoolca.register.views import normalize_serial
+from spoolca.spool.results import Outcome, result_json
+from spoolca.spool.tree import Claimed
+from spoolca.x509.crl import REASONS
+from spoolca.x509.csr import request_sha256
 
 if TYPE_CHECKING:
-    from spoolca.pipeline import Processor
+    from spoolca.process.batch import Processor
 
 __all__ = ["RevocationRequest", "json_depth", "parse_revocation", "parse_revocation_body",
            "process_revocations"]
 
-_log = get_logger("spoolca.revokefiles")
+_log = get_logger("spoolca.process.revocations")
 _KEYS = {"serial", "reason", "invalidity_date"}
 MAX_BODY_BYTES = 16 * 1024  # the documented format needs about 100 bytes
 

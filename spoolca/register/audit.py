@@ -1,6 +1,6 @@
 """The signed audit log: checkpoints, export, verification and review.
 
-Every state change is already an entry of the hash chain (spoolca.chain), written in the
+Every state change is already an entry of the hash chain (spoolca.register.chain), written in the
 transaction that made the change. A chain alone cannot reveal a truncated tail, a
 rollback to an older disk image or a log rewritten from some point on; what closes
 that gap is the checkpoint: `{seq, hash, time}` of the head, signed with the
@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoolca.chain import GENESIS, canonical
 from spoolca.fsutil import atomic_write, ensure_dir
 from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
-from spoolca.store import Store, format_time
+from spoolca.register.chain import GENESIS, canonical
+from spoolca.register.store import Store, format_time
 
 __all__ = ["Damage", "checkpoint", "export", "iter_exported", "verify_export"]
 

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.errors import SpoolcaError
 from spoolca.findings import Finding
-from spoolca.keys import PublicKey
-from spoolca.lint import CertificateLinter
-from spoolca.profiles import CAURLs, Extension, leaf_extensions
-from spoolca.signers import Signer
+from spoolca.keys.algorithms import PublicKey
+from spoolca.keys.signer import Signer
+from spoolca.x509.lint import CertificateLinter
+from spoolca.x509.profiles import CAURLs, Extension, leaf_extensions
 
 __all__ = [
     "IssuingCA",

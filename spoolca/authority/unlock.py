@@ -13,12 +13,12 @@ from cryptography.hazmat.primitives import serialization
 
 from spoolca.config import Config
 from spoolca.errors import KeyStoreError
-from spoolca.issuer import IssuingCA
-from spoolca.keys import generate_like, load_private_key, read_passphrase
+from spoolca.keys.algorithms import generate_like, load_private_key, read_passphrase
+from spoolca.keys.filekey import FileKeySigner
 from spoolca.openpgp import ApplianceKey
-from spoolca.profiles import CAURLs
-from spoolca.signers.filekey import FileKeySigner
-from spoolca.store import Store
+from spoolca.register.store import Store
+from spoolca.x509.issuer import IssuingCA
+from spoolca.x509.profiles import CAURLs
 
 __all__ = ["load_audit_key", "load_authorities", "load_ca_certificates"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spoolca.chain import GENESIS, entry_hash
 from spoolca.errors import StoreError
+from spoolca.register.chain import GENESIS, entry_hash
 
 __all__ = [
     "CRLRecord",

@@ -2,7 +2,8 @@
 
 Writing thousands of small files is kernel work plus Python glue between system calls;
 done on a thread it fights the deciding thread for the GIL. So a large batch is handed
-to a child process (`python -m spoolca.publisher`: its own interpreter, the second core)
+to a child process (`python -m spoolca.spool.publisher`: its own interpreter, the second
+core)
 while the next batch is decided; a small one, such as the daemon's lone request, is
 published inline at once. The child dies with its parent (PR_SET_PDEATHSIG), so no
 orphan can archive work/ behind a restarted daemon. The pipe carries pickles between
@@ -26,7 +27,7 @@ from typing import BinaryIO
 
 from spoolca.errors import SpoolcaError
 from spoolca.fsutil import publish_folder, sync_filesystem
-from spoolca.spool import archive_file
+from spoolca.spool.tree import archive_file
 
 __all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher", "publish_jobs"]
 
@@ -118,7 +119,7 @@ class Publisher:
     def _start_child(self) -> subprocess.Popen[bytes]:
         if self._child is None:
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "spoolca.publisher", str(os.getpid())],
+                [sys.executable, "-m", "spoolca.spool.publisher", str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         return self._child
 

@@ -29,38 +29,38 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca.audit import checkpoint, export
-from spoolca.authority import load_audit_key, load_authorities, load_ca_certificates
-from spoolca.authorization import SignerCheck
+from spoolca.authority.revocation import (
+    due_crls,
+    mark_crl_pending,
+    publish_crls,
+    record_revocation,
+)
+from spoolca.authority.unlock import load_audit_key, load_authorities, load_ca_certificates
 from spoolca.config import Config, Profile
-from spoolca.crl import CRLLinter
-from spoolca.csr import Request, load_request, request_sha256
 from spoolca.errors import ClockError, CSRError, NotFoundError, SpoolcaError, StoreError
 from spoolca.findings import Finding
 from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
-from spoolca.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
-from spoolca.lint import CertificateLinter
 from spoolca.log import get_logger
 from spoolca.openpgp import ApplianceKey, AuditSignatureError
-from spoolca.policy import Decision, evaluate
-from spoolca.publisher import Publisher, PublishJob
-from spoolca.recovery import recorded_files, republish_missing
-from spoolca.results import (
+from spoolca.process.authorization import SignerCheck
+from spoolca.process.revocations import process_revocations
+from spoolca.register.audit import checkpoint, export
+from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
+from spoolca.spool.publisher import Publisher, PublishJob
+from spoolca.spool.recovery import recorded_files, republish_missing
+from spoolca.spool.results import (
     ChainFiles,
     Outcome,
     issued_files,
     publish_ca_files,
     rejected_files,
 )
-from spoolca.revocation import (
-    due_crls,
-    mark_crl_pending,
-    publish_crls,
-    record_revocation,
-)
-from spoolca.revokefiles import process_revocations
-from spoolca.spool import REQUEST_SUFFIXES, RESERVED_NAMES, Claimed, Spool, safe_name
-from spoolca.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
+from spoolca.spool.tree import REQUEST_SUFFIXES, RESERVED_NAMES, Claimed, Spool, safe_name
+from spoolca.x509.crl import CRLLinter
+from spoolca.x509.csr import Request, load_request, request_sha256
+from spoolca.x509.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
+from spoolca.x509.lint import CertificateLinter
+from spoolca.x509.policy import Decision, evaluate
 
 __all__ = ["BATCH_FAULTS", "BATCH_SIZE", "PassSummary", "Processor", "utc_now"]
 
@@ -68,7 +68,7 @@ BATCH_SIZE = 500
 # Faults of the machine, not of one request (disk full, I/O error, a locked register): a
 # batch that meets one rolls back whole and is retried, never answered request by request.
 BATCH_FAULTS = (sqlite3.OperationalError, OSError, StoreError)
-_log = get_logger("spoolca.pipeline")
+_log = get_logger("spoolca.process.batch")
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.findings import Finding
 from spoolca.fsutil import atomic_write
-from spoolca.store import CertificateRecord
+from spoolca.register.store import CertificateRecord
 
 __all__ = [
     "ChainFiles",

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from spoolca.authority import load_ca_certificates
+from spoolca.authority.unlock import load_ca_certificates
 from spoolca.config import Config
-from spoolca.csr import load_request
 from spoolca.errors import CSRError, UsageError
 from spoolca.findings import Finding
-from spoolca.issuer import IssuingCA, issue_leaf, new_serial
-from spoolca.keys import generate_like
-from spoolca.lint import CertificateLinter
-from spoolca.policy import evaluate
-from spoolca.profiles import CAURLs
-from spoolca.signers.filekey import FileKeySigner
-from spoolca.store import Store
+from spoolca.keys.algorithms import generate_like
+from spoolca.keys.filekey import FileKeySigner
+from spoolca.register.store import Store
+from spoolca.x509.csr import load_request
+from spoolca.x509.issuer import IssuingCA, issue_leaf, new_serial
+from spoolca.x509.lint import CertificateLinter
+from spoolca.x509.policy import evaluate
+from spoolca.x509.profiles import CAURLs
 
 __all__ = ["check_request"]
 

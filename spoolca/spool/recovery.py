@@ -15,12 +15,12 @@ from cryptography import x509
 
 from spoolca.fsutil import publish_folder, remove_tree, sync_filesystem
 from spoolca.log import get_logger
-from spoolca.results import ChainFiles, issued_files, rejected_files
-from spoolca.store import Store
+from spoolca.register.store import Store
+from spoolca.spool.results import ChainFiles, issued_files, rejected_files
 
 __all__ = ["recorded_files", "republish_missing"]
 
-_log = get_logger("spoolca.recovery")
+_log = get_logger("spoolca.spool.recovery")
 
 
 def recorded_files(store: Store, chains: dict[str, ChainFiles], *, name: str, file_name: str,

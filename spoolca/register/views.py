@@ -13,8 +13,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from spoolca.keys import describe_key
-from spoolca.store import CertificateRecord, format_time, parse_time
+from spoolca.keys.algorithms import describe_key
+from spoolca.register.store import CertificateRecord, format_time, parse_time
 
 __all__ = ["index_line", "normalize_serial", "record_as_dict", "select", "show_text"]
 

@@ -17,28 +17,28 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from spoolca.audit import checkpoint, export
+from spoolca.authority.revocation import publish_crls
 from spoolca.config import Config, load_config, render_config
-from spoolca.crl import CRLLinter
 from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
 from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir
-from spoolca.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
-from spoolca.keys import (
+from spoolca.keys.algorithms import (
     PrivateKey,
     describe_key,
     generate_key,
     generate_like,
     write_private_key,
 )
-from spoolca.lint import CertificateLinter
+from spoolca.keys.filekey import FileKeySigner
 from spoolca.openpgp import ApplianceKey, check_home_length
-from spoolca.profiles import CAURLs, ca_extensions
-from spoolca.results import publish_ca_files
-from spoolca.revocation import publish_crls
-from spoolca.signers.filekey import FileKeySigner
-from spoolca.spool import Spool
-from spoolca.store import Store
+from spoolca.register.audit import checkpoint, export
+from spoolca.register.store import Store
+from spoolca.spool.results import publish_ca_files
+from spoolca.spool.tree import Spool
+from spoolca.x509.crl import CRLLinter
+from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
+from spoolca.x509.lint import CertificateLinter
+from spoolca.x509.profiles import CAURLs, ca_extensions
 
 __all__ = ["CeremonyReport", "default_intermediate_subject", "init_ca"]
 

@@ -1,0 +1,1 @@
+"""Key custody: key algorithms, encrypted key files, signers."""

@@ -1,0 +1,1 @@
+"""Processing: the CA session, batches, revocation requests, dry runs, request authorization."""

@@ -1,0 +1,1 @@
+"""The daemon (watchdog emitter -> queue -> worker) and sd_notify."""
