@@ -25,11 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from process_vs_openssl import SPOOLCA, make_csrs, new_ca
 
-import spoolca.process.batch
+import spoolca.process.session
 import spoolca.register.audit
 from spoolca.config import load_config
 from spoolca.log import configure_logging
 from spoolca.openpgp import stop_agent
+from spoolca.process.batch import BatchProcessor
+from spoolca.process.passes import run_pass
 from spoolca.register.store import Store, Tx
 
 
@@ -78,13 +80,13 @@ def overhead(work: Path, count: int) -> tuple[float, float]:
         return wrapper
 
     Tx.record = timed(Tx.record)
-    spoolca.process.batch.checkpoint = timed(spoolca.register.audit.checkpoint)
-    spoolca.process.batch.export = timed(spoolca.register.audit.export)
+    spoolca.process.session.checkpoint = timed(spoolca.register.audit.checkpoint)
+    spoolca.process.session.export = timed(spoolca.register.audit.export)
     configure_logging(io.StringIO())
     store = Store(config.database)
     started = time.perf_counter()
-    with spoolca.process.batch.Processor(config, store) as processor:
-        processor.run_pass()
+    with spoolca.process.session.CASession(config, store) as session:
+        run_pass(BatchProcessor(session))
     total = time.perf_counter() - started
     store.close()
     stop_agent(config.gnupg_dir)

@@ -123,13 +123,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 # -- process, policy check ----------------------------------------------------------------
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from spoolca.process.batch import Processor
+    from spoolca.process.batch import BatchProcessor
+    from spoolca.process.passes import run_pass
+    from spoolca.process.session import CASession
     from spoolca.service.daemon import hold_instance_lock
 
     with _opened(args) as (config, store):
         hold_instance_lock(config)
-        with Processor(config, store) as processor:
-            summary = processor.run_pass()
+        with CASession(config, store) as session:
+            summary = run_pass(BatchProcessor(session))
     total = len(summary.outcomes)
     print(f"processed {total} request(s): {summary.issued} issued, {summary.rejected} rejected, "
           f"{summary.republished} re-published; results in {config.spool_dir / 'outgoing'}/")
@@ -163,11 +165,11 @@ def _parse_moment(text: str) -> dt.datetime:
 def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list[str]:
     """Remake CRLs now; return one line each (or why they wait for the daemon)."""
     from spoolca.errors import KeyStoreError
-    from spoolca.process.batch import Processor
+    from spoolca.process.session import CASession
 
     try:
-        with Processor(config, store, actor="cli") as processor:
-            made = processor.refresh_crls(names)
+        with CASession(config, store, actor="cli") as session:
+            made = session.refresh_crls(names)
     except KeyStoreError as exc:
         return [f"the CRL is not remade yet ({exc}); the daemon remakes it on its next turn, "
                 "or run `spoolca crl` where the passphrase is available"]
@@ -177,12 +179,13 @@ def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from spoolca.authority.revocation import revoke
+    from spoolca.process.session import CASession
 
     serial = _serial(args.serial)
     invalidity = _parse_moment(args.invalidity_date) if args.invalidity_date else None
     with _opened(args) as (config, store):
-        record = revoke(store, serial, args.reason, invalidity, _now(), "cli")
+        with CASession(config, store, actor="cli") as session:
+            record = session.revoke(serial, args.reason, invalidity)
         verb = "lifted the hold on" if args.reason == "removeFromCRL" else "revoked"
         print(f"{verb} {serial} ({record.subject}), reason {args.reason}")
         for line in _publish_crls(config, store, [record.issuer]):
@@ -191,11 +194,13 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    from spoolca.process.batch import Processor
+    from spoolca.process.batch import BatchProcessor
+    from spoolca.process.renewal import renew
+    from spoolca.process.session import CASession
 
     serial = _serial(args.serial)
-    with _opened(args) as (config, store), Processor(config, store, actor="cli") as processor:
-        outcome = processor.renew(serial)
+    with _opened(args) as (config, store), CASession(config, store, actor="cli") as session:
+        outcome = renew(BatchProcessor(session), serial)
         if outcome.status != "issued":
             codes = ", ".join(f"{f.code} ({f.message})" for f in outcome.findings)
             raise SpoolcaError(f"certificate {serial} was not renewed: {codes}")
@@ -215,13 +220,13 @@ def cmd_crl(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from spoolca.process.batch import Processor
+    from spoolca.process.session import CASession
     from spoolca.register.audit import export
 
-    with _opened(args) as (config, store), Processor(config, store, actor="cli") as processor:
-        processor.seal()
+    with _opened(args) as (config, store), CASession(config, store, actor="cli") as session:
+        session.seal()  # the audit key alone is unlocked
         folder = Path(args.target) if args.target else config.spool_dir / "outgoing" / "audit"
-        last = export(store, folder, processor.audit_key)
+        last = export(store, folder, session.audit_key())
         if args.target:
             with store.transaction("cli", _now()) as tx:
                 tx.record("audit.exported", {"folder": str(folder), "through_seq": last})
@@ -326,8 +331,9 @@ def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int
     """Until the daemon has answered every request taken from the stick, or the deadline."""
     import time
 
+    # Revocation requests too: they are answered (result.json) like CSRs.
     shas = [str(item["sha256"]) for item in report.copied
-            if not str(item["as"]).startswith("revoke/")]
+            if not str(item["as"]).lower().endswith((".asc", ".sig"))]
     deadline = time.monotonic() + seconds
     while (answered := store.answered(shas)) < len(shas):
         if time.monotonic() > deadline:
@@ -340,15 +346,15 @@ def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int
 
 
 def cmd_media_export(args: argparse.Namespace) -> int:
-    from spoolca.process.batch import Processor
+    from spoolca.process.session import CASession
     from spoolca.spool.media import export_to
 
     target = Path(args.dir)
     if not target.is_dir():
         raise UsageError(f"{target} is not a directory: give the mounted stick's folder")
-    with _opened(args) as (config, store), Processor(config, store, actor="media") as processor:
-        processor.seal()  # the stick carries the latest signed head
-        root, names = export_to(config, store, processor.audit_key, target, _now())
+    with _opened(args) as (config, store), CASession(config, store, actor="media") as session:
+        session.seal()  # the stick carries the latest signed head; only the audit key opens
+        root, names = export_to(config, store, session.audit_key(), target, _now())
     print(f"wrote {len(names)} result(s), the CA certificates, CRLs and audit log to {root}/ "
           "and synced it: the stick can be removed")
     return 0

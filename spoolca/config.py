@@ -119,6 +119,7 @@ class Config:
     passphrase_file: Path | None
     lint: str
     max_request_bytes: int
+    rescan_seconds: int  # the daemon rescans incoming/ this often, events or not
     signers_keyring: Path | None
     revokers: tuple[str, ...]
     results_folder: str
@@ -318,7 +319,8 @@ def _read_authorities(reader: _Reader, raw: Mapping[str, Any], base: Path
 _CRL_DAYS = {"root": 180, "intermediate": 30}
 _CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
 
-_TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "paths", "passphrase",
+_TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "rescan_seconds", "paths",
+             "passphrase",
              "authorities", "policy", "profiles", "signers", "media"}
 
 
@@ -354,6 +356,7 @@ def load_config(path: Path) -> Config:
         reader.problems.append(f"default_profile: {default_profile!r} is not a configured profile")
     authorities = _read_authorities(reader, raw, base)
     max_bytes = reader.positive(raw, "max_request_bytes", 65536, "")
+    rescan = reader.positive(raw, "rescan_seconds", 30, "")
     signers = reader.table(raw, "signers", "")
     reader.unknown(signers, {"keyring", "revokers"}, "signers.")
     revokers = _fingerprints(reader, signers, "revokers", "signers.")
@@ -380,6 +383,7 @@ def load_config(path: Path) -> Config:
         passphrase_file=(base / passphrase_file) if passphrase_file else None,
         lint=lint,
         max_request_bytes=max_bytes,
+        rescan_seconds=rescan,
         signers_keyring=(base / keyring) if keyring else None,
         revokers=revokers,
         results_folder=results_folder,

@@ -21,7 +21,9 @@ from spoolca.authority.ceremony import init_ca
 from spoolca.config import load_config
 from spoolca.dn import parse_subject
 from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, move, write_new
-from spoolca.process.batch import Processor
+from spoolca.process.batch import BatchProcessor
+from spoolca.process.passes import run_pass
+from spoolca.process.session import CASession
 from spoolca.register.store import Store
 from spoolca.service.daemon import Daemon
 
@@ -112,8 +114,8 @@ def run_demo(directory: Path, *, once: bool = False) -> int:
     if once:
         store = Store(config.database)
         try:
-            with Processor(config, store, actor="demo") as processor:
-                summary = processor.run_pass()
+            with CASession(config, store, actor="demo") as session:
+                summary = run_pass(BatchProcessor(session))
         finally:
             store.close()
         for outcome in summary.outcomes:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyInitializedError",
+    "AlreadyRevokedError",
     "CSRError",
     "ClockError",
     "ConfigError",
     "KeyStoreError",
     "NotFoundError",
+    "NotOnHoldError",
+    "RevocationError",
     "SpoolcaError",
     "StoreError",
     "UsageError",
@@ -58,9 +61,46 @@ class StoreError(SpoolcaError):
 class NotFoundError(SpoolcaError):
     """A serial or request named on the command line is not in the register."""
 
+    def __init__(self, message: str, *, serial: str | None = None) -> None:
+        self.serial = serial
+        super().__init__(message)
+
 
 class ClockError(SpoolcaError):
-    """The host clock cannot be trusted for issuance (invariant 8: clock guard)."""
+    """The host clock cannot be trusted for signing (invariant 8: clock guard).
+
+    `floor` is the latest time the register recorded (or a CA's notBefore), `now` what
+    the clock reads, `action` what was refused (issuance, a CRL, a revocation)."""
+
+    def __init__(self, message: str, *, floor: str | None = None, now: str | None = None,
+                 action: str = "signing") -> None:
+        self.floor, self.now, self.action = floor, now, action
+        super().__init__(message)
+
+
+class RevocationError(SpoolcaError):
+    """A revocation the register refuses; nothing was changed."""
+
+    def __init__(self, message: str, *, serial: str) -> None:
+        self.serial = serial
+        super().__init__(message)
+
+
+class AlreadyRevokedError(RevocationError):
+    """The certificate is already revoked (other than on hold)."""
+
+    def __init__(self, serial: str, reason: str, revoked_at: str) -> None:
+        self.reason, self.revoked_at = reason, revoked_at
+        super().__init__(f"certificate {serial} is already revoked ({reason}, {revoked_at})",
+                         serial=serial)
+
+
+class NotOnHoldError(RevocationError):
+    """removeFromCRL was asked for a certificate that is not on hold."""
+
+    def __init__(self, serial: str) -> None:
+        super().__init__(f"certificate {serial} is not on hold; removeFromCRL only lifts a "
+                         "certificateHold", serial=serial)
 
 
 class CSRError(SpoolcaError):

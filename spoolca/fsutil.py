@@ -200,6 +200,16 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def remove_empty_dirs(paths: Iterable[Path]) -> None:
+    """rmdir each folder that is empty now (deepest first); others are left alone."""
+    for path in sorted(set(paths), key=lambda p: len(p.parts), reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                raise
+
+
 def remove_tree(path: Path) -> None:
     """Remove a temporary tree of our own making, never following symlinks."""
     with contextlib.suppress(FileNotFoundError):

@@ -232,4 +232,4 @@ class TestFailClosed:
         again = ca.run("process")
         assert again.returncode == 1
         assert not (ca.outgoing / "three").exists()
-        assert (ca.dir / "spool" / "work" / "server" / "three.csr").exists()  # kept, waiting
+        assert (ca.incoming / "server" / "three.csr").exists()  # kept, waiting

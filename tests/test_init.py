@@ -215,7 +215,8 @@ class TestPassphraseAtRunTime:
         assert encrypted_ca.result("www")["status"] == "issued"
 
     def test_missing_passphrase_is_one_clear_sentence(self, encrypted_ca: CA):
-        """No credential, no file: exit 1, one sentence, the request waits in work/."""
+        """No credential, no file: exit 1, one sentence, the request waits in incoming/
+        (keys are unlocked before anything is claimed)."""
         from tests.pki import make_csr, pem
 
         encrypted_ca.edit_config('\nfile = "', '\n# file = "')
@@ -225,7 +226,7 @@ class TestPassphraseAtRunTime:
         assert result.stderr.strip().startswith("spoolca: the CA key")
         assert "no passphrase was found" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-        assert (encrypted_ca.dir / "spool" / "work" / "server" / "www.csr").exists()
+        assert (encrypted_ca.incoming / "server" / "www.csr").exists()
 
     def test_wrong_passphrase_is_refused(self, encrypted_ca: CA, passphrase_file):
         """A wrong passphrase: exit 1 naming the key, never printing the passphrase."""

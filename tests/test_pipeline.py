@@ -10,7 +10,9 @@ import pytest
 
 from spoolca.config import load_config
 from spoolca.errors import ClockError
-from spoolca.process.batch import Processor
+from spoolca.process.batch import BatchProcessor
+from spoolca.process.passes import run_pass
+from spoolca.process.session import CASession
 from spoolca.register.chain import GENESIS, entry_hash
 from spoolca.register.store import Store
 from tests.pki import CA, make_csr, pem
@@ -19,8 +21,8 @@ from tests.pki import CA, make_csr, pem
 def run(ca: CA, now: dt.datetime):
     store = Store(load_config(ca.config).database)
     try:
-        with Processor(load_config(ca.config), store, clock=lambda: now) as processor:
-            return processor.run_pass()
+        with CASession(load_config(ca.config), store, clock=lambda: now) as session:
+            return run_pass(BatchProcessor(session))
     finally:
         store.close()
 
@@ -36,16 +38,23 @@ class TestClockGuard:
         moment = now()
         assert run(ca, moment).issued == 1
         ca.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))
-        with pytest.raises(ClockError, match="earlier than the latest issuance"):
+        with pytest.raises(ClockError, match=r"earlier than .*, the latest time the register"):
             run(ca, moment - dt.timedelta(hours=1))
         assert os.listdir(ca.incoming / "server") == ["b.csr"]
         assert run(ca, moment + dt.timedelta(seconds=1)).issued == 1
 
-    def test_clock_outside_the_ca_validity(self, ca: CA):
-        """A clock before the CA existed (a dead RTC battery) refuses to issue."""
+    def test_clock_before_the_ca_existed(self, ca: CA):
+        """A clock before init (a dead RTC battery) is behind the register: refused."""
+        ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+        with pytest.raises(ClockError, match="earlier than"):
+            run(ca, dt.datetime(2001, 1, 1, tzinfo=dt.UTC))
+        assert os.listdir(ca.incoming / "server") == ["a.csr"]
+
+    def test_clock_after_the_ca_expired(self, ca: CA):
+        """A clock past the intermediate's notAfter refuses to issue."""
         ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
         with pytest.raises(ClockError, match="outside the intermediate CA's validity"):
-            run(ca, dt.datetime(2001, 1, 1, tzinfo=dt.UTC))
+            run(ca, dt.datetime(2199, 1, 1, tzinfo=dt.UTC))
         assert os.listdir(ca.incoming / "server") == ["a.csr"]
 
     def test_validity_is_capped_by_the_issuing_ca(self, ca: CA):
@@ -82,13 +91,18 @@ class TestAuditChain:
             assert digest == entry_hash(seq, time, event, actor, json.loads(data), prev)
             previous = digest
 
-    def test_an_edited_entry_breaks_the_chain(self, ca: CA):
-        """Counter-case: changing one byte of data no longer matches its hash."""
+    def test_an_entry_edited_in_the_register_breaks_the_chain(self, ca: CA):
+        """Counter-case: a serial changed in ca.db itself is found by recomputing the chain."""
+        import sqlite3
+
         ca.submit("server/good.csr", pem(make_csr("good.sample.com")[1]))
         run(ca, now())
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            db.execute("UPDATE audit SET data = replace(data, '\"serial\": \"', "
+                       "'\"serial\": \"00') WHERE event = 'request.issued'")
         store = Store(load_config(ca.config).database)
-        seq, time, event, actor, data, prev, digest = list(store.audit_entries())[-1]
+        entries = list(store.audit_entries())
         store.close()
-        forged = json.loads(data)
-        forged["serial"] = "00"
-        assert entry_hash(seq, time, event, actor, forged, prev) != digest
+        broken = [seq for seq, time, event, actor, data, prev, digest in entries
+                  if entry_hash(seq, time, event, actor, json.loads(data), prev) != digest]
+        assert [entries[s - 1][2] for s in broken] == ["request.issued"]

@@ -325,11 +325,15 @@ class TestExactlyOnce:
         ca.process()
         assert ca.result("ip2")["status"] == "rejected"
 
-    def test_work_left_by_a_crash_is_finished(self, ca: CA):
-        """A file claimed into work/ by a process that died is processed on the next pass."""
-        work = ca.dir / "spool" / "work" / "server"
-        work.mkdir(parents=True)
-        (work / "crashed.csr").write_bytes(pem(make_csr("crash.sample.com")[1]))
+    @pytest.mark.parametrize("claim", ["claim-0000018a2b3c4d5e-abcdef", None],
+                             ids=["claim round", "before claim rounds"])
+    def test_work_left_by_a_crash_is_finished(self, ca: CA, claim):
+        """A file claimed into work/ by a process that died is processed on the next pass,
+        in the claim-round layout and in the layout of the first release (work/PROFILE/)."""
+        work = ca.dir / "spool" / "work"
+        folder = (work / claim if claim else work) / "server"
+        folder.mkdir(parents=True)
+        (folder / "crashed.csr").write_bytes(pem(make_csr("crash.sample.com")[1]))
         ca.process()
         assert ca.result("crashed")["status"] == "issued"
         assert os.listdir(work) == []

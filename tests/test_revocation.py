@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 
 from spoolca.config import load_config
-from spoolca.errors import SpoolcaError
-from spoolca.process.batch import Processor
+from spoolca.errors import ClockError, SpoolcaError
+from spoolca.process.session import CASession
 from spoolca.register.store import Store
 from spoolca.x509.crl import MAX_CRL_NUMBER, RevokedEntry, encode_entry, sign_crl
 from tests.pki import CA, make_csr, openssl, pem
@@ -189,31 +189,36 @@ class TestEntryEncoding:
         assert [tag for tag, _s, _e in fields] == [0x02, 0x18, 0x30]
 
 
+def refresh(config, moment: dt.datetime):
+    """The intermediate's CRL made in-process with the clock reading `moment`."""
+    store = Store(config.database)
+    try:
+        with CASession(config, store, clock=lambda: moment) as session:
+            return session.refresh_crls(["intermediate"])
+    finally:
+        store.close()
+
+
 class TestCRLNumbers:
-    def test_numbers_increase_even_with_the_clock_set_back(self, ca: CA):
-        """CRLNumber comes from the register: a clock an hour behind still gets number + 1."""
+    def test_a_clock_set_back_publishes_no_crl(self, ca: CA):
+        """A CRL older than the last one (it would be expired, or replace a newer one)
+        is refused by the clock guard; nothing is recorded or written."""
         config = load_config(ca.config)
-        numbers = []
-        for offset in (7200, 3600, 0):  # each run an hour behind the one before
-            store = Store(config.database)
-
-            def clock(o: int = offset) -> dt.datetime:
-                return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=o)
-
-            try:
-                with Processor(config, store, clock=clock) as processor:
-                    numbers.append(processor.refresh_crls(["intermediate"])[0].number)
-            finally:
-                store.close()
-        assert numbers == sorted(numbers) and len(set(numbers)) == 3
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+        assert refresh(config, later)[0].number == 2  # init made #1
+        published = (ca.outgoing / "crl" / "intermediate.crl").read_bytes()
+        with pytest.raises(ClockError, match="earlier than"):
+            refresh(config, later - dt.timedelta(days=100))
+        assert (ca.outgoing / "crl" / "intermediate.crl").read_bytes() == published
+        assert refresh(config, later + dt.timedelta(seconds=5))[0].number == 3
 
     def test_crl_number_limit(self, ca: CA):
         """2^159 and above is refused (RFC 5280 5.2.3; the library does not check)."""
         config = load_config(ca.config)
         store = Store(config.database)
         try:
-            with Processor(config, store) as processor:
-                authority = processor.unlock()["intermediate"]
+            with CASession(config, store) as session:
+                authority = session.authority("intermediate")
         finally:
             store.close()
         now = dt.datetime.now(dt.UTC)

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.config import Config
-from spoolca.errors import ClockError, NotFoundError, SpoolcaError
+from spoolca.errors import (
+    AlreadyRevokedError,
+    ClockError,
+    NotFoundError,
+    NotOnHoldError,
+    RevocationError,
+)
 from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.log import get_logger
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
@@ -25,12 +31,13 @@ from spoolca.x509.issuer import IssuingCA
 
 __all__ = [
     "CRLStatus",
+    "check_reason",
     "crl_status",
     "due_crls",
     "mark_crl_pending",
     "publish_crls",
     "record_revocation",
-    "revoke",
+    "revoke_in",
 ]
 
 AUTHORITIES = ("root", "intermediate")
@@ -53,38 +60,42 @@ def record_revocation(tx: Tx, serial: str, reason: str, invalidity: dt.datetime 
     tx.revoke(serial, reason, format_time(invalidity) if invalidity else None, entry)
 
 
-def revoke(store: Store, serial: str, reason: str, invalidity: dt.datetime | None,
-           now: dt.datetime, actor: str, requested_by: str | None = None) -> CertificateRecord:
-    """Record a revocation (or, with removeFromCRL, lift a hold); nothing changes on error."""
+def check_reason(serial: str, reason: str, invalidity: dt.datetime | None,
+                 now: dt.datetime) -> None:
+    """A reason by its OpenSSL name, and an invalidity date not in the future."""
     if reason not in REASONS:
-        raise SpoolcaError(f"{reason!r} is not a revocation reason; use one of "
-                           f"{', '.join(REASONS)}")
+        raise RevocationError(f"{reason!r} is not a revocation reason; use one of "
+                              f"{', '.join(REASONS)}", serial=serial)
     if invalidity is not None and invalidity > now:
-        raise SpoolcaError("the invalidity date is in the future; give the time the key was "
-                           "(or may have been) compromised")
-    with store.transaction(actor, now) as tx:
-        record = tx.certificate(serial)
-        if record is None:
-            raise NotFoundError(f"no certificate with serial {serial} in the register")
-        on_hold = record.revocation_reason == "certificateHold"
-        if reason == "removeFromCRL":
-            if not on_hold:
-                raise SpoolcaError(f"certificate {serial} is not on hold; removeFromCRL only "
-                                   "lifts a certificateHold")
-            tx.unrevoke(serial)
-        elif record.revoked_at and not on_hold:
-            raise SpoolcaError(f"certificate {serial} is already revoked "
-                               f"({record.revocation_reason}, {record.revoked_at})")
-        else:
-            record_revocation(tx, serial, reason, invalidity)
-        mark_crl_pending(tx, record.issuer)
-        tx.record("certificate.revoked" if reason != "removeFromCRL" else
-                  "certificate.unheld", {"serial": serial, "reason": reason,
-                                         "issuer": record.issuer, "subject": record.subject,
-                                         "invalidity_date": format_time(invalidity)
-                                         if invalidity else None,
-                                         "requested_by": requested_by})
-        updated = tx.certificate(serial)
+        raise RevocationError("the invalidity date is in the future; give the time the key "
+                              "was (or may have been) compromised", serial=serial)
+
+
+def revoke_in(tx: Tx, serial: str, reason: str, invalidity: dt.datetime | None,
+              requested_by: str | None = None) -> CertificateRecord:
+    """In the caller's transaction: revoke (or, with removeFromCRL, lift a hold).
+
+    Raises NotFoundError, AlreadyRevokedError or NotOnHoldError; nothing changes then."""
+    record = tx.certificate(serial)
+    if record is None:
+        raise NotFoundError(f"no certificate with serial {serial} in the register",
+                            serial=serial)
+    on_hold = record.revocation_reason == "certificateHold"
+    if reason == "removeFromCRL":
+        if not on_hold:
+            raise NotOnHoldError(serial)
+        tx.unrevoke(serial)
+    elif record.revoked_at and not on_hold:
+        raise AlreadyRevokedError(serial, record.revocation_reason or "?", record.revoked_at)
+    else:
+        record_revocation(tx, serial, reason, invalidity)
+    mark_crl_pending(tx, record.issuer)
+    tx.record("certificate.revoked" if reason != "removeFromCRL" else "certificate.unheld",
+              {"serial": serial, "reason": reason, "issuer": record.issuer,
+               "subject": record.subject,
+               "invalidity_date": format_time(invalidity) if invalidity else None,
+               "requested_by": requested_by})
+    updated = tx.certificate(serial)
     assert updated is not None
     return updated
 
@@ -150,14 +161,22 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
         ca = authorities[name]
         if not ca.certificate.not_valid_before_utc <= now <= ca.certificate.not_valid_after_utc:
             raise ClockError(f"the clock reads {format_time(now)}, outside the {name} CA's "
-                             "validity: no CRL was made")
+                             "validity: no CRL was made", now=format_time(now), action="a CRL")
         days = config.authorities[name].crl_days
         next_update = min(now + dt.timedelta(days=days), ca.certificate.not_valid_after_utc)
         with store.transaction(actor, now) as tx:
             latest = store.latest_crl(name)
             if latest is not None and format_time(now) < latest.this_update:
-                _log.warning("the clock is behind the last CRL; numbering stays increasing",
-                             authority=name, last_this_update=latest.this_update)
+                # Never a CRL older than the one relying parties hold (the session's clock
+                # guard refuses first; this is the last line).
+                raise ClockError(f"the clock reads {format_time(now)}, earlier than CRL "
+                                 f"#{latest.number}'s thisUpdate {latest.this_update}: no CRL "
+                                 "was made; set the system clock", floor=latest.this_update,
+                                 now=format_time(now), action="a CRL")
+            if next_update <= now:
+                raise ClockError(f"the {name} CA expires at {format_time(next_update)}: a CRL "
+                                 "made now would already be expired", now=format_time(now),
+                                 action="a CRL")
             number = tx.next_crl_number(name)
             entries = _entries(tx, name)
             der = sign_crl(ca, entries, number=number, this_update=now,

@@ -2,40 +2,49 @@
 
 The format, documented in the README:
 
-    {"serial": "0A1B...", "reason": "keyCompromise", "invalidity_date": "2026-11-20"}
+    {"serial": "0A1B...", "reason": "keyCompromise", "invalidity_date": "2026-11-20",
+     "request_id": "2026-11-23 lost laptop"}
 
-`reason` and `invalidity_date` are optional (unspecified; none). Every request must be
-signed (detached, NAME.json.asc) by one of `[signers] revokers`; anything else is
-refused with the reasons in outgoing/NAME/result.json, and nothing is revoked.
+`reason`, `invalidity_date` and `request_id` are optional. Every request must be signed
+(detached, NAME.json.asc) by one of `[signers] revokers`; anything else is refused with
+the reasons in outgoing/NAME/result.json, and nothing is revoked.
+
+Revocation requests have the request lifecycle (invariant 10): claimed into work/ like
+CSRs, identified by the SHA-256 of the file, answered exactly once in the same
+transaction as the revocation itself, finished after a crash as revocations. The same
+bytes again are answered with the earlier result and never applied again: a signed
+certificateHold brought back after the hold was lifted does not hold the certificate a
+second time. A new request with the same content must differ (a new `request_id`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
-from spoolca.authority.revocation import revoke
-from spoolca.errors import SpoolcaError
+from spoolca.authority.revocation import revoke_in
+from spoolca.errors import NotFoundError, RevocationError, SpoolcaError
 from spoolca.findings import Finding
-from spoolca.fsutil import publish_folder, read_untrusted, sync_filesystem
+from spoolca.fsutil import read_untrusted
 from spoolca.log import get_logger
 from spoolca.process.authorization import SignerCheck
+from spoolca.process.batch import BATCH_FAULTS
+from spoolca.process.session import CASession
+from spoolca.register.store import Status, SubmissionRecord, Tx
 from spoolca.register.views import normalize_serial
-from spoolca.spool.results import Outcome, result_json
+from spoolca.spool.publisher import PublishJob
+from spoolca.spool.recovery import recorded_files
+from spoolca.spool.results import Outcome, revocation_files
 from spoolca.spool.tree import Claimed
 from spoolca.x509.crl import REASONS
 from spoolca.x509.csr import request_sha256
 
-if TYPE_CHECKING:
-    from spoolca.process.batch import Processor
-
-__all__ = ["RevocationRequest", "json_depth", "parse_revocation", "parse_revocation_body",
-           "process_revocations"]
+__all__ = ["RevocationRequest", "answer_revocations", "json_depth", "parse_revocation",
+           "parse_revocation_body"]
 
 _log = get_logger("spoolca.process.revocations")
-_KEYS = {"serial", "reason", "invalidity_date"}
+_KEYS = {"serial", "reason", "invalidity_date", "request_id"}
 MAX_BODY_BYTES = 16 * 1024  # the documented format needs about 100 bytes
 
 
@@ -104,7 +113,8 @@ def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
     try:
         body = json.loads(data)
         if not isinstance(body, dict) or set(body) - _KEYS or "serial" not in body:
-            raise ValueError("keys must be serial, and optionally reason and invalidity_date")
+            raise ValueError("keys must be serial, and optionally reason, invalidity_date "
+                             "and request_id")
         serial = normalize_serial(str(body["serial"]))
         reason = str(body.get("reason", "unspecified"))
         invalidity_text = body.get("invalidity_date")
@@ -112,6 +122,9 @@ def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
         if invalidity_text:
             invalidity = dt.datetime.fromisoformat(str(invalidity_text).replace("Z", "+00:00"))
             invalidity = invalidity if invalidity.tzinfo else invalidity.replace(tzinfo=dt.UTC)
+        request_id = body.get("request_id")
+        if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 200):
+            raise ValueError("request_id must be a string of at most 200 characters")
     except (ValueError, TypeError, OverflowError, SpoolcaError) as exc:
         detail = str(exc).split("\n")[0][:200]
         return [Finding("revoke.unparseable", f"not a revocation request: {detail}")]
@@ -125,83 +138,108 @@ def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
     return findings or (serial, reason, invalidity)
 
 
-def refusal_of(error: SpoolcaError) -> Finding:
-    """A revocation the register refused (unknown serial, already revoked), as a finding."""
-    text = str(error)
-    code = "revoke.unknown_serial" if "no certificate" in text else "revoke.already_revoked"
-    return Finding(code, text)
-
-
-def process_revocations(processor: Processor) -> list[Outcome]:
-    """Signed revocation requests in incoming/revoke/: revoke, answer, archive."""
-    folder = processor.spool.incoming / "revoke"
-    paths = sorted(p for p in folder.glob("*.json") if not p.name.startswith(".")) \
-        if folder.is_dir() else []
-    if not paths:
+def answer_revocations(session: CASession, claimed: Sequence[Claimed]) -> list[Outcome]:
+    """Answer claimed revocation requests, each in one transaction; CRLs remade once."""
+    if not claimed:
         return []
-    processor.unlock()
-    processor.require_audit_trail()
-    outcomes = []
-    for path in paths:
-        claimed = processor.spool.claim(path, "revoke")
-        if claimed is not None:
-            outcomes.append(_answer(processor, claimed))
-    if any(o.status == "revoked" for o in outcomes):
-        processor.refresh_crls()
-    processor.seal()
+    session.require_audit_trail()
+    outcomes = [_answer(session, item) for item in claimed]
+    if any(o.status == Status.REVOKED and not o.republished for o in outcomes):
+        session.refresh_crls()
+    session.seal()
     return outcomes
 
 
-def _judge(processor: Processor, claimed: Claimed, data: bytes | None,
-           read_problem: Finding | None) -> tuple[str | None, list[Finding]]:
-    """(serial, refusals): revoke if the request holds; refusals empty means revoked."""
-    config = processor.config
-    if read_problem is not None:
-        return None, [read_problem]
-    if claimed.name_problem is not None:
-        return None, [Finding("file.name_invalid", f"{claimed.file_name}: "
-                              f"{claimed.name_problem}")]
-    if config.signers_keyring is None:
-        return None, [Finding("request.signer_unknown", "no [signers] keyring is configured")]
-    limit = config.max_request_bytes
-    signature = read_untrusted(claimed.signature, limit).data if claimed.signature else None
-    parsed = parse_revocation(data or b"", signature, processor.signers(), config.revokers,
-                              processor.clock)
-    if not isinstance(parsed, RevocationRequest):
-        return None, parsed
-    try:
-        revoke(processor.store, parsed.serial, parsed.reason, parsed.invalidity,
-               processor.clock(), "revoke-request", requested_by=parsed.signer)
-    except SpoolcaError as exc:
-        return parsed.serial, [refusal_of(exc)]
-    return parsed.serial, []
-
-
-def _answer(processor: Processor, claimed: Claimed) -> Outcome:
-    store = processor.store
-    read = read_untrusted(claimed.path, processor.config.max_request_bytes)
+def _answer(session: CASession, claimed: Claimed) -> Outcome:
+    read = read_untrusted(claimed.path, session.config.max_request_bytes)
     identity = request_sha256(read.data or b"")
-    problem = Finding(read.problem or "file.unreadable", read.detail) if read.data is None \
-        else None
+    now = session.now("revocation")
+    with session.store.transaction("revoke-request", now) as tx:
+        earlier = session.store.earlier_answer(identity, "revoke") if read.data else None
+        if earlier is not None:
+            outcome = _republished(session, tx, claimed, identity, earlier)
+        else:
+            try:
+                with tx.savepoint():
+                    serial, signer, refusals = _judge(session, tx, claimed, read.data,
+                                                      read.problem, read.detail)
+            except BATCH_FAULTS:
+                raise
+            except Exception as exc:  # invariant 9: one request's failure is its own answer
+                _log.error("revocation request failed", file=claimed.file_name, exc_info=exc)
+                serial, signer, refusals = None, None, [Finding(
+                    "request.internal_error", "spoolca failed on this request; the "
+                    "operator's log has the error")]
+            outcome = _recorded(session, tx, claimed, identity, serial, signer, refusals)
+    session.publish([PublishJob(outcome.output_name, outcome.files, {}, claimed.path,
+                                claimed.file_name, claimed.signature)])
+    _log.info("revocation request", file=claimed.file_name, outcome=str(outcome.status),
+              serial=outcome.serial, republished=outcome.republished,
+              codes=[f.code for f in outcome.findings])
+    return outcome
+
+
+def _judge(session: CASession, tx: Tx, claimed: Claimed, data: bytes | None,
+           problem: str | None, detail: str) -> tuple[str | None, str | None, list[Finding]]:
+    """(serial, signer, refusals) for one request; no refusals means it was revoked."""
+    if data is None:
+        return None, None, [Finding(problem or "file.unreadable", detail)]
+    if claimed.name_problem is not None:
+        return None, None, [Finding("file.name_invalid",
+                                    f"{claimed.file_name}: {claimed.name_problem}")]
+    if not claimed.file_name.lower().endswith(".json"):
+        return None, None, [Finding("file.extension_unsupported", f"{claimed.file_name}: "
+                                    "revoke/ holds revocation requests, named *.json")]
+    if session.config.signers_keyring is None:
+        return None, None, [Finding("request.signer_unknown",
+                                    "no [signers] keyring is configured")]
+    limit = session.config.max_request_bytes
+    signature = read_untrusted(claimed.signature, limit).data if claimed.signature else None
+    parsed = parse_revocation(data, signature, session.signers(), session.config.revokers,
+                              lambda: tx_time(tx))
+    if not isinstance(parsed, RevocationRequest):
+        return None, None, parsed
     try:
-        serial, parsed = _judge(processor, claimed, read.data, problem)
-    except Exception as exc:  # invariant 9: one request's failure is its own answer
-        _log.error("revocation request failed", file=claimed.file_name, exc_info=exc)
-        serial, parsed = None, [Finding("request.internal_error", "spoolca failed on this "
-                                        "request; the operator's log has the error")]
-    status = "rejected" if parsed else "revoked"
-    reasons = [f.as_dict() for f in parsed]
-    with store.transaction("revoke-request", processor.clock()) as tx:
-        name = processor.allocate_name(tx, claimed.file_name, identity)
-        tx.add_submission(identity, claimed.file_name, name, "revoke", status, reasons, identity)
-        if parsed:
-            tx.record("revocation_request.rejected", {"file": claimed.file_name,
-                                                      "codes": [f.code for f in parsed]})
-        body = result_json(status=status, name=name, file=claimed.file_name,
-                           request_sha256=identity, profile="revoke", decided_at=tx.now,
-                           serial=serial, reasons=reasons or None)
-    publish_folder(processor.spool.outgoing / name, {"result.json": body})
-    sync_filesystem([processor.spool.outgoing])
-    processor.spool.archive_claimed(claimed, name)
-    return Outcome(name, claimed.file_name, identity, "revoke", status, serial, tuple(parsed),
-                   {"result.json": body})
+        revoke_in(tx, parsed.serial, parsed.reason, parsed.invalidity, parsed.signer)
+    except NotFoundError as exc:
+        return parsed.serial, parsed.signer, [Finding("revoke.unknown_serial", str(exc))]
+    except RevocationError as exc:
+        return parsed.serial, parsed.signer, [Finding("revoke.already_revoked", str(exc))]
+    return parsed.serial, parsed.signer, []
+
+
+def tx_time(tx: Tx) -> dt.datetime:
+    return dt.datetime.fromisoformat(tx.now)
+
+
+def _recorded(session: CASession, tx: Tx, claimed: Claimed, identity: str,
+              serial: str | None, signer: str | None, refusals: list[Finding]) -> Outcome:
+    status = Status.REJECTED if refusals else Status.REVOKED
+    reasons = [f.as_dict() for f in refusals]
+    name = session.allocate_name(tx, claimed.file_name, identity)
+    tx.add_submission(identity, claimed.file_name, name, "revoke", status, reasons, identity,
+                      signer, claim=claimed.claim, serial=serial)
+    if refusals:
+        tx.record("revocation_request.rejected", {"file": claimed.file_name, "name": name,
+                                                  "codes": [f.code for f in refusals]})
+    files = revocation_files(name=name, file_name=claimed.file_name, request_sha256=identity,
+                             decided_at=tx.now, status=status, serial=serial, reasons=reasons)
+    return Outcome(name, claimed.file_name, identity, "revoke", status, serial,
+                   tuple(refusals), files)
+
+
+def _republished(session: CASession, tx: Tx, claimed: Claimed, identity: str,
+                 earlier: SubmissionRecord) -> Outcome:
+    """The same signed bytes again: the earlier answer, never a second revocation."""
+    name = session.allocate_name(tx, claimed.file_name, identity)
+    tx.add_submission(identity, claimed.file_name, name, "revoke", earlier.status,
+                      earlier.findings, identity, claim=claimed.claim, serial=earlier.serial)
+    tx.record("request.republished", {"name": name, "file": claimed.file_name,
+                                      "request_sha256": identity,
+                                      "status": str(earlier.status), "serial": earlier.serial})
+    again = SubmissionRecord(name, identity, claimed.file_name, "revoke", earlier.status,
+                             earlier.findings, earlier.decided_at, earlier.serial)
+    files, _links = recorded_files(session.store, session.chains, again)
+    findings = tuple(Finding(r["code"], r["message"]) for r in earlier.findings)
+    return Outcome(name, claimed.file_name, identity, "revoke", earlier.status,
+                   earlier.serial, findings, files, republished=True)

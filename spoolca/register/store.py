@@ -13,24 +13,35 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spoolca.errors import StoreError
-from spoolca.register.chain import GENESIS, entry_hash
+from spoolca.register.chain import GENESIS
+from spoolca.register.records import (
+    CertificateRecord,
+    CRLRecord,
+    RequestRecord,
+    Status,
+    SubmissionRecord,
+    format_time,
+    parse_time,
+)
+from spoolca.register.tx import CERT_COLUMNS, Tx, certificate_row, request_row, valid_serial
 
 __all__ = [
     "CRLRecord",
     "CertificateRecord",
     "RequestRecord",
+    "Status",
     "Store",
+    "SubmissionRecord",
     "Tx",
     "format_time",
     "parse_time",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +81,7 @@ CREATE INDEX certificates_unencoded ON certificates (issuer)
     WHERE revoked_at IS NOT NULL AND crl_entry IS NULL;
 CREATE INDEX certificates_subject ON certificates (subject);
 CREATE INDEX certificates_not_before ON certificates (not_before);
+CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
 CREATE TABLE submissions (
     id INTEGER PRIMARY KEY,
     request_sha256 TEXT NOT NULL,
@@ -80,8 +92,11 @@ CREATE TABLE submissions (
     status TEXT NOT NULL,
     findings TEXT NOT NULL DEFAULT '[]',
     file_sha256 TEXT,  -- the submitted file's bytes, to find the stick it came from
-    signer TEXT        -- the authorized signer's fingerprint, where one was required
+    signer TEXT,       -- the authorized signer's fingerprint, where one was required
+    claim TEXT,        -- the work/CLAIM/ round it was decided in: recovery finishes, not redoes
+    serial TEXT        -- the certificate a revocation request named
 );
+CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
 CREATE INDEX submissions_output ON submissions (output_name);
 CREATE INDEX submissions_file ON submissions (file_sha256);
 CREATE TABLE media_files (
@@ -100,6 +115,7 @@ CREATE TABLE crls (
     sha256 TEXT NOT NULL,
     PRIMARY KEY (authority, number)
 );
+CREATE INDEX crls_this_update ON crls (this_update);
 CREATE TABLE checkpoints (
     seq INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,
@@ -116,238 +132,17 @@ CREATE TABLE audit (
     hash TEXT NOT NULL
 );
 """
-
-
-def format_time(moment: dt.datetime) -> str:
-    """UTC, second precision, sortable as text: 2026-11-23T12:00:00Z."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> dt.datetime:
-    """The inverse of format_time (fromisoformat: 30 times faster than strptime, which
-    matters for a CRL of 100,000 entries)."""
-    return dt.datetime.fromisoformat(text)
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateRecord:
-    """One row of the certificate register."""
-
-    serial: str
-    issuer: str
-    request_sha256: str
-    profile: str
-    subject: str
-    not_before: str
-    not_after: str
-    der: bytes
-    revoked_at: str | None
-    revocation_reason: str | None
-    invalidity_date: str | None = None
-    superseded_by: str | None = None
-
-    def status(self, now: dt.datetime) -> str:
-        """valid, revoked or expired, as `list --status` names them."""
-        if self.revoked_at:
-            return "revoked"
-        return "expired" if self.not_after <= format_time(now) else "valid"
-
-
-@dataclass(frozen=True, slots=True)
-class CRLRecord:
-    """The latest CRL of one CA, as the register remembers it."""
-
-    authority: str
-    number: int
-    this_update: str
-    next_update: str
-    entries: int
-    sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """The terminal result of one request identity (CSR DER SHA-256)."""
-
-    sha256: str
-    profile: str
-    status: str
-    decided_at: str
-    findings: list[dict[str, str]]
-    serial: str | None
-
-
-_CERT_COLUMNS = ("serial, issuer, request_sha256, profile, subject, not_before, not_after, der, "
-                 "revoked_at, revocation_reason, invalidity_date, superseded_by")
-
-
-class Tx:
-    """The operations allowed inside one transaction; each state change is audited."""
-
-    def __init__(self, conn: sqlite3.Connection, actor: str, now: dt.datetime) -> None:
-        self._conn = conn
-        self._actor = actor
-        self._now = format_time(now)
-        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
-
-    @property
-    def now(self) -> str:
-        """The transaction's time, as recorded in every row and audit entry it writes."""
-        return self._now
-
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """A nested unit: on error, undo just this part (one request) and re-raise."""
-        self._conn.execute("SAVEPOINT item")
-        seq, head = self._seq, self._head
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK TO item")
-            self._conn.execute("RELEASE item")
-            self._seq, self._head = seq, head
-            raise
-        self._conn.execute("RELEASE item")
-
-    def record(self, event: str, data: dict[str, Any]) -> None:
-        """Append one audit entry to the hash chain, in this transaction."""
-        self._seq += 1
-        digest = entry_hash(self._seq, self._now, event, self._actor, data, self._head)
-        self._conn.execute(
-            "INSERT INTO audit (seq, time, event, actor, data, prev, hash) VALUES (?,?,?,?,?,?,?)",
-            (self._seq, self._now, event, self._actor,
-             json.dumps(data, sort_keys=True, ensure_ascii=False), self._head, digest),
-        )
-        self._head = digest
-
-    def set_meta(self, key: str, value: str) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-    def add_authority(self, name: str, parent: str | None, cert_der: bytes) -> None:
-        self._conn.execute("INSERT INTO authorities (name, parent, cert_der, created_at) "
-                           "VALUES (?, ?, ?, ?)", (name, parent, cert_der, self._now))
-
-    def find_request(self, sha256: str) -> RequestRecord | None:
-        return _request_row(self._conn, sha256)
-
-    def serial_taken(self, serial: str) -> bool:
-        return self._conn.execute("SELECT 1 FROM certificates WHERE serial = ?",
-                                  (serial,)).fetchone() is not None
-
-    def valid_serial_for_subject(self, issuer: str, subject: str) -> str | None:
-        return _valid_serial(self._conn, issuer, subject, self._now)
-
-    def output_owners(self, output_name: str) -> set[str]:
-        rows = self._conn.execute("SELECT DISTINCT request_sha256 FROM submissions "
-                                  "WHERE output_name = ?", (output_name,))
-        return {row[0] for row in rows}
-
-    def add_request(self, sha256: str, profile: str, status: str, csr_der: bytes | None,
-                    findings: list[dict[str, str]], serial: str | None) -> None:
-        self._conn.execute(
-            "INSERT INTO requests (sha256, profile, status, decided_at, csr_der, findings, serial)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sha256, profile, status, self._now, csr_der, json.dumps(findings), serial),
-        )
-
-    def add_certificate(self, record: CertificateRecord) -> None:
-        self._conn.execute(
-            f"INSERT INTO certificates ({_CERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (record.serial, record.issuer, record.request_sha256, record.profile, record.subject,
-             record.not_before, record.not_after, record.der, None, None, None, None),
-        )
-
-    def set_request_serial(self, sha256: str, serial: str) -> None:
-        """A renewal: the request's one current certificate is now `serial`."""
-        self._conn.execute("UPDATE requests SET serial = ?, decided_at = ? WHERE sha256 = ?",
-                           (serial, self._now, sha256))
-
-    def certificate(self, serial: str) -> CertificateRecord | None:
-        return _certificate_row(self._conn, serial)
-
-    def revoke(self, serial: str, reason: str, invalidity: str | None, entry: bytes) -> None:
-        """Record a revocation at this transaction's time, with its CRL entry's DER."""
-        self._conn.execute("UPDATE certificates SET revoked_at = ?, revocation_reason = ?, "
-                           "invalidity_date = ?, crl_entry = ? WHERE serial = ?",
-                           (self._now, reason, invalidity, entry, serial))
-
-    def unrevoke(self, serial: str) -> None:
-        """removeFromCRL: a certificate on hold is valid again."""
-        self._conn.execute("UPDATE certificates SET revoked_at = NULL, revocation_reason = "
-                           "NULL, invalidity_date = NULL, crl_entry = NULL WHERE serial = ?",
-                           (serial,))
-
-    def set_crl_entry(self, serial: str, entry: bytes) -> None:
-        self._conn.execute("UPDATE certificates SET crl_entry = ? WHERE serial = ?",
-                           (entry, serial))
-
-    def supersede(self, serial: str, by: str) -> None:
-        self._conn.execute("UPDATE certificates SET superseded_by = ? WHERE serial = ?",
-                           (by, serial))
-
-    def unencoded_revocations(self, issuer: str) -> list[tuple[str, str, str, str | None]]:
-        """Revocations recorded without their CRL entry's DER (a migration): to encode."""
-        return self._conn.execute(
-            "SELECT serial, revoked_at, revocation_reason, invalidity_date FROM certificates "
-            "WHERE issuer = ? AND revoked_at IS NOT NULL AND crl_entry IS NULL",
-            (issuer,)).fetchall()
-
-    def crl_entries(self, issuer: str) -> list[bytes]:
-        """The stored CRL entries of every revoked certificate of one issuer."""
-        return [row[0] for row in self._conn.execute(
-            "SELECT crl_entry FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL",
-            (issuer,))]
-
-    def next_crl_number(self, authority: str) -> int:
-        """Strictly increasing per CA, from the register: never from the clock."""
-        row = self._conn.execute("SELECT MAX(number) FROM crls WHERE authority = ?",
-                                 (authority,)).fetchone()
-        return (row[0] or 0) + 1
-
-    def add_crl(self, record: CRLRecord) -> None:
-        self._conn.execute(
-            "INSERT INTO crls (authority, number, this_update, next_update, entries, sha256) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (record.authority, record.number, record.this_update,
-                                          record.next_update, record.entries, record.sha256))
-
-    def add_submission(self, request_sha256: str, file_name: str, output_name: str,
-                       profile: str, status: str, findings: list[dict[str, str]],
-                       file_sha256: str | None = None, signer: str | None = None) -> None:
-        self._conn.execute(
-            "INSERT INTO submissions (request_sha256, file_name, output_name, profile, "
-            "received_at, status, findings, file_sha256, signer) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (request_sha256, file_name, output_name, profile, self._now, status,
-             json.dumps(findings), file_sha256, signer),
-        )
-
-    def add_media_file(self, medium: str, file_sha256: str, file_name: str) -> None:
-        self._conn.execute("INSERT OR IGNORE INTO media_files VALUES (?, ?, ?, ?)",
-                           (medium, file_sha256, file_name, self._now))
-
-
-def _valid_serial(conn: sqlite3.Connection, issuer: str, subject: str, now: str) -> str | None:
-    """A valid (unrevoked, unexpired) certificate's serial for this subject, if any."""
-    row = conn.execute(
-        "SELECT serial FROM certificates WHERE subject = ? AND issuer = ? "
-        "AND revoked_at IS NULL AND not_after > ? LIMIT 1", (subject, issuer, now),
-    ).fetchone()
-    return row[0] if row else None
-
-
-def _certificate_row(conn: sqlite3.Connection, serial: str) -> CertificateRecord | None:
-    row = conn.execute(f"SELECT {_CERT_COLUMNS} FROM certificates WHERE serial = ?",
-                       (serial.upper(),)).fetchone()
-    return CertificateRecord(*row) if row else None
-
-
-def _request_row(conn: sqlite3.Connection, sha256: str) -> RequestRecord | None:
-    row = conn.execute("SELECT sha256, profile, status, decided_at, findings, serial "
-                       "FROM requests WHERE sha256 = ?", (sha256,)).fetchone()
-    if row is None:
-        return None
-    return RequestRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
+# From schema 1 (the first release): claim ids and the serial a revocation request named.
+_MIGRATIONS = {
+    1: """
+ALTER TABLE submissions ADD COLUMN claim TEXT;
+ALTER TABLE submissions ADD COLUMN serial TEXT;
+CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
+CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE INDEX crls_this_update ON crls (this_update);
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+""",
+}
 
 
 class Store:
@@ -366,13 +161,22 @@ class Store:
                 self._conn.executescript(_SCHEMA)
                 self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                    (str(SCHEMA_VERSION),))
-            version = self._conn.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"failed to open the register {path}: {exc}") from None
-        if version is None or int(version[0]) != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION:
             raise StoreError(f"the register {path} has schema {version}, expected "
                              f"{SCHEMA_VERSION}")
+
+    def _migrate(self) -> int | None:
+        """Bring an older register up to this schema, one step per transaction."""
+        while True:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else None
+            if version not in _MIGRATIONS:
+                return version
+            self._conn.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[version]}COMMIT;")
 
     def close(self) -> None:
         self._conn.close()
@@ -409,10 +213,10 @@ class Store:
         return row[0]
 
     def request(self, sha256: str) -> RequestRecord | None:
-        return _request_row(self._conn, sha256)
+        return request_row(self._conn, sha256)
 
     def certificate(self, serial: str) -> CertificateRecord | None:
-        return _certificate_row(self._conn, serial)
+        return certificate_row(self._conn, serial)
 
     def latest_crl(self, authority: str) -> CRLRecord | None:
         row = self._conn.execute(
@@ -427,18 +231,24 @@ class Store:
 
     def certificates(self) -> list[CertificateRecord]:
         """The whole register in issuance order (openssl's index.txt order)."""
-        rows = self._conn.execute(f"SELECT {_CERT_COLUMNS} FROM certificates "
+        rows = self._conn.execute(f"SELECT {CERT_COLUMNS} FROM certificates "
                                   "ORDER BY not_before, rowid")
         return [CertificateRecord(*row) for row in rows]
 
     def valid_serial_for_subject_now(self, issuer: str, now: dt.datetime
                                      ) -> Callable[[str], str | None]:
         """A read-only unique_subject lookup, for dry runs outside a transaction."""
-        return lambda subject: _valid_serial(self._conn, issuer, subject, format_time(now))
+        return lambda subject: valid_serial(self._conn, issuer, subject, format_time(now))
 
-    def latest_issuance(self) -> str | None:
-        """The latest notBefore recorded, for the clock guard (invariant 8)."""
-        row = self._conn.execute("SELECT MAX(not_before) FROM certificates").fetchone()
+    def clock_floor(self) -> str | None:
+        """The latest time the register has recorded (invariant 8): any issuance's
+        notBefore, CRL thisUpdate, revocation or audit entry. Each is an index lookup."""
+        row = self._conn.execute(
+            "SELECT MAX(t) FROM (SELECT MAX(not_before) AS t FROM certificates "
+            "UNION ALL SELECT MAX(this_update) FROM crls "
+            "UNION ALL SELECT MAX(revoked_at) FROM certificates WHERE revoked_at IS NOT NULL "
+            "UNION ALL SELECT time FROM (SELECT time FROM audit ORDER BY seq DESC LIMIT 1))"
+        ).fetchone()
         return row[0] if row else None
 
     def submissions_for(self, request_sha256: str) -> list[tuple[str, str]]:
@@ -447,16 +257,24 @@ class Store:
                                   "WHERE request_sha256 = ? ORDER BY id", (request_sha256,))
         return [(row[0], row[1]) for row in rows]
 
-    def latest_submissions(self) -> dict[str, tuple[str, str, str, str, list[dict[str, str]],
-                                                     str]]:
-        """Per output name, its latest submission: (request_sha256, file_name, profile,
-        status, findings, decided_at). What recovery re-publishes from."""
-        rows = self._conn.execute(
-            "SELECT s.output_name, s.request_sha256, s.file_name, s.profile, s.status, "
-            "s.findings, COALESCE(r.decided_at, s.received_at) FROM submissions s "
-            "LEFT JOIN requests r ON r.sha256 = s.request_sha256 ORDER BY s.id")
-        return {row[0]: (row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
-                for row in rows}
+    def latest_submissions(self) -> dict[str, SubmissionRecord]:
+        """Per output name, its latest submission: what recovery re-publishes from."""
+        rows = self._conn.execute(_SUBMISSION_SELECT + " ORDER BY s.id")
+        return {row[0]: _submission(row) for row in rows}
+
+    def decided_in_claim(self, claim: str) -> dict[tuple[str, str], str]:
+        """(profile, file name) -> output name of every submission a claim round committed:
+        after a crash, these files in work/CLAIM/ are finished (archived), not redone."""
+        rows = self._conn.execute("SELECT profile, file_name, output_name FROM submissions "
+                                  "WHERE claim = ?", (claim,))
+        return {(row[0], row[1]): row[2] for row in rows}
+
+    def earlier_answer(self, file_sha256: str, profile: str) -> SubmissionRecord | None:
+        """The first recorded answer to a file with these bytes under this profile."""
+        row = self._conn.execute(_SUBMISSION_SELECT + " WHERE s.file_sha256 = ? AND "
+                                 "s.profile = ? ORDER BY s.id LIMIT 1",
+                                 (file_sha256, profile)).fetchone()
+        return _submission(row) if row else None
 
     def answered(self, file_sha256s: list[str]) -> int:
         """How many of these files (by their bytes) already have a recorded result."""
@@ -497,3 +315,14 @@ class Store:
     def checkpoints(self, after: int = 0) -> list[tuple[int, str, str]]:
         return self._conn.execute("SELECT seq, body, signature FROM checkpoints WHERE seq > ? "
                                   "ORDER BY seq", (after,)).fetchall()
+
+
+_SUBMISSION_SELECT = (
+    "SELECT s.output_name, s.request_sha256, s.file_name, s.profile, s.status, s.findings, "
+    "COALESCE(r.decided_at, s.received_at), COALESCE(r.serial, s.serial) FROM submissions s "
+    "LEFT JOIN requests r ON r.sha256 = s.request_sha256")
+
+
+def _submission(row: tuple[Any, ...]) -> SubmissionRecord:
+    return SubmissionRecord(row[0], row[1], row[2], row[3], Status(row[4]), json.loads(row[5]),
+                            row[6], row[7])

@@ -1,55 +1,40 @@
 """`spoolca serve`: the long-running service that watches the spool.
 
-watchdog (inotify) is a wake-up call, not the source of truth: the handler only
-enqueues, one worker (this thread) does the work in order of arrival, and the spool is
-rescanned at start and on a timer, because events are lost while the daemon is down,
-watchdog drops inotify queue overflows silently (its issue #654), and mounting a stick
-raises no event. A file is taken once it was closed or renamed in, or, found by a
-scan (or reported as merely created, as a file moved in from outside is), once no
-process has it open for writing (a read lease says so), or, where that cannot be told,
-once its size and mtime have been still for SETTLE_SECONDS.
+One worker (this thread) does everything in order: the watcher (service.watch) notices
+files, the CA session owns keys, clock, recovery and publication, and each turn hands
+what is ready to the same dispatch `spoolca process` uses (process.passes). A fault of the
+machine (disk full, read-only spool, locked register) never stops the service: the
+session's recovery is retried with backoff, new work waits in incoming/, and STATUS= says
+why (invariant 9). Recovery runs at start and after a fault, never while a batch is being
+published.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import queue
 import signal
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from watchdog.events import (
-    DirCreatedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-
 from spoolca.authority.revocation import crl_status
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, SpoolcaError
-from spoolca.fsutil import being_written, instance_lock
+from spoolca.fsutil import instance_lock
 from spoolca.log import get_logger
-from spoolca.process.batch import BATCH_SIZE, Processor, utc_now
-from spoolca.process.revocations import process_revocations
-from spoolca.register.store import Store
+from spoolca.process.batch import BATCH_SIZE, BatchProcessor
+from spoolca.process.passes import answer
+from spoolca.process.session import CASession, utc_now
+from spoolca.register.store import Status, Store
 from spoolca.service.notify import Notifier
-from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
+from spoolca.service.watch import Watch
+from spoolca.spool.tree import Claimed
 
 __all__ = ["Daemon", "hold_instance_lock"]
 
-SETTLE_SECONDS = 2.0    # a file no event vouched for is taken after this long unchanged
-RESCAN_SECONDS = 30.0   # the timer rescan, for events that never came
-BATCH_WINDOW = 0.05     # after a first event, gather more for this long: one transaction
 # The longest single wait: a signal's Python handler runs only when the wait returns (a
 # C-level queue wait is not interrupted), so SIGTERM and SIGHUP act within this.
 MAX_WAIT = 0.5
@@ -58,7 +43,6 @@ CRL_RETRY_SECONDS = 60.0   # after a failure (clock, lint), not every turn
 SEAL_SECONDS = 300.0       # a checkpoint at least this often while anything happened
 MAX_BACKOFF = 60.0         # the longest wait between retries of a fault (disk full, ...)
 _log = get_logger("spoolca.service.daemon")
-_WAKE = ("wake", "")
 
 
 def hold_instance_lock(config: Config) -> int:
@@ -72,41 +56,12 @@ def hold_instance_lock(config: Config) -> int:
                            f"{config.path.parent}; stop it first (lock {lock})") from None
 
 
-class _Enqueue(FileSystemEventHandler):
-    """The watchdog handler: it only enqueues; the worker decides (watchdog's own design)."""
-
-    def __init__(self, events: queue.SimpleQueue[tuple[str, str]]) -> None:
-        self._events = events
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, FileClosedEvent):
-            self._events.put(("complete", os.fsdecode(event.src_path)))
-        elif isinstance(event, FileMovedEvent):
-            self._events.put(("complete", os.fsdecode(event.dest_path)))
-        elif isinstance(event, FileCreatedEvent):
-            self._events.put(("seen", os.fsdecode(event.src_path)))
-        elif isinstance(event, DirCreatedEvent | DirMovedEvent):
-            path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
-            # A folder named like a request is a (bad) request; any other may hold some.
-            kind = "seen" if path.lower().endswith(REQUEST_SUFFIXES) else "rescan"
-            self._events.put((kind, path))
-
-
-@dataclass(slots=True)
-class _Sighting:
-    """A file waiting in incoming/: whether an event vouched it complete, and its state."""
-
-    profile: str
-    complete: bool
-    size: int = -1
-    mtime_ns: int = -1
-
-
 @dataclass(slots=True)
 class _Counters:
     issued: int = 0
     rejected: int = 0
     republished: int = 0
+    revoked: int = 0
 
 
 class Daemon:
@@ -116,19 +71,15 @@ class Daemon:
                  clock: Callable[[], dt.datetime] = utc_now) -> None:
         self._config_path = config_path
         self._clock = clock
-        self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        self._sightings: dict[Path, _Sighting] = {}
         self._counters = _Counters()
         self._notifier = Notifier()
         self._stop = False
         self._reload = False
-        self._refusal = ""  # why issuing is refused now (clock guard), for STATUS=
+        self._refusal = ""  # why signing is refused now (clock guard, audit seal)
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
         self._next_crl_check = 0.0
         self._next_seal = 0.0
-        self._revocations_waiting = True  # look once at start
-        # A fault of the machine (disk full, read-only spool, locked register): what it
-        # is, for STATUS=, and when the recovery that retries it runs next.
+        # A fault of the machine: what it is, for STATUS=, and when recovery runs next.
         self._fault = ""
         self._fault_backoff = 0.0
         self._fault_retry_at = 0.0
@@ -140,37 +91,40 @@ class Daemon:
             self._reload = True
         else:
             self._stop = True
-        self._events.put(_WAKE)  # SimpleQueue.put is safe in a signal handler
+        self._watch.wake()
 
     # -- the service ----------------------------------------------------------------------
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT; 0 on a clean stop."""
-        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(number, self._on_signal)
-        signal.signal(signal.SIGIO, signal.SIG_IGN)  # lease breaks: see fsutil.being_written
         config = load_config(self._config_path)
         hold_instance_lock(config)
         store = Store(config.database)
-        self._processor = Processor(config, store, clock=self._clock, actor="serve")
-        observer = Observer()
+        self._open(config, store)
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_signal)
+        signal.signal(signal.SIGIO, signal.SIG_IGN)  # lease breaks: see fsutil.being_written
         try:
-            self._start(config, store, observer)
+            self._start(store)
             while not self._stop:
                 self._tick()
         finally:
             self._notifier.stopping()
-            observer.stop()
+            self._watch.stop()
             # A fault now must not turn a clean stop into a failure: each step is logged,
             # and what did not happen is done by the next start's recovery.
-            self._stop_step(self._processor.close)
+            self._stop_step(self._session.close)
             self._stop_step(lambda: self._record(store, "service.stopped", {"pid": os.getpid()}))
-            self._stop_step(self._processor.seal)
+            self._stop_step(self._session.seal)
             store.close()
-            if observer.is_alive():
-                observer.join(timeout=10)
         _log.info("stopped", **self._counter_fields())
         return 0
+
+    def _open(self, config: Config, store: Store) -> None:
+        self._config = config
+        self._session = CASession(config, store, clock=self._clock, actor="serve")
+        self._batch = BatchProcessor(self._session)
+        self._watch = Watch(self._session.spool, config.default_profile)
 
     def _stop_step(self, step: Callable[[], object]) -> None:
         try:
@@ -179,23 +133,17 @@ class Daemon:
             self._log_failure(exc)
             _log.error("not done at stop; the next start recovers it", reason=str(exc))
 
-    def _start(self, config: Config, store: Store, observer: Observer) -> None:
-        self._config = config
-        self._processor.unlock()
+    def _start(self, store: Store) -> None:
+        for name in sorted(self._session.issuers() | {"root", "intermediate"}):
+            self._session.authority(name)  # a wrong passphrase stops the start, in one line
         self._refresh_crls()
         self._attempt("recording the start", lambda: self._record(
-            store, "service.started", {"pid": os.getpid(), "config_sha256": config.sha256}))
+            store, "service.started", {"pid": os.getpid(), "config_sha256": self._config.sha256}))
         self._attempt("recovery", self._recover)
-        observer.schedule(_Enqueue(self._events), str(self._processor.spool.incoming),
-                          recursive=True, event_filter=[
-                              FileClosedEvent, FileMovedEvent, FileCreatedEvent,
-                              DirCreatedEvent, DirMovedEvent])
-        observer.start()
-        self._rescan()
-        self._next_rescan = time.monotonic() + RESCAN_SECONDS
+        self._watch.start()
+        self._next_rescan = time.monotonic() + self._config.rescan_seconds
         self._notifier.ready(self._status())
-        _log.info("ready", incoming=str(self._processor.spool.incoming),
-                  queued=len(self._sightings))
+        _log.info("ready", incoming=str(self._session.spool.incoming), queued=len(self._watch))
 
     def _record(self, store: Store, event: str, data: dict[str, object]) -> None:
         with store.transaction("serve", self._clock()) as tx:
@@ -203,7 +151,7 @@ class Daemon:
 
     def _tick(self) -> None:
         """One turn of the worker: wait for work or a timer, then do what is ready."""
-        self._gather(self._timeout())
+        self._watch.gather(self._timeout())
         self._notifier.watchdog()
         if self._reload:
             self._reload = False
@@ -211,15 +159,9 @@ class Daemon:
         if self._fault and time.monotonic() >= self._fault_retry_at:
             self._attempt("recovery", self._recover)
         if time.monotonic() >= self._next_rescan:
-            if not self._fault:
-                self._attempt("recovery", self._process_pending_work)
-            self._rescan()
-            self._revocations_waiting = True
-            self._next_rescan = time.monotonic() + RESCAN_SECONDS
-        if self._revocations_waiting:
-            self._revocations_waiting = False
-            self._take_revocations()
-        ready = self._ready() if not self._fault else []  # new work waits in incoming/
+            self._watch.rescan()  # incoming/ only: work/ is recovery's, at start or a fault
+            self._next_rescan = time.monotonic() + self._config.rescan_seconds
+        ready = self._watch.ready(BATCH_SIZE) if not self._fault else []
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
             self._attempt("a batch", lambda: self._process(ready))
@@ -233,7 +175,7 @@ class Daemon:
         """Checkpoint what happened beside batches (a revocation from the command line)."""
         self._next_seal = time.monotonic() + SEAL_SECONDS
         try:
-            self._processor.seal()
+            self._session.seal()
             if self._refusal.startswith("failed to sign"):
                 self._refusal = ""
         except Exception as exc:
@@ -242,20 +184,14 @@ class Daemon:
             self._next_seal = time.monotonic() + CRL_RETRY_SECONDS
             _log.error("audit checkpoint not signed; issuing stops until it is", reason=str(exc))
 
-    def _take_revocations(self) -> None:
-        try:
-            for outcome in process_revocations(self._processor):
-                _log.info("revocation request", file=outcome.file_name, outcome=outcome.status,
-                          serial=outcome.serial, codes=[f.code for f in outcome.findings])
-        except Exception as exc:
-            self._log_failure(exc)
-            _log.error("revocation requests not taken; retrying", reason=str(exc))
-
     def _refresh_crls(self) -> None:
         """Remake any CRL that is due (a revocation, or nextUpdate - refresh has come)."""
         self._next_crl_check = time.monotonic() + CRL_CHECK_SECONDS
         try:
-            self._processor.refresh_crls()
+            self._session.refresh_crls()
+        except ClockError as exc:
+            self._refuse(exc)
+            self._next_crl_check = time.monotonic() + CRL_RETRY_SECONDS
         except Exception as exc:
             self._log_failure(exc)
             self._next_crl_check = time.monotonic() + CRL_RETRY_SECONDS
@@ -265,107 +201,57 @@ class Daemon:
         if self._backlog and not self._refusal:
             return 0.0
         waits = [MAX_WAIT, max(0.0, self._next_rescan - time.monotonic())]
-        if self._sightings:
+        if len(self._watch):
             waits.append(0.25 if not self._refusal else 5.0)
         if self._notifier.watchdog_interval:
             waits.append(self._notifier.watchdog_interval)
         return min(waits)
 
-    # -- noticing files --------------------------------------------------------------------
-
-    def _gather(self, timeout: float) -> None:
-        """Block for the first event (or the timeout), then take what follows it shortly."""
-        try:
-            first = self._events.get(timeout=timeout) if timeout > 0 \
-                else self._events.get_nowait()
-        except queue.Empty:
-            return
-        self._note(*first)
-        deadline = time.monotonic() + BATCH_WINDOW
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                self._note(*self._events.get(timeout=remaining))
-            except queue.Empty:
-                break
-
-    def _note(self, kind: str, raw: str) -> None:
-        if kind == "wake":
-            return
-        if kind == "rescan":
-            self._rescan()
-            return
-        path = Path(raw)
-        if path.parent.name == "revoke" and path.parent.parent == self._processor.spool.incoming:
-            self._revocations_waiting = True  # taken on this turn, signature and all
-            return
-        profile = self._processor.spool.profile_of(path, self._config.default_profile)
-        if profile is None:
-            return
-        sighting = self._sightings.get(path)
-        if sighting is None:
-            self._sightings[path] = _Sighting(profile, complete=kind == "complete")
-        elif kind == "complete":
-            sighting.complete = True
-
-    def _rescan(self) -> None:
-        for path, profile in self._processor.spool.candidates(self._config.default_profile):
-            self._sightings.setdefault(path, _Sighting(profile, complete=False))
-
-    def _ready(self) -> list[tuple[Path, str]]:
-        """Sightings safe to take, in order of arrival, at most a batch."""
-        ready = []
-        now = time.time_ns()
-        for path, sighting in list(self._sightings.items()):
-            try:
-                info = path.lstat()
-            except FileNotFoundError:
-                del self._sightings[path]
-                continue
-            if sighting.complete or self._finished(path, info, sighting, now):
-                ready.append((path, sighting.profile))
-                if len(ready) >= BATCH_SIZE:
-                    break
-        return ready
-
-    @staticmethod
-    def _finished(path: Path, info: os.stat_result, sighting: _Sighting, now: int) -> bool:
-        """No event vouched for it: closed by every writer, or else settled unchanged."""
-        writing = being_written(path) if stat.S_ISREG(info.st_mode) else None
-        if writing is not None:
-            return not writing
-        still = (info.st_size, info.st_mtime_ns) == (sighting.size, sighting.mtime_ns)
-        sighting.size, sighting.mtime_ns = info.st_size, info.st_mtime_ns
-        return still and now - info.st_mtime_ns >= SETTLE_SECONDS * 1e9
-
     # -- processing --------------------------------------------------------------------------
+
+    def _refuse(self, exc: ClockError) -> None:
+        if str(exc) != self._refusal:
+            _log.error("refusing to sign", reason=str(exc), floor=exc.floor, now=exc.now)
+        self._refusal = str(exc)
 
     def _process(self, ready: list[tuple[Path, str]]) -> None:
         try:
-            self._processor.check_clock(self._clock())
+            self._session.now("issuance", self._session.issuers())
         except ClockError as exc:
-            if str(exc) != self._refusal:
-                _log.error("refusing to issue", reason=str(exc))
-            self._refusal = str(exc)
+            self._refuse(exc)
             return  # the requests stay in incoming/, retried on the next turn
         self._refusal = ""
+        claim = self._session.spool.new_claim()
         claimed: list[Claimed] = []
         for path, profile in ready:
-            del self._sightings[path]
-            item = self._processor.spool.claim(path, profile)
+            self._watch.taken(path)
+            item = self._session.spool.claim(path, profile, claim)
             if item is not None:
                 claimed.append(item)
-        self._run_batch(claimed)
+        self._answer(claimed)
 
     def _recover(self) -> None:
-        """Results the register holds are published; work/ left by a crash is finished."""
-        self._processor.recover()
-        self._process_pending_work()
+        """Ask the session to recover, then answer what it left undecided in work/."""
+        self._answer(self._session.recover())
 
-    def _process_pending_work(self) -> None:
-        """Anything a crash or a fault left claimed in work/ is finished before new work."""
-        pending = self._processor.spool.pending_work()
-        for start in range(0, len(pending), BATCH_SIZE):
-            self._run_batch(pending[start:start + BATCH_SIZE])
+    def _answer(self, claimed: list[Claimed]) -> None:
+        """Answer claimed files; a fault propagates to `_attempt`, the files wait in work/."""
+        if not claimed:
+            return
+        try:
+            outcomes = answer(self._batch, claimed)
+        except ClockError as exc:
+            self._refuse(exc)
+            raise  # claimed files wait in work/: recovery answers them once the clock is right
+        for outcome in outcomes:
+            if outcome.republished:
+                self._counters.republished += 1
+            elif outcome.status == Status.ISSUED:
+                self._counters.issued += 1
+            elif outcome.status == Status.REVOKED:
+                self._counters.revoked += 1
+            else:
+                self._counters.rejected += 1
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -393,24 +279,6 @@ class Daemon:
         if not isinstance(exc, SpoolcaError):
             _log.error("unexpected error", error=type(exc).__name__, exc_info=exc)
 
-    def _run_batch(self, claimed: list[Claimed]) -> None:
-        """One batch; a fault propagates to `_attempt`, the claimed files wait in work/."""
-        if not claimed:
-            return
-        try:
-            outcomes = self._processor.process_batch(claimed)
-        except ClockError as exc:
-            self._refusal = str(exc)
-            _log.error("refusing to issue", reason=str(exc))
-            return  # claimed files wait in work/; finished on the next start or batch
-        for outcome in outcomes:
-            if outcome.republished:
-                self._counters.republished += 1
-            elif outcome.status == "issued":
-                self._counters.issued += 1
-            else:
-                self._counters.rejected += 1
-
     # -- reload ------------------------------------------------------------------------------
 
     def _reload_config(self) -> None:
@@ -424,15 +292,18 @@ class Daemon:
             if changed:
                 raise SpoolcaError(f"{', '.join(changed)} cannot change on reload; restart "
                                    "the service to move the state directory")
-            store = self._processor.store
-            processor = Processor(config, store, clock=self._clock, actor="serve")
-            processor.unlock()
+            store = self._session.store
+            session = CASession(config, store, clock=self._clock, actor="serve")
+            for name in sorted(session.issuers()):
+                session.authority(name)
         except SpoolcaError as exc:
             _log.error("configuration reload refused; the previous configuration stays in "
                        "force", reason=str(exc))
         else:
-            self._processor.close()
-            self._processor, self._config = processor, config
+            self._session.close()
+            self._watch.stop()
+            self._open(config, store)
+            self._watch.start()
             _log.info("configuration reloaded", sha256=config.sha256)
         self._notifier.ready(self._status())
 
@@ -440,14 +311,15 @@ class Daemon:
 
     def _counter_fields(self) -> dict[str, int]:
         return {"issued": self._counters.issued, "rejected": self._counters.rejected,
-                "republished": self._counters.republished, "queued": len(self._sightings)}
+                "republished": self._counters.republished, "revoked": self._counters.revoked,
+                "queued": len(self._watch)}
 
     def _status(self) -> str:
         c = self._counters
-        crls = crl_status(self._config, self._processor.store)
+        crls = crl_status(self._config, self._session.store)
         crl_text = ", ".join(f"{s.authority} #{s.number} until {s.next_update}" for s in crls)
         text = (f"{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
-                f"{len(self._sightings)} queued; CRLs: {crl_text or 'none yet'}")
+                f"{c.revoked} revoked, {len(self._watch)} queued; CRLs: {crl_text or 'none yet'}")
         if self._fault:
             wait = max(0, round(self._fault_retry_at - time.monotonic()))
             text = f"FAULT: {self._fault} (retrying in {wait} s) | {text}"

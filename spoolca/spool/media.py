@@ -107,12 +107,15 @@ def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder
           ) -> list[tuple[Path, str, str]]:
     """(path, profile, display name) of candidate files, two levels deep at most."""
     found: list[tuple[Path, str, str]] = []
+    # FAT shows 8.3 names in upper case: SERVER/, REVOKE/ are the server and revoke folders.
+    folders = {name.lower(): name for name in (*profiles, *NON_PROFILE_FOLDERS)}
     for entry in sorted(os.scandir(source), key=lambda e: e.name):
         shown = _printable(entry.name)
-        if entry.name == results_folder or entry.name.startswith("."):
+        if entry.name.lower() == results_folder.lower() or entry.name.startswith("."):
             continue
         if entry.is_dir(follow_symlinks=False):
-            if entry.name not in profiles and entry.name not in NON_PROFILE_FOLDERS:
+            folder = folders.get(entry.name.lower())
+            if folder is None:
                 report.skipped.append({"file": shown + "/", "reason": "not a profile folder"})
                 continue
             for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):
@@ -121,7 +124,7 @@ def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder
                     report.skipped.append({"file": inner_shown + "/",
                                            "reason": "folder too deep (profile/file only)"})
                 elif not inner.name.startswith("."):
-                    found.append((Path(inner.path), entry.name, inner_shown))
+                    found.append((Path(inner.path), folder, inner_shown))
         else:
             found.append((Path(entry.path), "", shown))
     return found

@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from spoolca.errors import SpoolcaError
 from spoolca.fsutil import publish_folder, sync_filesystem
-from spoolca.spool.tree import archive_file
+from spoolca.spool.tree import archive_file, remove_empty_claims
 
 __all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher", "publish_jobs"]
 
@@ -41,9 +41,9 @@ class PublishJob:
     """One result folder to write and the original to archive after it."""
 
     output_name: str
-    files: dict[str, bytes]
+    files: dict[str, bytes]       # empty: the result is already out (recovery archives)
     links: dict[str, Path]
-    original: Path
+    original: Path | None         # None: nothing to archive (renewal, re-publication)
     file_name: str
     signature: Path | None = None
 
@@ -51,11 +51,16 @@ class PublishJob:
 def publish_jobs(outgoing: Path, archive: Path, jobs: Sequence[PublishJob]) -> None:
     """Results first, made durable; only then the originals leave work/ (invariant 1)."""
     for job in jobs:
-        publish_folder(outgoing / job.output_name, job.files, links=job.links)
+        if job.files or job.links:
+            publish_folder(outgoing / job.output_name, job.files, links=job.links)
     sync_filesystem([outgoing])
+    emptied = set()
     for job in jobs:
-        archive_file(archive, job.original, job.file_name, job.output_name, job.signature)
+        if job.original is not None:
+            archive_file(archive, job.original, job.file_name, job.output_name, job.signature)
+            emptied.add(job.original.parent)
     sync_filesystem([archive])
+    remove_empty_claims(emptied)
 
 
 def _write_frame(stream: BinaryIO, payload: bytes) -> None:

@@ -1,9 +1,9 @@
 """After a crash: results the register holds are put back on the spool.
 
-A crash between a batch's commit and its publication leaves recorded results with no
-folder in outgoing/ (and the originals may already be archived). The register alone
-is enough to rebuild each result byte for byte: result.json depends only on what was
-recorded, and the certificate is stored.
+A crash between a commit and its publication leaves recorded results with no folder in
+outgoing/ (and the originals may already be archived). The register alone is enough to
+rebuild each result byte for byte, as what it was (issued, rejected, revoked): result.json
+depends only on what was recorded, and the certificate is stored.
 """
 
 from __future__ import annotations
@@ -13,53 +13,51 @@ from pathlib import Path
 
 from cryptography import x509
 
-from spoolca.fsutil import publish_folder, remove_tree, sync_filesystem
-from spoolca.log import get_logger
-from spoolca.register.store import Store
-from spoolca.spool.results import ChainFiles, issued_files, rejected_files
+from spoolca.fsutil import remove_tree
+from spoolca.register.store import Status, Store, SubmissionRecord
+from spoolca.spool.publisher import PublishJob
+from spoolca.spool.results import ChainFiles, issued_files, rejected_files, revocation_files
+from spoolca.spool.tree import REVOKE, Spool
 
-__all__ = ["recorded_files", "republish_missing"]
-
-_log = get_logger("spoolca.spool.recovery")
-
-
-def recorded_files(store: Store, chains: dict[str, ChainFiles], *, name: str, file_name: str,
-                   identity: str, profile: str, status: str, serial: str | None,
-                   reasons: list[dict[str, str]], decided_at: str
-                   ) -> tuple[dict[str, bytes], dict[str, Path]]:
-    """The files (and hard links) of a recorded result, rebuilt from the register."""
-    if status != "issued" or serial is None:
-        return rejected_files(name=name, file_name=file_name, request_sha256=identity,
-                              profile=profile, decided_at=decided_at, reasons=reasons), {}
-    record = store.certificate(serial)
-    assert record is not None, f"the register lost certificate {serial}"
-    chain = chains[record.issuer]
-    cert = x509.load_der_x509_certificate(record.der)
-    return (issued_files(cert, record, chain, name=name, file_name=file_name,
-                         decided_at=decided_at, notes=reasons), {"chain.pem": chain.path})
+__all__ = ["recorded_files", "recorded_jobs"]
 
 
-def republish_missing(store: Store, chains: dict[str, ChainFiles], outgoing: Path) -> int:
-    """Publish every recorded result missing from outgoing/; drop half-built folders."""
+def recorded_files(store: Store, chains: dict[str, ChainFiles], record: SubmissionRecord,
+                   name: str | None = None) -> tuple[dict[str, bytes], dict[str, Path]]:
+    """The files (and hard links) of a recorded result, rebuilt from the register; `name`
+    is the output folder when it differs from the record's (a new submission of it)."""
+    name = name or record.output_name
+    if record.profile == REVOKE:
+        return revocation_files(name=name, file_name=record.file_name,
+                                request_sha256=record.request_sha256,
+                                decided_at=record.decided_at, status=record.status,
+                                serial=record.serial, reasons=record.findings), {}
+    if record.status != Status.ISSUED or record.serial is None:
+        return rejected_files(name=name, file_name=record.file_name,
+                              request_sha256=record.request_sha256, profile=record.profile,
+                              decided_at=record.decided_at, reasons=record.findings), {}
+    certificate = store.certificate(record.serial)
+    assert certificate is not None, f"the register lost certificate {record.serial}"
+    chain = chains[certificate.issuer]
+    cert = x509.load_der_x509_certificate(certificate.der)
+    return (issued_files(cert, certificate, chain, name=name, file_name=record.file_name,
+                         decided_at=record.decided_at, notes=record.findings),
+            {"chain.pem": chain.path})
+
+
+def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool
+                  ) -> list[PublishJob]:
+    """A publication job for every recorded result missing from outgoing/; half-built
+    folders a crash left behind are removed first."""
     present = set()
-    for entry in os.scandir(outgoing):
+    for entry in os.scandir(spool.outgoing):
         if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-            remove_tree(Path(entry.path))  # a folder a crash left half-built
+            remove_tree(Path(entry.path))
         else:
             present.add(entry.name)
-    count = 0
-    for name, row in store.latest_submissions().items():
-        if name in present:
-            continue
-        identity, file_name, profile, status, reasons, decided_at = row
-        request = store.request(identity)
-        files, links = recorded_files(
-            store, chains, name=name, file_name=file_name, identity=identity, profile=profile,
-            status=status, serial=request.serial if request is not None else None,
-            reasons=reasons, decided_at=decided_at)
-        publish_folder(outgoing / name, files, links=links)
-        count += 1
-    if count:
-        sync_filesystem([outgoing])
-        _log.info("recovered", republished=count)
-    return count
+    jobs = []
+    for name, record in store.latest_submissions().items():
+        if name not in present:
+            files, links = recorded_files(store, chains, record)
+            jobs.append(PublishJob(name, files, links, None, record.file_name))
+    return jobs

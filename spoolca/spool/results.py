@@ -28,6 +28,7 @@ __all__ = [
     "publish_ca_files",
     "rejected_files",
     "result_json",
+    "revocation_files",
 ]
 
 
@@ -81,6 +82,16 @@ def rejected_files(*, name: str, file_name: str, request_sha256: str, profile: s
     return {"result.json": result_json(
         status="rejected", name=name, file=file_name, request_sha256=request_sha256,
         profile=profile, decided_at=decided_at, reasons=reasons)}
+
+
+def revocation_files(*, name: str, file_name: str, request_sha256: str, decided_at: str,
+                     status: str, serial: str | None, reasons: list[dict[str, str]]
+                     ) -> dict[str, bytes]:
+    """A revocation request's answer: `revoked` with the serial, or `rejected` with every
+    reason (and the serial it named, where it named one)."""
+    return {"result.json": result_json(
+        status=str(status), name=name, file=file_name, request_sha256=request_sha256,
+        profile="revoke", decided_at=decided_at, serial=serial, reasons=reasons or None)}
 
 
 def issued_files(cert: x509.Certificate, record: CertificateRecord, chain: ChainFiles, *,

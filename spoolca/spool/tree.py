@@ -2,22 +2,29 @@
 
 Files on the spool come from removable media and are untrusted: names are made safe
 before they name anything we write, symlinks are moved but never followed, and a file
-is claimed by an atomic rename into work/ so it is processed once, whoever is looking.
+is claimed by an atomic rename into work/CLAIM/PROFILE/ so it is processed once,
+whoever is looking. CLAIM names the claim round: the register records it with each
+answer, so after a crash a claimed file that was already answered is finished (archived),
+never decided a second time. Folder names and extensions are matched without regard to
+case: FAT shows 8.3 names in upper case (SERVER/ALICE.CSR, REVOKE/LOST.JSON).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoolca.fsutil import SHARED_DIR, ensure_dir, move
+from spoolca.fsutil import SHARED_DIR, ensure_dir, move, remove_empty_dirs
 
 __all__ = [
     "REQUEST_SUFFIXES",
     "RESERVED_NAMES",
+    "REVOKE",
     "SIGNATURE_SUFFIXES",
     "Claimed",
     "Spool",
@@ -25,6 +32,7 @@ __all__ = [
     "companion",
     "is_ignored",
     "printable_name",
+    "remove_empty_claims",
     "safe_name",
 ]
 
@@ -33,15 +41,17 @@ REQUEST_SUFFIXES = (".csr", ".pem", ".req", ".der")
 _NAMED_SUFFIXES = (*REQUEST_SUFFIXES, ".json")
 # outgoing/ folders of our own: a request called ca.csr must not land in outgoing/ca/.
 RESERVED_NAMES = frozenset({"ca", "crl", "audit"})
-# Folders under incoming/ that are not profiles (revoke/ is for revocation requests).
-NON_PROFILE_FOLDERS = frozenset({"revoke"})
+# incoming/revoke/ holds revocation requests; they are claimed and answered like CSRs.
+REVOKE = "revoke"
+NON_PROFILE_FOLDERS = frozenset({REVOKE})
+_CLAIM_PREFIX = "claim-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 100
 
 
 def is_ignored(name: str) -> bool:
     """Files still being written (dotfiles, *.tmp, *.part) and detached signatures."""
-    return name.startswith(".") or name.endswith((".tmp", ".part", ".asc", ".sig"))
+    return name.startswith(".") or name.lower().endswith((".tmp", ".part", ".asc", ".sig"))
 
 
 def safe_name(file_name: str) -> str:
@@ -82,7 +92,7 @@ def printable_name(name: str) -> tuple[str, str | None]:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A submission moved into work/<profile>/, ours to process, with its detached
+    """A submission moved into work/CLAIM/PROFILE/, ours to process, with its detached
     signature (NAME.asc) if one came beside it."""
 
     path: Path
@@ -90,11 +100,17 @@ class Claimed:
     file_name: str  # printable: what result.json, the register and the log show
     signature: Path | None = None
     name_problem: str | None = None  # why the file's own name is refused, if it is
+    claim: str | None = None  # the claim round; None for a pre-claim work/PROFILE/ file
 
     @classmethod
-    def of(cls, path: Path, profile: str, signature: Path | None) -> Claimed:
+    def of(cls, path: Path, profile: str, signature: Path | None,
+           claim: str | None = None) -> Claimed:
         file_name, problem = printable_name(path.name)
-        return cls(path, printable_name(profile)[0], file_name, signature, problem)
+        return cls(path, printable_name(profile)[0], file_name, signature, problem, claim)
+
+    @property
+    def is_revocation(self) -> bool:
+        return self.profile == REVOKE
 
 
 def companion(path: Path) -> Path | None:
@@ -106,11 +122,18 @@ def companion(path: Path) -> Path | None:
     return None
 
 
+def remove_empty_claims(folders: Iterable[Path]) -> None:
+    """work/CLAIM/PROFILE/ and work/CLAIM/ once everything in them is archived."""
+    claims = {f.parent for f in folders if f.parent.name.startswith(_CLAIM_PREFIX)}
+    remove_empty_dirs([*folders, *claims])
+
+
 @dataclass(frozen=True, slots=True)
 class Spool:
-    """The spool directories under one root."""
+    """The spool directories under one root; `profiles` are the configured names."""
 
     root: Path
+    profiles: tuple[str, ...] = ()
 
     @property
     def incoming(self) -> Path:
@@ -137,6 +160,11 @@ class Spool:
         for name in sorted(RESERVED_NAMES):
             ensure_dir(self.outgoing / name, SHARED_DIR)
 
+    def folder_profile(self, folder: str) -> str:
+        """The profile a folder under incoming/ names, whatever its case (FAT: SERVER)."""
+        lowered = folder.lower()
+        return next((p for p in (*self.profiles, REVOKE) if p.lower() == lowered), folder)
+
     def candidates(self, default_profile: str) -> list[tuple[Path, str]]:
         """(path, profile) of everything waiting in incoming/, in name order."""
         found: list[tuple[Path, str]] = []
@@ -149,13 +177,13 @@ class Spool:
                 continue
             if entry.is_dir(follow_symlinks=False) and not entry.name.lower().endswith(
                     REQUEST_SUFFIXES):
-                if entry.name not in NON_PROFILE_FOLDERS:
-                    found += self._in_profile_folder(Path(entry.path))
+                found += self._in_folder(Path(entry.path))
             else:
                 found.append((Path(entry.path), default_profile))
         return found
 
-    def _in_profile_folder(self, folder: Path) -> list[tuple[Path, str]]:
+    def _in_folder(self, folder: Path) -> list[tuple[Path, str]]:
+        profile = self.folder_profile(folder.name)
         found = []
         for inner in sorted(os.scandir(folder), key=lambda e: e.name):
             if is_ignored(inner.name):
@@ -163,12 +191,13 @@ class Spool:
             # A sub-folder is left alone, unless it is named like a request: then it is
             # claimed and rejected (file.not_regular) rather than left there forever.
             if not inner.is_dir(follow_symlinks=False) or inner.name.lower().endswith(
-                    REQUEST_SUFFIXES):
-                found.append((Path(inner.path), folder.name))
+                    (*REQUEST_SUFFIXES, ".json")):
+                found.append((Path(inner.path), profile))
         return found
 
     def profile_of(self, path: Path, default_profile: str) -> str | None:
-        """The profile a path under incoming/ belongs to, or None if it is not a request."""
+        """The profile a path under incoming/ belongs to (`revoke` for revocation
+        requests), or None if it is not a submission."""
         try:
             relative = path.relative_to(self.incoming)
         except ValueError:
@@ -176,22 +205,22 @@ class Spool:
         parts = relative.parts
         if len(parts) == 1 and not is_ignored(parts[0]):
             return default_profile
-        if len(parts) == 2 and parts[0] not in NON_PROFILE_FOLDERS \
-                and not is_ignored(parts[0]) and not is_ignored(parts[1]):
-            return parts[0]
+        if len(parts) == 2 and not is_ignored(parts[0]) and not is_ignored(parts[1]):
+            return self.folder_profile(parts[0])
         return None
 
-    def claim(self, source: Path, profile: str, signature: Path | bool | None = True
-              ) -> Claimed | None:
-        """Move one submission into work/<profile>/ by an atomic rename, with its detached
-        signature (found here, or passed by a caller whose scan already saw it).
+    def new_claim(self) -> str:
+        """A claim round's name: sortable by time, unique."""
+        return f"{_CLAIM_PREFIX}{time.time_ns():016x}-{secrets.token_hex(3)}"
 
-        None if it is gone, or if the same name still waits in work/ (next pass).
-        """
-        folder = self.work / profile
+    def claim(self, source: Path, profile: str, claim: str,
+              signature: Path | bool | None = True) -> Claimed | None:
+        """Move one submission into work/CLAIM/PROFILE/ by an atomic rename, with its
+        detached signature (found here, or passed by a caller whose scan saw it).
+
+        None if it is gone."""
+        folder = self.work / claim / profile
         target = folder / source.name
-        if os.path.lexists(target):
-            return None
         if signature is True:  # moved first: the request never goes without it
             signature = companion(source)
         moved_signature = None
@@ -200,47 +229,66 @@ class Spool:
                 moved_signature = folder / signature.name
                 move(signature, moved_signature)
             move(source, target)
+        except FileExistsError:
+            return None  # incoming/x.csr and incoming/<default>/x.csr: one per round
         except FileNotFoundError:
             if not folder.is_dir() and os.path.lexists(source):
+                ensure_dir(folder.parent, SHARED_DIR)
                 ensure_dir(folder, SHARED_DIR)
-                return self.claim(source, profile, signature)
+                return self.claim(source, profile, claim, signature)
             return None
-        return Claimed.of(target, profile, moved_signature)
+        return Claimed.of(target, profile, moved_signature, claim)
 
     def claim_incoming(self, default_profile: str) -> list[Claimed]:
-        """Claim everything waiting in incoming/, in name order."""
+        """Claim everything waiting in incoming/, in name order, as one claim round."""
         candidates = self.candidates(default_profile)
         folders = {source.parent for source, _profile in candidates}
         signatures = {str(p) for folder in folders for p in folder.iterdir()
                       if p.name.lower().endswith(SIGNATURE_SUFFIXES)}
+        claim = self.new_claim()
         claimed = []
         for source, profile in candidates:
             signature = next((Path(f"{source}{suffix}") for suffix in SIGNATURE_SUFFIXES
                               if f"{source}{suffix}" in signatures), None)
-            claimed.append(self.claim(source, profile, signature))
+            claimed.append(self.claim(source, profile, claim, signature))
         return [c for c in claimed if c is not None]
 
     def pending_work(self) -> list[Claimed]:
-        """Submissions claimed by an earlier pass that did not finish (a crash)."""
-        pending = []
-        try:
-            folders = sorted(os.scandir(self.work), key=lambda e: e.name)
-        except FileNotFoundError:
-            return pending
-        for folder in folders:
-            if not folder.is_dir(follow_symlinks=False):
-                continue
-            for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
-                if entry.name.lower().endswith(SIGNATURE_SUFFIXES):
-                    continue  # a companion: it goes with its request
-                path = Path(entry.path)
-                pending.append(Claimed.of(path, folder.name, companion(path)))
+        """Submissions claimed by an earlier pass that did not finish (a crash), in claim
+        order; work/PROFILE/ of a version before claim rounds is taken too."""
+        pending: list[Claimed] = []
+        for entry in _sorted_dirs(self.work):
+            if entry.name.startswith(_CLAIM_PREFIX):
+                for folder in _sorted_dirs(Path(entry.path)):
+                    pending += _claimed_in(Path(folder.path), entry.name)
+            else:
+                pending += _claimed_in(Path(entry.path), None)
         return pending
 
     def archive_claimed(self, claimed: Claimed, output_name: str) -> Path:
         """Move a processed original to archive/NAME.ext (kept forever: nothing is lost)."""
-        return archive_file(self.archive, claimed.path, claimed.file_name, output_name,
-                            claimed.signature)
+        archived = archive_file(self.archive, claimed.path, claimed.file_name, output_name,
+                                claimed.signature)
+        remove_empty_claims([claimed.path.parent])
+        return archived
+
+
+def _sorted_dirs(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        return sorted((e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)),
+                      key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+
+
+def _claimed_in(folder: Path, claim: str | None) -> list[Claimed]:
+    found = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.lower().endswith(SIGNATURE_SUFFIXES):
+            continue  # a companion: it goes with its request
+        path = Path(entry.path)
+        found.append(Claimed.of(path, folder.name, companion(path), claim))
+    return found
 
 
 def archive_file(archive: Path, path: Path, file_name: str, output_name: str,

@@ -1,0 +1,65 @@
+"""One pass over the spool (`spoolca process`, the demo, a media job): recover, claim,
+answer. The daemon does the same turn by turn; both dispatch claimed files here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from spoolca.process.batch import BATCH_SIZE, BatchProcessor
+from spoolca.process.revocations import answer_revocations
+from spoolca.register.store import Status
+from spoolca.spool.results import Outcome
+from spoolca.spool.tree import Claimed
+
+__all__ = ["PassSummary", "answer", "run_pass"]
+
+
+@dataclass(slots=True)
+class PassSummary:
+    """Counters of one pass, for the command line and the daemon's STATUS=."""
+
+    issued: int = 0
+    rejected: int = 0
+    republished: int = 0
+    revoked: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if outcome.republished:
+            self.republished += 1
+        elif outcome.status == Status.ISSUED:
+            self.issued += 1
+        elif outcome.status == Status.REVOKED:
+            self.revoked += 1
+        else:
+            self.rejected += 1
+
+
+def answer(batch: BatchProcessor, claimed: Sequence[Claimed]) -> list[Outcome]:
+    """CSRs in batches, revocation requests each on their own: every claimed file answered."""
+    requests = [c for c in claimed if not c.is_revocation]
+    outcomes = []
+    for start in range(0, len(requests), BATCH_SIZE):
+        outcomes += batch.process_batch(requests[start:start + BATCH_SIZE])
+    batch.session.flush()
+    outcomes += answer_revocations(batch.session, [c for c in claimed if c.is_revocation])
+    return outcomes
+
+
+def run_pass(batch: BatchProcessor) -> PassSummary:
+    """Everything recovery leaves in work/ and everything waiting in incoming/."""
+    session = batch.session
+    session.now("issuance", session.issuers())  # refuse before claiming anything
+    pending = session.recover()
+    if pending or session.spool.candidates(session.config.default_profile):
+        for name in sorted(session.issuers()):  # a missing key: requests stay in incoming/
+            session.authority(name)
+        session.require_audit_trail()  # fail closed before anything is claimed
+    claimed = pending + session.spool.claim_incoming(session.config.default_profile)
+    summary = PassSummary()
+    for outcome in answer(batch, claimed):
+        summary.add(outcome)
+    session.flush()
+    return summary

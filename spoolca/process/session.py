@@ -1,0 +1,283 @@
+"""The CA session: the one owner of an opened CA.
+
+Only the session unlocks keys, and only those an operation uses (a CA key to sign with
+it, the appliance's OpenPGP key to seal the log); only it reads the clock against the
+register's floor (invariant 8), seals the audit log, refreshes CRLs, recovers work/ after
+a crash, and publishes results. The batch pipeline, renewal, revocation requests and the
+commands use it; it calls none of them back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from spoolca.authority.revocation import (
+    check_reason,
+    due_crls,
+    publish_crls,
+    revoke_in,
+)
+from spoolca.authority.unlock import load_audit_key, load_authorities, load_ca_certificates
+from spoolca.config import Config
+from spoolca.errors import ClockError, SpoolcaError
+from spoolca.log import get_logger
+from spoolca.openpgp import ApplianceKey, AuditSignatureError
+from spoolca.process.authorization import SignerCheck
+from spoolca.register.audit import checkpoint, export
+from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time
+from spoolca.spool.publisher import Publisher, PublishJob
+from spoolca.spool.recovery import recorded_jobs
+from spoolca.spool.results import ChainFiles, publish_ca_files
+from spoolca.spool.tree import RESERVED_NAMES, Claimed, Spool, safe_name
+from spoolca.x509.crl import CRLLinter
+from spoolca.x509.issuer import IssuingCA
+
+__all__ = ["CASession", "utc_now"]
+
+_log = get_logger("spoolca.process.session")
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class CASession:
+    """An opened CA: its register, spool, certificates, and keys unlocked on first need."""
+
+    def __init__(self, config: Config, store: Store, *,
+                 clock: Callable[[], dt.datetime] = utc_now, actor: str = "process") -> None:
+        self.config = config
+        self.store = store
+        self.actor = actor
+        self._clock = clock
+        self.spool = Spool(config.spool_dir, tuple(config.profiles))
+        self.ca_certificates = load_ca_certificates(store)
+        root = self.ca_certificates["root"]
+        self.chains = {name: ChainFiles.above(cert, root, self.spool.outgoing / "ca")
+                       for name, cert in self.ca_certificates.items()}
+        self._authorities: dict[str, IssuingCA] = {}
+        self._audit_key: ApplianceKey | None = None
+        self._head_before_unlock: int | None = None
+        self._seal_failure: str | None = None
+        self._signer_check: SignerCheck | None = None
+        self._crl_linter: Future[CRLLinter] | None = None
+        self._ca_files_published = False
+        self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
+        self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
+
+    # -- the clock (invariant 8) --------------------------------------------------------
+
+    def now(self, action: str, authorities: Iterable[str] = ()) -> dt.datetime:
+        """The time for one operation, read once and checked: ClockError if it is behind
+        anything the register recorded, or outside a named CA's validity."""
+        now = self._clock()
+        self.check_clock(now, action, authorities)
+        return now
+
+    def check_clock(self, now: dt.datetime, action: str, authorities: Iterable[str] = ()
+                    ) -> None:
+        floor, text = self.store.clock_floor(), format_time(now)
+        if floor and text < floor:
+            raise ClockError(f"the clock reads {text}, earlier than {floor}, the latest time "
+                             f"the register recorded: set the system clock; no {action} was "
+                             "signed", floor=floor, now=text, action=action)
+        for name in sorted(set(authorities)):
+            cert = self.ca_certificates[name]
+            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+                raise ClockError(
+                    f"the clock reads {text}, outside the {name} CA's validity "
+                    f"({format_time(cert.not_valid_before_utc)} to "
+                    f"{format_time(cert.not_valid_after_utc)}): no {action} was signed",
+                    floor=format_time(cert.not_valid_before_utc), now=text, action=action)
+
+    def issuers(self) -> set[str]:
+        """The CAs that sign for the configured profiles."""
+        return {p.issuer for p in self.config.profiles.values()}
+
+    # -- keys, scoped -------------------------------------------------------------------
+
+    def authority(self, name: str) -> IssuingCA:
+        """One CA, its key unlocked on first use (and recorded): never a key not needed."""
+        if name not in self._authorities:
+            self._before_unlock()
+            self._authorities[name] = load_authorities(self.config, self.store, [name])[name]
+            self._record_unlock({"authorities": [name]})
+        return self._authorities[name]
+
+    def audit_key(self) -> ApplianceKey:
+        """The appliance's OpenPGP key alone: sealing, exports and stick signatures."""
+        if self._audit_key is None:
+            self._before_unlock()
+            self._audit_key = load_audit_key(self.config, self.store)
+            self._record_unlock({"audit_key": self._audit_key.fingerprint})
+        return self._audit_key
+
+    def _before_unlock(self) -> None:
+        if self._head_before_unlock is None:
+            # What this process did not write itself must be signed before it issues.
+            self._head_before_unlock = self.store.audit_head()[0]
+
+    def _record_unlock(self, what: dict[str, object]) -> None:
+        with self.store.transaction(self.actor, self._clock()) as tx:
+            if self.store.meta("config_sha256") != self.config.sha256:
+                tx.record("config.loaded", {"path": str(self.config.path),
+                                            "sha256": self.config.sha256})
+                tx.set_meta("config_sha256", self.config.sha256)
+            tx.record("key.unlocked", what)
+
+    def signers(self) -> SignerCheck:
+        """The signers' keyring, imported once into a temporary gnupg home."""
+        if self._signer_check is None:
+            if self.config.signers_keyring is None:
+                raise SpoolcaError("no [signers] keyring is configured")
+            self._signer_check = SignerCheck(self.config.signers_keyring)
+        return self._signer_check
+
+    # -- the audit trail ----------------------------------------------------------------
+
+    def seal(self) -> int | None:
+        """Sign a checkpoint of the audit head and export the log to outgoing/audit/.
+
+        Fail closed: while a checkpoint cannot be signed, no batch is processed."""
+        key = self.audit_key()
+        try:
+            sealed = checkpoint(self.store, key, self._clock())
+        except AuditSignatureError as exc:
+            self._seal_failure = str(exc)
+            raise
+        self._seal_failure = None
+        try:
+            export(self.store, self.spool.outgoing / "audit", key)
+        except OSError as exc:  # signed in the register; the export catches up next time
+            raise SpoolcaError(f"failed to export the audit log to "
+                               f"{self.spool.outgoing / 'audit'}: {exc.strerror or exc}; "
+                               "retrying") from None
+        return sealed
+
+    def require_audit_trail(self) -> None:
+        """Before signing: everything recorded so far must be signed (fail closed)."""
+        self.audit_key()
+        assert self._head_before_unlock is not None
+        if self._seal_failure is not None or \
+                self._head_before_unlock > self.store.latest_checkpoint_seq():
+            self.seal()
+
+    # -- CRLs and revocation ------------------------------------------------------------
+
+    def refresh_crls(self, names: Sequence[str] | None = None) -> list[CRLRecord]:
+        """Make and publish the named CAs' CRLs, or those that are due."""
+        now = self._clock()
+        chosen = list(names) if names is not None else due_crls(self.config, self.store, now)
+        if not chosen:
+            return []
+        self.check_clock(now, "CRL", chosen)
+        authorities = {name: self.authority(name) for name in chosen}
+        self.require_audit_trail()
+        made = publish_crls(self.config, self.store, authorities, self.spool.outgoing, now,
+                            chosen, self._linter(), self.actor)
+        self.seal()
+        return made
+
+    def _linter(self) -> CRLLinter | None:
+        if self.config.lint != "pkix":
+            return None
+        if self._crl_linter is None:  # importing pkilint takes 0.1 s: built on first need
+            self._crl_linter = self.workers.submit(CRLLinter)
+        return self._crl_linter.result()
+
+    def revoke(self, serial: str, reason: str, invalidity: dt.datetime | None,
+               requested_by: str | None = None) -> CertificateRecord:
+        """`spoolca revoke`: checked against the clock floor, recorded, CRL remade."""
+        now = self.now("revocation")
+        check_reason(serial, reason, invalidity, now)
+        with self.store.transaction(self.actor, now) as tx:
+            record = revoke_in(tx, serial, reason, invalidity, requested_by)
+        return record
+
+    # -- publication: the one path ------------------------------------------------------
+
+    def ensure_ca_files(self) -> None:
+        """outgoing/ca/ as init wrote it (restored if removed): the chains link to it."""
+        if self._ca_files_published:
+            return
+        if any(not c.path.is_file() or c.path.read_bytes() != c.chain
+               for c in self.chains.values()):
+            try:
+                publish_ca_files(self.spool.outgoing / "ca", self.ca_certificates["root"],
+                                 self.ca_certificates["intermediate"])
+            except OSError as exc:
+                raise SpoolcaError(f"failed to write the CA certificates to "
+                                   f"{self.spool.outgoing / 'ca'}: {exc.strerror or exc}; "
+                                   "retrying") from None
+        self._ca_files_published = True
+
+    def publish(self, jobs: Sequence[PublishJob]) -> None:
+        """Every result goes out this way: written, synced, then its original archived.
+        Large batches publish behind, in a child process, while the next is decided."""
+        if jobs:
+            self.ensure_ca_files()
+            self._publisher.submit(jobs)
+
+    def flush(self) -> None:
+        """Until every submitted result is published, synced and archived."""
+        self._publisher.wait()
+
+    def allocate_name(self, tx: Tx, file_name: str, identity: str) -> str:
+        """outgoing/NAME for a submission: never a name that holds another request."""
+        base = safe_name(file_name)
+        candidate, counter = base, 1
+        while candidate in RESERVED_NAMES or (tx.output_owners(candidate) - {identity}):
+            counter += 1
+            candidate = f"{base}-{counter}"
+        return candidate
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def recover(self) -> list[Claimed]:
+        """After a crash or a fault: finish what the register decided, return the rest.
+
+        Never while a batch is being published (it is waited for first). Results the
+        register holds but outgoing/ lacks are published again; a file in work/ whose
+        claim round already committed its answer is archived, not decided again; the
+        claimed files still undecided are returned, for the caller to process."""
+        self.flush()
+        self.ensure_ca_files()
+        jobs = recorded_jobs(self.store, self.chains, self.spool)
+        pending: list[Claimed] = []
+        decided: dict[str, dict[tuple[str, str], str]] = {}
+        for claimed in self.spool.pending_work():
+            if claimed.claim is not None and claimed.claim not in decided:
+                decided[claimed.claim] = self.store.decided_in_claim(claimed.claim)
+            output = decided.get(claimed.claim or "", {}).get(
+                (claimed.profile, claimed.file_name))
+            if output is None:
+                pending.append(claimed)
+            else:
+                jobs.append(PublishJob(output, {}, {}, claimed.path, claimed.file_name,
+                                       claimed.signature))
+        if jobs:
+            _log.info("recovered", republished=sum(1 for j in jobs if j.files),
+                      archived=sum(1 for j in jobs if j.original is not None))
+            self._publisher.submit(jobs)
+            self.flush()
+        return pending
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wait for the last publication and stop the helper threads and agents."""
+        try:
+            self.flush()
+        finally:
+            self.workers.shutdown()
+            self._publisher.close()
+            if self._signer_check is not None:
+                self._signer_check.close()
+
+    def __enter__(self) -> CASession:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,199 @@
+"""One transaction's operations: every state change of the register, each audited.
+
+Only `Store.transaction()` makes a Tx; the audit entry for a change is written in the
+same transaction as the change (invariant 5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from spoolca.register.chain import GENESIS, entry_hash
+from spoolca.register.records import (
+    CertificateRecord,
+    CRLRecord,
+    RequestRecord,
+    format_time,
+)
+
+__all__ = ["CERT_COLUMNS", "Tx", "certificate_row", "request_row", "valid_serial"]
+
+CERT_COLUMNS = ("serial, issuer, request_sha256, profile, subject, not_before, not_after, der, "
+                 "revoked_at, revocation_reason, invalidity_date, superseded_by")
+
+
+class Tx:
+    """The operations allowed inside one transaction; each state change is audited."""
+
+    def __init__(self, conn: sqlite3.Connection, actor: str, now: dt.datetime) -> None:
+        self._conn = conn
+        self._actor = actor
+        self._now = format_time(now)
+        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
+
+    @property
+    def now(self) -> str:
+        """The transaction's time, as recorded in every row and audit entry it writes."""
+        return self._now
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested unit: on error, undo just this part (one request) and re-raise."""
+        self._conn.execute("SAVEPOINT item")
+        seq, head = self._seq, self._head
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK TO item")
+            self._conn.execute("RELEASE item")
+            self._seq, self._head = seq, head
+            raise
+        self._conn.execute("RELEASE item")
+
+    def record(self, event: str, data: dict[str, Any]) -> None:
+        """Append one audit entry to the hash chain, in this transaction."""
+        self._seq += 1
+        digest = entry_hash(self._seq, self._now, event, self._actor, data, self._head)
+        self._conn.execute(
+            "INSERT INTO audit (seq, time, event, actor, data, prev, hash) VALUES (?,?,?,?,?,?,?)",
+            (self._seq, self._now, event, self._actor,
+             json.dumps(data, sort_keys=True, ensure_ascii=False), self._head, digest),
+        )
+        self._head = digest
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def add_authority(self, name: str, parent: str | None, cert_der: bytes) -> None:
+        self._conn.execute("INSERT INTO authorities (name, parent, cert_der, created_at) "
+                           "VALUES (?, ?, ?, ?)", (name, parent, cert_der, self._now))
+
+    def find_request(self, sha256: str) -> RequestRecord | None:
+        return request_row(self._conn, sha256)
+
+    def serial_taken(self, serial: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM certificates WHERE serial = ?",
+                                  (serial,)).fetchone() is not None
+
+    def valid_serial_for_subject(self, issuer: str, subject: str) -> str | None:
+        return valid_serial(self._conn, issuer, subject, self._now)
+
+    def output_owners(self, output_name: str) -> set[str]:
+        rows = self._conn.execute("SELECT DISTINCT request_sha256 FROM submissions "
+                                  "WHERE output_name = ?", (output_name,))
+        return {row[0] for row in rows}
+
+    def add_request(self, sha256: str, profile: str, status: str, csr_der: bytes | None,
+                    findings: list[dict[str, str]], serial: str | None) -> None:
+        self._conn.execute(
+            "INSERT INTO requests (sha256, profile, status, decided_at, csr_der, findings, serial)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sha256, profile, status, self._now, csr_der, json.dumps(findings), serial),
+        )
+
+    def add_certificate(self, record: CertificateRecord) -> None:
+        self._conn.execute(
+            f"INSERT INTO certificates ({CERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record.serial, record.issuer, record.request_sha256, record.profile, record.subject,
+             record.not_before, record.not_after, record.der, None, None, None, None),
+        )
+
+    def set_request_serial(self, sha256: str, serial: str) -> None:
+        """A renewal: the request's one current certificate is now `serial`."""
+        self._conn.execute("UPDATE requests SET serial = ?, decided_at = ? WHERE sha256 = ?",
+                           (serial, self._now, sha256))
+
+    def certificate(self, serial: str) -> CertificateRecord | None:
+        return certificate_row(self._conn, serial)
+
+    def revoke(self, serial: str, reason: str, invalidity: str | None, entry: bytes) -> None:
+        """Record a revocation at this transaction's time, with its CRL entry's DER."""
+        self._conn.execute("UPDATE certificates SET revoked_at = ?, revocation_reason = ?, "
+                           "invalidity_date = ?, crl_entry = ? WHERE serial = ?",
+                           (self._now, reason, invalidity, entry, serial))
+
+    def unrevoke(self, serial: str) -> None:
+        """removeFromCRL: a certificate on hold is valid again."""
+        self._conn.execute("UPDATE certificates SET revoked_at = NULL, revocation_reason = "
+                           "NULL, invalidity_date = NULL, crl_entry = NULL WHERE serial = ?",
+                           (serial,))
+
+    def set_crl_entry(self, serial: str, entry: bytes) -> None:
+        self._conn.execute("UPDATE certificates SET crl_entry = ? WHERE serial = ?",
+                           (entry, serial))
+
+    def supersede(self, serial: str, by: str) -> None:
+        self._conn.execute("UPDATE certificates SET superseded_by = ? WHERE serial = ?",
+                           (by, serial))
+
+    def unencoded_revocations(self, issuer: str) -> list[tuple[str, str, str, str | None]]:
+        """Revocations recorded without their CRL entry's DER (a migration): to encode."""
+        return self._conn.execute(
+            "SELECT serial, revoked_at, revocation_reason, invalidity_date FROM certificates "
+            "WHERE issuer = ? AND revoked_at IS NOT NULL AND crl_entry IS NULL",
+            (issuer,)).fetchall()
+
+    def crl_entries(self, issuer: str) -> list[bytes]:
+        """The stored CRL entries of every revoked certificate of one issuer."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT crl_entry FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL",
+            (issuer,))]
+
+    def next_crl_number(self, authority: str) -> int:
+        """Strictly increasing per CA, from the register: never from the clock."""
+        row = self._conn.execute("SELECT MAX(number) FROM crls WHERE authority = ?",
+                                 (authority,)).fetchone()
+        return (row[0] or 0) + 1
+
+    def add_crl(self, record: CRLRecord) -> None:
+        self._conn.execute(
+            "INSERT INTO crls (authority, number, this_update, next_update, entries, sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (record.authority, record.number, record.this_update,
+                                          record.next_update, record.entries, record.sha256))
+
+    def add_submission(self, request_sha256: str, file_name: str, output_name: str,
+                       profile: str, status: str, findings: list[dict[str, str]],
+                       file_sha256: str | None = None, signer: str | None = None, *,
+                       claim: str | None = None, serial: str | None = None) -> None:
+        self._conn.execute(
+            "INSERT INTO submissions (request_sha256, file_name, output_name, profile, "
+            "received_at, status, findings, file_sha256, signer, claim, serial) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (request_sha256, file_name, output_name, profile, self._now, str(status),
+             json.dumps(findings), file_sha256, signer, claim, serial),
+        )
+
+    def add_media_file(self, medium: str, file_sha256: str, file_name: str) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO media_files VALUES (?, ?, ?, ?)",
+                           (medium, file_sha256, file_name, self._now))
+
+
+def valid_serial(conn: sqlite3.Connection, issuer: str, subject: str, now: str) -> str | None:
+    """A valid (unrevoked, unexpired) certificate's serial for this subject, if any."""
+    row = conn.execute(
+        "SELECT serial FROM certificates WHERE subject = ? AND issuer = ? "
+        "AND revoked_at IS NULL AND not_after > ? LIMIT 1", (subject, issuer, now),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def certificate_row(conn: sqlite3.Connection, serial: str) -> CertificateRecord | None:
+    row = conn.execute(f"SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?",
+                       (serial.upper(),)).fetchone()
+    return CertificateRecord(*row) if row else None
+
+
+def request_row(conn: sqlite3.Connection, sha256: str) -> RequestRecord | None:
+    row = conn.execute("SELECT sha256, profile, status, decided_at, findings, serial "
+                       "FROM requests WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is None:
+        return None
+    return RequestRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
+
+
