@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spoolca.openpgp import stop_agent
+from spoolca.openpgp import ApplianceKey, stop_agent
 from tests.pki import CA, CREATED, init_ca
 
 
@@ -37,3 +37,39 @@ def _stop_gpg_agents():
     yield
     while CREATED:
         stop_agent(CREATED.pop() / "gnupg")
+
+
+@pytest.fixture
+def signers(tmp_path):
+    """Two real gpg keys: Alice (authorized) and Mallory (known, not authorized); and
+    Eve, whose key is not in the keyring at all."""
+    keys = {name: ApplianceKey.create(tmp_path / name, None, name)
+            for name in ("alice", "mallory", "eve")}
+    yield keys
+    for name in keys:
+        stop_agent(tmp_path / name)
+
+
+@pytest.fixture
+def expired(tmp_path):
+    """A real key made (with gpg's --faked-system-time) in 2020, valid for one day, and
+    a signature it made then: by now both the key and anything it signed are expired."""
+    import gnupg
+
+    home = tmp_path / "expired"
+    home.mkdir(mode=0o700)
+    gpg = gnupg.GPG(gnupghome=str(home), options=["--faked-system-time", "20200101T000000"])
+    key = gpg.gen_key(gpg.gen_key_input(key_type="EDDSA", key_curve="ed25519",
+                                        key_usage="sign", expire_date="1d", name_real="old",
+                                        no_protection=True))
+    yield gpg, key.fingerprint
+    stop_agent(home)
+
+
+@pytest.fixture
+def guarded(ca: CA, signers) -> CA:
+    (ca.dir / "signers.asc").write_text(signers["alice"].public_key()
+                                        + signers["mallory"].public_key())
+    ca.edit_config("authorized_signers = []",
+                   f'authorized_signers = ["{signers["alice"].fingerprint}"]')
+    return ca

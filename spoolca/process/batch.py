@@ -20,7 +20,7 @@ import datetime as dt
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -76,6 +76,11 @@ class BatchProcessor:
         self.record = Recorder(session)
         self._linter: CertificateLinter | None = None
 
+    def issuers_for(self, profiles: Iterable[str]) -> set[str]:
+        """The CAs these profiles sign with: only their keys are unlocked."""
+        known = self.config.profiles
+        return {known[name].issuer for name in profiles if name in known}
+
     def linter(self) -> CertificateLinter | None:
         """Built when certificates are first issued (`spoolca crl` needs none)."""
         if self._linter is None and self.config.lint == "pkix":
@@ -87,7 +92,7 @@ class BatchProcessor:
         if not batch:
             return []
         session = self.session
-        issuers = session.issuers()
+        issuers = self.issuers_for(c.profile for c in batch)
         now = session.now("issuance", issuers)  # read once for the whole batch
         authorities = {name: session.authority(name) for name in sorted(issuers)}
         session.require_audit_trail()

@@ -53,9 +53,11 @@ def run_pass(batch: BatchProcessor) -> PassSummary:
     session = batch.session
     session.now("issuance", session.issuers())  # refuse before claiming anything
     pending = session.recover()
-    if pending or session.spool.candidates(session.config.default_profile):
-        for name in sorted(session.issuers()):  # a missing key: requests stay in incoming/
-            session.authority(name)
+    waiting = [profile for _path, profile in
+               session.spool.candidates(session.config.default_profile)]
+    if pending or waiting:
+        for name in sorted(batch.issuers_for([*(c.profile for c in pending), *waiting])):
+            session.authority(name)  # a missing key: the requests stay in incoming/
         session.require_audit_trail()  # fail closed before anything is claimed
     claimed = pending + session.spool.claim_incoming(session.config.default_profile)
     summary = PassSummary()
