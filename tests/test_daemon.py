@@ -154,41 +154,92 @@ class TestReload:
 
 
 class TestCrashes:
-    def test_kill_nine_at_random_instants_loses_and_duplicates_nothing(self, ca: CA,
-                                                                      notify: NotifySocket):
-        """500 CSRs, SIGKILL at 20+ random instants: exactly one result and certificate each."""
-        count, kills = 500, 22
+    def test_kill_nine_over_csrs_and_revocations(self, guarded: CA, signers,
+                                                notify: NotifySocket):
+        """460 CSRs and 40 signed revocation requests in one stream, SIGKILL at 22 random
+        instants: exactly one answer each, every certificate in its final state, each
+        revocation applied once, and nothing answered twice as 're-published'."""
+        ca = guarded
+        ca.edit_config("revokers = []", f'revokers = ["{signers["alice"].fingerprint}"]')
+        count, revocations, kills = 460, 40, 22
+        for i in range(revocations):
+            ca.submit(f"server/pre{i:03d}.csr", pem(make_csr(f"pre{i:03d}.sample.com")[1]))
+        ca.process()
+        reasons = ["keyCompromise", "superseded", "certificateHold", "cessationOfOperation"]
+        wanted = {}
+        (ca.incoming / "revoke").mkdir(exist_ok=True)
+        for i in range(revocations):
+            serial = ca.result(f"pre{i:03d}")["serial"]
+            wanted[f"r{i:03d}"] = (serial, reasons[i % len(reasons)])
+            body = json.dumps({"serial": serial, "reason": reasons[i % len(reasons)]}).encode()
+            (ca.incoming / "revoke" / f".r{i:03d}.json.asc").write_text(
+                signers["alice"].sign(body))
+            (ca.incoming / "revoke" / f".r{i:03d}.json").write_bytes(body)
         names = []
         for i in range(count):
             ca.submit(f"server/h{i:03d}.csr", pem(make_csr(f"h{i:03d}.sample.com")[1]))
             names.append(f"h{i:03d}")
+        for i in range(revocations):  # each request appears whole, its signature first
+            folder = ca.incoming / "revoke"
+            os.rename(folder / f".r{i:03d}.json.asc", folder / f"r{i:03d}.json.asc")
+            os.rename(folder / f".r{i:03d}.json", folder / f"r{i:03d}.json")
         chaos = random.Random(os.getpid())
         for _ in range(kills):
             running = Running(ca)
             time.sleep(chaos.uniform(0.05, 0.8))  # a random instant to crash at
             running.kill()
+        # The pre-issued CSRs, the new ones, and each revocation request with its .asc.
+        archived = revocations + count + 2 * revocations
         running = Running(ca, notify)
         try:
             wait_for(lambda: not any((ca.incoming / "server").iterdir())
+                     and not any((ca.incoming / "revoke").iterdir())
                      and not any((ca.dir / "spool" / "work").iterdir())
-                     and len(os.listdir(ca.archive)) == count, 120, "all processed")
+                     and len(os.listdir(ca.archive)) == archived, 180,
+                     "all processed")
         finally:
             assert running.stop() == 0
         with sqlite3.connect(ca.dir / "ca.db") as db:
             serials = [row[0] for row in db.execute("SELECT serial FROM certificates")]
             requests = db.execute("SELECT COUNT(*), COUNT(DISTINCT serial) FROM requests "
                                   "WHERE status = 'issued'").fetchone()
-        assert len(serials) == len(set(serials)) == count
-        assert requests == (count, count)
+            final = dict(db.execute("SELECT serial, revocation_reason FROM certificates"))
+            counted = dict(db.execute("SELECT event, COUNT(*) FROM audit GROUP BY event"))
+        assert len(serials) == len(set(serials)) == count + revocations
+        assert requests == (count + revocations, count + revocations)
         results = {name: json.loads((ca.outgoing / name / "result.json").read_text())
-                   for name in names}
-        assert {r["serial"] for r in results.values()} == set(serials)
-        assert all(r["status"] == "issued" for r in results.values())
+                   for name in [*names, *wanted]}
+        assert all(results[n]["status"] == "issued" for n in names)
+        for name, (serial, reason) in wanted.items():
+            assert (results[name]["status"], results[name]["serial"]) == ("revoked", serial)
+            assert final[serial] == reason
+        assert sum(1 for r in final.values() if r) == revocations
+        assert counted.get("certificate.revoked") == revocations
+        assert counted.get("request.republished", 0) == 0
         for entry in os.scandir(ca.outgoing):
             assert not entry.name.startswith("."), f"partial output {entry.name}"
-            if entry.name not in ("ca", "crl", "audit"):
+            if entry.name not in ("ca", "crl", "audit") and entry.name.startswith("h"):
                 assert set(os.listdir(entry.path)) == OUTPUT_FILES, entry.name
-        assert sorted(os.listdir(ca.archive)) == sorted(f"{n}.csr" for n in names)
+
+    def test_rescans_never_redecide_a_batch_being_published(self, ca: CA,
+                                                            notify: NotifySocket):
+        """A rescan every second while 1,000 requests are published behind: no request is
+        decided twice (the rescan once re-ran recovery beside the publisher)."""
+        ca.edit_config("rescan_seconds = 30", "rescan_seconds = 1")
+        running = Running(ca, notify)
+        try:
+            notify.wait_for("READY=1")
+            for i in range(1000):
+                ca.submit(f"server/b{i:04d}.csr", pem(make_csr(f"b{i:04d}.sample.com")[1]))
+            wait_for(lambda: len(os.listdir(ca.archive)) == 1000
+                     and not any((ca.dir / "spool" / "work").iterdir()), 180, "all answered")
+        finally:
+            assert running.stop() == 0
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            counted = dict(db.execute("SELECT event, COUNT(*) FROM audit GROUP BY event"))
+        assert counted.get("request.issued") == 1000
+        assert counted.get("request.republished", 0) == 0
+        assert "Traceback" not in running.output()
 
 
 class TestSecrets:

@@ -16,7 +16,7 @@ from spoolca.config import load_config
 from spoolca.errors import ClockError, SpoolcaError
 from spoolca.process.session import CASession
 from spoolca.register.store import Store
-from spoolca.x509.crl import MAX_CRL_NUMBER, RevokedEntry, encode_entry, sign_crl
+from spoolca.x509.crl import MAX_CRL_NUMBER, REASONS, RevokedEntry, encode_entry, sign_crl
 from tests.pki import CA, make_csr, openssl, pem
 
 CRL_DIR = ("spool", "outgoing", "crl")
@@ -72,7 +72,8 @@ class TestRevoke:
         serial = issue(ca, "r")
         assert ca.run("revoke", serial, "--reason", reason).returncode == 0
         entry = crl(ca).get_revoked_certificate_by_serial_number(int(serial, 16))
-        assert entry.extensions.get_extension_for_class(x509.CRLReason) is not None
+        assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason \
+            == REASONS[reason]
 
     def test_hold_and_release(self, ca: CA):
         """certificateHold puts it on the CRL; removeFromCRL takes it off again."""
@@ -179,14 +180,34 @@ class TestEntryEncoding:
     @pytest.mark.parametrize("reason", ["unspecified", "keyCompromise", "certificateHold",
                                         "aACompromise"])
     def test_stored_entries_match_what_cryptography_reads(self, reason):
-        """An entry encoded once at revocation parses back to the same serial, date,
-        reason and invalidity date (checked through a whole CRL by the tests above)."""
-        from spoolca import der
-
+        """An entry encoded once at revocation, put in a CRL of its own and read back by
+        cryptography, has the same serial, date, reason and invalidity date."""
         moment = dt.datetime(2051, 3, 4, 5, 6, 7, tzinfo=dt.UTC)  # GeneralizedTime era
         entry = RevokedEntry(0x7F00AB, moment, reason, moment - dt.timedelta(days=1))
-        fields = der.read_tlvs(der.content(encode_entry(entry)))
-        assert [tag for tag, _s, _e in fields] == [0x02, 0x18, 0x30]
+        read = crl_of(encode_entry(entry)).get_revoked_certificate_by_serial_number(0x7F00AB)
+        assert read is not None
+        assert read.revocation_date_utc == moment
+        reasons = [e.value.reason for e in read.extensions if isinstance(e.value, x509.CRLReason)]
+        assert reasons == ([] if reason == "unspecified" else [REASONS[reason]])
+        invalidity = read.extensions.get_extension_for_class(x509.InvalidityDate).value
+        assert invalidity.invalidity_date_utc == moment - dt.timedelta(days=1)
+
+
+def crl_of(entry: bytes) -> x509.CertificateRevocationList:
+    """A minimal signed v2 CRL (RFC 5280 5.1) holding one stored entry, for reading back."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from spoolca import der
+    from tests.pki import subject
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    algorithm = der.sequence(bytes.fromhex("06082a8648ce3d040302"))  # ecdsa-with-SHA256
+    now = dt.datetime(2051, 3, 5, tzinfo=dt.UTC)
+    tbs = der.sequence(der.integer(1), algorithm, subject("Test CA").public_bytes(),
+                       der.time(now), der.sequence(entry))
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return x509.load_der_x509_crl(der.sequence(tbs, algorithm, der.tlv(0x03, b"\0" + signature)))
 
 
 def refresh(config, moment: dt.datetime):
