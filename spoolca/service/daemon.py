@@ -75,7 +75,8 @@ class Daemon:
         self._notifier = Notifier()
         self._stop = False
         self._reload = False
-        self._refusal = ""  # why signing is refused now (clock guard, audit seal)
+        self._clock_refusal = ""  # why signing is refused now: the clock guard
+        self._seal_refusal = ""   # or an audit checkpoint that cannot be signed
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
         self._next_crl_check = 0.0
         self._next_seal = 0.0
@@ -176,11 +177,10 @@ class Daemon:
         self._next_seal = time.monotonic() + SEAL_SECONDS
         try:
             self._session.seal()
-            if self._refusal.startswith("failed to sign"):
-                self._refusal = ""
+            self._seal_refusal = ""
         except Exception as exc:
             self._log_failure(exc)
-            self._refusal = str(exc)
+            self._seal_refusal = str(exc)
             self._next_seal = time.monotonic() + CRL_RETRY_SECONDS
             _log.error("audit checkpoint not signed; issuing stops until it is", reason=str(exc))
 
@@ -210,9 +210,9 @@ class Daemon:
     # -- processing --------------------------------------------------------------------------
 
     def _refuse(self, exc: ClockError) -> None:
-        if str(exc) != self._refusal:
+        if str(exc) != self._clock_refusal:
             _log.error("refusing to sign", reason=str(exc), floor=exc.floor, now=exc.now)
-        self._refusal = str(exc)
+        self._clock_refusal = str(exc)
 
     def _process(self, ready: list[tuple[Path, str]]) -> None:
         try:
@@ -220,7 +220,7 @@ class Daemon:
         except ClockError as exc:
             self._refuse(exc)
             return  # the requests stay in incoming/, retried on the next turn
-        self._refusal = ""
+        self._clock_refusal = ""
         claim = self._session.spool.new_claim()
         claimed: list[Claimed] = []
         for path, profile in ready:
@@ -252,6 +252,10 @@ class Daemon:
                 self._counters.revoked += 1
             else:
                 self._counters.rejected += 1
+
+    @property
+    def _refusal(self) -> str:
+        return self._clock_refusal or self._seal_refusal
 
     # -- faults ------------------------------------------------------------------------------
 

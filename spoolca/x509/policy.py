@@ -14,42 +14,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from spoolca.config import Policy, Profile
 from spoolca.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.findings import Finding
 from spoolca.x509.csr import Request
+from spoolca.x509.keypolicy import check_key, check_signature
 from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
-from spoolca.x509.profiles import Grant, grant
-from spoolca.x509.weakkeys import fermat_factor, has_roca_fingerprint
+from spoolca.x509.requested import check_extensions
 
 __all__ = ["Decision", "evaluate"]
 
-_STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512, hashes.SHA3_256,
-                  hashes.SHA3_384, hashes.SHA3_512)
-_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _REPEATABLE = {"organizationalUnitName", "domainComponent", "streetAddress"}
-# RFC 5280 4.2: extensions only the CA decides; on a request each is refused, except
-# keyUsage, extendedKeyUsage and basicConstraints that ask for no more than the profile
-# grants anyway (GnuTLS certtool and Java keytool always send them).
-_CA_MANAGED = {
-    ExtensionOID.NAME_CONSTRAINTS: ("csr.extension.name_constraints", "nameConstraints"),
-    ExtensionOID.AUTHORITY_INFORMATION_ACCESS: ("csr.extension.authority_info_access",
-                                                "authorityInfoAccess"),
-    ExtensionOID.CRL_DISTRIBUTION_POINTS: ("csr.extension.crl_distribution_points",
-                                           "cRLDistributionPoints"),
-}
-# Harmless on any request: we compute our own (the seeds' v3_req sends both).
-_IGNORED = {ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.SUBJECT_ALTERNATIVE_NAME}
-_USAGE_FLAGS = ("digital_signature", "content_commitment", "key_encipherment",
-                "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
-# id-RSASSA-PSS (RFC 4055 3.1) as an SPKI algorithm: a key restricted to PSS signatures.
-_RSASSA_PSS_OID = bytes.fromhex("06092a864886f70d01010a")
 # Printable means no control, format (bidirectional overrides, zero-width), surrogate,
 # private-use or unassigned character, and no line or paragraph separator.
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -70,158 +47,6 @@ class Decision:
     @property
     def accepted(self) -> bool:
         return not self.findings
-
-
-def _check_signature(request: Request) -> list[Finding]:
-    csr = request.csr
-    findings = []
-    try:
-        algorithm = csr.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        return [Finding("csr.signature_algorithm_unsupported",
-                        f"the request is signed with an unsupported algorithm "
-                        f"({csr.signature_algorithm_oid.dotted_string})")]
-    if algorithm is not None and not isinstance(algorithm, _STRONG_HASHES):
-        findings.append(Finding("csr.signature_hash_weak",
-                                f"the request is signed with {algorithm.name.upper()}; "
-                                "sign it with SHA-256 or stronger (openssl req -sha256)"))
-    if not request.signature_valid:
-        findings.append(Finding("csr.signature_invalid", "the request's signature does not "
-                                "verify with its own public key: it was altered or is corrupt"))
-    return findings
-
-
-def _check_rsa(key: rsa.RSAPublicKey, policy: Policy) -> list[Finding]:
-    numbers = key.public_numbers()
-    findings = []
-    if key.key_size < policy.rsa_min_bits:
-        findings.append(Finding("key.rsa_too_small", f"the RSA key has {key.key_size} bits; "
-                                f"at least {policy.rsa_min_bits} are required"))
-    if key.key_size % 8:
-        findings.append(Finding("key.rsa_size_not_multiple_of_8",
-                                f"the RSA modulus has {key.key_size} bits, not a multiple of 8"))
-    if numbers.e != 65537:
-        findings.append(Finding("key.rsa_exponent",
-                                f"the RSA public exponent is {numbers.e}; it must be 65537"))
-    if has_roca_fingerprint(numbers.n):
-        findings.append(Finding("key.rsa_roca", "the RSA key was made by a generator with the "
-                                "ROCA flaw (CVE-2017-15361); make a new key on a fixed device"))
-    if fermat_factor(numbers.n) is not None:
-        findings.append(Finding("key.rsa_fermat", "the RSA key's primes are so close that "
-                                "Fermat's method factors it; make a new key"))
-    return findings
-
-
-def _check_encoding(request: Request, key: object) -> Finding | None:
-    """Invariant 11: the certificate must carry the key byte for byte as it was sent.
-
-    cryptography re-encodes a key: an RSASSA-PSS-restricted key would lose its
-    restriction (issued as plain rsaEncryption), an explicit-parameters or compressed EC
-    key would change form. Those keys are refused rather than silently altered.
-    """
-    assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey
-                      | ed25519.Ed25519PublicKey)
-    if key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == request.spki:
-        return None
-    if _RSASSA_PSS_OID in request.spki[:32]:
-        return Finding("key.type_unsupported", "the RSA key is restricted to RSASSA-PSS "
-                       "(id-RSASSA-PSS); spoolca certifies keys exactly as sent and does not "
-                       "issue PSS-restricted keys: make a plain RSA key (rsaEncryption)")
-    return Finding("key.type_unsupported", "the key is encoded with explicit curve parameters "
-                   "or a compressed point, which spoolca cannot certify exactly as sent; "
-                   "use a named curve and an uncompressed point")
-
-
-def _check_key(request: Request, policy: Policy) -> list[Finding]:
-    key = request.public_key
-    if key is None:
-        return [Finding("key.type_unsupported", "the request's public key type is not supported")]
-    findings: list[Finding] = []
-    if isinstance(key, rsa.RSAPublicKey):
-        findings = _check_rsa(key, policy)
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        curve = _CURVE_NAMES.get(key.curve.name, key.curve.name)
-        if curve not in policy.ec_curves:
-            allowed = ", ".join(sorted(policy.ec_curves))
-            return [Finding("key.ec_curve_unsupported",
-                            f"the EC key uses curve {curve}; allowed: {allowed}")]
-    elif not (isinstance(key, ed25519.Ed25519PublicKey) and policy.allow_ed25519):
-        kind = type(key).__name__.removesuffix("PublicKey").lstrip("_")
-        return [Finding("key.type_unsupported",
-                        f"the key type {kind} is not accepted; use RSA, ECDSA or Ed25519")]
-    encoding = _check_encoding(request, key)
-    return [*findings, encoding] if encoding else findings
-
-
-def _usage_names(usage: x509.KeyUsage) -> set[str]:
-    names = {flag for flag in _USAGE_FLAGS if getattr(usage, flag)}
-    if usage.key_agreement:  # encipher_only/decipher_only exist only with keyAgreement
-        names |= {flag for flag in ("encipher_only", "decipher_only") if getattr(usage, flag)}
-    return names
-
-
-def _purpose_name(oid: x509.ObjectIdentifier) -> str:
-    return oid._name if oid._name != "Unknown OID" else oid.dotted_string
-
-
-def _check_requested_usage(ext: x509.Extension[x509.ExtensionType], granted: Grant,
-                           kind: str) -> tuple[Finding | None, str | None]:
-    """(refusal, note) for keyUsage, extendedKeyUsage or basicConstraints on a request:
-    a subset of what the profile grants is noted and overridden; more is refused."""
-    value = ext.value
-    if isinstance(value, x509.BasicConstraints):
-        if value.ca and not granted.ca:
-            return Finding("csr.extension.basic_constraints_ca", f"a {kind} request asks to "
-                           "be a CA (basicConstraints CA:TRUE); submit it to the subca profile "
-                           "if intended"), None
-        return None, f"basicConstraints CA:{str(value.ca).upper()}"
-    if isinstance(value, x509.KeyUsage):
-        extra = _usage_names(value) - _usage_names(granted.key_usage)
-        if extra:
-            return Finding("csr.extension.key_usage", f"the request asks for keyUsage "
-                           f"{', '.join(sorted(extra))}, which the {kind} profile does not "
-                           "grant; remove it from the request"), None
-        return None, f"keyUsage {', '.join(sorted(_usage_names(value)))}"
-    assert isinstance(value, x509.ExtendedKeyUsage)
-    asked = list(value)
-    extra_purposes = [oid for oid in asked if oid not in granted.purposes]
-    if extra_purposes:
-        return Finding("csr.extension.extended_key_usage", f"the request asks for "
-                       f"extendedKeyUsage {', '.join(map(_purpose_name, extra_purposes))}, "
-                       f"which the {kind} profile does not grant; remove it from the "
-                       "request"), None
-    return None, f"extendedKeyUsage {', '.join(map(_purpose_name, asked))}"
-
-
-_USAGE_EXTENSIONS = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
-                     ExtensionOID.EXTENDED_KEY_USAGE}
-
-
-def _check_extensions(request: Request, kind: str) -> tuple[list[Finding], list[Finding]]:
-    """(refusals, notes) for the extensions a request carries."""
-    findings, requested = [], []
-    granted: Grant | None = None
-    for ext in request.extensions:
-        if ext.oid in _USAGE_EXTENSIONS:
-            if request.public_key is None:
-                continue  # refused as key.type_unsupported; no grant to compare with
-            if granted is None:
-                granted = grant(kind, request.public_key)  # type: ignore[arg-type]
-            refusal, note = _check_requested_usage(ext, granted, kind)
-            findings += [refusal] if refusal else []
-            requested += [note] if note else []
-        elif ext.oid in _CA_MANAGED:
-            code, name = _CA_MANAGED[ext.oid]
-            findings.append(Finding(code, f"the request asks for {name}; the "
-                                    f"{kind} profile decides it, remove it from the request"))
-        elif ext.oid not in _IGNORED and ext.critical:
-            findings.append(Finding("csr.extension.unsupported_critical",
-                                    f"the request marks extension {ext.oid.dotted_string} "
-                                    "critical, and spoolca does not issue it"))
-    notes = [Finding("note.extensions_overridden", f"the request asked for {'; '.join(requested)}"
-                     f"; the certificate carries the {kind} profile's own usage extensions")
-             ] if requested else []
-    return findings, notes
 
 
 def _attributes(name: x509.Name) -> list[x509.NameAttribute]:
@@ -423,8 +248,8 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
     issued for that subject, for OpenSSL's unique_subject rule. `ca_subjects` are the CAs'
     names, compared as RFC 5280 7.1 and OpenSSL compare names (case and spacing aside).
     """
-    findings = _check_signature(request) + _check_key(request, policy)
-    extension_findings, notes = _check_extensions(request, profile.kind)
+    findings = check_signature(request) + check_key(request, policy)
+    extension_findings, notes = check_extensions(request, profile.kind)
     findings += extension_findings
     subject_findings, subject = _check_subject(request.subject, issuer.subject, profile, policy)
     findings += subject_findings

@@ -1,0 +1,1 @@
+"""The command implementations `spoolca.cli` dispatches to, a module per area."""

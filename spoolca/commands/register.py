@@ -1,0 +1,55 @@
+"""`spoolca list|show|export-index`: reading the certificate register."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from spoolca.commands.common import now as utc_now
+from spoolca.commands.common import opened, serial_arg
+from spoolca.errors import UsageError
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from spoolca.authority.revocation import crl_status
+    from spoolca.register.views import record_as_dict, select
+
+    now = utc_now()
+    with opened(args) as (config, store):
+        records = select(store.certificates(), now, status=args.status,
+                         expiring_days=args.expiring)
+        crls = crl_status(config, store)
+    if args.json:
+        print(json.dumps([record_as_dict(r, now) for r in records], indent=2))
+        return 0
+    print(f"{'SERIAL':<34} {'STATUS':<8} {'NOT AFTER':<20} {'PROFILE':<8} SUBJECT")
+    for r in records:
+        print(f"{r.serial:<34} {r.status(now):<8} {r.not_after:<20} {r.profile:<8} {r.subject}")
+    for crl in crls:
+        print(f"{crl.authority} CRL #{crl.number} valid until {crl.next_update}; the next one "
+              f"is made from {crl.refresh_at}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from spoolca.errors import NotFoundError
+    from spoolca.register.views import show_text
+
+    serial = serial_arg(args.serial, UsageError)
+    with opened(args) as (_config, store):
+        record = store.certificate(serial)
+    if record is None:
+        raise NotFoundError(f"no certificate with serial {serial} in the register")
+    sys.stdout.write(show_text(record, utc_now()))
+    return 0
+
+
+def cmd_export_index(args: argparse.Namespace) -> int:
+    from spoolca.register.views import index_line
+
+    now = utc_now()
+    with opened(args) as (_config, store):
+        lines = [index_line(r, now) for r in store.certificates()]
+    sys.stdout.write("".join(lines))
+    return 0
