@@ -24,6 +24,29 @@ def stick(tmp_path) -> Path:
 
 
 class TestIngest:
+    def test_a_junk_stick_costs_a_bounded_audit_entry(self, ca: CA, stick: Path):
+        """5,000 junk files with long non-UTF-8 names (a 100,000-file stick wrote a 130 MB
+        entry): 100 listed by name, every one counted by reason, the entry small."""
+        folder = os.fsencode(stick / "server")
+        for i in range(5000):
+            with open(folder + b"/" + b"\xff" * 180 + b"%05d.txt" % i, "wb") as handle:
+                handle.write(b"junk")
+        good = pem(make_csr("good.sample.com")[1])
+        (stick / "server" / "good.csr").write_bytes(good)
+        result = ca.run("media", "ingest", str(stick))
+        assert result.returncode == 0, result.stderr
+        assert "5000 skipped in all" in result.stdout
+        entry = json.loads(ca.run("audit", "show", "--json", "--event",
+                                  "media.ingested").stdout)[-1]
+        size = len(json.dumps(entry["data"]))
+        assert size < 64 * 1024, size
+        assert len(entry["data"]["skipped"]) == 100
+        assert entry["data"]["skipped_total"] == 5000
+        assert entry["data"]["skipped_by_reason"] == {
+            "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)": 5000}
+        assert all(len(item["file"]) <= 160 for item in entry["data"]["skipped"])
+        assert [f["file"] for f in entry["data"]["files"]] == ["server/good.csr"]
+
     def test_hostile_stick(self, ca: CA, stick: Path, tmp_path):
         """Symlink, FIFO, a 100 MB file, 10,000 tiny files, odd names: each skipped with its
         reason; the good request and its signature are copied; nothing else is read."""
@@ -53,7 +76,7 @@ class TestIngest:
         out = result.stdout
         for needle in ("passwd.csr: a symbolic link (never followed)",
                        "fifo.csr: not a regular file", "huge.csr: too large",
-                       "zcopy.csr: the same content as server/good.csr",
+                       "zcopy.csr: the same content as another file on the stick",
                        "server/deep/: folder too deep", "notes/: not a profile folder",
                        "orphan.csr.asc: a signature whose request was not taken",
                        "client/\\xff\\xfe.csr: empty",

@@ -26,6 +26,9 @@ def cmd_media_ingest(args: argparse.Namespace) -> int:
               f"(medium {report.medium.key}) into {config.spool_dir / 'incoming'}/")
         for item in report.skipped:
             print(f"  skipped {item['file']}: {item['reason']}")
+        if report.skipped_total > len(report.skipped):
+            counts = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped_by_reason.items()))
+            print(f"  ... {report.skipped_total} skipped in all: {counts}")
         if args.wait:
             return _wait_for_answers(store, report, args.wait)
     return 0

@@ -41,6 +41,8 @@ from spoolca.spool.tree import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_
 __all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
 
 MAX_FILES = 1000            # requests (and signatures) taken from one stick
+SKIPS_LISTED = 100  # skipped files listed by name in the report and the audit log
+MAX_SHOWN = 160     # characters of a name (escaped) shown there
 MAX_TOTAL = 64 * 1024**2    # bytes taken from one stick
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -79,7 +81,20 @@ class IngestReport:
 
     medium: Medium
     copied: list[dict[str, object]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # the first SKIPS_LISTED
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)  # every one, counted
+
+    def skip(self, file: str, why: str, detail: str = "") -> None:
+        """One file not taken. A hostile stick may hold 100,000: the audit entry and
+        memory stay bounded, since only the first SKIPS_LISTED are kept by name."""
+        self.skipped_by_reason[why] = self.skipped_by_reason.get(why, 0) + 1
+        if len(self.skipped) < SKIPS_LISTED:
+            reason = f"{why} ({detail})" if detail else why
+            self.skipped.append({"file": _shorten(file), "reason": _shorten(reason)})
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped_by_reason.values())
 
 
 def _safe(name: str) -> str:
@@ -87,6 +102,10 @@ def _safe(name: str) -> str:
     non-ASCII characters (each run becomes `_`); never empty."""
     cleaned = _UNSAFE.sub("_", name).lstrip(".")[:120]
     return cleaned or "request"
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 1] + "…"
 
 
 def _printable(raw: str) -> str:
@@ -116,13 +135,12 @@ def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder
         if entry.is_dir(follow_symlinks=False):
             folder = folders.get(entry.name.lower())
             if folder is None:
-                report.skipped.append({"file": shown + "/", "reason": "not a profile folder"})
+                report.skip(shown + "/", "not a profile folder")
                 continue
             for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):
                 inner_shown = f"{shown}/{_printable(inner.name)}"
                 if inner.is_dir(follow_symlinks=False):
-                    report.skipped.append({"file": inner_shown + "/",
-                                           "reason": "folder too deep (profile/file only)"})
+                    report.skip(inner_shown + "/", "folder too deep (profile/file only)")
                 elif not inner.name.startswith("."):
                     found.append((Path(inner.path), folder, inner_shown))
         else:
@@ -150,8 +168,8 @@ def _take(path: Path, limit: int) -> tuple[bytes | None, str | None]:
         return None, problem
     read = read_untrusted(path, limit)
     if read.problem is not None or read.data is None:
-        what = (read.problem or "file.unreadable").split(".")[-1].replace("_", " ")
-        return None, f"{what} ({read.detail})"
+        # The reason alone, no size or errno text: skipped files are counted by reason.
+        return None, (read.problem or "file.unreadable").split(".")[-1].replace("_", " ")
     return read.data, None
 
 
@@ -177,8 +195,7 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
         lowered = path.name.lower()
         if lowered.endswith(SIGNATURE_SUFFIXES):
             if str(path) not in signatures_taken:
-                report.skipped.append({"file": shown,
-                                       "reason": "a signature whose request was not taken"})
+                report.skip(shown, "a signature whose request was not taken")
             continue
         problem = None
         if not (lowered.endswith(REQUEST_SUFFIXES) or profile == "revoke"):
@@ -189,11 +206,11 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
         if data is not None:
             digest = hashlib.sha256(data).hexdigest()
             if digest in seen:
-                data, problem = None, f"the same content as {seen[digest]}"
+                data, problem = None, "the same content as another file on the stick"
             elif total + len(data) > MAX_TOTAL:
                 data, problem = None, f"more than {MAX_TOTAL // 1024**2} MiB on one stick"
         if data is None:
-            report.skipped.append({"file": shown, "reason": problem or "unreadable"})
+            report.skip(shown, problem or "unreadable")
             continue
         seen[digest] = shown
         total += len(data)
@@ -204,11 +221,11 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
             signatures_taken.add(str(signature))
             signed, why = _take(signature, config.max_request_bytes)
             if signed is None:
-                report.skipped.append({"file": f"{shown}{signature.suffix}", "reason": why or ""})
+                report.skip(f"{shown}{signature.suffix}", why or "unreadable")
             else:  # the signature first: the request must never be seen without it
                 _place(folder, f"{name}{signature.suffix}", signed)
         target = _place(folder, name, data)
-        report.copied.append({"file": shown, "as": str(target.relative_to(incoming)),
+        report.copied.append({"file": _shorten(shown), "as": str(target.relative_to(incoming)),
                               "sha256": digest, "size": len(data),
                               "signed": signature is not None})
     sync_filesystem([incoming])
@@ -218,7 +235,9 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
         tx.record("media.ingested", {"medium": {"uuid": report.medium.uuid,
                                                 "label": report.medium.label,
                                                 "path": report.medium.path},
-                                     "files": report.copied, "skipped": report.skipped})
+                                     "files": report.copied, "skipped": report.skipped,
+                                     "skipped_total": report.skipped_total,
+                                     "skipped_by_reason": report.skipped_by_reason})
     return report
 
 
