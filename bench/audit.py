@@ -52,8 +52,9 @@ def big_log(work: Path, entries: int) -> tuple[Path, float]:
                    capture_output=True)
     folder = work / "big" / "spool" / "outgoing" / "audit"
     started = time.perf_counter()
+    fingerprint = Store(load_config(config).database).meta("audit_key_fingerprint") or ""
     result = subprocess.run([*SPOOLCA, "--config", str(config), "audit", "verify", "--dir",
-                             str(folder), "--key", str(folder / "appliance-key.asc")],
+                             str(folder), "--fingerprint", fingerprint],
                             capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:

@@ -103,15 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
                                              "log (to outgoing/audit/, or DIR)")
     audit_export.add_argument("target", nargs="?", metavar="DIR")
     audit_export.set_defaults(func=cmd_audit_export)
-    audit_verify = audit_commands.add_parser("verify", help="check an exported log: exit 0 "
-                                             "if intact, 1 naming the first damage")
+    audit_verify = audit_commands.add_parser(
+        "verify", help="check an exported log: exit 0 only if it is intact and signed to "
+        "its end by the trusted key, 1 naming what is wrong")
     audit_verify.add_argument("--dir", help="the exported log (default: outgoing/audit/)")
-    audit_verify.add_argument("--key", metavar="FILE", help="the appliance's public key "
-                              "(armored); default: this appliance's own")
-    audit_verify.add_argument("--fingerprint", help="the key's expected fingerprint")
+    audit_verify.add_argument("--fingerprint", help="the fingerprint of the key you trust "
+                              "(required with --dir or --key, unless --trusted-key)")
+    audit_verify.add_argument("--trusted-key", metavar="FILE", help="your own copy of the "
+                              "appliance's public key, trusted as it is")
+    audit_verify.add_argument("--key", metavar="FILE", help="a public key to check with "
+                              "(default: the export's); trusted only if it has --fingerprint")
+    audit_verify.add_argument("--since-head", metavar="SEQ:HASH", help="the head verify "
+                              "printed last time: the log must extend it")
     audit_verify.add_argument("--since-checkpoint", metavar="FILE",
                               help="a checkpoint exported earlier (FILE.asc beside it): the "
                               "log must extend it")
+    audit_verify.add_argument("--allow-unsigned-tail", action="store_true",
+                              help="accept entries after the last checkpoint (a log copied "
+                              "mid-batch), with a loud warning")
     audit_verify.set_defaults(func=cmd_audit_verify)
     audit_show = audit_commands.add_parser("show", help="the log, readable")
     audit_show.add_argument("--json", action="store_true")

@@ -34,9 +34,19 @@ def export_copy(ca: CA, tmp_path: Path) -> Path:
     return folder
 
 
+def fingerprint_of(ca: CA) -> str:
+    """The appliance key's fingerprint, as init printed it for the auditors."""
+    import sqlite3
+
+    with sqlite3.connect(ca.dir / "ca.db") as db:
+        return db.execute("SELECT value FROM meta WHERE key = 'audit_key_fingerprint'"
+                          ).fetchone()[0]
+
+
 def verify(ca: CA, folder: Path, *extra: str):
-    return spoolca("audit", "verify", "--dir", str(folder), "--key",
-                   str(ca.outgoing / "audit" / "appliance-key.asc"), *extra)
+    """What the README tells an auditor to run: the export, and the fingerprint pinned."""
+    return spoolca("audit", "verify", "--dir", str(folder), "--fingerprint",
+                   fingerprint_of(ca), *extra)
 
 
 def segments(folder: Path) -> list[Path]:
@@ -65,6 +75,14 @@ def rechain(lines: list[bytes]) -> list[bytes]:
         prev = entry["hash"]
         out.append(canonical(entry) + b"\n")
     return out
+
+
+def forged(lines: list[bytes]) -> list[bytes]:
+    """Every issuance deleted and one invented, as the forger in the issue did."""
+    kept = [line for line in lines if b'"request.issued"' not in line]
+    fake = json.loads(kept[-1])
+    fake["event"], fake["data"] = "request.issued", {"serial": "0BADC0DE", "note": "forged"}
+    return [*kept, json.dumps(fake).encode() + b"\n"]
 
 
 class TestRecording:
@@ -182,25 +200,84 @@ class TestTamperMatrix:
             (folder / "appliance-key.asc").write_text(forger.public_key())
             for point in folder.glob("checkpoint-*.json"):
                 point.with_name(point.name + ".asc").write_text(forger.sign(point.read_bytes()))
-            result = verify(logged, folder)  # with the real key, from the appliance
+            result = verify(logged, folder)  # the fingerprint pinned, the export's key compared
+            assert result.returncode == 1 and "is not the trusted key" in result.stdout
+            real = tmp_path / "real-key.asc"
+            shutil.copy(logged.outgoing / "audit" / "appliance-key.asc", real)
+            trusting = spoolca("audit", "verify", "--dir", str(folder), "--trusted-key",
+                               str(real))
+            assert trusting.returncode == 1 and "replaced" in trusting.stdout
+            (folder / "appliance-key.asc").unlink()  # the forger's key gone, signatures stay
+            result = spoolca("audit", "verify", "--dir", str(folder), "--trusted-key", str(real))
             assert result.returncode == 1 and "bad signature" in result.stdout
-            fingerprint = json.loads(logged.run("audit", "show", "--json", "--event",
-                                                "ca.initialized").stdout)[0]["data"][
-                "audit_key_fingerprint"]
-            trusting = spoolca("audit", "verify", "--dir", str(folder), "--key",
-                               str(folder / "appliance-key.asc"), "--fingerprint", fingerprint)
-            assert trusting.returncode == 1 and "is not" in trusting.stdout
         finally:
             stop_agent(tmp_path / "forger")
 
-    def test_unsigned_tail_is_not_tampering(self, logged: CA, tmp_path):
-        """Entries after the last checkpoint: exit 0 with a note, as the issue asks."""
+    def test_an_unsigned_tail_fails_closed(self, logged: CA, tmp_path):
+        """Entries after the last checkpoint: a genuine export never has them, so exit 1;
+        the documented flag accepts them with a loud warning."""
         folder = export_copy(logged, tmp_path)
+        last = sorted(p.name for p in folder.glob("checkpoint-*.json"))[-1]
         for point in folder.glob("checkpoint-*"):
-            if point.name.startswith(sorted(p.name for p in folder.glob("checkpoint-*.json"))[-1]):
+            if point.name.startswith(last):
                 point.unlink()
         result = verify(logged, folder)
-        assert result.returncode == 0 and "unsigned tail" in result.stdout
+        assert result.returncode == 1 and result.stdout.startswith("NOT VERIFIED")
+        allowed = verify(logged, folder, "--allow-unsigned-tail")
+        assert allowed.returncode == 0 and "WARNING" in allowed.stdout
+
+    def test_rewritten_with_every_checkpoint_deleted(self, logged: CA, tmp_path):
+        """Forged: issuances deleted, one invented, the chain recomputed, checkpoints
+        removed. This said 'intact' and exited 0."""
+        folder = export_copy(logged, tmp_path)
+        for point in folder.glob("checkpoint-*"):
+            point.unlink()
+        rewrite(folder, lambda lines: rechain(forged(lines)))
+        result = verify(logged, folder)
+        assert result.returncode == 1 and "no signed checkpoint at all" in result.stdout
+
+    def test_only_the_first_checkpoint_kept_and_the_rest_rewritten(self, logged: CA,
+                                                                    tmp_path):
+        """The init checkpoint is genuine; everything after it is the forger's."""
+        folder = export_copy(logged, tmp_path)
+        points = sorted(folder.glob("checkpoint-*.json"))
+        first = int(points[0].name.split("-")[1].split(".")[0])
+        for point in folder.glob("checkpoint-*"):
+            if not point.name.startswith(points[0].name):
+                point.unlink()
+        rewrite(folder, lambda lines: rechain(lines[:first] + forged(lines[first:])))
+        result = verify(logged, folder)
+        assert result.returncode == 1 and "NOT VERIFIED" in result.stdout
+
+    def test_a_forger_extends_the_log_past_the_last_checkpoint(self, logged: CA, tmp_path):
+        """Entries appended after the last checkpoint, the chain continued correctly."""
+        folder = export_copy(logged, tmp_path)
+        rewrite(folder, lambda lines: rechain([*lines, *forged(lines[-2:])]))
+        result = verify(logged, folder)
+        assert result.returncode == 1 and "NOT VERIFIED" in result.stdout
+
+    def test_a_key_file_alone_is_not_trusted(self, logged: CA, tmp_path):
+        """--key without --fingerprint trusted whatever key sat on the stick: now a usage
+        error; the auditor names the key they trust."""
+        folder = export_copy(logged, tmp_path)
+        result = spoolca("audit", "verify", "--dir", str(folder), "--key",
+                         str(folder / "appliance-key.asc"))
+        assert result.returncode == 2 and "--fingerprint" in result.stderr
+
+    def test_the_head_is_named_and_since_head_detects_a_rollback(self, logged: CA,
+                                                                 tmp_path):
+        """verify prints the head to write down; --since-head refuses an older log."""
+        old = verify(logged, export_copy(logged, tmp_path / "then"))
+        head = next(line for line in old.stdout.splitlines() if line.startswith("head:"))
+        seq, digest = head.split()[2].rstrip(","), head.split()[4].rstrip(",")
+        logged.submit("server/c.csr", pem(make_csr("c.sample.com")[1]))
+        logged.process()
+        newer = export_copy(logged, tmp_path / "now")
+        assert verify(logged, newer, "--since-head", f"{seq}:{digest}").returncode == 0
+        older = export_copy(logged, tmp_path / "rolled")
+        rewrite(older, lambda lines: lines[:int(seq) - 1])
+        result = verify(logged, older, "--since-head", f"{seq}:{digest}")
+        assert result.returncode == 1 and "rolled back" in result.stdout
 
     def test_since_checkpoint_detects_a_rollback(self, logged: CA, tmp_path):
         """An auditor keeps a checkpoint from an earlier stick; an older log is refused."""

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from spoolca.config import Config, load_config, render_config
 from spoolca.errors import CSRError
 from spoolca.findings import CODES, Finding
-from spoolca.process.revocations import json_depth, parse_revocation_body
+from spoolca.process.revocations import parse_revocation_body
 from spoolca.spool.tree import printable_name, safe_name
+from spoolca.untrusted import json_depth
 from spoolca.x509.csr import load_request
 from spoolca.x509.names import domain_allowed, hostname_problem, is_email
 from spoolca.x509.policy import Decision, evaluate

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from spoolca.commands.common import load, now, opened
-from spoolca.errors import SpoolcaError, UsageError
+from spoolca.errors import UsageError
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
@@ -25,20 +25,49 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_key_for(args: argparse.Namespace) -> tuple[str, str]:
-    """(armored public key, fingerprint): --key, or this appliance's own key."""
-    from spoolca.openpgp import ApplianceKey
+def _trust(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
+    """(the public key to check with, the fingerprint trusted).
 
-    if args.key:
-        armored = Path(args.key).read_text()
-        fingerprint = args.fingerprint or _fingerprint_of(armored)
-        return armored, fingerprint
-    with opened(args) as (config, store):
-        fingerprint = store.meta("audit_key_fingerprint") or ""
-        armored = ApplianceKey(config.gnupg_dir, fingerprint, None).public_key()
-    if args.fingerprint and args.fingerprint.upper() != fingerprint.upper():
-        raise SpoolcaError(f"this appliance's audit key is {fingerprint}, not {args.fingerprint}")
+    Trust comes from the auditor, never from the export: a fingerprint they were given
+    (--fingerprint), or their own copy of the key (--trusted-key). Key material found in
+    the export, or passed with --key, is only used when its fingerprint is the trusted
+    one. On the appliance itself, with neither, its own register names the key."""
+    exported = folder / "appliance-key.asc"
+    if args.trusted_key:
+        armored = _read_key(Path(args.trusted_key))
+        fingerprint = _fingerprint_of(armored)
+        if args.fingerprint and _plain(args.fingerprint) != fingerprint:
+            raise UsageError(f"--trusted-key holds {fingerprint}, not --fingerprint "
+                             f"{args.fingerprint}")
+    elif args.fingerprint:
+        fingerprint = _plain(args.fingerprint)
+        source = Path(args.key) if args.key else exported
+        if not source.is_file():
+            raise UsageError(f"no public key to check with: {source} is missing; pass the "
+                             "key with --key FILE")
+        armored = _read_key(source)
+    elif args.dir or args.key:
+        raise UsageError("name the key you trust: --fingerprint FPR (as the appliance's "
+                         "operator gave it to you) or --trusted-key FILE (your own copy of "
+                         "its public key); a key found beside the log is never trusted")
+    else:
+        from spoolca.openpgp import ApplianceKey
+
+        with opened(args) as (config, store):
+            fingerprint = store.meta("audit_key_fingerprint") or ""
+            armored = ApplianceKey(config.gnupg_dir, fingerprint, None).public_key()
     return armored, fingerprint
+
+
+def _plain(fingerprint: str) -> str:
+    return fingerprint.replace(" ", "").upper()
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"failed to read the public key {path}: {exc}") from None
 
 
 def _fingerprint_of(armored: str) -> str:
@@ -47,26 +76,50 @@ def _fingerprint_of(armored: str) -> str:
     with Keyring(armored) as keyring:
         fingerprints = sorted(keyring.fingerprints)
     if len(fingerprints) != 1:
-        raise UsageError("--key must hold exactly one OpenPGP public key")
+        raise UsageError("the key file must hold exactly one OpenPGP public key")
     return fingerprints[0]
 
 
+def _since_head(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    seq, _sep, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise UsageError(f"--since-head takes SEQ:HASH as verify printed it, not {text!r}")
+    return int(seq), digest
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 only if every entry up to the last is covered by a checkpoint signed by the
+    trusted key (and extends what --since-* names); 1 otherwise, naming why."""
     from spoolca.register.audit import verify_export
 
-    armored, fingerprint = _audit_key_for(args)
     folder = Path(args.dir) if args.dir else load(args).spool_dir / "outgoing" / "audit"
+    armored, fingerprint = _trust(args, folder)
+    exported = folder / "appliance-key.asc"
+    if exported.is_file() and _fingerprint_of(_read_key(exported)) != fingerprint:
+        print(f"DAMAGED: the key in the export ({exported.name}) is not the trusted key "
+              f"{fingerprint}: it was replaced")
+        return 1
     since = Path(args.since_checkpoint) if args.since_checkpoint else None
-    damages, entries, signed = verify_export(folder, armored, fingerprint, since)
-    if damages and damages[0].kind != "unsigned tail":
-        damage = damages[0]
+    found = verify_export(folder, armored, fingerprint, since, _since_head(args.since_head))
+    damage = found.damages[0] if found.damages else None
+    if damage is not None and damage.kind != "unsigned tail":
         print(f"DAMAGED at entry {damage.seq}: {damage.kind}: {damage.message}")
         return 1
-    print(f"intact: {entries} entries, the chain recomputed; signed through entry {signed} "
-          f"by {fingerprint}")
-    if damages:
-        print(f"note: {damages[0].message} (an unsigned tail, not tampering: the next "
-              "checkpoint will sign them)")
+    head = f"head: seq {found.entries}, hash {found.head_hash}, time {found.head_time}"
+    if damage is not None and not args.allow_unsigned_tail:
+        print(f"NOT VERIFIED: {damage.message}; no checkpoint signed by {fingerprint} vouches "
+              "for them, and a genuine export is always signed to its end, so treat them as "
+              "forged (--allow-unsigned-tail accepts a log copied in the middle of a batch)")
+        return 1
+    print(f"intact: {found.entries} entries, the chain recomputed, signed through entry "
+          f"{found.signed} by {fingerprint}")
+    if damage is not None:
+        print(f"WARNING: {damage.message}; NOT signed: trust nothing after entry "
+              f"{found.signed} (allowed by --allow-unsigned-tail)")
+    print(head)
+    print(f"next time: spoolca audit verify ... --since-head {found.entries}:{found.head_hash}")
     return 0
 
 

@@ -20,7 +20,6 @@ second time. A new request with the same content must differ (a new `request_id`
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Sequence
 
 from spoolca.authority.revocation import revoke_in
@@ -37,10 +36,11 @@ from spoolca.spool.publisher import PublishJob
 from spoolca.spool.recovery import recorded_files
 from spoolca.spool.results import Outcome, revocation_files
 from spoolca.spool.tree import Claimed
+from spoolca.untrusted import loads_bounded
 from spoolca.x509.crl import REASONS
 from spoolca.x509.csr import request_sha256
 
-__all__ = ["RevocationRequest", "answer_revocations", "json_depth", "parse_revocation",
+__all__ = ["RevocationRequest", "answer_revocations", "parse_revocation",
            "parse_revocation_body"]
 
 _log = get_logger("spoolca.process.revocations")
@@ -73,45 +73,14 @@ def parse_revocation(data: bytes, signature: bytes | None, signers: SignerCheck,
     return RevocationRequest(serial, reason, invalidity, signer)
 
 
-def json_depth(data: bytes) -> int:
-    """The deepest nesting of arrays and objects in `data`, in one linear pass.
-
-    json.loads recurses once per level: a 50,000-deep `[[[...` would raise
-    RecursionError, so the depth is measured before anything is parsed."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
-
-
 def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
                           ) -> tuple[str, str, dt.datetime | None] | list[Finding]:
     """(serial, reason, invalidity date) from the documented JSON, or every reason not.
 
     Bounded: at most MAX_BODY_BYTES and one level of nesting (the format is one flat
     object), checked before json.loads runs; pure, no I/O, never raises."""
-    if len(data) > MAX_BODY_BYTES:
-        return [Finding("revoke.unparseable", f"the request has {len(data)} bytes; a "
-                        f"revocation request is at most {MAX_BODY_BYTES}")]
-    if json_depth(data) > 1:
-        return [Finding("revoke.unparseable", "not a revocation request: the JSON must be one "
-                        "flat object")]
     try:
-        body = json.loads(data)
+        body = loads_bounded(data, max_bytes=MAX_BODY_BYTES, max_depth=1)
         if not isinstance(body, dict) or set(body) - _KEYS or "serial" not in body:
             raise ValueError("keys must be serial, and optionally reason, invalidity_date "
                              "and request_id")

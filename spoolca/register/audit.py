@@ -30,11 +30,14 @@ from spoolca.fsutil import atomic_write, ensure_dir
 from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
 from spoolca.register.chain import GENESIS, canonical
 from spoolca.register.store import Store, format_time
+from spoolca.untrusted import loads_bounded
 
 __all__ = ["Damage", "checkpoint", "export", "iter_exported", "verify_export"]
 
 _SEGMENT = re.compile(r"^log-(\d{10})-(\d{10})\.jsonl$")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.json$")
+MAX_LINE = 1 << 20       # no entry spoolca writes comes near a MiB
+MAX_DEPTH = 32           # no entry spoolca writes nests deeper than a few levels
 _HASH_FIELD = re.compile(rb'"hash":"[0-9a-f]{64}",')
 
 
@@ -65,8 +68,13 @@ def export(store: Store, folder: Path, key: ApplianceKey) -> int:
     """
     ensure_dir(folder, 0o755)
     have = max((int(m.group(2)) for m in map(_SEGMENT.match, _names(folder)) if m), default=0)
+    # Only what a checkpoint signed: a genuine export never ends in an unsigned tail, so
+    # an auditor can treat one as forged (entries written since wait for the next seal).
+    through = store.latest_checkpoint_seq()
     lines, last = [], have
     for row in store.audit_entries(after=have):
+        if row[0] > through:
+            break
         lines.append(_line(row))
         last = row[0]
     if lines:
@@ -106,14 +114,16 @@ class Damage:
     message: str
 
 
-def _check_chain(folder: Path) -> tuple[list[str], list[Damage]]:
-    """Recompute the chain; hashes by seq (index seq - 1), and the first damage."""
+def _check_chain(folder: Path, times: list[str]) -> tuple[list[str], list[Damage]]:
+    """Recompute the chain; hashes by seq (index seq - 1), and the first damage. The
+    last entry's time is left in `times`."""
     hashes: list[str] = []
     previous = GENESIS
     for number, line in enumerate(iter_exported(folder), start=1):
         try:
-            entry = json.loads(line)
+            entry = loads_bounded(line, max_bytes=MAX_LINE, max_depth=MAX_DEPTH)
             seq, prev, stated = int(entry["seq"]), entry["prev"], entry["hash"]
+            times[:] = [str(entry["time"])]
         except (ValueError, KeyError, TypeError):
             return hashes, [Damage(number, "modified", f"line {number} is not an audit entry")]
         # The hash covers the canonical entry without "hash": this line with that field cut.
@@ -154,26 +164,51 @@ def _check_checkpoint(body_file: Path, hashes: list[str], keyring: Keyring,
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What `audit verify` found: the first damage (or an unsigned tail), the entries,
+    how far a checkpoint by the pinned key signs, and the head to write down."""
+
+    damages: list[Damage]
+    entries: int
+    signed: int
+    head_hash: str
+    head_time: str
+
+
 def verify_export(folder: Path, public_key: str, fingerprint: str,
-                  since: Path | None = None) -> tuple[list[Damage], int, int]:
-    """(damages, entries, last signed seq): the first damage found, or an unsigned-tail
-    warning as the only item with kind "unsigned tail"."""
-    hashes, damages = _check_chain(folder)
+                  since: Path | None = None, since_head: tuple[int, str] | None = None
+                  ) -> Verification:
+    """Recompute the chain, check every checkpoint's signature by `fingerprint`, and
+    that the log extends what the auditor saw before (`since`, `since_head`). An
+    unsigned tail is reported as the only damage, of kind "unsigned tail"."""
+    times: list[str] = []
+    hashes, damages = _check_chain(folder, times)
+    head = (hashes[-1] if hashes else GENESIS, times[0] if times else "")
+
+    def result(found: list[Damage], signed: int = 0) -> Verification:
+        return Verification(found, len(hashes), signed, *head)
+
     if damages:
-        return damages, len(hashes), 0
+        return result(damages)
+    if since_head is not None and (since_head[0] > len(hashes)
+                                   or hashes[since_head[0] - 1] != since_head[1].lower()):
+        return result([Damage(since_head[0], "rolled back", f"the log does not hold entry "
+                              f"{since_head[0]} with the hash written down before: it was "
+                              "truncated, rolled back or rewritten")])
     points = [folder / n for n in _names(folder) if _CHECKPOINT.match(n)]
     if since is not None:
         points.append(since)
     if not points:
-        return [Damage(1, "unsigned tail", "no signed checkpoint at all")], len(hashes), 0
+        return result([Damage(1, "unsigned tail", "no signed checkpoint at all")])
     signed = 0
     with Keyring(public_key) as keyring:  # one keyring for every checkpoint
         for body_file in points:
             damage = _check_checkpoint(body_file, hashes, keyring, fingerprint)
             if damage:
-                return [damage], len(hashes), signed
+                return result([damage], signed)
             signed = max(signed, int(json.loads(body_file.read_bytes())["seq"]))
     if signed < len(hashes):
-        return [Damage(signed + 1, "unsigned tail", f"entries {signed + 1} to {len(hashes)} "
-                       "come after the last signed checkpoint")], len(hashes), signed
-    return [], len(hashes), signed
+        return result([Damage(signed + 1, "unsigned tail", f"entries {signed + 1} to "
+                              f"{len(hashes)} come after the last signed checkpoint")], signed)
+    return result([], signed)
