@@ -22,6 +22,7 @@ import gnupg
 
 from spoolca.errors import SpoolcaError
 from spoolca.fsutil import atomic_write, ensure_dir, remove_tree
+from spoolca.memory import wipe
 
 __all__ = [
     "ApplianceKey",
@@ -29,6 +30,7 @@ __all__ = [
     "Keyring",
     "Verdict",
     "check_home_length",
+    "configure_agent",
     "stop_agent",
     "verify_detached",
 ]
@@ -57,9 +59,28 @@ def _gpg(home: Path) -> gnupg.GPG:
 
 
 def stop_agent(home: Path) -> None:
-    """Stop the gpg-agent gpg started for `home` (it would outlive a test directory)."""
+    """Stop the gpg-agent gpg started for `home`: no agent outlives the command that
+    needed it (invariant 13), for the appliance's home and every temporary one."""
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
                    capture_output=True, check=False, timeout=30)
+
+
+# gpg-agent.conf for the appliance's home. gpg needs an agent for every secret-key
+# operation; loopback pinentry lets us hand it the passphrase on a pipe per signature,
+# and a cache TTL of 0 means the agent forgets it at once: while the agent runs, another
+# process of the same user can ask it to sign only by knowing the passphrase too.
+AGENT_CONF = b"default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n"
+
+
+def configure_agent(home: Path) -> None:
+    """Write the appliance home's gpg-agent.conf if it differs (before any agent starts)."""
+    conf = home / "gpg-agent.conf"
+    try:
+        current = conf.read_bytes()
+    except FileNotFoundError:
+        current = b""
+    if current != AGENT_CONF:
+        atomic_write(conf, AGENT_CONF, 0o600)
 
 
 class ApplianceKey:
@@ -68,7 +89,9 @@ class ApplianceKey:
     def __init__(self, home: Path, fingerprint: str, passphrase: bytes | None) -> None:
         self.home = home
         self.fingerprint = fingerprint
-        self._passphrase = passphrase.decode() if passphrase is not None else None
+        self._passphrase = bytearray(passphrase) if passphrase is not None else None
+        if home.is_dir():
+            configure_agent(home)
 
     def __repr__(self) -> str:  # never show the passphrase
         return f"ApplianceKey({self.fingerprint})"
@@ -87,16 +110,34 @@ class ApplianceKey:
         if not key.fingerprint:
             raise SpoolcaError(f"failed to create the audit signing key in {home}: "
                                f"{getattr(key, 'stderr', '')[-200:]}")
+        # gpg asks the agent for the new key's passphrase again to self-sign it, so the
+        # no-cache settings apply from the next agent on: this one is stopped now.
+        configure_agent(home)
+        stop_agent(home)
         return cls(home, str(key.fingerprint), passphrase)
 
     def sign(self, data: bytes) -> str:
         """A detached, ASCII-armored signature over `data`."""
+        passphrase = self._passphrase.decode() if self._passphrase is not None else None
         signature = _gpg(self.home).sign(data, keyid=self.fingerprint, detach=True,
-                                         passphrase=self._passphrase)
+                                         passphrase=passphrase)
+        del passphrase
         if not signature.data or getattr(signature, "status", "") != "signature created":
             raise AuditSignatureError(f"failed to sign the audit checkpoint with key "
                                       f"{self.fingerprint}: {getattr(signature, 'status', '')}")
         return str(signature)
+
+    def close(self) -> None:
+        """Forget the passphrase and stop the agent: nothing outlives the command."""
+        wipe(self._passphrase)
+        self._passphrase = None
+        stop_agent(self.home)
+
+    def __enter__(self) -> ApplianceKey:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def public_key(self) -> str:
         exported = _gpg(self.home).export_keys(self.fingerprint)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from spoolca.openpgp import stop_agent
 from tests.daemon import NotifySocket, Running
-from tests.pki import CA, CREATED, make_csr, pem, wait_for
+from tests.pki import CA, make_csr, pem, wait_for
 from tests.rawcsr import raw_csr
 from tests.test_daemon import result_of
 
@@ -50,9 +51,9 @@ def small_ca(ca: CA, tmp_path: Path) -> Iterator[CA]:
         shutil.copytree(ca.dir, target, symlinks=True, ignore=shutil.ignore_patterns("S.*"))
         text = (target / "spoolca.toml").read_text().replace(str(ca.dir), str(target))
         (target / "spoolca.toml").write_text(text)
-        CREATED.append(target)
         yield CA(target)
     finally:
+        stop_agent(mountpoint / "ca" / "gnupg")  # while its socket is still reachable
         subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
 
 

@@ -30,7 +30,8 @@ from spoolca.keys.algorithms import (
     write_private_key,
 )
 from spoolca.keys.filekey import FileKeySigner
-from spoolca.openpgp import ApplianceKey, check_home_length
+from spoolca.memory import no_core_dumps
+from spoolca.openpgp import ApplianceKey, check_home_length, stop_agent
 from spoolca.register.audit import checkpoint, export
 from spoolca.register.store import Store
 from spoolca.spool.results import publish_ca_files
@@ -124,8 +125,26 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
             key_type: str, passphrase: bytes | None, passphrase_file: str | None,
             root_days: int = ROOT_DAYS, intermediate_days: int = INTERMEDIATE_DAYS,
             now: dt.datetime) -> CeremonyReport:
-    """Create a new CA in `directory`: keys, certificates, config, register, spool."""
+    """Create a new CA in `directory`: keys, certificates, config, register, spool.
+
+    The gpg-agent the audit key's creation starts is stopped before this returns, also
+    on failure: an agent left behind (as root, by an `init` run as root) would sign for
+    any process of that user."""
+    no_core_dumps()  # the keys are made here
     _refuse_existing(directory)
+    try:
+        return _ceremony(directory, root_subject=root_subject,
+                         intermediate_subject=intermediate_subject, key_type=key_type,
+                         passphrase=passphrase, passphrase_file=passphrase_file,
+                         root_days=root_days, intermediate_days=intermediate_days, now=now)
+    finally:
+        if (directory / "gnupg").is_dir():
+            stop_agent(directory / "gnupg")
+
+
+def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject: x509.Name,
+              key_type: str, passphrase: bytes | None, passphrase_file: str | None,
+              root_days: int, intermediate_days: int, now: dt.datetime) -> CeremonyReport:
     check_home_length(directory / "gnupg")  # before anything is made
     if oneline(root_subject) == oneline(intermediate_subject):
         raise SpoolcaError("the root and intermediate subjects must differ")

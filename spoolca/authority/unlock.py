@@ -15,6 +15,7 @@ from spoolca.config import Config
 from spoolca.errors import KeyStoreError
 from spoolca.keys.algorithms import generate_like, load_private_key, read_passphrase
 from spoolca.keys.filekey import FileKeySigner
+from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
 from spoolca.x509.issuer import IssuingCA
@@ -33,6 +34,7 @@ def load_ca_certificates(store: Store) -> dict[str, x509.Certificate]:
 
 def load_authorities(config: Config, store: Store, names: Iterable[str]) -> dict[str, IssuingCA]:
     """Unlock the named CAs' keys (one passphrase read) and pair them with certificates."""
+    no_core_dumps()  # before any secret is read
     certificates = load_ca_certificates(store)
     passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
     authorities = {}
@@ -58,5 +60,6 @@ def load_audit_key(config: Config, store: Store) -> ApplianceKey:
     fingerprint = store.meta("audit_key_fingerprint")
     if not fingerprint:
         raise KeyStoreError("the register names no audit signing key: was init completed?")
+    no_core_dumps()  # before any secret is read
     passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
     return ApplianceKey(config.gnupg_dir, fingerprint, passphrase)

@@ -55,7 +55,8 @@ def _trust(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
 
         with opened(args) as (config, store):
             fingerprint = store.meta("audit_key_fingerprint") or ""
-            armored = ApplianceKey(config.gnupg_dir, fingerprint, None).public_key()
+            with ApplianceKey(config.gnupg_dir, fingerprint, None) as key:
+                armored = key.public_key()
     return armored, fingerprint
 
 

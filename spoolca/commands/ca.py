@@ -45,7 +45,9 @@ def _init_passphrase(args: argparse.Namespace) -> bytes | None:
 def cmd_init(args: argparse.Namespace) -> int:
     from spoolca.authority.ceremony import default_intermediate_subject, init_ca
     from spoolca.dn import parse_subject
+    from spoolca.memory import no_core_dumps
 
+    no_core_dumps()  # before the passphrase is read
     passphrase = _init_passphrase(args)
     try:
         root_subject = parse_subject(args.root_subject)

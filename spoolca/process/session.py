@@ -275,6 +275,8 @@ class CASession:
             self._publisher.close()
             if self._signer_check is not None:
                 self._signer_check.close()
+            if self._audit_key is not None:
+                self._audit_key.close()  # the passphrase forgotten, the agent stopped
 
     def __enter__(self) -> CASession:
         return self

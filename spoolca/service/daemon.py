@@ -114,9 +114,10 @@ class Daemon:
             self._watch.stop()
             # A fault now must not turn a clean stop into a failure: each step is logged,
             # and what did not happen is done by the next start's recovery.
-            self._stop_step(self._session.close)
+            self._stop_step(self._session.flush)
             self._stop_step(lambda: self._record(store, "service.stopped", {"pid": os.getpid()}))
             self._stop_step(self._session.seal)
+            self._stop_step(self._session.close)  # last: it forgets the passphrase, stops gpg
             store.close()
         _log.info("stopped", **self._counter_fields())
         return 0

@@ -1,0 +1,130 @@
+"""No secret outlives its command (invariant 13): no gpg-agent left running, no
+passphrase cached, no core dump; each unit sets LimitCORE=0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import NotifySocket, Running
+from tests.pki import CA, PASSPHRASE, init_ca, make_csr, pem, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def agents(home: Path) -> list[str]:
+    """gpg-agent processes serving `home`, as `ps` shows them."""
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True,
+                             check=True).stdout
+    return [line for line in listing.splitlines()
+            if "gpg-agent" in line and str(home) in line]
+
+
+def signs_without_passphrase(home: Path) -> bool:
+    """What another process of the same user would try: sign with the appliance key and
+    no passphrase (no pinentry may ask)."""
+    result = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode",
+                             "error", "--detach-sign", "--armor"], input=b"forged",
+                            capture_output=True, timeout=60)
+    return result.returncode == 0
+
+
+@pytest.fixture
+def encrypted(tmp_path: Path) -> CA:
+    """A CA whose keys (and audit key) are protected by a passphrase file."""
+    secret = tmp_path / "passphrase"
+    secret.write_bytes(PASSPHRASE)
+    return init_ca(tmp_path / "ca", "--passphrase-file", str(secret))
+
+
+class TestNoAgentLeft:
+    def test_after_each_command_no_agent_and_no_cached_passphrase(self, encrypted: CA,
+                                                                  tmp_path: Path):
+        """init, process, serve (stopped), audit export and media export: after each, no
+        agent runs for the appliance's home, and a signature needs the passphrase again."""
+        home = encrypted.dir / "gnupg"
+        assert agents(home) == [], "init left an agent"
+        encrypted.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+        encrypted.process()
+        assert agents(home) == [], "process left an agent"
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(encrypted, notify)
+        try:
+            notify.wait_for("READY=1")
+            encrypted.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))
+            wait_for((encrypted.outgoing / "b" / "result.json").exists, 20, "b answered")
+            wait_for(lambda: agents(home), 20, "the daemon's agent (it seals after a batch)")
+            assert not signs_without_passphrase(home), "the agent cached the passphrase"
+        finally:
+            assert running.stop() == 0
+            notify.close()
+        assert agents(home) == [], "serve left an agent"
+        assert encrypted.run("audit", "export").returncode == 0
+        assert agents(home) == [], "audit export left an agent"
+        stick = tmp_path / "stick"
+        stick.mkdir()
+        assert encrypted.run("media", "export", str(stick)).returncode == 0
+        assert agents(home) == [], "media export left an agent"
+        assert not signs_without_passphrase(home)
+        assert agents(home) == [] or subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"]).returncode == 0
+
+    def test_the_check_sees_a_cached_passphrase(self, tmp_path: Path):
+        """Counter-case: a home without our agent settings caches the passphrase, and the
+        same probe then signs with none: the test above can fail."""
+        from spoolca.openpgp import ApplianceKey, stop_agent
+
+        home = tmp_path / "plain"
+        key = ApplianceKey.create(home, PASSPHRASE, "plain")
+        (home / "gpg-agent.conf").write_text("allow-loopback-pinentry\n")  # gpg's defaults
+        stop_agent(home)
+        try:
+            subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode",
+                            "loopback", "--passphrase-fd", "0", "--detach-sign", "-o",
+                            str(tmp_path / "sig"), str(home / "gpg-agent.conf")],
+                           input=PASSPHRASE, check=True, capture_output=True)
+            assert signs_without_passphrase(home)
+            assert key.fingerprint
+        finally:
+            stop_agent(home)
+
+
+class TestNoCoreDump:
+    def test_unlocking_makes_the_process_non_dumpable(self, encrypted: CA):
+        """After the session unlocks a key: PR_GET_DUMPABLE 0 and RLIMIT_CORE 0."""
+        code = (
+            "import resource\n"
+            "from spoolca.config import load_config\n"
+            "from spoolca.memory import is_dumpable\n"
+            "from spoolca.process.session import CASession\n"
+            "from spoolca.register.store import Store\n"
+            f"config = load_config(__import__('pathlib').Path({str(encrypted.config)!r}))\n"
+            "before = is_dumpable()\n"
+            "with CASession(config, Store(config.database)) as session:\n"
+            "    session.authority('intermediate')\n"
+            "    print(before, is_dumpable(), resource.getrlimit(resource.RLIMIT_CORE))\n")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=60)
+        assert result.stdout.split("\n")[0] == "True False (0, 0)", result.stderr
+
+    def test_the_daemon_runs_without_core_files(self, encrypted: CA, tmp_path: Path):
+        """The live daemon's core limit is 0, as /proc shows it."""
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(encrypted, notify)
+        try:
+            notify.wait_for("READY=1")
+            limits = Path(f"/proc/{running.process.pid}/limits").read_text()
+            line = next(x for x in limits.splitlines() if x.startswith("Max core file size"))
+            assert line.split()[4:6] == ["0", "0"], line
+        finally:
+            running.stop()
+            notify.close()
+
+    @pytest.mark.parametrize("unit", ["spoolca.service", "spoolca-media@.service"])
+    def test_both_units_set_limit_core(self, unit: str):
+        """LimitCORE=0 in each unit that unlocks a key."""
+        text = (REPO / "systemd" / unit).read_text()
+        assert "\nLimitCORE=0\n" in text
