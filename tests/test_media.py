@@ -26,7 +26,7 @@ def stick(tmp_path) -> Path:
 class TestIngest:
     def test_a_junk_stick_costs_a_bounded_audit_entry(self, ca: CA, stick: Path):
         """5,000 junk files with long non-UTF-8 names (a 100,000-file stick wrote a 130 MB
-        entry): 100 listed by name, every one counted by reason, the entry small."""
+        entry): a few listed by name, every one counted by reason, the entry small."""
         folder = os.fsencode(stick / "server")
         for i in range(5000):
             with open(folder + b"/" + b"\xff" * 180 + b"%05d.txt" % i, "wb") as handle:
@@ -40,7 +40,7 @@ class TestIngest:
                                   "media.ingested").stdout)[-1]
         size = len(json.dumps(entry["data"]))
         assert size < 64 * 1024, size
-        assert len(entry["data"]["skipped"]) == 100
+        assert len(entry["data"]["skipped"]) == 20  # per reason; 100 at most in all
         assert entry["data"]["skipped_total"] == 5000
         assert entry["data"]["skipped_by_reason"] == {
             "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)": 5000}

@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from spoolca.spool.tree import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_
 __all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
 
 MAX_FILES = 1000            # requests (and signatures) taken from one stick
+CANDIDATES = 2 * MAX_FILES  # requests and their signatures kept from one walk
+SKIPS_PER_REASON = 20
 SKIPS_LISTED = 100  # skipped files listed by name in the report and the audit log
 MAX_SHOWN = 160     # characters of a name (escaped) shown there
 MAX_TOTAL = 64 * 1024**2    # bytes taken from one stick
@@ -88,7 +91,8 @@ class IngestReport:
         """One file not taken. A hostile stick may hold 100,000: the audit entry and
         memory stay bounded, since only the first SKIPS_LISTED are kept by name."""
         self.skipped_by_reason[why] = self.skipped_by_reason.get(why, 0) + 1
-        if len(self.skipped) < SKIPS_LISTED:
+        # A few per reason, so a flood of one kind never hides a rarer, telling one.
+        if len(self.skipped) < SKIPS_LISTED and self.skipped_by_reason[why] <= SKIPS_PER_REASON:
             reason = f"{why} ({detail})" if detail else why
             self.skipped.append({"file": _shorten(file), "reason": _shorten(reason)})
 
@@ -122,29 +126,49 @@ def _printable(raw: str) -> str:
     return "".join(out)
 
 
+NOT_A_REQUEST = "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)"
+
+
 def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder: str
           ) -> list[tuple[Path, str, str]]:
-    """(path, profile, display name) of candidate files, two levels deep at most."""
+    """(path, profile, display name) of candidate files, two levels deep at most.
+
+    Memory stays bounded whatever the stick holds: names that are not requests are
+    counted and dropped as they are met, and at most CANDIDATES are kept."""
     found: list[tuple[Path, str, str]] = []
     # FAT shows 8.3 names in upper case: SERVER/, REVOKE/ are the server and revoke folders.
     folders = {name.lower(): name for name in (*profiles, *NON_PROFILE_FOLDERS)}
-    for entry in sorted(os.scandir(source), key=lambda e: e.name):
-        shown = _printable(entry.name)
+
+    def consider(path: Path, profile: str, name: str, shown: Callable[[], str]) -> None:
+        lowered = name.lower()
+        if not lowered.endswith((*REQUEST_SUFFIXES, *SIGNATURE_SUFFIXES)) and \
+                not (profile == "revoke" and lowered.endswith(".json")):
+            report.skip(shown(), NOT_A_REQUEST)
+        elif len(found) >= CANDIDATES:
+            report.skip(shown(), f"more than {MAX_FILES} requests on one stick")
+        else:
+            found.append((path, profile, shown()))
+
+    for entry in os.scandir(source):
         if entry.name.lower() == results_folder.lower() or entry.name.startswith("."):
             continue
-        if entry.is_dir(follow_symlinks=False):
-            folder = folders.get(entry.name.lower())
-            if folder is None:
-                report.skip(shown + "/", "not a profile folder")
+        shown = _printable(entry.name)
+        if not entry.is_dir(follow_symlinks=False):
+            consider(Path(entry.path), "", entry.name, lambda s=shown: s)
+            continue
+        folder = folders.get(entry.name.lower())
+        if folder is None:
+            report.skip(shown + "/", "not a profile folder")
+            continue
+        for inner in os.scandir(entry.path):
+            if inner.name.startswith("."):
                 continue
-            for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):
-                inner_shown = f"{shown}/{_printable(inner.name)}"
-                if inner.is_dir(follow_symlinks=False):
-                    report.skip(inner_shown + "/", "folder too deep (profile/file only)")
-                elif not inner.name.startswith("."):
-                    found.append((Path(inner.path), folder, inner_shown))
-        else:
-            found.append((Path(entry.path), "", shown))
+            if inner.is_dir(follow_symlinks=False):
+                report.skip(f"{shown}/{_printable(inner.name)}/",
+                            "folder too deep (profile/file only)")
+            else:
+                consider(Path(inner.path), folder, inner.name,
+                         lambda n=inner.name, s=shown: f"{s}/{_printable(n)}")
     return found
 
 
@@ -199,7 +223,7 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
             continue
         problem = None
         if not (lowered.endswith(REQUEST_SUFFIXES) or profile == "revoke"):
-            problem = "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)"
+            problem = NOT_A_REQUEST
         elif len(report.copied) >= MAX_FILES:
             problem = f"more than {MAX_FILES} requests on one stick"
         data, problem = (None, problem) if problem else _take(path, config.max_request_bytes)
