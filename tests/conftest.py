@@ -73,3 +73,32 @@ def guarded(ca: CA, signers) -> CA:
     ca.edit_config("authorized_signers = []",
                    f'authorized_signers = ["{signers["alice"].fingerprint}"]')
     return ca
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory):
+    """The default configuration, as init writes it, for policy called as a function."""
+    from spoolca.config import load_config, render_config
+
+    path = tmp_path_factory.mktemp("cfg") / "spoolca.toml"
+    path.write_text(render_config())
+    return load_config(path)
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    """A throwaway 'Sample Intermediate CA' of the sample company (P-256), valid 30 days."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.pki import subject
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = subject("Sample Intermediate CA")
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from spoolca.config import Config, load_config, render_config
+from spoolca.config import Config
 from spoolca.errors import CSRError
 from spoolca.findings import CODES, Finding
 from spoolca.process.revocations import parse_revocation_body
@@ -38,22 +37,6 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                                        HealthCheck.too_slow])
 VECTORS = Path(__file__).parent / "vectors"
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    path = tmp_path_factory.mktemp("cfg") / "spoolca.toml"
-    path.write_text(render_config())
-    return load_config(path)
-
-
-@pytest.fixture(scope="module")
-def issuer() -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = subject("Sample Intermediate CA")
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(NOW)
-            .not_valid_after(NOW + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
 
 
 def _seeds() -> list[bytes]:

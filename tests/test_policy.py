@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import ipaddress
 import warnings
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from spoolca.config import Config, load_config, render_config
+from spoolca.config import Config
 from spoolca.dn import parse_subject
 from spoolca.x509.csr import load_request
 from spoolca.x509.policy import Decision, evaluate
 from tests.pki import ROOT_SUBJECT, key_pem, make_csr, make_key, openssl, pem, subject
 from tests.weak import close_primes_key, roca_key
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    path = tmp_path_factory.mktemp("cfg") / "spoolca.toml"
-    path.write_text(render_config())
-    return load_config(path)
-
-
-@pytest.fixture(scope="module")
-def issuer() -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = subject("Sample Intermediate CA")
-    now = dt.datetime.now(dt.UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
 
 
 def decide(config: Config, issuer: x509.Certificate, csr: x509.CertificateSigningRequest,

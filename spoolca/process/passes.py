@@ -26,7 +26,12 @@ class PassSummary:
     outcomes: list[Outcome] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
+        """Count it and keep it (a pass reports each outcome)."""
         self.outcomes.append(outcome)
+        self.count(outcome)
+
+    def count(self, outcome: Outcome) -> None:
+        """Count it only (the daemon runs for months: it keeps no list)."""
         if outcome.republished:
             self.republished += 1
         elif outcome.status == Status.ISSUED:

@@ -16,7 +16,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -26,9 +25,9 @@ from spoolca.errors import ClockError, SpoolcaError
 from spoolca.fsutil import instance_lock
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
-from spoolca.process.passes import answer
+from spoolca.process.passes import PassSummary, answer
 from spoolca.process.session import CASession, utc_now
-from spoolca.register.store import Status, Store
+from spoolca.register.store import Store
 from spoolca.service.notify import Notifier
 from spoolca.service.watch import Watch
 from spoolca.spool.tree import Claimed
@@ -56,14 +55,6 @@ def hold_instance_lock(config: Config) -> int:
                            f"{config.path.parent}; stop it first (lock {lock})") from None
 
 
-@dataclass(slots=True)
-class _Counters:
-    issued: int = 0
-    rejected: int = 0
-    republished: int = 0
-    revoked: int = 0
-
-
 class Daemon:
     """Watches, batches, processes; handles signals; tells systemd how it is doing."""
 
@@ -71,7 +62,7 @@ class Daemon:
                  clock: Callable[[], dt.datetime] = utc_now) -> None:
         self._config_path = config_path
         self._clock = clock
-        self._counters = _Counters()
+        self._counters = PassSummary()  # counted, never kept
         self._notifier = Notifier()
         self._stop = False
         self._reload = False
@@ -245,14 +236,7 @@ class Daemon:
             self._refuse(exc)
             raise  # claimed files wait in work/: recovery answers them once the clock is right
         for outcome in outcomes:
-            if outcome.republished:
-                self._counters.republished += 1
-            elif outcome.status == Status.ISSUED:
-                self._counters.issued += 1
-            elif outcome.status == Status.REVOKED:
-                self._counters.revoked += 1
-            else:
-                self._counters.rejected += 1
+            self._counters.count(outcome)
 
     @property
     def _refusal(self) -> str:
