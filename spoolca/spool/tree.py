@@ -265,13 +265,6 @@ class Spool:
                 pending += _claimed_in(Path(entry.path), None)
         return pending
 
-    def archive_claimed(self, claimed: Claimed, output_name: str) -> Path:
-        """Move a processed original to archive/NAME.ext (kept forever: nothing is lost)."""
-        archived = archive_file(self.archive, claimed.path, claimed.file_name, output_name,
-                                claimed.signature)
-        remove_empty_claims([claimed.path.parent])
-        return archived
-
 
 def _sorted_dirs(folder: Path) -> list[os.DirEntry[str]]:
     try:
