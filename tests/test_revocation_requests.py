@@ -177,3 +177,27 @@ class TestScopedUnlock:
         ca.process()
         opened = [e["data"].get("authorities") for e in events(ca, "key.unlocked")]
         assert ["intermediate"] in opened and ["root"] not in opened
+
+
+class TestFromAStick:
+    def test_ingest_waits_for_revocation_answers(self, revoking: CA, signers, tmp_path):
+        """`media ingest --wait` waits for the daemon to answer revocation requests too."""
+        from tests.daemon import NotifySocket, Running
+
+        serial = revoking.result("www")["serial"]
+        stick = tmp_path / "stick" / "REVOKE"
+        stick.mkdir(parents=True)
+        body = json.dumps({"serial": serial, "reason": "superseded"}).encode()
+        (stick / "RETIRE.JSON").write_bytes(body)
+        (stick / "RETIRE.JSON.ASC").write_text(signers["alice"].sign(body))
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(revoking, notify)
+        try:
+            notify.wait_for("READY=1")
+            result = revoking.run("media", "ingest", "--wait", "60", str(stick.parent))
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "all 1 request(s) answered" in result.stdout
+        finally:
+            assert running.stop() == 0
+            notify.close()
+        assert state(revoking, serial)[1] == "superseded"

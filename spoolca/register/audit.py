@@ -29,6 +29,7 @@ from pathlib import Path
 from spoolca.fsutil import atomic_write, ensure_dir
 from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
 from spoolca.register.chain import GENESIS, canonical
+from spoolca.register.records import AuditRow
 from spoolca.register.store import Store, format_time
 from spoolca.untrusted import loads_bounded
 
@@ -54,10 +55,10 @@ def checkpoint(store: Store, key: ApplianceKey, now: dt.datetime) -> int | None:
     return seq
 
 
-def _line(row: tuple[int, str, str, str, str, str, str]) -> bytes:
-    seq, time, event, actor, data, prev, digest = row
-    return canonical({"seq": seq, "time": time, "event": event, "actor": actor,
-                      "data": json.loads(data), "prev": prev, "hash": digest}) + b"\n"
+def _line(row: AuditRow) -> bytes:
+    return canonical({"seq": row.seq, "time": row.time, "event": row.event,
+                      "actor": row.actor, "data": json.loads(row.data), "prev": row.prev,
+                      "hash": row.hash}) + b"\n"
 
 
 def export(store: Store, folder: Path, key: ApplianceKey) -> int:
@@ -73,10 +74,10 @@ def export(store: Store, folder: Path, key: ApplianceKey) -> int:
     through = store.latest_checkpoint_seq()
     lines, last = [], have
     for row in store.audit_entries(after=have):
-        if row[0] > through:
+        if row.seq > through:
             break
         lines.append(_line(row))
-        last = row[0]
+        last = row.seq
     if lines:
         atomic_write(folder / f"log-{have + 1:010d}-{last:010d}.jsonl", b"".join(lines))
     for seq, body, signature in store.checkpoints(after=_latest_exported_checkpoint(folder)):

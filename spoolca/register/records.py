@@ -8,10 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
+    "AuditRow",
     "CRLRecord",
     "CertificateRecord",
+    "CheckpointRow",
     "RequestRecord",
     "Status",
     "SubmissionRecord",
@@ -102,3 +105,23 @@ class SubmissionRecord:
     findings: list[dict[str, str]]
     decided_at: str
     serial: str | None  # the certificate issued, or the one a revocation request named
+
+
+class AuditRow(NamedTuple):
+    """One audit entry as stored (a tuple too: a million are read in a verify run)."""
+
+    seq: int
+    time: str
+    event: str
+    actor: str
+    data: str  # canonical JSON
+    prev: str
+    hash: str
+
+
+class CheckpointRow(NamedTuple):
+    """A signed checkpoint: the canonical body that was signed, and its signature."""
+
+    seq: int
+    body: str
+    signature: str

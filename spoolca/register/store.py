@@ -19,7 +19,9 @@ from typing import Any
 from spoolca.errors import StoreError
 from spoolca.register.chain import GENESIS
 from spoolca.register.records import (
+    AuditRow,
     CertificateRecord,
+    CheckpointRow,
     CRLRecord,
     RequestRecord,
     Status,
@@ -292,11 +294,11 @@ class Store:
             (medium,))
         return [row[0] for row in rows]
 
-    def audit_entries(self, after: int = 0
-                      ) -> Iterator[tuple[int, str, str, str, str, str, str]]:
-        yield from self._conn.execute(
+    def audit_entries(self, after: int = 0) -> Iterator[AuditRow]:
+        rows = self._conn.execute(
             "SELECT seq, time, event, actor, data, prev, hash FROM audit WHERE seq > ? "
             "ORDER BY seq", (after,))
+        return map(AuditRow._make, rows)
 
     def audit_head(self) -> tuple[int, str]:
         row = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
@@ -312,9 +314,10 @@ class Store:
         self._conn.execute("INSERT OR IGNORE INTO checkpoints (seq, hash, body, signature) "
                            "VALUES (?, ?, ?, ?)", (seq, digest, body, signature))
 
-    def checkpoints(self, after: int = 0) -> list[tuple[int, str, str]]:
-        return self._conn.execute("SELECT seq, body, signature FROM checkpoints WHERE seq > ? "
-                                  "ORDER BY seq", (after,)).fetchall()
+    def checkpoints(self, after: int = 0) -> list[CheckpointRow]:
+        rows = self._conn.execute("SELECT seq, body, signature FROM checkpoints WHERE seq > ? "
+                                  "ORDER BY seq", (after,))
+        return [CheckpointRow._make(row) for row in rows]
 
 
 _SUBMISSION_SELECT = (

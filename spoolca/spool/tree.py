@@ -70,6 +70,8 @@ def safe_name(file_name: str) -> str:
 
 
 SIGNATURE_SUFFIXES = (".asc", ".sig")
+# The spellings a companion signature is looked for under: FAT sticks come in any case.
+_COMPANION_SUFFIXES = (".asc", ".sig", ".ASC", ".SIG", ".Asc", ".Sig")
 
 
 def printable_name(name: str) -> tuple[str, str | None]:
@@ -115,7 +117,7 @@ class Claimed:
 
 def companion(path: Path) -> Path | None:
     """The detached signature beside a request (x.csr.asc or x.csr.sig), if any."""
-    for suffix in SIGNATURE_SUFFIXES:
+    for suffix in _COMPANION_SUFFIXES:
         candidate = path.with_name(path.name + suffix)
         if os.path.lexists(candidate):
             return candidate
@@ -248,7 +250,7 @@ class Spool:
         claim = self.new_claim()
         claimed = []
         for source, profile in candidates:
-            signature = next((Path(f"{source}{suffix}") for suffix in SIGNATURE_SUFFIXES
+            signature = next((Path(f"{source}{suffix}") for suffix in _COMPANION_SUFFIXES
                               if f"{source}{suffix}" in signatures), None)
             claimed.append(self.claim(source, profile, claim, signature))
         return [c for c in claimed if c is not None]
