@@ -20,6 +20,7 @@ from spoolca.commands.ca import (
     cmd_init,
     cmd_policy_check,
     cmd_process,
+    cmd_reload,
     cmd_renew,
     cmd_revoke,
     cmd_serve,
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="the daemon: watch the spool (systemd "
                                 "Type=notify)")
     serve.set_defaults(func=cmd_serve)
+    reload = commands.add_parser("reload", help="ask the running daemon to re-read its "
+                                 "configuration; wait; exit 1 if it refused it")
+    reload.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    reload.set_defaults(func=cmd_reload)
 
     listing = commands.add_parser("list", help="the certificate register")
     listing.add_argument("--json", action="store_true")

@@ -153,6 +153,28 @@ class TestReload:
         assert days.days == 30
 
 
+    def test_spoolca_reload_waits_and_tells_the_truth(self, ca: CA, daemon: Running):
+        """`spoolca reload` (the unit's ExecReload=) returns after the daemon answered:
+        exit 0 when applied, 1 with the reason when refused."""
+        ca.edit_config("validity_days = 375        # capped", "validity_days = 30        # capped")
+        applied = ca.run("reload", "--timeout", "30")
+        assert applied.returncode == 0 and applied.stdout.startswith("reloaded:"), applied
+        ca.edit_config('lint = "pkix"', 'lint = "sometimes"')
+        refused = ca.run("reload", "--timeout", "30")
+        assert refused.returncode == 1 and refused.stdout.startswith("refused:"), refused
+        assert "lint" in refused.stdout
+        ca.submit("server/short.csr", pem(make_csr("short.sample.com")[1]))
+        from spoolca.register.store import parse_time
+
+        result = result_of(ca, "short")  # the applied file is in force, not the refused one
+        assert (parse_time(result["not_after"]) - parse_time(result["not_before"])).days == 30
+
+    def test_reload_without_a_daemon_says_so(self, ca: CA):
+        """Counter-case: nothing to reload: exit 1, one sentence."""
+        result = ca.run("reload", "--timeout", "2")
+        assert result.returncode == 1 and "no spoolca daemon is running" in result.stderr
+
+
 class TestCrashes:
     def test_kill_nine_over_csrs_and_revocations(self, guarded: CA, signers,
                                                 notify: NotifySocket):

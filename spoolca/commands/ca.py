@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -159,6 +161,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_logging(sys.stdout)  # journald reads stdout; JSON unless on a terminal
     return Daemon(config_path(args)).run()
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the running daemon to re-read its configuration and wait for its answer: exit
+    0 if it applied it, 1 if it refused (the unit's ExecReload=, so `systemctl reload`
+    tells the truth)."""
+    import signal
+    import time
+
+    from spoolca.service.daemon import reload_answer_path
+
+    path = config_path(args)
+    pid = _daemon_pid(path)
+    answer = reload_answer_path(path)
+    before = _generation(answer)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    while (after := _generation(answer)) == before:
+        if time.monotonic() > deadline:
+            raise SpoolcaError(f"the daemon (pid {pid}) did not answer the reload within "
+                               f"{args.timeout:.0f} s; see its log")
+        time.sleep(0.05)
+    body = json.loads(answer.read_text())
+    print(f"{'reloaded' if body['applied'] else 'refused'}: {body['message']}")
+    return 0 if body["applied"] and after else 1
+
+
+def _daemon_pid(path: Path) -> int:
+    """$MAINPID under systemd; else the pid in the daemon's lock file, if it is held."""
+    import fcntl
+
+    if os.environ.get("MAINPID", "").isdigit():
+        return int(os.environ["MAINPID"])
+    lock = path.resolve().parent / "spoolca.lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        raise SpoolcaError(f"no spoolca daemon is running for {path}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return int(os.read(fd, 32).decode().strip())  # held: a daemon runs
+    finally:
+        os.close(fd)
+    raise SpoolcaError(f"no spoolca daemon is running for {path}")
+
+
+def _generation(answer: Path) -> int:
+    try:
+        return int(json.loads(answer.read_text())["generation"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ published.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import time
@@ -22,7 +23,7 @@ from types import FrameType
 from spoolca.authority.revocation import crl_status
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, SpoolcaError
-from spoolca.fsutil import instance_lock
+from spoolca.fsutil import atomic_write, instance_lock
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.passes import PassSummary, answer
@@ -32,7 +33,7 @@ from spoolca.service.notify import Notifier
 from spoolca.service.watch import Watch
 from spoolca.spool.tree import Claimed
 
-__all__ = ["Daemon", "hold_instance_lock"]
+__all__ = ["Daemon", "hold_instance_lock", "reload_answer_path"]
 
 # The longest single wait: a signal's Python handler runs only when the wait returns (a
 # C-level queue wait is not interrupted), so SIGTERM and SIGHUP act within this.
@@ -42,6 +43,11 @@ CRL_RETRY_SECONDS = 60.0   # after a failure (clock, lint), not every turn
 SEAL_SECONDS = 300.0       # a checkpoint at least this often while anything happened
 MAX_BACKOFF = 60.0         # the longest wait between retries of a fault (disk full, ...)
 _log = get_logger("spoolca.service.daemon")
+
+
+def reload_answer_path(config_path: Path) -> Path:
+    """Where the daemon answers a reload: beside its lock, in the state directory."""
+    return config_path.resolve().parent / "spoolca.reload.json"
 
 
 def hold_instance_lock(config: Config) -> int:
@@ -113,9 +119,9 @@ class Daemon:
         _log.info("stopped", **self._counter_fields())
         return 0
 
-    def _open(self, config: Config, store: Store) -> None:
+    def _open(self, config: Config, store: Store, session: CASession | None = None) -> None:
         self._config = config
-        self._session = CASession(config, store, clock=self._clock, actor="serve")
+        self._session = session or CASession(config, store, clock=self._clock, actor="serve")
         self._batch = BatchProcessor(self._session)
         self._watch = Watch(self._session.spool, config.default_profile)
 
@@ -283,17 +289,35 @@ class Daemon:
                                    "the service to move the state directory")
             store = self._session.store
             session = CASession(config, store, clock=self._clock, actor="serve")
-            for name in sorted(session.issuers()):
+        except SpoolcaError as exc:
+            self._reload_answer(False, str(exc))
+            return
+        try:
+            for name in sorted(session.issuers() | {"root", "intermediate"}):
                 session.authority(name)
         except SpoolcaError as exc:
-            _log.error("configuration reload refused; the previous configuration stays in "
-                       "force", reason=str(exc))
+            session.close()
+            self._reload_answer(False, str(exc))
+            return
+        self._session.close()
+        self._watch.stop()
+        self._open(config, store, session)
+        self._watch.start()
+        self._reload_answer(True, f"configuration {config.sha256[:12]} in force")
+
+    def _reload_answer(self, applied: bool, message: str) -> None:
+        """Log, tell systemd, and answer `spoolca reload` (it waits for this file)."""
+        if applied:
+            _log.info("configuration reloaded", sha256=self._config.sha256)
         else:
-            self._session.close()
-            self._watch.stop()
-            self._open(config, store)
-            self._watch.start()
-            _log.info("configuration reloaded", sha256=config.sha256)
+            _log.error("configuration reload refused; the previous configuration stays in "
+                       "force", reason=message)
+        answer = {"generation": time.time_ns(), "applied": applied, "message": message}
+        try:
+            atomic_write(reload_answer_path(self._config_path), json.dumps(answer).encode(),
+                         0o640)
+        except OSError as exc:
+            _log.error("reload answer not written", reason=exc.strerror or str(exc))
         self._notifier.ready(self._status())
 
     # -- status -------------------------------------------------------------------------------
