@@ -81,6 +81,7 @@ class TestMediaUnits:
         text = UNIT.with_name("spoolca-media@.service").read_text()
         mount = next(line for line in text.splitlines() if "systemd-mount" in line)
         assert "--options=ro,nosuid,nodev,noexec" in mount and "--owner=spoolca" in mount
+        assert "--fsck=no" in mount and "--no-block=" not in mount  # no fsck on the stick
         assert "media ingest --wait" in text and "media export" in text
         assert "ExecStopPost=+/usr/bin/systemd-umount" in text
 
