@@ -79,7 +79,8 @@ class TestMediaUnits:
     def test_media_unit_mounts_safely(self):
         """Read-only, nosuid, nodev, noexec for ingest; owned by spoolca; unmounted after."""
         text = UNIT.with_name("spoolca-media@.service").read_text()
-        mount = next(line for line in text.splitlines() if "systemd-mount" in line)
+        mount = next(line for line in text.splitlines() if line.startswith("ExecStartPre=")
+                     and "systemd-mount" in line)
         assert "--options=ro,nosuid,nodev,noexec" in mount and "--owner=spoolca" in mount
         assert "--fsck=no" in mount and "--no-block=" not in mount  # no fsck on the stick
         assert "media ingest --wait" in text and "media export" in text
