@@ -27,7 +27,9 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 def no_core_dumps() -> None:
     """No core file and no same-user debugger for the rest of this process's life."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Under the unit, LimitCORE=0 has done it, and setrlimit is filtered (@resources).
+    if resource.getrlimit(resource.RLIMIT_CORE) != (0, 0):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
