@@ -329,6 +329,22 @@ def instance_lock(path: Path) -> int:
     return fd
 
 
+def lock_holder(path: Path) -> int | None:
+    """The pid written in an instance lock (see instance_lock) if a process holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else None
+    finally:
+        os.close(fd)
+    return None
+
+
 def being_written(path: Path) -> bool | None:
     """Whether any process has `path` open for writing; None if that cannot be told.
 

@@ -118,18 +118,22 @@ class TestFullDisk:
         retried with backoff, and issued exactly once when space returns."""
         ca = small_ca
         running = Running(ca, notify)
-        notify.wait_for("READY=1")
-        staged = ca.incoming / "server" / ".full.csr.part"
-        staged.write_bytes(pem(make_csr("full.sample.com")[1]))
-        filler = fill(ca.dir)
-        staged.rename(ca.incoming / "server" / "full.csr")
-        wait_for(lambda: any("FAULT:" in m for m in notify.poll()), 30, "FAULT in STATUS")
-        assert running.process.poll() is None
-        assert "failed to write to the register" in running.output()
-        filler.unlink()
-        assert result_of(ca, "full", timeout=90)["status"] == "issued"
-        assert running.stop() == 0
-        assert certificates(ca) == 1
+        try:
+            notify.wait_for("READY=1")
+            ca.submit("server/first.csr", pem(make_csr("first.sample.com")[1]))
+            assert result_of(ca, "first")["status"] == "issued"  # the audit trail is sealed
+            staged = ca.incoming / "server" / ".full.csr.part"
+            staged.write_bytes(pem(make_csr("full.sample.com")[1]))
+            filler = fill(ca.dir)
+            staged.rename(ca.incoming / "server" / "full.csr")
+            wait_for(lambda: any("FAULT:" in m for m in notify.poll()), 30, "FAULT in STATUS")
+            assert running.process.poll() is None
+            assert "failed to write to the register" in running.output()
+            filler.unlink()
+            assert result_of(ca, "full", timeout=90)["status"] == "issued"
+        finally:
+            assert running.stop() == 0
+        assert certificates(ca) == 2
         assert "Traceback" not in running.output()
         assert (ca.archive / "full.csr").exists()
 

@@ -190,22 +190,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def _daemon_pid(path: Path) -> int:
     """$MAINPID under systemd; else the pid in the daemon's lock file, if it is held."""
-    import fcntl
+    from spoolca.fsutil import lock_holder
 
     if os.environ.get("MAINPID", "").isdigit():
         return int(os.environ["MAINPID"])
-    lock = path.resolve().parent / "spoolca.lock"
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
-        raise SpoolcaError(f"no spoolca daemon is running for {path}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return int(os.read(fd, 32).decode().strip())  # held: a daemon runs
-    finally:
-        os.close(fd)
-    raise SpoolcaError(f"no spoolca daemon is running for {path}")
+    pid = lock_holder(path.resolve().parent / "spoolca.lock")
+    if pid is None:
+        raise SpoolcaError(f"no spoolca daemon is running for {path}")
+    return pid
 
 
 def _generation(answer: Path) -> int:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the offline installation bundle, on a machine WITH a network:
+#
+#   packaging/make-bundle.sh OUT_DIR [PYTHON]
+#
+# OUT_DIR gets: wheels/ (spoolca and every dependency, as wheels for PYTHON's version and
+# this machine's platform), systemd/ (the units, udev rule, sysusers file),
+# spoolca.toml.example, install.sh, PLATFORM (what the wheels are for) and SHA256SUMS.
+# Copy OUT_DIR to the air-gapped host and run install.sh there as root: it never uses a
+# network. PYTHON defaults to python3; use the target host's Python version (the wheels
+# of cryptography are per Python ABI and platform). For another platform, see README.md,
+# "Installing without a network".
+set -euo pipefail
+out=${1:?usage: packaging/make-bundle.sh OUT_DIR [PYTHON]}
+python=${2:-python3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+rm -rf "$out"
+mkdir -p "$out/wheels"
+"$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$out/wheels" "$repo"
+cp -r "$repo/systemd" "$out/systemd"
+cp "$repo/config/spoolca.toml" "$out/spoolca.toml.example"
+install -m 0755 "$repo/packaging/install.sh" "$out/install.sh"
+"$python" -c 'import platform, sys, sysconfig
+print(f"python {sys.version_info.major}.{sys.version_info.minor} "
+      f"({sys.implementation.cache_tag}), {sysconfig.get_platform()}, {platform.libc_ver()[0]} "
+      f"{platform.libc_ver()[1]}")' > "$out/PLATFORM"
+(cd "$out" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort \
+  | xargs -d '\n' sha256sum > SHA256SUMS)
+echo "bundle in $out: $(ls "$out/wheels" | wc -l) wheels for $(cat "$out/PLATFORM"), $(du -sh "$out" | cut -f1)"

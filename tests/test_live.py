@@ -1,0 +1,200 @@
+"""The daemon's unit, live: installed from the offline bundle exactly as the README says,
+under a real systemd (PID 1 in fresh namespaces, no network), and worked as an operator
+would. ../shared/tools/systemd-sandbox boots it; it needs root. In CI a missing tool
+fails the test; elsewhere it skips."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from tests.pki import make_csr, pem, subject, wait_for
+from tests.rawcsr import raw_csr
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX = REPO.parent / "shared" / "tools" / "systemd-sandbox"
+STATE = "/var/lib/spoolca"
+ROOT_SUBJECT = "/C=US/ST=New York/O=Example/CN=Example Root CA"
+
+
+def _available() -> None:
+    problem = None if os.geteuid() == 0 else "needs root"
+    if problem is None and not SANDBOX.is_file():
+        problem = f"{SANDBOX} is missing"
+    if problem is None and not Path("/usr/lib/systemd/systemd").exists():
+        problem = "systemd is not installed"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"live unit tests cannot run: {problem}")
+        pytest.skip(problem)
+
+
+class Sandbox:
+    """A running systemd-sandbox: commands run inside it as root."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def sh(self, script: str, *, check: bool = True, timeout: float = 180
+           ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([str(SANDBOX), "exec", self.name, "--", "bash", "-c", script],
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{script!r} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def value(self, prop: str) -> str:
+        return self.sh(f"systemctl show -p {prop} --value spoolca").stdout.strip()
+
+    def result(self, name: str, timeout: float = 60) -> dict:
+        path = f"{STATE}/spool/outgoing/{name}/result.json"
+        wait_for(lambda: self.sh(f"test -f {path}", check=False).returncode == 0, timeout,
+                 f"{name} answered")
+        return json.loads(self.sh(f"cat {path}").stdout)
+
+    def drop(self, name: str) -> None:
+        """Into incoming/server/ as a media job would: written whole, then renamed in."""
+        self.sh(f"cp /data/{name} {STATE}/spool/incoming/server/.{name}.part && "
+                f"mv {STATE}/spool/incoming/server/.{name}.part "
+                f"{STATE}/spool/incoming/server/{name}")
+
+
+# README.md, "Running under systemd", steps 1-4, with the bundle as step 1 says.
+INSTALL = f"""
+set -euo pipefail
+/bundle/install.sh
+umask 077; printf 'correct horse battery staple' > /root/ca-passphrase
+spoolca init --dir {STATE} --root-subject "{ROOT_SUBJECT}" \\
+  --passphrase-file /root/ca-passphrase
+chown -R spoolca:spoolca {STATE}
+mkdir -p /etc/credstore.encrypted
+systemd-creds encrypt --name=spoolca-ca-passphrase /root/ca-passphrase \\
+  /etc/credstore.encrypted/spoolca-ca-passphrase
+shred -u /root/ca-passphrase
+sed -i 's|^file = |# file = |' {STATE}/spoolca.toml
+systemctl daemon-reload && systemctl enable --now spoolca
+"""
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The bundle built here, the sandbox booted without a network, spoolca installed."""
+    _available()
+    work = tmp_path_factory.mktemp("live")
+    subprocess.run(["bash", str(REPO / "packaging" / "make-bundle.sh"), str(work / "bundle"),
+                    sys.executable], check=True, capture_output=True, timeout=600)
+    data = work / "data"
+    data.mkdir()
+    (data / "live.csr").write_bytes(pem(make_csr("live.example.com", name=subject(
+        "live.example.com", company=False, extra=[]))[1]))
+    (data / "v1.der").write_bytes(raw_csr(name=subject("v1.example.com"), version=1)[1])
+    for i in range(3):  # the README's CA: C=US, ST=New York, O=Example
+        (data / f"k{i}.csr").write_bytes(pem(make_csr(f"k{i}.example.com", name=x509.Name([
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "New York"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"k{i}.example.com")]))[1]))
+    name = f"spoolca-live-{os.getpid()}"
+    booted = time.monotonic()
+    subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro", f"{work / 'bundle'}:/bundle",
+                    "--bind-ro", f"{data}:/data"], check=True, capture_output=True, timeout=120)
+    sandbox = Sandbox(name)
+    try:
+        sandbox.sh(INSTALL, timeout=600)
+        sandbox.boot_to_ready = time.monotonic() - booted  # type: ignore[attr-defined]
+        yield sandbox
+    finally:
+        subprocess.run([str(SANDBOX), "down", name], capture_output=True, timeout=120)
+
+
+class TestLiveDaemon:
+    def test_ready_with_a_status_line(self, live: Sandbox):
+        """Type=notify: active once READY=1 came, STATUS= says what it did."""
+        assert live.value("ActiveState") == "active"
+        assert "issued" in live.value("StatusText")
+        interfaces = live.sh("awk 'NR > 2 {print $1}' /proc/net/dev").stdout.split()
+        assert interfaces == ["lo:"]  # no network: the bundle had to be enough
+
+    def test_a_csr_dropped_in_is_answered(self, live: Sandbox):
+        """The policy_match of the README's CA refuses a foreign subject, with reasons."""
+        live.drop("live.csr")
+        body = live.result("live")
+        assert body["status"] == "rejected"
+        assert "policy.dn.countryName_missing" in [r["code"] for r in body["reasons"]]
+
+    def test_a_poison_file_is_answered_and_the_service_stays(self, live: Sandbox):
+        """A version-1 CSR: its own answer, and the unit is still active, same PID."""
+        pid = live.value("MainPID")
+        live.drop("v1.der")
+        assert [r["code"] for r in live.result("v1")["reasons"]] == ["csr.version_invalid"]
+        assert live.value("ActiveState") == "active" and live.value("MainPID") == pid
+
+    def test_reload_applies_a_good_file_and_fails_on_a_refused_one(self, live: Sandbox):
+        """systemctl reload waits for the daemon's answer and exits non-zero on refusal."""
+        config = f"{STATE}/spoolca.toml"
+        good = live.sh(f"sed -i 's/^rescan_seconds = 30/rescan_seconds = 20/' {config} && "
+                       "systemctl reload spoolca", check=False)
+        assert good.returncode == 0, good.stderr
+        live.sh(f"cp {config} /root/good.toml && "
+                f"sed -i 's/^lint = \"pkix\"/lint = \"sometimes\"/' {config}")
+        refused = live.sh("systemctl reload spoolca", check=False)
+        assert refused.returncode != 0
+        journal = live.sh("journalctl -u spoolca -o cat --no-pager | tail -20").stdout
+        assert "configuration reload refused" in journal
+        live.sh(f"cp /root/good.toml {config} && chown spoolca:spoolca {config}")
+        assert live.value("ActiveState") == "active"
+
+    def test_kill_nine_restarts_and_loses_nothing(self, live: Sandbox):
+        """SIGKILL: systemd restarts it (Restart=on-failure) and every request is answered."""
+        pid = live.value("MainPID")
+        for i in range(3):
+            live.drop(f"k{i}.csr")
+        live.sh("systemctl kill -s KILL spoolca")
+        wait_for(lambda: live.value("MainPID") not in ("0", pid)
+                 and live.value("ActiveState") == "active", 60, "restarted")
+        for i in range(3):
+            assert live.result(f"k{i}")["status"] == "issued"
+        listing = json.loads(live.sh(f"spoolca --config {STATE}/spoolca.toml list --json"
+                                     ).stdout)
+        serials = [c["serial"] for c in listing]
+        assert len(serials) == len(set(serials)) == 3
+
+    def test_security_exposure_is_at_most_0_5(self, live: Sandbox):
+        """systemd-analyze security on the running unit."""
+        out = live.sh("systemd-analyze security spoolca --no-pager", check=False).stdout
+        level = float(re.search(r"Overall exposure level for spoolca\.service: ([0-9.]+)",
+                                out).group(1))
+        assert level <= 0.5, out[-2000:]
+
+    def test_gpg_signs_under_the_full_hardening(self, live: Sandbox):
+        """Checkpoints were signed by gpg inside the unit's sandbox: the export verifies."""
+        fingerprint = live.sh(f"sqlite3 {STATE}/ca.db \"SELECT value FROM meta WHERE "
+                              "key = 'audit_key_fingerprint'\"", check=False).stdout.strip() \
+            or json.loads(live.sh(f"spoolca --config {STATE}/spoolca.toml audit show --json "
+                                  "--event ca.initialized").stdout)[0]["data"][
+                "audit_key_fingerprint"]
+        verify = live.sh(f"spoolca audit verify --dir {STATE}/spool/outgoing/audit "
+                         f"--fingerprint {fingerprint}", check=False)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    def test_stop_exits_zero_and_leaves_no_process(self, live: Sandbox):
+        """stop: exit 0 (Result=success) and nothing left in the unit's cgroup, gpg-agent
+        included."""
+        live.sh("systemctl stop spoolca")
+        assert live.value("Result") == "success"
+        assert live.value("ExecMainStatus") == "0"
+        left = live.sh("pgrep -a gpg-agent; pgrep -a -f '^/opt/spoolca/bin/python' ; true"
+                       ).stdout.strip()
+        assert left == "", left
+
