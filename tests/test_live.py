@@ -107,8 +107,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
             x509.NameAttribute(NameOID.COMMON_NAME, f"k{i}.example.com")]))[1]))
     name = f"spoolca-live-{os.getpid()}"
     booted = time.monotonic()
-    subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro", f"{work / 'bundle'}:/bundle",
-                    "--bind-ro", f"{data}:/data"], check=True, capture_output=True, timeout=120)
+    booting = subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro",
+                              f"{work / 'bundle'}:/bundle", "--bind-ro", f"{data}:/data"],
+                             capture_output=True, text=True, timeout=120)
+    assert booting.returncode == 0, booting.stdout + booting.stderr
     sandbox = Sandbox(name)
     try:
         sandbox.sh(INSTALL, timeout=600)
