@@ -83,6 +83,10 @@ def configure_agent(home: Path) -> None:
         atomic_write(conf, AGENT_CONF, 0o600)
 
 
+def _created(signature: gnupg.Sign) -> bool:
+    return bool(signature.data) and getattr(signature, "status", "") == "signature created"
+
+
 class ApplianceKey:
     """The appliance's signing key, by fingerprint, in its gnupg home."""
 
@@ -118,14 +122,23 @@ class ApplianceKey:
 
     def sign(self, data: bytes) -> str:
         """A detached, ASCII-armored signature over `data`."""
-        passphrase = self._passphrase.decode() if self._passphrase is not None else None
-        signature = _gpg(self.home).sign(data, keyid=self.fingerprint, detach=True,
-                                         passphrase=passphrase)
-        del passphrase
-        if not signature.data or getattr(signature, "status", "") != "signature created":
+        signature = self._sign_once(data)
+        if not _created(signature):
+            # An agent that met a fault (a full disk, say) may stay unusable after the
+            # fault clears: start a fresh one and try once more before failing closed.
+            stop_agent(self.home)
+            signature = self._sign_once(data)
+        if not _created(signature):
+            detail = " ".join(str(getattr(signature, "stderr", "")).split())[-300:]
             raise AuditSignatureError(f"failed to sign the audit checkpoint with key "
-                                      f"{self.fingerprint}: {getattr(signature, 'status', '')}")
+                                      f"{self.fingerprint}: {getattr(signature, 'status', '')}"
+                                      f" ({detail})")
         return str(signature)
+
+    def _sign_once(self, data: bytes) -> gnupg.Sign:
+        passphrase = self._passphrase.decode() if self._passphrase is not None else None
+        return _gpg(self.home).sign(data, keyid=self.fingerprint, detach=True,
+                                    passphrase=passphrase)
 
     def close(self) -> None:
         """Forget the passphrase and stop the agent: nothing outlives the command."""
