@@ -200,6 +200,12 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def remove_file(path: Path) -> None:
+    """Remove one file of our own (never a directory), if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def remove_empty_dirs(paths: Iterable[Path]) -> None:
     """rmdir each folder that is empty now (deepest first); others are left alone."""
     for path in sorted(set(paths), key=lambda p: len(p.parts), reverse=True):

@@ -168,3 +168,39 @@ class TestWaiting:
         result = ca.run("media", "ingest", "--wait", "1", str(stick))
         assert result.returncode == 1 and "only 0 of 1" in result.stdout
         assert (ca.incoming / "server" / "w.csr").exists()
+
+
+class TestStickIdentity:
+    def test_two_sticks_through_one_mount_point(self, ca: CA, tmp_path: Path):
+        """Every stick is mounted at the same path, and a path is no identity: stick B
+        carried stick A's results back out. With no UUID, export writes only what the
+        same round trip brought in."""
+        mount = tmp_path / "run" / "spoolca-media" / "sdb1"
+
+        def trip(name: str) -> list[str]:
+            if mount.exists():
+                shutil.rmtree(mount)
+            (mount / "server").mkdir(parents=True)
+            (mount / "server" / f"{name}.csr").write_bytes(
+                pem(make_csr(f"{name}.sample.com")[1]))
+            assert ca.run("media", "ingest", str(mount)).returncode == 0
+            ca.process()
+            assert ca.run("media", "export", str(mount)).returncode == 0
+            return sorted(os.listdir(mount / "spoolca-results" / "results"))
+
+        assert trip("alice") == ["alice"]
+        assert trip("bob") == ["bob"]
+
+    def test_an_export_without_its_ingest_carries_no_results(self, ca: CA, tmp_path: Path):
+        """Counter-case: a stick with no UUID that brought nothing this trip gets the CA's
+        public files only, never someone's results."""
+        stick = tmp_path / "stick"
+        (stick / "server").mkdir(parents=True)
+        (stick / "server" / "alice.csr").write_bytes(pem(make_csr("alice.sample.com")[1]))
+        assert ca.run("media", "ingest", str(stick)).returncode == 0
+        ca.process()
+        assert ca.run("media", "export", str(stick)).returncode == 0
+        assert ca.run("media", "export", str(stick)).returncode == 0  # the trip is over
+        results = stick / "spoolca-results" / "results"
+        assert not results.exists() or os.listdir(results) == []
+        assert (stick / "spoolca-results" / "ca" / "ca-chain.pem").exists()

@@ -15,11 +15,13 @@ synced before the command returns, so the stick can be pulled at once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
 import re
+import secrets
 import stat
 import subprocess
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from spoolca.fsutil import (
     ensure_dir,
     move,
     read_untrusted,
+    remove_file,
     remove_tree,
     sync_filesystem,
 )
@@ -52,15 +55,49 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass(frozen=True, slots=True)
 class Medium:
-    """A stick's identity: UUID and label when the mount tells, else its path."""
+    """A stick as the mount describes it. Only the file system UUID identifies it: the
+    label is the same on every stick (the udev rule wants SPOOLCA), and every stick is
+    mounted at the same path, so neither may ever name whose results to write back."""
 
     path: str
     uuid: str
     label: str
+    trip: str = ""  # with no UUID: the round trip that took its requests (see start_trip)
 
     @property
     def key(self) -> str:
-        return self.uuid or self.label or self.path
+        return f"uuid:{self.uuid}" if self.uuid else f"trip:{self.trip}"
+
+
+def _trip_file(config: Config, medium: Medium) -> Path:
+    digest = hashlib.sha256(medium.path.encode("utf-8", "surrogateescape")).hexdigest()
+    return config.path.parent / "media-trips" / digest[:32]
+
+
+def start_trip(config: Config, medium: Medium) -> Medium:
+    """Ingest of a stick with no UUID: a new round-trip token, kept (by mount path) only
+    until the export of the same trip consumes it (invariant 12)."""
+    if medium.uuid:
+        return medium
+    token = secrets.token_hex(8)
+    path = _trip_file(config, medium)
+    ensure_dir(path.parent, 0o700)
+    atomic_write(path, token.encode(), 0o600)
+    return dataclasses.replace(medium, trip=token)
+
+
+def end_trip(config: Config, medium: Medium) -> Medium | None:
+    """Export: the same trip's token (consumed), or None: a stick with no UUID and no
+    ingest in this trip gets no request's results, only the CA's public files."""
+    if medium.uuid:
+        return medium
+    path = _trip_file(config, medium)
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    remove_file(path)
+    return dataclasses.replace(medium, trip=token)
 
 
 def identify(mountpoint: Path) -> Medium:
@@ -208,7 +245,7 @@ def _place(folder: Path, name: str, data: bytes) -> Path:
 
 def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) -> IngestReport:
     """Copy a stick's requests (each with its detached signature) into incoming/."""
-    report = IngestReport(identify(source))
+    report = IngestReport(start_trip(config, identify(source)))
     incoming = config.spool_dir / "incoming"
     candidates = sorted(_walk(source, set(config.profiles), report, config.results_folder),
                         key=lambda c: (c[1], c[0].name))
@@ -297,12 +334,15 @@ def _copy_tree(source: Path, target: Path) -> None:
 def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
               now: dt.datetime) -> tuple[Path, list[str]]:
     """Write this stick's results and the appliance's public state to it; sync it."""
-    medium = identify(target)
+    seen = identify(target)
+    medium = end_trip(config, seen)
     root = target / config.results_folder
     if root.exists():
         remove_tree(root)  # our own folder on the stick: replaced whole each trip
     outgoing = config.spool_dir / "outgoing"
-    names = [n for n in store.outputs_from_medium(medium.key) if (outgoing / n).is_dir()]
+    names = [n for n in store.outputs_from_medium(medium.key) if (outgoing / n).is_dir()] \
+        if medium is not None else []
+    medium = medium or seen
     for name in names:
         _copy_tree(outgoing / name, root / "results" / name)
         _sums(root / "results" / name, key)
