@@ -200,6 +200,27 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+# linux/msdos_fs.h: FAT_IOCTL_GET_ATTRIBUTES = _IOR('r', 0x10, __u32)
+_FAT_IOCTL_GET_ATTRIBUTES = 0x80047210
+FAT_HIDDEN, FAT_SYSTEM = 0x02, 0x04
+
+
+def fat_attributes(path: Path) -> int | None:
+    """A file's FAT attribute byte (hidden, system, ...) on a vfat mount, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        buffer = bytearray(4)
+        fcntl.ioctl(fd, _FAT_IOCTL_GET_ATTRIBUTES, buffer)
+        return int.from_bytes(buffer, "little")
+    except OSError:  # ENOTTY: not a FAT file system
+        return None
+    finally:
+        os.close(fd)
+
+
 def remove_file(path: Path) -> None:
     """Remove one file of our own (never a directory), if it is there."""
     with contextlib.suppress(FileNotFoundError):

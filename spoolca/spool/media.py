@@ -30,8 +30,11 @@ from pathlib import Path
 
 from spoolca.config import Config
 from spoolca.fsutil import (
+    FAT_HIDDEN,
+    FAT_SYSTEM,
     atomic_write,
     ensure_dir,
+    fat_attributes,
     move,
     read_untrusted,
     remove_file,
@@ -164,6 +167,7 @@ def _printable(raw: str) -> str:
 
 
 NOT_A_REQUEST = "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)"
+HIDDEN = "hidden or system file on the stick (Windows does not show it to its owner)"
 
 
 def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder: str
@@ -261,6 +265,8 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) ->
         problem = None
         if not (lowered.endswith(REQUEST_SUFFIXES) or profile == "revoke"):
             problem = NOT_A_REQUEST
+        elif (fat_attributes(path) or 0) & (FAT_HIDDEN | FAT_SYSTEM):
+            problem = HIDDEN  # Windows hides it from the very person who put it there
         elif len(report.copied) >= MAX_FILES:
             problem = f"more than {MAX_FILES} requests on one stick"
         data, problem = (None, problem) if problem else _take(path, config.max_request_bytes)
