@@ -90,3 +90,23 @@ class TestRealFAT:
         before = hashlib.sha256(stick.read_bytes()).hexdigest()
         assert on_stick(stick, ca, "media ingest", "ro,nosuid,nodev,noexec").returncode == 0
         assert hashlib.sha256(stick.read_bytes()).hexdigest() == before
+
+    def test_a_full_stick_gets_no_partial_export(self, ca: CA, stick: Path):
+        """A stick with no room: export says so in one sentence (exit 1) and leaves no
+        half-written folder; once there is room, the same trip's export completes."""
+        assert on_stick(stick, ca, "media ingest", "ro,nosuid,nodev,noexec").returncode == 0
+        ca.process()
+        full = fat("run", str(stick), "--options", "rw,nosuid,nodev,noexec", "--", "/bin/sh",
+                   "-c", f'dd if=/dev/zero of="$STICK/FILLER" bs=64k 2>/dev/null; '
+                   f'{SPOOLCA} --config {ca.config} media export "$STICK"; echo "rc=$?"')
+        assert "rc=1" in full.stdout, full.stdout + full.stderr
+        assert "free space on it and export again" in full.stdout + full.stderr
+        assert "Traceback" not in full.stdout + full.stderr
+        root = fat("ls", str(stick)).stdout
+        assert "spoolca-results" not in root, root  # nothing partial, not even a dot-folder
+        again = fat("run", str(stick), "--options", "rw,nosuid,nodev,noexec", "--", "/bin/sh",
+                    "-c", f'rm "$STICK/FILLER" && {SPOOLCA} --config {ca.config} '
+                    'media export "$STICK" && cd "$STICK/spoolca-results" && '
+                    "sha256sum -c --quiet SHA256SUMS && ls results")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "ALICE" in again.stdout

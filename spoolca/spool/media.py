@@ -15,20 +15,19 @@ synced before the command returns, so the stick can be pulled at once.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import re
-import secrets
 import stat
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spoolca.config import Config
+from spoolca.errors import SpoolcaError
 from spoolca.fsutil import (
     FAT_HIDDEN,
     FAT_SYSTEM,
@@ -37,12 +36,12 @@ from spoolca.fsutil import (
     fat_attributes,
     move,
     read_untrusted,
-    remove_file,
     remove_tree,
     sync_filesystem,
 )
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
+from spoolca.spool.medium import Medium, current_trip, end_trip, identify, start_trip
 from spoolca.spool.tree import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES, companion
 
 __all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
@@ -54,68 +53,6 @@ SKIPS_LISTED = 100  # skipped files listed by name in the report and the audit l
 MAX_SHOWN = 160     # characters of a name (escaped) shown there
 MAX_TOTAL = 64 * 1024**2    # bytes taken from one stick
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Medium:
-    """A stick as the mount describes it. Only the file system UUID identifies it: the
-    label is the same on every stick (the udev rule wants SPOOLCA), and every stick is
-    mounted at the same path, so neither may ever name whose results to write back."""
-
-    path: str
-    uuid: str
-    label: str
-    trip: str = ""  # with no UUID: the round trip that took its requests (see start_trip)
-
-    @property
-    def key(self) -> str:
-        return f"uuid:{self.uuid}" if self.uuid else f"trip:{self.trip}"
-
-
-def _trip_file(config: Config, medium: Medium) -> Path:
-    digest = hashlib.sha256(medium.path.encode("utf-8", "surrogateescape")).hexdigest()
-    return config.path.parent / "media-trips" / digest[:32]
-
-
-def start_trip(config: Config, medium: Medium) -> Medium:
-    """Ingest of a stick with no UUID: a new round-trip token, kept (by mount path) only
-    until the export of the same trip consumes it (invariant 12)."""
-    if medium.uuid:
-        return medium
-    token = secrets.token_hex(8)
-    path = _trip_file(config, medium)
-    ensure_dir(path.parent, 0o700)
-    atomic_write(path, token.encode(), 0o600)
-    return dataclasses.replace(medium, trip=token)
-
-
-def end_trip(config: Config, medium: Medium) -> Medium | None:
-    """Export: the same trip's token (consumed), or None: a stick with no UUID and no
-    ingest in this trip gets no request's results, only the CA's public files."""
-    if medium.uuid:
-        return medium
-    path = _trip_file(config, medium)
-    try:
-        token = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    remove_file(path)
-    return dataclasses.replace(medium, trip=token)
-
-
-def identify(mountpoint: Path) -> Medium:
-    """Ask findmnt (util-linux) for the file system's UUID and label, if it knows."""
-    try:
-        result = subprocess.run(["findmnt", "-n", "-o", "UUID,LABEL", "--target",
-                                 str(mountpoint)], capture_output=True, text=True, timeout=10)
-        fields = result.stdout.split() if result.returncode == 0 else []
-    except (OSError, subprocess.TimeoutExpired):
-        fields = []
-    resolved = str(mountpoint.resolve())
-    is_mount = os.path.ismount(mountpoint)
-    uuid = fields[0] if is_mount and fields else ""
-    label = fields[1] if is_mount and len(fields) > 1 else ""
-    return Medium(resolved, uuid, label)
 
 
 @dataclass(slots=True)
@@ -339,16 +276,45 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
               now: dt.datetime) -> tuple[Path, list[str]]:
-    """Write this stick's results and the appliance's public state to it; sync it."""
+    """Write this stick's results and the appliance's public state to it; sync it.
+
+    Written whole into a dot-folder first and renamed into place last: a stick that is
+    full (or pulled) never shows a partial export, and the previous one stays until the
+    new one is complete. A failure is one sentence; the trip stays open for a retry."""
     seen = identify(target)
-    medium = end_trip(config, seen)
-    root = target / config.results_folder
-    if root.exists():
-        remove_tree(root)  # our own folder on the stick: replaced whole each trip
+    medium = current_trip(config, seen)
     outgoing = config.spool_dir / "outgoing"
     names = [n for n in store.outputs_from_medium(medium.key) if (outgoing / n).is_dir()] \
         if medium is not None else []
+    root = target / config.results_folder
+    staging = target / f".{config.results_folder}.part"
+    try:
+        remove_tree(staging)
+        head_seq = _write_export(config, store, key, staging, names, now)
+        remove_tree(root)  # our own folder on the stick: replaced whole each trip
+        move(staging, root)
+        sync_filesystem([root])
+        os.sync()  # the stick's own file system too, whatever syncfs covered
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            remove_tree(staging)
+        raise SpoolcaError(f"failed to write the results to {target}: "
+                           f"{exc.strerror or exc}; the stick holds no partial export (an "
+                           "earlier one, if any, is kept): free space on it and export "
+                           "again") from None
+    end_trip(config, seen)
     medium = medium or seen
+    with store.transaction("media", now) as tx:
+        tx.record("media.exported", {"medium": {"uuid": medium.uuid, "label": medium.label,
+                                                "path": medium.path},
+                                     "results": names, "audit_head_seq": head_seq})
+    return root, names
+
+
+def _write_export(config: Config, store: Store, key: ApplianceKey, root: Path,
+                  names: list[str], now: dt.datetime) -> int:
+    """The whole export under `root`; returns the audit head it carries."""
+    outgoing = config.spool_dir / "outgoing"
     for name in names:
         _copy_tree(outgoing / name, root / "results" / name)
         _sums(root / "results" / name, key)
@@ -363,13 +329,7 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
         "appliance_key": key.fingerprint, "crl": due}, indent=2, sort_keys=True) + "\n").encode())
     atomic_write(root / "README.txt", _readme(names, due, key.fingerprint).encode())
     _sums(root, key)
-    sync_filesystem([root])
-    os.sync()  # the stick's own file system too, whatever syncfs covered
-    with store.transaction("media", now) as tx:
-        tx.record("media.exported", {"medium": {"uuid": medium.uuid, "label": medium.label,
-                                                "path": medium.path},
-                                     "results": names, "audit_head_seq": head_seq})
-    return root, names
+    return head_seq
 
 
 def _readme(names: list[str], due: dict[str, object], fingerprint: str) -> str:
