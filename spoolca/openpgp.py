@@ -12,6 +12,7 @@ no valid signature are a known bug class in GnuPG wrappers (CVE-2020-10759).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -31,6 +32,8 @@ __all__ = [
     "Verdict",
     "check_home_length",
     "configure_agent",
+    "keyring_owner",
+    "reap_keyrings",
     "stop_agent",
     "verify_detached",
 ]
@@ -191,12 +194,35 @@ def _verdict(result: gnupg.Verify) -> Verdict:
                    detail)
 
 
+_KEYRING_PREFIX = "spoolca-keyring-"
+
+
+def keyring_owner(state: Path) -> str:
+    """A short tag for the keyrings of one state directory."""
+    return hashlib.sha256(os.fsencode(state.resolve())).hexdigest()[:8]
+
+
+def reap_keyrings(owner: str) -> int:
+    """Stop the agents of, and remove, keyrings a killed process of `owner` left in the
+    temporary directory (a SIGKILL skips every cleanup). Only for a process that holds
+    the state directory's instance lock: no live keyring of that owner exists then."""
+    reaped = 0
+    for home in Path(tempfile.gettempdir()).glob(f"{_KEYRING_PREFIX}{owner}-*"):
+        if home.is_dir() and not home.is_symlink():
+            stop_agent(home)
+            remove_tree(home)
+            reaped += 1
+    return reaped
+
+
 class Keyring:
     """Public keys imported into a fresh temporary gnupg home: the only keys a check
     trusts. Made once and reused for many signatures."""
 
-    def __init__(self, armored: str) -> None:
-        self._home = Path(tempfile.mkdtemp(prefix="spoolca-keyring-"))
+    def __init__(self, armored: str, owner: str = "") -> None:
+        # `owner` names whose keyring this is (a state directory's digest): a keyring a
+        # killed process left behind is found by it and reaped (reap_keyrings).
+        self._home = Path(tempfile.mkdtemp(prefix=f"{_KEYRING_PREFIX}{owner}-"))
         self._gpg = gnupg.GPG(gnupghome=str(self._home))
         self.fingerprints = {str(f).upper() for f in self._gpg.import_keys(armored).fingerprints}
 

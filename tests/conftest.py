@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spoolca.openpgp import ApplianceKey, stop_agent
+from spoolca.openpgp import ApplianceKey, keyring_owner, reap_keyrings, stop_agent
 from tests.pki import CA, CREATED, init_ca
 
 
@@ -36,7 +36,9 @@ def _stop_gpg_agents():
     """gpg starts an agent per home; stop those a test's CAs started when it ends."""
     yield
     while CREATED:
-        stop_agent(CREATED.pop() / "gnupg")
+        directory = CREATED.pop()
+        stop_agent(directory / "gnupg")
+        reap_keyrings(keyring_owner(directory))  # a killed daemon's signers' keyring
 
 
 @pytest.fixture

@@ -201,3 +201,31 @@ class TestFromAStick:
             assert running.stop() == 0
             notify.close()
         assert state(revoking, serial)[1] == "superseded"
+
+
+class TestKilledDaemonLeftovers:
+    def test_a_killed_daemons_keyring_and_agent_are_reaped(self, revoking: CA, signers,
+                                                            tmp_path):
+        """SIGKILL skips every cleanup: the signers' temporary keyring and its gpg-agent
+        stayed. The next process to hold the state directory's lock reaps them."""
+        import glob
+        import tempfile
+
+        from spoolca.openpgp import keyring_owner
+        from tests.daemon import NotifySocket, Running
+        from tests.pki import wait_for
+
+        serial = revoking.result("www")["serial"]
+        pattern = f"{tempfile.gettempdir()}/spoolca-keyring-{keyring_owner(revoking.dir)}-*"
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(revoking, notify)
+        try:
+            notify.wait_for("READY=1")
+            drop(revoking, "revoke/gone.json", {"serial": serial}, signers["alice"])
+            wait_for((revoking.outgoing / "gone" / "result.json").exists, 30, "answered")
+            running.kill()
+        finally:
+            notify.close()
+        assert glob.glob(pattern), "the killed daemon's keyring is still there"
+        assert revoking.run("process").returncode == 0
+        assert glob.glob(pattern) == []

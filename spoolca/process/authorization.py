@@ -22,13 +22,13 @@ __all__ = ["SignerCheck"]
 class SignerCheck:
     """Verifies request signatures against one keyring, kept for the processor's life."""
 
-    def __init__(self, keyring: Path) -> None:
+    def __init__(self, keyring: Path, owner: str = "") -> None:
         try:
             armored = keyring.read_text()
         except OSError as exc:
             raise ConfigError(str(keyring), [f"the signers' keyring cannot be read: "
                                              f"{exc.strerror}"]) from None
-        self._keyring = Keyring(armored)
+        self._keyring = Keyring(armored, owner)
 
     def close(self) -> None:
         self._keyring.close()

@@ -23,7 +23,7 @@ from spoolca.authority.unlock import load_audit_key, load_authorities, load_ca_c
 from spoolca.config import Config
 from spoolca.errors import ClockError, SpoolcaError
 from spoolca.log import get_logger
-from spoolca.openpgp import ApplianceKey, AuditSignatureError
+from spoolca.openpgp import ApplianceKey, AuditSignatureError, keyring_owner
 from spoolca.process.authorization import SignerCheck
 from spoolca.register.audit import checkpoint, export
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time
@@ -132,7 +132,8 @@ class CASession:
         if self._signer_check is None:
             if self.config.signers_keyring is None:
                 raise SpoolcaError("no [signers] keyring is configured")
-            self._signer_check = SignerCheck(self.config.signers_keyring)
+            self._signer_check = SignerCheck(self.config.signers_keyring,
+                                             keyring_owner(self.config.path.parent))
         return self._signer_check
 
     # -- the audit trail ----------------------------------------------------------------

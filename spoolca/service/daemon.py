@@ -25,6 +25,7 @@ from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, SpoolcaError
 from spoolca.fsutil import atomic_write, instance_lock
 from spoolca.log import get_logger
+from spoolca.openpgp import keyring_owner, reap_keyrings
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.passes import PassSummary, answer
 from spoolca.process.session import CASession, utc_now
@@ -51,14 +52,17 @@ def reload_answer_path(config_path: Path) -> Path:
 
 
 def hold_instance_lock(config: Config) -> int:
-    """One processor per state directory; the second one is told who holds it."""
+    """One processor per state directory; the second one is told who holds it. The
+    holder then reaps the signers' keyrings (and their agents) a killed one left."""
     lock = config.path.parent / "spoolca.lock"
     try:
-        return instance_lock(lock)
+        fd = instance_lock(lock)
     except BlockingIOError:
         holder = lock.read_text().strip() if lock.exists() else "?"
         raise SpoolcaError(f"another spoolca (pid {holder}) is already processing "
                            f"{config.path.parent}; stop it first (lock {lock})") from None
+    reap_keyrings(keyring_owner(config.path.parent))
+    return fd
 
 
 class Daemon:
