@@ -118,6 +118,12 @@ class Finding:
         if self.code not in CODES:
             raise ValueError(f"finding code {self.code!r} is not listed in spoolca.findings")
 
+    @classmethod
+    def internal_error(cls) -> Finding:
+        """The answer to a file spoolca failed on (a bug): the traceback is in the log."""
+        return cls("request.internal_error",
+                   "spoolca failed on this request; the operator's log has the error")
+
     def as_dict(self) -> dict[str, str]:
         """The `{code, message}` object of result.json."""
         return {"code": self.code, "message": self.message}

@@ -136,9 +136,7 @@ class BatchProcessor:
         except Exception as exc:
             _log.error("request unreadable", file=claimed.file_name, exc_info=exc)
             return Prepared(claimed, request_sha256(claimed.file_name.encode()), None,
-                            Finding("request.internal_error", "spoolca failed on this "
-                                    "request; the operator's log has the error"),
-                            submission_only=True)
+                            Finding.internal_error(), submission_only=True)
 
     def _prepare(self, claimed: Claimed) -> Prepared:
         if claimed.name_problem is not None:

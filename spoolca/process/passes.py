@@ -48,8 +48,8 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed]) -> list[Outcome]:
     outcomes = []
     for start in range(0, len(requests), BATCH_SIZE):
         outcomes += batch.process_batch(requests[start:start + BATCH_SIZE])
-    batch.session.flush()
     outcomes += answer_revocations(batch.session, [c for c in claimed if c.is_revocation])
+    batch.session.flush()  # every answer published, synced and archived on return
     return outcomes
 
 
@@ -58,15 +58,15 @@ def run_pass(batch: BatchProcessor) -> PassSummary:
     session = batch.session
     session.now("issuance", session.issuers())  # refuse before claiming anything
     pending = session.recover()
-    waiting = [profile for _path, profile in
-               session.spool.candidates(session.config.default_profile)]
+    default = session.config.default_profile
+    waiting = session.spool.candidates(default)  # one scan: unlocked for, then claimed
     if pending or waiting:
-        for name in sorted(batch.issuers_for([*(c.profile for c in pending), *waiting])):
+        profiles = [*(c.profile for c in pending), *(profile for _path, profile in waiting)]
+        for name in sorted(batch.issuers_for(profiles)):
             session.authority(name)  # a missing key: the requests stay in incoming/
         session.require_audit_trail()  # fail closed before anything is claimed
-    claimed = pending + session.spool.claim_incoming(session.config.default_profile)
+    claimed = pending + session.spool.claim_incoming(default, waiting)
     summary = PassSummary()
-    for outcome in answer(batch, claimed):
+    for outcome in answer(batch, claimed):  # answer() flushes: all published on return
         summary.add(outcome)
-    session.flush()
     return summary

@@ -135,9 +135,7 @@ class Recorder:
         """A bug met on one request: logged with its traceback, the submission rejected."""
         _log.error("request failed", file=item.file_name,
                    request_sha256=item.identity, exc_info=exc)
-        return self.rejected_submission(tx, item, [Finding(
-            "request.internal_error", "spoolca failed on this request; the operator's log "
-            "has the error")])
+        return self.rejected_submission(tx, item, [Finding.internal_error()])
 
     def _rejected(self, tx: Tx, item: Prepared, profile: str,
                   findings: list[Finding]) -> Outcome:

@@ -136,9 +136,7 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
                 raise
             except Exception as exc:  # invariant 9: one request's failure is its own answer
                 _log.error("revocation request failed", file=claimed.file_name, exc_info=exc)
-                serial, signer, refusals = None, None, [Finding(
-                    "request.internal_error", "spoolca failed on this request; the "
-                    "operator's log has the error")]
+                serial, signer, refusals = None, None, [Finding.internal_error()]
             outcome = _recorded(session, tx, claimed, identity, serial, signer, refusals)
     session.publish([PublishJob(outcome.output_name, outcome.files, {}, claimed.path,
                                 claimed.file_name, claimed.signature)])

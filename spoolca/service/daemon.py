@@ -23,7 +23,7 @@ from types import FrameType
 from spoolca.authority.revocation import crl_status
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, SpoolcaError
-from spoolca.fsutil import atomic_write, instance_lock
+from spoolca.fsutil import atomic_write, instance_lock, lock_holder
 from spoolca.log import get_logger
 from spoolca.openpgp import keyring_owner, reap_keyrings
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
@@ -58,7 +58,7 @@ def hold_instance_lock(config: Config) -> int:
     try:
         fd = instance_lock(lock)
     except BlockingIOError:
-        holder = lock.read_text().strip() if lock.exists() else "?"
+        holder = lock_holder(lock) or "?"
         raise SpoolcaError(f"another spoolca (pid {holder}) is already processing "
                            f"{config.path.parent}; stop it first (lock {lock})") from None
     reap_keyrings(keyring_owner(config.path.parent))

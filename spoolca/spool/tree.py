@@ -241,9 +241,12 @@ class Spool:
             return None
         return Claimed.of(target, profile, moved_signature, claim)
 
-    def claim_incoming(self, default_profile: str) -> list[Claimed]:
-        """Claim everything waiting in incoming/, in name order, as one claim round."""
-        candidates = self.candidates(default_profile)
+    def claim_incoming(self, default_profile: str,
+                       candidates: list[tuple[Path, str]] | None = None) -> list[Claimed]:
+        """Claim everything waiting in incoming/ (or these candidates of a scan already
+        made), in name order, as one claim round."""
+        if candidates is None:
+            candidates = self.candidates(default_profile)
         folders = {source.parent for source, _profile in candidates}
         signatures = {str(p) for folder in folders for p in folder.iterdir()
                       if p.name.lower().endswith(SIGNATURE_SUFFIXES)}
