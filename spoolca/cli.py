@@ -34,6 +34,12 @@ from spoolca.log import configure_logging, record_traceback
 __all__ = ["main"]
 
 
+def _identity_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--identity", metavar="FILE",
+                        help="the stick's UUID and label as root read them before mounting "
+                        "(`blkid -p -o export DEVICE`); default: ask findmnt")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -139,12 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     media_ingest = media_commands.add_parser("ingest", help="copy a mounted stick's requests "
                                              "into incoming/, defensively")
     media_ingest.add_argument("dir")
+    _identity_option(media_ingest)
     media_ingest.add_argument("--wait", type=float, metavar="SECONDS", default=0,
                               help="then wait up to SECONDS for the daemon to answer them")
     media_ingest.set_defaults(func=cmd_media_ingest)
     media_export = media_commands.add_parser("export", help="write results, CA files, CRLs "
                                              "and the audit log to a mounted stick")
     media_export.add_argument("dir")
+    _identity_option(media_export)
     media_export.set_defaults(func=cmd_media_export)
 
     show = commands.add_parser("show", help="one certificate, human-readable")

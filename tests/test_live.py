@@ -42,8 +42,9 @@ def _available() -> None:
 class Sandbox:
     """A running systemd-sandbox: commands run inside it as root."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, loop: str) -> None:
         self.name = name
+        self.loop = loop
 
     def sh(self, script: str, *, check: bool = True, timeout: float = 180
            ) -> subprocess.CompletedProcess[str]:
@@ -99,25 +100,37 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     (data / "live.csr").write_bytes(pem(make_csr("live.example.com", name=subject(
         "live.example.com", company=False, extra=[]))[1]))
     (data / "v1.der").write_bytes(raw_csr(name=subject("v1.example.com"), version=1)[1])
-    for i in range(3):  # the README's CA: C=US, ST=New York, O=Example
-        (data / f"k{i}.csr").write_bytes(pem(make_csr(f"k{i}.example.com", name=x509.Name([
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "New York"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"k{i}.example.com")]))[1]))
+    for name in ("k0", "k1", "k2", "stick-a", "stick-b", "stick-c"):
+        (data / f"{name}.csr").write_bytes(pem(_readme_csr(f"{name}.example.com")))
+    image = work / "stick.img"  # the stick: a loop device (see TestLiveMedia)
+    image.write_bytes(b"")
+    os.truncate(image, 64 << 20)
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                          text=True, check=True).stdout.strip()
     name = f"spoolca-live-{os.getpid()}"
     booted = time.monotonic()
-    booting = subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro",
-                              f"{work / 'bundle'}:/bundle", "--bind-ro", f"{data}:/data"],
-                             capture_output=True, text=True, timeout=120)
-    assert booting.returncode == 0, booting.stdout + booting.stderr
-    sandbox = Sandbox(name)
     try:
+        booting = subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro",
+                                  f"{work / 'bundle'}:/bundle", "--bind-ro", f"{data}:/data",
+                                  "--device", loop], capture_output=True, text=True,
+                                 timeout=120)
+        assert booting.returncode == 0, booting.stdout + booting.stderr
+        sandbox = Sandbox(name, loop)
         sandbox.sh(INSTALL, timeout=600)
         sandbox.boot_to_ready = time.monotonic() - booted  # type: ignore[attr-defined]
         yield sandbox
     finally:
         subprocess.run([str(SANDBOX), "down", name], capture_output=True, timeout=120)
+        subprocess.run(["losetup", "--detach", loop], capture_output=True)
+
+
+def _readme_csr(common_name: str) -> bytes:
+    """A request the README's CA (C=US, ST=New York, O=Example) signs."""
+    return make_csr(common_name, name=x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "New York"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))[1]
 
 
 class TestLiveDaemon:
@@ -200,3 +213,105 @@ class TestLiveDaemon:
                        ).stdout.strip()
         assert left == "", left
 
+
+
+# The media unit as installed, with only what the sandbox lacks stood in for: it has no
+# udev, so there is no dev-loopN.device unit to bind to (a dependency cannot be removed
+# by a drop-in: the two lines are taken out of the installed unit, and the test checks
+# that nothing else changed), and its kernel has no vfat, so the stick is ext4, made
+# owned by spoolca, mounted with ext4's options in place of FAT's uid=/gid=. Real FAT is
+# tests/test_fat.py's (a vfat driver under User-Mode Linux).
+MEDIA_STANDIN = """
+set -euo pipefail
+unit=/etc/systemd/system/spoolca-media@.service
+cp $unit /root/media-unit.orig
+sed -i -e '/^BindsTo=dev-%i.device$/d' -e 's/^After=dev-%i.device /After=/' $unit
+mkdir -p $unit.d
+printf '%s\\n' '[Service]' Environment=STICK_TYPES=ext4 \\
+  Environment=STICK_OPTIONS=errors=remount-ro > $unit.d/sandbox-has-no-vfat.conf
+systemctl daemon-reload
+{ diff /root/media-unit.orig $unit || true; } | grep -c '^[<>]'
+"""
+
+
+@pytest.fixture(scope="module")
+def media(live: Sandbox) -> Sandbox:
+    assert live.sh(MEDIA_STANDIN).stdout.split()[-1] == "3"  # 2 lines out, 1 changed
+    return live
+
+
+class TestLiveMedia:
+    """spoolca-media@.service's round trip on a loop device, started as udev would."""
+
+    @staticmethod
+    def make_stick(live: Sandbox, csr: str, *, label: str = "SPOOLCA", fill: bool = False
+                   ) -> str:
+        """A fresh file system on the loop device (a new UUID: another stick) holding
+        server/CSR; FILL leaves no room for the export. Returns its UUID."""
+        filler = (f"mount {live.loop} /mnt && {{ dd if=/dev/zero of=/mnt/FILLER bs=64k "
+                  "2>/dev/null || :; } && umount /mnt") if fill else "true"
+        return live.sh(
+            f"rm -rf /root/stick && mkdir -p /root/stick/server && "
+            f"cp /data/{csr}.csr /root/stick/server/ && "
+            f"mkfs.ext4 -q -F -m 0 -L {label} -E root_owner=$(id -u spoolca):$(id -g spoolca) "
+            f"-d /root/stick {live.loop} && {filler} && "
+            f"blkid -p -s UUID -o value {live.loop}").stdout.strip()
+
+    @staticmethod
+    def trip(live: Sandbox) -> subprocess.CompletedProcess[str]:
+        """Insert: what udev asks for (SYSTEMD_WANTS) started by hand; oneshot, so
+        `systemctl start` returns when the round trip is over."""
+        device = live.loop.removeprefix("/dev/")
+        return live.sh(f"systemctl start spoolca-media@{device}.service", check=False)
+
+    @staticmethod
+    def stick_holds(live: Sandbox) -> str:
+        """What the stick holds afterwards, read back read-only, and the export checked."""
+        return live.sh(f"mount -o ro {live.loop} /mnt && trap 'umount /mnt' EXIT && ( "
+                       "cd /mnt && find . -path ./lost+found -prune -o -print | sort && "
+                       "if [ -d spoolca-results ]; then cd spoolca-results && "
+                       "sha256sum -c --quiet SHA256SUMS && echo CHECKED; fi )").stdout
+
+    def test_the_udev_rule_asks_for_the_unit_for_a_spoolca_stick_only(self, media: Sandbox):
+        """`udevadm test` with the installed rule; the counter-case: another label."""
+        device = media.loop.removeprefix("/dev/")
+        for label, wanted in (("SPOOLCA", True), ("HOLIDAYS", False)):
+            self.make_stick(media, "stick-a", label=label)
+            out = media.sh(f"udevadm test --action=add /sys/class/block/{device} 2>&1").stdout
+            assert (f"SYSTEMD_WANTS=spoolca-media@{device}.service" in out) is wanted, out
+
+    def test_two_sticks_through_one_mount_point_each_get_their_own(self, media: Sandbox):
+        """Stick A, then stick B at the same /run/spoolca-media/loopN: each is identified
+        by the UUID root read (blkid), and each carries back only its own result."""
+        device = media.loop.removeprefix("/dev/")
+        holds = {}
+        for csr in ("stick-a", "stick-b"):
+            uuid = self.make_stick(media, csr)
+            started = time.monotonic()
+            done = self.trip(media)
+            assert done.returncode == 0, done.stderr + self.journal(media)
+            media.trip_seconds = time.monotonic() - started  # type: ignore[attr-defined]
+            assert f"medium uuid:{uuid}" in self.journal(media)
+            assert media.sh(f"findmnt /run/spoolca-media/{device}", check=False).returncode
+            holds[csr] = self.stick_holds(media)
+        assert "./spoolca-results/results/stick-a/cert.pem" in holds["stick-a"]
+        assert "stick-b" not in holds["stick-a"] and "CHECKED" in holds["stick-a"]
+        assert "./spoolca-results/results/stick-b/cert.pem" in holds["stick-b"]
+        assert "stick-a" not in holds["stick-b"] and "CHECKED" in holds["stick-b"]
+        assert "./server/stick-b.csr" in holds["stick-b"]  # the request stays on its stick
+
+    def test_a_failed_export_leaves_the_stick_unmounted_and_nothing_lost(self, media: Sandbox):
+        """Counter-case: a stick with no room. The unit fails, the stick is unmounted (never
+        left writable), it holds no partial export, and the request was answered."""
+        device = media.loop.removeprefix("/dev/")
+        self.make_stick(media, "stick-c", fill=True)
+        done = self.trip(media)
+        assert done.returncode != 0
+        assert "free space on it and export again" in self.journal(media)
+        assert media.sh(f"findmnt /run/spoolca-media/{device}", check=False).returncode
+        assert "spoolca-results" not in self.stick_holds(media)
+        assert media.result("stick-c")["status"] == "issued"
+
+    @staticmethod
+    def journal(live: Sandbox) -> str:
+        return live.sh("journalctl -u 'spoolca-media@*' -o cat --no-pager | tail -40").stdout

@@ -17,11 +17,9 @@ if TYPE_CHECKING:
 def cmd_media_ingest(args: argparse.Namespace) -> int:
     from spoolca.spool.media import ingest_from
 
-    source = Path(args.dir)
-    if not source.is_dir():
-        raise UsageError(f"{source} is not a directory: give the mounted stick's folder")
+    source = _stick(args.dir)
     with opened(args) as (config, store):
-        report = ingest_from(config, store, source, now())
+        report = ingest_from(config, store, source, now(), _identity(args))
         print(f"copied {len(report.copied)} file(s) from {source} "
               f"(medium {report.medium.key}) into {config.spool_dir / 'incoming'}/")
         for item in report.skipped:
@@ -32,6 +30,27 @@ def cmd_media_ingest(args: argparse.Namespace) -> int:
         if args.wait:
             return _wait_for_answers(store, report, args.wait)
     return 0
+
+
+def _stick(name: str) -> Path:
+    """The mounted stick's folder, or one sentence on why it cannot be used."""
+    path = Path(name)
+    try:
+        if path.is_dir():
+            return path
+    except OSError as exc:
+        raise UsageError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    raise UsageError(f"{path} is not a directory: give the mounted stick's folder")
+
+
+def _identity(args: argparse.Namespace) -> Path | None:
+    """--identity: the file the media unit's root step filled with `blkid -p -o export`."""
+    if args.identity is None:
+        return None
+    path = Path(args.identity)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such identity file (blkid -p -o export DEVICE > FILE)")
+    return path
 
 
 def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int:
@@ -56,12 +75,11 @@ def cmd_media_export(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
     from spoolca.spool.media import export_to
 
-    target = Path(args.dir)
-    if not target.is_dir():
-        raise UsageError(f"{target} is not a directory: give the mounted stick's folder")
+    target = _stick(args.dir)
     with opened(args) as (config, store), CASession(config, store, actor="media") as session:
         session.seal()  # the stick carries the latest signed head; only the audit key opens
-        root, names = export_to(config, store, session.audit_key(), target, now())
+        root, names = export_to(config, store, session.audit_key(), target, now(),
+                                _identity(args))
     print(f"wrote {len(names)} result(s), the CA certificates, CRLs and audit log to {root}/ "
           "and synced it: the stick can be removed")
     return 0

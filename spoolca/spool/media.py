@@ -184,9 +184,10 @@ def _place(folder: Path, name: str, data: bytes) -> Path:
     return target
 
 
-def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime) -> IngestReport:
+def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
+                identity: Path | None = None) -> IngestReport:
     """Copy a stick's requests (each with its detached signature) into incoming/."""
-    report = IngestReport(start_trip(config, identify(source)))
+    report = IngestReport(start_trip(config, identify(source, identity)))
     incoming = config.spool_dir / "incoming"
     candidates = sorted(_walk(source, set(config.profiles), report, config.results_folder),
                         key=lambda c: (c[1], c[0].name))
@@ -275,13 +276,13 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
-              now: dt.datetime) -> tuple[Path, list[str]]:
+              now: dt.datetime, identity: Path | None = None) -> tuple[Path, list[str]]:
     """Write this stick's results and the appliance's public state to it; sync it.
 
     Written whole into a dot-folder first and renamed into place last: a stick that is
     full (or pulled) never shows a partial export, and the previous one stays until the
     new one is complete. A failure is one sentence; the trip stays open for a retry."""
-    seen = identify(target)
+    seen = identify(target, identity)
     medium = current_trip(config, seen)
     outgoing = config.spool_dir / "outgoing"
     names = [n for n in store.outputs_from_medium(medium.key) if (outgoing / n).is_dir()] \

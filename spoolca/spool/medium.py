@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from spoolca.config import Config
 from spoolca.fsutil import atomic_write, ensure_dir, remove_file
 
-__all__ = ["Medium", "current_trip", "end_trip", "identify", "start_trip"]
+__all__ = ["Medium", "current_trip", "end_trip", "identify", "read_identity", "start_trip"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +74,39 @@ def end_trip(config: Config, medium: Medium) -> None:
         remove_file(_trip_file(config, medium))
 
 
-def identify(mountpoint: Path) -> Medium:
-    """Ask findmnt (util-linux) for the file system's UUID and label, if it knows."""
+_UUID = re.compile(r"[0-9A-Za-z-]{1,64}")
+_IDENTITY_BYTES = 4096
+
+
+def identify(mountpoint: Path, identity: Path | None = None) -> Medium:
+    """The stick's UUID and label: from IDENTITY, what root read with `blkid -p -o
+    export` before mounting (the media unit does), else from findmnt (which an
+    unprivileged user without udev data cannot get: then the round trip identifies it)."""
+    resolved = str(mountpoint.resolve())
+    if identity is not None:
+        return Medium(resolved, *read_identity(identity))
+    return Medium(resolved, *_from_findmnt(mountpoint))
+
+
+def read_identity(path: Path) -> tuple[str, str]:
+    """UUID and LABEL out of blkid's export format. The values come from the stick's own
+    superblock, so they are bounded, and a UUID is taken only if it looks like one."""
+    with path.open("rb") as handle:
+        text = handle.read(_IDENTITY_BYTES).decode("utf-8", "replace")
+    fields = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
+    uuid = fields.get("UUID", "")
+    label = "".join(c for c in fields.get("LABEL", "") if c.isprintable())[:64]
+    return (uuid if _UUID.fullmatch(uuid) else ""), label
+
+
+def _from_findmnt(mountpoint: Path) -> tuple[str, str]:
     try:
         result = subprocess.run(["findmnt", "-n", "-o", "UUID,LABEL", "--target",
                                  str(mountpoint)], capture_output=True, text=True, timeout=10)
         fields = result.stdout.split() if result.returncode == 0 else []
     except (OSError, subprocess.TimeoutExpired):
         fields = []
-    resolved = str(mountpoint.resolve())
     is_mount = os.path.ismount(mountpoint)
     uuid = fields[0] if is_mount and fields else ""
     label = fields[1] if is_mount and len(fields) > 1 else ""
-    return Medium(resolved, uuid, label)
+    return uuid, label
