@@ -80,11 +80,13 @@ class TestMediaUnits:
         """Read-only, nosuid, nodev, noexec for ingest; owned by spoolca; unmounted after."""
         text = UNIT.with_name("spoolca-media@.service").read_text()
         mount = next(line for line in text.splitlines() if line.startswith("ExecStartPre=")
-                     and "systemd-mount" in line)
-        assert "--options=ro,nosuid,nodev,noexec" in mount and "--owner=spoolca" in mount
-        assert "--fsck=no" in mount and "--no-block=" not in mount  # no fsck on the stick
-        assert "media ingest --wait" in text and "media export" in text
-        assert "ExecStopPost=+/usr/bin/systemd-umount" in text
+                     and "/usr/bin/mount " in line)
+        assert "-o ro,nosuid,nodev,noexec,${STICK_OPTIONS} /dev/%I" in mount
+        assert "Environment=STICK_OPTIONS=uid=spoolca,gid=spoolca," in text
+        assert "fsck" not in mount and "ExecStartPre=+/usr/bin/systemd-mount" not in text
+        assert "nsenter --mount=/proc/1/ns/mnt" in mount  # else gone with its namespace
+        assert "media ingest --identity" in text and "media export --identity" in text
+        assert "umount --lazy" in text.split("ExecStopPost=", 1)[1]
 
     def test_udev_rule_starts_the_unit_and_never_mounts(self):
         """The rule asks systemd (SYSTEMD_WANTS) and never mounts from RUN+=."""
