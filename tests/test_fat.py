@@ -5,6 +5,7 @@ writable; what the stick holds afterwards is read back with mtools."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,17 @@ from tests.pki import CA, make_csr, pem
 REPO = Path(__file__).resolve().parent.parent
 FAT_STICK = REPO.parent / "shared" / "tools" / "fat-stick"
 SPOOLCA = str(Path(sys.executable).with_name("spoolca"))
+
+
+def unit_options(mode: str) -> str:
+    """The mount options spoolca-media@.service gives (its STICK_OPTIONS), for root in
+    UML (no spoolca user there): what the unit mounts is what these tests mount."""
+    unit = (REPO / "systemd" / "spoolca-media@.service").read_text()
+    options = unit.split("Environment=STICK_OPTIONS=", 1)[1].split("\n", 1)[0]
+    return f"{mode},nosuid,nodev,noexec," + options.replace("=spoolca", "=0")
+
+
+INGEST, EXPORT = unit_options("ro"), unit_options("rw")
 
 
 def stick_tool() -> None:
@@ -65,7 +77,7 @@ class TestRealFAT:
     def test_a_windows_stick_round_trip(self, ca: CA, stick: Path):
         """Upper-case 8.3 folders and names and long names are taken; a hidden request is
         skipped with its reason; litter is skipped; the results go back and check out."""
-        ingest = on_stick(stick, ca, "media ingest", "ro,nosuid,nodev,noexec")
+        ingest = on_stick(stick, ca, "media ingest", INGEST)
         assert ingest.returncode == 0, ingest.stdout + ingest.stderr
         assert "medium uuid:" in ingest.stdout  # identified by the file system's UUID
         assert "SERVER/SECRET.CSR: hidden or system file" in ingest.stdout
@@ -73,7 +85,7 @@ class TestRealFAT:
         assert taken == ["ALICE.CSR", "Bob_Laptop.csr"], taken
         ca.process()
         assert ca.result("ALICE")["status"] == "issued"
-        export = on_stick(stick, ca, "media export", "rw,nosuid,nodev,noexec")
+        export = on_stick(stick, ca, "media export", EXPORT)
         assert export.returncode == 0, export.stdout + export.stderr
         listing = fat("ls", str(stick), "spoolca-results/results")
         assert "ALICE" in listing.stdout and "Bob_Laptop" in listing.stdout
@@ -88,15 +100,15 @@ class TestRealFAT:
         import hashlib
 
         before = hashlib.sha256(stick.read_bytes()).hexdigest()
-        assert on_stick(stick, ca, "media ingest", "ro,nosuid,nodev,noexec").returncode == 0
+        assert on_stick(stick, ca, "media ingest", INGEST).returncode == 0
         assert hashlib.sha256(stick.read_bytes()).hexdigest() == before
 
     def test_a_full_stick_gets_no_partial_export(self, ca: CA, stick: Path):
         """A stick with no room: export says so in one sentence (exit 1) and leaves no
         half-written folder; once there is room, the same trip's export completes."""
-        assert on_stick(stick, ca, "media ingest", "ro,nosuid,nodev,noexec").returncode == 0
+        assert on_stick(stick, ca, "media ingest", INGEST).returncode == 0
         ca.process()
-        full = fat("run", str(stick), "--options", "rw,nosuid,nodev,noexec", "--", "/bin/sh",
+        full = fat("run", str(stick), "--options", EXPORT, "--", "/bin/sh",
                    "-c", f'dd if=/dev/zero of="$STICK/FILLER" bs=64k 2>/dev/null; '
                    f'{SPOOLCA} --config {ca.config} media export "$STICK"; echo "rc=$?"')
         assert "rc=1" in full.stdout, full.stdout + full.stderr
@@ -104,9 +116,87 @@ class TestRealFAT:
         assert "Traceback" not in full.stdout + full.stderr
         root = fat("ls", str(stick)).stdout
         assert "spoolca-results" not in root, root  # nothing partial, not even a dot-folder
-        again = fat("run", str(stick), "--options", "rw,nosuid,nodev,noexec", "--", "/bin/sh",
+        again = fat("run", str(stick), "--options", EXPORT, "--", "/bin/sh",
                     "-c", f'rm "$STICK/FILLER" && {SPOOLCA} --config {ca.config} '
                     'media export "$STICK" && cd "$STICK/spoolca-results" && '
                     "sha256sum -c --quiet SHA256SUMS && ls results")
         assert again.returncode == 0, again.stdout + again.stderr
         assert "ALICE" in again.stdout
+
+    def test_names_in_other_scripts(self, ca: CA, tmp_path: Path):
+        """Accents and other scripts: with the unit's iocharset=utf8 every request is taken
+        under its own name. Counter-case, a stick mounted by hand with the kernel's default
+        (iso8859-1 in this kernel): a name that cannot be shown is skipped with its reason,
+        never confused with another; the rest are taken under safe names."""
+        stick_tool()
+        tree = tmp_path / "tree"
+        (tree / "server").mkdir(parents=True)
+        names = ["Zoë Café.csr", "ÉTÉ.CSR", "日本.csr", "中国.csr"]
+        for i, name in enumerate(names):
+            (tree / "server" / name).write_bytes(pem(make_csr(f"n{i}.sample.com")[1]))
+        image = tmp_path / "stick.img"
+        made = subprocess.run([str(FAT_STICK), "make", str(image), "--size", "40M", "--from",
+                               str(tree)], capture_output=True, text=True,
+                              env={**os.environ, "LANG": "C.UTF-8"})
+        assert made.returncode == 0, made.stderr
+        by_hand = on_stick(image, ca, "media ingest", "ro,nosuid,nodev,noexec")
+        assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
+        assert by_hand.stdout.count("skipped server/??.csr: its name reads the same") == 2
+        assert "copied 2 file(s)" in by_hand.stdout  # Zoë Café and ÉTÉ, under safe names
+        ingest = on_stick(image, ca, "media ingest", INGEST)
+        assert "copied 4 file(s)" in ingest.stdout and "skipped" not in ingest.stdout
+        ca.process()
+        export = on_stick(image, ca, "media export", EXPORT)
+        assert export.returncode == 0, export.stdout + export.stderr
+        check = fat("run", str(image), "--options", INGEST, "--", "/bin/sh", "-c",
+                    'cd "$STICK/spoolca-results" && sha256sum -c --quiet SHA256SUMS && '
+                    "cat MANIFEST.json")
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert len(json.loads(check.stdout)["results"]) == 6  # 2 by hand, then 4
+
+    def test_a_stick_pulled_mid_export(self, ca: CA, tmp_path: Path):
+        """The stick is pulled (UML powered off, no unmount, no sync; the kernel writes
+        back every 10 ms, as a stick's own writes trickle out) at points of the export:
+        what it holds is the export whole or none of it, never names without their
+        contents; the register loses nothing, and the next export completes and checks."""
+        stick_tool()
+        tree = tmp_path / "tree"
+        (tree / "SERVER").mkdir(parents=True)
+        for i in range(12):
+            (tree / "SERVER" / f"PULL{i}.CSR").write_bytes(pem(make_csr(f"p{i}.sample.com")[1]))
+        image = tmp_path / "stick.img"
+        assert fat("make", str(image), "--size", "16M", "--fat", "16", "--from",
+                   str(tree)).returncode == 0
+        assert "copied 12 file(s)" in on_stick(image, ca, "media ingest", INGEST).stdout
+        ca.process()
+        for cut_when in ('[ "$(ls "$STICK/.spoolca-results.part/results" | wc -l)" -ge 4 ]',
+                         '[ -d "$STICK/spoolca-results/results" ]'):
+            pulled = fat("run", str(image), "--options", EXPORT, "--timeout", "60", "--",
+                         "/bin/sh", "-c", PULL.format(spoolca=SPOOLCA, config=ca.config,
+                                                      cut_when=cut_when))
+            assert pulled.returncode == 125, pulled.stdout + pulled.stderr  # no clean end
+            assert "dirty: yes" in fat("info", str(image)).stdout
+            held = fat("run", str(image), "--options", INGEST, "--", "/bin/sh", "-c",
+                       'cd "$STICK" && if [ -d spoolca-results ]; then cd spoolca-results && '
+                       "sha256sum -c --quiet SHA256SUMS && ls results | wc -l; else "
+                       "echo none; fi")
+            assert held.returncode == 0, held.stdout + held.stderr
+            assert held.stdout.split()[-1] in ("none", "12"), held.stdout
+            again = fat("run", str(image), "--options", EXPORT, "--", "/bin/sh", "-c",
+                        f'{SPOOLCA} --config {ca.config} media export "$STICK" && '
+                        'cd "$STICK/spoolca-results" && sha256sum -c --quiet SHA256SUMS && '
+                        "ls results | wc -l")
+            assert again.returncode == 0, again.stdout + again.stderr
+            assert again.stdout.split()[-1] == "12"
+        assert ca.run("audit", "verify").returncode == 0
+
+
+# Inside UML, as root: write-back every 10 ms, the export in the background, and at the
+# cut point (polled) power off at once (reboot(2)): no sync, no unmount, as a pulled stick.
+PULL = """
+echo 1 > /proc/sys/vm/dirty_expire_centisecs
+echo 1 > /proc/sys/vm/dirty_writeback_centisecs
+{spoolca} --config {config} media export "$STICK" > /dev/null 2>&1 &
+until {cut_when}; do :; done 2>/dev/null
+/sbin/poweroff --force --force --no-sync --no-wtmp
+"""

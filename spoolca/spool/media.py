@@ -22,6 +22,7 @@ import json
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,8 @@ def _printable(raw: str) -> str:
     return "".join(out)
 
 
+AMBIGUOUS_NAME = ("its name reads the same as another file's: the stick was mounted with a "
+                  "character set that cannot show it (mount with iocharset=utf8)")
 NOT_A_REQUEST = "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)"
 HIDDEN = "hidden or system file on the stick (Windows does not show it to its owner)"
 
@@ -147,7 +150,19 @@ def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder
             else:
                 consider(Path(inner.path), folder, inner.name,
                          lambda n=inner.name, s=shown: f"{s}/{_printable(n)}")
-    return found
+    return _unambiguous(found, report)
+
+
+def _unambiguous(found: list[tuple[Path, str, str]], report: IngestReport
+                 ) -> list[tuple[Path, str, str]]:
+    """Drop names listed twice in one folder. A FAT driver shows a character its
+    iocharset cannot represent as `?`, so 日本.csr and 中国.csr both read as ??.csr and
+    opening that name gets one of them: neither can be taken as what its owner put there."""
+    counts = Counter(path for path, _, _ in found)
+    for path, _, shown in found:
+        if counts[path] > 1:
+            report.skip(shown, AMBIGUOUS_NAME)
+    return [candidate for candidate in found if counts[candidate[0]] == 1]
 
 
 def _kind(path: Path) -> str | None:
@@ -292,6 +307,9 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
     try:
         remove_tree(staging)
         head_seq = _write_export(config, store, key, staging, names, now)
+        # Every byte on the stick before the name appears: pulled after the rename, the
+        # stick holds a whole export, never names whose contents never reached it.
+        sync_filesystem([staging])
         remove_tree(root)  # our own folder on the stick: replaced whole each trip
         move(staging, root)
         sync_filesystem([root])
