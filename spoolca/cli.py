@@ -27,6 +27,7 @@ from spoolca.commands.ca import (
 )
 from spoolca.commands.media import cmd_media_export, cmd_media_ingest
 from spoolca.commands.register import cmd_export_index, cmd_list, cmd_show
+from spoolca.commands.status import cmd_status
 from spoolca.errors import SpoolcaError
 from spoolca.keys.algorithms import DEFAULT_KEY_TYPE, KEY_TYPES
 from spoolca.log import configure_logging, record_traceback
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--expiring", type=_positive, metavar="DAYS",
                          help="only valid certificates that expire within DAYS")
     listing.set_defaults(func=cmd_list)
+
+    status = commands.add_parser("status", help="when the stick must come back, what "
+                                 "expires, what the CA did (the stick report's facts)")
+    status.add_argument("--json", action="store_true", help="the facts as report.json has them")
+    status.set_defaults(func=cmd_status)
 
     revoke = commands.add_parser("revoke", help="revoke a certificate; its CRL is remade")
     revoke.add_argument("serial")

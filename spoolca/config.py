@@ -19,6 +19,7 @@ from typing import Any
 
 from spoolca.dn import ATTRIBUTES
 from spoolca.errors import ConfigError
+from spoolca.tomlreader import TableReader
 
 __all__ = [
     "DN_RULES",
@@ -57,6 +58,31 @@ DEFAULT_MAX_LENGTH = {
 }
 RSA_FLOOR_BITS = 2048
 EC_CURVES = ("P-256", "P-384", "P-521")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """[media]: what the stick report (REPORT.html, report.json, `status`) warns about."""
+
+    expiry_warning_days: tuple[int, ...]  # leaves expiring within each window are listed
+    ca_warning_days: int                  # a CA certificate this close to its end: warning
+    crl_warning_days: int                 # a CRL this close to its nextUpdate: warning
+
+
+_REPORT_DEFAULTS = {"expiry_warning_days": (30, 60, 90), "ca_warning_days": 365,
+                    "crl_warning_days": 14}
+
+
+def _read_report(reader: TableReader, media: Mapping[str, Any]) -> ReportSettings:
+    windows = reader.get(media, "expiry_warning_days", list, [30, 60, 90], "media.")
+    if not windows or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 3650
+                              for d in windows):
+        reader.problems.append("media.expiry_warning_days: must be a list of days (1-3650)")
+        windows = [30, 60, 90]
+    return ReportSettings(
+        expiry_warning_days=tuple(sorted(set(windows))),
+        ca_warning_days=reader.positive(media, "ca_warning_days", 365, "media."),
+        crl_warning_days=reader.positive(media, "crl_warning_days", 14, "media."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,66 +149,15 @@ class Config:
     signers_keyring: Path | None
     revokers: tuple[str, ...]
     results_folder: str
+    report: ReportSettings
     default_profile: str
     authorities: Mapping[str, AuthoritySettings]
     policy: Policy
     profiles: Mapping[str, Profile]
 
 
-class _Reader:
-    """Pulls typed values out of the TOML tree, recording every problem with its key path."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def table(self, parent: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
-        value = parent.get(key, {})
-        if not isinstance(value, dict):
-            self.problems.append(f"{where}{key}: must be a table")
-            return {}
-        return value
-
-    def get(self, table: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
-            default: Any, where: str) -> Any:
-        if key not in table:
-            return default
-        value = table[key]
-        if isinstance(value, bool) and kind is not bool:
-            self.problems.append(f"{where}{key}: must be {_kind_name(kind)}, not a boolean")
-            return default
-        if not isinstance(value, kind):
-            self.problems.append(f"{where}{key}: must be {_kind_name(kind)}")
-            return default
-        return value
-
-    def positive(self, table: Mapping[str, Any], key: str, default: int, where: str) -> int:
-        value = self.get(table, key, int, default, where)
-        if value <= 0:
-            self.problems.append(f"{where}{key}: must be a positive integer")
-            return default
-        return value
-
-    def strings(self, table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
-        value = self.get(table, key, list, [], where)
-        if not all(isinstance(item, str) for item in value):
-            self.problems.append(f"{where}{key}: must be a list of strings")
-            return ()
-        return tuple(value)
-
-    def unknown(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                self.problems.append(f"{where}{key}: unknown key")
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
-             dict: "a table"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _read_dn(reader: _Reader, table: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+def _read_dn(reader: TableReader, table: Mapping[str, Any], where: str
+             ) -> tuple[tuple[str, str], ...]:
     rules = []
     for field, rule in table.items():
         if field not in ATTRIBUTES:
@@ -194,7 +169,7 @@ def _read_dn(reader: _Reader, table: Mapping[str, Any], where: str) -> tuple[tup
     return tuple(rules)
 
 
-def _read_policy(reader: _Reader, raw: Mapping[str, Any]) -> Policy:
+def _read_policy(reader: TableReader, raw: Mapping[str, Any]) -> Policy:
     table = reader.table(raw, "policy", "")
     reader.unknown(table, {"dn", "max_length", "preserve_dn", "email_in_dn", "keys"}, "policy.")
     dn = _read_dn(reader, reader.table(table, "dn", "policy."), "policy.dn.") if "dn" in table \
@@ -235,7 +210,8 @@ _PROFILE_KEYS = {"kind", "issuer", "validity_days", "allowed_domains", "allow_wi
 _DEFAULT_DAYS = {"server": 375, "client": 375, "subca": 1825}
 
 
-def _read_profile(reader: _Reader, name: str, table: Mapping[str, Any], policy: Policy) -> Profile:
+def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
+                  policy: Policy) -> Profile:
     where = f"profiles.{name}."
     reader.unknown(table, _PROFILE_KEYS, where)
     if not name.replace("-", "").replace("_", "").isalnum() or name in RESERVED_PROFILE_NAMES:
@@ -272,7 +248,7 @@ def _read_profile(reader: _Reader, name: str, table: Mapping[str, Any], policy: 
     )
 
 
-def _fingerprints(reader: _Reader, table: Mapping[str, Any], key: str,
+def _fingerprints(reader: TableReader, table: Mapping[str, Any], key: str,
                   where: str) -> tuple[str, ...]:
     """Full OpenPGP v4 fingerprints only: a short key id can be forged."""
     values = tuple(f.upper().replace(" ", "") for f in reader.strings(table, key, where))
@@ -283,7 +259,7 @@ def _fingerprints(reader: _Reader, table: Mapping[str, Any], key: str,
     return values
 
 
-def _read_authorities(reader: _Reader, raw: Mapping[str, Any], base: Path
+def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
                       ) -> dict[str, AuthoritySettings]:
     table = reader.table(raw, "authorities", "")
     reader.unknown(table, set(AUTHORITIES), "authorities.")
@@ -335,7 +311,7 @@ def load_config(path: Path) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
     base = path.resolve().parent
-    reader = _Reader()
+    reader = TableReader()
     reader.unknown(raw, _TOP_KEYS, "")
     paths = reader.table(raw, "paths", "")
     reader.unknown(paths, {"database", "keys", "spool", "gnupg"}, "paths.")
@@ -365,10 +341,11 @@ def load_config(path: Path) -> Config:
         reader.problems.append("signers.keyring: a profile sets require_signature, so the "
                                "signers' public keys must be named here")
     media = reader.table(raw, "media", "")
-    reader.unknown(media, {"results_folder"}, "media.")
+    reader.unknown(media, {"results_folder", *_REPORT_DEFAULTS}, "media.")
     results_folder = reader.get(media, "results_folder", str, "spoolca-results", "media.")
     if not results_folder or "/" in results_folder or results_folder.startswith("."):
         reader.problems.append("media.results_folder: must be a plain folder name")
+    report = _read_report(reader, media)
     if reader.problems:
         raise ConfigError(str(path), reader.problems)
     return Config(
@@ -387,6 +364,7 @@ def load_config(path: Path) -> Config:
         signers_keyring=(base / keyring) if keyring else None,
         revokers=revokers,
         results_folder=results_folder,
+        report=report,
         default_profile=default_profile,
         authorities=MappingProxyType(authorities),
         policy=policy,

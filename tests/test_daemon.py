@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import time
@@ -45,8 +46,8 @@ class TestService:
         notify.wait_for("READY=1")
         ca.submit("server/live.csr", pem(make_csr("live.sample.com")[1]))
         assert result_of(ca, "live")["status"] == "issued"
-        wait_for(lambda: any(m.startswith("STATUS=1 issued") for m in notify.poll()), 10,
-                 "a STATUS with the counter")
+        wait_for(lambda: any(re.match(r"STATUS=return stick by \d{4}-\d\d-\d\dT.*Z; 1 issued", m)
+                             for m in notify.poll()), 10, "a STATUS with the return-by date")
         assert running.stop() == 0
         assert "STOPPING=1" in notify.poll()
         assert notify.messages.index("READY=1") < notify.messages.index("STOPPING=1")

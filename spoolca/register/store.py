@@ -300,6 +300,19 @@ class Store:
             "ORDER BY seq", (after,))
         return map(AuditRow._make, rows)
 
+    def latest_events(self, event: str, limit: int = 20) -> list[AuditRow]:
+        """The newest entries of one kind, newest first (read back from the log's end)."""
+        rows = self._conn.execute(
+            "SELECT seq, time, event, actor, data, prev, hash FROM audit WHERE event = ? "
+            "ORDER BY seq DESC LIMIT ?", (event, limit))
+        return [AuditRow._make(row) for row in rows]
+
+    def event_counts(self, after: int = 0) -> dict[str, int]:
+        """How many entries of each kind the log holds after seq AFTER (for the report)."""
+        rows = self._conn.execute(
+            "SELECT event, COUNT(*) FROM audit WHERE seq > ? GROUP BY event", (after,))
+        return dict(rows.fetchall())
+
     def audit_head(self) -> tuple[int, str]:
         row = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
                                  ).fetchone()

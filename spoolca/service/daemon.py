@@ -335,7 +335,8 @@ class Daemon:
         c = self._counters
         crls = crl_status(self._config, self._session.store)
         crl_text = ", ".join(f"{s.authority} #{s.number} until {s.next_update}" for s in crls)
-        text = (f"{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
+        back = f"return stick by {min(s.next_update for s in crls)}; " if crls else ""
+        text = (f"{back}{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
                 f"{c.revoked} revoked, {len(self._watch)} queued; CRLs: {crl_text or 'none yet'}")
         if self._fault:
             wait = max(0, round(self._fault_retry_at - time.monotonic()))

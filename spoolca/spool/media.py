@@ -42,6 +42,8 @@ from spoolca.fsutil import (
 )
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
+from spoolca.report.facts import Trip, gather
+from spoolca.report.html import render
 from spoolca.spool.medium import Medium, current_trip, end_trip, identify, start_trip
 from spoolca.spool.tree import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES, companion
 
@@ -306,7 +308,7 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
     staging = target / f".{config.results_folder}.part"
     try:
         remove_tree(staging)
-        head_seq = _write_export(config, store, key, staging, names, now)
+        head_seq = _write_export(config, store, key, staging, names, now, medium or seen)
         # Every byte on the stick before the name appears: pulled after the rename, the
         # stick holds a whole export, never names whose contents never reached it.
         sync_filesystem([staging])
@@ -331,7 +333,7 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
 
 
 def _write_export(config: Config, store: Store, key: ApplianceKey, root: Path,
-                  names: list[str], now: dt.datetime) -> int:
+                  names: list[str], now: dt.datetime, medium: Medium) -> int:
     """The whole export under `root`; returns the audit head it carries."""
     outgoing = config.spool_dir / "outgoing"
     for name in names:
@@ -347,8 +349,21 @@ def _write_export(config: Config, store: Store, key: ApplianceKey, root: Path,
         "audit_head": {"seq": head_seq, "hash": head_hash},
         "appliance_key": key.fingerprint, "crl": due}, indent=2, sort_keys=True) + "\n").encode())
     atomic_write(root / "README.txt", _readme(names, due, key.fingerprint).encode())
+    _write_report(config, store, root, now, Trip({"key": medium.key, "uuid": medium.uuid,
+                                                  "label": medium.label, "path": medium.path},
+                                                 names), key.fingerprint)
     _sums(root, key)
     return head_seq
+
+
+def _write_report(config: Config, store: Store, root: Path, now: dt.datetime, trip: Trip,
+                  fingerprint: str) -> None:
+    """report.json and REPORT.html: what this trip did and when to come back (signed with
+    the rest through SHA256SUMS)."""
+    facts = gather(config, store, now, trip, fingerprint)
+    atomic_write(root / "report.json",
+                 (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode(), durable=False)
+    atomic_write(root / "REPORT.html", render(facts).encode(), durable=False)
 
 
 def _readme(names: list[str], due: dict[str, object], fingerprint: str) -> str:
@@ -362,6 +377,8 @@ ca/              the root and intermediate certificates and ca-chain.pem
 crl/             the current CRLs (NAME.crl DER, NAME.crl.pem) and next-update.json
 audit/           the signed audit log (spoolca audit verify, or by hand: see its README)
 MANIFEST.json    what this export holds and the audit head it was made with
+REPORT.html      this trip's outcomes, the return-by date, what expires (report.json: the
+                 same facts for machines)
 SHA256SUMS(.asc) checksums of everything here, signed by the appliance's OpenPGP key
                  {fingerprint}
 

@@ -1,0 +1,191 @@
+"""The report's facts, gathered once from the register and the outgoing spool.
+
+Everything here is plain data (report.json is exactly this dictionary), so the page, the
+terminal and the tests all read the same facts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from spoolca.config import AUTHORITIES, Config
+from spoolca.register.records import format_time, parse_time
+from spoolca.register.store import Store
+from spoolca.register.views import select
+
+__all__ = ["FORMAT", "Trip", "gather"]
+
+FORMAT = "spoolca-report/1"
+_LEAVES_LISTED = 200  # per window: the page stays small; the totals say how many in all
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """The stick this report goes out on: its identity and the results it carries."""
+
+    medium: dict[str, str]
+    names: list[str] = field(default_factory=list)
+
+
+def gather(config: Config, store: Store, now: dt.datetime, trip: Trip | None = None,
+           appliance_key: str = "") -> dict[str, Any]:
+    """Every fact of the report, as JSON-ready data."""
+    crls = _crls(config, store, now)
+    authorities = _authorities(config, store, now)
+    facts: dict[str, Any] = {
+        "format": FORMAT,
+        "made_at": format_time(now),
+        "return_by": _return_by(crls),
+        "authorities": authorities,
+        "crls": crls,
+        "expiring": _expiring(config, store, now),
+        "totals": _totals(store),
+        "audit": _audit(store, appliance_key),
+        "custody": {"key_store": "files", "encrypted_at_rest": True, "shares": None},
+    }
+    if trip is not None:
+        facts["trip"] = _trip(config, store, trip, now)
+    facts["warnings"] = _warnings(facts)
+    return facts
+
+
+def _days(until: str, now: dt.datetime) -> int:
+    return (parse_time(until) - now) // dt.timedelta(days=1)
+
+
+def _authorities(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
+    found = []
+    for name in AUTHORITIES:
+        try:
+            cert = x509.load_der_x509_certificate(store.authority_der(name))
+        except (KeyError, ValueError, LookupError):
+            continue
+        not_after = format_time(cert.not_valid_after_utc)
+        days = _days(not_after, now)
+        found.append({"name": name, "subject": cert.subject.rfc4514_string(),
+                      "sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+                      "not_after": not_after, "days_left": days,
+                      "warning": days <= config.report.ca_warning_days})
+    return found
+
+
+def _crls(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
+    found = []
+    for name in AUTHORITIES:
+        latest = store.latest_crl(name)
+        if latest is None:
+            continue
+        days = _days(latest.next_update, now)
+        found.append({"authority": name, "number": latest.number,
+                      "this_update": latest.this_update, "next_update": latest.next_update,
+                      "days_left": days, "entries": latest.entries,
+                      "warning": days <= config.report.crl_warning_days})
+    return found
+
+
+def _return_by(crls: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The earliest nextUpdate: past it, relying parties that check CRLs refuse every
+    certificate of that CA (hard-fail) or stop seeing revocations (soft-fail)."""
+    if not crls:
+        return None
+    first = min(crls, key=lambda c: c["next_update"])
+    return {"at": first["next_update"], "days_left": first["days_left"],
+            "authority": first["authority"],
+            "what_breaks": f"the {first['authority']} CA's CRL #{first['number']} ends then: "
+                           "clients that check CRLs reject every certificate it issued, or "
+                           "no longer learn of revocations, until a newer CRL reaches them. "
+                           "Bring the stick back before then and publish the CRLs it carries."}
+
+
+def _expiring(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
+    records = store.certificates()
+    windows, previous = [], -1
+    for days in config.report.expiry_warning_days:
+        chosen = [r for r in select(records, now, expiring_days=days)
+                  if _days(r.not_after, now) > previous]
+        chosen.sort(key=lambda r: r.not_after)
+        windows.append({"within_days": days, "count": len(chosen), "certificates": [
+            {"serial": r.serial, "subject": r.subject, "profile": r.profile,
+             "not_after": r.not_after, "days_left": _days(r.not_after, now),
+             "renew": f"spoolca renew {r.serial}"} for r in chosen[:_LEAVES_LISTED]]})
+        previous = days
+    return windows
+
+
+_COUNTED = {"issued": "request.issued", "rejected": "request.rejected",
+            "revoked": "certificate.revoked", "republished": "request.republished"}
+
+
+def _totals(store: Store) -> dict[str, Any]:
+    overall = store.event_counts()
+    previous = store.latest_events("media.exported", 1)
+    since_seq = previous[0].seq if previous else 0
+    recent = store.event_counts(since_seq) if previous else overall
+    return {"overall": {k: overall.get(e, 0) for k, e in _COUNTED.items()},
+            "since_previous_trip": {k: recent.get(e, 0) for k, e in _COUNTED.items()},
+            "previous_trip_at": previous[0].time if previous else None}
+
+
+def _audit(store: Store, appliance_key: str) -> dict[str, Any]:
+    seq, digest = store.audit_head()
+    return {"seq": seq, "hash": digest, "appliance_key": appliance_key, "verify": [
+        "gpg --import audit/appliance-key.asc   # compare its fingerprint with the "
+        "ceremony record",
+        "gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS",
+        f"spoolca audit verify --dir audit --fingerprint {appliance_key or 'FINGERPRINT'}"]}
+
+
+def _trip(config: Config, store: Store, trip: Trip, now: dt.datetime) -> dict[str, Any]:
+    outgoing = config.spool_dir / "outgoing"
+    requests = [_outcome(outgoing / name, name) for name in trip.names]
+    for request in requests:
+        if request.get("not_after"):
+            request["days_left"] = _days(request["not_after"], now)
+    skipped, skipped_total = _skipped(store, trip.medium)
+    return {"medium": trip.medium, "requests": requests, "skipped": skipped,
+            "skipped_total": skipped_total}
+
+
+def _outcome(folder: Path, name: str) -> dict[str, Any]:
+    try:
+        body = json.loads((folder / "result.json").read_text())
+    except (OSError, ValueError):
+        return {"name": name, "status": "unknown"}
+    return {"name": name, "status": body.get("status", "unknown"),
+            "profile": body.get("profile"), "serial": body.get("serial"),
+            "not_after": body.get("not_after"),
+            "reasons": [{"code": r.get("code"), "message": r.get("message")}
+                        for r in body.get("reasons", [])]}
+
+
+def _skipped(store: Store, medium: dict[str, str]) -> tuple[list[dict[str, str]], int]:
+    """What the latest ingest of this same stick left on it, and why."""
+    for row in store.latest_events("media.ingested"):
+        data = json.loads(row.data)
+        seen = data.get("medium", {})
+        same = seen.get("uuid") == medium.get("uuid") if medium.get("uuid") else \
+            seen.get("path") == medium.get("path")
+        if same:
+            return list(data.get("skipped", [])), int(data.get("skipped_total", 0))
+    return [], 0
+
+
+def _warnings(facts: dict[str, Any]) -> list[str]:
+    warnings = [f"the {c['authority']} CA's CRL ends in {c['days_left']} day(s) "
+                f"({c['next_update']}): the stick must come back before then"
+                for c in facts["crls"] if c["warning"]]
+    warnings += [f"the {a['name']} CA certificate ends in {a['days_left']} day(s) "
+                 f"({a['not_after']}): plan its renewal" for a in facts["authorities"]
+                 if a["warning"]]
+    first = facts["expiring"][0] if facts["expiring"] else None
+    if first and first["count"]:
+        warnings.append(f"{first['count']} certificate(s) end within {first['within_days']} "
+                        "days: renew them (spoolca renew SERIAL, or a new CSR)")
+    return warnings
