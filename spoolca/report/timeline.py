@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["Mark", "Timeline", "layout"]
 
-WIDTH, LEFT, RIGHT = 760, 150, 20
+WIDTH, LEFT, RIGHT = 760, 150, 40
 ROWS = ("CRL next update", "CA certificates", "Certificates")
 _TICKS = ((7, "1 week"), (30, "1 month"), (90, "3 months"), (365, "1 year"),
           (5 * 365, "5 years"), (10 * 365, "10 years"), (20 * 365, "20 years"))

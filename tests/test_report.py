@@ -1,0 +1,158 @@
+"""The stick report, judged as a person sees it: REPORT.html rendered by headless Chromium
+with no network (a network namespace of its own), its DOM read back and a screenshot
+taken; report.json and `spoolca status` hold the same facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.pki import CA, make_csr, pem
+
+HOSTILE = "<img src=x onerror=alert(1)>.txt"
+
+
+@pytest.fixture
+def exported(ca: CA, tmp_path: Path) -> Path:
+    """A trip: two requests issued, one rejected, a hostile file name left on the stick."""
+    stick = tmp_path / "stick"
+    (stick / "server").mkdir(parents=True)
+    for name in ("alpha", "beta"):
+        (stick / "server" / f"{name}.csr").write_bytes(pem(make_csr(f"{name}.sample.com")[1]))
+    (stick / "server" / "nocompany.csr").write_bytes(
+        pem(make_csr("nocompany.sample.com", company=False)[1]))
+    (stick / "server" / HOSTILE).write_text("junk")
+    assert ca.run("media", "ingest", str(stick)).returncode == 0
+    ca.process()
+    export = ca.run("media", "export", str(stick))
+    assert export.returncode == 0, export.stderr
+    return stick / "spoolca-results"
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None or os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the report tests need chromium (Debian package) and root")
+        pytest.skip("needs chromium and root (for a network namespace)")
+    return found
+
+
+def browse(page: Path, *args: str) -> str:
+    """Chromium on PAGE with no network at all: `unshare --net` gives it a namespace
+    with only a loopback that is down."""
+    profile = page.parent.parent / "chromium-profile"
+    command = ["unshare", "--net", "--", chromium(), "--headless", "--no-sandbox",
+               "--disable-gpu", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+               *args, page.as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+class Page(HTMLParser):
+    """The rendered DOM: text by element id, table rows, every element's tag."""
+
+    def __init__(self, dom: str) -> None:
+        super().__init__()
+        self.by_id: dict[str, str] = {}
+        self.rows: dict[str, str] = {}
+        self.tags: list[str] = []
+        self._open: list[tuple[str | None, str | None]] = []
+        self.feed(dom)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag in ("meta", "br", "line", "circle", "img", "link"):
+            return
+        found = dict(attrs)
+        self._open.append((found.get("id"), found.get("data-name")))
+        for key in ("id", "data-name"):
+            if found.get(key):
+                (self.by_id if key == "id" else self.rows)[found[key]] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and tag not in ("meta", "br", "line", "circle", "img", "link"):
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        for ident, row in self._open:
+            if ident:
+                self.by_id[ident] += data
+            if row:
+                self.rows[row] += data
+
+
+def dom_of(root: Path) -> Page:
+    return Page(browse(root / "REPORT.html", "--dump-dom"))
+
+
+class TestStickReport:
+    def test_the_report_travels_signed(self, exported: Path):
+        """REPORT.html and report.json are on the stick and in the signed SHA256SUMS."""
+        sums = (exported / "SHA256SUMS").read_text()
+        assert "  REPORT.html\n" in sums and "  report.json\n" in sums
+        check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=exported,
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+    def test_report_json_holds_the_trip_and_the_return_by_date(self, ca: CA, exported: Path):
+        facts = json.loads((exported / "report.json").read_text())
+        outcomes = {r["name"]: r for r in facts["trip"]["requests"]}
+        assert {n: r["status"] for n, r in outcomes.items()} == {
+            "alpha": "issued", "beta": "issued", "nocompany": "rejected"}
+        assert outcomes["alpha"]["serial"] and outcomes["alpha"]["not_after"]
+        assert outcomes["nocompany"]["reasons"]
+        schedule = json.loads((exported / "crl" / "next-update.json").read_text())
+        assert facts["return_by"]["at"] == schedule["return_by"]
+        assert [s["file"] for s in facts["trip"]["skipped"]] == [f"server/{HOSTILE}"]
+        assert facts["totals"]["overall"]["issued"] == 2
+        status = json.loads(ca.run("status", "--json").stdout)
+        assert status["return_by"] == facts["return_by"]
+
+    def test_chromium_shows_what_an_operator_needs(self, exported: Path):
+        """The DOM holds the return-by date, each request's outcome, the CA expiry; the
+        hostile name is text, not an element; a screenshot is taken."""
+        page = dom_of(exported)
+        facts = json.loads((exported / "report.json").read_text())
+        back = facts["return_by"]["at"]
+        assert page.by_id["return-by-date"].strip() == f"{back[:10]} {back[11:16]} UTC"
+        assert "issued" in page.rows["alpha"] and "issued" in page.rows["beta"]
+        assert "rejected" in page.rows["nocompany"]
+        reason = facts["trip"]["requests"][2]["reasons"][0]["message"]
+        assert reason in page.rows["nocompany"]
+        intermediate = facts["authorities"][1]["not_after"]
+        assert intermediate[:10] in page.by_id["authorities"]
+        assert HOSTILE in page.by_id["skipped"] and "img" not in page.tags
+        assert "warning-list" not in page.by_id  # nothing due within the default windows
+        shot = exported.parent.parent / "report.png"
+        browse(exported / "REPORT.html", f"--screenshot={shot}", "--window-size=1100,2400")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+    def test_a_crl_due_within_the_warning_window_is_a_warning(self, ca: CA, exported: Path):
+        """Counter-case: with crl_warning_days = 60 the intermediate's 30-day CRL is due
+        within the window: the page and `status` say so."""
+        config = ca.config.read_text()
+        ca.config.write_text(config.replace("crl_warning_days = 14", "crl_warning_days = 60"))
+        assert "crl_warning_days = 60" in ca.config.read_text()
+        stick = exported.parent
+        assert ca.run("media", "export", str(stick)).returncode == 0
+        warnings = dom_of(exported).by_id["warning-list"]
+        assert "intermediate CA's CRL ends in" in warnings
+        assert "WARNING: the intermediate CA's CRL ends in" in ca.run("status").stdout
+
+    def test_the_page_is_self_contained(self, exported: Path):
+        """No script, no reference to anything outside the file: it opens offline."""
+        html = (exported / "REPORT.html").read_text()
+        for pattern in (r"<script", r"\bsrc\s*=", r"\bhref\s*=", r"url\(", r"@import",
+                        r"<link", r"https?://"):
+            assert not re.search(pattern, html.replace(HOSTILE.replace("<", "&lt;")
+                                                      .replace(">", "&gt;"), "")), pattern
