@@ -156,3 +156,49 @@ class TestStickReport:
                         r"<link", r"https?://"):
             assert not re.search(pattern, html.replace(HOSTILE.replace("<", "&lt;")
                                                       .replace(">", "&gt;"), "")), pattern
+
+
+def on_a_terminal(ca: CA, *args: str) -> tuple[str, str]:
+    """Run spoolca with stderr on a pseudo-terminal, as an operator sees it; returns
+    (stdout, what the terminal showed)."""
+    import pty
+    import sys
+
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    process = subprocess.Popen([sys.executable, "-m", "spoolca.cli", "--config",
+                                str(ca.config), *args], stdout=subprocess.PIPE,
+                               stderr=terminal, env=env, text=True)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout = process.communicate(timeout=120)[0]
+    os.close(controller)
+    return stdout, shown.decode(errors="replace")
+
+
+class TestProgress:
+    def test_a_long_run_shows_progress_on_a_terminal_only(self, ca: CA, tmp_path: Path):
+        """40 requests: a bar on a terminal; the counter-case, stderr not a terminal (a
+        pipe, journald): nothing but the summary."""
+        for i in range(40):
+            ca.submit(f"server/p{i}.csr", pem(make_csr(f"p{i}.sample.com")[1]))
+        stdout, terminal = on_a_terminal(ca, "process")
+        assert "processed 40 request(s): 40 issued" in stdout
+        assert "answering:   0%" in terminal and "/40 [" in terminal, terminal
+        stick = tmp_path / "stick"
+        stick.mkdir()
+        piped = ca.run("media", "export", str(stick))  # no trip: CA files only
+        assert piped.returncode == 0 and "export" not in piped.stderr
+        for i in range(40):
+            ca.submit(f"server/q{i}.csr", pem(make_csr(f"q{i}.sample.com")[1]))
+        quiet = ca.run("process")
+        assert "processed 40 request(s)" in quiet.stdout and "answering" not in quiet.stderr
+        assert all(json.loads(line)["event"] for line in quiet.stderr.splitlines())  # JSON

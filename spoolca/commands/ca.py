@@ -88,7 +88,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     with opened(args) as (config, store):
         hold_instance_lock(config)
         with CASession(config, store) as session:
-            summary = run_pass(BatchProcessor(session))
+            summary = run_pass(BatchProcessor(session), shown=True)
     total = len(summary.outcomes)
     print(f"processed {total} request(s): {summary.issued} issued, {summary.rejected} rejected, "
           f"{summary.republished} re-published; results in {config.spool_dir / 'outgoing'}/")

@@ -19,7 +19,7 @@ def cmd_media_ingest(args: argparse.Namespace) -> int:
 
     source = _stick(args.dir)
     with opened(args) as (config, store):
-        report = ingest_from(config, store, source, now(), _identity(args))
+        report = ingest_from(config, store, source, now(), _identity(args), progress=True)
         print(f"copied {len(report.copied)} file(s) from {source} "
               f"(medium {report.medium.key}) into {config.spool_dir / 'incoming'}/")
         for item in report.skipped:
@@ -79,7 +79,7 @@ def cmd_media_export(args: argparse.Namespace) -> int:
     with opened(args) as (config, store), CASession(config, store, actor="media") as session:
         session.seal()  # the stick carries the latest signed head; only the audit key opens
         root, names = export_to(config, store, session.audit_key(), target, now(),
-                                _identity(args))
+                                _identity(args), progress=True)
     print(f"wrote {len(names)} result(s), the CA certificates, CRLs and audit log to {root}/ "
           "and synced it: the stick can be removed")
     return 0

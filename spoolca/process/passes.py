@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.revocations import answer_revocations
+from spoolca.progress import Progress
 from spoolca.register.store import Status
 from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
@@ -42,18 +43,22 @@ class PassSummary:
             self.rejected += 1
 
 
-def answer(batch: BatchProcessor, claimed: Sequence[Claimed]) -> list[Outcome]:
-    """CSRs in batches, revocation requests each on their own: every claimed file answered."""
+def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = False
+           ) -> list[Outcome]:
+    """CSRs in batches, revocation requests each on their own: every claimed file answered.
+    SHOWN: a progress bar on a terminal (the command line, never the daemon)."""
     requests = [c for c in claimed if not c.is_revocation]
     outcomes = []
-    for start in range(0, len(requests), BATCH_SIZE):
-        outcomes += batch.process_batch(requests[start:start + BATCH_SIZE])
-    outcomes += answer_revocations(batch.session, [c for c in claimed if c.is_revocation])
+    with Progress(len(claimed), "answering", shown=shown) as bar:
+        for start in range(0, len(requests), BATCH_SIZE):
+            outcomes += batch.process_batch(requests[start:start + BATCH_SIZE])
+            bar.advance(len(requests[start:start + BATCH_SIZE]))
+        outcomes += answer_revocations(batch.session, [c for c in claimed if c.is_revocation])
     batch.session.flush()  # every answer published, synced and archived on return
     return outcomes
 
 
-def run_pass(batch: BatchProcessor) -> PassSummary:
+def run_pass(batch: BatchProcessor, *, shown: bool = False) -> PassSummary:
     """Everything recovery leaves in work/ and everything waiting in incoming/."""
     session = batch.session
     session.now("issuance", session.issuers())  # refuse before claiming anything
@@ -67,6 +72,6 @@ def run_pass(batch: BatchProcessor) -> PassSummary:
         session.require_audit_trail()  # fail closed before anything is claimed
     claimed = pending + session.spool.claim_incoming(default, waiting)
     summary = PassSummary()
-    for outcome in answer(batch, claimed):  # answer() flushes: all published on return
+    for outcome in answer(batch, claimed, shown=shown):  # answer() flushes: all published on return
         summary.add(outcome)
     return summary

@@ -41,6 +41,7 @@ from spoolca.fsutil import (
     sync_filesystem,
 )
 from spoolca.openpgp import ApplianceKey
+from spoolca.progress import Progress
 from spoolca.register.store import Store
 from spoolca.report.facts import Trip, gather
 from spoolca.report.html import render
@@ -202,7 +203,7 @@ def _place(folder: Path, name: str, data: bytes) -> Path:
 
 
 def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
-                identity: Path | None = None) -> IngestReport:
+                identity: Path | None = None, *, progress: bool = False) -> IngestReport:
     """Copy a stick's requests (each with its detached signature) into incoming/."""
     report = IngestReport(start_trip(config, identify(source, identity)))
     incoming = config.spool_dir / "incoming"
@@ -211,45 +212,47 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
     signatures_taken: set[str] = set()
     seen: dict[str, str] = {}
     total = 0
-    for path, profile, shown in candidates:
-        lowered = path.name.lower()
-        if lowered.endswith(SIGNATURE_SUFFIXES):
-            if str(path) not in signatures_taken:
-                report.skip(shown, "a signature whose request was not taken")
-            continue
-        problem = None
-        if not (lowered.endswith(REQUEST_SUFFIXES) or profile == "revoke"):
-            problem = NOT_A_REQUEST
-        elif (fat_attributes(path) or 0) & (FAT_HIDDEN | FAT_SYSTEM):
-            problem = HIDDEN  # Windows hides it from the very person who put it there
-        elif len(report.copied) >= MAX_FILES:
-            problem = f"more than {MAX_FILES} requests on one stick"
-        data, problem = (None, problem) if problem else _take(path, config.max_request_bytes)
-        if data is not None:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in seen:
-                data, problem = None, "the same content as another file on the stick"
-            elif total + len(data) > MAX_TOTAL:
-                data, problem = None, f"more than {MAX_TOTAL // 1024**2} MiB on one stick"
-        if data is None:
-            report.skip(shown, problem or "unreadable")
-            continue
-        seen[digest] = shown
-        total += len(data)
-        folder = ensure_dir(incoming / profile if profile else incoming, 0o755)
-        name = _free_name(folder, _safe(path.name)).name
-        signature = companion(path)
-        if signature is not None:
-            signatures_taken.add(str(signature))
-            signed, why = _take(signature, config.max_request_bytes)
-            if signed is None:
-                report.skip(f"{shown}{signature.suffix}", why or "unreadable")
-            else:  # the signature first: the request must never be seen without it
-                _place(folder, f"{name}{signature.suffix}", signed)
-        target = _place(folder, name, data)
-        report.copied.append({"file": _shorten(shown), "as": str(target.relative_to(incoming)),
-                              "sha256": digest, "size": len(data),
-                              "signed": signature is not None})
+    with Progress(len(candidates), "ingest", shown=progress) as bar:
+        for path, profile, shown in candidates:
+            bar.advance()
+            lowered = path.name.lower()
+            if lowered.endswith(SIGNATURE_SUFFIXES):
+                if str(path) not in signatures_taken:
+                    report.skip(shown, "a signature whose request was not taken")
+                continue
+            problem = None
+            if not (lowered.endswith(REQUEST_SUFFIXES) or profile == "revoke"):
+                problem = NOT_A_REQUEST
+            elif (fat_attributes(path) or 0) & (FAT_HIDDEN | FAT_SYSTEM):
+                problem = HIDDEN  # Windows hides it from the very person who put it there
+            elif len(report.copied) >= MAX_FILES:
+                problem = f"more than {MAX_FILES} requests on one stick"
+            data, problem = (None, problem) if problem else _take(path, config.max_request_bytes)
+            if data is not None:
+                digest = hashlib.sha256(data).hexdigest()
+                if digest in seen:
+                    data, problem = None, "the same content as another file on the stick"
+                elif total + len(data) > MAX_TOTAL:
+                    data, problem = None, f"more than {MAX_TOTAL // 1024**2} MiB on one stick"
+            if data is None:
+                report.skip(shown, problem or "unreadable")
+                continue
+            seen[digest] = shown
+            total += len(data)
+            folder = ensure_dir(incoming / profile if profile else incoming, 0o755)
+            name = _free_name(folder, _safe(path.name)).name
+            signature = companion(path)
+            if signature is not None:
+                signatures_taken.add(str(signature))
+                signed, why = _take(signature, config.max_request_bytes)
+                if signed is None:
+                    report.skip(f"{shown}{signature.suffix}", why or "unreadable")
+                else:  # the signature first: the request must never be seen without it
+                    _place(folder, f"{name}{signature.suffix}", signed)
+            target = _place(folder, name, data)
+            report.copied.append({"file": _shorten(shown), "as": str(target.relative_to(incoming)),
+                                  "sha256": digest, "size": len(data),
+                                  "signed": signature is not None})
     sync_filesystem([incoming])
     with store.transaction("media", now) as tx:
         for item in report.copied:
@@ -293,7 +296,8 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
-              now: dt.datetime, identity: Path | None = None) -> tuple[Path, list[str]]:
+              now: dt.datetime, identity: Path | None = None, *, progress: bool = False
+              ) -> tuple[Path, list[str]]:
     """Write this stick's results and the appliance's public state to it; sync it.
 
     Written whole into a dot-folder first and renamed into place last: a stick that is
@@ -308,7 +312,9 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
     staging = target / f".{config.results_folder}.part"
     try:
         remove_tree(staging)
-        head_seq = _write_export(config, store, key, staging, names, now, medium or seen)
+        with Progress(len(names), "export", shown=progress) as bar:
+            head_seq = _write_export(config, store, key, staging, names, now, medium or seen,
+                                     bar)
         # Every byte on the stick before the name appears: pulled after the rename, the
         # stick holds a whole export, never names whose contents never reached it.
         sync_filesystem([staging])
@@ -333,12 +339,13 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
 
 
 def _write_export(config: Config, store: Store, key: ApplianceKey, root: Path,
-                  names: list[str], now: dt.datetime, medium: Medium) -> int:
+                  names: list[str], now: dt.datetime, medium: Medium, bar: Progress) -> int:
     """The whole export under `root`; returns the audit head it carries."""
     outgoing = config.spool_dir / "outgoing"
     for name in names:
         _copy_tree(outgoing / name, root / "results" / name)
         _sums(root / "results" / name, key)
+        bar.advance()
     for folder in ("ca", "crl", "audit"):
         _copy_tree(outgoing / folder, root / folder)
     head_seq, head_hash = store.audit_head()
