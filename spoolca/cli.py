@@ -12,27 +12,27 @@ import sys
 from collections.abc import Callable, Sequence
 
 from spoolca import __version__
-from spoolca.commands.audit import cmd_audit_export, cmd_audit_show, cmd_audit_verify
-from spoolca.commands.ca import (
-    DEFAULT_ROOT_SUBJECT,
-    cmd_crl,
-    cmd_demo,
-    cmd_init,
-    cmd_policy_check,
-    cmd_process,
-    cmd_reload,
-    cmd_renew,
-    cmd_revoke,
-    cmd_serve,
-)
-from spoolca.commands.media import cmd_media_export, cmd_media_ingest
-from spoolca.commands.register import cmd_export_index, cmd_list, cmd_show
-from spoolca.commands.status import cmd_status
 from spoolca.errors import SpoolcaError
-from spoolca.keys.algorithms import DEFAULT_KEY_TYPE, KEY_TYPES
+from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from spoolca.log import configure_logging, record_traceback
 
 __all__ = ["main"]
+
+# Each command's module is imported only when that command runs: a read-only command
+# must not pay for the daemon's, the linter's or gpg's imports at start-up.
+DEFAULT_ROOT_SUBJECT = "/CN=spoolca Root CA"
+
+
+def _command(target: str) -> Callable[[argparse.Namespace], int]:
+    """`module:function` in spoolca.commands, resolved when the command is run."""
+    module, function = target.split(":")
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f"spoolca.commands.{module}"), function)(args)
+
+    return run
 
 
 def _identity_option(parser: argparse.ArgumentParser) -> None:
@@ -71,30 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--root-days", type=_positive, default=7305, help="default 7305 (20 y)")
     init.add_argument("--intermediate-days", type=_positive, default=3653,
                       help="default 3653 (10 y), capped by the root's validity")
-    init.set_defaults(func=cmd_init)
+    init.set_defaults(func=_command("ca:cmd_init"))
 
     process = commands.add_parser("process", help="one pass over incoming/, then exit")
-    process.set_defaults(func=cmd_process)
+    process.set_defaults(func=_command("ca:cmd_process"))
 
     serve = commands.add_parser("serve", help="the daemon: watch the spool (systemd "
                                 "Type=notify)")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=_command("ca:cmd_serve"))
     reload = commands.add_parser("reload", help="ask the running daemon to re-read its "
                                  "configuration; wait; exit 1 if it refused it")
     reload.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
-    reload.set_defaults(func=cmd_reload)
+    reload.set_defaults(func=_command("ca:cmd_reload"))
 
     listing = commands.add_parser("list", help="the certificate register")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--status", choices=("valid", "revoked", "expired"))
     listing.add_argument("--expiring", type=_positive, metavar="DAYS",
                          help="only valid certificates that expire within DAYS")
-    listing.set_defaults(func=cmd_list)
+    listing.set_defaults(func=_command("register:cmd_list"))
 
     status = commands.add_parser("status", help="when the stick must come back, what "
                                  "expires, what the CA did (the stick report's facts)")
     status.add_argument("--json", action="store_true", help="the facts as report.json has them")
-    status.set_defaults(func=cmd_status)
+    status.set_defaults(func=_command("status:cmd_status"))
 
     revoke = commands.add_parser("revoke", help="revoke a certificate; its CRL is remade")
     revoke.add_argument("serial")
@@ -105,21 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "privilegeWithdrawn, aACompromise")
     revoke.add_argument("--invalidity-date", metavar="T",
                         help="when the key was (or may have been) compromised, ISO 8601")
-    revoke.set_defaults(func=cmd_revoke)
+    revoke.set_defaults(func=_command("ca:cmd_revoke"))
 
     renew = commands.add_parser("renew", help="re-sign a certificate's stored request")
     renew.add_argument("serial")
-    renew.set_defaults(func=cmd_renew)
+    renew.set_defaults(func=_command("ca:cmd_renew"))
 
     crl = commands.add_parser("crl", help="remake and publish both CRLs now")
-    crl.set_defaults(func=cmd_crl)
+    crl.set_defaults(func=_command("ca:cmd_crl"))
 
     audit = commands.add_parser("audit", help="the signed audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_export = audit_commands.add_parser("export", help="sign a checkpoint and export the "
                                              "log (to outgoing/audit/, or DIR)")
     audit_export.add_argument("target", nargs="?", metavar="DIR")
-    audit_export.set_defaults(func=cmd_audit_export)
+    audit_export.set_defaults(func=_command("audit:cmd_audit_export"))
     audit_verify = audit_commands.add_parser(
         "verify", help="check an exported log: exit 0 only if it is intact and signed to "
         "its end by the trusted key, 1 naming what is wrong")
@@ -138,13 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit_verify.add_argument("--allow-unsigned-tail", action="store_true",
                               help="accept entries after the last checkpoint (a log copied "
                               "mid-batch), with a loud warning")
-    audit_verify.set_defaults(func=cmd_audit_verify)
+    audit_verify.set_defaults(func=_command("audit:cmd_audit_verify"))
     audit_show = audit_commands.add_parser("show", help="the log, readable")
     audit_show.add_argument("--json", action="store_true")
     audit_show.add_argument("--event", metavar="E", help="events starting with E")
     audit_show.add_argument("--serial", metavar="S")
     audit_show.add_argument("--since", metavar="T", help="entries from time T (ISO 8601)")
-    audit_show.set_defaults(func=cmd_audit_show)
+    audit_show.set_defaults(func=_command("audit:cmd_audit_show"))
 
     media = commands.add_parser("media", help="requests in from a stick, results out to it")
     media_commands = media.add_subparsers(dest="media_command", required=True)
@@ -154,33 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
     _identity_option(media_ingest)
     media_ingest.add_argument("--wait", type=float, metavar="SECONDS", default=0,
                               help="then wait up to SECONDS for the daemon to answer them")
-    media_ingest.set_defaults(func=cmd_media_ingest)
+    media_ingest.set_defaults(func=_command("media:cmd_media_ingest"))
     media_export = media_commands.add_parser("export", help="write results, CA files, CRLs "
                                              "and the audit log to a mounted stick")
     media_export.add_argument("dir")
     _identity_option(media_export)
-    media_export.set_defaults(func=cmd_media_export)
+    media_export.set_defaults(func=_command("media:cmd_media_export"))
 
     show = commands.add_parser("show", help="one certificate, human-readable")
     show.add_argument("serial")
-    show.set_defaults(func=cmd_show)
+    show.set_defaults(func=_command("register:cmd_show"))
 
     index = commands.add_parser("export-index", help="the register as OpenSSL index.txt")
-    index.set_defaults(func=cmd_export_index)
+    index.set_defaults(func=_command("register:cmd_export_index"))
 
     policy = commands.add_parser("policy", help="policy tools")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_commands.add_parser("check", help="dry run: the decision and every reason")
     check.add_argument("file")
     check.add_argument("--profile", help="default: the configured default_profile")
-    check.set_defaults(func=cmd_policy_check)
+    check.set_defaults(func=_command("ca:cmd_policy_check"))
 
     demo = commands.add_parser("demo", help="a demo CA in DIR, sample requests, and the "
                                "daemon watching its spool")
     demo.add_argument("--dir", default="demo")
     demo.add_argument("--once", action="store_true",
                       help="process the samples once and exit instead of running the daemon")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=_command("ca:cmd_demo"))
     return parser
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from spoolca.dn import ATTRIBUTES
+from spoolca.dnattributes import ATTRIBUTE_NAMES as ATTRIBUTES
 from spoolca.errors import ConfigError
 from spoolca.tomlreader import TableReader
 

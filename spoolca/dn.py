@@ -8,7 +8,9 @@ exactly as OpenSSL writes them (X509_NAME_oneline).
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from cryptography.x509.oid import ObjectIdentifier
+
+from spoolca.dnattributes import ATTRIBUTE_NAMES
 
 __all__ = [
     "ATTRIBUTES",
@@ -18,27 +20,9 @@ __all__ = [
     "parse_subject",
 ]
 
-# OpenSSL long name -> (short name, OID). The long names are the keys used in the
-# configuration's [policy.dn] table, as in openssl.cnf's policy sections.
+# OpenSSL long name -> (short name, OID): the keys of the configuration's [policy.dn].
 ATTRIBUTES: dict[str, tuple[str, ObjectIdentifier]] = {
-    "countryName": ("C", NameOID.COUNTRY_NAME),
-    "stateOrProvinceName": ("ST", NameOID.STATE_OR_PROVINCE_NAME),
-    "localityName": ("L", NameOID.LOCALITY_NAME),
-    "organizationName": ("O", NameOID.ORGANIZATION_NAME),
-    "organizationalUnitName": ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME),
-    "commonName": ("CN", NameOID.COMMON_NAME),
-    "emailAddress": ("emailAddress", NameOID.EMAIL_ADDRESS),
-    "serialNumber": ("serialNumber", NameOID.SERIAL_NUMBER),
-    "givenName": ("GN", NameOID.GIVEN_NAME),
-    "surname": ("SN", NameOID.SURNAME),
-    "title": ("title", NameOID.TITLE),
-    "pseudonym": ("pseudonym", NameOID.PSEUDONYM),
-    "domainComponent": ("DC", NameOID.DOMAIN_COMPONENT),
-    "streetAddress": ("street", NameOID.STREET_ADDRESS),
-    "postalCode": ("postalCode", NameOID.POSTAL_CODE),
-    "businessCategory": ("businessCategory", NameOID.BUSINESS_CATEGORY),
-    "userId": ("UID", NameOID.USER_ID),
-}
+    long: (short, ObjectIdentifier(dotted)) for long, (short, dotted) in ATTRIBUTE_NAMES.items()}
 
 _BY_OID = {oid: (long, short) for long, (short, oid) in ATTRIBUTES.items()}
 _BY_SHORT = {short.lower(): oid for _long, (short, oid) in ATTRIBUTES.items()}

@@ -12,11 +12,12 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
-
-import structlog
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from spoolca.fsutil import append_private
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["configure_logging", "get_logger", "record_traceback"]
 
@@ -54,9 +55,21 @@ def _divert_tracebacks(_logger: Any, _method: str, event: dict[str, Any]) -> dic
     return event
 
 
+_settings: dict[str, Any] = {"stream": None, "level": logging.INFO, "applied": False}
+
+
 def configure_logging(stream: TextIO | None = None, *, level: int = logging.INFO) -> None:
-    """JSON when `stream` is not a TTY, human-readable console output when it is."""
-    stream = stream or sys.stderr
+    """JSON when `stream` is not a TTY, human-readable console output when it is.
+
+    Applied on the first log line, not here: importing structlog costs a read-only
+    command such as `list` a third of its start-up, and most of them never log."""
+    _settings.update(stream=stream, level=level, applied=False)
+
+
+def _apply() -> None:
+    import structlog
+
+    stream = _settings["stream"] or sys.stderr
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=False) if stream.isatty()
         else structlog.processors.JSONRenderer(sort_keys=True)
@@ -68,11 +81,26 @@ def configure_logging(stream: TextIO | None = None, *, level: int = logging.INFO
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(_settings["level"]),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    _settings["applied"] = True
+
+
+class _LazyLogger:
+    """A structlog logger made on its first use, with the settings current then."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        import structlog
+
+        if not _settings["applied"]:
+            _apply()
+        return getattr(structlog.get_logger(self._name), attribute)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+    return cast("structlog.typing.FilteringBoundLogger", _LazyLogger(name))

@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.config import Config
@@ -26,13 +25,12 @@ from spoolca.errors import (
 from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.log import get_logger
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
+from spoolca.register.views import crl_status
 from spoolca.x509.crl import REASONS, CRLLinter, RevokedEntry, encode_entry, sign_crl
 from spoolca.x509.issuer import IssuingCA
 
 __all__ = [
-    "CRLStatus",
     "check_reason",
-    "crl_status",
     "due_crls",
     "mark_crl_pending",
     "publish_crls",
@@ -98,28 +96,6 @@ def revoke_in(tx: Tx, serial: str, reason: str, invalidity: dt.datetime | None,
     updated = tx.certificate(serial)
     assert updated is not None
     return updated
-
-
-@dataclass(frozen=True, slots=True)
-class CRLStatus:
-    """When a CA's CRL ends and when the next one is due, for STATUS= and `list`."""
-
-    authority: str
-    number: int
-    next_update: str
-    refresh_at: str
-
-
-def crl_status(config: Config, store: Store) -> list[CRLStatus]:
-    statuses = []
-    for name in AUTHORITIES:
-        latest = store.latest_crl(name)
-        if latest is not None:
-            refresh = parse_time(latest.next_update) - dt.timedelta(
-                days=config.authorities[name].crl_refresh_days)
-            statuses.append(CRLStatus(name, latest.number, latest.next_update,
-                                      format_time(refresh)))
-    return statuses
 
 
 def due_crls(config: Config, store: Store, now: dt.datetime) -> list[str]:

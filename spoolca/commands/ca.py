@@ -16,7 +16,6 @@ from spoolca.log import configure_logging
 from spoolca.register.store import Store
 
 MIN_PASSPHRASE = 8
-DEFAULT_ROOT_SUBJECT = "/CN=spoolca Root CA"
 
 
 def _init_passphrase(args: argparse.Namespace) -> bytes | None:

@@ -12,8 +12,7 @@ from spoolca.errors import UsageError
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from spoolca.authority.revocation import crl_status
-    from spoolca.register.views import record_as_dict, select
+    from spoolca.register.views import crl_status, record_as_dict, select
 
     now = utc_now()
     with opened(args) as (config, store):

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from spoolca.errors import KeyStoreError
 from spoolca.fsutil import write_new
+from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from spoolca.keys.keywrap import encrypt_pkcs8_pem
 
 __all__ = [
@@ -38,12 +39,6 @@ __all__ = [
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
-KEY_TYPES = ("ec-p256", "ec-p384", "rsa-3072", "rsa-4096", "ed25519")
-# P-384 for CA keys: the NSA CNSA suite's curve, used by modern public roots (ISRG
-# Root X2), accepted by every TLS stack, with a hash (SHA-384) that outlives 375-day
-# leaves by decades. Ed25519 is smaller and faster but many TLS clients still refuse
-# Ed25519 chains, so it is an option, not the default.
-DEFAULT_KEY_TYPE = "ec-p384"
 
 _CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "secp256r1": hashes.SHA256,

@@ -8,15 +8,17 @@ and auditors' habits keep working; a test compares it with `openssl ca -valid`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from spoolca.config import AUTHORITIES, Config
+from spoolca.register.store import CertificateRecord, Store, format_time, parse_time
 
-from spoolca.keys.algorithms import describe_key
-from spoolca.register.store import CertificateRecord, format_time, parse_time
+if TYPE_CHECKING:  # cryptography only for `show`: `list` and `status` start faster
+    from cryptography import x509
 
-__all__ = ["index_line", "normalize_serial", "record_as_dict", "select", "show_text"]
+__all__ = ["CRLStatus", "crl_status", "index_line", "normalize_serial", "record_as_dict",
+           "select", "show_text"]
 
 _STATUS_LETTER = {"valid": "V", "revoked": "R", "expired": "E"}
 
@@ -76,6 +78,8 @@ def record_as_dict(record: CertificateRecord, now: dt.datetime) -> dict[str, Any
 
 
 def _names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -85,6 +89,11 @@ def _names(cert: x509.Certificate) -> list[str]:
 
 def show_text(record: CertificateRecord, now: dt.datetime) -> str:
     """One certificate for a person: what it is, for whom, until when, and its state."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from spoolca.keys.algorithms import describe_key
+
     cert = x509.load_der_x509_certificate(record.der)
     lines = [
         f"Serial:          {record.serial}",
@@ -106,3 +115,25 @@ def show_text(record: CertificateRecord, now: dt.datetime) -> str:
     if record.superseded_by:
         lines.append(f"Superseded by:   {record.superseded_by} (renewed)")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class CRLStatus:
+    """When a CA's CRL ends and when the next one is due, for STATUS= and `list`."""
+
+    authority: str
+    number: int
+    next_update: str
+    refresh_at: str
+
+
+def crl_status(config: Config, store: Store) -> list[CRLStatus]:
+    statuses = []
+    for name in AUTHORITIES:
+        latest = store.latest_crl(name)
+        if latest is not None:
+            refresh = parse_time(latest.next_update) - dt.timedelta(
+                days=config.authorities[name].crl_refresh_days)
+            statuses.append(CRLStatus(name, latest.number, latest.next_update,
+                                      format_time(refresh)))
+    return statuses

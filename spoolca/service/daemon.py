@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from spoolca.authority.revocation import crl_status
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, SpoolcaError
 from spoolca.fsutil import atomic_write, instance_lock, lock_holder
@@ -30,6 +29,7 @@ from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.passes import PassSummary, answer
 from spoolca.process.session import CASession, utc_now
 from spoolca.register.store import Store
+from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
 from spoolca.service.watch import Watch
 from spoolca.spool.tree import Claimed
