@@ -1,33 +1,58 @@
 #!/usr/bin/env python3
-"""Throughput of `spoolca process` against `openssl ca -batch -infiles` on the same CSRs.
+"""Throughput of `spoolca process` against `openssl ca -batch -infiles` on the same CSRs,
+with the same CA key type on both sides.
 
-Makes N P-256 CSRs once, then in the same run: a spoolca CA with lint off, one with
-lint on, and `openssl ca` with an equivalent openssl.cnf (the seeds' policy_match, the
-same extensions, the same intermediate key and hash). Each timing is the whole command,
-start-up included. spoolca's figure is durable (committed and syncfs'd); openssl's is not.
+For each CA key type (P-256 and P-384 by default, each with its matching hash), in the
+same run: `openssl ca` with an equivalent openssl.cnf (the seeds' policy_match, the same
+extensions, the same intermediate key), the same followed by a syncfs (durable, as
+spoolca always is), and spoolca with lint off and lint on. Each timing is the whole
+command, start-up included, with its CPU split (user, system) from the children's rusage.
+Beside them, the physical limit: signatures per second of the system's `openssl speed`
+and of the cryptography library spoolca signs with.
 
 File creation on ext4 slows down for a while after many deletions (the inode allocator
 skips recently freed inodes), so the runs are interleaved over several rounds, nothing is
 deleted until the end, and the medians are reported.
 
-    python bench/process_vs_openssl.py [--count 2000] [--rounds 3] [--key-type ec-p384]
+    python bench/process_vs_openssl.py [--count 2000] [--rounds 3] [--key-types ec-p256 ec-p384]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    user: float
+    system: float
+
+
+def measured(command: list[str]) -> Run:
+    """Run COMMAND; its wall time and the CPU its process tree used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Run(wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
 
 ROOT = "/C=US/ST=New York/O=The Sample Company/CN=Bench Root CA"
 INTERMEDIATE = "/C=US/ST=New York/O=The Sample Company/CN=Bench Intermediate CA"
@@ -99,25 +124,22 @@ def new_ca(directory: Path, key_type: str, lint: str) -> Path:
     return config
 
 
-def time_spoolca(work: Path, csrs: list[Path], key_type: str, lint: str) -> float:
-    directory = work / f"spoolca-{lint}"
+def time_spoolca(work: Path, csrs: list[Path], key_type: str, lint: str) -> Run:
+    directory = work / f"spoolca-{lint}-{key_type}"
     config = new_ca(directory, key_type, lint)
     incoming = directory / "spool" / "incoming" / "server"
     for csr in csrs:
         shutil.copyfile(csr, incoming / csr.name)
     subprocess.run(["sync"], check=True)
-    started = time.perf_counter()
-    subprocess.run([*SPOOLCA, "--config", str(config), "process"], check=True,
-                   capture_output=True)
-    elapsed = time.perf_counter() - started
+    elapsed = measured([*SPOOLCA, "--config", str(config), "process"])
     issued = len(list((directory / "spool" / "outgoing").glob("*/cert.pem")))
     if issued != len(csrs):
         raise SystemExit(f"spoolca ({lint}) issued {issued} of {len(csrs)}")
     return elapsed
 
 
-def time_openssl(work: Path, csrs: list[Path], key_type: str) -> float:
-    directory = work / "openssl"
+def time_openssl(work: Path, csrs: list[Path], key_type: str, durable: bool) -> Run:
+    directory = work / f"openssl-{key_type}-{'durable' if durable else 'plain'}"
     new_ca(directory / "ca", key_type, "off")  # the same kind of CA, made by spoolca init
     (directory / "newcerts").mkdir(parents=True)
     (directory / "index.txt").write_text("")
@@ -130,45 +152,77 @@ def time_openssl(work: Path, csrs: list[Path], key_type: str) -> float:
     cnf = directory / "openssl.cnf"
     cnf.write_text(OPENSSL_CNF.format(dir=directory, md=md))
     subprocess.run(["sync"], check=True)
-    started = time.perf_counter()
-    subprocess.run(["openssl", "ca", "-batch", "-config", str(cnf), "-notext",
-                    "-out", str(directory / "out.pem"), "-infiles", *map(str, csrs)],
-                   check=True, capture_output=True)
-    elapsed = time.perf_counter() - started
+    command = ["openssl", "ca", "-batch", "-config", str(cnf), "-notext", "-out",
+               str(directory / "out.pem"), "-infiles", *map(str, csrs)]
+    if durable:  # then syncfs: the certificates and index.txt on disk, as spoolca's are
+        command = ["sh", "-c", '"$@" && sync -f "$0"', str(directory), *command]
+    elapsed = measured(command)
     issued = len((directory / "index.txt").read_text().splitlines())
     if issued != len(csrs):
         raise SystemExit(f"openssl issued {issued} of {len(csrs)}")
     return elapsed
 
 
+def sign_speed(key_type: str) -> tuple[float, float]:
+    """Signatures per second: the system's `openssl speed`, and cryptography's (what
+    spoolca signs with), one core each."""
+    curve = {"ec-p256": ("ecdsap256", ec.SECP256R1(), hashes.SHA256()),
+             "ec-p384": ("ecdsap384", ec.SECP384R1(), hashes.SHA384())}[key_type]
+    out = subprocess.run(["openssl", "speed", "-seconds", "2", curve[0]], capture_output=True,
+                         text=True, check=True).stdout
+    system = float(re.search(r"ecdsa \(nistp\d+\)\s+\S+\s+\S+\s+([0-9.]+)", out).group(1))
+    key = ec.generate_private_key(curve[1])
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 2:
+        key.sign(b"x" * 300, ec.ECDSA(curve[2]))
+        count += 1
+    return system, count / (time.perf_counter() - started)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--key-type", default="ec-p384", help="the CA key type (both sides)")
+    parser.add_argument("--key-types", nargs="+", default=["ec-p256", "ec-p384"],
+                        help="the CA key types (both sides)")
     parser.add_argument("--csr-cache", type=Path, default=Path(__file__).parent / "out" / "csrs")
     args = parser.parse_args()
     csrs = make_csrs(args.csr_cache, args.count)
-    runs: dict[str, list[float]] = {"openssl": [], "off": [], "pkix": []}
+    kinds = {"openssl": ("openssl ca -batch -infiles", False),
+             "openssl+sync": ("openssl ca, then syncfs", True),
+             "off": ("spoolca process, lint off", "off"),
+             "pkix": ("spoolca process, lint on", "pkix")}
+    runs: dict[tuple[str, str], list[Run]] = {(k, t): [] for k in kinds for t in args.key_types}
     with tempfile.TemporaryDirectory(prefix="spoolca-bench-") as tmp:
         for round_number in range(args.rounds):
             work = Path(tmp) / f"round{round_number}"
-            runs["openssl"].append(time_openssl(work, csrs, args.key_type))
-            runs["off"].append(time_spoolca(work, csrs, args.key_type, "off"))
-            runs["pkix"].append(time_spoolca(work, csrs, args.key_type, "pkix"))
+            for key_type in args.key_types:
+                for kind in kinds:
+                    run = (time_openssl(work, csrs, key_type, kind == "openssl+sync")
+                           if kind.startswith("openssl") else
+                           time_spoolca(work, csrs, key_type, kind))
+                    runs[(kind, key_type)].append(run)
     n = len(csrs)
-    ossl = statistics.median(runs["openssl"])
-
-    def line(label: str, key: str) -> str:
-        median = statistics.median(runs[key])
-        each = " ".join(f"{t:.2f}" for t in runs[key])
-        ratio = f"  {ossl / median:.2f}x openssl" if key != "openssl" else "  (not durable)"
-        return f"{label:<28} {median:6.2f} s {n / median:7.0f} certs/s{ratio}   runs: {each}"
-
-    print(f"{n} P-256 CSRs, CA key {args.key_type}, median of {args.rounds} rounds")
-    print(line("openssl ca -batch -infiles", "openssl"))
-    print(line("spoolca process, lint off", "off"))
-    print(line("spoolca process, lint pkix", "pkix"))
+    print(f"{n} P-256 CSRs; median of {args.rounds} interleaved rounds; "
+          f"{os.cpu_count()} cores; spoolca is always durable (committed and syncfs'd)")
+    print("| CA key | command | median | certs/s | vs openssl ca | vs openssl + sync | "
+          "user | system |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key_type in args.key_types:
+        plain = statistics.median(r.wall for r in runs[("openssl", key_type)])
+        durable = statistics.median(r.wall for r in runs[("openssl+sync", key_type)])
+        for kind, (label, _) in kinds.items():
+            chosen = runs[(kind, key_type)]
+            wall = statistics.median(r.wall for r in chosen)
+            user = statistics.median(r.user for r in chosen)
+            system = statistics.median(r.system for r in chosen)
+            print(f"| {key_type} | {label} | {wall:.2f} s | {n / wall:.0f} | "
+                  f"{plain / wall:.2f}x | {durable / wall:.2f}x | {user:.2f} s | "
+                  f"{system:.2f} s |")
+    print("\nPhysical limit, signatures/s on one core (system openssl speed / cryptography):")
+    for key_type in args.key_types:
+        system, library = sign_speed(key_type)
+        print(f"  {key_type}: {system:.0f} / {library:.0f}")
     return 0
 
 
