@@ -91,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only valid certificates that expire within DAYS")
     listing.set_defaults(func=_command("register:cmd_list"))
 
+    backup = commands.add_parser("backup", help="one signed archive of the register, the "
+                                 "encrypted keys, the OpenPGP home and the configuration")
+    backup.add_argument("dest", nargs="?", help="the archive to write (.tar.gz)")
+    backup.add_argument("--verify", metavar="ARCHIVE",
+                        help="the restore drill: restore into a temporary directory, check "
+                        "the register and its audit log, remove it")
+    backup.add_argument("--fingerprint", metavar="F", help="the appliance key (--verify)")
+    backup.set_defaults(func=_command("backup:cmd_backup"))
+    restore = commands.add_parser("restore", help="a backup into a new state directory, "
+                                  "after its signature and every file check out")
+    restore.add_argument("archive")
+    restore.add_argument("--dir", required=True, help="a new (or empty) directory")
+    restore.add_argument("--fingerprint", required=True, metavar="F",
+                         help="the appliance key's fingerprint from the ceremony record")
+    restore.set_defaults(func=_command("backup:cmd_restore"))
+
     status = commands.add_parser("status", help="when the stick must come back, what "
                                  "expires, what the CA did (the stick report's facts)")
     status.add_argument("--json", action="store_true", help="the facts as report.json has them")

@@ -16,14 +16,16 @@ import fcntl
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = [
     "UntrustedFile",
     "atomic_write",
+    "atomic_write_stream",
     "being_written",
     "ensure_dir",
     "fsync_dir",
@@ -126,6 +128,27 @@ def atomic_write(path: Path, data: bytes, mode: int = PUBLIC_FILE, *, durable: b
     os.replace(temp, path)
     if durable:
         fsync_dir(path.parent)
+
+
+def atomic_write_stream(path: Path, fill: Callable[[BinaryIO], None],
+                        mode: int = PRIVATE_FILE) -> None:
+    """atomic_write for what does not fit in memory (a backup archive, a restored
+    register): `fill` writes into the temp file; fsynced, renamed, the folder fsynced."""
+    temp = _temp_name(path)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            fill(handle)
+            handle.flush()
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        temp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(temp, path)
+    fsync_dir(path.parent)
 
 
 def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_FILE, *,

@@ -18,6 +18,7 @@ LAYERS = [
     ("x509", {"x509"}),
     ("register", {"register"}),
     ("report", {"report"}),
+    ("backup", {"backup"}),
     ("spool", {"spool"}),
     ("authority", {"authority"}),
     ("process", {"process"}),

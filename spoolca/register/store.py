@@ -300,6 +300,20 @@ class Store:
             "ORDER BY seq", (after,))
         return map(AuditRow._make, rows)
 
+    def snapshot(self, target: Path) -> None:
+        """A consistent copy of the register into a new file while others may write
+        (SQLite's online backup API): what `spoolca backup` archives."""
+        destination = sqlite3.connect(target)
+        try:
+            self._conn.backup(destination)
+        finally:
+            destination.close()
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own check of every page and index; empty when the file is sound."""
+        rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        return [] if rows == [("ok",)] else [str(row[0]) for row in rows]
+
     def latest_events(self, event: str, limit: int = 20) -> list[AuditRow]:
         """The newest entries of one kind, newest first (read back from the log's end)."""
         rows = self._conn.execute(

@@ -1,0 +1,213 @@
+"""`spoolca backup`, `restore` and the restore drill.
+
+The archive (tar, gzip) holds MANIFEST.json (every file's SHA-256, size and mode, the
+audit head the register was at, the appliance key's fingerprint), its detached signature
+by the appliance key, that key's public half, and the files under their paths relative
+to the state directory. A restore trusts nothing in it before the signature is checked
+against the fingerprint the operator gives and every file against the manifest: an
+archive is untrusted input, and nothing is written until all of it checks out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from spoolca import __version__
+from spoolca.config import Config
+from spoolca.errors import SpoolcaError
+from spoolca.fsutil import atomic_write_stream, ensure_dir
+from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
+from spoolca.register.store import Store
+
+__all__ = ["FORMAT", "Manifest", "make_backup", "read_manifest", "restore"]
+
+FORMAT = "spoolca-backup/1"
+MANIFEST, SIGNATURE, PUBLIC_KEY = "MANIFEST.json", "MANIFEST.json.asc", "appliance-key.asc"
+_MAX_MANIFEST = 16 << 20
+_MODES = {0o400, 0o600, 0o644}  # what a restored file may be; anything else becomes 0600
+_SKIPPED = ("S.", ".#", "random_seed")  # gpg-agent sockets and locks: not state
+
+
+class BackupError(SpoolcaError):
+    """The archive cannot be made, or cannot be trusted: one sentence saying why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    body: dict[str, Any]
+    raw: bytes
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        return dict(self.body["files"])
+
+
+def _relative(config: Config, path: Path, what: str) -> str:
+    base = config.path.parent
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        raise BackupError(f"{what} ({path}) is outside the state directory {base}: a "
+                          "backup holds the state directory only; move it in and name it "
+                          "with a relative path") from None
+
+
+def _state_files(config: Config) -> dict[str, Path]:
+    """Archive name -> file on disk, for everything but the register."""
+    found = {_relative(config, config.path, "the configuration"): config.path}
+    for folder, what in ((config.keys_dir, "[paths] keys"), (config.gnupg_dir, "[paths] gnupg")):
+        prefix = _relative(config, folder, what)
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink() and not path.name.startswith(_SKIPPED):
+                found[f"{prefix}/{path.relative_to(folder).as_posix()}"] = path
+    keyring = config.signers_keyring
+    if keyring is not None and keyring.is_file():
+        found[_relative(config, keyring, "[signers] keyring")] = keyring
+    return found
+
+
+def _digest(handle: BinaryIO) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def make_backup(config: Config, store: Store, key: ApplianceKey, destination: Path,
+                made_at: str) -> Manifest:
+    """The archive at DESTINATION; the register is snapshotted while others may write."""
+    files = _state_files(config)
+    database = _relative(config, config.database, "[paths] database")
+    with tempfile.TemporaryDirectory(prefix="spoolca-backup-") as scratch:
+        snapshot = Path(scratch) / "register.db"
+        store.snapshot(snapshot)
+        files[database] = snapshot
+        copy = Store(snapshot)
+        seq, head = copy.audit_head()
+        copy.close()
+        entries = {}
+        for name, path in files.items():
+            with path.open("rb") as handle:
+                sha256, size = _digest(handle)
+            mode = (config.database if name == database else path).stat().st_mode & 0o777
+            entries[name] = {"sha256": sha256, "size": size,
+                             "mode": mode if mode in _MODES else 0o600}
+        body = {"format": FORMAT, "made_at": made_at, "spoolca": __version__,
+                "appliance_key": key.fingerprint, "audit_head": {"seq": seq, "hash": head},
+                "database": database, "files": entries}
+        raw = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+        signature = key.sign(raw).encode()
+
+        def fill(handle: BinaryIO) -> None:
+            with tarfile.open(fileobj=handle, mode="w:gz") as tar:
+                for name, data in ((MANIFEST, raw), (SIGNATURE, signature),
+                                   (PUBLIC_KEY, key.public_key().encode())):
+                    _add_bytes(tar, name, data)
+                for name, path in files.items():
+                    info = tar.gettarinfo(str(path), arcname=name)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    info.mode = entries[name]["mode"]
+                    with path.open("rb") as source:
+                        tar.addfile(info, source)
+
+        atomic_write_stream(destination, fill, 0o600)
+    return Manifest(body, raw)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _members(archive: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in tar:
+                yield tar, member
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BackupError(f"{archive} is not a readable backup archive ({exc})") from None
+
+
+def _safe_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and \
+        path.as_posix() == name
+
+
+def read_manifest(archive: Path, fingerprint: str) -> Manifest:
+    """The manifest, once its signature is one good signature by FINGERPRINT."""
+    found: dict[str, bytes] = {}
+    for tar, member in _members(archive):
+        if member.name in (MANIFEST, SIGNATURE, PUBLIC_KEY) and member.isfile():
+            if member.name in found or member.size > _MAX_MANIFEST:
+                raise BackupError(f"{archive}: {member.name} twice, or too large")
+            handle = tar.extractfile(member)
+            found[member.name] = handle.read() if handle else b""
+    if len(found) != 3:
+        raise BackupError(f"{archive} has no signed manifest: not a spoolca backup")
+    with Keyring(found[PUBLIC_KEY].decode("utf-8", "replace")) as keyring:
+        problem = verify_detached(found[MANIFEST], found[SIGNATURE].decode("utf-8", "replace"),
+                                  keyring, fingerprint)
+    if problem:
+        raise BackupError(f"{archive}: the manifest's signature does not check out: {problem}")
+    try:
+        body = json.loads(found[MANIFEST])
+    except ValueError:
+        raise BackupError(f"{archive}: the manifest is not JSON") from None
+    if body.get("format") != FORMAT:
+        raise BackupError(f"{archive}: format {body.get('format')!r}, this spoolca reads {FORMAT}")
+    if not all(_safe_name(name) for name in body["files"]):
+        raise BackupError(f"{archive}: the manifest names a path outside the state directory")
+    return Manifest(body, found[MANIFEST])
+
+
+def _check_files(archive: Path, manifest: Manifest) -> None:
+    """Every file the manifest lists, once, as a regular file, with its hash; nothing else."""
+    expected, seen = manifest.files, set()
+    for tar, member in _members(archive):
+        if member.name in (MANIFEST, SIGNATURE, PUBLIC_KEY):
+            continue
+        entry = expected.get(member.name)
+        if entry is None or not member.isfile() or member.name in seen:
+            raise BackupError(f"{archive}: {member.name!r} is not what the manifest lists "
+                              "(extra, repeated, or not a regular file)")
+        seen.add(member.name)
+        handle = tar.extractfile(member)
+        sha256, size = _digest(handle) if handle else ("", 0)
+        if (sha256, size) != (entry["sha256"], entry["size"]):
+            raise BackupError(f"{archive}: {member.name} is damaged (its SHA-256 is not the "
+                              "manifest's)")
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise BackupError(f"{archive}: {len(missing)} file(s) missing, {missing[0]} first")
+
+
+def restore(archive: Path, target: Path, fingerprint: str) -> Manifest:
+    """Into TARGET (new or empty), only after the signature and every file check out."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise BackupError(f"{target} is not empty: restore into a new directory")
+    manifest = read_manifest(archive, fingerprint)
+    _check_files(archive, manifest)
+    ensure_dir(target, 0o700)
+    for tar, member in _members(archive):
+        entry = manifest.files.get(member.name)
+        if entry is None:  # the manifest, its signature, the public key: checked above
+            continue
+        path = target / member.name
+        ensure_dir(path.parent, 0o700)
+        source = tar.extractfile(member)
+        atomic_write_stream(path, lambda out, s=source: shutil.copyfileobj(s, out),
+                            int(entry["mode"]))
+    return manifest

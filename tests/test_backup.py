@@ -1,0 +1,126 @@
+"""Backup and restore: one signed archive, taken while the daemon issues; the drill; a
+restore that trusts nothing before the signature (pinned) and every hash check out."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import NotifySocket, Running
+from tests.pki import CA, make_csr, pem, spoolca, wait_for
+from tests.test_audit import fingerprint_of
+
+
+@pytest.fixture
+def archive(ca: CA, tmp_path: Path) -> Path:
+    """Taken while the daemon runs and issues (SQLite's online backup)."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    running = Running(ca, notify)
+    try:
+        notify.wait_for("READY=1")
+        for i in range(20):
+            ca.submit(f"server/b{i}.csr", pem(make_csr(f"b{i}.sample.com")[1]))
+        destination = tmp_path / "backup.tar.gz"
+        made = ca.run("backup", str(destination))
+        assert made.returncode == 0, made.stderr
+        wait_for(lambda: all((ca.outgoing / f"b{i}" / "result.json").exists()
+                             for i in range(20)), 60, "every request answered")
+        assert running.stop() == 0
+    finally:
+        notify.close()
+    return destination
+
+
+def restore(archive: Path, target: Path, fingerprint: str):
+    return spoolca("restore", str(archive), "--dir", str(target), "--fingerprint", fingerprint)
+
+
+def rewritten(archive: Path, target: Path, change) -> Path:
+    """A copy of ARCHIVE with CHANGE(name, data) -> (name, data) or None applied to each
+    member (its manifest and signature as they were)."""
+    buffer = io.BytesIO()
+    with tarfile.open(archive, "r:gz") as source, tarfile.open(fileobj=buffer, mode="w") as out:
+        for member in source:
+            data = source.extractfile(member).read()
+            changed = change(member.name, data)
+            if changed is None:
+                continue
+            name, data = changed
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), member.mode
+            out.addfile(info, io.BytesIO(data))
+    target.write_bytes(gzip.compress(buffer.getvalue()))
+    return target
+
+
+class TestBackup:
+    def test_the_drill_restores_checks_and_removes(self, ca: CA, archive: Path):
+        drilled = spoolca("backup", "--verify", str(archive), "--fingerprint",
+                          fingerprint_of(ca))
+        assert drilled.returncode == 0, drilled.stderr
+        assert "restores and checks out" in drilled.stdout
+        assert "audit log of" in drilled.stdout and "signed entries intact" in drilled.stdout
+
+    def test_restored_appliance_republishes_issues_and_revokes(self, ca: CA, archive: Path,
+                                                              tmp_path: Path):
+        target = tmp_path / "restored"
+        done = restore(archive, target, fingerprint_of(ca))
+        assert done.returncode == 0, done.stderr
+        assert oct((target / "keys" / "root.key.pem").stat().st_mode & 0o777) == "0o400"
+        restored = CA(target)
+        restored.process()  # recovery publishes again what the register holds
+        taken = [p.name for p in (target / "spool" / "outgoing").iterdir()
+                 if (p / "cert.pem").exists()]
+        for name in taken:
+            assert (target / "spool" / "outgoing" / name / "cert.pem").read_bytes() == \
+                (ca.outgoing / name / "cert.pem").read_bytes()
+        restored.submit("server/after.csr", pem(make_csr("after.sample.com")[1]))
+        restored.process()
+        serial = restored.result("after")["serial"]
+        assert restored.run("revoke", serial).returncode == 0
+        verify = spoolca("audit", "verify", "--dir", str(target / "spool" / "outgoing" / "audit"),
+                         "--fingerprint", fingerprint_of(ca), "--allow-unsigned-tail")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    def test_wrong_fingerprint_refused(self, archive: Path, tmp_path: Path):
+        done = restore(archive, tmp_path / "new", "A" * 40)
+        assert done.returncode == 1 and "signature does not check out" in done.stderr
+        assert not (tmp_path / "new").exists()
+
+    def test_a_damaged_file_is_refused_before_anything_is_written(self, ca: CA, archive: Path,
+                                                                  tmp_path: Path):
+        def flip(name: str, data: bytes):
+            return (name, data[:-1] + bytes([data[-1] ^ 1])) if name == "ca.db" else (name, data)
+
+        damaged = rewritten(archive, tmp_path / "damaged.tar.gz", flip)
+        done = restore(damaged, tmp_path / "new", fingerprint_of(ca))
+        assert done.returncode == 1 and "ca.db is damaged" in done.stderr
+        assert not (tmp_path / "new").exists() and "Traceback" not in done.stderr
+        drill = spoolca("backup", "--verify", str(damaged), "--fingerprint", fingerprint_of(ca))
+        assert drill.returncode == 1
+
+    def test_a_path_outside_the_state_directory_is_refused(self, ca: CA, archive: Path,
+                                                           tmp_path: Path):
+        def escape(name: str, data: bytes):
+            return ("../escaped.toml", data) if name == "spoolca.toml" else (name, data)
+
+        hostile = rewritten(archive, tmp_path / "hostile.tar.gz", escape)
+        done = restore(hostile, tmp_path / "deep" / "new", fingerprint_of(ca))
+        assert done.returncode == 1
+        assert not (tmp_path / "deep").exists() and not (tmp_path / "escaped.toml").exists()
+
+    def test_a_missing_file_and_a_busy_target_are_refused(self, ca: CA, archive: Path,
+                                                          tmp_path: Path):
+        dropped = rewritten(archive, tmp_path / "short.tar.gz",
+                            lambda n, d: None if n.startswith("keys/") else (n, d))
+        assert "missing" in restore(dropped, tmp_path / "new", fingerprint_of(ca)).stderr
+        busy = tmp_path / "busy"
+        busy.mkdir()
+        (busy / "something").write_text("")
+        assert "not empty" in restore(archive, busy, fingerprint_of(ca)).stderr
+        again = ca.run("backup", str(archive))
+        assert again.returncode == 2 and "never replaces" in again.stderr
