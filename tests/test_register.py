@@ -94,6 +94,27 @@ class TestList:
         assert [r["profile"] for r in soon] == ["server"]
         assert json.loads(issued.run("list", "--json", "--expiring", "30").stdout) == []
 
+    def test_expiring_is_read_by_index_after_an_upgrade(self, issued: CA):
+        """A schema-2 register gains the index on open; `list --expiring` (and the stick
+        report) then never reads the whole register."""
+        import sqlite3
+
+        from spoolca.register.store import Store
+
+        database = issued.dir / "ca.db"
+        with sqlite3.connect(database) as db:
+            db.execute("DROP INDEX certificates_valid_not_after")
+            db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        Store(database).close()
+        with sqlite3.connect(database) as db:
+            plan = " ".join(str(row) for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT serial FROM certificates WHERE revoked_at IS NULL "
+                "AND not_after > '2026' AND not_after <= '2027' ORDER BY not_after"))
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                                 ).fetchone()[0]
+        assert version == "3" and "certificates_valid_not_after" in plan, plan
+        assert len(json.loads(issued.run("list", "--json", "--expiring", "400").stdout)) == 2
+
     def test_table(self, issued: CA):
         """The human table: a header, a row per certificate, then when each CRL is due."""
         lines = issued.run("list").stdout.splitlines()
