@@ -8,6 +8,7 @@ file: the passphrase is named by a systemd credential or a file path.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from spoolca.constraints import CONSTRAINT_KEYS, SubCAConstraints, read_constraints
 from spoolca.dnattributes import ATTRIBUTE_NAMES as ATTRIBUTES
 from spoolca.errors import ConfigError
 from spoolca.tomlreader import TableReader
@@ -116,6 +118,7 @@ class Profile:
     revoke_superseded: bool
     require_signature: bool
     authorized_signers: tuple[str, ...]
+    constraints: SubCAConstraints = dataclasses.field(default_factory=SubCAConstraints)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,8 @@ def _read_policy(reader: TableReader, raw: Mapping[str, Any]) -> Policy:
 
 _PROFILE_KEYS = {"kind", "issuer", "validity_days", "allowed_domains", "allow_wildcards",
                  "allow_ip", "unique_subject", "dn", "preserve_dn", "renew_before_days",
-                 "revoke_superseded", "require_signature", "authorized_signers"}
+                 "revoke_superseded", "require_signature", "authorized_signers",
+                 *CONSTRAINT_KEYS}
 _DEFAULT_DAYS = {"server": 375, "client": 375, "subca": 1825}
 
 
@@ -227,6 +231,9 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
     if kind == "subca" and issuer != "root":
         reader.problems.append(f"{where}issuer: a subca is issued by the root (the "
                                "intermediate has pathlen:0)")
+    if kind != "subca" and CONSTRAINT_KEYS & set(table):
+        reader.problems.append(f"{where}{sorted(CONSTRAINT_KEYS & set(table))[0]}: only a "
+                               "subca profile constrains what it certifies")
     domains = tuple(d.lower().strip(".") for d in reader.strings(table, "allowed_domains", where))
     dn = _read_dn(reader, reader.table(table, "dn", where), f"{where}dn.") if "dn" in table \
         else policy.dn
@@ -245,6 +252,7 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
         revoke_superseded=reader.get(table, "revoke_superseded", bool, False, where),
         require_signature=reader.get(table, "require_signature", bool, False, where),
         authorized_signers=_fingerprints(reader, table, "authorized_signers", where),
+        constraints=read_constraints(reader, table, where),
     )
 
 

@@ -289,7 +289,7 @@ class BatchProcessor:
                               public_key=plan.item.request.public_key,  # type: ignore[arg-type]
                               names=plan.decision.names, ca=plan.ca, serial=plan.serial,
                               validity_days=plan.profile.validity_days, now=now,
-                              linter=self._linter)
+                              linter=self._linter, constraints=plan.profile.constraints)
         except Exception as exc:  # reported by _complete, in the transaction
             return exc
 

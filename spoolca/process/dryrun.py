@@ -49,7 +49,8 @@ def check_request(config: Config, store: Store, data: bytes, profile_name: str,
                         names=decision.names, ca=ca,
                         serial=new_serial(lambda _s: False),
                         validity_days=profile.validity_days, now=now,
-                        linter=CertificateLinter() if config.lint == "pkix" else None)
+                        linter=CertificateLinter() if config.lint == "pkix" else None,
+                        constraints=profile.constraints)
     if signed.certificate is None:
         return "rejected", list(signed.findings)
     return "accepted", []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from spoolca.constraints import SubCAConstraints
 from spoolca.errors import SpoolcaError
 from spoolca.findings import Finding
 from spoolca.keys.algorithms import PublicKey
@@ -106,7 +107,8 @@ def sign_linted(builder: x509.CertificateBuilder, signer: Signer, lint_signer: S
 def issue_leaf(*, kind: str, subject: x509.Name, public_key: PublicKey,
                names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
                validity_days: int, now: dt.datetime,
-               linter: CertificateLinter | None) -> Signed:
+               linter: CertificateLinter | None,
+               constraints: SubCAConstraints | None = None) -> Signed:
     """Issue a certificate of a profile kind; its life is capped by the CA's own notAfter."""
     not_before = now.replace(microsecond=0)
     not_after = min(not_before + dt.timedelta(days=validity_days),
@@ -118,6 +120,7 @@ def issue_leaf(*, kind: str, subject: x509.Name, public_key: PublicKey,
     builder = build_certificate(
         subject=subject, public_key=public_key, issuer=ca.certificate.subject, serial=serial,
         not_before=not_before, not_after=not_after,
-        extensions=leaf_extensions(kind, public_key, names, ca.certificate, ca.urls),
+        extensions=leaf_extensions(kind, public_key, names, ca.certificate, ca.urls,
+                                   constraints),
     )
     return sign_linted(builder, ca.signer, ca.lint_signer, linter)

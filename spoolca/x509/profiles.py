@@ -7,6 +7,7 @@ and only after policy has passed its names. Each flag is spelled out with the re
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from spoolca.constraints import PURPOSES, SubCAConstraints
 from spoolca.keys.algorithms import PublicKey
 
 __all__ = ["CAURLs", "Extension", "Grant", "ca_extensions", "grant", "leaf_extensions"]
@@ -72,8 +74,10 @@ def _distribution(urls: CAURLs) -> list[Extension]:
 
 
 def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
-                  path_length: int | None, urls: CAURLs = CAURLs()) -> list[Extension]:
-    """A CA certificate: root when issuer is None (no AKI needed), else subordinate."""
+                  path_length: int | None, urls: CAURLs = CAURLs(),
+                  constraints: SubCAConstraints | None = None) -> list[Extension]:
+    """A CA certificate: root when issuer is None (no AKI needed), else subordinate,
+    with what it may certify (a subca profile's constraints)."""
     extensions: list[Extension] = [
         # RFC 5280 4.2.1.9: critical in every CA certificate.
         (x509.BasicConstraints(ca=True, path_length=path_length), True),
@@ -88,6 +92,32 @@ def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
     else:
         extensions.append((_aki(issuer), False))
         extensions += _distribution(urls)
+    if constraints is not None:
+        extensions += _constraint_extensions(constraints)
+    return extensions
+
+
+def _subtrees(dns: tuple[str, ...], ips: tuple[str, ...], emails: tuple[str, ...]
+              ) -> list[x509.GeneralName] | None:
+    trees: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    trees += [x509.IPAddress(ipaddress.ip_network(n)) for n in ips]
+    trees += [x509.RFC822Name(e) for e in emails]
+    return trees or None
+
+
+def _constraint_extensions(constraints: SubCAConstraints) -> list[Extension]:
+    """nameConstraints (critical: RFC 5280 4.2.1.10 says a CA MUST mark it so) and an
+    extendedKeyUsage that limits the purposes below the subordinate."""
+    extensions: list[Extension] = []
+    if constraints.names_constrained:
+        extensions.append((x509.NameConstraints(
+            _subtrees(constraints.permitted_dns, constraints.permitted_ip,
+                      constraints.permitted_email),
+            _subtrees(constraints.excluded_dns, constraints.excluded_ip,
+                      constraints.excluded_email)), True))
+    if constraints.purposes:
+        extensions.append((x509.ExtendedKeyUsage(
+            [x509.ObjectIdentifier(PURPOSES[p]) for p in constraints.purposes]), False))
     return extensions
 
 
@@ -114,10 +144,13 @@ def grant(kind: str, public_key: PublicKey) -> Grant:
 
 
 def leaf_extensions(kind: str, public_key: PublicKey, names: Sequence[x509.GeneralName],
-                    issuer: x509.Certificate, urls: CAURLs = CAURLs()) -> list[Extension]:
+                    issuer: x509.Certificate, urls: CAURLs = CAURLs(),
+                    constraints: SubCAConstraints | None = None) -> list[Extension]:
     """An end-entity (server/client) or a subordinate CA certificate's extensions."""
     if kind == "subca":
-        return ca_extensions(public_key, issuer, path_length=0, urls=urls)
+        limits = constraints or SubCAConstraints()
+        return ca_extensions(public_key, issuer, path_length=limits.path_length, urls=urls,
+                             constraints=limits)
     granted = grant(kind, public_key)
     extensions: list[Extension] = [
         (x509.BasicConstraints(ca=False, path_length=None), True),
