@@ -23,7 +23,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             ending, _count = store.ending_between(format_time(now), format_time(horizon))
             records = select(ending, now, status=args.status, expiring_days=args.expiring)
         else:
-            records = select(store.certificates(), now, status=args.status)
+            records = select(list(store.certificate_summaries()), now, status=args.status)
         crls = crl_status(config, store)
     if args.json:
         print(json.dumps([record_as_dict(r, now) for r in records], indent=2))
@@ -55,6 +55,7 @@ def cmd_export_index(args: argparse.Namespace) -> int:
 
     now = utc_now()
     with opened(args) as (_config, store):
-        lines = [index_line(r, now) for r in store.certificates()]
-    sys.stdout.write("".join(lines))
+        out = sys.stdout
+        for record in store.certificate_summaries():  # streamed: a million lines, no list
+            out.write(index_line(record, now))
     return 0
