@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the appliance key's fingerprint from the ceremony record")
     restore.set_defaults(func=_command("backup:cmd_restore"))
 
+    ca = commands.add_parser("ca", help="the CAs themselves")
+    ca_commands = ca.add_subparsers(dest="ca_command", required=True)
+    ca_renew = ca_commands.add_parser("renew", help="a new certificate for a CA's same key "
+                                      "and subject: what it issued keeps verifying")
+    ca_renew.add_argument("authority", choices=("root", "intermediate"))
+    ca_renew.add_argument("--days", type=_positive, metavar="N",
+                          help="default: 7305 (root), 3653 (intermediate)")
+    ca_renew.set_defaults(func=_command("lifecycle:cmd_ca_renew"))
+
     status = commands.add_parser("status", help="when the stick must come back, what "
                                  "expires, what the CA did (the stick report's facts)")
     status.add_argument("--json", action="store_true", help="the facts as report.json has them")

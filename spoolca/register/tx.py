@@ -74,6 +74,11 @@ class Tx:
         self._conn.execute("INSERT INTO authorities (name, parent, cert_der, created_at) "
                            "VALUES (?, ?, ?, ?)", (name, parent, cert_der, self._now))
 
+    def replace_authority(self, name: str, cert_der: bytes) -> None:
+        """A renewed CA certificate (same key and subject): what issues from now on."""
+        self._conn.execute("UPDATE authorities SET cert_der = ? WHERE name = ?",
+                           (cert_der, name))
+
     def find_request(self, sha256: str) -> RequestRecord | None:
         return request_row(self._conn, sha256)
 

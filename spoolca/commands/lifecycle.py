@@ -1,0 +1,45 @@
+"""`spoolca ca renew root|intermediate`: a CA's certificate renewed for its same key."""
+
+from __future__ import annotations
+
+import argparse
+
+from spoolca.commands.common import now, opened
+
+__all__ = ["cmd_ca_renew"]
+
+_DEFAULT_DAYS = {"root": 7305, "intermediate": 3653}
+
+
+def cmd_ca_renew(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from spoolca.authority.lifecycle import renew_certificate, summary
+    from spoolca.process.session import CASession
+    from spoolca.service.daemon import hold_instance_lock
+    from spoolca.spool.results import publish_ca_files
+    from spoolca.x509.lint import CertificateLinter
+
+    name, moment = args.authority, now()
+    days = args.days or _DEFAULT_DAYS[name]
+    with opened(args) as (config, store):
+        hold_instance_lock(config)  # never under a running daemon's feet: it caches the CAs
+        with CASession(config, store, actor="cli") as session:
+            current = session.ca_certificates[name]
+            child = session.ca_certificates["intermediate"] if name == "root" else None
+            renewed = renew_certificate(
+                name, current, session.authority("root"), child, days, moment,
+                CertificateLinter() if config.lint == "pkix" else None)
+            with store.transaction("cli", moment) as tx:
+                tx.replace_authority(name, renewed.public_bytes(Encoding.DER))
+                tx.record("ca.renewed", {"authority": name, "old": summary(current),
+                                         "new": summary(renewed), "same_key": True})
+            certificates = dict(session.ca_certificates, **{name: renewed})
+            publish_ca_files(config.spool_dir / "outgoing" / "ca", certificates["root"],
+                             certificates["intermediate"])
+    print(f"renewed the {name} CA's certificate for its same key: valid until "
+          f"{renewed.not_valid_after_utc:%Y-%m-%d %H:%M}Z (was "
+          f"{current.not_valid_after_utc:%Y-%m-%d}); every certificate it issued still "
+          f"verifies. New CA files in {config.spool_dir / 'outgoing' / 'ca'}/; the next "
+          "stick export carries them")
+    return 0
