@@ -113,11 +113,26 @@ def atomic_write(path: Path, data: bytes, mode: int = PUBLIC_FILE, *, durable: b
 
     With durable=False the caller promises a `sync_filesystem` before relying on it.
     """
+    _replace(path, mode, durable, lambda fd: _write_fd(fd, data))
+
+
+def atomic_write_stream(path: Path, fill: Callable[[BinaryIO], None],
+                        mode: int = PRIVATE_FILE) -> None:
+    """atomic_write for what does not fit in memory (a backup archive, a restored
+    register): `fill` writes into the temp file; fsynced, renamed, the folder fsynced."""
+    def write(fd: int) -> None:
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            fill(handle)
+
+    _replace(path, mode, True, write)
+
+
+def _replace(path: Path, mode: int, durable: bool, write: Callable[[int], None]) -> None:
     temp = _temp_name(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)
-        _write_fd(fd, data)
+        write(fd)
         if durable:
             os.fsync(fd)
     except BaseException:
@@ -128,27 +143,6 @@ def atomic_write(path: Path, data: bytes, mode: int = PUBLIC_FILE, *, durable: b
     os.replace(temp, path)
     if durable:
         fsync_dir(path.parent)
-
-
-def atomic_write_stream(path: Path, fill: Callable[[BinaryIO], None],
-                        mode: int = PRIVATE_FILE) -> None:
-    """atomic_write for what does not fit in memory (a backup archive, a restored
-    register): `fill` writes into the temp file; fsynced, renamed, the folder fsynced."""
-    temp = _temp_name(path)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb", closefd=False) as handle:
-            fill(handle)
-            handle.flush()
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(temp, path)
-    fsync_dir(path.parent)
 
 
 def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_FILE, *,

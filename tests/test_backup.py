@@ -67,7 +67,7 @@ class TestBackup:
 
     def test_restored_appliance_republishes_issues_and_revokes(self, ca: CA, archive: Path,
                                                               tmp_path: Path):
-        target = tmp_path / "restored"
+        target = tmp_path / "r"  # gpg-agent's socket paths must fit in 107 bytes
         done = restore(archive, target, fingerprint_of(ca))
         assert done.returncode == 0, done.stderr
         assert oct((target / "keys" / "root.key.pem").stat().st_mode & 0o777) == "0o400"
@@ -112,6 +112,15 @@ class TestBackup:
         done = restore(hostile, tmp_path / "deep" / "new", fingerprint_of(ca))
         assert done.returncode == 1
         assert not (tmp_path / "deep").exists() and not (tmp_path / "escaped.toml").exists()
+
+    def test_a_target_too_deep_for_gpg_agent_is_refused(self, ca: CA, archive: Path,
+                                                         tmp_path: Path):
+        """Counter-case: gpg-agent could not bind its sockets there ("No agent running"
+        on the first signature): one sentence before anything is written."""
+        deep = tmp_path / ("d" * 60) / "new"
+        done = restore(archive, deep, fingerprint_of(ca))
+        assert done.returncode == 1 and "shorter path" in done.stderr
+        assert not deep.exists()
 
     def test_a_missing_file_and_a_busy_target_are_refused(self, ca: CA, archive: Path,
                                                           tmp_path: Path):

@@ -25,7 +25,7 @@ from spoolca import __version__
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
 from spoolca.fsutil import atomic_write_stream, ensure_dir
-from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
+from spoolca.openpgp import ApplianceKey, Keyring, check_home_length, verify_detached
 from spoolca.register.store import Store
 
 __all__ = ["FORMAT", "Manifest", "make_backup", "read_manifest", "restore"]
@@ -104,7 +104,8 @@ def make_backup(config: Config, store: Store, key: ApplianceKey, destination: Pa
                              "mode": mode if mode in _MODES else 0o600}
         body = {"format": FORMAT, "made_at": made_at, "spoolca": __version__,
                 "appliance_key": key.fingerprint, "audit_head": {"seq": seq, "hash": head},
-                "database": database, "files": entries}
+                "database": database, "files": entries,
+                "gnupg": _relative(config, config.gnupg_dir, "[paths] gnupg")}
         raw = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
         signature = key.sign(raw).encode()
 
@@ -200,6 +201,7 @@ def restore(archive: Path, target: Path, fingerprint: str) -> Manifest:
         raise BackupError(f"{target} is not empty: restore into a new directory")
     manifest = read_manifest(archive, fingerprint)
     _check_files(archive, manifest)
+    check_home_length(target.absolute() / str(manifest.body.get("gnupg", "gnupg")))
     ensure_dir(target, 0o700)
     for tar, member in _members(archive):
         entry = manifest.files.get(member.name)
