@@ -41,6 +41,12 @@ def _identity_option(parser: argparse.ArgumentParser) -> None:
                         "(`blkid -p -o export DEVICE`); default: ask findmnt")
 
 
+def _shares_scheme(text: str) -> tuple[int, int]:
+    from spoolca.commands.shares import scheme
+
+    return scheme(text)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -115,6 +121,37 @@ def build_parser() -> argparse.ArgumentParser:
     ca_renew.add_argument("--days", type=_positive, metavar="N",
                           help="default: 7305 (root), 3653 (intermediate)")
     ca_renew.set_defaults(func=_command("lifecycle:cmd_ca_renew"))
+
+    shares = commands.add_parser("shares", help="the unlock secret held K-of-N by custodians "
+                                 "(SLIP-39 word lists)")
+    shares_commands = shares.add_subparsers(dest="shares_command", required=True)
+    split = shares_commands.add_parser("split", help="split the current unlock secret")
+    reshare = shares_commands.add_parser("reshare", help="a new share set for the same "
+                                         "secret, from K shares of the current set")
+    for issuing in (split, reshare):
+        issuing.add_argument("shares", type=_shares_scheme, metavar="K-of-N")
+        issuing.add_argument("--custodian", action="append", metavar="NAME",
+                             help="one per share, in order")
+        issuing.add_argument("--out", required=True, metavar="DIR",
+                             help="where each custodian's file is written (not the state "
+                             "directory)")
+    reshare.add_argument("--old", dest="files", action="append", default=[], metavar="SHARE",
+                         help="a share of the current set, once per share (none: typed)")
+    split.set_defaults(func=_command("shares:cmd_shares_split"))
+    reshare.set_defaults(func=_command("shares:cmd_shares_reshare"))
+    combine = shares_commands.add_parser("combine", help="K shares -> the secret, installed "
+                                         "where the service reads it, never printed")
+    combine.add_argument("files", nargs="*", metavar="SHARE",
+                         help="share files; none: typed at the terminal, one custodian at "
+                         "a time")
+    combine.add_argument("--install", metavar="FILE", help="a root-only file (mode 0400)")
+    combine.add_argument("--credential", metavar="FILE",
+                         help="a systemd-creds encrypted credential")
+    combine.set_defaults(func=_command("shares:cmd_shares_combine"))
+    check = shares_commands.add_parser("check", help="the yearly drill: do these shares "
+                                       "recover the secret? Nothing is unlocked")
+    check.add_argument("files", nargs="*", metavar="SHARE")
+    check.set_defaults(func=_command("shares:cmd_shares_check"))
 
     status = commands.add_parser("status", help="when the stick must come back, what "
                                  "expires, what the CA did (the stick report's facts)")

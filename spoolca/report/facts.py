@@ -47,7 +47,8 @@ def gather(config: Config, store: Store, now: dt.datetime, trip: Trip | None = N
         "expiring": _expiring(config, store, now),
         "totals": _totals(store),
         "audit": _audit(store, appliance_key),
-        "custody": {"key_store": "files", "encrypted_at_rest": True, "shares": None},
+        "custody": {"key_store": "files", "encrypted_at_rest": True,
+                    "shares": store.meta("shares")},
     }
     if trip is not None:
         facts["trip"] = _trip(config, store, trip, now)

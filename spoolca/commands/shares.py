@@ -1,0 +1,162 @@
+"""`spoolca shares split|combine|check|reshare`: the unlock secret held K-of-N.
+
+Each custodian's share is written once, to a file of its own on removable media (never
+in the state directory); the appliance keeps only a verifier and the audit entry. The
+secret itself is never printed: `combine` installs it where the service reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spoolca.commands.common import now, opened
+from spoolca.errors import UsageError
+
+if TYPE_CHECKING:
+    from spoolca.config import Config
+    from spoolca.register.store import Store
+
+__all__ = ["cmd_shares_check", "cmd_shares_combine", "cmd_shares_reshare", "cmd_shares_split"]
+
+_SCHEME = re.compile(r"([0-9]+)-of-([0-9]+)")
+_WORDS = re.compile(r"[a-z]+(?: [a-z]+){19,}")
+
+
+def scheme(text: str) -> tuple[int, int]:
+    match = _SCHEME.fullmatch(text)
+    if not match:
+        raise argparse.ArgumentTypeError("write it K-of-N, e.g. 3-of-5")
+    return int(match.group(1)), int(match.group(2))
+
+
+def cmd_shares_split(args: argparse.Namespace) -> int:
+    from spoolca.keys.algorithms import read_passphrase
+
+    with opened(args) as (config, store):
+        secret = read_passphrase(config.passphrase_credential, config.passphrase_file)
+        if secret is None:
+            raise UsageError("no unlock secret to split: the CA keys are not encrypted, or "
+                             "the passphrase file or credential is not readable here")
+        _issue(args, config, store, secret, "shares.issued")
+    return 0
+
+
+def cmd_shares_reshare(args: argparse.Namespace) -> int:
+    with opened(args) as (config, store):
+        secret = _recovered(args, store)
+        _issue(args, config, store, secret, "shares.reissued")
+    return 0
+
+
+def cmd_shares_combine(args: argparse.Namespace) -> int:
+    if bool(args.install) == bool(args.credential):
+        raise UsageError("name where the secret goes: --install FILE or --credential FILE")
+    from spoolca.fsutil import atomic_write
+
+    with opened(args) as (config, store):
+        secret = _recovered(args, store)
+        if args.install:
+            atomic_write(Path(args.install), secret, 0o400)
+            where = f"{args.install} (mode 0400)"
+        else:
+            done = subprocess.run(["systemd-creds", "encrypt", f"--name="
+                                   f"{config.passphrase_credential}", "-", args.credential],
+                                  input=secret, capture_output=True, check=False)
+            if done.returncode != 0:
+                raise UsageError(f"systemd-creds could not encrypt the credential: "
+                                 f"{done.stderr.decode(errors='replace').strip()}")
+            where = f"the encrypted credential {args.credential}"
+        with store.transaction("cli", now()) as tx:
+            tx.record("shares.combined", {"installed": where})
+    print(f"the shares recover the unlock secret; installed in {where}")
+    return 0
+
+
+def cmd_shares_check(args: argparse.Namespace) -> int:
+    with opened(args) as (_config, store):
+        _recovered(args, store)
+        with store.transaction("cli", now()) as tx:
+            tx.record("shares.checked", {"result": "recovered"})
+    print("these shares recover the unlock secret (checked against the appliance's "
+          "verifier; nothing was unlocked)")
+    return 0
+
+
+def _issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
+           event: str) -> None:
+    from spoolca.fsutil import ensure_dir, write_new
+    from spoolca.keys.shares import identifier, split, verifier
+
+    threshold, count = args.shares
+    names = args.custodian or []
+    if len(names) != count or len(set(names)) != count:
+        raise UsageError(f"{count} shares need {count} different --custodian names")
+    out = Path(args.out).resolve()
+    state = config.path.parent.resolve()
+    if out == state or state in out.parents:
+        raise UsageError(f"{out} is in the state directory: shares are never kept on the "
+                         "appliance (write them to a stick per custodian, or a printout)")
+    mnemonics = split(secret, threshold, count)
+    set_id = identifier(mnemonics[0])
+    ensure_dir(out, 0o700)
+    for index, (name, words) in enumerate(zip(names, mnemonics, strict=True), start=1):
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        write_new(out / f"{safe}.share.txt", (
+            f"spoolca unlock share {index} of {count} for {name}: any {threshold} recover "
+            f"the CA's unlock secret.\nShare set {set_id}. Keep it apart from the others.\n"
+            f"\n{words}\n").encode(), 0o400)
+    with store.transaction("cli", now()) as tx:
+        tx.set_meta("shares_verifier", verifier(secret))
+        tx.set_meta("shares", f"{threshold}-of-{count}, set {set_id}")
+        tx.record(event, {"threshold": threshold, "count": count, "set": set_id,
+                          "custodians": names})
+    print(f"wrote {count} shares ({threshold} of them recover the secret), one file per "
+          f"custodian, in {out}/; set {set_id}. Give each file to its custodian and remove "
+          "it from here")
+
+
+def _recovered(args: argparse.Namespace, store: Store) -> bytes:
+    from spoolca.keys.shares import combine, verify
+
+    mnemonics = [_read_share(Path(f)) for f in args.files] if args.files else _typed()
+    secret = combine(mnemonics)
+    stored = store.meta("shares_verifier")
+    if stored is None or not verify(secret, stored):
+        raise UsageError("these shares recover a secret, but not this appliance's current "
+                         "one (an old or another CA's share set)")
+    return secret
+
+
+def _read_share(path: Path) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read the share {path}: {exc.strerror or exc}") from None
+    found = _WORDS.findall(text)
+    if len(found) != 1:
+        raise UsageError(f"{path} holds no share (a line of 20 or 33 words)")
+    return found[0]
+
+
+def _typed() -> list[str]:
+    """One custodian at a time at the terminal, input hidden; as many as the first
+    share says are needed."""
+    from spoolca.keys.shares import ShareError
+
+    if not sys.stdin.isatty():
+        return [line.strip() for line in sys.stdin if line.strip()]
+    import shamir_mnemonic
+
+    first = getpass.getpass("Custodian 1, type your share (hidden), then Enter: ").strip()
+    try:
+        needed = shamir_mnemonic.share.Share.from_mnemonic(first).member_threshold
+    except shamir_mnemonic.MnemonicError as exc:
+        raise ShareError(f"not a share: {exc}") from None
+    return [first] + [getpass.getpass(f"Custodian {i}, type your share (hidden), then "
+                                      "Enter: ").strip() for i in range(2, needed + 1)]

@@ -1,0 +1,101 @@
+"""M-of-N custody of the unlock secret with real SLIP-39 shares (shamir-mnemonic): split
+to one file per custodian off the appliance, any K recover it, fewer or foreign shares
+never do, and what `combine` installs unlocks the real CA keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.pki import CA, init_ca, make_csr, pem, spoolca
+
+SECRET = b"correct horse battery staple, twice"
+PEOPLE = ["alice", "bob", "carol", "dave", "erin"]
+
+
+@pytest.fixture
+def guarded_ca(tmp_path: Path) -> CA:
+    secret = tmp_path / "pw"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    return init_ca(tmp_path / "ca", "--passphrase-file", str(secret))
+
+
+def split(ca: CA, out: Path, scheme: str = "3-of-5", people=PEOPLE):
+    custodians = [a for name in people for a in ("--custodian", name)]
+    return ca.run("shares", "split", scheme, *custodians, "--out", str(out))
+
+
+def shares(out: Path, *names: str) -> list[str]:
+    return [str(out / f"{name}.share.txt") for name in names]
+
+
+class TestShares:
+    def test_split_writes_one_file_per_custodian_and_never_the_secret(self, guarded_ca: CA,
+                                                                     tmp_path: Path):
+        out = tmp_path / "sticks"
+        done = split(guarded_ca, out)
+        assert done.returncode == 0, done.stderr
+        files = sorted(os.listdir(out))
+        assert files == [f"{p}.share.txt" for p in PEOPLE]
+        for name in files:
+            assert (out / name).stat().st_mode & 0o777 == 0o400
+            assert SECRET not in (out / name).read_bytes()
+        entry = json.loads(guarded_ca.run("audit", "show", "--json", "--event",
+                                          "shares.issued").stdout)[-1]["data"]
+        assert entry["threshold"] == 3 and entry["custodians"] == PEOPLE
+        assert "3-of-5" in json.loads(guarded_ca.run("status", "--json").stdout
+                                      )["custody"]["shares"]
+        inside = split(guarded_ca, guarded_ca.dir / "shares")
+        assert inside.returncode == 2 and "never kept on the appliance" in inside.stderr
+
+    def test_any_three_recover_and_unlock_the_real_keys(self, guarded_ca: CA, tmp_path: Path):
+        out = tmp_path / "sticks"
+        assert split(guarded_ca, out).returncode == 0
+        installed = tmp_path / "installed"
+        done = guarded_ca.run("shares", "combine", *shares(out, "erin", "bob", "dave"),
+                              "--install", str(installed))
+        assert done.returncode == 0, done.stderr
+        assert installed.read_bytes() == SECRET and SECRET.decode() not in done.stdout
+        (tmp_path / "pw").unlink()  # the service now reads only what the shares gave
+        guarded_ca.edit_config(f'file = "{tmp_path / "pw"}"', f'file = "{installed}"')
+        guarded_ca.submit("server/s.csr", pem(make_csr("s.sample.com")[1]))
+        guarded_ca.process()
+        assert guarded_ca.result("s")["status"] == "issued"
+
+    def test_too_few_mixed_or_foreign_shares_never_recover(self, guarded_ca: CA,
+                                                           tmp_path: Path):
+        out, again, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+        assert split(guarded_ca, out).returncode == 0
+        two = guarded_ca.run("shares", "check", *shares(out, "alice", "bob"))
+        assert two.returncode == 1 and "do not combine" in two.stderr
+        assert split(guarded_ca, again).returncode == 0  # a second set of the same secret
+        mixed = guarded_ca.run("shares", "check", *shares(out, "alice", "bob"),
+                               *shares(again, "carol"))
+        assert mixed.returncode == 1
+        stranger = init_ca(tmp_path / "other", "--passphrase-file", str(tmp_path / "pw"))
+        (tmp_path / "pw2").write_bytes(b"another CA's secret entirely")
+        stranger.edit_config(f'file = "{tmp_path / "pw"}"', f'file = "{tmp_path / "pw2"}"')
+        assert split(stranger, other).returncode == 0
+        foreign = guarded_ca.run("shares", "check", *shares(other, "alice", "bob", "carol"))
+        assert foreign.returncode == 2 and "not this appliance's current one" in foreign.stderr
+        typed = spoolca("--config", str(guarded_ca.config), "shares", "check", stdin="\n".join(
+            (out / f"{p}.share.txt").read_text().splitlines()[-1] for p in PEOPLE[:3]
+        ).encode())
+        assert typed.returncode == 0, typed.stderr
+
+    def test_reshare_makes_a_new_set_for_new_custodians(self, guarded_ca: CA, tmp_path: Path):
+        out, new = tmp_path / "old", tmp_path / "new"
+        assert split(guarded_ca, out).returncode == 0
+        done = guarded_ca.run("shares", "reshare", "2-of-3", "--custodian", "frank",
+                              "--custodian", "grace", "--custodian", "heidi", "--out", str(new),
+                              *(a for f in shares(out, "alice", "carol", "erin")
+                                for a in ("--old", f)))
+        assert done.returncode == 0, done.stderr
+        assert guarded_ca.run("shares", "check", *shares(new, "grace", "heidi")
+                              ).returncode == 0
+        assert "3-of-5" not in json.loads(guarded_ca.run("status", "--json").stdout
+                                          )["custody"]["shares"]
