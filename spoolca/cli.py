@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "passphrase in F (and read it from there at run time)")
     init.add_argument("--no-passphrase", action="store_true",
                       help="store the CA keys unencrypted (not recommended)")
+    init.add_argument("--shares", type=_shares_scheme, metavar="K-of-N",
+                      help="split the passphrase among N custodians, K to recover it")
+    init.add_argument("--custodian", action="append", metavar="NAME", help="with --shares")
+    init.add_argument("--shares-out", metavar="DIR", help="with --shares: one file each")
     init.add_argument("--root-days", type=_positive, default=7305, help="default 7305 (20 y)")
     init.add_argument("--intermediate-days", type=_positive, default=3653,
                       help="default 3653 (10 y), capped by the root's validity")

@@ -87,6 +87,23 @@ class TestShares:
         ).encode())
         assert typed.returncode == 0, typed.stderr
 
+    def test_init_splits_at_the_ceremony(self, tmp_path: Path):
+        """init --shares 2-of-3: the CA and the custodians' files in one step; refused
+        before anything is made when the shares would land in the state directory."""
+        secret = tmp_path / "pw"
+        secret.write_bytes(SECRET)
+        people = [a for p in ("ann", "ben", "cid") for a in ("--custodian", p)]
+        refused = spoolca("init", "--dir", str(tmp_path / "x"), "--passphrase-file",
+                          str(secret), "--shares", "2-of-3", *people, "--shares-out",
+                          str(tmp_path / "x" / "shares"))
+        assert refused.returncode == 2 and not (tmp_path / "x").exists()
+        ca = init_ca(tmp_path / "ca", "--passphrase-file", str(secret), "--shares", "2-of-3",
+                     *people, "--shares-out", str(tmp_path / "out"))
+        assert sorted(os.listdir(tmp_path / "out")) == ["ann.share.txt", "ben.share.txt",
+                                                          "cid.share.txt"]
+        assert ca.run("shares", "check", *shares(tmp_path / "out", "cid", "ann")
+                      ).returncode == 0
+
     def test_reshare_makes_a_new_set_for_new_custodians(self, guarded_ca: CA, tmp_path: Path):
         out, new = tmp_path / "old", tmp_path / "new"
         assert split(guarded_ca, out).returncode == 0

@@ -57,6 +57,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     directory = Path(args.dir)
+    if args.shares:
+        _check_shares(args, directory, passphrase)  # before anything is made
     passphrase_file = str(Path(args.passphrase_file).resolve()) if args.passphrase_file else None
     report = init_ca(directory, root_subject=root_subject, intermediate_subject=inter_subject,
                      key_type=args.key_type, passphrase=passphrase,
@@ -75,7 +77,32 @@ def cmd_init(args: argparse.Namespace) -> int:
           "auditors this fingerprint")
     print(f"Put requests in {directory}/spool/incoming/[server|client|subca]/ and run "
           f"`spoolca --config {report.config} process`.")
+    if args.shares and passphrase is not None:
+        from spoolca.commands.shares import issue
+        from spoolca.config import load_config
+
+        config = load_config(Path(report.config))
+        store = Store(config.database)
+        try:
+            issue(argparse.Namespace(shares=args.shares, custodian=args.custodian,
+                                     out=args.shares_out), config, store, passphrase,
+                  "shares.issued")
+        finally:
+            store.close()
     return 0
+
+
+def _check_shares(args: argparse.Namespace, directory: Path, passphrase: bytes | None) -> None:
+    """init --shares: refused before the CA is made, not halfway."""
+    threshold, count = args.shares
+    if passphrase is None:
+        raise UsageError("--shares splits the passphrase: give --passphrase-file")
+    if len(args.custodian or []) != count or not args.shares_out:
+        raise UsageError(f"--shares {threshold}-of-{count} needs {count} --custodian names and "
+                         "--shares-out DIR")
+    out, state = Path(args.shares_out).resolve(), directory.resolve()
+    if out == state or state in out.parents:
+        raise UsageError(f"{out} is in the state directory: shares are never kept there")
 
 
 def cmd_process(args: argparse.Namespace) -> int:

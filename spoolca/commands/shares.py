@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from spoolca.config import Config
     from spoolca.register.store import Store
 
-__all__ = ["cmd_shares_check", "cmd_shares_combine", "cmd_shares_reshare", "cmd_shares_split"]
+__all__ = ["cmd_shares_check", "cmd_shares_combine", "cmd_shares_reshare", "cmd_shares_split",
+           "issue"]
 
 _SCHEME = re.compile(r"([0-9]+)-of-([0-9]+)")
 _WORDS = re.compile(r"[a-z]+(?: [a-z]+){19,}")
@@ -43,14 +44,14 @@ def cmd_shares_split(args: argparse.Namespace) -> int:
         if secret is None:
             raise UsageError("no unlock secret to split: the CA keys are not encrypted, or "
                              "the passphrase file or credential is not readable here")
-        _issue(args, config, store, secret, "shares.issued")
+        issue(args, config, store, secret, "shares.issued")
     return 0
 
 
 def cmd_shares_reshare(args: argparse.Namespace) -> int:
     with opened(args) as (config, store):
         secret = _recovered(args, store)
-        _issue(args, config, store, secret, "shares.reissued")
+        issue(args, config, store, secret, "shares.reissued")
     return 0
 
 
@@ -88,7 +89,7 @@ def cmd_shares_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
+def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
            event: str) -> None:
     from spoolca.fsutil import ensure_dir, write_new
     from spoolca.keys.shares import identifier, split, verifier
