@@ -132,15 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     split = shares_commands.add_parser("split", help="split the current unlock secret")
     reshare = shares_commands.add_parser("reshare", help="a new share set for the same "
                                          "secret, from K shares of the current set")
-    for issuing in (split, reshare):
+    rotate = shares_commands.add_parser("rotate", help="a new secret: the keys at rest "
+                                        "re-protected, new shares; the old shares void")
+    for issuing in (split, reshare, rotate):
         issuing.add_argument("shares", type=_shares_scheme, metavar="K-of-N")
         issuing.add_argument("--custodian", action="append", metavar="NAME",
                              help="one per share, in order")
         issuing.add_argument("--out", required=True, metavar="DIR",
                              help="where each custodian's file is written (not the state "
                              "directory)")
-    reshare.add_argument("--old", dest="files", action="append", default=[], metavar="SHARE",
-                         help="a share of the current set, once per share (none: typed)")
+    for renewing in (reshare, rotate):
+        renewing.add_argument("--old", dest="files", action="append", default=[],
+                              metavar="SHARE", help="a share of the current set, once per "
+                              "share (none: typed)")
+    rotate.add_argument("--install", metavar="FILE",
+                        help="the new secret in a root-only file (mode 0400)")
+    rotate.add_argument("--credential", metavar="FILE",
+                        help="the new secret as a systemd-creds credential")
+    rotate.set_defaults(func=_command("shares:cmd_shares_rotate"))
     split.set_defaults(func=_command("shares:cmd_shares_split"))
     reshare.set_defaults(func=_command("shares:cmd_shares_reshare"))
     combine = shares_commands.add_parser("combine", help="K shares -> the secret, installed "

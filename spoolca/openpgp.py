@@ -138,6 +138,20 @@ class ApplianceKey:
                                       f" ({detail})")
         return str(signature)
 
+    def change_passphrase(self, new: bytes) -> ApplianceKey:
+        """The same key, protected by NEW from now on (gpg --change-passphrase; both
+        passphrases on a pipe, never argv). Returns the key as it now opens."""
+        old = self._passphrase or b""
+        done = subprocess.run(
+            ["gpg", "--homedir", str(self.home), "--batch", "--pinentry-mode", "loopback",
+             "--command-fd", "0", "--status-fd", "1", "--change-passphrase", self.fingerprint],
+            input=old + b"\n" + new + b"\n", capture_output=True, check=False, timeout=60)
+        stop_agent(self.home)
+        if done.returncode != 0 or b"SUCCESS keyedit.passwd" not in done.stdout:
+            raise SpoolcaError(f"gpg could not change the passphrase of the audit key "
+                               f"{self.fingerprint}")
+        return ApplianceKey(self.home, self.fingerprint, new)
+
     def _sign_once(self, data: bytes) -> gnupg.Sign:
         passphrase = self._passphrase.decode() if self._passphrase is not None else None
         return _gpg(self.home).sign(data, keyid=self.fingerprint, detach=True,

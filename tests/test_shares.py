@@ -116,3 +116,33 @@ class TestShares:
                               ).returncode == 0
         assert "3-of-5" not in json.loads(guarded_ca.run("status", "--json").stdout
                                           )["custody"]["shares"]
+
+
+class TestRotate:
+    def test_rotate_voids_the_old_shares_and_the_keys_open_with_the_new(
+            self, guarded_ca: CA, tmp_path: Path):
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        out, new = tmp_path / "old", tmp_path / "new"
+        assert split(guarded_ca, out).returncode == 0
+        staged = tmp_path / "pw.next"  # as an interrupted rotation leaves it: finished now
+        staged.write_bytes(b"the secret an interrupted rotation chose")
+        done = guarded_ca.run("shares", "rotate", "2-of-3", "--custodian", "x", "--custodian",
+                              "y", "--custodian", "z", "--out", str(new), "--install",
+                              str(tmp_path / "pw"),
+                              *(a for f in shares(out, "alice", "bob", "carol")
+                                for a in ("--old", f)))
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "pw").read_bytes() == b"the secret an interrupted rotation chose"
+        assert not staged.exists()
+        key = (guarded_ca.dir / "keys" / "root.key.pem").read_bytes()
+        with pytest.raises(ValueError):
+            load_pem_private_key(key, SECRET)
+        load_pem_private_key(key, (tmp_path / "pw").read_bytes())
+        old = guarded_ca.run("shares", "check", *shares(out, "alice", "bob", "carol"))
+        assert old.returncode == 2 and "not this appliance's current one" in old.stderr
+        assert guarded_ca.run("shares", "check", *shares(new, "x", "z")).returncode == 0
+        guarded_ca.submit("server/r.csr", pem(make_csr("r.sample.com")[1]))
+        guarded_ca.process()  # the CA key and the audit key (gpg) open with the new secret
+        assert guarded_ca.result("r")["status"] == "issued"
+        assert guarded_ca.run("audit", "export").returncode == 0

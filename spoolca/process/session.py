@@ -19,6 +19,7 @@ from spoolca.authority.revocation import (
     publish_crls,
     revoke_in,
 )
+from spoolca.authority.rotation import rotate_unlock_secret
 from spoolca.authority.unlock import load_audit_key, load_authorities, load_ca_certificates
 from spoolca.config import Config
 from spoolca.errors import ClockError, SpoolcaError
@@ -113,6 +114,14 @@ class CASession:
             self._audit_key = load_audit_key(self.config, self.store)
             self._record_unlock({"audit_key": self._audit_key.fingerprint})
         return self._audit_key
+
+    def rotate_unlock_secret(self, old: bytes, new: bytes) -> int:
+        """Custody (`shares rotate`): every key at rest re-protected under NEW. Here, as
+        every other unlock is, and never with a key of this session in use."""
+        if self._authorities or self._audit_key is not None:
+            raise SpoolcaError("internal error: rotate the unlock secret in a fresh session")
+        self._before_unlock()
+        return rotate_unlock_secret(self.config, self.store, old, new)
 
     def _before_unlock(self) -> None:
         if self._head_before_unlock is None:

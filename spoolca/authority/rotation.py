@@ -1,0 +1,53 @@
+"""A new unlock secret: every key at rest re-protected under it, the old one void.
+
+Run again after an interruption, it finishes the job: a key file that already opens with
+the new secret is left as it is, and so is the audit key. The caller keeps the new
+secret safe on disk before calling (an interrupted rotation must never lose it).
+"""
+
+from __future__ import annotations
+
+from spoolca.config import AUTHORITIES, Config
+from spoolca.errors import KeyStoreError, SpoolcaError
+from spoolca.fsutil import atomic_write
+from spoolca.keys.algorithms import load_private_key, serialize_private_key
+from spoolca.memory import no_core_dumps
+from spoolca.openpgp import ApplianceKey
+from spoolca.register.store import Store
+
+__all__ = ["rotate_unlock_secret"]
+
+
+def rotate_unlock_secret(config: Config, store: Store, old: bytes, new: bytes) -> int:
+    """Re-encrypt the CA key files and change the audit key's passphrase; returns how
+    many were changed now (0: an earlier run had done it all)."""
+    no_core_dumps()  # before any secret is read
+    prepared = {}
+    for name in AUTHORITIES:
+        path = config.authorities[name].key
+        try:
+            key = load_private_key(path, old)
+        except KeyStoreError:
+            load_private_key(path, new)  # rotated by an interrupted run; else neither opens it
+            continue
+        prepared[path] = serialize_private_key(key, new)
+    fingerprint = store.meta("audit_key_fingerprint")
+    if not fingerprint:
+        raise KeyStoreError("the register names no audit signing key")
+    changed = _audit_key(config, fingerprint, old, new)
+    for path, pem in prepared.items():  # the audit key first: it is the one gpg may refuse
+        atomic_write(path, pem, 0o400)
+    return len(prepared) + changed
+
+
+def _audit_key(config: Config, fingerprint: str, old: bytes, new: bytes) -> int:
+    try:
+        ApplianceKey(config.gnupg_dir, fingerprint, old).change_passphrase(new)
+        return 1
+    except SpoolcaError:
+        probe = ApplianceKey(config.gnupg_dir, fingerprint, new)
+        try:
+            probe.sign(b"spoolca: does the new secret open the audit key?")
+        finally:
+            probe.close()
+        return 0
