@@ -76,9 +76,8 @@ class TestShares:
         mixed = guarded_ca.run("shares", "check", *shares(out, "alice", "bob"),
                                *shares(again, "carol"))
         assert mixed.returncode == 1
-        stranger = init_ca(tmp_path / "other", "--passphrase-file", str(tmp_path / "pw"))
         (tmp_path / "pw2").write_bytes(b"another CA's secret entirely")
-        stranger.edit_config(f'file = "{tmp_path / "pw"}"', f'file = "{tmp_path / "pw2"}"')
+        stranger = init_ca(tmp_path / "other", "--passphrase-file", str(tmp_path / "pw2"))
         assert split(stranger, other).returncode == 0
         foreign = guarded_ca.run("shares", "check", *shares(other, "alice", "bob", "carol"))
         assert foreign.returncode == 2 and "not this appliance's current one" in foreign.stderr

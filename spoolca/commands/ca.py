@@ -8,12 +8,16 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spoolca.commands.common import config_path, now, opened, parse_moment, serial_arg
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError, UsageError
 from spoolca.log import configure_logging
 from spoolca.register.store import Store
+
+if TYPE_CHECKING:
+    from spoolca.authority.ceremony import CeremonyReport
 
 MIN_PASSPHRASE = 8
 
@@ -77,19 +81,44 @@ def cmd_init(args: argparse.Namespace) -> int:
           "auditors this fingerprint")
     print(f"Put requests in {directory}/spool/incoming/[server|client|subca]/ and run "
           f"`spoolca --config {report.config} process`.")
-    if args.shares and passphrase is not None:
-        from spoolca.commands.shares import issue
-        from spoolca.config import load_config
-
-        config = load_config(Path(report.config))
-        store = Store(config.database)
-        try:
-            issue(argparse.Namespace(shares=args.shares, custodian=args.custodian,
-                                     out=args.shares_out), config, store, passphrase,
-                  "shares.issued")
-        finally:
-            store.close()
+    _ceremony_record(args, report, passphrase)
     return 0
+
+
+def _ceremony_record(args: argparse.Namespace, report: CeremonyReport,
+                     passphrase: bytes | None) -> None:
+    """init's shares (if asked) and its ceremony record, signed by the new appliance key."""
+    from spoolca.authority.record import certificate_lines, write_record
+    from spoolca.commands.shares import issue
+    from spoolca.config import load_config
+    from spoolca.openpgp import ApplianceKey
+
+    config = load_config(Path(report.config))
+    store = Store(config.database)
+    key = ApplianceKey(config.gnupg_dir, report.audit_fingerprint, passphrase)
+    try:
+        shares: list[Path] = []
+        if args.shares and passphrase is not None:
+            shares = issue(argparse.Namespace(shares=args.shares, custodian=args.custodian,
+                                              out=args.shares_out), config, store, passphrase,
+                           "shares.issued")
+        parameters = [("root days", str(args.root_days)),
+                      ("intermediate days", str(args.intermediate_days)),
+                      ("key type", args.key_type),
+                      ("keys at rest", "encrypted" if report.encrypted else "NOT encrypted"),
+                      ("shares", f"{args.shares[0]}-of-{args.shares[1]}: "
+                       f"{', '.join(args.custodian)}" if shares else "none")]
+        outgoing = config.spool_dir / "outgoing"
+        outputs = [*sorted((outgoing / "ca").glob("*.pem")), *sorted((outgoing / "crl").glob(
+            "*.crl")), *sorted(config.keys_dir.glob("*.pem")), config.path, *shares]
+        record = write_record(config, store, key, "init", now(), parameters,
+                              [*certificate_lines("root CA", report.root),
+                               *certificate_lines("intermediate CA", report.intermediate)],
+                              outputs)
+        print(f"  ceremony      {record} (signed; print it for the binder)")
+    finally:
+        key.close()
+        store.close()
 
 
 def _check_shares(args: argparse.Namespace, directory: Path, passphrase: bytes | None) -> None:

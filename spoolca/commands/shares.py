@@ -45,14 +45,19 @@ def cmd_shares_split(args: argparse.Namespace) -> int:
         if secret is None:
             raise UsageError("no unlock secret to split: the CA keys are not encrypted, or "
                              "the passphrase file or credential is not readable here")
-        issue(args, config, store, secret, "shares.issued")
+        from spoolca.keys.algorithms import load_private_key
+
+        load_private_key(config.authorities["root"].key, secret)  # shares of a wrong one: no
+        _recorded(args, config, store, secret, "shares.issued",
+                  issue(args, config, store, secret, "shares.issued"))
     return 0
 
 
 def cmd_shares_reshare(args: argparse.Namespace) -> int:
     with opened(args) as (config, store):
         secret = _recovered(args, store)
-        issue(args, config, store, secret, "shares.reissued")
+        _recorded(args, config, store, secret, "shares.reissued",
+                  issue(args, config, store, secret, "shares.reissued"))
     return 0
 
 
@@ -88,10 +93,29 @@ def cmd_shares_rotate(args: argparse.Namespace) -> int:
             changed = session.rotate_unlock_secret(old, new)
         _install(args, config, new)
         remove_file(staged)
-        issue(args, config, store, new, "shares.rotated")
+        _recorded(args, config, store, new, "shares.rotated",
+                  issue(args, config, store, new, "shares.rotated"))
     print(f"the CA keys and the audit key are protected by a new secret ({changed} "
           f"re-protected), installed in {target}; the old shares no longer open anything")
     return 0
+
+
+def _recorded(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
+              event: str, shares: list[Path]) -> None:
+    """The custody event's ceremony record, signed with the appliance key (which the
+    same secret opens): K, N, the custodians, the share files' SHA-256; never a share."""
+    from spoolca.authority.record import write_record
+    from spoolca.openpgp import ApplianceKey
+
+    key = ApplianceKey(config.gnupg_dir, store.meta("audit_key_fingerprint") or "", secret)
+    try:
+        threshold, count = args.shares
+        record = write_record(config, store, key, event, now(), [
+            ("shares", f"{threshold}-of-{count}"), ("custodians", ", ".join(args.custodian)),
+            ("set", str(store.meta("shares")))], [], shares)
+    finally:
+        key.close()
+    print(f"ceremony record: {record}")
 
 
 def _staged_secret(args: argparse.Namespace, staged: Path) -> bytes | None:
@@ -141,7 +165,7 @@ def cmd_shares_check(args: argparse.Namespace) -> int:
 
 
 def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
-           event: str) -> None:
+           event: str) -> list[Path]:
     from spoolca.fsutil import ensure_dir, write_new
     from spoolca.keys.shares import identifier, split, verifier
 
@@ -157,9 +181,11 @@ def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
     mnemonics = split(secret, threshold, count)
     set_id = identifier(mnemonics[0])
     ensure_dir(out, 0o700)
+    written = []
     for index, (name, words) in enumerate(zip(names, mnemonics, strict=True), start=1):
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        write_new(out / f"{safe}.share.txt", (
+        written.append(out / f"{safe}.share.txt")
+        write_new(written[-1], (
             f"spoolca unlock share {index} of {count} for {name}: any {threshold} recover "
             f"the CA's unlock secret.\nShare set {set_id}. Keep it apart from the others.\n"
             f"\n{words}\n").encode(), 0o400)
@@ -171,6 +197,7 @@ def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
     print(f"wrote {count} shares ({threshold} of them recover the secret), one file per "
           f"custodian, in {out}/; set {set_id}. Give each file to its custodian and remove "
           "it from here")
+    return written
 
 
 def _recovered(args: argparse.Namespace, store: Store) -> bytes:

@@ -346,8 +346,9 @@ def _write_export(config: Config, store: Store, key: ApplianceKey, root: Path,
         _copy_tree(outgoing / name, root / "results" / name)
         _sums(root / "results" / name, key)
         bar.advance()
-    for folder in ("ca", "crl", "audit"):
-        _copy_tree(outgoing / folder, root / folder)
+    for folder in ("ca", "crl", "audit", "ceremony"):
+        if (outgoing / folder).is_dir():  # ceremony/: from the first ceremony record on
+            _copy_tree(outgoing / folder, root / folder)
     head_seq, head_hash = store.audit_head()
     schedule = outgoing / "crl" / "next-update.json"
     due = json.loads(schedule.read_text()) if schedule.exists() else {}

@@ -40,7 +40,7 @@ REQUEST_SUFFIXES = (".csr", ".pem", ".req", ".der")
 # What NAME is cut from: requests, and revocation requests (revoke/NAME.json).
 _NAMED_SUFFIXES = (*REQUEST_SUFFIXES, ".json")
 # outgoing/ folders of our own: a request called ca.csr must not land in outgoing/ca/.
-RESERVED_NAMES = frozenset({"ca", "crl", "audit"})
+RESERVED_NAMES = frozenset({"ca", "crl", "audit", "ceremony"})
 # incoming/revoke/ holds revocation requests; they are claimed and answered like CSRs.
 REVOKE = "revoke"
 NON_PROFILE_FOLDERS = frozenset({REVOKE})
