@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create a new root and intermediate CA")
-    init.add_argument("--dir", required=True, help="the new state directory")
+    init.add_argument("--dir", help="the new state directory")
+    init.add_argument("--ceremony", metavar="FILE", help="everything below from a reviewed "
+                      "ceremony file (TOML; see config/ceremony.toml)")
+    init.add_argument("--rehearse", action="store_true", help="with --ceremony: the same "
+                      "ceremony in a temporary directory, throwaway keys and passphrase")
     init.add_argument("--root-subject", default=DEFAULT_ROOT_SUBJECT, metavar="DN",
                       help="OpenSSL -subj form: /C=US/ST=New York/O=Example/CN=Example Root CA")
     init.add_argument("--intermediate-subject", metavar="DN",

@@ -53,6 +53,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     from spoolca.memory import no_core_dumps
 
     no_core_dumps()  # before the passphrase is read
+    if args.ceremony:
+        from spoolca.commands.ceremony import apply_ceremony
+
+        apply_ceremony(args)
+    elif args.rehearse:
+        raise UsageError("--rehearse rehearses a --ceremony FILE")
+    if not args.dir:
+        raise UsageError("init needs --dir DIR (or a --ceremony file that names it)")
     passphrase = _init_passphrase(args)
     try:
         root_subject = parse_subject(args.root_subject)
@@ -111,11 +119,18 @@ def _ceremony_record(args: argparse.Namespace, report: CeremonyReport,
         outgoing = config.spool_dir / "outgoing"
         outputs = [*sorted((outgoing / "ca").glob("*.pem")), *sorted((outgoing / "crl").glob(
             "*.crl")), *sorted(config.keys_dir.glob("*.pem")), config.path, *shares]
-        record = write_record(config, store, key, "init", now(), parameters,
+        if args.rehearse:
+            parameters.insert(0, ("REHEARSAL", "throwaway keys in a temporary directory: "
+                                  "never use this CA"))
+        record = write_record(config, store, key, "init-rehearsal" if args.rehearse else "init",
+                              now(), parameters,
                               [*certificate_lines("root CA", report.root),
                                *certificate_lines("intermediate CA", report.intermediate)],
                               outputs)
         print(f"  ceremony      {record} (signed; print it for the binder)")
+        if args.rehearse:
+            print(f"REHEARSAL: throwaway keys in {report.directory}; review the record, "
+                  "then remove the folder and run the ceremony for real")
     finally:
         key.close()
         store.close()
