@@ -152,6 +152,8 @@ class Config:
     signers_keyring: Path | None
     revokers: tuple[str, ...]
     results_folder: str
+    stick_max_requests: int  # files taken from one stick (requests and signatures)
+    stick_max_mib: int       # and their bytes
     report: ReportSettings
     default_profile: str
     authorities: Mapping[str, AuthoritySettings]
@@ -349,7 +351,8 @@ def load_config(path: Path) -> Config:
         reader.problems.append("signers.keyring: a profile sets require_signature, so the "
                                "signers' public keys must be named here")
     media = reader.table(raw, "media", "")
-    reader.unknown(media, {"results_folder", *_REPORT_DEFAULTS}, "media.")
+    reader.unknown(media, {"results_folder", "stick_max_requests", "stick_max_mib",
+                           *_REPORT_DEFAULTS}, "media.")
     results_folder = reader.get(media, "results_folder", str, "spoolca-results", "media.")
     if not results_folder or "/" in results_folder or results_folder.startswith("."):
         reader.problems.append("media.results_folder: must be a plain folder name")
@@ -372,6 +375,8 @@ def load_config(path: Path) -> Config:
         signers_keyring=(base / keyring) if keyring else None,
         revokers=revokers,
         results_folder=results_folder,
+        stick_max_requests=reader.positive(media, "stick_max_requests", 1000, "media."),
+        stick_max_mib=reader.positive(media, "stick_max_mib", 64, "media."),
         report=report,
         default_profile=default_profile,
         authorities=MappingProxyType(authorities),

@@ -47,6 +47,19 @@ class TestIngest:
         assert all(len(item["file"]) <= 160 for item in entry["data"]["skipped"])
         assert [f["file"] for f in entry["data"]["files"]] == ["server/good.csr"]
 
+    def test_a_factory_stick_with_raised_limits(self, ca: CA, stick: Path):
+        """2,500 requests: the default takes 1,000 and lists the rest as skipped; with
+        [media] stick_max_requests = 3000 the whole stick is taken."""
+        for i in range(2500):
+            (stick / "server" / f"d{i:05d}.csr").write_bytes(f"device {i}".encode())
+        default = ca.run("media", "ingest", str(stick))
+        assert "copied 1000 file(s)" in default.stdout
+        for path in (ca.incoming / "server").iterdir():
+            path.unlink()
+        ca.edit_config("stick_max_requests = 1000", "stick_max_requests = 3000")
+        raised = ca.run("media", "ingest", str(stick))
+        assert "copied 2500 file(s)" in raised.stdout, raised.stdout[-500:]
+
     def test_hostile_stick(self, ca: CA, stick: Path, tmp_path):
         """Symlink, FIFO, a 100 MB file, 10,000 tiny files, odd names: each skipped with its
         reason; the good request and its signature are copied; nothing else is read."""

@@ -50,12 +50,9 @@ from spoolca.spool.tree import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_
 
 __all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
 
-MAX_FILES = 1000            # requests (and signatures) taken from one stick
-CANDIDATES = 2 * MAX_FILES  # requests and their signatures kept from one walk
 SKIPS_PER_REASON = 20
 SKIPS_LISTED = 100  # skipped files listed by name in the report and the audit log
 MAX_SHOWN = 160     # characters of a name (escaped) shown there
-MAX_TOTAL = 64 * 1024**2    # bytes taken from one stick
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -113,12 +110,13 @@ NOT_A_REQUEST = "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.as
 HIDDEN = "hidden or system file on the stick (Windows does not show it to its owner)"
 
 
-def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder: str
-          ) -> list[tuple[Path, str, str]]:
+def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder: str,
+          max_files: int) -> list[tuple[Path, str, str]]:
     """(path, profile, display name) of candidate files, two levels deep at most.
 
     Memory stays bounded whatever the stick holds: names that are not requests are
-    counted and dropped as they are met, and at most CANDIDATES are kept."""
+    counted and dropped as they are met, and at most twice max_files are kept (requests
+    and their signatures)."""
     found: list[tuple[Path, str, str]] = []
     # FAT shows 8.3 names in upper case: SERVER/, REVOKE/ are the server and revoke folders.
     folders = {name.lower(): name for name in (*profiles, *NON_PROFILE_FOLDERS)}
@@ -128,8 +126,8 @@ def _walk(source: Path, profiles: set[str], report: IngestReport, results_folder
         if not lowered.endswith((*REQUEST_SUFFIXES, *SIGNATURE_SUFFIXES)) and \
                 not (profile == "revoke" and lowered.endswith(".json")):
             report.skip(shown(), NOT_A_REQUEST)
-        elif len(found) >= CANDIDATES:
-            report.skip(shown(), f"more than {MAX_FILES} requests on one stick")
+        elif len(found) >= 2 * max_files:  # requests and their signatures
+            report.skip(shown(), f"more than {max_files} requests on one stick")
         else:
             found.append((path, profile, shown()))
 
@@ -207,7 +205,8 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
     """Copy a stick's requests (each with its detached signature) into incoming/."""
     report = IngestReport(start_trip(config, identify(source, identity)))
     incoming = config.spool_dir / "incoming"
-    candidates = sorted(_walk(source, set(config.profiles), report, config.results_folder),
+    candidates = sorted(_walk(source, set(config.profiles), report, config.results_folder,
+                              config.stick_max_requests),
                         key=lambda c: (c[1], c[0].name))
     signatures_taken: set[str] = set()
     seen: dict[str, str] = {}
@@ -225,15 +224,15 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
                 problem = NOT_A_REQUEST
             elif (fat_attributes(path) or 0) & (FAT_HIDDEN | FAT_SYSTEM):
                 problem = HIDDEN  # Windows hides it from the very person who put it there
-            elif len(report.copied) >= MAX_FILES:
-                problem = f"more than {MAX_FILES} requests on one stick"
+            elif len(report.copied) >= config.stick_max_requests:
+                problem = f"more than {config.stick_max_requests} requests on one stick"
             data, problem = (None, problem) if problem else _take(path, config.max_request_bytes)
             if data is not None:
                 digest = hashlib.sha256(data).hexdigest()
                 if digest in seen:
                     data, problem = None, "the same content as another file on the stick"
-                elif total + len(data) > MAX_TOTAL:
-                    data, problem = None, f"more than {MAX_TOTAL // 1024**2} MiB on one stick"
+                elif total + len(data) > config.stick_max_mib * 1024**2:
+                    data, problem = None, f"more than {config.stick_max_mib} MiB on one stick"
             if data is None:
                 report.skip(shown, problem or "unreadable")
                 continue
