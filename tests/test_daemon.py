@@ -9,6 +9,7 @@ import re
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -358,3 +359,35 @@ class TestCRLRefresh:
         finally:
             running.stop()
             notify.close()
+
+
+class TestLintWorkers:
+    def test_lint_workers_do_not_outlive_a_killed_daemon(self, ca: CA, notify: NotifySocket):
+        """pkilint runs in spawned worker processes; SIGKILL the daemon and they exit on
+        their own (they would otherwise wait forever on their queue)."""
+        running = Running(ca, notify)
+        notify.wait_for("READY=1")
+        ca.submit("server/w.csr", pem(make_csr("w.sample.com")[1]))
+        assert result_of(ca, "w")["status"] == "issued"
+
+        def alive(pid: int) -> bool:
+            try:
+                return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return False
+
+        def workers() -> list[int]:
+            found = []
+            for entry in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == running.process.pid \
+                        and alive(int(entry)):
+                    found.append(int(entry))
+            return found
+
+        children = wait_for(workers, 20, "the lint workers")
+        running.kill()
+        wait_for(lambda: not any(alive(pid) for pid in children), 20, "the workers gone")

@@ -37,7 +37,7 @@ from spoolca.spool.results import Outcome
 from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
 from spoolca.x509.csr import load_request, request_sha256
 from spoolca.x509.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
-from spoolca.x509.lint import CertificateLinter
+from spoolca.x509.lint import CertificateLinter, PooledLinter
 from spoolca.x509.policy import evaluate
 
 __all__ = ["BATCH_FAULTS", "BATCH_SIZE", "BatchProcessor", "BatchState"]
@@ -74,17 +74,23 @@ class BatchProcessor:
         self.session = session
         self.config = session.config
         self.record = Recorder(session)
-        self._linter: CertificateLinter | None = None
+        self._linter: CertificateLinter | PooledLinter | None = None
 
     def issuers_for(self, profiles: Iterable[str]) -> set[str]:
         """The CAs these profiles sign with: only their keys are unlocked."""
         known = self.config.profiles
         return {known[name].issuer for name in profiles if name in known}
 
-    def linter(self) -> CertificateLinter | None:
-        """Built when certificates are first issued (`spoolca crl` needs none)."""
+    def linter(self) -> CertificateLinter | PooledLinter | None:
+        """Built when certificates are first issued (`spoolca crl` needs none): in worker
+        processes on a machine with more than one core."""
         if self._linter is None and self.config.lint == "pkix":
-            self._linter = CertificateLinter()
+            cores = os.cpu_count() or 1
+            if cores > 1:
+                self._linter = PooledLinter(cores)
+                self.session.on_close(self._linter.close)
+            else:
+                self._linter = CertificateLinter()
         return self._linter
 
     def process_batch(self, batch: Sequence[Claimed]) -> list[Outcome]:

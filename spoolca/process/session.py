@@ -65,6 +65,7 @@ class CASession:
         self._signer_check: SignerCheck | None = None
         self._crl_linter: Future[CRLLinter] | None = None
         self._ca_files_published = False
+        self._closing: list[Callable[[], None]] = []
         self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
 
@@ -276,11 +277,17 @@ class CASession:
 
     # -- lifetime -------------------------------------------------------------------------
 
+    def on_close(self, stop: Callable[[], None]) -> None:
+        """Something of this session's to stop with it (the lint workers)."""
+        self._closing.append(stop)
+
     def close(self) -> None:
         """Wait for the last publication and stop the helper threads and agents."""
         try:
             self.flush()
         finally:
+            for stop in self._closing:
+                stop()
             self.workers.shutdown()
             self._publisher.close()
             if self._signer_check is not None:

@@ -7,6 +7,8 @@ crashes is a fatal finding, never a silent pass.
 
 from __future__ import annotations
 
+import os
+
 from spoolca.findings import Finding
 
 __all__ = ["CertificateLinter"]
@@ -54,3 +56,58 @@ class CertificateLinter:
                     findings.append(Finding(code, f"pkilint {description.finding.code} at "
                                             f"{result.node.path}{detail}"))
         return findings
+
+
+_WORKER_LINTER: CertificateLinter | None = None
+
+
+def _start_worker(parent: int) -> None:
+    global _WORKER_LINTER  # one linter per worker process
+    import threading
+
+    # The parent's pid as the parent saw it: one that died before this worker got here
+    # must not leave it watching init for ever.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    _WORKER_LINTER = CertificateLinter()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker never outlives its parent: a SIGKILLed daemon's workers would otherwise
+    wait forever on a queue whose other end they hold themselves."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def _lint_in_worker(der: bytes) -> list[Finding]:
+    assert _WORKER_LINTER is not None
+    return _WORKER_LINTER.lint(der)
+
+
+class PooledLinter:
+    """The same lint, in worker processes: pkilint is pure Python, so threads share one
+    GIL and only processes put both cores to work. The workers are spawned, not forked:
+    they never hold a key, only the DER of certificates signed by a throwaway one. A
+    broken pool (a worker killed) falls back to linting here."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
+            "spawn"), initializer=_start_worker, initargs=(os.getpid(),))
+        self._here: CertificateLinter | None = None
+
+    def lint(self, der: bytes) -> list[Finding]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self._pool.submit(_lint_in_worker, der).result()
+        except BrokenProcessPool:
+            self._here = self._here or CertificateLinter()
+            return self._here.lint(der)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
