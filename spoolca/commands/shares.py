@@ -1,4 +1,4 @@
-"""`spoolca shares split|combine|check|reshare`: the unlock secret held K-of-N.
+"""`spoolca shares split|combine|check|reshare|rotate`: the unlock secret held K-of-N.
 
 Each custodian's share is written once, to a file of its own on removable media (never
 in the state directory); the appliance keeps only a verifier and the audit entry. The
@@ -38,15 +38,15 @@ def scheme(text: str) -> tuple[int, int]:
 
 
 def cmd_shares_split(args: argparse.Namespace) -> int:
-    from spoolca.keys.algorithms import read_passphrase
+    from spoolca.keys.algorithms import load_private_key, read_passphrase
+    from spoolca.memory import no_core_dumps
 
+    no_core_dumps()  # before the secret is read
     with opened(args) as (config, store):
         secret = read_passphrase(config.passphrase_credential, config.passphrase_file)
         if secret is None:
             raise UsageError("no unlock secret to split: the CA keys are not encrypted, or "
                              "the passphrase file or credential is not readable here")
-        from spoolca.keys.algorithms import load_private_key
-
         load_private_key(config.authorities["root"].key, secret)  # shares of a wrong one: no
         _recorded(args, config, store, secret, "shares.issued",
                   issue(args, config, store, secret, "shares.issued"))
@@ -202,6 +202,9 @@ def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
 
 def _recovered(args: argparse.Namespace, store: Store) -> bytes:
     from spoolca.keys.shares import combine, verify
+    from spoolca.memory import no_core_dumps
+
+    no_core_dumps()  # before any share is read
 
     mnemonics = [_read_share(Path(f)) for f in args.files] if args.files else _typed()
     secret = combine(mnemonics)
