@@ -69,7 +69,7 @@ def burst(work: Path, csrs: list[Path], key_type: str) -> tuple[float, float]:
     daemon_seconds = time.perf_counter() - started
     stop(daemon)
 
-    return daemon_seconds, time_spoolca(work, csrs, key_type, "off")
+    return daemon_seconds, time_spoolca(work, csrs, key_type, "off").wall
 
 
 def latency(work: Path, csrs: list[Path], key_type: str, *, from_outside: bool) -> list[float]:
