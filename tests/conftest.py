@@ -33,8 +33,15 @@ def ca(_ca_template: Path, tmp_path: Path) -> CA:
 
 @pytest.fixture(autouse=True)
 def _stop_gpg_agents():
-    """gpg starts an agent per home; stop those a test's CAs started when it ends."""
+    """gpg starts an agent per home; stop those a test's CAs started when it ends (and
+    any daemon a failing test left running first)."""
     yield
+    from tests.daemon import STARTED
+
+    while STARTED:
+        running = STARTED.pop()
+        if running.process.poll() is None:
+            running.kill()
     while CREATED:
         directory = CREATED.pop()
         stop_agent(directory / "gnupg")

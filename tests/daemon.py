@@ -37,8 +37,12 @@ class NotifySocket:
         self.sock.close()
 
 
+STARTED: list[Running] = []  # killed at the end of the test if still running (conftest)
+
+
 class Running:
-    """A `spoolca serve` subprocess; stopped (or killed) by the test."""
+    """A `spoolca serve` subprocess; stopped (or killed) by the test, and killed by the
+    conftest if a failing test left it running."""
 
     def __init__(self, ca: CA, notify: NotifySocket | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -50,6 +54,7 @@ class Running:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "spoolca.cli", "--config", str(ca.config), "serve"],
             stdout=self._log_file, stderr=subprocess.STDOUT, env=full_env)
+        STARTED.append(self)
 
     def signal(self, number: int) -> None:
         self.process.send_signal(number)
