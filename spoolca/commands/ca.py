@@ -138,15 +138,11 @@ def _ceremony_record(args: argparse.Namespace, report: CeremonyReport,
 
 def _check_shares(args: argparse.Namespace, directory: Path, passphrase: bytes | None) -> None:
     """init --shares: refused before the CA is made, not halfway."""
-    threshold, count = args.shares
+    from spoolca.commands.shares import check_plan
+
     if passphrase is None:
         raise UsageError("--shares splits the passphrase: give --passphrase-file")
-    if len(args.custodian or []) != count or not args.shares_out:
-        raise UsageError(f"--shares {threshold}-of-{count} needs {count} --custodian names and "
-                         "--shares-out DIR")
-    out, state = Path(args.shares_out).resolve(), directory.resolve()
-    if out == state or state in out.parents:
-        raise UsageError(f"{out} is in the state directory: shares are never kept there")
+    check_plan(args.shares, args.custodian or [], args.shares_out, directory)
 
 
 def cmd_process(args: argparse.Namespace) -> int:

@@ -23,8 +23,15 @@ if TYPE_CHECKING:
     from spoolca.config import Config
     from spoolca.register.store import Store
 
-__all__ = ["cmd_shares_check", "cmd_shares_combine", "cmd_shares_reshare",
-           "cmd_shares_rotate", "cmd_shares_split", "issue"]
+__all__ = [
+    "check_plan",
+    "cmd_shares_check",
+    "cmd_shares_combine",
+    "cmd_shares_reshare",
+    "cmd_shares_rotate",
+    "cmd_shares_split",
+    "issue",
+]
 
 _SCHEME = re.compile(r"([0-9]+)-of-([0-9]+)")
 _WORDS = re.compile(r"[a-z]+(?: [a-z]+){19,}")
@@ -164,6 +171,21 @@ def cmd_shares_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_plan(shares: tuple[int, int], names: list[str], out: str | None, state: Path
+               ) -> Path:
+    """A share plan that can be carried out: one different custodian per share, and a
+    folder for their files outside the state directory. Returns that folder."""
+    threshold, count = shares
+    if len(names) != count or len(set(names)) != count or not out:
+        raise UsageError(f"{threshold}-of-{count} shares need {count} different --custodian "
+                         "names and a folder for their files")
+    folder, state = Path(out).resolve(), state.resolve()
+    if folder == state or state in folder.parents:
+        raise UsageError(f"{folder} is in the state directory: shares are never kept on the "
+                         "appliance (write them to a stick per custodian, or a printout)")
+    return folder
+
+
 def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
            event: str) -> list[Path]:
     from spoolca.fsutil import ensure_dir, write_new
@@ -171,13 +193,7 @@ def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
 
     threshold, count = args.shares
     names = args.custodian or []
-    if len(names) != count or len(set(names)) != count:
-        raise UsageError(f"{count} shares need {count} different --custodian names")
-    out = Path(args.out).resolve()
-    state = config.path.parent.resolve()
-    if out == state or state in out.parents:
-        raise UsageError(f"{out} is in the state directory: shares are never kept on the "
-                         "appliance (write them to a stick per custodian, or a printout)")
+    out = check_plan(args.shares, names, args.out, config.path.parent)
     mnemonics = split(secret, threshold, count)
     set_id = identifier(mnemonics[0])
     ensure_dir(out, 0o700)
