@@ -48,7 +48,15 @@ class Manifest:
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
-        return dict(self.body["files"])
+        return self.body["files"]
+
+    @property
+    def config_name(self) -> str:
+        """The configuration: the one .toml file at the top of the state directory."""
+        names = [name for name in self.files if name.endswith(".toml") and "/" not in name]
+        if len(names) != 1:
+            raise BackupError("the archive holds no single configuration file at its top")
+        return names[0]
 
 
 def _relative(config: Config, path: Path, what: str) -> str:
@@ -201,6 +209,7 @@ def restore(archive: Path, target: Path, fingerprint: str) -> Manifest:
         raise BackupError(f"{target} is not empty: restore into a new directory")
     manifest = read_manifest(archive, fingerprint)
     _check_files(archive, manifest)
+    manifest.config_name  # noqa: B018  (refused here, before anything is written, if none)
     check_home_length(target.absolute() / str(manifest.body.get("gnupg", "gnupg")))
     ensure_dir(target, 0o700)
     for tar, member in _members(archive):

@@ -38,7 +38,7 @@ def drill(archive: Path, fingerprint: str) -> DrillReport:
     with tempfile.TemporaryDirectory(prefix="spoolca-drill-") as scratch:
         root = Path(scratch) / "state"
         manifest = restore(archive, root, fingerprint)
-        config = load_config(root / _config_name(manifest.files))
+        config = load_config(root / manifest.config_name)
         store = Store(config.database)
         try:
             problems = store.integrity_problems()
@@ -78,9 +78,3 @@ def _check_tail(store: Store, signed: int, signed_hash: str, head: tuple[int, st
     if previous != head[1]:
         raise BackupError("the restored audit log does not end at the manifest's head")
 
-
-def _config_name(files: dict[str, object]) -> str:
-    names = [name for name in files if name.endswith(".toml") and "/" not in name]
-    if len(names) != 1:
-        raise BackupError("the archive holds no single configuration file at its top")
-    return names[0]

@@ -72,7 +72,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     target = Path(args.dir)
     manifest = restore(Path(args.archive), target, _fingerprint(args))
-    config = next(n for n in manifest.files if n.endswith(".toml") and "/" not in n)
+    config = manifest.config_name
     restored = load_config(target / config)
     Spool(restored.spool_dir).create(restored.profiles)  # empty: results come back below
     print(f"restored {len(manifest.files)} files into {target}/ (the register at audit "
