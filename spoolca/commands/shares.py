@@ -245,16 +245,10 @@ def _read_share(path: Path) -> str:
 def _typed() -> list[str]:
     """One custodian at a time at the terminal, input hidden; as many as the first
     share says are needed."""
-    from spoolca.keys.shares import ShareError
+    from spoolca.keys.shares import threshold
 
     if not sys.stdin.isatty():
         return [line.strip() for line in sys.stdin if line.strip()]
-    import shamir_mnemonic
-
     first = getpass.getpass("Custodian 1, type your share (hidden), then Enter: ").strip()
-    try:
-        needed = shamir_mnemonic.share.Share.from_mnemonic(first).member_threshold
-    except shamir_mnemonic.MnemonicError as exc:
-        raise ShareError(f"not a share: {exc}") from None
     return [first] + [getpass.getpass(f"Custodian {i}, type your share (hidden), then "
-                                      "Enter: ").strip() for i in range(2, needed + 1)]
+                                      "Enter: ").strip() for i in range(2, threshold(first) + 1)]

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 from spoolca.errors import SpoolcaError
 
-__all__ = ["ShareError", "combine", "identifier", "split", "verifier", "verify"]
+__all__ = ["ShareError", "combine", "identifier", "split", "threshold", "verifier", "verify"]
 
 MAX_SHARES = 16
 
@@ -61,10 +62,19 @@ def combine(mnemonics: list[str]) -> bytes:
 
 def identifier(mnemonic: str) -> int:
     """The share set's random identifier (shares of different sets never mix)."""
+    return int(_decoded(mnemonic).identifier)
+
+
+def threshold(mnemonic: str) -> int:
+    """How many shares of this one's set recover the secret."""
+    return int(_decoded(mnemonic).member_threshold)
+
+
+def _decoded(mnemonic: str) -> Any:
     import shamir_mnemonic
 
     try:
-        return int(shamir_mnemonic.share.Share.from_mnemonic(mnemonic).identifier)
+        return shamir_mnemonic.share.Share.from_mnemonic(mnemonic)
     except shamir_mnemonic.MnemonicError as exc:
         raise ShareError(f"not a share: {exc}") from None
 
