@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="default: the root subject with 'Root' in its CN made 'Intermediate'")
     init.add_argument("--key-type", choices=KEY_TYPES, default=DEFAULT_KEY_TYPE,
                       help=f"CA key type (default {DEFAULT_KEY_TYPE})")
+    init.add_argument("--key-store", choices=("file", "pkcs11"), default="file",
+                      help="where the CA keys are made: encrypted files (default) or a "
+                      "PKCS#11 token, whose PIN is then the passphrase")
+    init.add_argument("--intermediate-key-store", choices=("file", "pkcs11"),
+                      help="the intermediate's key elsewhere than the root's")
+    init.add_argument("--pkcs11-module", metavar="PATH", help="the token's PKCS#11 library")
+    init.add_argument("--token", metavar="LABEL", help="the token's label")
+    init.add_argument("--key-label", metavar="PREFIX", default="spoolca",
+                      help="token keys are labelled PREFIX-root, PREFIX-intermediate")
     init.add_argument("--passphrase-file", metavar="F", help="encrypt the keys with the "
                       "passphrase in F (and read it from there at run time)")
     init.add_argument("--no-passphrase", action="store_true",
@@ -85,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--root-days", type=_positive, default=7305, help="default 7305 (20 y)")
     init.add_argument("--intermediate-days", type=_positive, default=3653,
                       help="default 3653 (10 y), capped by the root's validity")
-    init.set_defaults(func=_command("ca:cmd_init"))
+    init.set_defaults(func=_command("init:cmd_init"))
 
     process = commands.add_parser("process", help="one pass over incoming/, then exit")
     process.set_defaults(func=_command("ca:cmd_process"))

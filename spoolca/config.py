@@ -13,7 +13,6 @@ import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +30,6 @@ __all__ = [
     "Policy",
     "Profile",
     "load_config",
-    "render_config",
 ]
 
 DN_RULES = ("match", "supplied", "optional")
@@ -132,6 +130,8 @@ class AuthoritySettings:
     issuer_url: str
     crl_days: int          # nextUpdate - thisUpdate
     crl_refresh_days: int  # a new CRL is made this long before nextUpdate
+    key_store: str = "file"  # or "pkcs11": the key is in the [pkcs11] token, under key_label
+    key_label: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +159,8 @@ class Config:
     authorities: Mapping[str, AuthoritySettings]
     policy: Policy
     profiles: Mapping[str, Profile]
+    pkcs11_module: Path | None = None  # the token's PKCS#11 library, if a key is in one
+    pkcs11_token: str = ""
 
 
 def _read_dn(reader: TableReader, table: Mapping[str, Any], where: str
@@ -277,8 +279,8 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
     for name in AUTHORITIES:
         where = f"authorities.{name}."
         entry = reader.table(table, name, "authorities.")
-        reader.unknown(entry, {"key", "crl_url", "issuer_url", "crl_days", "crl_refresh_days"},
-                       where)
+        reader.unknown(entry, {"key", "crl_url", "issuer_url", "crl_days", "crl_refresh_days",
+                               "key_store", "key_label"}, where)
         urls = {key: reader.get(entry, key, str, "", where) for key in ("crl_url", "issuer_url")}
         for key, url in urls.items():
             if url and not url.startswith("http://"):
@@ -295,8 +297,26 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
             issuer_url=urls["issuer_url"],
             crl_days=crl_days,
             crl_refresh_days=refresh,
+            key_store=reader.get(entry, "key_store", str, "file", where),
+            key_label=reader.get(entry, "key_label", str, f"spoolca-{name}", where),
         )
+        if result[name].key_store not in KEY_STORES:
+            reader.problems.append(f"{where}key_store: \"file\" or \"pkcs11\"")
     return result
+
+
+def _read_pkcs11(reader: TableReader, raw: Mapping[str, Any], base: Path,
+                 authorities: Mapping[str, AuthoritySettings]) -> tuple[Path | None, str]:
+    """The token that holds the keys whose key_store is "pkcs11" (and only then required)."""
+    table = reader.table(raw, "pkcs11", "")
+    reader.unknown(table, {"module", "token"}, "pkcs11.")
+    module = reader.get(table, "module", str, "", "pkcs11.")
+    token = reader.get(table, "token", str, "", "pkcs11.")
+    if any(a.key_store == "pkcs11" for a in authorities.values()):
+        for key, value in (("module", module), ("token", token)):
+            if not value:
+                reader.problems.append(f"pkcs11.{key}: required, a CA key is in a token")
+    return (base / module) if module else None, token
 
 
 # An offline CA: the root signs rarely (subordinate CAs) and its CRL lives half a
@@ -305,8 +325,9 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
 _CRL_DAYS = {"root": 180, "intermediate": 30}
 _CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
 
+KEY_STORES = ("file", "pkcs11")
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "rescan_seconds", "paths",
-             "passphrase",
+             "passphrase", "pkcs11",
              "authorities", "policy", "profiles", "signers", "media"}
 
 
@@ -341,6 +362,7 @@ def load_config(path: Path) -> Config:
     if profiles and default_profile not in profiles:
         reader.problems.append(f"default_profile: {default_profile!r} is not a configured profile")
     authorities = _read_authorities(reader, raw, base)
+    pkcs11_module, pkcs11_token = _read_pkcs11(reader, raw, base, authorities)
     max_bytes = reader.positive(raw, "max_request_bytes", 65536, "")
     rescan = reader.positive(raw, "rescan_seconds", 30, "")
     signers = reader.table(raw, "signers", "")
@@ -382,21 +404,6 @@ def load_config(path: Path) -> Config:
         authorities=MappingProxyType(authorities),
         policy=policy,
         profiles=MappingProxyType(profiles),
+        pkcs11_module=pkcs11_module,
+        pkcs11_token=pkcs11_token,
     )
-
-
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def render_config(*, passphrase_file: str | None = None) -> str:
-    """The configuration `init` writes: every setting, its default, and why.
-
-    config/spoolca.toml in the repository is this text (a test keeps them identical).
-    """
-    passphrase_line = (f"file = {_toml_string(passphrase_file)}" if passphrase_file
-                       else '# file = "/root/spoolca-passphrase"   # mode 0600, never in a spool')
-    template = resources.files("spoolca").joinpath("config_template.toml").read_text()
-    return template.replace("@PASSPHRASE_LINE@", passphrase_line)
-
-

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from spoolca.authority.ceremony import init_ca
+from spoolca.authority.newkeys import KeyPlan
 from spoolca.config import load_config
 from spoolca.dn import parse_subject
 from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, move, write_new
@@ -74,7 +75,7 @@ def _create(directory: Path) -> None:
     if not passphrase_file.exists():  # demo only: a real passphrase never sits beside the key
         write_new(passphrase_file, secrets.token_urlsafe(24).encode() + b"\n")
     init_ca(directory, root_subject=parse_subject(ROOT),
-            intermediate_subject=parse_subject(INTERMEDIATE), key_type="ec-p384",
+            intermediate_subject=parse_subject(INTERMEDIATE), plan=KeyPlan("ec-p384"),
             passphrase=passphrase_file.read_bytes().rstrip(b"\n"),
             passphrase_file=str(passphrase_file.resolve()), now=dt.datetime.now(dt.UTC))
     print(f"Created the demo CA in {directory}/ (its passphrase is in {passphrase_file}, "

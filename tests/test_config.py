@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spoolca.config import load_config, render_config
+from spoolca.config import load_config
+from spoolca.configtext import render_config
 from spoolca.errors import ConfigError
 from tests.pki import CA
 

@@ -17,19 +17,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from spoolca.authority.newkeys import KeyPlan, NewCAKey, make_ca_keys
 from spoolca.authority.revocation import publish_crls
-from spoolca.config import Config, load_config, render_config
+from spoolca.config import Config, load_config
+from spoolca.configtext import render_config
 from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
 from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir
-from spoolca.keys.algorithms import (
-    PrivateKey,
-    describe_key,
-    generate_key,
-    generate_like,
-    write_private_key,
-)
+from spoolca.keys.algorithms import PublicKey, describe_key, generate_like
 from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.token import TokenPool
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey, check_home_length, stop_agent
 from spoolca.register.audit import checkpoint, export
@@ -57,6 +54,7 @@ class CeremonyReport:
     intermediate: x509.Certificate
     encrypted: bool
     audit_fingerprint: str
+    key_stores: dict[str, str]  # CA name: where its key is, for people to read
 
 
 def default_intermediate_subject(root: x509.Name) -> x509.Name:
@@ -86,35 +84,36 @@ def _refuse_existing(directory: Path) -> None:
                 "Choose a new --dir")
 
 
-def _sign_ca(subject: x509.Name, key: PrivateKey, issuer_cert: x509.Certificate | None,
-             issuer_key: PrivateKey, days: int, path_length: int | None,
+def _sign_ca(subject: x509.Name, key: PublicKey, issuer_cert: x509.Certificate | None,
+             issuer: NewCAKey, days: int, path_length: int | None,
              now: dt.datetime, linter: CertificateLinter) -> x509.Certificate:
     not_before = now.replace(microsecond=0)
     not_after = not_before + dt.timedelta(days=days)
     if issuer_cert is not None:
         not_after = min(not_after, issuer_cert.not_valid_after_utc)
     builder = build_certificate(
-        subject=subject, public_key=key.public_key(),
+        subject=subject, public_key=key,
         issuer=issuer_cert.subject if issuer_cert else subject,
         serial=new_serial(lambda _s: False),
         not_before=not_before, not_after=not_after,
-        extensions=ca_extensions(key.public_key(), issuer_cert, path_length),
+        extensions=ca_extensions(key, issuer_cert, path_length),
     )
-    signed: Signed = sign_linted(builder, FileKeySigner(issuer_key),
-                                 FileKeySigner(generate_like(issuer_key)), linter)
+    signed: Signed = sign_linted(builder, issuer.signer,
+                                 FileKeySigner(generate_like(issuer.public_key)), linter)
     if signed.certificate is None:
         problems = "; ".join(f.message for f in signed.findings)
         raise SpoolcaError(f"failed to create the CA certificate {oneline(subject)}: {problems}")
     return signed.certificate
 
 
-def _ca_summary(cert: x509.Certificate, key: PrivateKey) -> dict[str, str]:
+def _ca_summary(cert: x509.Certificate, key: NewCAKey) -> dict[str, object]:
     """What the audit log says of a new CA: never key material, only public facts."""
-    spki = key.public_key().public_bytes(Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = key.public_key.public_bytes(Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
     return {
         "subject": oneline(cert.subject),
-        "key": describe_key(key),
+        "key": describe_key(key.public_key),
+        "key_store": key.store,
         "cert_sha256": cert.fingerprint(hashes.SHA256()).hex(),
         "spki_sha256": hashlib.sha256(spki).hexdigest(),
         "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -122,43 +121,53 @@ def _ca_summary(cert: x509.Certificate, key: PrivateKey) -> dict[str, str]:
 
 
 def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x509.Name,
-            key_type: str, passphrase: bytes | None, passphrase_file: str | None,
+            plan: KeyPlan, passphrase: bytes | None, passphrase_file: str | None,
             root_days: int = ROOT_DAYS, intermediate_days: int = INTERMEDIATE_DAYS,
             now: dt.datetime) -> CeremonyReport:
     """Create a new CA in `directory`: keys, certificates, config, register, spool.
 
     The gpg-agent the audit key's creation starts is stopped before this returns, also
     on failure: an agent left behind (as root, by an `init` run as root) would sign for
-    any process of that user."""
+    any process of that user. So is every token session (logged out)."""
     no_core_dumps()  # the keys are made here
     _refuse_existing(directory)
+    if plan.in_token and passphrase is None:
+        raise SpoolcaError("a key in a token needs the token's PIN: give --passphrase-file")
+    tokens = TokenPool()
     try:
         return _ceremony(directory, root_subject=root_subject,
-                         intermediate_subject=intermediate_subject, key_type=key_type,
+                         intermediate_subject=intermediate_subject, plan=plan, tokens=tokens,
                          passphrase=passphrase, passphrase_file=passphrase_file,
                          root_days=root_days, intermediate_days=intermediate_days, now=now)
     finally:
+        tokens.close()
         if (directory / "gnupg").is_dir():
             stop_agent(directory / "gnupg")
 
 
 def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject: x509.Name,
-              key_type: str, passphrase: bytes | None, passphrase_file: str | None,
-              root_days: int, intermediate_days: int, now: dt.datetime) -> CeremonyReport:
+              plan: KeyPlan, tokens: TokenPool, passphrase: bytes | None,
+              passphrase_file: str | None, root_days: int, intermediate_days: int,
+              now: dt.datetime) -> CeremonyReport:
     check_home_length(directory / "gnupg")  # before anything is made
     if oneline(root_subject) == oneline(intermediate_subject):
         raise SpoolcaError("the root and intermediate subjects must differ")
+    keys = make_ca_keys(plan, directory / "keys", tokens, passphrase)  # a token fails here
     ensure_dir(directory, 0o750)
     keys_dir = ensure_dir(directory / "keys", PRIVATE_DIR)
     linter = CertificateLinter()
-    root_key, inter_key = generate_key(key_type), generate_key(key_type)
-    root = _sign_ca(root_subject, root_key, None, root_key, root_days, None, now, linter)
-    inter = _sign_ca(intermediate_subject, inter_key, root, root_key, intermediate_days, 0,
-                     now, linter)
-    write_private_key(keys_dir / "root.key.pem", root_key, passphrase)
-    write_private_key(keys_dir / "intermediate.key.pem", inter_key, passphrase)
+    root_key, inter_key = keys["root"], keys["intermediate"]
+    root = _sign_ca(root_subject, root_key.public_key, None, root_key, root_days, None, now,
+                    linter)
+    inter = _sign_ca(intermediate_subject, inter_key.public_key, root, root_key,
+                     intermediate_days, 0, now, linter)
+    root_key.persist(keys_dir / "root.key.pem", passphrase)
+    inter_key.persist(keys_dir / "intermediate.key.pem", passphrase)
     config_path = directory / "spoolca.toml"
-    atomic_write(config_path, render_config(passphrase_file=passphrase_file).encode(), 0o640)
+    token = (str(plan.token[0]), plan.token[1]) if plan.token and plan.in_token else None
+    atomic_write(config_path, render_config(passphrase_file=passphrase_file,
+                                            token_keys=plan.token_labels(),
+                                            pkcs11=token).encode(), 0o640)
     atomic_write(directory / "signers.asc", b"# The ASCII-armored OpenPGP public keys of "
                  b"those who may sign requests: gpg --armor --export FINGERPRINT >> here\n")
     config = load_config(config_path)
@@ -181,13 +190,16 @@ def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject:
         spool = Spool(config.spool_dir)
         spool.create(config.profiles)
         publish_ca_files(spool.outgoing / "ca", root, inter)
-        _first_crls(config, store, root, root_key, inter, inter_key, spool, now)
+        _first_crls(config, store, {"root": (root, root_key), "intermediate": (inter, inter_key)},
+                    spool, now)
         checkpoint(store, audit_key, now)
         export(store, spool.outgoing / "audit", audit_key)
     finally:
         store.close()
     return CeremonyReport(directory, config_path, root, inter, passphrase is not None,
-                          audit_key.fingerprint)
+                          audit_key.fingerprint,
+                          {name: key.store.get("uri") or key.store["path"]
+                           for name, key in keys.items()})
 
 
 def _common_name(cert: x509.Certificate) -> str:
@@ -195,12 +207,13 @@ def _common_name(cert: x509.Certificate) -> str:
     return str(names[0].value) if names else "CA"
 
 
-def _first_crls(config: Config, store: Store, root: x509.Certificate, root_key: PrivateKey,
-                inter: x509.Certificate, inter_key: PrivateKey, spool: Spool,
+def _first_crls(config: Config, store: Store,
+                made: dict[str, tuple[x509.Certificate, NewCAKey]], spool: Spool,
                 now: dt.datetime) -> None:
     """Both CAs publish an (empty) CRL from the start: relying parties can check at once."""
     authorities = {
-        name: IssuingCA(name, cert, FileKeySigner(key), CAURLs(), FileKeySigner(generate_like(key)))
-        for name, cert, key in (("root", root, root_key), ("intermediate", inter, inter_key))}
+        name: IssuingCA(name, cert, key.signer, CAURLs(),
+                        FileKeySigner(generate_like(key.public_key)))
+        for name, (cert, key) in made.items()}
     publish_crls(config, store, authorities, spool.outgoing, now, ["root", "intermediate"],
                  CRLLinter(), "init")

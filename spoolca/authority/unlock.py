@@ -11,17 +11,20 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from spoolca.config import Config
+from spoolca.config import AUTHORITIES, Config
 from spoolca.errors import KeyStoreError
 from spoolca.keys.algorithms import generate_like, load_private_key, read_passphrase
 from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.signer import Signer
+from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
 from spoolca.x509.issuer import IssuingCA
 from spoolca.x509.profiles import CAURLs
 
-__all__ = ["load_audit_key", "load_authorities", "load_ca_certificates"]
+__all__ = ["check_unlock_secret", "key_store", "load_audit_key", "load_authorities",
+           "load_ca_certificates", "token_key"]
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -32,27 +35,66 @@ def load_ca_certificates(store: Store) -> dict[str, x509.Certificate]:
             for name in ("root", "intermediate")}
 
 
-def load_authorities(config: Config, store: Store, names: Iterable[str]) -> dict[str, IssuingCA]:
-    """Unlock the named CAs' keys (one passphrase read) and pair them with certificates."""
+def load_authorities(config: Config, store: Store, names: Iterable[str],
+                     tokens: TokenPool) -> dict[str, IssuingCA]:
+    """Unlock the named CAs' keys (one passphrase read) and pair them with certificates.
+
+    A token key is opened in a session of `tokens`, which the caller closes (logs out)."""
     no_core_dumps()  # before any secret is read
     certificates = load_ca_certificates(store)
     passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
     authorities = {}
     for name in sorted(set(names)):
         settings = config.authorities[name]
-        key = load_private_key(settings.key, passphrase)
         certificate = certificates[name]
-        if key.public_key().public_bytes(*_SPKI) != certificate.public_key().public_bytes(*_SPKI):
-            raise KeyStoreError(f"the key {settings.key} does not belong to the {name} CA "
-                                "certificate in the register")
+        where = token_key(config, name)
+        if where is None:
+            signer: Signer = FileKeySigner(load_private_key(settings.key, passphrase))
+        else:
+            session = tokens.session(where, passphrase)
+            signer = TokenSigner(session, where, token_public_key(session, where))
+        if signer.public_key.public_bytes(*_SPKI) != \
+                certificate.public_key().public_bytes(*_SPKI):
+            raise KeyStoreError(f"the key {where.uri if where else settings.key} does not "
+                                f"belong to the {name} CA certificate in the register")
         authorities[name] = IssuingCA(
             name=name,
             certificate=certificate,
-            signer=FileKeySigner(key),
+            signer=signer,
             urls=CAURLs(settings.crl_url, settings.issuer_url),
-            lint_signer=FileKeySigner(generate_like(key)),
+            lint_signer=FileKeySigner(generate_like(certificate.public_key())),  # type: ignore[arg-type]
         )
     return authorities
+
+
+def token_key(config: Config, name: str) -> TokenKey | None:
+    """Where the CA's key is in a token, or None for a key file."""
+    settings = config.authorities[name]
+    if settings.key_store != "pkcs11" or config.pkcs11_module is None:
+        return None
+    return TokenKey(config.pkcs11_module, config.pkcs11_token, settings.key_label)
+
+
+def key_store(config: Config, name: str) -> dict[str, str]:
+    """What the audit log records of where a CA's key is."""
+    where = token_key(config, name)
+    if where is None:
+        return {"key_store": "file", "path": str(config.authorities[name].key)}
+    return where.describe()
+
+
+def check_unlock_secret(config: Config, secret: bytes) -> None:
+    """KeyStoreError unless `secret` opens every CA key (a file decrypts, a token logs in)."""
+    tokens = TokenPool()
+    try:
+        for name in AUTHORITIES:
+            where = token_key(config, name)
+            if where is None:
+                load_private_key(config.authorities[name].key, secret)
+            else:
+                tokens.session(where, secret)
+    finally:
+        tokens.close()
 
 
 def load_audit_key(config: Config, store: Store) -> ApplianceKey:

@@ -10,10 +10,12 @@ or a missing subject is refused with every problem listed.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from spoolca.errors import ConfigError
 from spoolca.fsutil import write_new
@@ -23,7 +25,10 @@ from spoolca.tomlreader import TableReader
 __all__ = ["apply_ceremony"]
 
 _CA_KEYS = {"dir", "root_subject", "intermediate_subject", "key_type", "root_days",
-            "intermediate_days", "passphrase_file", "encrypted"}
+            "intermediate_days", "passphrase_file", "encrypted", "key_store",
+            "intermediate_key_store", "key_label"}
+_PKCS11_KEYS = {"module", "token"}
+_STORES = ("file", "pkcs11")
 _SHARE_KEYS = {"scheme", "custodians", "out"}
 
 
@@ -35,10 +40,11 @@ def apply_ceremony(args: argparse.Namespace) -> None:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(str(path), [f"not a readable TOML ceremony file: {exc}"]) from None
     reader = TableReader()
-    reader.unknown(raw, {"ca", "shares"}, "")
+    reader.unknown(raw, {"ca", "shares", "pkcs11"}, "")
     ca, shares = reader.table(raw, "ca", ""), reader.table(raw, "shares", "")
     reader.unknown(ca, _CA_KEYS, "ca.")
     reader.unknown(shares, _SHARE_KEYS, "shares.")
+    _key_stores(reader, ca, reader.table(raw, "pkcs11", ""), args)
     for key in ("dir", "root_subject"):
         if not isinstance(ca.get(key), str):
             reader.problems.append(f"ca.{key}: required (a string)")
@@ -68,14 +74,41 @@ def apply_ceremony(args: argparse.Namespace) -> None:
         _rehearsal(args)
 
 
+def _key_stores(reader: TableReader, ca: dict[str, Any], pkcs11: dict[str, Any],
+                args: argparse.Namespace) -> None:
+    """[ca] key_store / intermediate_key_store / key_label and the [pkcs11] token."""
+    reader.unknown(pkcs11, _PKCS11_KEYS, "pkcs11.")
+    args.key_store = reader.get(ca, "key_store", str, args.key_store, "ca.")
+    args.intermediate_key_store = reader.get(ca, "intermediate_key_store", str,
+                                             args.intermediate_key_store, "ca.")
+    for key in ("key_store", "intermediate_key_store"):
+        if getattr(args, key) not in (*_STORES, None):
+            reader.problems.append(f"ca.{key}: \"file\" or \"pkcs11\"")
+    args.key_label = reader.get(ca, "key_label", str, args.key_label, "ca.")
+    args.pkcs11_module = reader.get(pkcs11, "module", str, args.pkcs11_module, "pkcs11.")
+    args.token = reader.get(pkcs11, "token", str, args.token, "pkcs11.")
+    if "pkcs11" in (args.key_store, args.intermediate_key_store) and not (
+            args.pkcs11_module and args.token):
+        reader.problems.append("pkcs11: module and token are required for a key in a token")
+
+
 def _rehearsal(args: argparse.Namespace) -> None:
-    """The same ceremony in a fresh temporary directory, with a throwaway passphrase and
-    share folder: nothing of the real one is read, written or made."""
+    """The same ceremony in a fresh temporary directory, with a throwaway passphrase, share
+    folder and (for token keys) SoftHSM2 token: nothing of the real one is read, written
+    or made, and the real HSM is never opened."""
     place = Path(tempfile.mkdtemp(prefix="spoolca-rehearsal-"))
     args.dir = str(place / "ca")
     if not args.no_passphrase:
         throwaway = place / "throwaway-passphrase"
-        write_new(throwaway, secrets.token_urlsafe(24).encode(), 0o600)
+        pin = secrets.token_urlsafe(24).encode()
+        write_new(throwaway, pin, 0o600)
         args.passphrase_file = str(throwaway)
+        if "pkcs11" in (args.key_store, args.intermediate_key_store):
+            from spoolca.keys.softhsm import make_token, softhsm_module
+
+            args.pkcs11_module = str(softhsm_module())
+            conf = make_token(place / "softhsm", args.token, pin)
+            os.environ["SOFTHSM2_CONF"] = str(conf)  # this process's SoftHSM: the throwaway
+            args.rehearsal_token = conf
     if args.shares:
         args.shares_out = str(place / "shares")

@@ -45,7 +45,8 @@ def scheme(text: str) -> tuple[int, int]:
 
 
 def cmd_shares_split(args: argparse.Namespace) -> int:
-    from spoolca.keys.algorithms import load_private_key, read_passphrase
+    from spoolca.authority.unlock import check_unlock_secret
+    from spoolca.keys.algorithms import read_passphrase
     from spoolca.memory import no_core_dumps
 
     no_core_dumps()  # before the secret is read
@@ -54,7 +55,7 @@ def cmd_shares_split(args: argparse.Namespace) -> int:
         if secret is None:
             raise UsageError("no unlock secret to split: the CA keys are not encrypted, or "
                              "the passphrase file or credential is not readable here")
-        load_private_key(config.authorities["root"].key, secret)  # shares of a wrong one: no
+        check_unlock_secret(config, secret)  # shares of a wrong secret: no
         _recorded(args, config, store, secret, "shares.issued",
                   issue(args, config, store, secret, "shares.issued"))
     return 0

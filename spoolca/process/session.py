@@ -20,9 +20,15 @@ from spoolca.authority.revocation import (
     revoke_in,
 )
 from spoolca.authority.rotation import rotate_unlock_secret
-from spoolca.authority.unlock import load_audit_key, load_authorities, load_ca_certificates
+from spoolca.authority.unlock import (
+    key_store,
+    load_audit_key,
+    load_authorities,
+    load_ca_certificates,
+)
 from spoolca.config import Config
 from spoolca.errors import ClockError, SpoolcaError
+from spoolca.keys.token import TokenPool
 from spoolca.log import get_logger
 from spoolca.openpgp import ApplianceKey, AuditSignatureError, keyring_owner
 from spoolca.process.authorization import SignerCheck
@@ -66,6 +72,7 @@ class CASession:
         self._crl_linter: Future[CRLLinter] | None = None
         self._ca_files_published = False
         self._closing: list[Callable[[], None]] = []
+        self._tokens = TokenPool()  # the PKCS#11 sessions of token keys, logged out at close
         self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
 
@@ -104,8 +111,10 @@ class CASession:
         """One CA, its key unlocked on first use (and recorded): never a key not needed."""
         if name not in self._authorities:
             self._before_unlock()
-            self._authorities[name] = load_authorities(self.config, self.store, [name])[name]
-            self._record_unlock({"authorities": [name]})
+            self._authorities[name] = load_authorities(self.config, self.store, [name],
+                                                       self._tokens)[name]
+            self._record_unlock({"authorities": [name],
+                                 "key_store": key_store(self.config, name)})
         return self._authorities[name]
 
     def audit_key(self) -> ApplianceKey:
@@ -289,6 +298,7 @@ class CASession:
             for stop in self._closing:
                 stop()
             self.workers.shutdown()
+            self._tokens.close()
             self._publisher.close()
             if self._signer_check is not None:
                 self._signer_check.close()
