@@ -215,7 +215,7 @@ def change_pin(where: TokenKey, old: bytes, new: bytes) -> None:
 
     with _session(where, old, rw=True) as session:
         try:
-            session.set_pin(old, new)
+            session.set_pin(_text(old, where), _text(new, where))
         except pkcs11.PKCS11Error as exc:
             raise KeyStoreError(_sentence(exc, where)) from None
 

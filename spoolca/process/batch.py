@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from spoolca.config import Profile
-from spoolca.errors import CSRError, StoreError
+from spoolca.errors import CSRError, KeyStoreError, StoreError
 from spoolca.findings import Finding
 from spoolca.fsutil import read_untrusted
 from spoolca.log import get_logger
@@ -43,9 +43,10 @@ from spoolca.x509.policy import evaluate
 __all__ = ["BATCH_FAULTS", "BATCH_SIZE", "BatchProcessor", "BatchState"]
 
 BATCH_SIZE = 500
-# Faults of the machine, not of one request (disk full, I/O error, a locked register): a
-# batch that meets one rolls back whole and is retried, never answered request by request.
-BATCH_FAULTS = (sqlite3.OperationalError, OSError, StoreError)
+# Faults of the machine, not of one request (disk full, I/O error, a locked register, a
+# token that stopped answering): a batch that meets one rolls back whole and is retried,
+# never answered request by request.
+BATCH_FAULTS = (sqlite3.OperationalError, OSError, StoreError, KeyStoreError)
 _log = get_logger("spoolca.process.batch")
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -314,6 +315,8 @@ class BatchProcessor:
             assert isinstance(again, Outcome), "the earlier copy is recorded by now"
             return again
         signed = signatures[id(planned)]
+        if isinstance(signed, BATCH_FAULTS):
+            raise signed  # the signer failed, not the request: the batch is retried whole
         if isinstance(signed, Exception):
             return self.record.internal_error(tx, planned.item, signed)
         result = self._guarded(tx, planned.item, lambda: self.record_signed(tx, planned, signed))

@@ -117,6 +117,12 @@ class CASession:
                                  "key_store": key_store(self.config, name)})
         return self._authorities[name]
 
+    def forget_keys(self) -> None:
+        """After a key store failed (a token pulled, a PIN refused): the next use unlocks
+        afresh, in new token sessions."""
+        self._authorities.clear()
+        self._tokens.close()
+
     def audit_key(self) -> ApplianceKey:
         """The appliance's OpenPGP key alone: sealing, exports and stick signatures."""
         if self._audit_key is None:

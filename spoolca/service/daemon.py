@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from spoolca.config import Config, load_config
-from spoolca.errors import ClockError, SpoolcaError
+from spoolca.errors import ClockError, KeyStoreError, SpoolcaError
 from spoolca.fsutil import atomic_write, instance_lock, lock_holder
 from spoolca.log import get_logger
 from spoolca.openpgp import keyring_owner, reap_keyrings
@@ -43,6 +43,7 @@ CRL_CHECK_SECONDS = 1.0    # how often the worker asks the register whether a CR
 CRL_RETRY_SECONDS = 60.0   # after a failure (clock, lint), not every turn
 SEAL_SECONDS = 300.0       # a checkpoint at least this often while anything happened
 MAX_BACKOFF = 60.0         # the longest wait between retries of a fault (disk full, ...)
+KEY_RETRY_SECONDS = 10.0   # a CA key that did not open (token missing, wrong PIN) is retried
 _log = get_logger("spoolca.service.daemon")
 
 
@@ -78,6 +79,8 @@ class Daemon:
         self._reload = False
         self._clock_refusal = ""  # why signing is refused now: the clock guard
         self._seal_refusal = ""   # or an audit checkpoint that cannot be signed
+        self._key_refusal = ""    # or a CA key that does not open (token, passphrase)
+        self._next_unlock = 0.0
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
         self._next_crl_check = 0.0
         self._next_seal = 0.0
@@ -137,8 +140,7 @@ class Daemon:
             _log.error("not done at stop; the next start recovers it", reason=str(exc))
 
     def _start(self, store: Store) -> None:
-        for name in sorted(self._session.issuers() | {"root", "intermediate"}):
-            self._session.authority(name)  # a wrong passphrase stops the start, in one line
+        self._unlock()
         self._refresh_crls()
         self._attempt("recording the start", lambda: self._record(
             store, "service.started", {"pid": os.getpid(), "config_sha256": self._config.sha256}))
@@ -164,7 +166,9 @@ class Daemon:
         if time.monotonic() >= self._next_rescan:
             self._watch.rescan()  # incoming/ only: work/ is recovery's, at start or a fault
             self._next_rescan = time.monotonic() + self._config.rescan_seconds
-        ready = self._watch.ready(BATCH_SIZE) if not self._fault else []
+        if self._key_refusal and time.monotonic() >= self._next_unlock:
+            self._unlock()
+        ready = self._watch.ready(BATCH_SIZE) if not (self._fault or self._key_refusal) else []
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
             self._attempt("a batch", lambda: self._process(ready))
@@ -211,6 +215,25 @@ class Daemon:
 
     # -- processing --------------------------------------------------------------------------
 
+    def _unlock(self) -> None:
+        """Every CA key the service signs with, opened before anything is taken. One that
+        does not open (a wrong passphrase or PIN, a token missing or holding the wrong key)
+        is a refusal: requests wait in incoming/, STATUS= says why, and it is retried."""
+        self._next_unlock = time.monotonic() + KEY_RETRY_SECONDS
+        try:
+            for name in sorted(self._session.issuers() | {"root", "intermediate"}):
+                self._session.authority(name)
+        except KeyStoreError as exc:
+            if str(exc) != self._key_refusal:
+                _log.error("refusing to sign: a CA key does not open", reason=str(exc),
+                           retry_in=KEY_RETRY_SECONDS)
+            self._key_refusal = str(exc)
+            self._session.forget_keys()
+            return
+        if self._key_refusal:
+            _log.info("the CA keys open again", was=self._key_refusal)
+        self._key_refusal = ""
+
     def _refuse(self, exc: ClockError) -> None:
         if str(exc) != self._clock_refusal:
             _log.error("refusing to sign", reason=str(exc), floor=exc.floor, now=exc.now)
@@ -250,7 +273,7 @@ class Daemon:
 
     @property
     def _refusal(self) -> str:
-        return self._clock_refusal or self._seal_refusal
+        return self._clock_refusal or self._key_refusal or self._seal_refusal
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -261,6 +284,8 @@ class Daemon:
             step()
         except Exception as exc:
             self._log_failure(exc)
+            if isinstance(exc, KeyStoreError):  # a token pulled mid-batch: open it afresh
+                self._session.forget_keys()
             self._fault_backoff = min(max(2 * self._fault_backoff, 1.0), MAX_BACKOFF)
             self._fault_retry_at = time.monotonic() + self._fault_backoff
             self._fault = f"{what} failed: {exc}"
