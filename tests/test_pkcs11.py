@@ -131,6 +131,9 @@ class TestTokenKeys:
                 }.items() <= unlocked[-1]["key_store"].items()
         record = next((ca.dir / "ceremony").glob("*-init.txt")).read_text()
         assert "pkcs11:token=spoolca;object=spoolca-root" in record
+        status = json.loads(ca.run("status", "--json").stdout)["custody"]
+        assert status["key_store"] == "pkcs11"
+        assert "PKCS#11 token 'spoolca' as 'spoolca-root'" in status["keys"]["root"]
 
     def test_mixed_stores_root_in_the_token_intermediate_in_a_file(self, tmp_path: Path):
         ca = token_ca(tmp_path, "--intermediate-key-store", "file")
@@ -259,3 +262,21 @@ class TestTokenRefusals:
         finally:
             running.stop()
             notify.close()
+
+
+def test_every_token_refusal_has_its_own_sentence():
+    """SoftHSM2 never locks a token, so the sentences of the states it cannot reach are
+    checked against the binding's own exception types."""
+    import pkcs11.exceptions as e
+
+    from spoolca.keys.token import TokenKey, _sentence
+
+    where = TokenKey(Path("/lib/hsm.so"), "ca", "spoolca-root")
+    said = {kind: _sentence(kind(), where) for kind in (
+        e.PinLocked, e.PinIncorrect, e.NoSuchToken, e.TokenNotPresent, e.DeviceRemoved,
+        e.NoSuchKey, e.PinExpired, e.UserPinNotInitialized, e.MultipleObjectsReturned)}
+    assert "locked after too many wrong PINs" in said[e.PinLocked]
+    assert "was removed" in said[e.DeviceRemoved]
+    assert len(set(said.values())) == len(said)  # each its own
+    assert all(s.startswith("the token 'ca' (/lib/hsm.so)") for s in said.values())
+    assert "failed: GeneralError" in _sentence(e.GeneralError(), where)

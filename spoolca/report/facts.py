@@ -47,13 +47,23 @@ def gather(config: Config, store: Store, now: dt.datetime, trip: Trip | None = N
         "expiring": _expiring(config, store, now),
         "totals": _totals(store),
         "audit": _audit(store, appliance_key),
-        "custody": {"key_store": "files", "encrypted_at_rest": True,
-                    "shares": store.meta("shares")},
+        "custody": _custody(config, store),
     }
     if trip is not None:
         facts["trip"] = _trip(config, store, trip, now)
     facts["warnings"] = _warnings(facts)
     return facts
+
+
+def _custody(config: Config, store: Store) -> dict[str, Any]:
+    """Where each CA key is (an encrypted file, or a token and label) and the shares."""
+    keys = {name: (f"in the PKCS#11 token {config.pkcs11_token!r} as {a.key_label!r}"
+                   if a.key_store == "pkcs11" else f"encrypted key file {a.key}")
+            for name, a in config.authorities.items()}
+    stores = {a.key_store for a in config.authorities.values()}
+    return {"key_store": "files" if stores == {"file"} else "pkcs11" if stores == {"pkcs11"}
+            else "mixed", "keys": keys, "encrypted_at_rest": True,
+            "shares": store.meta("shares")}
 
 
 def _days(until: str, now: dt.datetime) -> int:
