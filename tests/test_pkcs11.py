@@ -244,25 +244,32 @@ class TestTokenRefusals:
         assert ed.returncode != 0 and "cannot be made in a token" in ed.stderr
         assert not (tmp_path / "ed").exists()
 
-    def test_the_daemon_says_why_in_status_and_issues_once_the_pin_is_right(
-            self, tmp_path: Path):
+    def test_the_daemon_says_why_in_status_and_issues_once_the_token_is_back(
+            self, tmp_path: Path, token: Path):
+        """The token is not there when the daemon starts: it comes up anyway, STATUS= says
+        why, the request waits; the token comes back and the request is issued, with no
+        restart (the module is re-initialised to see it)."""
         ca = token_ca(tmp_path)
-        (tmp_path / "pin").write_bytes(b"not the pin at all")
+        tokens, away = token.parent / "tokens", token.parent / "away"
+        tokens.rename(away)
+        tokens.mkdir()
         notify = NotifySocket(tmp_path / "notify.sock")
         running = Running(ca, notify)
         try:
             notify.wait_for("READY=1")
             ca.submit("server/wait.csr", pem(make_csr("wait.sample.com")[1]))
-            wait_for(lambda: any("refused the PIN" in m and m.startswith("STATUS=")
-                                 for m in notify.poll()), 20, "a STATUS naming the PIN")
+            wait_for(lambda: any(m.startswith("STATUS=REFUSING TO ISSUE: the token 'spoolca'")
+                                 and "is not present" in m for m in notify.poll()), 20,
+                     "a STATUS naming the missing token")
+            assert (ca.incoming / "server" / "wait.csr").exists()
             assert not (ca.outgoing / "wait").exists()
-            (tmp_path / "pin").write_bytes(PIN)
+            tokens.rmdir()
+            away.rename(tokens)  # plugged back in
             wait_for((ca.outgoing / "wait" / "result.json").exists, 60, "the result")
             assert ca.result("wait")["status"] == "issued"
         finally:
             running.stop()
             notify.close()
-
 
 def test_every_token_refusal_has_its_own_sentence():
     """SoftHSM2 never locks a token, so the sentences of the states it cannot reach are

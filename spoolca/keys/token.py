@@ -76,7 +76,7 @@ class TokenPool:
     def session(self, where: TokenKey, pin: bytes | None, *, rw: bool = False) -> Any:
         slot = (where.module, where.token)
         if slot not in self._sessions:
-            self._sessions[slot] = _open(where, pin, rw=rw)
+            self._sessions[slot] = _open(where, pin, rw=rw, rescan=not self._sessions)
         return self._sessions[slot]
 
     def close(self) -> None:
@@ -229,7 +229,10 @@ def _session(where: TokenKey, pin: bytes | None, *, rw: bool) -> Iterator[Any]:
         pool.close()
 
 
-def _open(where: TokenKey, pin: bytes | None, *, rw: bool) -> Any:
+def _open(where: TokenKey, pin: bytes | None, *, rw: bool, rescan: bool = False) -> Any:
+    """A logged-in session. With `rescan` (no session of this process is open), a token not
+    found is looked for again after re-initialising the module: a module loaded before the
+    token was plugged in (SoftHSM2, some HSMs) lists only what it found at load time."""
     import pkcs11
 
     try:
@@ -238,7 +241,13 @@ def _open(where: TokenKey, pin: bytes | None, *, rw: bool) -> Any:
         raise KeyStoreError(f"failed to load the PKCS#11 module {where.module}: "
                             f"{_detail(exc)}") from None
     try:
-        token = library.get_token(token_label=where.token)
+        try:
+            token = library.get_token(token_label=where.token)
+        except (pkcs11.NoSuchToken, pkcs11.TokenNotPresent):
+            if not rescan:
+                raise
+            library.reinitialize()
+            token = library.get_token(token_label=where.token)
         return token.open(rw=rw, user_pin=_text(pin, where))
     except pkcs11.PKCS11Error as exc:
         raise KeyStoreError(_sentence(exc, where)) from None
