@@ -8,6 +8,7 @@ configuration error. Expected errors are one sentence on stderr; rejections duri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -95,6 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--intermediate-days", type=_positive, default=3653,
                       help="default 3653 (10 y), capped by the root's validity")
     init.set_defaults(func=_command("init:cmd_init"))
+
+    for kind, what in (("openssl", "an OpenSSL CA directory (the how-tos' CA/)"),
+                       ("easyrsa", "an easy-rsa pki/")):
+        importer = commands.add_parser(f"import-{kind}", help=f"bring in {what}")
+        importer.add_argument("source", metavar="DIR")
+        importer.add_argument("--dir", required=True, help="the new state directory")
+        importer.add_argument("--passphrase-file", metavar="F", help="encrypt the keys with "
+                              "the passphrase in F (and read it from there at run time)")
+        importer.add_argument("--no-passphrase", action="store_true",
+                              help="store the CA keys unencrypted (not recommended)")
+        importer.add_argument("--source-passphrase-file", metavar="F",
+                              help="the passphrase of the old CA's key files")
+        importer.add_argument("--resolve", action="append", metavar="CODE=ACTION",
+                              help="how to resolve a discrepancy the check reported")
+        importer.add_argument("--intermediate-subject", metavar="DN", help="a one-level CA "
+                              "gets a new intermediate: its subject (default from the root)")
+        importer.set_defaults(func=_command(f"importing:cmd_import_{kind}"))
 
     process = commands.add_parser("process", help="one pass over incoming/, then exit")
     process.set_defaults(func=_command("ca:cmd_process"))
@@ -254,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_command("register:cmd_show"))
 
     index = commands.add_parser("export-index", help="the register as OpenSSL index.txt")
+    index.add_argument("--authority", choices=("root", "intermediate"),
+                       help="only the certificates this CA issued (its own index.txt)")
+    index.add_argument("--no-updatedb", action="store_true", help="expired entries stay V, "
+                       "as openssl ca leaves them until -updatedb")
     index.set_defaults(func=_command("register:cmd_export_index"))
 
     policy = commands.add_parser("policy", help="policy tools")
@@ -284,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spoolca: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `spoolca list | head`: the reader had enough, as with cat
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+        return 141
     except Exception as exc:  # a bug: one sentence, and where its traceback was kept
         where = record_traceback(exc)
         print(f"spoolca: unexpected error ({type(exc).__name__}: {exc}); this is a bug, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from spoolca.keys.token import TokenPool
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey, check_home_length, stop_agent
 from spoolca.register.audit import checkpoint, export
-from spoolca.register.store import Store
+from spoolca.register.store import Store, Tx
 from spoolca.spool.results import publish_ca_files
 from spoolca.spool.tree import Spool
 from spoolca.x509.crl import CRLLinter
@@ -38,7 +39,8 @@ from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial
 from spoolca.x509.lint import CertificateLinter
 from spoolca.x509.profiles import CAURLs, ca_extensions
 
-__all__ = ["CeremonyReport", "default_intermediate_subject", "init_ca"]
+__all__ = ["CeremonyReport", "default_intermediate_subject", "found_ca", "init_ca",
+           "refuse_existing", "sign_ca"]
 
 ROOT_DAYS = 7305          # 20 years
 INTERMEDIATE_DAYS = 3653  # 10 years
@@ -76,7 +78,7 @@ def default_intermediate_subject(root: x509.Name) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _refuse_existing(directory: Path) -> None:
+def refuse_existing(directory: Path) -> None:
     for name in ("spoolca.toml", "ca.db", "keys"):
         if (directory / name).exists():
             raise AlreadyInitializedError(
@@ -84,7 +86,7 @@ def _refuse_existing(directory: Path) -> None:
                 "Choose a new --dir")
 
 
-def _sign_ca(subject: x509.Name, key: PublicKey, issuer_cert: x509.Certificate | None,
+def sign_ca(subject: x509.Name, key: PublicKey, issuer_cert: x509.Certificate | None,
              issuer: NewCAKey, days: int, path_length: int | None,
              now: dt.datetime, linter: CertificateLinter) -> x509.Certificate:
     not_before = now.replace(microsecond=0)
@@ -130,7 +132,7 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
     on failure: an agent left behind (as root, by an `init` run as root) would sign for
     any process of that user. So is every token session (logged out)."""
     no_core_dumps()  # the keys are made here
-    _refuse_existing(directory)
+    refuse_existing(directory)
     if plan.in_token and passphrase is None:
         raise SpoolcaError("a key in a token needs the token's PIN: give --passphrase-file")
     tokens = TokenPool()
@@ -153,21 +155,35 @@ def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject:
     if oneline(root_subject) == oneline(intermediate_subject):
         raise SpoolcaError("the root and intermediate subjects must differ")
     keys = make_ca_keys(plan, directory / "keys", tokens, passphrase)  # a token fails here
-    ensure_dir(directory, 0o750)
-    keys_dir = ensure_dir(directory / "keys", PRIVATE_DIR)
     linter = CertificateLinter()
     root_key, inter_key = keys["root"], keys["intermediate"]
-    root = _sign_ca(root_subject, root_key.public_key, None, root_key, root_days, None, now,
-                    linter)
-    inter = _sign_ca(intermediate_subject, inter_key.public_key, root, root_key,
-                     intermediate_days, 0, now, linter)
+    root = sign_ca(root_subject, root_key.public_key, None, root_key, root_days, None, now,
+                   linter)
+    inter = sign_ca(intermediate_subject, inter_key.public_key, root, root_key,
+                    intermediate_days, 0, now, linter)
+    token = (str(plan.token[0]), plan.token[1]) if plan.token and plan.in_token else None
+    config_text = render_config(passphrase_file=passphrase_file,
+                                token_keys=plan.token_labels(), pkcs11=token)
+    return found_ca(directory, {"root": (root, root_key), "intermediate": (inter, inter_key)},
+                    config_text=config_text, passphrase=passphrase, now=now,
+                    event="ca.initialized", details={})
+
+
+def found_ca(directory: Path, made: dict[str, tuple[x509.Certificate, NewCAKey]], *,
+             config_text: str, passphrase: bytes | None, now: dt.datetime, event: str,
+             details: dict[str, object],
+             populate: Callable[[Tx], None] | None = None) -> CeremonyReport:
+    """The appliance around two CA certificates and their keys: key files (0400,
+    encrypted), configuration, audit key, register (`populate` adds to init's first
+    transaction: an import's certificates), spool, CA files, first CRLs, sealed log."""
+    check_home_length(directory / "gnupg")
+    ensure_dir(directory, 0o750)
+    keys_dir = ensure_dir(directory / "keys", PRIVATE_DIR)
+    (root, root_key), (inter, inter_key) = made["root"], made["intermediate"]
     root_key.persist(keys_dir / "root.key.pem", passphrase)
     inter_key.persist(keys_dir / "intermediate.key.pem", passphrase)
     config_path = directory / "spoolca.toml"
-    token = (str(plan.token[0]), plan.token[1]) if plan.token and plan.in_token else None
-    atomic_write(config_path, render_config(passphrase_file=passphrase_file,
-                                            token_keys=plan.token_labels(),
-                                            pkcs11=token).encode(), 0o640)
+    atomic_write(config_path, config_text.encode(), 0o640)
     atomic_write(directory / "signers.asc", b"# The ASCII-armored OpenPGP public keys of "
                  b"those who may sign requests: gpg --armor --export FINGERPRINT >> here\n")
     config = load_config(config_path)
@@ -175,12 +191,15 @@ def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject:
                                     name=f"spoolca audit {_common_name(root)}")
     store = Store(config.database, create=True)
     try:
-        with store.transaction("init", now) as tx:
+        with store.transaction(event.removeprefix("ca."), now) as tx:
             tx.add_authority("root", None, root.public_bytes(Encoding.DER))
             tx.add_authority("intermediate", "root", inter.public_bytes(Encoding.DER))
             tx.set_meta("config_sha256", config.sha256)
             tx.set_meta("audit_key_fingerprint", audit_key.fingerprint)
-            tx.record("ca.initialized", {
+            if populate is not None:
+                populate(tx)
+            tx.record(event, {
+                **details,
                 "root": _ca_summary(root, root_key),
                 "intermediate": _ca_summary(inter, inter_key),
                 "keys_encrypted": passphrase is not None,
@@ -190,8 +209,7 @@ def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject:
         spool = Spool(config.spool_dir)
         spool.create(config.profiles)
         publish_ca_files(spool.outgoing / "ca", root, inter)
-        _first_crls(config, store, {"root": (root, root_key), "intermediate": (inter, inter_key)},
-                    spool, now)
+        _first_crls(config, store, made, spool, now, event.removeprefix("ca."))
         checkpoint(store, audit_key, now)
         export(store, spool.outgoing / "audit", audit_key)
     finally:
@@ -199,7 +217,7 @@ def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject:
     return CeremonyReport(directory, config_path, root, inter, passphrase is not None,
                           audit_key.fingerprint,
                           {name: key.store.get("uri") or key.store["path"]
-                           for name, key in keys.items()})
+                           for name, (_cert, key) in made.items()})
 
 
 def _common_name(cert: x509.Certificate) -> str:
@@ -209,11 +227,11 @@ def _common_name(cert: x509.Certificate) -> str:
 
 def _first_crls(config: Config, store: Store,
                 made: dict[str, tuple[x509.Certificate, NewCAKey]], spool: Spool,
-                now: dt.datetime) -> None:
+                now: dt.datetime, actor: str) -> None:
     """Both CAs publish an (empty) CRL from the start: relying parties can check at once."""
     authorities = {
         name: IssuingCA(name, cert, key.signer, CAURLs(),
                         FileKeySigner(generate_like(key.public_key)))
         for name, (cert, key) in made.items()}
     publish_crls(config, store, authorities, spool.outgoing, now, ["root", "intermediate"],
-                 CRLLinter(), "init")
+                 CRLLinter(), actor)

@@ -27,7 +27,7 @@ __all__ = ["cmd_init"]
 MIN_PASSPHRASE = 8
 
 
-def _init_passphrase(args: argparse.Namespace) -> bytes | None:
+def init_passphrase(args: argparse.Namespace) -> bytes | None:
     if args.passphrase_file and args.no_passphrase:
         raise UsageError("--passphrase-file and --no-passphrase contradict each other; give one")
     if args.no_passphrase:
@@ -66,7 +66,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise UsageError("--rehearse rehearses a --ceremony FILE")
     if not args.dir:
         raise UsageError("init needs --dir DIR (or a --ceremony file that names it)")
-    passphrase = _init_passphrase(args)
+    passphrase = init_passphrase(args)
     try:
         root_subject = parse_subject(args.root_subject)
         inter_subject = parse_subject(args.intermediate_subject) if args.intermediate_subject \

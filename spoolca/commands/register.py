@@ -57,5 +57,6 @@ def cmd_export_index(args: argparse.Namespace) -> int:
     with opened(args) as (_config, store):
         out = sys.stdout
         for record in store.certificate_summaries():  # streamed: a million lines, no list
-            out.write(index_line(record, now))
+            if args.authority is None or record.issuer == args.authority:
+                out.write(index_line(record, now, updatedb=not args.no_updatedb))
     return 0

@@ -36,7 +36,9 @@ def renew(batch: BatchProcessor, serial: str) -> Outcome:
     ca = session.authority(profile.issuer)
     session.require_audit_trail()
     batch.linter()
-    _output, file_name = session.store.submissions_for(record.request_sha256)[-1]
+    submitted = session.store.submissions_for(record.request_sha256)
+    # An imported certificate's request came with the old CA, not as a submission.
+    file_name = submitted[-1][1] if submitted else f"renewed-{serial}.csr"
     item = Prepared(None, record.request_sha256, load_request(der), None, False,
                     renewal_name=file_name)
     with session.store.transaction(session.actor, now) as tx:

@@ -243,12 +243,13 @@ class Store:
         return list(self.certificate_summaries(with_der=True))
 
     def certificate_summaries(self, *, with_der: bool = False) -> Iterator[CertificateRecord]:
-        """The register in issuance order, one row at a time; without each certificate's
-        DER unless asked (`list` and `export-index` of a million certificates read 60 MB
-        of text instead of a gigabyte of certificates)."""
+        """The register in the order it was recorded (issuance, or an imported index.txt's
+        own order, so export-index gives its lines back as they were), one row at a time;
+        without each certificate's DER unless asked (`list` and `export-index` of a
+        million certificates read 60 MB of text instead of a gigabyte of certificates)."""
         columns = CERT_COLUMNS if with_der else CERT_COLUMNS.replace(" der,", " X'' AS der,")
         rows = self._conn.execute(f"SELECT {columns} FROM certificates "
-                                  "ORDER BY not_before, rowid")
+                                  "ORDER BY rowid")
         return (CertificateRecord(*row) for row in rows)
 
     def ending_between(self, start: str, end: str, limit: int | None = None

@@ -109,6 +109,17 @@ class Tx:
              record.not_before, record.not_after, record.der, None, None, None, None),
         )
 
+    def add_imported_certificate(self, record: CertificateRecord, crl_entry: bytes | None
+                                 ) -> None:
+        """A certificate another CA program issued: its revocation (if any) as recorded
+        there, with its CRL entry already encoded."""
+        self._conn.execute(
+            f"INSERT INTO certificates ({CERT_COLUMNS}, crl_entry) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record.serial, record.issuer, record.request_sha256, record.profile, record.subject,
+             record.not_before, record.not_after, record.der, record.revoked_at,
+             record.revocation_reason, record.invalidity_date, None, crl_entry))
+
     def set_request_serial(self, sha256: str, serial: str) -> None:
         """A renewal: the request's one current certificate is now `serial`."""
         self._conn.execute("UPDATE requests SET serial = ?, decided_at = ? WHERE sha256 = ?",

@@ -21,6 +21,7 @@ __all__ = ["CRLStatus", "crl_status", "index_line", "normalize_serial", "record_
            "select", "show_text"]
 
 _STATUS_LETTER = {"valid": "V", "revoked": "R", "expired": "E"}
+_OPENSSL_REASON = {"cACompromise": "CACompromise"}  # apps/ca.c crl_reasons spells it so
 
 
 def normalize_serial(text: str) -> str:
@@ -38,16 +39,28 @@ def _asn1_time(moment: dt.datetime) -> str:
         else moment.strftime("%Y%m%d%H%M%SZ")
 
 
-def index_line(record: CertificateRecord, now: dt.datetime) -> str:
-    """One index.txt line, byte for byte as `openssl ca` writes it (after -updatedb)."""
+def index_line(record: CertificateRecord, now: dt.datetime, *, updatedb: bool = True) -> str:
+    """One index.txt line, byte for byte as `openssl ca` writes it: after `-updatedb`
+    (expired entries E), or with `updatedb=False` as it leaves them until then (V)."""
     status = _STATUS_LETTER[record.status(now)]
-    revocation = ""
-    if record.revoked_at:
-        revocation = parse_time(record.revoked_at).strftime("%y%m%d%H%M%SZ")
-        if record.revocation_reason:
-            revocation += f",{record.revocation_reason}"
+    if status == "E" and not updatedb:
+        status = "V"
     expiry = _asn1_time(parse_time(record.not_after))
-    return f"{status}\t{expiry}\t{revocation}\t{record.serial}\tunknown\t{record.subject}\n"
+    return (f"{status}\t{expiry}\t{_revocation_field(record)}\t{record.serial}\tunknown\t"
+            f"{record.subject}\n")
+
+
+def _revocation_field(record: CertificateRecord) -> str:
+    """`date[,reason]` as apps/ca.c make_revocation_str writes it: a compromise with a
+    time is `keyTime,TIME` or `CAkeyTime,TIME`; no reason given, the date alone."""
+    if not record.revoked_at:
+        return ""
+    field = parse_time(record.revoked_at).strftime("%y%m%d%H%M%SZ")
+    reason = record.revocation_reason
+    if reason in ("keyCompromise", "cACompromise") and record.invalidity_date:
+        kind = "keyTime" if reason == "keyCompromise" else "CAkeyTime"
+        return f"{field},{kind},{parse_time(record.invalidity_date):%Y%m%d%H%M%SZ}"
+    return f"{field},{_OPENSSL_REASON.get(reason, reason)}" if reason else field
 
 
 def select(records: list[CertificateRecord], now: dt.datetime, *, status: str | None = None,

@@ -1,0 +1,251 @@
+"""`spoolca import-openssl` / `import-easyrsa`: an existing CA brought in whole.
+
+The source is read and checked first (importsource); while any discrepancy is left
+unresolved nothing is written. Then the new appliance is founded as init founds one, with
+the old CA certificates and keys (re-encrypted under spoolca's passphrase), every issued
+certificate in the old index's own order (so `export-index` gives the index back byte for
+byte), every revocation with its date and reason (encoded once, for the CRLs), the CSRs
+that match a certificate (so `renew` works), the old CRL number (the next CRL is
+numbered above it), the old policy as [policy.dn], and one audit entry with the SHA-256
+of every file read.
+
+A CA of one level (the root how-to's flat CA/, an easy-rsa pki/) becomes spoolca's root;
+spoolca's model issues from an intermediate, so a new one is made under it (its key like
+the root's), and relying parties keep their trust anchor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from spoolca.authority.ceremony import (
+    INTERMEDIATE_DAYS,
+    CeremonyReport,
+    default_intermediate_subject,
+    found_ca,
+    refuse_existing,
+    sign_ca,
+)
+from spoolca.authority.importsource import Discrepancy, Source, SourceCA, key_matches, read_source
+from spoolca.authority.newkeys import NewCAKey
+from spoolca.configtext import render_config
+from spoolca.errors import KeyStoreError, SpoolcaError
+from spoolca.keys.algorithms import PrivateKey, generate_like
+from spoolca.keys.filekey import FileKeySigner
+from spoolca.memory import no_core_dumps
+from spoolca.openpgp import stop_agent
+from spoolca.register.records import CertificateRecord, CRLRecord
+from spoolca.register.store import Tx, format_time
+from spoolca.x509.crl import RevokedEntry, encode_entry
+from spoolca.x509.lint import CertificateLinter
+
+__all__ = ["ImportRefusedError", "ImportReport", "import_ca"]
+
+SHOWN = 20  # discrepancies listed in the refusal; the rest counted
+
+
+class ImportRefusedError(SpoolcaError):
+    """The source disagrees with itself; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    ceremony: CeremonyReport
+    certificates: int
+    revoked: int
+    skipped: int
+    requests: int
+    unmatched_requests: int
+    new_intermediate: bool
+    next_crl: dict[str, int]
+
+
+def import_ca(source_dir: Path, kind: str, directory: Path, *, passphrase: bytes | None,
+              passphrase_file: str | None, source_passphrase: bytes | None,
+              resolutions: Mapping[str, str], now: dt.datetime,
+              intermediate_subject: x509.Name | None = None) -> ImportReport:
+    """Check the source, then found the appliance around it (see the module's text)."""
+    no_core_dumps()  # the old CA keys are read here
+    refuse_existing(directory)
+    source = read_source(source_dir, kind)
+    keys = {ca.role: _source_key(ca, source_passphrase) for ca in source.cas}
+    _refuse_unresolved(source.problems, resolutions)
+    made = {ca.role: (ca.certificate, _file_key(keys[ca.role], directory, ca.role))
+            for ca in source.cas}
+    if "intermediate" not in made:
+        made["intermediate"] = _new_intermediate(made["root"], intermediate_subject,
+                                                 directory, now)
+    tally = _Tally()
+    try:
+        report = found_ca(
+            directory, made, config_text=_config_text(source.cas[0], passphrase_file),
+            passphrase=passphrase, now=now, event="ca.imported",
+            details={"source": str(source.folder), "kind": kind,
+                     "files_read": source.read, "resolutions": dict(resolutions),
+                     "discrepancies": [f"{p.code}: {p.message}" for p in source.problems]},
+            populate=lambda tx: _populate(tx, source, resolutions, now, tally))
+    finally:
+        if (directory / "gnupg").is_dir():
+            stop_agent(directory / "gnupg")
+    return ImportReport(report, tally.certificates, tally.revoked, tally.skipped,
+                        tally.requests, len(source.csrs) - tally.requests,
+                        len(source.cas) == 1, tally.next_crl)
+
+
+@dataclass
+class _Tally:
+    certificates: int = 0
+    revoked: int = 0
+    skipped: int = 0
+    requests: int = 0
+    next_crl: dict[str, int] = field(default_factory=dict)
+
+
+def _refuse_unresolved(problems: list[Discrepancy], resolutions: Mapping[str, str]) -> None:
+    for code, action in resolutions.items():
+        allowed = {p.code: p.actions for p in problems}
+        if code in allowed and action not in allowed[code]:
+            raise ImportRefusedError(f"--resolve {code}={action}: {code} takes "
+                                     f"{' or '.join(allowed[code]) or 'no resolution'}")
+    left = [p for p in problems if resolutions.get(p.code) not in p.actions]
+    if not left:
+        return
+    shown = "; ".join(f"{p.code}: {p.message}" + (f" (--resolve {p.code}="
+                                                   f"{'|'.join(p.actions)})" if p.actions
+                                                   else " (cannot be resolved)")
+                      for p in left[:SHOWN])
+    more = f"; and {len(left) - SHOWN} more" if len(left) > SHOWN else ""
+    raise ImportRefusedError(f"nothing was imported: {len(left)} discrepancies: {shown}{more}")
+
+
+def _source_key(ca: SourceCA, passphrase: bytes | None) -> PrivateKey:
+    data = ca.key_file.read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, passphrase)
+    except TypeError:
+        raise KeyStoreError(f"the {ca.role} CA key {ca.key_file} is encrypted: give "
+                            "--source-passphrase-file") from None
+    except ValueError:
+        raise KeyStoreError(f"failed to read the {ca.role} CA key {ca.key_file}: a wrong "
+                            "--source-passphrase-file, or not a PEM key") from None
+    if not key_matches(ca, key):
+        raise ImportRefusedError(f"nothing was imported: key-mismatch: {ca.key_file} does not "
+                                 f"belong to the {ca.role} CA certificate")
+    return key  # type: ignore[return-value]
+
+
+def _file_key(key: PrivateKey, directory: Path, role: str) -> NewCAKey:
+    return NewCAKey(key.public_key(), FileKeySigner(key),
+                    {"key_store": "file", "path": str(directory / "keys" / f"{role}.key.pem")},
+                    key)
+
+
+def _new_intermediate(root: tuple[x509.Certificate, NewCAKey], subject: x509.Name | None,
+                      directory: Path, now: dt.datetime) -> tuple[x509.Certificate, NewCAKey]:
+    root_cert, root_key = root
+    assert root_key.file_key is not None
+    new = _file_key(generate_like(root_key.file_key), directory, "intermediate")
+    cert = sign_ca(subject or default_intermediate_subject(root_cert.subject),
+                   new.public_key, root_cert, root_key, INTERMEDIATE_DAYS, 0, now,
+                   CertificateLinter())
+    return cert, new
+
+
+def _config_text(root: SourceCA, passphrase_file: str | None) -> str:
+    """init's configuration, with the old CA's policy_match as [policy.dn]."""
+    text = render_config(passphrase_file=passphrase_file)
+    policy = {name: rule for name, rule in root.policy.items()
+              if rule in ("match", "supplied", "optional")}
+    if policy:
+        block = "".join(f'{name} = "{rule}"\n' for name, rule in policy.items())
+        text = re.sub(r"(\[policy\.dn\]\n(?:#.*\n)*)(?:\w+ = \"\w+\"\n)+", lambda m: m.group(1)
+                      + "# From the imported CA's openssl.cnf policy section.\n" + block,
+                      text, count=1)
+    return (text.replace("preserve_dn = false", f"preserve_dn = {str(root.preserve_dn).lower()}")
+            .replace("email_in_dn = false", f"email_in_dn = {str(root.email_in_dn).lower()}"))
+
+
+def _populate(tx: Tx, source: Source, resolutions: Mapping[str, str], now: dt.datetime,
+              tally: _Tally) -> None:
+    """Everything the old CA issued, in its index's order, then what it left unlisted."""
+    requests = _requests_by_key(source)
+    for ca in source.cas:
+        for entry in ca.entries:
+            cert = ca.issued.get(entry.serial)
+            if cert is None:  # resolved: skip
+                tally.skipped += 1
+                continue
+            _add(tx, ca.role, entry.serial, entry.subject, cert, entry.revoked_at,
+                 entry.reason, entry.invalidity, requests, tally)
+        for serial, cert in ca.unlisted.items():
+            if resolutions.get("unlisted-certificate") == "import":
+                from spoolca.dn import oneline
+
+                _add(tx, ca.role, serial, oneline(cert.subject), cert, None, None, None,
+                     requests, tally)
+            else:
+                tally.skipped += 1
+        if ca.next_crl_number is not None and ca.next_crl_number > 1:
+            last = ca.next_crl_number - 1  # the old CA's last; ours is numbered above it
+            tx.add_crl(CRLRecord(ca.role, last, format_time(now), format_time(now), 0,
+                                 "imported"))
+            tally.next_crl[ca.role] = last + 1
+
+
+def _add(tx: Tx, issuer: str, serial: str, subject: str, cert: x509.Certificate,
+         revoked_at: dt.datetime | None, reason: str | None, invalidity: dt.datetime | None,
+         requests: dict[bytes, tuple[str, bytes]], tally: _Tally) -> None:
+    der = cert.public_bytes(Encoding.DER)
+    profile = _profile(cert)
+    request = requests.get(_spki(cert.public_key()))
+    if request is not None and tx.find_request(request[0]) is None:
+        tx.add_request(request[0], profile, "issued", request[1], [], serial)
+        tally.requests += 1
+    request_sha256 = request[0] if request else "imported:" + hashlib.sha256(der).hexdigest()
+    tx.add_imported_certificate(CertificateRecord(
+        serial, issuer, request_sha256, profile, subject,
+        format_time(cert.not_valid_before_utc), format_time(cert.not_valid_after_utc), der,
+        format_time(revoked_at) if revoked_at else None, reason,
+        format_time(invalidity) if invalidity else None),
+        encode_entry(RevokedEntry(cert.serial_number, revoked_at, reason or "unspecified",
+                                  invalidity)) if revoked_at else None)
+    tally.certificates += 1
+    tally.revoked += revoked_at is not None
+
+
+def _requests_by_key(source: Source) -> dict[bytes, tuple[str, bytes]]:
+    found = {}
+    for _path, csr in source.csrs:
+        der = csr.public_bytes(Encoding.DER)
+        found[_spki(csr.public_key())] = (hashlib.sha256(der).hexdigest(), der)
+    return found
+
+
+def _spki(key: object) -> bytes:
+    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _profile(cert: x509.Certificate) -> str:
+    """The spoolca profile a certificate of the old CA corresponds to (for renewal)."""
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "subca"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "server"
+    if x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in usages:
+        return "server"
+    return "client" if x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usages else "server"

@@ -1,0 +1,331 @@
+"""A CA made by hand (the OpenSSL how-tos) or by easy-rsa, read and checked before import.
+
+Nothing is written here. Every file read is hashed (the import's audit entry lists them),
+and every disagreement between the files is a Discrepancy: an index line without its
+certificate, a certificate the index does not list, a serial file behind the largest
+serial, a key that does not belong to its certificate, two valid certificates for one
+subject. The importer refuses while one is unresolved.
+
+Layouts: `import-openssl DIR` takes the root how-to's flat `CA/` (cacert.pem,
+private/cakey.pem) or the intermediate how-to's root with `intermediate/` below it; paths
+come from each folder's openssl.cnf ([ ca ] default_ca), with `$dir` taken as the folder
+the file is in (the CA may have moved, e.g. copied from a stick). `import-easyrsa PKI`
+takes easy-rsa's pki/ (ca.crt, private/ca.key, issued/, certs_by_serial/, revoked/, reqs/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from spoolca.errors import SpoolcaError
+from spoolca.register.openssl_index import IndexEntry, IndexFileError, parse_index
+
+__all__ = ["Discrepancy", "Source", "SourceCA", "read_source"]
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_PEM_CSR = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.+?-----END (?:NEW )?"
+                      rb"CERTIFICATE REQUEST-----", re.S)
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    """A disagreement in the source; `actions` are what --resolve CODE=ACTION accepts
+    (none: it cannot be imported as it is)."""
+
+    code: str
+    message: str
+    actions: tuple[str, ...] = ()
+
+
+@dataclass
+class SourceCA:
+    """One CA of the source: its certificate, key file, index and what it issued."""
+
+    role: str                        # "root" or "intermediate" in spoolca's terms
+    folder: Path
+    certificate: x509.Certificate
+    key_file: Path
+    index_file: Path
+    entries: list[IndexEntry]
+    issued: dict[str, x509.Certificate]     # serial (index form) -> certificate file
+    unlisted: dict[str, x509.Certificate]   # issued by this CA, but not in the index
+    next_crl_number: int | None             # crlnumber: the next the old CA would use
+    policy: dict[str, str] = field(default_factory=dict)
+    preserve_dn: bool = False
+    email_in_dn: bool = False
+
+
+@dataclass
+class Source:
+    kind: str                        # "openssl" or "easyrsa"
+    folder: Path
+    cas: list[SourceCA]              # the root first
+    csrs: list[tuple[Path, x509.CertificateSigningRequest]]
+    read: dict[str, str]             # every file read (relative path) -> SHA-256
+    problems: list[Discrepancy]
+
+
+def read_source(folder: Path, kind: str) -> Source:
+    """The source CA directory, read and checked; SpoolcaError if it is not one."""
+    if not folder.is_dir():
+        raise SpoolcaError(f"{folder} is not a directory")
+    source = Source(kind, folder.resolve(), [], [], {}, [])
+    if kind == "easyrsa":
+        source.cas.append(_easyrsa_ca(source, source.folder))
+    else:
+        source.cas.append(_openssl_ca(source, source.folder, "root"))
+        if (source.folder / "intermediate").is_dir():
+            source.cas.append(_openssl_ca(source, source.folder / "intermediate",
+                                          "intermediate"))
+    _check_chain(source)
+    for ca in source.cas:
+        _check_index(source, ca)
+    _find_requests(source)
+    return source
+
+
+def _find_requests(source: Source) -> None:
+    """CSRs: *.csr and *.req files (PEM or DER; easy-rsa's reqs/, the how-to's csr/), and
+    PEM requests in *.pem files (the root how-to's req.pem)."""
+    for path in _files(source.folder, ("*.csr", "*.req", "*.pem")):
+        if "private" in path.relative_to(source.folder).parts:
+            continue
+        data = _read(source, path)
+        blocks = _PEM_CSR.findall(data)
+        if path.suffix == ".pem" and not blocks:
+            continue
+        try:
+            for block in blocks or [data]:
+                source.csrs.append((path, _load_csr(block)))
+        except ValueError:
+            source.problems.append(Discrepancy("unreadable-request", f"{_rel(source, path)} "
+                                               "is not a PEM or DER CSR", ("skip",)))
+
+
+# -- the two layouts -------------------------------------------------------------------------
+
+def _openssl_ca(source: Source, folder: Path, role: str) -> SourceCA:
+    cnf = folder / "openssl.cnf"
+    settings: dict[str, str] = {}
+    policy: dict[str, str] = {}
+    if cnf.is_file():
+        sections = _parse_cnf(_read(source, cnf).decode("utf-8", "replace"))
+        section = sections.get(sections.get("ca", {}).get("default_ca", "CA_default"), {})
+        settings = {key: _rebase(value, section.get("dir", ""), folder)
+                    for key, value in section.items()}
+        policy = sections.get(section.get("policy", ""), {})
+    certificate = _first_file(folder, settings.get("certificate"),
+                              ("cacert.pem", "certs/ca.cert.pem",
+                               f"certs/{role}.cert.pem"), "the CA certificate")
+    key = _first_file(folder, settings.get("private_key"),
+                      ("private/cakey.pem", "private/ca.key.pem", f"private/{role}.key.pem"),
+                      "the CA key")
+    return _ca(source, role, folder, certificate, key,
+               Path(settings.get("database") or folder / "index.txt"),
+               Path(settings.get("serial") or folder / "serial"),
+               Path(settings.get("crlnumber") or folder / "crlnumber"), policy,
+               preserve=settings.get("preserve", "no").lower() == "yes",
+               email=settings.get("email_in_dn", "yes").lower() == "yes")
+
+
+def _easyrsa_ca(source: Source, pki: Path) -> SourceCA:
+    for needed in ("ca.crt", "private/ca.key", "index.txt"):
+        if not (pki / needed).is_file():
+            raise SpoolcaError(f"{pki} is not an easy-rsa PKI: {needed} is missing")
+    # easy-rsa's default is cn_only: every request's DN is its CN, nothing matched.
+    return _ca(source, "root", pki, pki / "ca.crt", pki / "private" / "ca.key",
+               pki / "index.txt", pki / "serial", pki / "crlnumber",
+               {"commonName": "supplied"}, preserve=False, email=False)
+
+
+def _ca(source: Source, role: str, folder: Path, certificate: Path, key: Path, index: Path,
+        serial: Path, crlnumber: Path, policy: dict[str, str], *, preserve: bool,
+        email: bool) -> SourceCA:
+    try:
+        cert = x509.load_pem_x509_certificate(_read(source, certificate))
+    except ValueError:
+        raise SpoolcaError(f"{certificate} is not a PEM certificate") from None
+    if not index.is_file():
+        raise SpoolcaError(f"the {role} CA's database {index} is missing")
+    try:
+        entries = parse_index(_read(source, index))
+    except IndexFileError as exc:
+        raise SpoolcaError(f"{index}: {exc}") from None
+    issued, unlisted = _issued_by(source, folder, cert, {e.serial for e in entries})
+    ca = SourceCA(role, folder, cert, key, index, entries, issued, unlisted,
+                  _counter(source, crlnumber), policy, preserve, email)
+    next_serial = _counter(source, serial)
+    largest = max((int(e.serial, 16) for e in entries), default=0)
+    if next_serial is not None and entries and next_serial <= largest:
+        source.problems.append(Discrepancy(
+            "serial-behind", f"{_rel(source, serial)} says the next serial is "
+            f"{next_serial:X}, but the index already holds {largest:X} (spoolca draws "
+            "random 127-bit serials and never re-uses one, so this only tells the old CA "
+            "was edited by hand)", ("ignore",)))
+    return ca
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+def _check_chain(source: Source) -> None:
+    root = source.cas[0].certificate
+    if root.issuer != root.subject or not _signed_by(root, root):
+        raise SpoolcaError(f"the CA certificate in {source.cas[0].folder} is not self-signed: "
+                           "only a CA whose root is in the directory can be imported")
+    if len(source.cas) == 2 and not _signed_by(source.cas[1].certificate, root):
+        raise SpoolcaError("the intermediate CA certificate is not signed by the root's key")
+
+
+def _check_index(source: Source, ca: SourceCA) -> None:
+    valid_subjects: dict[str, str] = {}
+    for entry in ca.entries:
+        cert = ca.issued.get(entry.serial)
+        where = f"{_rel(source, ca.index_file)} line {entry.line_number} (serial {entry.serial})"
+        if cert is None:
+            source.problems.append(Discrepancy(
+                "missing-certificate", f"{where}: no certificate file with this serial "
+                f"issued by the {ca.role} CA", ("skip",)))
+            continue
+        ends = cert.not_valid_after_utc
+        if ends != entry.expiry:
+            source.problems.append(Discrepancy(
+                "index-mismatch", f"{where}: the index says it ends "
+                f"{entry.expiry:%Y-%m-%d %H:%M:%S}, its certificate "
+                f"{ends:%Y-%m-%d %H:%M:%S}"))
+        if entry.status == "V":
+            earlier = valid_subjects.setdefault(entry.subject, entry.serial)
+            if earlier != entry.serial:
+                source.problems.append(Discrepancy(
+                    "duplicate-subject", f"{where}: {entry.subject} is also serial {earlier}, "
+                    "and both are valid", ("keep",)))
+    for serial in sorted(ca.unlisted):
+        source.problems.append(Discrepancy(
+            "unlisted-certificate", f"a certificate issued by the {ca.role} CA, serial "
+            f"{serial}, is not in {_rel(source, ca.index_file)}", ("import", "skip")))
+
+
+def key_matches(ca: SourceCA, key: object) -> bool:
+    public = key.public_key().public_bytes(*_SPKI)  # type: ignore[attr-defined]
+    return bool(public == ca.certificate.public_key().public_bytes(*_SPKI))
+
+
+# -- files -------------------------------------------------------------------------------------
+
+def _issued_by(source: Source, folder: Path, ca: x509.Certificate, listed: set[str]
+               ) -> tuple[dict[str, x509.Certificate], dict[str, x509.Certificate]]:
+    """Certificates in the folder's files that this CA signed, by serial: those the index
+    lists, and those it does not."""
+    issued: dict[str, x509.Certificate] = {}
+    unlisted: dict[str, x509.Certificate] = {}
+    for path in _files(folder, ("*.pem", "*.crt", "*.cer")):
+        if "private" in path.relative_to(folder).parts:
+            continue
+        for block in _PEM_CERT.findall(_read(source, path)):
+            try:
+                cert = x509.load_pem_x509_certificate(block)
+            except ValueError:
+                continue
+            if cert.issuer != ca.subject or cert == ca or not _signed_by(cert, ca):
+                continue
+            serial = f"{cert.serial_number:X}"
+            serial = serial if len(serial) % 2 == 0 else "0" + serial
+            (issued if serial in listed else unlisted).setdefault(serial, cert)
+    return issued, unlisted
+
+
+def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    found = {path for pattern in patterns for path in folder.rglob(pattern) if path.is_file()}
+    return sorted(found)
+
+
+def _read(source: Source, path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpoolcaError(f"failed to read {path}: {exc.strerror}") from None
+    source.read[_rel(source, path)] = hashlib.sha256(data).hexdigest()
+    return data
+
+
+def _rel(source: Source, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(source.folder))
+    except ValueError:
+        return str(path)
+
+
+def _counter(source: Source, path: Path) -> int | None:
+    """serial / crlnumber: one hexadecimal number, the next the old CA would use."""
+    if not path.is_file():
+        return None
+    text = _read(source, path).decode("ascii", "replace").strip()
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise SpoolcaError(f"{path} does not hold a hexadecimal number") from None
+
+
+def _first_file(folder: Path, named: str | None, defaults: tuple[str, ...], what: str) -> Path:
+    candidates = [Path(named)] if named else [folder / d for d in defaults]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise SpoolcaError(f"{what} is not in {folder} (looked for "
+                       f"{', '.join(str(c) for c in candidates)})")
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _load_csr(data: bytes) -> x509.CertificateSigningRequest:
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_csr(data)
+    return x509.load_der_x509_csr(data)
+
+
+# -- openssl.cnf -------------------------------------------------------------------------------
+
+def _parse_cnf(text: str) -> dict[str, dict[str, str]]:
+    """Sections of `key = value` lines, `$var` expanded from the section or the top."""
+    sections: dict[str, dict[str, str]] = {"": {}}
+    current = sections[""]
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1].strip(), {})
+            continue
+        if "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            current[key] = _expand(value, current, sections[""])
+    return sections
+
+
+def _expand(value: str, section: dict[str, str], top: dict[str, str]) -> str:
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return section.get(name) or top.get(name, match.group(0))
+
+    return _VAR.sub(variable, value)
+
+
+def _rebase(value: str, old_dir: str, folder: Path) -> str:
+    """A path under the cnf's `dir` (where the CA was made), under `folder` (where it is)."""
+    if old_dir and (value == old_dir or value.startswith(old_dir.rstrip("/") + "/")):
+        return str(folder / value[len(old_dir):].lstrip("/"))
+    return value if Path(value).is_absolute() else str(folder / value)
