@@ -35,7 +35,14 @@ from spoolca.authority.ceremony import (
     refuse_existing,
     sign_ca,
 )
-from spoolca.authority.importsource import Discrepancy, Source, SourceCA, key_matches, read_source
+from spoolca.authority.importsource import (
+    Discrepancy,
+    Source,
+    SourceCA,
+    key_matches,
+    read_file,
+    read_source,
+)
 from spoolca.authority.newkeys import NewCAKey
 from spoolca.configtext import render_config
 from spoolca.errors import KeyStoreError, SpoolcaError
@@ -77,7 +84,7 @@ def import_ca(source_dir: Path, kind: str, directory: Path, *, passphrase: bytes
     no_core_dumps()  # the old CA keys are read here
     refuse_existing(directory)
     source = read_source(source_dir, kind)
-    keys = {ca.role: _source_key(ca, source_passphrase) for ca in source.cas}
+    keys = {ca.role: _source_key(source, ca, source_passphrase) for ca in source.cas}
     _refuse_unresolved(source.problems, resolutions)
     made = {ca.role: (ca.certificate, _file_key(keys[ca.role], directory, ca.role))
             for ca in source.cas}
@@ -87,7 +94,7 @@ def import_ca(source_dir: Path, kind: str, directory: Path, *, passphrase: bytes
     tally = _Tally()
     try:
         report = found_ca(
-            directory, made, config_text=_config_text(source.cas[0], passphrase_file),
+            directory, made, config_text=_config_text(source.cas[-1], passphrase_file),
             passphrase=passphrase, now=now, event="ca.imported",
             details={"source": str(source.folder), "kind": kind,
                      "files_read": source.read, "resolutions": dict(resolutions),
@@ -127,10 +134,15 @@ def _refuse_unresolved(problems: list[Discrepancy], resolutions: Mapping[str, st
     raise ImportRefusedError(f"nothing was imported: {len(left)} discrepancies: {shown}{more}")
 
 
-def _source_key(ca: SourceCA, passphrase: bytes | None) -> PrivateKey:
-    data = ca.key_file.read_bytes()
+def _source_key(source: Source, ca: SourceCA, passphrase: bytes | None) -> PrivateKey:
+    data = read_file(source, ca.key_file)
     try:
-        key = serialization.load_pem_private_key(data, passphrase)
+        try:
+            key = serialization.load_pem_private_key(data, passphrase)
+        except TypeError:  # given a passphrase, but the key is not encrypted (easy-rsa nopass)
+            if passphrase is None:
+                raise
+            key = serialization.load_pem_private_key(data, None)
     except TypeError:
         raise KeyStoreError(f"the {ca.role} CA key {ca.key_file} is encrypted: give "
                             "--source-passphrase-file") from None
@@ -161,7 +173,8 @@ def _new_intermediate(root: tuple[x509.Certificate, NewCAKey], subject: x509.Nam
 
 
 def _config_text(root: SourceCA, passphrase_file: str | None) -> str:
-    """init's configuration, with the old CA's policy_match as [policy.dn]."""
+    """init's configuration, with the policy of the old CA that signed leaves (the
+    intermediate's policy_loose in the intermediate how-to) as [policy.dn]."""
     text = render_config(passphrase_file=passphrase_file)
     policy = {name: rule for name, rule in root.policy.items()
               if rule in ("match", "supplied", "optional")}
@@ -178,13 +191,19 @@ def _populate(tx: Tx, source: Source, resolutions: Mapping[str, str], now: dt.da
               tally: _Tally) -> None:
     """Everything the old CA issued, in its index's order, then what it left unlisted."""
     requests = _requests_by_key(source)
+    leaves = {entry.serial for entry in source.cas[-1].entries} if len(source.cas) == 2 \
+        else set()
     for ca in source.cas:
         for entry in ca.entries:
             cert = ca.issued.get(entry.serial)
             if cert is None:  # resolved: skip
                 tally.skipped += 1
                 continue
-            _add(tx, ca.role, entry.serial, entry.subject, cert, entry.revoked_at,
+            # Both how-to CAs count from 1000: a root entry whose serial a leaf also has is
+            # registered as SERIAL@root (the register keys certificates by serial alone).
+            key = f"{entry.serial}@root" if ca.role == "root" and entry.serial in leaves \
+                else entry.serial
+            _add(tx, ca.role, key, entry.subject, cert, entry.revoked_at,
                  entry.reason, entry.invalidity, requests, tally)
         for serial, cert in ca.unlisted.items():
             if resolutions.get("unlisted-certificate") == "import":

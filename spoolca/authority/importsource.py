@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from spoolca.errors import SpoolcaError
 from spoolca.register.openssl_index import IndexEntry, IndexFileError, parse_index
 
-__all__ = ["Discrepancy", "Source", "SourceCA", "read_source"]
+__all__ = ["Discrepancy", "Source", "SourceCA", "key_matches", "read_file", "read_source"]
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 _PEM_CSR = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.+?-----END (?:NEW )?"
@@ -99,7 +99,7 @@ def _find_requests(source: Source) -> None:
     for path in _files(source.folder, ("*.csr", "*.req", "*.pem")):
         if "private" in path.relative_to(source.folder).parts:
             continue
-        data = _read(source, path)
+        data = read_file(source, path)
         blocks = _PEM_CSR.findall(data)
         if path.suffix == ".pem" and not blocks:
             continue
@@ -118,7 +118,7 @@ def _openssl_ca(source: Source, folder: Path, role: str) -> SourceCA:
     settings: dict[str, str] = {}
     policy: dict[str, str] = {}
     if cnf.is_file():
-        sections = _parse_cnf(_read(source, cnf).decode("utf-8", "replace"))
+        sections = _parse_cnf(read_file(source, cnf).decode("utf-8", "replace"))
         section = sections.get(sections.get("ca", {}).get("default_ca", "CA_default"), {})
         settings = {key: _rebase(value, section.get("dir", ""), folder)
                     for key, value in section.items()}
@@ -151,13 +151,13 @@ def _ca(source: Source, role: str, folder: Path, certificate: Path, key: Path, i
         serial: Path, crlnumber: Path, policy: dict[str, str], *, preserve: bool,
         email: bool) -> SourceCA:
     try:
-        cert = x509.load_pem_x509_certificate(_read(source, certificate))
+        cert = x509.load_pem_x509_certificate(read_file(source, certificate))
     except ValueError:
         raise SpoolcaError(f"{certificate} is not a PEM certificate") from None
     if not index.is_file():
         raise SpoolcaError(f"the {role} CA's database {index} is missing")
     try:
-        entries = parse_index(_read(source, index))
+        entries = parse_index(read_file(source, index))
     except IndexFileError as exc:
         raise SpoolcaError(f"{index}: {exc}") from None
     issued, unlisted = _issued_by(source, folder, cert, {e.serial for e in entries})
@@ -165,7 +165,9 @@ def _ca(source: Source, role: str, folder: Path, certificate: Path, key: Path, i
                   _counter(source, crlnumber), policy, preserve, email)
     next_serial = _counter(source, serial)
     largest = max((int(e.serial, 16) for e in entries), default=0)
-    if next_serial is not None and entries and next_serial <= largest:
+    # easy-rsa draws a random serial for each certificate: its serial file is no counter.
+    if source.kind == "openssl" and next_serial is not None and entries and \
+            next_serial <= largest:
         source.problems.append(Discrepancy(
             "serial-behind", f"{_rel(source, serial)} says the next serial is "
             f"{next_serial:X}, but the index already holds {largest:X} (spoolca draws "
@@ -229,7 +231,7 @@ def _issued_by(source: Source, folder: Path, ca: x509.Certificate, listed: set[s
     for path in _files(folder, ("*.pem", "*.crt", "*.cer")):
         if "private" in path.relative_to(folder).parts:
             continue
-        for block in _PEM_CERT.findall(_read(source, path)):
+        for block in _PEM_CERT.findall(read_file(source, path)):
             try:
                 cert = x509.load_pem_x509_certificate(block)
             except ValueError:
@@ -247,7 +249,8 @@ def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     return sorted(found)
 
 
-def _read(source: Source, path: Path) -> bytes:
+def read_file(source: Source, path: Path) -> bytes:
+    """The file's bytes, its SHA-256 recorded for the audit entry."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -267,7 +270,7 @@ def _counter(source: Source, path: Path) -> int | None:
     """serial / crlnumber: one hexadecimal number, the next the old CA would use."""
     if not path.is_file():
         return None
-    text = _read(source, path).decode("ascii", "replace").strip()
+    text = read_file(source, path).decode("ascii", "replace").strip()
     try:
         return int(text, 16)
     except ValueError:

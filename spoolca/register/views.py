@@ -46,7 +46,8 @@ def index_line(record: CertificateRecord, now: dt.datetime, *, updatedb: bool = 
     if status == "E" and not updatedb:
         status = "V"
     expiry = _asn1_time(parse_time(record.not_after))
-    return (f"{status}\t{expiry}\t{_revocation_field(record)}\t{record.serial}\tunknown\t"
+    serial = record.serial.partition("@")[0]  # an imported root's 1000@root: see importing
+    return (f"{status}\t{expiry}\t{_revocation_field(record)}\t{serial}\tunknown\t"
             f"{record.subject}\n")
 
 
