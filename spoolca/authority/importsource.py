@@ -72,6 +72,7 @@ class Source:
     csrs: list[tuple[Path, x509.CertificateSigningRequest]]
     read: dict[str, str]             # every file read (relative path) -> SHA-256
     problems: list[Discrepancy]
+    cache: dict[Path, bytes] = field(default_factory=dict, repr=False)
 
 
 def read_source(folder: Path, kind: str) -> Source:
@@ -250,20 +251,26 @@ def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
 
 
 def read_file(source: Source, path: Path) -> bytes:
-    """The file's bytes, its SHA-256 recorded for the audit entry."""
+    """The file's bytes, its SHA-256 recorded for the audit entry (read once)."""
+    cached = source.cache.get(path)
+    if cached is not None:
+        return cached
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SpoolcaError(f"failed to read {path}: {exc.strerror}") from None
     source.read[_rel(source, path)] = hashlib.sha256(data).hexdigest()
+    source.cache[path] = data
     return data
 
 
 def _rel(source: Source, path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(source.folder))
-    except ValueError:
-        return str(path)
+    for candidate in (path, path.resolve()):  # found under the folder: no resolve needed
+        try:
+            return str(candidate.relative_to(source.folder))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def _counter(source: Source, path: Path) -> int | None:
