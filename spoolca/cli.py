@@ -8,7 +8,8 @@ configuration error. Expected errors are one sentence on stderr; rejections duri
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import io
 import sys
 from collections.abc import Callable, Sequence
 
@@ -156,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     ca_renew.add_argument("--days", type=_positive, metavar="N",
                           help="default: 7305 (root), 3653 (intermediate)")
     ca_renew.set_defaults(func=_command("lifecycle:cmd_ca_renew"))
+    cross = ca_commands.add_parser("cross-sign", help="our root's key certifies another "
+                                   "root's subject and key (a cross-certificate)")
+    cross.add_argument("certificate", metavar="CERT", help="the CA certificate to cross-sign "
+                       "(PEM or DER)")
+    cross.add_argument("--days", type=_positive, default=3653, metavar="N",
+                       help="default 3653, capped by both roots' ends")
+    cross.add_argument("--out", metavar="FILE", help="default: outgoing/ca/cross/")
+    cross.set_defaults(func=_command("crosssign:cmd_ca_cross_sign"))
+    cross_request = ca_commands.add_parser("cross-request", help="a CSR of our root's "
+                                           "subject and key, for another root to cross-sign")
+    cross_request.add_argument("--out", metavar="FILE", help="default: outgoing/ca/cross/")
+    cross_request.set_defaults(func=_command("crosssign:cmd_ca_cross_request"))
 
     shares = commands.add_parser("shares", help="the unlock secret held K-of-N by custodians "
                                  "(SLIP-39 word lists)")
@@ -307,7 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("spoolca: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `spoolca list | head`: the reader had enough, as with cat
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.close()
+        sys.stdout = io.StringIO()  # nothing left to flush at exit
         return 141
     except Exception as exc:  # a bug: one sentence, and where its traceback was kept
         where = record_traceback(exc)

@@ -1,0 +1,100 @@
+"""`spoolca ca cross-sign CERT` and `spoolca ca cross-request`: cross-certification."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+from spoolca.commands.common import opened
+from spoolca.errors import UsageError
+
+__all__ = ["cmd_ca_cross_request", "cmd_ca_cross_sign"]
+
+_MAX_BYTES = 65536  # a certificate, not a stick's worth
+
+
+def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from spoolca.authority.crosssign import cross_sign
+    from spoolca.dn import oneline
+    from spoolca.fsutil import atomic_write, ensure_dir
+    from spoolca.process.session import CASession
+    from spoolca.register.records import CertificateRecord
+    from spoolca.register.store import format_time
+    from spoolca.x509.issuer import serial_hex
+    from spoolca.x509.lint import CertificateLinter
+
+    target = _certificate(Path(args.certificate))
+    with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
+        moment = session.now("cross-certificate", ["root"])
+        root = session.authority("root")
+        session.require_audit_trail()
+        made = cross_sign(target, root, args.days, moment,
+                          lambda s: store.certificate(serial_hex(s)) is not None,
+                          CertificateLinter() if config.lint == "pkix" else None)
+        der = made.public_bytes(Encoding.DER)
+        serial = serial_hex(made.serial_number)
+        with store.transaction("cli", moment) as tx:
+            tx.add_certificate(CertificateRecord(
+                serial, "root", "cross:" + hashlib.sha256(der).hexdigest(), "cross",
+                oneline(made.subject), format_time(made.not_valid_before_utc),
+                format_time(made.not_valid_after_utc), der, None, None))
+            tx.record("ca.cross_signed", {
+                "serial": serial, "subject": oneline(made.subject),
+                "cross_signed_sha256": hashlib.sha256(target.public_bytes(Encoding.DER)
+                                                      ).hexdigest(),
+                "cert_sha256": hashlib.sha256(der).hexdigest(),
+                "not_after": format_time(made.not_valid_after_utc)})
+        folder = ensure_dir(config.spool_dir / "outgoing" / "ca" / "cross")
+        path = Path(args.out) if args.out else folder / f"cross-{serial}.pem"
+        atomic_write(path, made.public_bytes(Encoding.PEM))
+        session.seal()
+    print(f"cross-signed {oneline(made.subject)} with the root's key: serial {serial}, valid "
+          f"until {made.not_valid_after_utc:%Y-%m-%d}, in {path} (revocable with `spoolca "
+          f"revoke {serial}`, on the root's CRL)")
+    return 0
+
+
+def cmd_ca_cross_request(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from spoolca.authority.crosssign import cross_request
+    from spoolca.fsutil import atomic_write, ensure_dir
+    from spoolca.process.session import CASession
+
+    with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
+        moment = session.now("cross-signing request", ["root"])
+        root = session.authority("root")
+        session.require_audit_trail()
+        request = cross_request(root)
+        pem = request.public_bytes(Encoding.PEM)
+        folder = ensure_dir(config.spool_dir / "outgoing" / "ca" / "cross")
+        path = Path(args.out) if args.out else folder / "root-cross-request.csr"
+        atomic_write(path, pem)
+        with store.transaction("cli", moment) as tx:
+            tx.record("ca.cross_requested", {
+                "csr_sha256": hashlib.sha256(request.public_bytes(Encoding.DER)).hexdigest()})
+        session.seal()
+    print(f"a request for another root to cross-sign ours (our root's subject and key, "
+          f"signed by it): {path}")
+    return 0
+
+
+def _certificate(path: Path) -> object:
+    from cryptography import x509
+
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"failed to read {path}: {exc.strerror}") from None
+    if len(data) > _MAX_BYTES:
+        raise UsageError(f"{path} is larger than a certificate ({_MAX_BYTES} bytes)")
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise UsageError(f"{path} is not a PEM or DER certificate") from None
