@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca_renew.add_argument("--days", type=_positive, metavar="N",
                           help="default: 7305 (root), 3653 (intermediate)")
     ca_renew.set_defaults(func=_command("lifecycle:cmd_ca_renew"))
+    ca_rekey = ca_commands.add_parser("rekey", help="a new key and certificate for the "
+                                      "intermediate; the old generation keeps its CRL")
+    ca_rekey.add_argument("authority", choices=("intermediate",))
+    ca_rekey.add_argument("--days", type=_positive, metavar="N", help="default 3653")
+    ca_rekey.set_defaults(func=_command("lifecycle:cmd_ca_rekey"))
     cross = ca_commands.add_parser("cross-sign", help="our root's key certifies another "
                                    "root's subject and key (a cross-certificate)")
     cross.add_argument("certificate", metavar="CERT", help="the CA certificate to cross-sign "

@@ -9,16 +9,23 @@ its parent, and a CA's life is capped.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from spoolca.config import Config
 from spoolca.errors import SpoolcaError
+from spoolca.keys.algorithms import generate_like, read_passphrase, write_private_key
+from spoolca.register.generations import base_name, current_name, generation, generation_name
+from spoolca.register.generations import settings as generation_settings
+from spoolca.register.store import Store, format_time
 from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
 from spoolca.x509.lint import CertificateLinter
 from spoolca.x509.profiles import ca_extensions
 
-__all__ = ["MAX_DAYS", "renew_certificate"]
+__all__ = ["MAX_DAYS", "rekey_intermediate", "renew_certificate"]
 
 MAX_DAYS = {"root": 25 * 366, "intermediate": 10 * 366}  # the longest life we sign
 
@@ -63,3 +70,61 @@ def renew_certificate(name: str, current: x509.Certificate, parent: IssuingCA,
 def summary(cert: x509.Certificate) -> dict[str, str]:
     return {"cert_sha256": cert.fingerprint(hashes.SHA256()).hex(),
             "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def rekey_intermediate(config: Config, store: Store,
+                       generations: dict[str, x509.Certificate], root: IssuingCA, days: int,
+                       now: dt.datetime, linter: CertificateLinter | None, actor: str
+                       ) -> tuple[str, x509.Certificate]:
+    """A new generation of the intermediate: a new key (of the current one's type) and a
+    certificate for it with the same subject, signed by the root; it issues from now on.
+    The older generation stays in the register under its name, keeps its key file, and
+    publishes its CRL until its last certificate has expired. ROOT: unlocked by the CA
+    session, which has signed the audit trail so far."""
+    if config.authorities["intermediate"].key_store != "file":
+        raise SpoolcaError("the intermediate's key is in a token: rekey makes key files only; "
+                           "make the new key in the token and a new CA with init instead")
+    if days > MAX_DAYS["intermediate"]:
+        raise SpoolcaError(f"{days} days is longer than the intermediate CA may live "
+                           f"({MAX_DAYS['intermediate']} days at most)")
+    old_name = current_name(store, "intermediate")
+    old = generations[old_name]
+    new_name = generation_name("intermediate", max(generation(n) for n in generations
+                                                   if base_name(n) == "intermediate") + 1)
+    key = generate_like(old.public_key())  # type: ignore[arg-type]
+    spki = _spki(key.public_key())
+    if any(_spki(cert.public_key()) == spki for cert in generations.values()):
+        raise SpoolcaError("the new key equals a key the register already holds: not re-used")
+    not_before = now.replace(microsecond=0)
+    not_after = not_before + dt.timedelta(days=days)
+    if not_after > root.certificate.not_valid_after_utc:
+        raise SpoolcaError(f"the new intermediate would outlive the root (which ends "
+                           f"{root.certificate.not_valid_after_utc:%Y-%m-%d}): renew the root "
+                           "first, or ask for fewer days")
+    path_length = old.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    builder = build_certificate(
+        subject=old.subject, public_key=key.public_key(), issuer=root.certificate.subject,
+        serial=new_serial(lambda _s: False), not_before=not_before, not_after=not_after,
+        extensions=ca_extensions(key.public_key(), root.certificate, path_length))
+    signed: Signed = sign_linted(builder, root.signer, root.lint_signer, linter)
+    if signed.certificate is None:
+        raise SpoolcaError("the new intermediate certificate failed the lint: "
+                           + "; ".join(f.message for f in signed.findings))
+    write_private_key(generation_settings(config, new_name).key, key,
+                      read_passphrase(config.passphrase_credential, config.passphrase_file))
+    last_leaf = store.last_not_after(old_name) or format_time(now)
+    with store.transaction(actor, now) as tx:
+        tx.add_authority(new_name, "root", signed.certificate.public_bytes(Encoding.DER))
+        tx.set_meta("current.intermediate", new_name)
+        tx.set_meta(f"last_leaf.{old_name}", last_leaf)
+        tx.record("ca.rekeyed", {"authority": "intermediate", "old": old_name,
+                                 "new": new_name, "old_certificate": summary(old),
+                                 "new_certificate": summary(signed.certificate),
+                                 "new_spki_sha256": hashlib.sha256(spki).hexdigest(),
+                                 "old_crl_until": last_leaf})
+    return new_name, signed.certificate
+
+
+def _spki(key: object) -> bytes:
+    return key.public_bytes(Encoding.DER,  # type: ignore[attr-defined, no-any-return]
+                            PublicFormat.SubjectPublicKeyInfo)

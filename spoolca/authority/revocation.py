@@ -24,6 +24,8 @@ from spoolca.errors import (
 )
 from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.log import get_logger
+from spoolca.register.generations import live_names
+from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
 from spoolca.register.views import crl_status
 from spoolca.x509.crl import REASONS, CRLLinter, RevokedEntry, encode_entry, sign_crl
@@ -101,12 +103,12 @@ def revoke_in(tx: Tx, serial: str, reason: str, invalidity: dt.datetime | None,
 def due_crls(config: Config, store: Store, now: dt.datetime) -> list[str]:
     """CAs whose CRL is missing, behind a revocation, or within its refresh margin."""
     due = []
-    for name in AUTHORITIES:
+    for name in live_names(store, now):  # an older generation too, while its leaves live
         latest = store.latest_crl(name)
         if latest is None or store.meta(_pending_key(name)) == "1":
             due.append(name)
             continue
-        margin = dt.timedelta(days=config.authorities[name].crl_refresh_days)
+        margin = dt.timedelta(days=generation_settings(config, name).crl_refresh_days)
         if now >= parse_time(latest.next_update) - margin:
             due.append(name)
     return due
@@ -138,7 +140,7 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
         if not ca.certificate.not_valid_before_utc <= now <= ca.certificate.not_valid_after_utc:
             raise ClockError(f"the clock reads {format_time(now)}, outside the {name} CA's "
                              "validity: no CRL was made", now=format_time(now), action="a CRL")
-        days = config.authorities[name].crl_days
+        days = generation_settings(config, name).crl_days
         next_update = min(now + dt.timedelta(days=days), ca.certificate.not_valid_after_utc)
         with store.transaction(actor, now) as tx:
             latest = store.latest_crl(name)

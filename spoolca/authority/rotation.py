@@ -11,13 +11,14 @@ secret safe on disk before calling (an interrupted rotation must never lose it).
 from __future__ import annotations
 
 from spoolca.authority.unlock import token_key
-from spoolca.config import AUTHORITIES, Config
+from spoolca.config import Config
 from spoolca.errors import KeyStoreError, SpoolcaError
 from spoolca.fsutil import atomic_write
 from spoolca.keys.algorithms import load_private_key, serialize_private_key
 from spoolca.keys.token import TokenKey, TokenPool, change_pin
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey
+from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import Store
 
 __all__ = ["rotate_unlock_secret"]
@@ -28,11 +29,11 @@ def rotate_unlock_secret(config: Config, store: Store, old: bytes, new: bytes) -
     many were changed now (0: an earlier run had done it all)."""
     no_core_dumps()  # before any secret is read
     prepared, tokens = {}, {}
-    for name in AUTHORITIES:
+    for name in store.authority_names():  # every generation's key, older ones too
         if (where := token_key(config, name)) is not None:
             tokens[(where.module, where.token)] = where
             continue
-        path = config.authorities[name].key
+        path = generation_settings(config, name).key
         try:
             key = load_private_key(path, old)
         except KeyStoreError:

@@ -19,20 +19,28 @@ from spoolca.keys.signer import Signer
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey
+from spoolca.register.generations import current_name
+from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import Store
 from spoolca.x509.issuer import IssuingCA
 from spoolca.x509.profiles import CAURLs
 
 __all__ = ["check_unlock_secret", "key_store", "load_audit_key", "load_authorities",
-           "load_ca_certificates", "token_key"]
+           "load_ca_certificates", "load_generations", "token_key"]
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_ca_certificates(store: Store) -> dict[str, x509.Certificate]:
-    """Root and intermediate certificates, as recorded at init."""
-    return {name: x509.load_der_x509_certificate(store.authority_der(name))
+    """The current root and intermediate certificates (after a rekey, the new generation)."""
+    return {name: x509.load_der_x509_certificate(store.authority_der(current_name(store, name)))
             for name in ("root", "intermediate")}
+
+
+def load_generations(store: Store) -> dict[str, x509.Certificate]:
+    """Every CA certificate the register holds, by its generation's name."""
+    return {name: x509.load_der_x509_certificate(store.authority_der(name))
+            for name in store.authority_names()}
 
 
 def load_authorities(config: Config, store: Store, names: Iterable[str],
@@ -41,12 +49,11 @@ def load_authorities(config: Config, store: Store, names: Iterable[str],
 
     A token key is opened in a session of `tokens`, which the caller closes (logs out)."""
     no_core_dumps()  # before any secret is read
-    certificates = load_ca_certificates(store)
     passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
     authorities = {}
-    for name in sorted(set(names)):
-        settings = config.authorities[name]
-        certificate = certificates[name]
+    for name in sorted(set(names)):  # generation names (intermediate-g2) or base names
+        settings = generation_settings(config, name)
+        certificate = x509.load_der_x509_certificate(store.authority_der(name))
         where = token_key(config, name)
         if where is None:
             signer: Signer = FileKeySigner(load_private_key(settings.key, passphrase))
@@ -69,8 +76,8 @@ def load_authorities(config: Config, store: Store, names: Iterable[str],
 
 def token_key(config: Config, name: str) -> TokenKey | None:
     """Where the CA's key is in a token, or None for a key file."""
-    settings = config.authorities[name]
-    if settings.key_store != "pkcs11" or config.pkcs11_module is None:
+    settings = config.authorities.get(name)  # a later generation's key is a file
+    if settings is None or settings.key_store != "pkcs11" or config.pkcs11_module is None:
         return None
     return TokenKey(config.pkcs11_module, config.pkcs11_token, settings.key_label)
 
@@ -79,7 +86,7 @@ def key_store(config: Config, name: str) -> dict[str, str]:
     """What the audit log records of where a CA's key is."""
     where = token_key(config, name)
     if where is None:
-        return {"key_store": "file", "path": str(config.authorities[name].key)}
+        return {"key_store": "file", "path": str(generation_settings(config, name).key)}
     return where.describe()
 
 

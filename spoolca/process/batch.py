@@ -101,7 +101,7 @@ class BatchProcessor:
         session = self.session
         issuers = self.issuers_for(c.profile for c in batch)
         now = session.now("issuance", issuers)  # read once for the whole batch
-        authorities = {name: session.authority(name) for name in sorted(issuers)}
+        authorities = {name: session.issuing(name) for name in sorted(issuers)}
         session.require_audit_trail()
         self.linter()
         started = time.perf_counter()

@@ -72,7 +72,7 @@ def run_pass(batch: BatchProcessor, *, shown: bool = False) -> PassSummary:
     if pending or waiting:
         profiles = [*(c.profile for c in pending), *(profile for _path, profile in waiting)]
         for name in sorted(batch.issuers_for(profiles)):
-            session.authority(name)  # a missing key: the requests stay in incoming/
+            session.issuing(name)  # a missing key: the requests stay in incoming/
         session.require_audit_trail()  # fail closed before anything is claimed
     claimed = pending + session.spool.claim_incoming(default, waiting)
     summary = PassSummary()

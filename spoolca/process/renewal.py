@@ -33,7 +33,7 @@ def renew(batch: BatchProcessor, serial: str) -> Outcome:
         raise SpoolcaError(f"certificate {serial} cannot be renewed: its request or its "
                            f"profile {record.profile!r} is no longer known")
     now = session.now("issuance", [profile.issuer])
-    ca = session.authority(profile.issuer)
+    ca = session.issuing(profile.issuer)
     session.require_audit_trail()
     batch.linter()
     submitted = session.store.submissions_for(record.request_sha256)

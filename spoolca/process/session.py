@@ -13,6 +13,8 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from cryptography import x509
+
 from spoolca.authority.revocation import (
     check_reason,
     due_crls,
@@ -25,6 +27,7 @@ from spoolca.authority.unlock import (
     load_audit_key,
     load_authorities,
     load_ca_certificates,
+    load_generations,
 )
 from spoolca.config import Config
 from spoolca.errors import ClockError, SpoolcaError
@@ -33,10 +36,11 @@ from spoolca.log import get_logger
 from spoolca.openpgp import ApplianceKey, AuditSignatureError, keyring_owner
 from spoolca.process.authorization import SignerCheck
 from spoolca.register.audit import checkpoint, export
+from spoolca.register.generations import current_name, older_names
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time
 from spoolca.spool.publisher import Publisher, PublishJob
 from spoolca.spool.recovery import recorded_jobs
-from spoolca.spool.results import ChainFiles, publish_ca_files
+from spoolca.spool.results import ChainFiles, older_chain_file, publish_ca_files
 from spoolca.spool.tree import RESERVED_NAMES, Claimed, Spool, safe_name
 from spoolca.x509.crl import CRLLinter
 from spoolca.x509.issuer import IssuingCA
@@ -60,10 +64,14 @@ class CASession:
         self.actor = actor
         self._clock = clock
         self.spool = Spool(config.spool_dir, tuple(config.profiles))
-        self.ca_certificates = load_ca_certificates(store)
+        self.ca_certificates = load_ca_certificates(store)  # the current generation's
+        self.generations = load_generations(store)  # every CA certificate, by name
         root = self.ca_certificates["root"]
-        self.chains = {name: ChainFiles.above(cert, root, self.spool.outgoing / "ca")
-                       for name, cert in self.ca_certificates.items()}
+        current = current_name(store, "intermediate")
+        self.chains = {name: ChainFiles.above(cert, root, self.spool.outgoing / "ca",
+                                              None if name in ("root", current)
+                                              else older_chain_file(name))
+                       for name, cert in self.generations.items()}
         self._authorities: dict[str, IssuingCA] = {}
         self._audit_key: ApplianceKey | None = None
         self._head_before_unlock: int | None = None
@@ -93,7 +101,7 @@ class CASession:
                              f"the register recorded: set the system clock; no {action} was "
                              "signed", floor=floor, now=text, action=action)
         for name in sorted(set(authorities)):
-            cert = self.ca_certificates[name]
+            cert = self.ca_certificates.get(name) or self.generations[name]
             if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
                 raise ClockError(
                     f"the clock reads {text}, outside the {name} CA's validity "
@@ -108,7 +116,8 @@ class CASession:
     # -- keys, scoped -------------------------------------------------------------------
 
     def authority(self, name: str) -> IssuingCA:
-        """One CA, its key unlocked on first use (and recorded): never a key not needed."""
+        """One CA by its register name (a generation: `intermediate` is the first), its key
+        unlocked on first use (and recorded): never a key not needed."""
         if name not in self._authorities:
             self._before_unlock()
             self._authorities[name] = load_authorities(self.config, self.store, [name],
@@ -116,6 +125,10 @@ class CASession:
             self._record_unlock({"authorities": [name],
                                  "key_store": key_store(self.config, name)})
         return self._authorities[name]
+
+    def issuing(self, name: str) -> IssuingCA:
+        """The CA a profile names (`intermediate`) in its generation that issues now."""
+        return self.authority(current_name(self.store, name))
 
     def forget_keys(self) -> None:
         """After a key store failed (a token pulled, a PIN refused): the next use unlocks
@@ -232,12 +245,17 @@ class CASession:
                for c in self.chains.values()):
             try:
                 publish_ca_files(self.spool.outgoing / "ca", self.ca_certificates["root"],
-                                 self.ca_certificates["intermediate"])
+                                 self.ca_certificates["intermediate"], self._older())
             except OSError as exc:
                 raise SpoolcaError(f"failed to write the CA certificates to "
                                    f"{self.spool.outgoing / 'ca'}: {exc.strerror or exc}; "
                                    "retrying") from None
         self._ca_files_published = True
+
+    def _older(self) -> dict[str, x509.Certificate]:
+        """Earlier generations of the intermediate (after a rekey), by name."""
+        return {name: self.generations[name]
+                for name in older_names(self.store, "intermediate")}
 
     def publish(self, jobs: Sequence[PublishJob]) -> None:
         """Every result goes out this way: written, synced, then its original archived.

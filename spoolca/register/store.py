@@ -227,6 +227,16 @@ class Store:
     def certificate(self, serial: str) -> CertificateRecord | None:
         return certificate_row(self._conn, serial)
 
+    def authority_names(self) -> list[str]:
+        """Every CA the register knows: root, intermediate, and any later generations."""
+        return [row[0] for row in self._conn.execute("SELECT name FROM authorities "
+                                                     "ORDER BY rowid")]
+
+    def last_not_after(self, issuer: str) -> str | None:
+        """When the last certificate this CA issued ends (its CRL is needed until then)."""
+        return self._conn.execute("SELECT MAX(not_after) FROM certificates WHERE issuer = ?",
+                                  (issuer,)).fetchone()[0]
+
     def latest_crl(self, authority: str) -> CRLRecord | None:
         row = self._conn.execute(
             "SELECT authority, number, this_update, next_update, entries, sha256 FROM crls "

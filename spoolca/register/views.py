@@ -11,7 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from spoolca.config import AUTHORITIES, Config
+from spoolca.config import Config
+from spoolca.register.generations import live_names, settings
 from spoolca.register.store import CertificateRecord, Store, format_time, parse_time
 
 if TYPE_CHECKING:  # cryptography only for `show`: `list` and `status` start faster
@@ -143,11 +144,12 @@ class CRLStatus:
 
 def crl_status(config: Config, store: Store) -> list[CRLStatus]:
     statuses = []
-    for name in AUTHORITIES:
+    now = dt.datetime.now(dt.UTC)
+    for name in live_names(store, now):
         latest = store.latest_crl(name)
         if latest is not None:
             refresh = parse_time(latest.next_update) - dt.timedelta(
-                days=config.authorities[name].crl_refresh_days)
+                days=settings(config, name).crl_refresh_days)
             statuses.append(CRLStatus(name, latest.number, latest.next_update,
                                       format_time(refresh)))
     return statuses

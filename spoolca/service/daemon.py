@@ -222,7 +222,7 @@ class Daemon:
         self._next_unlock = time.monotonic() + KEY_RETRY_SECONDS
         try:
             for name in sorted(self._session.issuers() | {"root", "intermediate"}):
-                self._session.authority(name)
+                self._session.issuing(name)
         except KeyStoreError as exc:
             if str(exc) != self._key_refusal:
                 _log.error("refusing to sign: a CA key does not open", reason=str(exc),
@@ -323,7 +323,7 @@ class Daemon:
             return
         try:
             for name in sorted(session.issuers() | {"root", "intermediate"}):
-                session.authority(name)
+                session.issuing(name)
         except SpoolcaError as exc:
             session.close()
             self._reload_answer(False, str(exc))

@@ -25,6 +25,7 @@ __all__ = [
     "ChainFiles",
     "Outcome",
     "issued_files",
+    "older_chain_file",
     "publish_ca_files",
     "rejected_files",
     "result_json",
@@ -61,14 +62,15 @@ class ChainFiles:
     path: Path
 
     @classmethod
-    def above(cls, issuer: x509.Certificate, root: x509.Certificate, ca_folder: Path
-              ) -> ChainFiles:
+    def above(cls, issuer: x509.Certificate, root: x509.Certificate, ca_folder: Path,
+              file_name: str | None = None) -> ChainFiles:
+        """FILE_NAME: an earlier generation's chain file (older_chain_file)."""
         root_pem = root.public_bytes(Encoding.PEM)
         if issuer.subject == root.subject:
             return cls(chain=root_pem, intermediates=b"", path=ca_folder / "root.pem")
         issuer_pem = issuer.public_bytes(Encoding.PEM)
         return cls(chain=issuer_pem + root_pem, intermediates=issuer_pem,
-                   path=ca_folder / "ca-chain.pem")
+                   path=ca_folder / (file_name or "ca-chain.pem"))
 
 
 def result_json(**fields: Any) -> bytes:
@@ -117,9 +119,18 @@ def issued_files(cert: x509.Certificate, record: CertificateRecord, chain: Chain
     }
 
 
-def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Certificate
-                     ) -> None:
-    """outgoing/ca/: root, intermediate and the chain, as PEM, plus DER .crt copies."""
+def older_chain_file(name: str) -> str:
+    """An earlier intermediate generation's chain: ca-chain-g1.pem for `intermediate`,
+    ca-chain-g2.pem for `intermediate-g2` once a third one issues."""
+    number = name.rpartition("-g")[2] if "-g" in name else "1"
+    return f"ca-chain-g{number}.pem"
+
+
+def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Certificate,
+                     older: dict[str, x509.Certificate] | None = None) -> None:
+    """outgoing/ca/: root, intermediate and the chain, as PEM, plus DER .crt copies; and
+    each earlier intermediate generation (after a rekey) as intermediate-gN.pem with its
+    chain ca-chain-gN.pem, which its certificates' chain.pem files link to."""
     root_pem, inter_pem = root.public_bytes(Encoding.PEM), intermediate.public_bytes(Encoding.PEM)
     files = {
         "root.pem": root_pem,
@@ -128,5 +139,10 @@ def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Ce
         "root.crt": root.public_bytes(Encoding.DER),
         "intermediate.crt": intermediate.public_bytes(Encoding.DER),
     }
+    for name, cert in (older or {}).items():
+        chain = older_chain_file(name)
+        stem = chain.removeprefix("ca-chain-").removesuffix(".pem")
+        files[f"intermediate-{stem}.pem"] = cert.public_bytes(Encoding.PEM)
+        files[chain] = cert.public_bytes(Encoding.PEM) + root_pem
     for name, data in files.items():
         atomic_write(folder / name, data)
