@@ -86,7 +86,10 @@ def cmd_renew(args: argparse.Namespace) -> int:
 
 def cmd_crl(args: argparse.Namespace) -> int:
     with opened(args) as (config, store):
-        lines = _publish_crls(config, store, ["root", "intermediate"])
+        from spoolca.register.generations import live_names
+
+        # both CAs, and an earlier intermediate generation while its leaves live
+        lines = _publish_crls(config, store, live_names(store, now()))
     for line in lines:
         print(line)
     return 0 if all(line.startswith("published") for line in lines) else 1

@@ -15,7 +15,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from spoolca.config import AUTHORITIES, Config
+from spoolca.config import Config
+from spoolca.register.generations import live_names
 from spoolca.register.records import format_time, parse_time
 from spoolca.register.store import Store
 
@@ -72,7 +73,7 @@ def _days(until: str, now: dt.datetime) -> int:
 
 def _authorities(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
     found = []
-    for name in AUTHORITIES:
+    for name in live_names(store, now):  # an earlier generation too, while its leaves live
         try:
             cert = x509.load_der_x509_certificate(store.authority_der(name))
         except (KeyError, ValueError, LookupError):
@@ -88,7 +89,7 @@ def _authorities(config: Config, store: Store, now: dt.datetime) -> list[dict[st
 
 def _crls(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
     found = []
-    for name in AUTHORITIES:
+    for name in live_names(store, now):
         latest = store.latest_crl(name)
         if latest is None:
             continue
