@@ -132,6 +132,7 @@ class AuthoritySettings:
     crl_refresh_days: int  # a new CRL is made this long before nextUpdate
     key_store: str = "file"  # or "pkcs11": the key is in the [pkcs11] token, under key_label
     key_label: str = ""
+    max_days: int = 0      # the longest certificate `ca renew`/`ca rekey` signs for this CA
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +281,7 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
         where = f"authorities.{name}."
         entry = reader.table(table, name, "authorities.")
         reader.unknown(entry, {"key", "crl_url", "issuer_url", "crl_days", "crl_refresh_days",
-                               "key_store", "key_label"}, where)
+                               "key_store", "key_label", "max_days"}, where)
         urls = {key: reader.get(entry, key, str, "", where) for key in ("crl_url", "issuer_url")}
         for key, url in urls.items():
             if url and not url.startswith("http://"):
@@ -299,6 +300,7 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
             crl_refresh_days=refresh,
             key_store=reader.get(entry, "key_store", str, "file", where),
             key_label=reader.get(entry, "key_label", str, f"spoolca-{name}", where),
+            max_days=reader.positive(entry, "max_days", _MAX_DAYS[name], where),
         )
         if result[name].key_store not in KEY_STORES:
             reader.problems.append(f"{where}key_store: \"file\" or \"pkcs11\"")
@@ -324,6 +326,9 @@ def _read_pkcs11(reader: TableReader, raw: Mapping[str, Any], base: Path,
 # stick that comes back every 20 days always carries out a fresh one.
 _CRL_DAYS = {"root": 180, "intermediate": 30}
 _CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
+# Lifetime caps for CA certificates signed after init: 25 and 10 years, as Let's Encrypt's
+# ceremony tool caps roots and intermediates.
+_MAX_DAYS = {"root": 25 * 366, "intermediate": 10 * 366}
 
 KEY_STORES = ("file", "pkcs11")
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "rescan_seconds", "paths",

@@ -130,4 +130,8 @@ class TestRekey:
         too_long = ca.run("ca", "rekey", "intermediate", "--days", "4000")
         assert too_long.returncode == 1 and "longer than the intermediate CA may live" in \
             too_long.stderr
+        ca.edit_config("max_days = 3660", "max_days = 30")  # the configured cap
+        capped = ca.run("ca", "rekey", "intermediate", "--days", "60")
+        assert capped.returncode == 1 and "[authorities.intermediate] max_days" in \
+            capped.stderr
         assert not (ca.dir / "keys" / "intermediate-g2.key.pem").exists()

@@ -25,20 +25,18 @@ from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial
 from spoolca.x509.lint import CertificateLinter
 from spoolca.x509.profiles import ca_extensions
 
-__all__ = ["MAX_DAYS", "rekey_intermediate", "renew_certificate"]
-
-MAX_DAYS = {"root": 25 * 366, "intermediate": 10 * 366}  # the longest life we sign
+__all__ = ["rekey_intermediate", "renew_certificate"]
 
 
 def renew_certificate(name: str, current: x509.Certificate, parent: IssuingCA,
                       child: x509.Certificate | None, days: int, now: dt.datetime,
-                      linter: CertificateLinter | None) -> x509.Certificate:
+                      linter: CertificateLinter | None, max_days: int) -> x509.Certificate:
     """A new certificate for CA NAME (its key and subject as CURRENT), signed by PARENT
     (the root; for the root itself, its own key). CHILD: the intermediate, which the
     renewed root must outlive."""
-    if days > MAX_DAYS[name]:
+    if days > max_days:
         raise SpoolcaError(f"{days} days is longer than the {name} CA may live "
-                           f"({MAX_DAYS[name]} days at most)")
+                           f"({max_days} days at most: [authorities.{name}] max_days)")
     not_before = now.replace(microsecond=0)
     not_after = not_before + dt.timedelta(days=days)
     self_signed = name == "root"
@@ -84,9 +82,10 @@ def rekey_intermediate(config: Config, store: Store,
     if config.authorities["intermediate"].key_store != "file":
         raise SpoolcaError("the intermediate's key is in a token: rekey makes key files only; "
                            "make the new key in the token and a new CA with init instead")
-    if days > MAX_DAYS["intermediate"]:
+    cap = config.authorities["intermediate"].max_days
+    if days > cap:
         raise SpoolcaError(f"{days} days is longer than the intermediate CA may live "
-                           f"({MAX_DAYS['intermediate']} days at most)")
+                           f"({cap} days at most: [authorities.intermediate] max_days)")
     old_name = current_name(store, "intermediate")
     old = generations[old_name]
     new_name = generation_name("intermediate", max(generation(n) for n in generations

@@ -30,7 +30,8 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
             child = session.ca_certificates["intermediate"] if name == "root" else None
             renewed = renew_certificate(
                 name, current, session.authority("root"), child, days, moment,
-                CertificateLinter() if config.lint == "pkix" else None)
+                CertificateLinter() if config.lint == "pkix" else None,
+                config.authorities[name].max_days)
             with store.transaction("cli", moment) as tx:
                 tx.replace_authority(current_name(store, name),  # after a rekey: gN
                                      renewed.public_bytes(Encoding.DER))
