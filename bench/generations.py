@@ -78,12 +78,13 @@ def main() -> int:
         run(config, "ca", "renew", "root", "--days", "9000")
         results["L4 (after root renew)"] = issue(ca, "L4")
         out = ca / "spool" / "outgoing" / "ca"
-        columns = ["own chain.pem", "ca-chain.pem (now)", "ca-chain-g1.pem"]
+        columns = ["own chain.pem", "ca-chain.pem (now)", "ca-chain-g1.pem", "ca-bundle.pem"]
         print(f"| certificate | {' | '.join(columns)} |")
         print("| --- | " + " | ".join("---" for _ in columns) + " |")
         for label, result in results.items():
             cells = [verdict(result / "chain.pem", result), verdict(out / "ca-chain.pem", result),
-                     verdict(out / "ca-chain-g1.pem", result)]
+                     verdict(out / "ca-chain-g1.pem", result),
+                     verdict(out / "ca-bundle.pem", result)]
             print(f"| {label} | {' | '.join(cells)} |")
         subprocess.run(["gpgconf", "--homedir", str(ca / "gnupg"), "--kill", "gpg-agent"],
                        capture_output=True)

@@ -60,6 +60,9 @@ class TestRekey:
         for name, chain in (("old1", "old1/chain.pem"), ("old1", "ca/ca-chain-g1.pem"),
                             ("new1", "new1/chain.pem"), ("new1", "ca/ca-chain.pem")):
             assert verified(out / chain, out / name / "cert.pem").endswith(": OK"), chain
+        for name in ("old1", "new1"):  # one CAfile for every generation
+            assert verified(out / "ca" / "ca-bundle.pem", out / name / "cert.pem"
+                            ).endswith(": OK")
         # ca-chain.pem is the generation that issues now: an older leaf needs its own
         assert not verified(out / "ca" / "ca-chain.pem", out / "old1" / "cert.pem"
                             ).endswith(": OK")

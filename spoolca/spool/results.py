@@ -144,5 +144,8 @@ def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Ce
         stem = chain.removeprefix("ca-chain-").removesuffix(".pem")
         files[f"intermediate-{stem}.pem"] = cert.public_bytes(Encoding.PEM)
         files[chain] = cert.public_bytes(Encoding.PEM) + root_pem
+    if older:  # one CAfile for relying parties that verifies every generation's leaves
+        files["ca-bundle.pem"] = inter_pem + b"".join(
+            c.public_bytes(Encoding.PEM) for c in older.values()) + root_pem
     for name, data in files.items():
         atomic_write(folder / name, data)
