@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                               help="how to resolve a discrepancy the check reported")
         importer.add_argument("--intermediate-subject", metavar="DN", help="a one-level CA "
                               "gets a new intermediate: its subject (default from the root)")
+        importer.add_argument("--pkcs11-module", metavar="PATH", help="for a CA key in a "
+                              "token (openssl.cnf names a pkcs11: URI): the token's library; "
+                              "the key stays there and --passphrase-file holds its PIN")
         importer.set_defaults(func=_command(f"importing:cmd_import_{kind}"))
 
     process = commands.add_parser("process", help="one pass over incoming/, then exit")

@@ -196,3 +196,41 @@ def easyrsa_pki(place: Path) -> Path:
         "20200101000000Z", "-enddate", "20210101000000Z", "-in", "reqs/old.req", "-out",
         "issued/old.crt", cwd=pki)
     return pki
+
+
+def token_flat_ca(place: Path, pin: bytes) -> Path:
+    """The root how-to with its CA key in a SoftHSM2 token, used through OpenSSL's pkcs11
+    engine (libengine-pkcs11-openssl): the key made with pkcs11-tool, the CA certificate
+    with `openssl req -engine pkcs11`, a certificate signed and one revoked with `openssl
+    ca -engine pkcs11`; openssl.cnf's private_key is the key's pkcs11: URI. SOFTHSM2_CONF
+    must already name the token's configuration."""
+    ca = place / "TokenCA"
+    (ca / "newcerts").mkdir(parents=True)
+    (ca / "index.txt").write_text("")
+    (ca / "serial").write_text("01\n")
+    uri = "pkcs11:token=oldca;object=rootkey;type=private"
+    engine = ("[openssl_init]\nengines = engine_section\n"
+              "[engine_section]\npkcs11 = pkcs11_section\n[pkcs11_section]\n"
+              "engine_id = pkcs11\nMODULE_PATH = /usr/lib/softhsm/libsofthsm2.so\ninit = 0\n")
+    cnf = "openssl_conf = openssl_init\n" + seed_cnf().replace("$dir/private/cakey.pem", uri) \
+        + engine
+    (ca / "openssl.cnf").write_text(cnf)
+    env = {"OPENSSL_CONF": str(ca / "openssl.cnf")}
+    (place / "pin").write_bytes(pin)
+    run("pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label",
+        "oldca", "--login", "--pin", pin.decode(), "--keypairgen", "--key-type",
+        "EC:prime256v1", "--label", "rootkey", "--id", "01", cwd=ca)
+    engine_args = ["-engine", "pkcs11", "-passin", f"file:{place / 'pin'}"]
+    run("openssl", "req", "-new", "-x509", *engine_args, "-keyform", "engine", "-key", uri,
+        "-extensions", "v3_ca", "-days", "3650", "-config", "./openssl.cnf", "-subj",
+        f"{ORG}/CN=Token Root CA", "-out", "cacert.pem", cwd=ca, env=env)
+    for host in ("a", "b"):
+        run("openssl", "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-keyout", f"key-{host}.pem", "-out",
+            f"req-{host}.pem", "-subj", f"{ORG}/CN={host}.sample.com", cwd=ca)
+        run("openssl", "ca", "-batch", *engine_args, "-keyform", "engine", "-config",
+            "./openssl.cnf", "-out", f"cert-{host}.pem", "-infiles", f"req-{host}.pem",
+            cwd=ca, env=env)
+    run("openssl", "ca", *engine_args, "-keyform", "engine", "-config", "./openssl.cnf",
+        "-revoke", "newcerts/02.pem", "-crl_reason", "superseded", cwd=ca, env=env)
+    return ca

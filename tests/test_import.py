@@ -237,3 +237,37 @@ def test_index_parser_on_index_shaped_lines(lines: list[list[str]]):
     except IndexFileError:
         return
     assert len(entries) == len(lines)
+
+
+@pytest.mark.skipif(not Path("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so").exists()
+                    and not Path("/usr/lib/aarch64-linux-gnu/engines-3/pkcs11.so").exists(),
+                    reason="OpenSSL's pkcs11 engine is not installed (.ci/run installs it)")
+def test_a_ca_whose_key_is_in_a_token_keeps_it_there(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """openssl.cnf names the key by a pkcs11: URI: the key stays in its token (whose PIN
+    is then spoolca's unlock secret), the index comes back byte for byte, and the token
+    signs the next CRL and the new intermediate."""
+    from spoolca.keys.softhsm import make_token, softhsm_module
+    from tests.oldca import token_flat_ca
+
+    pin = b"old token pin"
+    monkeypatch.setenv("SOFTHSM2_CONF", str(make_token(tmp_path / "hsm", "oldca", pin)))
+    source = token_flat_ca(tmp_path, pin)
+    (tmp_path / "new-pw").write_bytes(pin)  # the PIN is the unlock secret
+    CREATED.append(tmp_path / "state")
+    done = spoolca("import-openssl", str(source), "--dir", str(tmp_path / "state"),
+                   "--passphrase-file", str(tmp_path / "new-pw"), "--pkcs11-module",
+                   str(softhsm_module()))
+    assert done.returncode == 0, done.stderr
+    ca = CA(tmp_path / "state")
+    assert not (ca.dir / "keys" / "root.key.pem").exists()
+    assert 'key_label = "rootkey"' in ca.config.read_text()
+    assert exported(ca, "--authority", "root", "--no-updatedb") == \
+        (source / "index.txt").read_bytes()
+    assert [f"{e.serial_number:02X}" for e in crl(ca, "root")] == ["02"]
+    openssl("verify", "-CAfile", str(ca.outgoing / "ca" / "ca-chain.pem"),
+            str(source / "cert-a.pem"))
+    issues_a_new_certificate(ca, f"{ORG}/CN=new.sample.com")
+    no_module = spoolca("import-openssl", str(source), "--dir", str(tmp_path / "again"),
+                        "--passphrase-file", str(tmp_path / "new-pw"))
+    assert no_module.returncode == 1 and "give --pkcs11-module" in no_module.stderr

@@ -42,12 +42,14 @@ from spoolca.authority.importsource import (
     key_matches,
     read_file,
     read_source,
+    token_uri,
 )
 from spoolca.authority.newkeys import NewCAKey
 from spoolca.configtext import render_config
 from spoolca.errors import KeyStoreError, SpoolcaError
 from spoolca.keys.algorithms import PrivateKey, generate_like
 from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import stop_agent
 from spoolca.register.records import CertificateRecord, CRLRecord
@@ -79,22 +81,35 @@ class ImportReport:
 def import_ca(source_dir: Path, kind: str, directory: Path, *, passphrase: bytes | None,
               passphrase_file: str | None, source_passphrase: bytes | None,
               resolutions: Mapping[str, str], now: dt.datetime,
-              intermediate_subject: x509.Name | None = None) -> ImportReport:
+              intermediate_subject: x509.Name | None = None,
+              pkcs11_module: Path | None = None) -> ImportReport:
     """Check the source, then found the appliance around it (see the module's text)."""
     no_core_dumps()  # the old CA keys are read here
     refuse_existing(directory)
     source = read_source(source_dir, kind)
-    keys = {ca.role: _source_key(source, ca, source_passphrase) for ca in source.cas}
-    _refuse_unresolved(source.problems, resolutions)
-    made = {ca.role: (ca.certificate, _file_key(keys[ca.role], directory, ca.role))
-            for ca in source.cas}
-    if "intermediate" not in made:
-        made["intermediate"] = _new_intermediate(made["root"], intermediate_subject,
-                                                 directory, now)
+    tokens = TokenPool()
+    try:
+        made = {ca.role: (ca.certificate, _ca_key(source, ca, source_passphrase, passphrase,
+                                                  pkcs11_module, tokens, directory))
+                for ca in source.cas}
+        _refuse_unresolved(source.problems, resolutions)
+        if "intermediate" not in made:
+            made["intermediate"] = _new_intermediate(made["root"], intermediate_subject,
+                                                     directory, now)
+        return _found(source, made, directory, passphrase=passphrase,
+                      passphrase_file=passphrase_file, resolutions=resolutions, now=now,
+                      kind=kind)
+    finally:
+        tokens.close()
+
+
+def _found(source: Source, made: dict[str, tuple[x509.Certificate, NewCAKey]],
+           directory: Path, *, passphrase: bytes | None, passphrase_file: str | None,
+           resolutions: Mapping[str, str], now: dt.datetime, kind: str) -> ImportReport:
     tally = _Tally()
     try:
         report = found_ca(
-            directory, made, config_text=_config_text(source.cas[-1], passphrase_file),
+            directory, made, config_text=_config_text(source.cas[-1], passphrase_file, made),
             passphrase=passphrase, now=now, event="ca.imported",
             details={"source": str(source.folder), "kind": kind,
                      "files_read": source.read, "resolutions": dict(resolutions),
@@ -134,6 +149,26 @@ def _refuse_unresolved(problems: list[Discrepancy], resolutions: Mapping[str, st
     raise ImportRefusedError(f"nothing was imported: {len(left)} discrepancies: {shown}{more}")
 
 
+def _ca_key(source: Source, ca: SourceCA, source_passphrase: bytes | None,
+            passphrase: bytes | None, module: Path | None, tokens: TokenPool,
+            directory: Path) -> NewCAKey:
+    """The old CA's key: a key file re-encrypted under spoolca's passphrase, or a key left
+    in its token (whose PIN is then spoolca's unlock secret, the --passphrase-file)."""
+    uri = token_uri(ca)
+    if uri is None:
+        return _file_key(_source_key(source, ca, source_passphrase), directory, ca.role)
+    if module is None or "token" not in uri or "object" not in uri:
+        raise KeyStoreError(f"the {ca.role} CA key is in a token ({ca.key_file}): give "
+                            "--pkcs11-module, and a URI naming token= and object=")
+    where = TokenKey(module, uri["token"], uri["object"])
+    session = tokens.session(where, passphrase)
+    public = token_public_key(session, where)
+    if not key_matches(ca, public):
+        raise ImportRefusedError(f"nothing was imported: key-mismatch: {where.uri} does not "
+                                 f"belong to the {ca.role} CA certificate")
+    return NewCAKey(public, TokenSigner(session, where, public), where.describe())
+
+
 def _source_key(source: Source, ca: SourceCA, passphrase: bytes | None) -> PrivateKey:
     data = read_file(source, ca.key_file)
     try:
@@ -149,7 +184,7 @@ def _source_key(source: Source, ca: SourceCA, passphrase: bytes | None) -> Priva
     except ValueError:
         raise KeyStoreError(f"failed to read the {ca.role} CA key {ca.key_file}: a wrong "
                             "--source-passphrase-file, or not a PEM key") from None
-    if not key_matches(ca, key):
+    if not key_matches(ca, key.public_key()):
         raise ImportRefusedError(f"nothing was imported: key-mismatch: {ca.key_file} does not "
                                  f"belong to the {ca.role} CA certificate")
     return key  # type: ignore[return-value]
@@ -164,18 +199,27 @@ def _file_key(key: PrivateKey, directory: Path, role: str) -> NewCAKey:
 def _new_intermediate(root: tuple[x509.Certificate, NewCAKey], subject: x509.Name | None,
                       directory: Path, now: dt.datetime) -> tuple[x509.Certificate, NewCAKey]:
     root_cert, root_key = root
-    assert root_key.file_key is not None
-    new = _file_key(generate_like(root_key.file_key), directory, "intermediate")
+    new = _file_key(generate_like(root_key.public_key), directory, "intermediate")
     cert = sign_ca(subject or default_intermediate_subject(root_cert.subject),
                    new.public_key, root_cert, root_key, INTERMEDIATE_DAYS, 0, now,
                    CertificateLinter())
     return cert, new
 
 
-def _config_text(root: SourceCA, passphrase_file: str | None) -> str:
+def _config_text(root: SourceCA, passphrase_file: str | None,
+                 made: dict[str, tuple[x509.Certificate, NewCAKey]]) -> str:
     """init's configuration, with the policy of the old CA that signed leaves (the
-    intermediate's policy_loose in the intermediate how-to) as [policy.dn]."""
-    text = render_config(passphrase_file=passphrase_file)
+    intermediate's policy_loose in the intermediate how-to) as [policy.dn], and the token
+    that keeps a CA key (if one does)."""
+    stores = {role: key.store for role, (_cert, key) in made.items()
+              if key.store.get("key_store") == "pkcs11"}
+    tokens = {(s["module"], s["token"]) for s in stores.values()}
+    if len(tokens) > 1:
+        raise ImportRefusedError("nothing was imported: the CA keys are in two different "
+                                 "tokens; spoolca uses one")
+    text = render_config(passphrase_file=passphrase_file,
+                         token_keys={role: s["label"] for role, s in stores.items()},
+                         pkcs11=next(iter(tokens), None))
     policy = {name: rule for name, rule in root.policy.items()
               if rule in ("match", "supplied", "optional")}
     if policy:

@@ -19,6 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -27,7 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from spoolca.errors import SpoolcaError
 from spoolca.register.openssl_index import IndexEntry, IndexFileError, parse_index
 
-__all__ = ["Discrepancy", "Source", "SourceCA", "key_matches", "read_file", "read_source"]
+__all__ = ["Discrepancy", "Source", "SourceCA", "key_matches", "read_file", "read_source",
+           "token_uri"]
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 _PEM_CSR = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.+?-----END (?:NEW )?"
@@ -53,7 +55,7 @@ class SourceCA:
     role: str                        # "root" or "intermediate" in spoolca's terms
     folder: Path
     certificate: x509.Certificate
-    key_file: Path
+    key_file: Path                   # or a pkcs11: URI (Path("pkcs11:token=...;object=..."))
     index_file: Path
     entries: list[IndexEntry]
     issued: dict[str, x509.Certificate]     # serial (index form) -> certificate file
@@ -127,9 +129,11 @@ def _openssl_ca(source: Source, folder: Path, role: str) -> SourceCA:
     certificate = _first_file(folder, settings.get("certificate"),
                               ("cacert.pem", "certs/ca.cert.pem",
                                f"certs/{role}.cert.pem"), "the CA certificate")
-    key = _first_file(folder, settings.get("private_key"),
-                      ("private/cakey.pem", "private/ca.key.pem", f"private/{role}.key.pem"),
-                      "the CA key")
+    named = settings.get("private_key", "")
+    # A key in a token (the pkcs11 engine or provider): a URI, kept in its token.
+    key = Path(named) if named.startswith("pkcs11:") else _first_file(
+        folder, named or None,
+        ("private/cakey.pem", "private/ca.key.pem", f"private/{role}.key.pem"), "the CA key")
     return _ca(source, role, folder, certificate, key,
                Path(settings.get("database") or folder / "index.txt"),
                Path(settings.get("serial") or folder / "serial"),
@@ -216,9 +220,20 @@ def _check_index(source: Source, ca: SourceCA) -> None:
             f"{serial}, is not in {_rel(source, ca.index_file)}", ("import", "skip")))
 
 
-def key_matches(ca: SourceCA, key: object) -> bool:
-    public = key.public_key().public_bytes(*_SPKI)  # type: ignore[attr-defined]
+def key_matches(ca: SourceCA, public_key: object) -> bool:
+    public = public_key.public_bytes(*_SPKI)  # type: ignore[attr-defined]
     return bool(public == ca.certificate.public_key().public_bytes(*_SPKI))
+
+
+def token_uri(ca: SourceCA) -> dict[str, str] | None:
+    """The attributes of a pkcs11: key URI (RFC 7512 path part; a pin-value is ignored:
+    the PIN is spoolca's unlock secret, never a file's)."""
+    text = str(ca.key_file)
+    if not text.startswith("pkcs11:"):
+        return None
+    path = text.removeprefix("pkcs11:").split("?", 1)[0]
+    return {key: unquote(value) for key, _, value in
+            (part.partition("=") for part in path.split(";") if part)}
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -336,6 +351,8 @@ def _expand(value: str, section: dict[str, str], top: dict[str, str]) -> str:
 
 def _rebase(value: str, old_dir: str, folder: Path) -> str:
     """A path under the cnf's `dir` (where the CA was made), under `folder` (where it is)."""
+    if value.startswith("pkcs11:"):
+        return value
     if old_dir and (value == old_dir or value.startswith(old_dir.rstrip("/") + "/")):
         return str(folder / value[len(old_dir):].lstrip("/"))
     return value if Path(value).is_absolute() else str(folder / value)

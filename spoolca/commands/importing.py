@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from spoolca.commands.common import now
@@ -38,7 +39,9 @@ def _import(args: argparse.Namespace, kind: str) -> int:
     directory = Path(args.dir)
     report = import_ca(Path(args.source), kind, directory, passphrase=passphrase,
                        passphrase_file=passphrase_file, source_passphrase=source_passphrase,
-                       resolutions=resolutions, now=now(), intermediate_subject=subject)
+                       resolutions=resolutions, now=now(), intermediate_subject=subject,
+                       pkcs11_module=Path(os.path.abspath(args.pkcs11_module))
+                       if args.pkcs11_module else None)
     what = "OpenSSL CA" if kind == "openssl" else "easy-rsa PKI"
     print(f"Imported the {what} in {args.source} into {directory}/")
     print(f"  certificates  {report.certificates} ({report.revoked} revoked), "
