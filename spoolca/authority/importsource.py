@@ -233,7 +233,8 @@ def token_uri(ca: SourceCA) -> dict[str, str] | None:
         return None
     path = text.removeprefix("pkcs11:").split("?", 1)[0]
     return {key: unquote(value) for key, _, value in
-            (part.partition("=") for part in path.split(";") if part)}
+            (part.partition("=") for part in path.split(";") if part)
+            if key not in ("pin-value", "pin-source")}
 
 
 # -- files -------------------------------------------------------------------------------------
