@@ -40,7 +40,6 @@ __all__ = [
     "revoke_in",
 ]
 
-AUTHORITIES = ("root", "intermediate")
 _log = get_logger("spoolca.authority.revocation")
 
 
