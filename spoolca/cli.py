@@ -171,11 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "(PEM or DER)")
     cross.add_argument("--days", type=_positive, default=3653, metavar="N",
                        help="default 3653, capped by both roots' ends")
-    cross.add_argument("--out", metavar="FILE", help="default: outgoing/ca/cross/")
+    cross.add_argument("--out", metavar="FILE", help="default: outgoing/ca/cross-SERIAL.pem")
     cross.set_defaults(func=_command("crosssign:cmd_ca_cross_sign"))
     cross_request = ca_commands.add_parser("cross-request", help="a CSR of our root's "
                                            "subject and key, for another root to cross-sign")
-    cross_request.add_argument("--out", metavar="FILE", help="default: outgoing/ca/cross/")
+    cross_request.add_argument("--out", metavar="FILE",
+                               help="default: outgoing/ca/root-cross-request.csr")
     cross_request.set_defaults(func=_command("crosssign:cmd_ca_cross_request"))
 
     shares = commands.add_parser("shares", help="the unlock secret held K-of-N by custodians "

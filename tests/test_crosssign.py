@@ -86,6 +86,11 @@ class TestCrossSigning:
         assert crl.get_revoked_certificate_by_serial_number(cross.serial_number) is not None
         events = old.run("audit", "show", "--event", "ca.cross_signed").stdout
         assert serial in events
+        stick = old.dir / "stick"  # the cross-certificate leaves the appliance on a stick
+        stick.mkdir()
+        assert old.run("media", "export", str(stick)).returncode == 0
+        assert (stick / "spoolca-results" / "ca" / f"cross-{serial}.pem").read_bytes() == \
+            (old.outgoing / "ca" / f"cross-{serial}.pem").read_bytes()
 
     def test_what_must_not_be_cross_signed(self, pair: tuple[CA, CA], tmp_path: Path):
         old, new = pair
@@ -108,7 +113,7 @@ class TestCrossSigning:
         old, _new = pair
         done = old.run("ca", "cross-request")
         assert done.returncode == 0, done.stderr
-        request = old.outgoing / "ca" / "cross" / "root-cross-request.csr"
+        request = old.outgoing / "ca" / "root-cross-request.csr"
         assert "verify OK" in openssl("req", "-in", str(request), "-verify", "-noout"
                                       ).stderr + openssl("req", "-in", str(request), "-verify",
                                                          "-noout").stdout

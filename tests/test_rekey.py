@@ -106,6 +106,13 @@ class TestRekey:
         assert ca.run("crl").returncode == 0
         schedule = json.loads((crl_dir / "next-update.json").read_text())
         assert {"root", "intermediate", "intermediate-g2"} <= set(schedule)
+        stick = ca.dir / "stick"  # every generation's files leave on the stick
+        stick.mkdir()
+        assert ca.run("media", "export", str(stick)).returncode == 0
+        carried = stick / "spoolca-results"
+        for name in ("ca/ca-chain-g1.pem", "ca/intermediate-g1.pem", "ca/ca-bundle.pem",
+                     "crl/intermediate.crl", "crl/intermediate-g2.crl"):
+            assert (carried / name).is_file(), name
 
     def test_the_older_generation_stops_once_its_last_leaf_has_ended(self, rekeyed: CA):
         with sqlite3.connect(rekeyed.dir / "ca.db") as db:

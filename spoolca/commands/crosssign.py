@@ -47,7 +47,8 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
                                                       ).hexdigest(),
                 "cert_sha256": hashlib.sha256(der).hexdigest(),
                 "not_after": format_time(made.not_valid_after_utc)})
-        folder = ensure_dir(config.spool_dir / "outgoing" / "ca" / "cross")
+        # in outgoing/ca/ itself: the next stick export carries it out with the CA files
+        folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
         path = Path(args.out) if args.out else folder / f"cross-{serial}.pem"
         atomic_write(path, made.public_bytes(Encoding.PEM))
         session.seal()
@@ -70,7 +71,7 @@ def cmd_ca_cross_request(args: argparse.Namespace) -> int:
         session.require_audit_trail()
         request = cross_request(root)
         pem = request.public_bytes(Encoding.PEM)
-        folder = ensure_dir(config.spool_dir / "outgoing" / "ca" / "cross")
+        folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
         path = Path(args.out) if args.out else folder / "root-cross-request.csr"
         atomic_write(path, pem)
         with store.transaction("cli", moment) as tx:
