@@ -238,3 +238,33 @@ class TestPassphraseAtRunTime:
         assert result.returncode == 1
         assert "wrong passphrase" in result.stderr
         assert "entirely wrong" not in result.stderr + result.stdout
+
+
+class TestURLs:
+    def test_the_ceremony_writes_the_urls_into_certificates_and_config(self, tmp_path):
+        """The root's URLs go into the intermediate certificate, the intermediate's into
+        every leaf; both into spoolca.toml. Counter-case: https is refused before anything
+        is made (relying parties fetch CRLs over plain HTTP)."""
+        from cryptography import x509
+
+        from tests.pki import init_ca, make_csr, pem, spoolca
+
+        base = "http://pki.example.com"
+        ca = init_ca(tmp_path / "ca", "--no-passphrase", "--root-crl-url", f"{base}/root.crl",
+                     "--root-issuer-url", f"{base}/root.crt", "--intermediate-crl-url",
+                     f"{base}/intermediate.crl", "--intermediate-issuer-url",
+                     f"{base}/intermediate.crt")
+        inter = x509.load_pem_x509_certificate((ca.outgoing / "ca" / "intermediate.pem")
+                                               .read_bytes())
+        points = inter.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        assert points[0].full_name[0].value == f"{base}/root.crl"
+        ca.submit("server/www.csr", pem(make_csr("www.sample.com")[1]))
+        ca.process()
+        leaf = x509.load_pem_x509_certificate((ca.outgoing / "www" / "cert.pem").read_bytes())
+        points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        assert points[0].full_name[0].value == f"{base}/intermediate.crl"
+        assert f'issuer_url = "{base}/intermediate.crt"' in ca.config.read_text()
+        refused = spoolca("init", "--dir", str(tmp_path / "no"), "--no-passphrase",
+                          "--root-crl-url", "https://pki.example.com/root.crl")
+        assert refused.returncode == 2 and "must be an http:// URL" in refused.stderr
+        assert not (tmp_path / "no").exists()

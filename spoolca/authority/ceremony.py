@@ -88,7 +88,8 @@ def refuse_existing(directory: Path) -> None:
 
 def sign_ca(subject: x509.Name, key: PublicKey, issuer_cert: x509.Certificate | None,
              issuer: NewCAKey, days: int, path_length: int | None,
-             now: dt.datetime, linter: CertificateLinter) -> x509.Certificate:
+             now: dt.datetime, linter: CertificateLinter,
+             urls: CAURLs | None = None) -> x509.Certificate:
     not_before = now.replace(microsecond=0)
     not_after = not_before + dt.timedelta(days=days)
     if issuer_cert is not None:
@@ -98,7 +99,7 @@ def sign_ca(subject: x509.Name, key: PublicKey, issuer_cert: x509.Certificate | 
         issuer=issuer_cert.subject if issuer_cert else subject,
         serial=new_serial(lambda _s: False),
         not_before=not_before, not_after=not_after,
-        extensions=ca_extensions(key, issuer_cert, path_length),
+        extensions=ca_extensions(key, issuer_cert, path_length, urls or CAURLs()),
     )
     signed: Signed = sign_linted(builder, issuer.signer,
                                  FileKeySigner(generate_like(issuer.public_key)), linter)
@@ -125,8 +126,10 @@ def _ca_summary(cert: x509.Certificate, key: NewCAKey) -> dict[str, object]:
 def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x509.Name,
             plan: KeyPlan, passphrase: bytes | None, passphrase_file: str | None,
             root_days: int = ROOT_DAYS, intermediate_days: int = INTERMEDIATE_DAYS,
-            now: dt.datetime) -> CeremonyReport:
+            now: dt.datetime, urls: dict[str, str] | None = None) -> CeremonyReport:
     """Create a new CA in `directory`: keys, certificates, config, register, spool.
+    URLS (root_crl, root_issuer, intermediate_crl, intermediate_issuer): the root's go into
+    the intermediate certificate, and all into the configuration.
 
     The gpg-agent the audit key's creation starts is stopped before this returns, also
     on failure: an agent left behind (as root, by an `init` run as root) would sign for
@@ -140,7 +143,8 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
         return _ceremony(directory, root_subject=root_subject,
                          intermediate_subject=intermediate_subject, plan=plan, tokens=tokens,
                          passphrase=passphrase, passphrase_file=passphrase_file,
-                         root_days=root_days, intermediate_days=intermediate_days, now=now)
+                         root_days=root_days, intermediate_days=intermediate_days, now=now,
+                         urls=urls or {})
     finally:
         tokens.close()
         if (directory / "gnupg").is_dir():
@@ -150,7 +154,7 @@ def init_ca(directory: Path, *, root_subject: x509.Name, intermediate_subject: x
 def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject: x509.Name,
               plan: KeyPlan, tokens: TokenPool, passphrase: bytes | None,
               passphrase_file: str | None, root_days: int, intermediate_days: int,
-              now: dt.datetime) -> CeremonyReport:
+              now: dt.datetime, urls: dict[str, str]) -> CeremonyReport:
     check_home_length(directory / "gnupg")  # before anything is made
     if oneline(root_subject) == oneline(intermediate_subject):
         raise SpoolcaError("the root and intermediate subjects must differ")
@@ -160,10 +164,11 @@ def _ceremony(directory: Path, *, root_subject: x509.Name, intermediate_subject:
     root = sign_ca(root_subject, root_key.public_key, None, root_key, root_days, None, now,
                    linter)
     inter = sign_ca(intermediate_subject, inter_key.public_key, root, root_key,
-                    intermediate_days, 0, now, linter)
+                    intermediate_days, 0, now, linter,
+                    CAURLs(urls.get("root_crl", ""), urls.get("root_issuer", "")))
     token = (str(plan.token[0]), plan.token[1]) if plan.token and plan.in_token else None
     config_text = render_config(passphrase_file=passphrase_file,
-                                token_keys=plan.token_labels(), pkcs11=token)
+                                token_keys=plan.token_labels(), pkcs11=token, urls=urls)
     return found_ca(directory, {"root": (root, root_key), "intermediate": (inter, inter_key)},
                     config_text=config_text, passphrase=passphrase, now=now,
                     event="ca.initialized", details={})

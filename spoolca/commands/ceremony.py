@@ -28,6 +28,7 @@ _CA_KEYS = {"dir", "root_subject", "intermediate_subject", "key_type", "root_day
             "intermediate_days", "passphrase_file", "encrypted", "key_store",
             "intermediate_key_store", "key_label"}
 _PKCS11_KEYS = {"module", "token"}
+_URL_KEYS = ("root_crl", "root_issuer", "intermediate_crl", "intermediate_issuer")
 _STORES = ("file", "pkcs11")
 _SHARE_KEYS = {"scheme", "custodians", "out"}
 
@@ -40,7 +41,12 @@ def apply_ceremony(args: argparse.Namespace) -> None:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(str(path), [f"not a readable TOML ceremony file: {exc}"]) from None
     reader = TableReader()
-    reader.unknown(raw, {"ca", "shares", "pkcs11"}, "")
+    reader.unknown(raw, {"ca", "shares", "pkcs11", "urls"}, "")
+    urls = reader.table(raw, "urls", "")
+    reader.unknown(urls, set(_URL_KEYS), "urls.")
+    for key in _URL_KEYS:
+        setattr(args, f"{key}_url", reader.get(urls, key, str, getattr(args, f"{key}_url"),
+                                               "urls."))
     ca, shares = reader.table(raw, "ca", ""), reader.table(raw, "shares", "")
     reader.unknown(ca, _CA_KEYS, "ca.")
     reader.unknown(shares, _SHARE_KEYS, "shares.")

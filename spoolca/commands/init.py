@@ -80,7 +80,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     report = init_ca(directory, root_subject=root_subject, intermediate_subject=inter_subject,
                      plan=_key_plan(args), passphrase=passphrase,
                      passphrase_file=passphrase_file, root_days=args.root_days,
-                     intermediate_days=args.intermediate_days, now=now())
+                     intermediate_days=args.intermediate_days, now=now(), urls=_urls(args))
     state = "encrypted with your passphrase" if report.encrypted \
         else "NOT encrypted (--no-passphrase)"
     print(f"Created a new CA in {directory}/")
@@ -158,6 +158,18 @@ def _check_shares(args: argparse.Namespace, directory: Path, passphrase: bytes |
     if passphrase is None:
         raise UsageError("--shares splits the passphrase: give --passphrase-file")
     check_plan(args.shares, args.custodian or [], args.shares_out, directory)
+
+
+def _urls(args: argparse.Namespace) -> dict[str, str]:
+    """The CAs' CRL and issuer URLs (http:// only: RFC 5280 4.2.1.13 and 4.2.2.1)."""
+    urls = {key: value for key in ("root_crl", "root_issuer", "intermediate_crl",
+                                   "intermediate_issuer")
+            if (value := getattr(args, f"{key}_url", None))}
+    for key, value in urls.items():
+        if not value.startswith("http://"):
+            raise UsageError(f"--{key.replace('_', '-')}-url {value!r}: must be an http:// URL "
+                             "(relying parties fetch CRLs and CA certificates over plain HTTP)")
+    return urls
 
 
 def _key_plan(args: argparse.Namespace) -> KeyPlan:
