@@ -162,6 +162,27 @@ class TestTokenKeys:
                       str(new / "c.share.txt")).returncode == 0
         issue(ca, "after")
 
+    def test_rekey_makes_the_new_generation_in_the_token(self, tmp_path: Path):
+        """Both keys in the token: the new intermediate key is made there too (labelled
+        -g2), no key file appears, and each generation's leaves and CRL verify."""
+        ca = token_ca(tmp_path)
+        old = issue(ca, "old")
+        done = ca.run("ca", "rekey", "intermediate")
+        assert done.returncode == 0, done.stderr
+        held = {o["label"]: o for o in token_objects()}
+        assert set(held) == {"spoolca-root", "spoolca-intermediate", "spoolca-intermediate-g2"}
+        assert not held["spoolca-intermediate-g2"]["extractable"]
+        assert list((ca.dir / "keys").iterdir()) == []
+        new = issue(ca, "new")
+        for cert, chain in ((old, ca.outgoing / "old" / "chain.pem"),
+                            (new, ca.outgoing / "ca" / "ca-chain.pem")):
+            openssl("verify", "-CAfile", str(chain), str(cert))
+        assert ca.run("revoke", ca.result("old")["serial"]).returncode == 0
+        checked = openssl("crl", "-in", str(ca.outgoing / "crl" / "intermediate.crl"),
+                          "-inform", "DER", "-noout", "-CAfile",
+                          str(ca.outgoing / "ca" / "intermediate-g1.pem"))
+        assert "verify OK" in checked.stdout + checked.stderr
+
     def test_a_ceremony_file_with_a_token_is_rehearsed_on_a_throwaway_token(
             self, tmp_path: Path):
         """--rehearse never opens the real token: the fixture's stays empty, the rehearsal

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from spoolca.authority.unlock import token_key
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.keys.algorithms import generate_like, read_passphrase, write_private_key
+from spoolca.keys.algorithms import PublicKey, generate_like, read_passphrase, write_private_key
+from spoolca.keys.token import TokenPool, generate_in_token, token_key_type
 from spoolca.register.generations import base_name, current_name, generation, generation_name
 from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import Store, format_time
@@ -72,16 +75,13 @@ def summary(cert: x509.Certificate) -> dict[str, str]:
 
 def rekey_intermediate(config: Config, store: Store,
                        generations: dict[str, x509.Certificate], root: IssuingCA, days: int,
-                       now: dt.datetime, linter: CertificateLinter | None, actor: str
-                       ) -> tuple[str, x509.Certificate]:
+                       now: dt.datetime, linter: CertificateLinter | None, actor: str,
+                       tokens: TokenPool) -> tuple[str, x509.Certificate]:
     """A new generation of the intermediate: a new key (of the current one's type) and a
     certificate for it with the same subject, signed by the root; it issues from now on.
-    The older generation stays in the register under its name, keeps its key file, and
+    The older generation stays in the register under its name, keeps its key, and
     publishes its CRL until its last certificate has expired. ROOT: unlocked by the CA
     session, which has signed the audit trail so far."""
-    if config.authorities["intermediate"].key_store != "file":
-        raise SpoolcaError("the intermediate's key is in a token: rekey makes key files only; "
-                           "make the new key in the token and a new CA with init instead")
     cap = config.authorities["intermediate"].max_days
     if days > cap:
         raise SpoolcaError(f"{days} days is longer than the intermediate CA may live "
@@ -90,27 +90,26 @@ def rekey_intermediate(config: Config, store: Store,
     old = generations[old_name]
     new_name = generation_name("intermediate", max(generation(n) for n in generations
                                                    if base_name(n) == "intermediate") + 1)
-    key = generate_like(old.public_key())  # type: ignore[arg-type]
-    spki = _spki(key.public_key())
-    if any(_spki(cert.public_key()) == spki for cert in generations.values()):
-        raise SpoolcaError("the new key equals a key the register already holds: not re-used")
-    not_before = now.replace(microsecond=0)
-    not_after = not_before + dt.timedelta(days=days)
+    not_after = now.replace(microsecond=0) + dt.timedelta(days=days)
     if not_after > root.certificate.not_valid_after_utc:
         raise SpoolcaError(f"the new intermediate would outlive the root (which ends "
                            f"{root.certificate.not_valid_after_utc:%Y-%m-%d}): renew the root "
                            "first, or ask for fewer days")
+    public, persist = _new_key(config, new_name, old, tokens)
+    spki = _spki(public)
+    if any(_spki(cert.public_key()) == spki for cert in generations.values()):
+        raise SpoolcaError("the new key equals a key the register already holds: not re-used")
+    not_before = now.replace(microsecond=0)
     path_length = old.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
     builder = build_certificate(
-        subject=old.subject, public_key=key.public_key(), issuer=root.certificate.subject,
+        subject=old.subject, public_key=public, issuer=root.certificate.subject,
         serial=new_serial(lambda _s: False), not_before=not_before, not_after=not_after,
-        extensions=ca_extensions(key.public_key(), root.certificate, path_length))
+        extensions=ca_extensions(public, root.certificate, path_length))
     signed: Signed = sign_linted(builder, root.signer, root.lint_signer, linter)
     if signed.certificate is None:
         raise SpoolcaError("the new intermediate certificate failed the lint: "
                            + "; ".join(f.message for f in signed.findings))
-    write_private_key(generation_settings(config, new_name).key, key,
-                      read_passphrase(config.passphrase_credential, config.passphrase_file))
+    persist()
     last_leaf = store.last_not_after(old_name) or format_time(now)
     with store.transaction(actor, now) as tx:
         tx.add_authority(new_name, "root", signed.certificate.public_bytes(Encoding.DER))
@@ -122,6 +121,22 @@ def rekey_intermediate(config: Config, store: Store,
                                  "new_spki_sha256": hashlib.sha256(spki).hexdigest(),
                                  "old_crl_until": last_leaf})
     return new_name, signed.certificate
+
+
+def _new_key(config: Config, name: str, old: x509.Certificate, tokens: TokenPool
+             ) -> tuple[PublicKey, Callable[[], None]]:
+    """The new generation's key, like the old one: made in the token that holds the
+    intermediate's key (labelled LABEL-gN), or in memory and, by the returned step, written
+    to its key file (encrypted) once its certificate exists."""
+    passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
+    where = token_key(config, name)
+    if where is not None:  # in the CA session's token sessions (one login per token)
+        public = generate_in_token(tokens, where, token_key_type(old.public_key()),
+                                   passphrase)
+        return public, lambda: None
+    key = generate_like(old.public_key())  # type: ignore[arg-type]
+    path = generation_settings(config, name).key
+    return key.public_key(), lambda: write_private_key(path, key, passphrase)
 
 
 def _spki(key: object) -> bytes:

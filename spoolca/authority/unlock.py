@@ -19,7 +19,7 @@ from spoolca.keys.signer import Signer
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey
-from spoolca.register.generations import current_name
+from spoolca.register.generations import base_name, current_name, generation
 from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import Store
 from spoolca.x509.issuer import IssuingCA
@@ -75,11 +75,14 @@ def load_authorities(config: Config, store: Store, names: Iterable[str],
 
 
 def token_key(config: Config, name: str) -> TokenKey | None:
-    """Where the CA's key is in a token, or None for a key file."""
-    settings = config.authorities.get(name)  # a later generation's key is a file
+    """Where the CA's key (NAME: a generation's name) is in a token, or None for a key file.
+    A later generation's key is in the same token, labelled LABEL-gN."""
+    settings = config.authorities.get(base_name(name))
     if settings is None or settings.key_store != "pkcs11" or config.pkcs11_module is None:
         return None
-    return TokenKey(config.pkcs11_module, config.pkcs11_token, settings.key_label)
+    number = generation(name)
+    label = settings.key_label if number == 1 else f"{settings.key_label}-g{number}"
+    return TokenKey(config.pkcs11_module, config.pkcs11_token, label)
 
 
 def key_store(config: Config, name: str) -> dict[str, str]:

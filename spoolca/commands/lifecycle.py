@@ -68,7 +68,8 @@ def cmd_ca_rekey(args: argparse.Namespace) -> int:
             name, made = rekey_intermediate(
                 config, store, session.generations, root,
                 args.days or _DEFAULT_DAYS["intermediate"], moment,
-                CertificateLinter() if config.lint == "pkix" else None, "cli")
+                CertificateLinter() if config.lint == "pkix" else None, "cli",
+                session.tokens)
         with CASession(config, store, actor="cli") as fresh:  # the new generation
             publish_ca_files(config.spool_dir / "outgoing" / "ca",
                              fresh.ca_certificates["root"], made,

@@ -39,7 +39,7 @@ from spoolca.keys.algorithms import PublicKey, generate_like, signature_hash, ve
 from spoolca.keys.filekey import FileKeySigner
 
 __all__ = ["TOKEN_KEY_TYPES", "TokenKey", "TokenPool", "TokenSigner", "change_pin",
-           "generate_in_token"]
+           "generate_in_token", "token_key_type"]
 
 # Ed25519 is left out: SoftHSM2, YubiHSM 2 and OpenSC disagree on CKM_EDDSA's
 # parameters, and many TLS clients refuse Ed25519 chains anyway.
@@ -71,13 +71,17 @@ class TokenPool:
     Closed with the CA session that opened it; closing logs out."""
 
     def __init__(self) -> None:
-        self._sessions: dict[tuple[Path, str], Any] = {}
+        self._sessions: dict[tuple[Path, str, bool], Any] = {}
 
     def session(self, where: TokenKey, pin: bytes | None, *, rw: bool = False) -> Any:
-        slot = (where.module, where.token)
-        if slot not in self._sessions:
-            self._sessions[slot] = _open(where, pin, rw=rw, rescan=not self._sessions)
-        return self._sessions[slot]
+        """A session of the token (read-write if asked: to make keys, change the PIN); the
+        first one logs in, the others share its login."""
+        key = (where.module, where.token, rw)
+        if key not in self._sessions:
+            logged_in = any(k[:2] == key[:2] for k in self._sessions)
+            self._sessions[key] = _open(where, None if logged_in else pin, rw=rw,
+                                        rescan=not self._sessions)
+        return self._sessions[key]
 
     def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
@@ -148,6 +152,17 @@ class TokenSigner:
                                 "not verify with its public key; nothing was signed")
         return der.sequence(tbs + body[algorithm_at[1]:algorithm_at[2]]
                             + der.tlv(0x03, b"\x00" + signature))
+
+
+def token_key_type(public: object) -> str:
+    """The KEY_TYPES name of a public key a token can make again (for a new generation)."""
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        for key_type, curve in _CURVES.items():
+            if public.curve.name == curve:
+                return key_type
+    if isinstance(public, rsa.RSAPublicKey) and f"rsa-{public.key_size}" in TOKEN_KEY_TYPES:
+        return f"rsa-{public.key_size}"
+    raise KeyStoreError("a key of this type cannot be made in a token")
 
 
 def generate_in_token(pool: TokenPool, where: TokenKey, key_type: str,

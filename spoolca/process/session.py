@@ -130,6 +130,11 @@ class CASession:
         """The CA a profile names (`intermediate`) in its generation that issues now."""
         return self.authority(current_name(self.store, name))
 
+    @property
+    def tokens(self) -> TokenPool:
+        """This session's token sessions: a key made in a token (`ca rekey`) shares them."""
+        return self._tokens
+
     def forget_keys(self) -> None:
         """After a key store failed (a token pulled, a PIN refused): the next use unlocks
         afresh, in new token sessions."""
