@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -25,7 +25,7 @@ from spoolca.configtext import render_config
 from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
 from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir
-from spoolca.keys.algorithms import PublicKey, describe_key, generate_like
+from spoolca.keys.algorithms import PublicKey, describe_key, generate_like, spki
 from spoolca.keys.filekey import FileKeySigner
 from spoolca.keys.token import TokenPool
 from spoolca.memory import no_core_dumps
@@ -111,14 +111,12 @@ def sign_ca(subject: x509.Name, key: PublicKey, issuer_cert: x509.Certificate | 
 
 def _ca_summary(cert: x509.Certificate, key: NewCAKey) -> dict[str, object]:
     """What the audit log says of a new CA: never key material, only public facts."""
-    spki = key.public_key.public_bytes(Encoding.DER,
-                                       serialization.PublicFormat.SubjectPublicKeyInfo)
     return {
         "subject": oneline(cert.subject),
         "key": describe_key(key.public_key),
         "key_store": key.store,
         "cert_sha256": cert.fingerprint(hashes.SHA256()).hex(),
-        "spki_sha256": hashlib.sha256(spki).hexdigest(),
+        "spki_sha256": hashlib.sha256(spki(key.public_key)).hexdigest(),
         "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

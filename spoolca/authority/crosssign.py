@@ -15,11 +15,11 @@ import datetime as dt
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca import der
 from spoolca.errors import SpoolcaError
-from spoolca.keys.algorithms import PublicKey
+from spoolca.keys.algorithms import PublicKey, generate_like, signature_hash, spki
 from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
 from spoolca.x509.lint import CertificateLinter
 from spoolca.x509.profiles import ca_extensions
@@ -58,7 +58,8 @@ def cross_sign(target: x509.Certificate, root: IssuingCA, days: int, now: dt.dat
         raise SpoolcaError("the cross-certificate failed the lint: "
                            + "; ".join(f.message for f in signed.findings))
     made = signed.certificate
-    if raw_subject(made) != raw_subject(target) or _spki(made) != _spki(target):
+    if raw_subject(made) != raw_subject(target) or \
+            spki(made.public_key()) != spki(target.public_key()):
         raise SpoolcaError("the cross-certificate's subject or key would differ from the "
                            "certificate it cross-signs (byte for byte); nothing was issued")
     return made
@@ -74,22 +75,21 @@ def raw_subject(cert: x509.Certificate) -> bytes:
 
 def cross_request(root: IssuingCA) -> x509.CertificateSigningRequest:
     """A CSR of our root's subject and key, for another root to cross-sign ours with."""
-    from spoolca.keys.algorithms import signature_hash
-
     builder = (x509.CertificateSigningRequestBuilder().subject_name(root.certificate.subject)
                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(
                    digital_signature=True, content_commitment=False, key_encipherment=False,
                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
                    crl_sign=True, encipher_only=False, decipher_only=False), critical=True))
-    trial = builder.sign(_twin_key(root), signature_hash(root.certificate.public_key()))
+    twin = generate_like(root.certificate.public_key())  # type: ignore[arg-type]
+    trial = builder.sign(twin, signature_hash(root.certificate.public_key()))  # type: ignore[arg-type]
     body = der.content(trial.public_bytes(Encoding.DER))
     info, algorithm, _signature = der.read_tlvs(body)
     # CertificationRequestInfo: version, subject, subjectPKInfo, attributes. The twin's
     # key is replaced by the root's: the token or key file only signs.
     fields = der.content(body[info[1]:info[2]])
     version, subject, _twin, attributes = der.read_tlvs(fields)
-    request_info = der.sequence(fields[version[1]:subject[2]] + _spki(root.certificate)
+    request_info = der.sequence(fields[version[1]:subject[2]] + spki(root.certificate.public_key())
                                 + fields[attributes[1]:attributes[2]])
     csr = x509.load_der_x509_csr(der.sequence(
         request_info + body[algorithm[1]:algorithm[2]]
@@ -97,12 +97,6 @@ def cross_request(root: IssuingCA) -> x509.CertificateSigningRequest:
     if not csr.is_signature_valid:
         raise SpoolcaError("internal error: the cross-signing request does not verify")
     return csr
-
-
-def _twin_key(root: IssuingCA) -> object:
-    from spoolca.keys.algorithms import generate_like
-
-    return generate_like(root.certificate.public_key())  # type: ignore[arg-type]
 
 
 def _check_target(target: x509.Certificate, ours: x509.Certificate) -> None:
@@ -113,7 +107,7 @@ def _check_target(target: x509.Certificate, ours: x509.Certificate) -> None:
     if constraints is None or not constraints.ca:
         raise SpoolcaError("only a CA certificate can be cross-signed (it has no "
                            "basicConstraints CA:TRUE)")
-    if target.subject == ours.subject or _spki(target) == _spki(ours):
+    if target.subject == ours.subject or spki(target.public_key()) == spki(ours.public_key()):
         raise SpoolcaError("that is our own root: a root does not cross-sign itself")
     if target.issuer == target.subject:
         try:
@@ -129,6 +123,3 @@ def _ski(target: x509.Certificate) -> x509.SubjectKeyIdentifier:
     except x509.ExtensionNotFound:
         return x509.SubjectKeyIdentifier.from_public_key(target.public_key())  # type: ignore[arg-type]
 
-
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

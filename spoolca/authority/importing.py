@@ -47,7 +47,7 @@ from spoolca.authority.importsource import (
 from spoolca.authority.newkeys import NewCAKey
 from spoolca.configtext import render_config
 from spoolca.errors import KeyStoreError, SpoolcaError
-from spoolca.keys.algorithms import PrivateKey, generate_like
+from spoolca.keys.algorithms import PrivateKey, generate_like, spki
 from spoolca.keys.filekey import FileKeySigner
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
 from spoolca.memory import no_core_dumps
@@ -269,7 +269,7 @@ def _add(tx: Tx, issuer: str, serial: str, subject: str, cert: x509.Certificate,
          requests: dict[bytes, tuple[str, bytes]], tally: _Tally) -> None:
     der = cert.public_bytes(Encoding.DER)
     profile = _profile(cert)
-    request = requests.get(_spki(cert.public_key()))
+    request = requests.get(spki(cert.public_key()))
     if request is not None and tx.find_request(request[0]) is None:
         tx.add_request(request[0], profile, "issued", request[1], [], serial)
         tally.requests += 1
@@ -289,13 +289,8 @@ def _requests_by_key(source: Source) -> dict[bytes, tuple[str, bytes]]:
     found = {}
     for _path, csr in source.csrs:
         der = csr.public_bytes(Encoding.DER)
-        found[_spki(csr.public_key())] = (hashlib.sha256(der).hexdigest(), der)
+        found[spki(csr.public_key())] = (hashlib.sha256(der).hexdigest(), der)
     return found
-
-
-def _spki(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
-        Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _profile(cert: x509.Certificate) -> str:

@@ -23,9 +23,9 @@ from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 
 from spoolca.errors import SpoolcaError
+from spoolca.keys.algorithms import spki
 from spoolca.register.openssl_index import IndexEntry, IndexFileError, parse_index
 
 __all__ = ["Discrepancy", "Source", "SourceCA", "key_matches", "read_file", "read_source",
@@ -35,7 +35,6 @@ _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE----
 _PEM_CSR = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.+?-----END (?:NEW )?"
                       rb"CERTIFICATE REQUEST-----", re.S)
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +220,7 @@ def _check_index(source: Source, ca: SourceCA) -> None:
 
 
 def key_matches(ca: SourceCA, public_key: object) -> bool:
-    public = public_key.public_bytes(*_SPKI)  # type: ignore[attr-defined]
-    return bool(public == ca.certificate.public_key().public_bytes(*_SPKI))
+    return spki(public_key) == spki(ca.certificate.public_key())  # type: ignore[arg-type]
 
 
 def token_uri(ca: SourceCA) -> dict[str, str] | None:

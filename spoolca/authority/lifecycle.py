@@ -14,12 +14,18 @@ from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.authority.unlock import token_key
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.keys.algorithms import PublicKey, generate_like, read_passphrase, write_private_key
+from spoolca.keys.algorithms import (
+    PublicKey,
+    generate_like,
+    read_passphrase,
+    spki,
+    write_private_key,
+)
 from spoolca.keys.token import TokenPool, generate_in_token, token_key_type
 from spoolca.register.generations import base_name, current_name, generation, generation_name
 from spoolca.register.generations import settings as generation_settings
@@ -96,8 +102,8 @@ def rekey_intermediate(config: Config, store: Store,
                            f"{root.certificate.not_valid_after_utc:%Y-%m-%d}): renew the root "
                            "first, or ask for fewer days")
     public, persist = _new_key(config, new_name, old, tokens)
-    spki = _spki(public)
-    if any(_spki(cert.public_key()) == spki for cert in generations.values()):
+    new_spki = spki(public)
+    if any(spki(cert.public_key()) == new_spki for cert in generations.values()):
         raise SpoolcaError("the new key equals a key the register already holds: not re-used")
     not_before = now.replace(microsecond=0)
     path_length = old.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
@@ -118,7 +124,7 @@ def rekey_intermediate(config: Config, store: Store,
         tx.record("ca.rekeyed", {"authority": "intermediate", "old": old_name,
                                  "new": new_name, "old_certificate": summary(old),
                                  "new_certificate": summary(signed.certificate),
-                                 "new_spki_sha256": hashlib.sha256(spki).hexdigest(),
+                                 "new_spki_sha256": hashlib.sha256(new_spki).hexdigest(),
                                  "old_crl_until": last_leaf})
     return new_name, signed.certificate
 
@@ -137,8 +143,3 @@ def _new_key(config: Config, name: str, old: x509.Certificate, tokens: TokenPool
     key = generate_like(old.public_key())  # type: ignore[arg-type]
     path = generation_settings(config, name).key
     return key.public_key(), lambda: write_private_key(path, key, passphrase)
-
-
-def _spki(key: object) -> bytes:
-    return key.public_bytes(Encoding.DER,  # type: ignore[attr-defined, no-any-return]
-                            PublicFormat.SubjectPublicKeyInfo)

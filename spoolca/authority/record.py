@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
 from spoolca import __version__
 from spoolca.config import Config
 from spoolca.fsutil import atomic_write, ensure_dir
+from spoolca.keys.algorithms import spki
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
 
@@ -42,11 +43,9 @@ def _versions() -> str:
 
 
 def certificate_lines(label: str, cert: x509.Certificate) -> list[str]:
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
     return [f"  {label}: {cert.subject.rfc4514_string()}",
             f"    certificate SHA-256  {cert.fingerprint(hashes.SHA256()).hex(':').upper()}",
-            f"    public key SHA-256   {hashlib.sha256(spki).hexdigest()}",
+            f"    public key SHA-256   {hashlib.sha256(spki(cert.public_key())).hexdigest()}",
             f"    valid until          {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S}Z"]
 
 

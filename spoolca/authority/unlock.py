@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from spoolca.config import AUTHORITIES, Config
 from spoolca.errors import KeyStoreError
-from spoolca.keys.algorithms import generate_like, load_private_key, read_passphrase
+from spoolca.keys.algorithms import generate_like, load_private_key, read_passphrase, spki
 from spoolca.keys.filekey import FileKeySigner
 from spoolca.keys.signer import Signer
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
@@ -28,7 +27,6 @@ from spoolca.x509.profiles import CAURLs
 __all__ = ["check_unlock_secret", "key_store", "load_audit_key", "load_authorities",
            "load_ca_certificates", "load_generations", "token_key"]
 
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_ca_certificates(store: Store) -> dict[str, x509.Certificate]:
@@ -60,8 +58,7 @@ def load_authorities(config: Config, store: Store, names: Iterable[str],
         else:
             session = tokens.session(where, passphrase)
             signer = TokenSigner(session, where, token_public_key(session, where))
-        if signer.public_key.public_bytes(*_SPKI) != \
-                certificate.public_key().public_bytes(*_SPKI):
+        if spki(signer.public_key) != spki(certificate.public_key()):  # type: ignore[arg-type]
             raise KeyStoreError(f"the key {where.uri if where else settings.key} does not "
                                 f"belong to the {name} CA certificate in the register")
         authorities[name] = IssuingCA(

@@ -32,6 +32,7 @@ __all__ = [
     "read_passphrase",
     "serialize_private_key",
     "signature_hash",
+    "spki",
     "verify_signature",
     "write_private_key",
 ]
@@ -93,6 +94,13 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def spki(key: PrivateKey | PublicKey) -> bytes:
+    """The public key's SubjectPublicKeyInfo DER: how two keys are compared, and hashed."""
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    return public.public_bytes(serialization.Encoding.DER,  # type: ignore[union-attr]
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def describe_key(key: PrivateKey | PublicKey) -> str:
