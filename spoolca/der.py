@@ -1,15 +1,18 @@
 """The few DER (X.690) pieces spoolca writes itself, and a reader for one level of TLVs.
 
-cryptography does all X.509 work, but two places need bytes it does not expose: the
-PBES2 key wrapping (keywrap) and CRL entries encoded once, at revocation, so that a
-CRL of 100,000 entries is assembled from stored bytes instead of rebuilt.
+cryptography does all X.509 work, but three places need bytes it does not expose: the
+PBES2 key wrapping (keywrap), CRL entries encoded once, at revocation, so that a CRL of
+100,000 entries is assembled from stored bytes instead of rebuilt, and a signature made
+by another signer than the library's (a token's) around the to-be-signed bytes the
+library encoded (signed_parts, signed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-__all__ = ["content", "integer", "octets", "read_tlvs", "sequence", "time", "tlv"]
+__all__ = ["content", "integer", "octets", "read_tlvs", "sequence", "signed", "signed_parts",
+           "time", "tlv"]
 
 
 def tlv(tag: int, content: bytes) -> bytes:
@@ -66,3 +69,16 @@ def content(data: bytes) -> bytes:
     _tag, start, end = read_tlvs(data)[0]
     header = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
     return data[start + header:end]
+
+
+def signed_parts(data: bytes) -> tuple[bytes, bytes]:
+    """(to-be-signed, signatureAlgorithm) of a SIGNED{} structure: a certificate, a CRL or a
+    CSR as a library encoded it, so that another signer can sign the same bytes."""
+    body = content(data)
+    tbs, algorithm, _signature = read_tlvs(body)
+    return body[tbs[1]:tbs[2]], body[algorithm[1]:algorithm[2]]
+
+
+def signed(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
+    """SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }."""
+    return sequence(tbs + algorithm + tlv(0x03, b"\x00" + signature))

@@ -83,17 +83,15 @@ def cross_request(root: IssuingCA) -> x509.CertificateSigningRequest:
                    crl_sign=True, encipher_only=False, decipher_only=False), critical=True))
     twin = generate_like(root.certificate.public_key())  # type: ignore[arg-type]
     trial = builder.sign(twin, signature_hash(root.certificate.public_key()))  # type: ignore[arg-type]
-    body = der.content(trial.public_bytes(Encoding.DER))
-    info, algorithm, _signature = der.read_tlvs(body)
+    info, algorithm = der.signed_parts(trial.public_bytes(Encoding.DER))
     # CertificationRequestInfo: version, subject, subjectPKInfo, attributes. The twin's
     # key is replaced by the root's: the token or key file only signs.
-    fields = der.content(body[info[1]:info[2]])
+    fields = der.content(info)
     version, subject, _twin, attributes = der.read_tlvs(fields)
     request_info = der.sequence(fields[version[1]:subject[2]] + spki(root.certificate.public_key())
                                 + fields[attributes[1]:attributes[2]])
-    csr = x509.load_der_x509_csr(der.sequence(
-        request_info + body[algorithm[1]:algorithm[2]]
-        + der.tlv(0x03, b"\x00" + root.signer.sign_bytes(request_info))))
+    csr = x509.load_der_x509_csr(der.signed(request_info, algorithm,
+                                            root.signer.sign_bytes(request_info)))
     if not csr.is_signature_valid:
         raise SpoolcaError("internal error: the cross-signing request does not verify")
     return csr

@@ -143,15 +143,12 @@ class TokenSigner:
 
     def _around(self, template: bytes) -> bytes:
         """The template's TBS and algorithm, with the token's signature (checked)."""
-        body = der.content(template)
-        tbs_at, algorithm_at, _signature = der.read_tlvs(body)
-        tbs = body[tbs_at[1]:tbs_at[2]]
+        tbs, algorithm = der.signed_parts(template)
         signature = self.sign_bytes(tbs)
         if not verify_signature(self._public_key, signature, tbs):
             raise KeyStoreError(f"the token key {self.where.uri} made a signature that does "
                                 "not verify with its public key; nothing was signed")
-        return der.sequence(tbs + body[algorithm_at[1]:algorithm_at[2]]
-                            + der.tlv(0x03, b"\x00" + signature))
+        return der.signed(tbs, algorithm, signature)
 
 
 def token_key_type(public: object) -> str:

@@ -197,11 +197,9 @@ def sign_crl(ca: IssuingCA, entries: Sequence[bytes], *, number: int,
     # RFC 5280 5.1.2.6: with no revoked certificate the list is absent, not empty.
     revoked = der.sequence(*entries) if entries else b""
     new_tbs = der.sequence(tbs[:start] + revoked + tbs[end:])
-    template_body = der.content(template.public_bytes(Encoding.DER))
-    outer = der.read_tlvs(template_body)  # tbsCertList, signatureAlgorithm, signature
-    algorithm = template_body[outer[1][1]:outer[1][2]]
+    _template_tbs, algorithm = der.signed_parts(template.public_bytes(Encoding.DER))
     signature = ca.signer.sign_bytes(new_tbs)
-    encoded = der.sequence(new_tbs + algorithm + der.tlv(0x03, b"\x00" + signature))
+    encoded = der.signed(new_tbs, algorithm, signature)
     # Fail closed: cryptography must parse it with every entry, and the signature over the
     # to-be-signed bytes must verify with the CA's key. (is_signature_valid and
     # tbs_certlist_bytes re-encode the list: 0.1 s each at 100,000 entries.)
