@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.findings import Finding
 from spoolca.fsutil import atomic_write
+from spoolca.register.generations import generation
 from spoolca.register.store import CertificateRecord
 
 __all__ = [
@@ -122,8 +123,7 @@ def issued_files(cert: x509.Certificate, record: CertificateRecord, chain: Chain
 def older_chain_file(name: str) -> str:
     """An earlier intermediate generation's chain: ca-chain-g1.pem for `intermediate`,
     ca-chain-g2.pem for `intermediate-g2` once a third one issues."""
-    number = name.rpartition("-g")[2] if "-g" in name else "1"
-    return f"ca-chain-g{number}.pem"
+    return f"ca-chain-g{generation(name)}.pem"
 
 
 def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Certificate,
@@ -140,10 +140,8 @@ def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Ce
         "intermediate.crt": intermediate.public_bytes(Encoding.DER),
     }
     for name, cert in (older or {}).items():
-        chain = older_chain_file(name)
-        stem = chain.removeprefix("ca-chain-").removesuffix(".pem")
-        files[f"intermediate-{stem}.pem"] = cert.public_bytes(Encoding.PEM)
-        files[chain] = cert.public_bytes(Encoding.PEM) + root_pem
+        files[f"intermediate-g{generation(name)}.pem"] = cert.public_bytes(Encoding.PEM)
+        files[older_chain_file(name)] = cert.public_bytes(Encoding.PEM) + root_pem
     if older:  # one CAfile for relying parties that verifies every generation's leaves
         files["ca-bundle.pem"] = inter_pem + b"".join(
             c.public_bytes(Encoding.PEM) for c in older.values()) + root_pem
