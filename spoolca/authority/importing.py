@@ -133,8 +133,8 @@ class _Tally:
 
 
 def _refuse_unresolved(problems: list[Discrepancy], resolutions: Mapping[str, str]) -> None:
+    allowed = {p.code: p.actions for p in problems}
     for code, action in resolutions.items():
-        allowed = {p.code: p.actions for p in problems}
         if code in allowed and action not in allowed[code]:
             raise ImportRefusedError(f"--resolve {code}={action}: {code} takes "
                                      f"{' or '.join(allowed[code]) or 'no resolution'}")

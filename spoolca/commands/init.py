@@ -87,13 +87,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     for label, cert in (("root", report.root), ("intermediate", report.intermediate)):
         print(f"  {label:<13} {cert.subject.rfc4514_string()}, valid until "
               f"{cert.not_valid_after_utc:%Y-%m-%d}")
-    in_files = [name for name, where in report.key_stores.items() if not where.startswith(
-        "pkcs11:")]
-    print("  keys          " + "; ".join(f"{name}: {where}" for name, where in
-                                         report.key_stores.items() if name not in in_files)
-          + ("; " if len(in_files) < 2 else "")
-          + (f"{' and '.join(in_files)} in {directory}/keys/ (mode 0400, {state})"
-             if in_files else ""))
+    in_token = {name: where for name, where in report.key_stores.items()
+                if where.startswith("pkcs11:")}
+    in_files = [name for name in report.key_stores if name not in in_token]
+    parts = [f"{name}: {where}" for name, where in in_token.items()]
+    if in_files:
+        parts.append(f"{' and '.join(in_files)} in {directory}/keys/ (mode 0400, {state})")
+    print("  keys          " + "; ".join(parts))
     print(f"  config        {report.config}")
     print(f"  certificates  {directory}/spool/outgoing/ca/, CRLs in spool/outgoing/crl/")
     print(f"  audit key     {report.audit_fingerprint} (OpenPGP, in {directory}/gnupg/): give "
