@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,18 @@ class Sandbox:
                 f"{STATE}/spool/incoming/server/{name}")
 
 
+def credential_step(secret: str) -> str:
+    """README.md, "Running under systemd", steps 2-3 after init: the state directory the
+    service's, the unlock secret an encrypted credential, the file gone."""
+    return f"""chown -R spoolca:spoolca {STATE}
+mkdir -p /etc/credstore.encrypted
+systemd-creds encrypt --name=spoolca-ca-passphrase {secret} \\
+  /etc/credstore.encrypted/spoolca-ca-passphrase
+shred -u {secret}
+sed -i 's|^file = |# file = |' {STATE}/spoolca.toml
+"""
+
+
 # README.md, "Running under systemd", steps 1-4, with the bundle as step 1 says.
 INSTALL = f"""
 set -euo pipefail
@@ -78,14 +91,29 @@ set -euo pipefail
 umask 077; printf 'correct horse battery staple' > /root/ca-passphrase
 spoolca init --dir {STATE} --root-subject "{ROOT_SUBJECT}" \\
   --passphrase-file /root/ca-passphrase
-chown -R spoolca:spoolca {STATE}
-mkdir -p /etc/credstore.encrypted
-systemd-creds encrypt --name=spoolca-ca-passphrase /root/ca-passphrase \\
-  /etc/credstore.encrypted/spoolca-ca-passphrase
-shred -u /root/ca-passphrase
-sed -i 's|^file = |# file = |' {STATE}/spoolca.toml
-systemctl daemon-reload && systemctl enable --now spoolca
+{credential_step("/root/ca-passphrase")}systemctl daemon-reload && systemctl enable --now spoolca
 """
+
+
+@contextmanager
+def booted(work: Path, data: Path, prefix: str, install: str, devices: tuple[str, ...] = ()
+           ) -> Iterator[Sandbox]:
+    """The offline bundle built into WORK, a sandbox booted without a network with it and
+    DATA mounted read-only, INSTALL run in it; the sandbox removed on the way out."""
+    subprocess.run(["bash", str(REPO / "packaging" / "make-bundle.sh"), str(work / "bundle"),
+                    sys.executable], check=True, capture_output=True, timeout=600)
+    name = f"{prefix}-{os.getpid()}"
+    try:
+        booting = subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro",
+                                  f"{work / 'bundle'}:/bundle", "--bind-ro", f"{data}:/data",
+                                  *(a for d in devices for a in ("--device", d))],
+                                 capture_output=True, text=True, timeout=120)
+        assert booting.returncode == 0, booting.stdout + booting.stderr
+        sandbox = Sandbox(name, devices[0] if devices else "")
+        sandbox.sh(install, timeout=600)
+        yield sandbox
+    finally:
+        subprocess.run([str(SANDBOX), "down", name], capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +121,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """The bundle built here, the sandbox booted without a network, spoolca installed."""
     _available()
     work = tmp_path_factory.mktemp("live")
-    subprocess.run(["bash", str(REPO / "packaging" / "make-bundle.sh"), str(work / "bundle"),
-                    sys.executable], check=True, capture_output=True, timeout=600)
     data = work / "data"
     data.mkdir()
     (data / "live.csr").write_bytes(pem(make_csr("live.example.com", name=subject(
@@ -107,20 +133,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     os.truncate(image, 64 << 20)
     loop = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
                           text=True, check=True).stdout.strip()
-    name = f"spoolca-live-{os.getpid()}"
-    booted = time.monotonic()
     try:
-        booting = subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro",
-                                  f"{work / 'bundle'}:/bundle", "--bind-ro", f"{data}:/data",
-                                  "--device", loop], capture_output=True, text=True,
-                                 timeout=120)
-        assert booting.returncode == 0, booting.stdout + booting.stderr
-        sandbox = Sandbox(name, loop)
-        sandbox.sh(INSTALL, timeout=600)
-        sandbox.boot_to_ready = time.monotonic() - booted  # type: ignore[attr-defined]
-        yield sandbox
+        with booted(work, data, "spoolca-live", INSTALL, (loop,)) as sandbox:
+            yield sandbox
     finally:
-        subprocess.run([str(SANDBOX), "down", name], capture_output=True, timeout=120)
         subprocess.run(["losetup", "--detach", loop], capture_output=True)
 
 

@@ -5,9 +5,6 @@ real systemd with all of the unit's sandboxing. Needs root (see test_live.py).""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.pki import pem, wait_for
-from tests.test_live import REPO, ROOT_SUBJECT, SANDBOX, STATE, Sandbox, _available, _readme_csr
+from tests.test_live import (
+    ROOT_SUBJECT,
+    STATE,
+    Sandbox,
+    _available,
+    _readme_csr,
+    booted,
+    credential_step,
+)
 
 TOKENS = f"{STATE}/softhsm/tokens"
 
@@ -34,13 +39,7 @@ softhsm2-util --init-token --free --label spoolca --so-pin 'live so pin' \\
 spoolca init --dir {STATE} --root-subject "{ROOT_SUBJECT}" --key-store pkcs11 \\
   --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token spoolca \\
   --passphrase-file /root/ca-pin
-chown -R spoolca:spoolca {STATE}
-mkdir -p /etc/credstore.encrypted
-systemd-creds encrypt --name=spoolca-ca-passphrase /root/ca-pin \\
-  /etc/credstore.encrypted/spoolca-ca-passphrase
-shred -u /root/ca-pin
-sed -i 's|^file = |# file = |' {STATE}/spoolca.toml
-install -D -m 0644 /bundle/systemd/drop-ins/softhsm2.conf \\
+{credential_step("/root/ca-pin")}install -D -m 0644 /bundle/systemd/drop-ins/softhsm2.conf \\
   /etc/systemd/system/spoolca.service.d/softhsm2.conf
 systemctl daemon-reload && systemctl enable --now spoolca
 """
@@ -52,23 +51,12 @@ def live_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     if not Path("/usr/lib/softhsm/libsofthsm2.so").exists():
         pytest.fail("SoftHSM2 is not installed (.ci/run installs it)")
     work = tmp_path_factory.mktemp("live-token")
-    subprocess.run(["bash", str(REPO / "packaging" / "make-bundle.sh"), str(work / "bundle"),
-                    sys.executable], check=True, capture_output=True, timeout=600)
     data = work / "data"
     data.mkdir()
     for name in ("t1", "t2"):
         (data / f"{name}.csr").write_bytes(pem(_readme_csr(f"{name}.example.com")))
-    name = f"spoolca-live-token-{os.getpid()}"
-    try:
-        booting = subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro",
-                                  f"{work / 'bundle'}:/bundle", "--bind-ro", f"{data}:/data"],
-                                 capture_output=True, text=True, timeout=120)
-        assert booting.returncode == 0, booting.stdout + booting.stderr
-        sandbox = Sandbox(name, "")
-        sandbox.sh(INSTALL, timeout=600)
+    with booted(work, data, "spoolca-live-token", INSTALL) as sandbox:
         yield sandbox
-    finally:
-        subprocess.run([str(SANDBOX), "down", name], capture_output=True, timeout=120)
 
 
 class TestLiveToken:
