@@ -16,7 +16,14 @@ python=${2:-python3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 rm -rf "$out"
 mkdir -p "$out/wheels"
-"$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$out/wheels" "$repo"
+# Built from a scratch copy of the sources: setuptools writes build/ and *.egg-info into
+# the tree it builds, so two bundles built at once from one checkout would collide (and
+# the checkout would be left with build debris).
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+cp -r "$repo/pyproject.toml" "$repo/README.md" "$repo/spoolca" "$src/"
+find "$src" -name __pycache__ -prune -exec rm -rf {} +
+"$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$out/wheels" "$src"
 cp -r "$repo/systemd" "$out/systemd"
 cp "$repo/config/spoolca.toml" "$out/spoolca.toml.example"
 install -m 0755 "$repo/packaging/install.sh" "$out/install.sh"
