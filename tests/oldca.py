@@ -11,6 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO.parent / "shared" / "seeds" / "openssl-root-ca-howto.txt"
+HOWTO_CNF = Path(__file__).parent / "root-howto-openssl.cnf"
 EASYRSA = "/usr/share/easy-rsa/easyrsa"
 ORG = "/C=US/ST=New York/O=The Sample Company"
 
@@ -22,12 +23,19 @@ def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def seed_cnf() -> str:
-    """The root how-to's openssl.cnf, verbatim but for md5 -> sha256, 1024 -> 2048 bits."""
-    lines = SEED.read_text().splitlines()
+def howto_cnf(seed: Path = SEED) -> str:
+    """The openssl.cnf block of the root how-to (../shared/seeds/), as it stands there."""
+    lines = seed.read_text().splitlines()
     begin = max(i for i, line in enumerate(lines) if line.startswith("---Begin---"))
     end = next(i for i in range(begin, len(lines)) if lines[i].startswith("----End----"))
-    text = "\n".join(lines[begin + 1:end]) + "\n"
+    return "\n".join(lines[begin + 1:end]) + "\n"
+
+
+def seed_cnf() -> str:
+    """The root how-to's openssl.cnf, verbatim but for md5 -> sha256, 1024 -> 2048 bits.
+    Kept in tests/ (root-howto-openssl.cnf) so a checkout without ../shared tests import
+    too; test_import checks the copy against the seed where the seed is there."""
+    text = HOWTO_CNF.read_text()
     text = text.replace("default_md         = md5                 # message digest algorithm",
                         "default_md         = sha256")
     text = text.replace("default_md         = md5", "default_md         = sha256")

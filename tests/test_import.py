@@ -216,6 +216,15 @@ class TestDiscrepancies:
         assert not (secrets_dir / "state").exists()
 
 
+def test_the_kept_howto_config_is_the_seeds():
+    """tests/root-howto-openssl.cnf is the seed how-to's block, byte for byte."""
+    from tests.oldca import HOWTO_CNF, SEED, howto_cnf
+
+    if not SEED.exists():
+        pytest.skip(f"{SEED} is not beside this checkout")
+    assert HOWTO_CNF.read_text() == howto_cnf()
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_index_parser_refuses_any_bytes_in_one_way(data: bytes):
