@@ -80,6 +80,8 @@ def parse_subject(text: str) -> x509.Name:
 
 def _oneline_value(value: str | bytes) -> str:
     """Escape a value the way X509_NAME_oneline does: bytes outside ' '..'~' become \\xHH."""
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return value  # nothing to escape
     raw = value.encode("utf-8") if isinstance(value, str) else value
     return "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02X}" for b in raw)
 

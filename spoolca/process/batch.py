@@ -38,7 +38,7 @@ from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
 from spoolca.x509.csr import load_request, request_sha256
 from spoolca.x509.issuer import IssuingCA, Signed, issue_leaf, new_serial, serial_hex
 from spoolca.x509.lint import CertificateLinter, PooledLinter
-from spoolca.x509.policy import evaluate
+from spoolca.x509.policy import CASubjects, evaluate
 
 __all__ = ["BATCH_FAULTS", "BATCH_SIZE", "BatchProcessor", "BatchState"]
 
@@ -63,9 +63,15 @@ class _Again:
 class BatchState:
     """What this batch has planned but not yet written: serials, subjects, identities."""
 
+    ca_subjects: CASubjects  # no subject may be a CA's own
     serials: set[str] = field(default_factory=set)
     subjects: dict[tuple[str, str], str] = field(default_factory=dict)
     identities: dict[str, str] = field(default_factory=dict)  # request -> profile planned
+
+    @classmethod
+    def of(cls, session: CASession) -> BatchState:
+        """A new batch's state: nothing planned yet."""
+        return cls(CASubjects(c.subject for c in session.ca_certificates.values()))
 
 
 class BatchProcessor:
@@ -106,7 +112,7 @@ class BatchProcessor:
         self.linter()
         started = time.perf_counter()
         prepared = self._in_halves(self._prepare_safely, batch)
-        state = BatchState()
+        state = BatchState.of(session)
         with session.store.transaction(session.actor, now) as tx:
             planned = [self._guarded(tx, item, lambda i=item: self._plan(
                 tx, i, authorities, state, now)) for item in prepared]
@@ -274,8 +280,7 @@ class BatchProcessor:
             return serial
 
         decision = evaluate(item.request, profile, self.config.policy, ca.certificate,
-                            ca_subjects=[c.subject for c in
-                                         self.session.ca_certificates.values()],
+                            ca_subjects=state.ca_subjects,
                             subject_in_use=subject_in_use)
         if not decision.accepted:
             return list(decision.findings)

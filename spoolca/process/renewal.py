@@ -42,7 +42,7 @@ def renew(batch: BatchProcessor, serial: str) -> Outcome:
     item = Prepared(None, record.request_sha256, load_request(der), None, False,
                     renewal_name=file_name)
     with session.store.transaction(session.actor, now) as tx:
-        planned = batch.plan_issue(tx, item, profile, ca, BatchState(), now,
+        planned = batch.plan_issue(tx, item, profile, ca, BatchState.of(batch.session), now,
                                    supersedes=serial, renews_request=True)
         if not isinstance(planned, Plan):
             codes = ", ".join(f"{f.code} ({f.message})" for f in planned)

@@ -24,12 +24,13 @@ from spoolca.x509.keypolicy import check_key, check_signature
 from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
 from spoolca.x509.requested import check_extensions
 
-__all__ = ["Decision", "evaluate"]
+__all__ = ["CASubjects", "Decision", "evaluate"]
 
 _REPEATABLE = {"organizationalUnitName", "domainComponent", "streetAddress"}
 # Printable means no control, format (bidirectional overrides, zero-width), surrogate,
 # private-use or unassigned character, and no line or paragraph separator.
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_KNOWN_OIDS = frozenset(oid for _short, oid in ATTRIBUTES.values())
 
 GeneralName = x509.DNSName | x509.IPAddress | x509.RFC822Name
 
@@ -53,9 +54,9 @@ def _attributes(name: x509.Name) -> list[x509.NameAttribute]:
     return [attr for rdn in name.rdns for attr in rdn]
 
 
-@functools.lru_cache(maxsize=256)
 def _grouped(name: x509.Name) -> dict[str, list[str]]:
-    """Values per attribute long name, in order, computed once per name (CA names repeat)."""
+    """Values per attribute long name, in order: built once per name and evaluation, since
+    hashing an x509.Name (to cache by it) costs more than building this."""
     grouped: dict[str, list[str]] = {}
     for rdn in name.rdns:
         for attr in rdn:
@@ -63,12 +64,16 @@ def _grouped(name: x509.Name) -> dict[str, list[str]]:
     return grouped
 
 
-def _values(name: x509.Name, field_name: str) -> list[str]:
-    return _grouped(name).get(field_name, [])
+@functools.lru_cache(maxsize=64)
+def _ca_grouped(issuer: x509.Certificate) -> dict[str, list[str]]:
+    """The issuing CA's subject, grouped: the same few CAs sign every request."""
+    return _grouped(issuer.subject)
 
 
 def unprintable(text: str) -> str | None:
     """The first character of `text` that is not printable, or None."""
+    if text.isascii() and text.isprintable():  # the common case, without a lookup per character
+        return None
     return next((c for c in text if unicodedata.category(c) in _UNPRINTABLE_CATEGORIES), None)
 
 
@@ -113,8 +118,9 @@ def _check_rule(field_name: str, rule: str, values: list[str], ca_values: list[s
     return findings
 
 
-def _issued_subject(subject: x509.Name, dn: tuple[tuple[str, str], ...], policy: Policy,
-                    preserve: bool) -> x509.Name:
+def _issued_subject(subject: x509.Name, grouped: dict[str, list[str]],
+                    dn: tuple[tuple[str, str], ...], policy: Policy, preserve: bool
+                    ) -> x509.Name:
     """The subject to sign: policy order, unnamed fields dropped, unless preserve_dn."""
     keep_email = policy.email_in_dn
     if preserve:
@@ -129,31 +135,31 @@ def _issued_subject(subject: x509.Name, dn: tuple[tuple[str, str], ...], policy:
         if field_name == "emailAddress" and not keep_email:
             continue
         oid = ATTRIBUTES[field_name][1]
-        attributes.extend(x509.NameAttribute(oid, value) for value in _values(subject, field_name))
+        attributes.extend(x509.NameAttribute(oid, value) for value in grouped.get(field_name, ()))
     return x509.Name(attributes)
 
 
-def _check_subject(subject: x509.Name, ca_subject: x509.Name, profile: Profile,
-                   policy: Policy) -> tuple[list[Finding], x509.Name | None]:
+def _check_subject(subject: x509.Name, grouped: dict[str, list[str]],
+                   ca_grouped: dict[str, list[str]], profile: Profile, policy: Policy
+                   ) -> tuple[list[Finding], x509.Name | None]:
     findings: list[Finding] = []
     attributes = _attributes(subject)
     if not attributes:
         return [Finding("policy.dn.empty", "the request's subject is empty")], None
-    known_oids = {oid for _short, oid in ATTRIBUTES.values()}
     for attr in attributes:
-        if attr.oid not in known_oids and profile.preserve_dn:
+        if attr.oid not in _KNOWN_OIDS and profile.preserve_dn:
             findings.append(Finding("policy.dn.unknown_attribute",
                                     f"subject attribute {attr.oid.dotted_string} is not known"))
-        elif attr.oid in known_oids and isinstance(attr.value, str):
+        elif attr.oid in _KNOWN_OIDS and isinstance(attr.value, str):
             problem = _check_value(attribute_name(attr.oid), attr.value, policy)
             if problem:
                 findings.append(problem)
     for field_name, rule in profile.dn:
-        findings += _check_rule(field_name, rule, _values(subject, field_name),
-                                _values(ca_subject, field_name))
+        findings += _check_rule(field_name, rule, grouped.get(field_name, []),
+                                ca_grouped.get(field_name, []))
     if findings:
         return findings, None
-    return [], _issued_subject(subject, profile.dn, policy, profile.preserve_dn)
+    return [], _issued_subject(subject, grouped, profile.dn, policy, profile.preserve_dn)
 
 
 def _requested_names(extensions: x509.Extensions) -> list[x509.GeneralName]:
@@ -185,9 +191,11 @@ def _dedupe(items: list[str]) -> list[str]:
     return [i for i in items if not (i.lower() in seen or seen.add(i.lower()))]
 
 
-def _check_names(request: Request, subject: x509.Name, profile: Profile
+def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profile
                  ) -> tuple[list[Finding], tuple[GeneralName, ...]]:
-    """subjectAltName: the only extension taken from the CSR, after its names pass."""
+    """subjectAltName: the only extension taken from the CSR, after its names pass.
+    GROUPED: the request's subject by attribute (the issued subject has the same
+    commonNames)."""
     findings: list[Finding] = []
     dns: list[str] = []
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
@@ -204,7 +212,7 @@ def _check_names(request: Request, subject: x509.Name, profile: Profile
             findings.append(Finding("policy.san.type_not_allowed",
                                     f"the {profile.name} profile does not issue "
                                     f"{type(general).__name__} subjectAltNames ({general.value})"))
-    for cn in _values(subject, "commonName"):
+    for cn in grouped.get("commonName", ()):
         if profile.kind == "server":
             ip = parse_ip(cn)
             if ip is not None:
@@ -220,7 +228,7 @@ def _check_names(request: Request, subject: x509.Name, profile: Profile
             else:
                 findings.append(Finding("policy.cn.invalid_email",
                                         f"commonName {cn!r} is not a valid e-mail address"))
-    emails += _values(request.subject, "emailAddress") if profile.kind == "client" else []
+    emails += grouped.get("emailAddress", []) if profile.kind == "client" else []
     dns, emails = _dedupe(dns), _dedupe(emails)
     findings += _check_dns(dns, profile)
     for ip in ips if not profile.allow_ip else []:
@@ -239,8 +247,18 @@ def _check_names(request: Request, subject: x509.Name, profile: Profile
     return findings, tuple(names)
 
 
+class CASubjects:
+    """The CAs' own subjects as OpenSSL compares names, made once for many evaluations."""
+
+    def __init__(self, names: Iterable[x509.Name]) -> None:
+        self._keys = frozenset(comparable(name) for name in names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, x509.Name) and comparable(name) in self._keys
+
+
 def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Certificate, *,
-             ca_subjects: Iterable[x509.Name] = (),
+             ca_subjects: CASubjects | Iterable[x509.Name] = (),
              subject_in_use: Callable[[str], str | None] = lambda _subject: None) -> Decision:
     """Judge a request against a profile; every violation becomes one finding.
 
@@ -251,14 +269,18 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
     findings = check_signature(request) + check_key(request, policy)
     extension_findings, notes = check_extensions(request, profile.kind)
     findings += extension_findings
-    subject_findings, subject = _check_subject(request.subject, issuer.subject, profile, policy)
+    grouped = _grouped(request.subject)
+    subject_findings, subject = _check_subject(request.subject, grouped, _ca_grouped(issuer),
+                                               profile, policy)
     findings += subject_findings
-    name_findings, names = _check_names(request, subject or request.subject, profile)
+    name_findings, names = _check_names(request, grouped, profile)
     findings += name_findings
     if subject is None:
         return Decision(findings=tuple(findings))
     line = oneline(subject)
-    if comparable(subject) in {comparable(name) for name in ca_subjects}:
+    if not isinstance(ca_subjects, CASubjects):
+        ca_subjects = CASubjects(ca_subjects)
+    if subject in ca_subjects:
         findings.append(Finding("policy.dn.same_as_ca", f"the subject {line} is a CA's own "
                                 "subject; choose another commonName"))
     existing = subject_in_use(line) if profile.unique_subject else None
