@@ -107,14 +107,14 @@ class Recorder:
                           Status.ISSUED, notes, item.file_sha256, plan.signer,
                           claim=item.claim)
         chain = self._session.chains[plan.ca.name]
-        files = issued_files(cert, record, chain, name=name, file_name=item.file_name,
+        files = issued_files(record, chain, name=name, file_name=item.file_name,
                              decided_at=tx.now, notes=notes)
         tx.record("request.issued", {
             "name": name, "file": item.file_name, "request_sha256": item.identity,
             "profile": profile.name, "serial": record.serial, "issuer": plan.ca.name,
             "subject": record.subject, "names": [_general(n) for n in plan.decision.names],
             "not_after": record.not_after,
-            "cert_sha256": hashlib.sha256(files["cert.crt"]).hexdigest(),
+            "cert_sha256": hashlib.sha256(record.der).hexdigest(),
             "supersedes": plan.supersedes, "signer": plan.signer,
         })
         return Outcome(name, item.file_name, item.identity, profile.name,

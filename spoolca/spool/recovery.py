@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography import x509
-
 from spoolca.fsutil import remove_tree
 from spoolca.register.store import Status, Store, SubmissionRecord
 from spoolca.spool.publisher import PublishJob
@@ -39,8 +37,7 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
     certificate = store.certificate(record.serial)
     assert certificate is not None, f"the register lost certificate {record.serial}"
     chain = chains[certificate.issuer]
-    cert = x509.load_der_x509_certificate(certificate.der)
-    return (issued_files(cert, certificate, chain, name=name, file_name=record.file_name,
+    return (issued_files(certificate, chain, name=name, file_name=record.file_name,
                          decided_at=record.decided_at, notes=record.findings),
             {"chain.pem": chain.path})
 

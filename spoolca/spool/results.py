@@ -8,13 +8,15 @@ Its content depends only on the recorded result, so a re-publication is identica
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _json_string  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.findings import Finding
@@ -27,6 +29,7 @@ __all__ = [
     "Outcome",
     "issued_files",
     "older_chain_file",
+    "pem_certificate",
     "publish_ca_files",
     "rejected_files",
     "result_json",
@@ -75,9 +78,26 @@ class ChainFiles:
 
 
 def result_json(**fields: Any) -> bytes:
-    """Stable, readable JSON: sorted keys, absent fields left out."""
+    """Stable, readable JSON: sorted keys, absent fields left out. Exactly what
+    json.dumps(indent=2, sort_keys=True, ensure_ascii=False) writes, built with the C string
+    encoder: the standard library falls back to pure Python whenever indent is set, and this
+    runs once per result."""
     body = {key: value for key, value in fields.items() if value is not None}
-    return (json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    return (_indented(body, "\n") + "\n").encode()
+
+
+def _indented(value: Any, newline: str) -> str:
+    """VALUE as JSON; NEWLINE is a line break followed by the current indentation."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, dict) and value:
+        inner = newline + "  "
+        return "{" + ",".join(f"{inner}{_json_string(str(key))}: {_indented(value[key], inner)}"
+                              for key in sorted(value)) + newline + "}"
+    if isinstance(value, list | tuple) and value:
+        inner = newline + "  "
+        return "[" + ",".join(inner + _indented(item, inner) for item in value) + newline + "]"
+    return json.dumps(value)  # numbers, booleans, null, and empty containers
 
 
 def rejected_files(*, name: str, file_name: str, request_sha256: str, profile: str,
@@ -97,27 +117,35 @@ def revocation_files(*, name: str, file_name: str, request_sha256: str, decided_
         profile="revoke", decided_at=decided_at, serial=serial, reasons=reasons or None)}
 
 
-def issued_files(cert: x509.Certificate, record: CertificateRecord, chain: ChainFiles, *,
-                 name: str, file_name: str, decided_at: str,
-                 notes: list[dict[str, str]] | None = None) -> dict[str, bytes]:
+def issued_files(record: CertificateRecord, chain: ChainFiles, *, name: str, file_name: str,
+                 decided_at: str, notes: list[dict[str, str]] | None = None) -> dict[str, bytes]:
     """cert.pem, cert.crt (DER), fullchain.pem and result.json; chain.pem is linked.
 
-    `notes` are informational (what the request asked for and the profile overrode),
-    never reasons: an issued result has none."""
-    cert_pem = cert.public_bytes(Encoding.PEM)
+    Everything comes from the recorded DER, encoded once (cryptography re-encodes the
+    certificate on every public_bytes and fingerprint call). `notes` are informational
+    (what the request asked for and the profile overrode), never reasons: an issued result
+    has none."""
+    cert_pem = pem_certificate(record.der)
     body = result_json(
         status="issued", name=name, file=file_name, request_sha256=record.request_sha256,
         profile=record.profile, decided_at=decided_at, serial=record.serial,
         subject=record.subject, issuer=record.issuer, not_before=record.not_before,
-        not_after=record.not_after, cert_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        not_after=record.not_after, cert_sha256=hashlib.sha256(record.der).hexdigest(),
         notes=notes or None,
     )
     return {
         "cert.pem": cert_pem,
-        "cert.crt": cert.public_bytes(Encoding.DER),
+        "cert.crt": record.der,
         "fullchain.pem": cert_pem + chain.intermediates,
         "result.json": body,
     }
+
+
+def pem_certificate(der: bytes) -> bytes:
+    """A certificate's DER as PEM, as cryptography and OpenSSL write it (64-column base64)."""
+    body = base64.b64encode(der)
+    lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
 def older_chain_file(name: str) -> str:
