@@ -12,8 +12,8 @@ from cryptography import x509
 
 from spoolca.config import AUTHORITIES, Config
 from spoolca.errors import KeyStoreError
-from spoolca.keys.algorithms import generate_like, load_private_key, read_passphrase, spki
-from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.algorithms import load_private_key, read_passphrase, spki
+from spoolca.keys.filekey import FileKeySigner, lint_twin
 from spoolca.keys.signer import Signer
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
 from spoolca.memory import no_core_dumps
@@ -66,7 +66,7 @@ def load_authorities(config: Config, store: Store, names: Iterable[str],
             certificate=certificate,
             signer=signer,
             urls=CAURLs(settings.crl_url, settings.issuer_url),
-            lint_signer=FileKeySigner(generate_like(certificate.public_key())),  # type: ignore[arg-type]
+            lint_signer=lint_twin(certificate.public_key()),  # type: ignore[arg-type]
         )
     return authorities
 

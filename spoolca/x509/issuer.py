@@ -21,17 +21,21 @@ from spoolca.errors import SpoolcaError
 from spoolca.findings import Finding
 from spoolca.keys.algorithms import PublicKey
 from spoolca.keys.signer import Signer
-from spoolca.x509.lint import CertificateLinter
+from spoolca.x509.lint import CertificateLinter, PendingLint, PooledLinter
 from spoolca.x509.profiles import CAURLs, Extension, leaf_extensions
 
 __all__ = [
     "IssuingCA",
+    "Linting",
     "Signed",
     "build_certificate",
+    "finish_linted",
     "issue_leaf",
+    "leaf_builder",
     "new_serial",
     "serial_hex",
     "sign_linted",
+    "start_linted",
 ]
 
 
@@ -89,27 +93,53 @@ def build_certificate(*, subject: x509.Name, public_key: PublicKey, issuer: x509
     return builder
 
 
-def sign_linted(builder: x509.CertificateBuilder, signer: Signer, lint_signer: Signer,
-                linter: CertificateLinter | None) -> Signed:
-    """Sign with the real key only after the same TBS signed by a throwaway key lints clean."""
+@dataclass(frozen=True, slots=True)
+class Linting:
+    """A certificate on its way: its TBS signed by the throwaway twin and handed to the
+    linter, the CA key not used yet."""
+
+    builder: x509.CertificateBuilder
+    signer: Signer
+    trial: x509.Certificate | None = None  # None: lint is off
+    pending: PendingLint | None = None
+
+
+def start_linted(builder: x509.CertificateBuilder, signer: Signer, lint_signer: Signer,
+                 linter: CertificateLinter | PooledLinter | None) -> Linting:
+    """Sign the TBS with the throwaway twin and start linting it (in a worker process where
+    there is one), so that many certificates can be linted at once."""
     if linter is None:
-        return Signed(signer.sign_certificate(builder))
+        return Linting(builder, signer)
     trial = lint_signer.sign_certificate(builder)
-    findings = linter.lint(trial.public_bytes(Encoding.DER))
+    return Linting(builder, signer, trial, linter.submit(trial.public_bytes(Encoding.DER)))
+
+
+def finish_linted(linting: Linting) -> Signed:
+    """Sign with the real key only after the same TBS, signed by the twin, linted clean."""
+    if linting.trial is None or linting.pending is None:
+        return Signed(linting.signer.sign_certificate(linting.builder))
+    findings = linting.pending.result()
     if findings:
         return Signed(None, tuple(findings))
-    certificate = signer.sign_certificate(builder)
-    if certificate.tbs_certificate_bytes != trial.tbs_certificate_bytes:
+    certificate = linting.signer.sign_certificate(linting.builder)
+    if certificate.tbs_certificate_bytes != linting.trial.tbs_certificate_bytes:
         raise SpoolcaError("internal error: the signed certificate differs from the linted one")
     return Signed(certificate)
 
 
-def issue_leaf(*, kind: str, subject: x509.Name, public_key: PublicKey,
-               names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
-               validity_days: int, now: dt.datetime,
-               linter: CertificateLinter | None,
-               constraints: SubCAConstraints | None = None) -> Signed:
-    """Issue a certificate of a profile kind; its life is capped by the CA's own notAfter."""
+def sign_linted(builder: x509.CertificateBuilder, signer: Signer, lint_signer: Signer,
+                linter: CertificateLinter | PooledLinter | None) -> Signed:
+    """Sign with the real key only after the same TBS signed by a throwaway key lints clean."""
+    return finish_linted(start_linted(builder, signer, lint_signer, linter))
+
+
+def leaf_builder(*, kind: str, subject: x509.Name, public_key: PublicKey,
+                 names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
+                 validity_days: int, now: dt.datetime,
+                 constraints: SubCAConstraints | None = None
+                 ) -> x509.CertificateBuilder | Signed:
+    """A certificate of a profile kind, ready to sign; its life is capped by the CA's own
+    notAfter (a Signed with the finding when nothing is left of it)."""
     not_before = now.replace(microsecond=0)
     not_after = min(not_before + dt.timedelta(days=validity_days),
                     ca.certificate.not_valid_after_utc)
@@ -117,10 +147,23 @@ def issue_leaf(*, kind: str, subject: x509.Name, public_key: PublicKey,
         return Signed(None, (Finding("issue.validity_exhausted",
                                      f"the issuing CA {ca.name} expires at "
                                      f"{ca.certificate.not_valid_after_utc:%Y-%m-%d %H:%M}Z"),))
-    builder = build_certificate(
+    return build_certificate(
         subject=subject, public_key=public_key, issuer=ca.certificate.subject, serial=serial,
         not_before=not_before, not_after=not_after,
         extensions=leaf_extensions(kind, public_key, names, ca.certificate, ca.urls,
                                    constraints),
     )
-    return sign_linted(builder, ca.signer, ca.lint_signer, linter)
+
+
+def issue_leaf(*, kind: str, subject: x509.Name, public_key: PublicKey,
+               names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
+               validity_days: int, now: dt.datetime,
+               linter: CertificateLinter | PooledLinter | None,
+               constraints: SubCAConstraints | None = None) -> Signed:
+    """Issue a certificate of a profile kind, linted first."""
+    built = leaf_builder(kind=kind, subject=subject, public_key=public_key, names=names,
+                         ca=ca, serial=serial, validity_days=validity_days, now=now,
+                         constraints=constraints)
+    if isinstance(built, Signed):
+        return built
+    return sign_linted(built, ca.signer, ca.lint_signer, linter)

@@ -8,10 +8,15 @@ crashes is a fatal finding, never a silent pass.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from spoolca.findings import Finding
 
-__all__ = ["CertificateLinter"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from concurrent.futures import Future
+
+__all__ = ["CertificateLinter", "PendingLint", "PooledLinter"]
 
 # pkilint's severities (ValidationFindingSeverity): FATAL 0, ERROR 1, WARNING 2.
 _CODES = {0: "lint.fatal", 1: "lint.error", 2: "lint.warning"}
@@ -57,6 +62,31 @@ class CertificateLinter:
                                             f"{result.node.path}{detail}"))
         return findings
 
+    def submit(self, der: bytes) -> PendingLint:
+        """The same as lint(), done now: one core has nothing to overlap it with."""
+        return PendingLint(findings=self.lint(der))
+
+
+class PendingLint:
+    """A lint started and not yet waited for: its findings, when they are in."""
+
+    def __init__(self, *, findings: list[Finding] | None = None,
+                 future: Future[list[Finding]] | None = None,
+                 fallback: Callable[[], list[Finding]] | None = None) -> None:
+        self._findings, self._future, self._fallback = findings, future, fallback
+
+    def result(self) -> list[Finding]:
+        """Wait for the findings; a worker that died is replaced by linting here."""
+        if self._findings is None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            assert self._future is not None and self._fallback is not None
+            try:
+                self._findings = self._future.result()
+            except BrokenProcessPool:
+                self._findings = self._fallback()
+        return self._findings
+
 
 _WORKER_LINTER: CertificateLinter | None = None
 
@@ -101,13 +131,21 @@ class PooledLinter:
         self._here: CertificateLinter | None = None
 
     def lint(self, der: bytes) -> list[Finding]:
+        return self.submit(der).result()
+
+    def submit(self, der: bytes) -> PendingLint:
+        """Lint in a worker while the caller goes on: a batch keeps every worker busy."""
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            return self._pool.submit(_lint_in_worker, der).result()
+            future = self._pool.submit(_lint_in_worker, der)
         except BrokenProcessPool:
-            self._here = self._here or CertificateLinter()
-            return self._here.lint(der)
+            return PendingLint(findings=self._lint_here(der))
+        return PendingLint(future=future, fallback=lambda: self._lint_here(der))
+
+    def _lint_here(self, der: bytes) -> list[Finding]:
+        self._here = self._here or CertificateLinter()
+        return self._here.lint(der)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
