@@ -20,6 +20,7 @@ import dataclasses
 import datetime as dt
 import os
 import sqlite3
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -152,12 +153,14 @@ class BatchProcessor:
         the GIL (an RSA signature, a P-384 request's check): for short ones (P-256) handing
         the GIL back and forth costs more than the second core gives, measured. So the first
         items are timed here, and the rest split in two big tasks only if they are slow."""
-        probe = items[:_PROBE]
-        started = time.perf_counter()
-        done = [function(item) for item in probe]
+        done, times = [], []
+        for item in items[:_PROBE]:
+            started = time.perf_counter()
+            done.append(function(item))
+            times.append(time.perf_counter() - started)
         rest = items[_PROBE:]
-        per_item = (time.perf_counter() - started) / max(len(probe), 1)
-        if len(rest) < 2 * _PROBE or per_item < SPLIT_ABOVE_SECONDS:
+        # The median: a first call that warms a cache, or one odd item, must not decide.
+        if len(rest) < 2 * _PROBE or statistics.median(times) < SPLIT_ABOVE_SECONDS:
             return done + [function(item) for item in rest]
         middle = len(rest) // 2
         first = self.session.workers.submit(lambda: [function(i) for i in rest[:middle]])

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from spoolca.findings import Finding
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from concurrent.futures import Future
 
 __all__ = ["CertificateLinter", "PendingLint", "PooledLinter"]
@@ -71,21 +70,43 @@ class PendingLint:
     """A lint started and not yet waited for: its findings, when they are in."""
 
     def __init__(self, *, findings: list[Finding] | None = None,
-                 future: Future[list[Finding]] | None = None,
-                 fallback: Callable[[], list[Finding]] | None = None) -> None:
-        self._findings, self._future, self._fallback = findings, future, fallback
+                 chunk: _Chunk | None = None, index: int = 0) -> None:
+        self._findings, self._chunk, self._index = findings, chunk, index
 
     def result(self) -> list[Finding]:
-        """Wait for the findings; a worker that died is replaced by linting here."""
+        """Wait for the findings (sending the chunk they wait in, if it is not sent yet)."""
         if self._findings is None:
-            from concurrent.futures.process import BrokenProcessPool
-
-            assert self._future is not None and self._fallback is not None
-            try:
-                self._findings = self._future.result()
-            except BrokenProcessPool:
-                self._findings = self._fallback()
+            assert self._chunk is not None
+            self._findings = self._chunk.results()[self._index]
         return self._findings
+
+
+class _Chunk:
+    """Certificates linted by one worker task: one round trip for several, since each task
+    and each answer costs the parent's pickling and a wake-up of its pool thread."""
+
+    def __init__(self, linter: PooledLinter) -> None:
+        self._linter = linter
+        self.ders: list[bytes] = []
+        self._future: Future[list[list[Finding]]] | None = None
+        self._results: list[list[Finding]] | None = None
+
+    def send(self) -> None:
+        if self._future is None and self._results is None:
+            self._future, self._results = self._linter.send(self.ders)
+
+    def results(self) -> list[list[Finding]]:
+        """Every certificate's findings; a worker that died is replaced by linting here."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        self._linter.flush(self)
+        if self._results is None:
+            assert self._future is not None
+            try:
+                self._results = self._future.result()
+            except BrokenProcessPool:
+                self._results = [self._linter.lint_here(der) for der in self.ders]
+        return self._results
 
 
 _WORKER_LINTER: CertificateLinter | None = None
@@ -111,9 +132,9 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _lint_in_worker(der: bytes) -> list[Finding]:
+def _lint_in_worker(ders: list[bytes]) -> list[list[Finding]]:
     assert _WORKER_LINTER is not None
-    return _WORKER_LINTER.lint(der)
+    return [_WORKER_LINTER.lint(der) for der in ders]
 
 
 class PooledLinter:
@@ -122,28 +143,52 @@ class PooledLinter:
     they never hold a key, only the DER of certificates signed by a throwaway one. A
     broken pool (a worker killed) falls back to linting here."""
 
+    CHUNK = 8  # certificates per worker task
+
     def __init__(self, workers: int) -> None:
         import multiprocessing
+        import threading
         from concurrent.futures import ProcessPoolExecutor
 
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
             "spawn"), initializer=_start_worker, initargs=(os.getpid(),))
         self._here: CertificateLinter | None = None
+        self._lock = threading.Lock()  # submit() may be called from two threads
+        self._filling: _Chunk | None = None
 
     def lint(self, der: bytes) -> list[Finding]:
         return self.submit(der).result()
 
     def submit(self, der: bytes) -> PendingLint:
-        """Lint in a worker while the caller goes on: a batch keeps every worker busy."""
+        """Lint in a worker while the caller goes on: a batch keeps every worker busy.
+        Certificates go out CHUNK at a time; waiting for one sends its chunk at once."""
+        with self._lock:
+            chunk = self._filling = self._filling or _Chunk(self)
+            chunk.ders.append(der)
+            if len(chunk.ders) >= self.CHUNK:
+                self._filling = None
+                chunk.send()
+            return PendingLint(chunk=chunk, index=len(chunk.ders) - 1)
+
+    def flush(self, chunk: _Chunk) -> None:
+        """Send CHUNK now, however full: someone waits for it."""
+        with self._lock:
+            if self._filling is chunk:
+                self._filling = None
+            chunk.send()
+
+    def send(self, ders: list[bytes]
+             ) -> tuple[Future[list[list[Finding]]] | None, list[list[Finding]] | None]:
+        """One task for the workers: its future, or the findings made here if the pool is
+        broken (a worker was killed)."""
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            future = self._pool.submit(_lint_in_worker, der)
+            return self._pool.submit(_lint_in_worker, ders), None
         except BrokenProcessPool:
-            return PendingLint(findings=self._lint_here(der))
-        return PendingLint(future=future, fallback=lambda: self._lint_here(der))
+            return None, [self.lint_here(der) for der in ders]
 
-    def _lint_here(self, der: bytes) -> list[Finding]:
+    def lint_here(self, der: bytes) -> list[Finding]:
         self._here = self._here or CertificateLinter()
         return self._here.lint(der)
 
