@@ -9,9 +9,10 @@ Per-request isolation (invariant 9): whatever one file does to our code becomes 
 file's answer; a fault of the machine (BATCH_FAULTS) rolls the whole batch back instead.
 
 Speed: a batch shares one transaction and one round of syncfs, and is published behind
-(in a child process) while the next is decided. Pre-issuance lint runs in worker
-processes, the whole batch handed to them at once. Slow crypto (RSA signatures, P-384
-request checks) is split between two threads; fast crypto stays on one (_in_halves).
+(in a child process) while the next is decided. With lint on, each request is read,
+planned and handed to the lint workers in turn, so they start at once, and is signed with
+the CA key as it is recorded. Slow crypto is split between two threads, fast crypto is not
+(process.parallel).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import dataclasses
 import datetime as dt
 import os
 import sqlite3
-import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from spoolca.errors import CSRError, KeyStoreError, StoreError
 from spoolca.findings import Finding
 from spoolca.fsutil import read_untrusted
 from spoolca.log import get_logger
+from spoolca.process.parallel import in_halves
 from spoolca.process.record import Plan, Prepared, Recorder
 from spoolca.process.session import CASession
 from spoolca.register.store import CertificateRecord, Status, SubmissionRecord, Tx, parse_time
@@ -54,11 +55,6 @@ from spoolca.x509.policy import CASubjects, evaluate
 __all__ = ["BATCH_FAULTS", "BATCH_SIZE", "BatchProcessor", "BatchState"]
 
 BATCH_SIZE = 500
-# Per item, the time above which a stage is split between two threads (_in_halves): a
-# P-256 signature or request check (0.1-0.2 ms) stays on one, RSA signing and P-384 or
-# RSA-4096 request checks (0.5 ms and more) are split.
-SPLIT_ABOVE_SECONDS = 0.0004
-_PROBE = 8
 # Faults of the machine, not of one request (disk full, I/O error, a locked register, a
 # token that stopped answering): a batch that meets one rolls back whole and is retried,
 # never answered request by request.
@@ -127,13 +123,9 @@ class BatchProcessor:
         session.require_audit_trail()
         self.linter()
         started = time.perf_counter()
-        prepared = self._in_halves(self._prepare_safely, batch)
         state = BatchState.of(session)
         with session.store.transaction(session.actor, now) as tx:
-            planned = [self._guarded(tx, item, lambda i=item: self._plan(
-                tx, i, authorities, state, now)) for item in prepared]
-            to_sign = [p for p in planned if isinstance(p, Plan)]
-            signing = dict(zip(map(id, to_sign), self.sign_all(to_sign, now), strict=True))
+            planned, signing = self._decide(tx, batch, authorities, state, now)
             outcomes = []
             for plan in planned:
                 outcome = self._complete(tx, plan, signing, authorities, state, now)
@@ -147,25 +139,7 @@ class BatchProcessor:
         return outcomes
 
     def _in_halves(self, function: Callable[[_In], _Out], items: Sequence[_In]) -> list[_Out]:
-        """Run `function` over items, on both cores when that pays.
-
-        A second thread pays only when an item spends long stretches in crypto that releases
-        the GIL (an RSA signature, a P-384 request's check): for short ones (P-256) handing
-        the GIL back and forth costs more than the second core gives, measured. So the first
-        items are timed here, and the rest split in two big tasks only if they are slow."""
-        done, times = [], []
-        for item in items[:_PROBE]:
-            started = time.perf_counter()
-            done.append(function(item))
-            times.append(time.perf_counter() - started)
-        rest = items[_PROBE:]
-        # The median: a first call that warms a cache, or one odd item, must not decide.
-        if len(rest) < 2 * _PROBE or statistics.median(times) < SPLIT_ABOVE_SECONDS:
-            return done + [function(item) for item in rest]
-        middle = len(rest) // 2
-        first = self.session.workers.submit(lambda: [function(i) for i in rest[:middle]])
-        second = [function(item) for item in rest[middle:]]
-        return done + first.result() + second
+        return in_halves(self.session.workers, function, items)
 
     # -- stage 1: reading (in the pool) ---------------------------------------------------
 
@@ -325,14 +299,29 @@ class BatchProcessor:
         """One plan, signed (a renewal's): start_signing then finish_signing."""
         return self.finish_signing(self.start_signing(plan, now))
 
-    def sign_all(self, plans: Sequence[Plan], now: dt.datetime
-                 ) -> list[Linting | Signed | Exception]:
-        """Every plan of a batch, twin-signed and handed to the lint workers at once, so they
-        always have the next certificate waiting. With lint on, each is signed with the CA
-        key as it is recorded (finish_signing), the workers linting the next ones meanwhile;
-        with lint off, all are signed here."""
-        started = self._in_halves(lambda plan: self.start_signing(plan, now), plans)
-        return started if self._linter else self._in_halves(self.finish_signing, started)
+    def _decide(self, tx: Tx, batch: Sequence[Claimed], authorities: dict[str, IssuingCA],
+                state: BatchState, now: dt.datetime
+                ) -> tuple[list[Outcome | Plan | _Again], dict[int, Linting | Signed | Exception]]:
+        """Read, plan, start signing. With lint on, request by request: the lint workers get
+        the first certificates within milliseconds, not once the whole batch is read and
+        planned, and each is signed with the CA key as it is recorded (finish_signing),
+        the workers linting the next ones meanwhile. With lint off, stage by stage, so
+        slow crypto can be split between threads (_in_halves)."""
+        def plan(item: Prepared) -> Outcome | Plan | _Again:
+            return self._guarded(tx, item, lambda: self._plan(tx, item, authorities, state, now))
+
+        if self._linter is None:
+            planned = [plan(item) for item in self._in_halves(self._prepare_safely, batch)]
+            to_sign = [p for p in planned if isinstance(p, Plan)]
+            return planned, dict(zip(map(id, to_sign), self._in_halves(
+                lambda p: self.sign(p, now), to_sign), strict=True))
+        planned, signing = [], {}
+        for claimed in batch:
+            decided = plan(self._prepare_safely(claimed))
+            planned.append(decided)
+            if isinstance(decided, Plan):
+                signing[id(decided)] = self.start_signing(decided, now)
+        return planned, signing
 
     def start_signing(self, plan: Plan, now: dt.datetime) -> Linting | Signed | Exception:
         assert plan.item.request is not None and plan.decision.subject is not None
