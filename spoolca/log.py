@@ -55,7 +55,8 @@ def _divert_tracebacks(_logger: Any, _method: str, event: dict[str, Any]) -> dic
     return event
 
 
-_settings: dict[str, Any] = {"stream": None, "level": logging.INFO, "applied": False}
+_settings: dict[str, Any] = {"stream": None, "level": logging.INFO, "applied": False,
+                             "generation": 0}
 
 
 def configure_logging(stream: TextIO | None = None, *, level: int = logging.INFO) -> None:
@@ -86,20 +87,25 @@ def _apply() -> None:
         cache_logger_on_first_use=False,
     )
     _settings["applied"] = True
+    _settings["generation"] += 1  # every logger made before is made again
 
 
 class _LazyLogger:
-    """A structlog logger made on its first use, with the settings current then."""
+    """A structlog logger made on its first use, with the settings current then, and kept
+    until they change (making one per line was a third of what a log line cost)."""
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._made: tuple[int, Any] | None = None
 
     def __getattr__(self, attribute: str) -> Any:
-        import structlog
-
         if not _settings["applied"]:
             _apply()
-        return getattr(structlog.get_logger(self._name), attribute)
+        if self._made is None or self._made[0] != _settings["generation"]:
+            import structlog
+
+            self._made = (_settings["generation"], structlog.get_logger(self._name).bind())
+        return getattr(self._made[1], attribute)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
