@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca import der
 from spoolca.errors import KeyStoreError
-from spoolca.keys.algorithms import PublicKey, generate_like, signature_hash, verify_signature
-from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.algorithms import PublicKey, signature_hash, verify_signature
+from spoolca.keys.filekey import lint_twin
 
 __all__ = ["TOKEN_KEY_TYPES", "TokenKey", "TokenPool", "TokenSigner", "change_pin",
            "generate_in_token", "token_key_type"]
@@ -103,7 +103,7 @@ class TokenSigner:
         self.where = where
         self._public_key = public_key
         self._hash = signature_hash(public_key)
-        self._twin = FileKeySigner(generate_like(public_key))
+        self._twin = lint_twin(public_key)
         try:
             self._key = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY,
                                         label=where.label)
