@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -265,7 +264,10 @@ def remove_tree(path: Path) -> None:
         os.rmdir(path)
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# The C library the interpreter is linked with, by dlopen(NULL): find_library would run
+# ldconfig, a few milliseconds of every command's start.
+LIBC = ctypes.CDLL(None, use_errno=True)
+
 
 
 def sync_filesystem(paths: Iterable[Path]) -> None:
@@ -282,7 +284,7 @@ def sync_filesystem(paths: Iterable[Path]) -> None:
             if device in seen:
                 continue
             seen.add(device)
-            if _libc.syncfs(fd) != 0:
+            if LIBC.syncfs(fd) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"syncfs failed on {path}: {os.strerror(err)}")
         finally:

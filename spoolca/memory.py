@@ -15,14 +15,15 @@ guarantee; zeroing is best effort.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import resource
+
+from spoolca.fsutil import LIBC
 
 __all__ = ["is_dumpable", "no_core_dumps", "wipe"]
 
 _PR_SET_DUMPABLE = 4
 _PR_GET_DUMPABLE = 3
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_libc = LIBC
 
 
 def no_core_dumps() -> None:

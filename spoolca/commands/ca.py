@@ -17,9 +17,9 @@ from spoolca.register.store import Store
 
 def cmd_process(args: argparse.Namespace) -> int:
     from spoolca.process.batch import BatchProcessor
+    from spoolca.process.instance import hold_instance_lock
     from spoolca.process.passes import run_pass
     from spoolca.process.session import CASession
-    from spoolca.service.daemon import hold_instance_lock
 
     with opened(args) as (config, store):
         hold_instance_lock(config)

@@ -15,9 +15,9 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from spoolca.authority.lifecycle import renew_certificate, summary
+    from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
     from spoolca.register.generations import current_name, older_names
-    from spoolca.service.daemon import hold_instance_lock
     from spoolca.spool.results import publish_ca_files
     from spoolca.x509.lint import CertificateLinter
 
@@ -52,9 +52,9 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
 
 def cmd_ca_rekey(args: argparse.Namespace) -> int:
     from spoolca.authority.lifecycle import rekey_intermediate
+    from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
     from spoolca.register.generations import older_names
-    from spoolca.service.daemon import hold_instance_lock
     from spoolca.spool.results import publish_ca_files
     from spoolca.x509.lint import CertificateLinter
 

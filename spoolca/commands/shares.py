@@ -85,8 +85,8 @@ def cmd_shares_rotate(args: argparse.Namespace) -> int:
     secret is on disk (TARGET.next) before any key changes: an interruption loses nothing,
     and running rotate again with the old shares finishes the job."""
     from spoolca.fsutil import remove_file
+    from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
-    from spoolca.service.daemon import hold_instance_lock
 
     target = _target(args)
     with opened(args) as (config, store):

@@ -9,7 +9,6 @@ first items are timed, and the rest are split only if they are slow.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -34,7 +33,7 @@ def in_halves(workers: Executor, function: Callable[[_In], _Out], items: Sequenc
         times.append(time.perf_counter() - started)
     rest = items[_PROBE:]
     # The median: a first call that warms a cache, or one odd item, must not decide.
-    if len(rest) < 2 * _PROBE or statistics.median(times) < SPLIT_ABOVE_SECONDS:
+    if len(rest) < 2 * _PROBE or sorted(times)[len(times) // 2] < SPLIT_ABOVE_SECONDS:
         return done + [function(item) for item in rest]
     middle = len(rest) // 2
     first = workers.submit(lambda: [function(i) for i in rest[:middle]])

@@ -22,10 +22,10 @@ from types import FrameType
 
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, KeyStoreError, SpoolcaError
-from spoolca.fsutil import atomic_write, instance_lock, lock_holder
+from spoolca.fsutil import atomic_write
 from spoolca.log import get_logger
-from spoolca.openpgp import keyring_owner, reap_keyrings
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
+from spoolca.process.instance import hold_instance_lock
 from spoolca.process.passes import PassSummary, answer
 from spoolca.process.session import CASession, utc_now
 from spoolca.register.store import Store
@@ -34,7 +34,7 @@ from spoolca.service.notify import Notifier
 from spoolca.service.watch import Watch
 from spoolca.spool.tree import Claimed
 
-__all__ = ["Daemon", "hold_instance_lock", "reload_answer_path"]
+__all__ = ["Daemon", "reload_answer_path"]
 
 # The longest single wait: a signal's Python handler runs only when the wait returns (a
 # C-level queue wait is not interrupted), so SIGTERM and SIGHUP act within this.
@@ -50,20 +50,6 @@ _log = get_logger("spoolca.service.daemon")
 def reload_answer_path(config_path: Path) -> Path:
     """Where the daemon answers a reload: beside its lock, in the state directory."""
     return config_path.resolve().parent / "spoolca.reload.json"
-
-
-def hold_instance_lock(config: Config) -> int:
-    """One processor per state directory; the second one is told who holds it. The
-    holder then reaps the signers' keyrings (and their agents) a killed one left."""
-    lock = config.path.parent / "spoolca.lock"
-    try:
-        fd = instance_lock(lock)
-    except BlockingIOError:
-        holder = lock_holder(lock) or "?"
-        raise SpoolcaError(f"another spoolca (pid {holder}) is already processing "
-                           f"{config.path.parent}; stop it first (lock {lock})") from None
-    reap_keyrings(keyring_owner(config.path.parent))
-    return fd
 
 
 class Daemon:

@@ -12,8 +12,6 @@ our own two processes only; nothing from the spool is ever unpickled.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import pickle
 import signal
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import publish_folder, sync_filesystem
+from spoolca.fsutil import LIBC, publish_folder, sync_filesystem
 from spoolca.spool.tree import archive_file, remove_empty_claims
 
 __all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher", "publish_jobs"]
@@ -139,8 +137,7 @@ class Publisher:
 
 def _serve(parent: int) -> int:
     """The child: publish each batch the parent sends, answer `ok` or the error."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
         return 1
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
