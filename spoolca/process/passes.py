@@ -66,10 +66,12 @@ def batches(items: Sequence[Claimed]) -> list[Sequence[Claimed]]:
     return [*cuts, items[start:]] if start < len(items) else cuts
 
 
-def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = False
-           ) -> list[Outcome]:
+def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = False,
+           flush: bool = True) -> list[Outcome]:
     """CSRs in batches, revocation requests each on their own: every claimed file answered.
-    SHOWN: a progress bar on a terminal (the command line, never the daemon)."""
+    SHOWN: a progress bar on a terminal (the command line, never the daemon). FLUSH: wait
+    until the last answer is published; the daemon, with more waiting, lets that overlap
+    its next batch (what is recorded and not yet published, recovery publishes)."""
     requests = [c for c in claimed if not c.is_revocation]
     outcomes = []
     with Progress(len(claimed), "answering", shown=shown) as bar:
@@ -80,7 +82,8 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = F
             outcomes += [dataclasses.replace(o, files={}, links={}) for o in done]
             bar.advance(len(done))
         outcomes += answer_revocations(batch.session, [c for c in claimed if c.is_revocation])
-    batch.session.flush()  # every answer published, synced and archived on return
+    if flush:
+        batch.session.flush()  # every answer published, synced and archived on return
     return outcomes
 
 

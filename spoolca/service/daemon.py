@@ -158,6 +158,8 @@ class Daemon:
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
             self._attempt("a batch", lambda: self._process(ready))
+        elif not self._fault:  # a backlog's last batch was published behind: done by now?
+            self._attempt("publishing", self._session.flush)
         if time.monotonic() >= self._next_crl_check:
             self._refresh_crls()
         if time.monotonic() >= self._next_seal:
@@ -239,18 +241,19 @@ class Daemon:
             item = self._session.spool.claim(path, profile, claim)
             if item is not None:
                 claimed.append(item)
-        self._answer(claimed)
+        self._answer(claimed, flush=not self._backlog)
 
     def _recover(self) -> None:
         """Ask the session to recover, then answer what it left undecided in work/."""
         self._answer(self._session.recover())
 
-    def _answer(self, claimed: list[Claimed]) -> None:
-        """Answer claimed files; a fault propagates to `_attempt`, the files wait in work/."""
+    def _answer(self, claimed: list[Claimed], *, flush: bool = True) -> None:
+        """Answer claimed files; a fault propagates to `_attempt`, the files wait in work/.
+        FLUSH false (a backlog): this batch's publication overlaps the next one."""
         if not claimed:
             return
         try:
-            outcomes = answer(self._batch, claimed)
+            outcomes = answer(self._batch, claimed, flush=flush)
         except ClockError as exc:
             self._refuse(exc)
             raise  # claimed files wait in work/: recovery answers them once the clock is right
