@@ -34,20 +34,22 @@ class TestDemo:
         assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
     def test_demo_runs_the_daemon_until_interrupted(self, tmp_path):
-        """Without --once the daemon watches the spool: samples answered, Ctrl-C exits 0."""
+        """Without --once the daemon watches the spool: samples answered, Ctrl-C exits 0.
+        Ctrl-C reaches the whole process group, the lint workers too: no traceback."""
         notify = NotifySocket(tmp_path / "notify.sock")
         CREATED.append(tmp_path / "demo")
         process = subprocess.Popen(
             [sys.executable, "-m", "spoolca.cli", "demo", "--dir", str(tmp_path / "demo")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "NOTIFY_SOCKET": str(notify.path)})
         try:
             notify.wait_for("READY=1", 60)
             outgoing = tmp_path / "demo" / "spool" / "outgoing"
             wait_for(lambda: len(statuses(outgoing)) == 3, 30, "three demo results")
         finally:
-            process.send_signal(signal.SIGINT)
+            os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
             output, _ = process.communicate(timeout=30)
             notify.close()
         assert process.returncode == 0
         assert b"The daemon now watches" in output
+        assert b"Traceback" not in output and b"KeyboardInterrupt" not in output, output[-2000:]

@@ -114,8 +114,12 @@ _WORKER_LINTER: CertificateLinter | None = None
 
 def _start_worker(parent: int) -> None:
     global _WORKER_LINTER  # one linter per worker process
+    import signal
     import threading
 
+    # Ctrl-C reaches the whole process group: the parent decides when workers stop (and
+    # a worker interrupted in its queue would print a traceback on the terminal).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's pid as the parent saw it: one that died before this worker got here
     # must not leave it watching init for ever.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
