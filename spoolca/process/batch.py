@@ -141,7 +141,7 @@ class BatchProcessor:
     def _in_halves(self, function: Callable[[_In], _Out], items: Sequence[_In]) -> list[_Out]:
         return in_halves(self.session.workers, function, items)
 
-    # -- stage 1: reading (in the pool) ---------------------------------------------------
+    # -- stage 1: reading ------------------------------------------------------------------
 
     def _prepare_safely(self, claimed: Claimed) -> Prepared:
         """Invariant 9: whatever reading one file raises is that file's answer."""
@@ -293,7 +293,7 @@ class BatchProcessor:
         return Plan(item, profile, decision, ca, serial, supersedes=renewing[0] if renewing
                     else None, renews_request=renews_request)
 
-    # -- stage 3: signing (in the pool) ---------------------------------------------------
+    # -- stage 3: signing (lint in worker processes) ----------------------------------------
 
     def sign(self, plan: Plan, now: dt.datetime) -> Signed | Exception:
         """One plan, signed (a renewal's): start_signing then finish_signing."""
