@@ -1,17 +1,20 @@
 """The few DER (X.690) pieces spoolca writes itself, and a reader for one level of TLVs.
 
-cryptography does all X.509 work, but three places need bytes it does not expose: the
+cryptography does all X.509 work, but a few places need bytes it does not expose: the
 PBES2 key wrapping (keywrap), CRL entries encoded once, at revocation, so that a CRL of
 100,000 entries is assembled from stored bytes instead of rebuilt, and a signature made
 by another signer than the library's (a token's) around the to-be-signed bytes the
-library encoded (signed_parts, signed).
+library encoded (signed_parts, signed). And PEM armour around DER already in hand (a
+result's certificate, a 5 MB CRL), which the library would encode again.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
-__all__ = ["content", "integer", "octets", "read_tlvs", "sequence", "signed", "signed_parts",
+__all__ = ["content", "integer", "octets", "pem", "read_tlvs", "sequence", "signed",
+           "signed_parts",
            "time", "tlv"]
 
 
@@ -82,3 +85,12 @@ def signed_parts(data: bytes) -> tuple[bytes, bytes]:
 def signed(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
     """SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }."""
     return sequence(tbs + algorithm + tlv(0x03, b"\x00" + signature))
+
+
+def pem(label: str, data: bytes) -> bytes:
+    """DER armoured as RFC 7468 PEM (64-column base64), as cryptography and OpenSSL write
+    it: from the bytes already in hand, without the library encoding the object again."""
+    body = base64.b64encode(data)
+    lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+    return (b"-----BEGIN " + label.encode() + b"-----\n" + lines
+            + b"\n-----END " + label.encode() + b"-----\n")

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spoolca.spool.results import pem_certificate, result_json
+from spoolca.der import pem
+from spoolca.spool.results import result_json
 from tests.pki import make_key, subject
 
 # Any text UTF-8 can hold (a lone surrogate cannot, and no register value is one).
@@ -49,4 +50,5 @@ def test_pem_is_cryptographys_for_every_length() -> None:
                 .public_key(key.public_key()).serial_number(names)
                 .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
                 .add_extension(sans, critical=False).sign(key, hashes.SHA256()))
-        assert pem_certificate(cert.public_bytes(Encoding.DER)) == cert.public_bytes(Encoding.PEM)
+        armoured = pem("CERTIFICATE", cert.public_bytes(Encoding.DER))
+        assert armoured == cert.public_bytes(Encoding.PEM)

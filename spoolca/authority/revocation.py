@@ -8,13 +8,13 @@ comes from the register, strictly increasing whatever the clock says.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
 from pathlib import Path
 
 from spoolca.config import Config
+from spoolca.der import pem
 from spoolca.errors import (
     AlreadyRevokedError,
     ClockError,
@@ -166,7 +166,7 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
                                         "this_update": record.this_update,
                                         "next_update": record.next_update,
                                         "entries": record.entries, "sha256": record.sha256})
-        _write(store, outgoing / "crl", record, der, _pem(der))
+        _write(store, outgoing / "crl", record, der, pem("X509 CRL", der))
         made.append(record)
         _log.info("crl", authority=name, number=number, entries=record.entries,
                   next_update=record.next_update)
@@ -175,21 +175,14 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
     return made
 
 
-def _pem(der: bytes) -> bytes:
-    """PEM from the DER we already have (a second serialization of a 5 MB CRL is not free)."""
-    body = base64.b64encode(der)
-    lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
-    return b"-----BEGIN X509 CRL-----\n" + lines + b"\n-----END X509 CRL-----\n"
-
-
-def _write(store: Store, folder: Path, record: CRLRecord, der: bytes, pem: bytes) -> None:
+def _write(store: Store, folder: Path, record: CRLRecord, der: bytes, armoured: bytes) -> None:
     ensure_dir(folder, 0o755)
     with exclusive_lock(folder / ".lock"):
         latest = store.latest_crl(record.authority)
         if latest is not None and latest.number > record.number:
             return  # a newer CRL was recorded (and is being published) meanwhile
         atomic_write(folder / f"{record.authority}.crl", der)
-        atomic_write(folder / f"{record.authority}.crl.pem", pem)
+        atomic_write(folder / f"{record.authority}.crl.pem", armoured)
 
 
 def _write_schedule(config: Config, store: Store, folder: Path) -> None:

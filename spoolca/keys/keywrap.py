@@ -10,15 +10,13 @@ cryptography read it unchanged; unlocking costs about 0.1 s once per start.
 
 from __future__ import annotations
 
-import base64
 import os
-import textwrap
 
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from spoolca.der import integer, octets, sequence
+from spoolca.der import integer, octets, pem, sequence
 
 __all__ = ["PBKDF2_ROUNDS", "encrypt_pkcs8_pem"]
 
@@ -46,6 +44,4 @@ def encrypt_pkcs8_pem(private_key_info_der: bytes, passphrase: bytes,
     scheme = sequence(_OID_AES256_CBC, octets(iv))
     algorithm = sequence(_OID_PBES2, sequence(kdf, scheme))
     der = sequence(algorithm, octets(ciphertext))
-    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
-    return (f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}\n"
-            "-----END ENCRYPTED PRIVATE KEY-----\n").encode()
+    return pem("ENCRYPTED PRIVATE KEY", der)

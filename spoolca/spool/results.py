@@ -8,7 +8,6 @@ Its content depends only on the recorded result, so a re-publication is identica
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from spoolca.der import pem
 from spoolca.findings import Finding
 from spoolca.fsutil import atomic_write
 from spoolca.register.generations import generation
@@ -29,7 +29,6 @@ __all__ = [
     "Outcome",
     "issued_files",
     "older_chain_file",
-    "pem_certificate",
     "publish_ca_files",
     "rejected_files",
     "result_json",
@@ -125,7 +124,7 @@ def issued_files(record: CertificateRecord, chain: ChainFiles, *, name: str, fil
     certificate on every public_bytes and fingerprint call). `notes` are informational
     (what the request asked for and the profile overrode), never reasons: an issued result
     has none."""
-    cert_pem = pem_certificate(record.der)
+    cert_pem = pem("CERTIFICATE", record.der)
     body = result_json(
         status="issued", name=name, file=file_name, request_sha256=record.request_sha256,
         profile=record.profile, decided_at=decided_at, serial=record.serial,
@@ -139,13 +138,6 @@ def issued_files(record: CertificateRecord, chain: ChainFiles, *, name: str, fil
         "fullchain.pem": cert_pem + chain.intermediates,
         "result.json": body,
     }
-
-
-def pem_certificate(der: bytes) -> bytes:
-    """A certificate's DER as PEM, as cryptography and OpenSSL write it (64-column base64)."""
-    body = base64.b64encode(der)
-    lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
-    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
 def older_chain_file(name: str) -> str:
