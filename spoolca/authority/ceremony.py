@@ -25,8 +25,8 @@ from spoolca.configtext import render_config
 from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
 from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir
-from spoolca.keys.algorithms import PublicKey, describe_key, generate_like, spki
-from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.algorithms import PublicKey, describe_key, spki
+from spoolca.keys.filekey import lint_twin
 from spoolca.keys.token import TokenPool
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey, check_home_length, stop_agent
@@ -102,7 +102,7 @@ def sign_ca(subject: x509.Name, key: PublicKey, issuer_cert: x509.Certificate | 
         extensions=ca_extensions(key, issuer_cert, path_length, urls or CAURLs()),
     )
     signed: Signed = sign_linted(builder, issuer.signer,
-                                 FileKeySigner(generate_like(issuer.public_key)), linter)
+                                 lint_twin(issuer.public_key), linter)
     if signed.certificate is None:
         problems = "; ".join(f.message for f in signed.findings)
         raise SpoolcaError(f"failed to create the CA certificate {oneline(subject)}: {problems}")
@@ -234,7 +234,7 @@ def _first_crls(config: Config, store: Store,
     """Both CAs publish an (empty) CRL from the start: relying parties can check at once."""
     authorities = {
         name: IssuingCA(name, cert, key.signer, CAURLs(),
-                        FileKeySigner(generate_like(key.public_key)))
+                        lint_twin(key.public_key))
         for name, (cert, key) in made.items()}
     publish_crls(config, store, authorities, spool.outgoing, now, ["root", "intermediate"],
                  CRLLinter(), actor)

@@ -12,8 +12,7 @@ from spoolca.authority.unlock import load_ca_certificates
 from spoolca.config import Config
 from spoolca.errors import CSRError, UsageError
 from spoolca.findings import Finding
-from spoolca.keys.algorithms import generate_like
-from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.filekey import lint_twin
 from spoolca.register.store import Store
 from spoolca.x509.csr import load_request
 from spoolca.x509.issuer import IssuingCA, issue_leaf, new_serial
@@ -42,7 +41,7 @@ def check_request(config: Config, store: Store, data: bytes, profile_name: str,
                         subject_in_use=store.valid_serial_for_subject_now(profile.issuer, now))
     if not decision.accepted or decision.subject is None:
         return "rejected", list(decision.findings)
-    twin = FileKeySigner(generate_like(certificate.public_key()))  # type: ignore[arg-type]
+    twin = lint_twin(certificate.public_key())  # type: ignore[arg-type]
     ca = IssuingCA(profile.issuer, certificate, twin, CAURLs(), twin)
     signed = issue_leaf(kind=profile.kind, subject=decision.subject,
                         public_key=request.public_key,  # type: ignore[arg-type]
