@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from process_vs_openssl import SPOOLCA, make_csrs, new_ca, time_spoolca
+from process_vs_openssl import SPOOLCA, ensure_bytecode, make_csrs, new_ca, time_spoolca
 
 
 def start_daemon(config: Path, work: Path) -> subprocess.Popen[bytes]:
@@ -107,6 +107,7 @@ def main() -> int:
     parser.add_argument("--key-type", default="ec-p384")
     parser.add_argument("--csr-cache", type=Path, default=Path(__file__).parent / "out" / "csrs")
     args = parser.parse_args()
+    ensure_bytecode()
     csrs = make_csrs(args.csr_cache, max(args.count, args.lone))
     pairs = []
     with tempfile.TemporaryDirectory(prefix="spoolca-bench-") as tmp:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_vs_openssl import SPOOLCA, make_csrs, new_ca
+from process_vs_openssl import SPOOLCA, ensure_bytecode, make_csrs, new_ca
 
 from spoolca.openpgp import stop_agent
 
@@ -69,6 +69,7 @@ def main() -> int:
     parser.add_argument("--certificates", type=int, default=1_000_000)
     parser.add_argument("--revoked", type=int, default=10_000)
     args = parser.parse_args()
+    ensure_bytecode()
     with tempfile.TemporaryDirectory(prefix="spoolca-1m-") as tmp:
         work = Path(tmp)
         config = new_ca(work / "ca", "ec-p256", "off")

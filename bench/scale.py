@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from process_vs_openssl import SPOOLCA, make_csrs, new_ca
+from process_vs_openssl import SPOOLCA, ensure_bytecode, make_csrs, new_ca
 
 from spoolca.openpgp import stop_agent
 
@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--lint", default="off", choices=("off", "pkix"))
     parser.add_argument("--csr-cache", type=Path, default=Path(__file__).parent / "out" / "csrs")
     args = parser.parse_args()
+    ensure_bytecode()
     csrs = make_csrs(args.csr_cache, max(args.counts))
     print(f"| CSRs | wall | per certificate | certs/s | peak memory |  (lint {args.lint}, "
           f"{os.cpu_count()} cores)")

@@ -17,13 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_vs_openssl import SPOOLCA, make_csrs, new_ca
+from process_vs_openssl import SPOOLCA, ensure_bytecode, make_csrs, new_ca
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
+    ensure_bytecode()
     with tempfile.TemporaryDirectory(prefix="spoolca-startup-") as tmp:
         work = Path(tmp)
         config = new_ca(work / "ca", "ec-p256", "pkix")
