@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,9 @@ from spoolca.process.passes import run_pass
 from spoolca.process.session import CASession
 from spoolca.register.chain import GENESIS, entry_hash
 from spoolca.register.store import Store
+from spoolca.x509.csr import load_request
 from tests.pki import CA, make_csr, pem
+from tests.test_audit import verify
 
 
 def run(ca: CA, now: dt.datetime):
@@ -106,3 +109,42 @@ class TestAuditChain:
         broken = [seq for seq, time, event, actor, data, prev, digest in entries
                   if entry_hash(seq, time, event, actor, json.loads(data), prev) != digest]
         assert [entries[s - 1][2] for s in broken] == ["request.issued"]
+
+
+class TestSealedBehind:
+    def test_no_batch_commits_behind_an_unsigned_checkpoint(self, ca: CA):
+        """A batch's checkpoint is signed while the next batch is decided and stored in its
+        transaction. If it cannot be signed (the audit key's secret gone), the next batch
+        rolls back whole, its file waits in work/, and it is issued once signing works."""
+        from spoolca.openpgp import AuditSignatureError, stop_agent
+
+        ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+        ca.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))
+        config = load_config(ca.config)
+        home, store = ca.dir / "gnupg", Store(config.database)
+        secrets, hidden = home / "private-keys-v1.d", ca.dir / "hidden-keys"
+        try:
+            with CASession(config, store) as session:
+                batch = BatchProcessor(session)
+                session.require_audit_trail()  # what came before is signed
+                first, second = session.spool.claim_incoming(config.default_profile)
+                secrets.rename(hidden)
+                stop_agent(home)
+                assert batch.process_batch([first])[0].status == "issued"
+                with pytest.raises(AuditSignatureError):
+                    batch.process_batch([second])
+                assert store.submissions_for(
+                    identity(second.path)) == []  # rolled back: not recorded
+                assert second.path.exists()
+                hidden.rename(secrets)
+                assert batch.process_batch([second])[0].status == "issued"
+        finally:
+            if hidden.exists():
+                hidden.rename(secrets)
+            store.close()
+        audit = verify(ca, ca.outgoing / "audit")  # every batch signed and exported
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def identity(path: Path) -> str:
+    return load_request(path.read_bytes()).sha256

@@ -9,10 +9,10 @@ Per-request isolation (invariant 9): whatever one file does to our code becomes 
 file's answer; a fault of the machine (BATCH_FAULTS) rolls the whole batch back instead.
 
 Speed: a batch shares one transaction and one round of syncfs, and is published behind
-(in a child process) while the next is decided. With lint on, each request is read,
-planned and handed to the lint workers in turn, so they start at once, and is signed with
-the CA key as it is recorded. Slow crypto is split between two threads, fast crypto is not
-(process.parallel).
+(in a child process) and sealed behind (process.sealing) while the next is decided. With
+lint on, each request is read, planned and handed to the lint workers in turn, so they
+start at once, and is signed with the CA key as it is recorded. Slow crypto is split
+between two threads, fast crypto is not (process.parallel).
 """
 
 from __future__ import annotations
@@ -131,11 +131,12 @@ class BatchProcessor:
                 outcome = self._complete(tx, plan, signing, authorities, state, now)
                 outcomes.append(outcome)
                 _log_outcome(outcome, time.perf_counter() - started)
+            session.finish_seal(tx)  # the previous batch's checkpoint, or a rollback
         session.publish([
             PublishJob(o.output_name, o.files, o.links, claimed.path, claimed.file_name,
                        claimed.signature)
             for claimed, o in zip(batch, outcomes, strict=True)])
-        session.seal()
+        session.seal_behind()
         return outcomes
 
     def _in_halves(self, function: Callable[[_In], _Out], items: Sequence[_In]) -> list[_Out]:

@@ -33,9 +33,9 @@ from spoolca.config import Config
 from spoolca.errors import ClockError, SpoolcaError
 from spoolca.keys.token import TokenPool
 from spoolca.log import get_logger
-from spoolca.openpgp import ApplianceKey, AuditSignatureError, keyring_owner
+from spoolca.openpgp import ApplianceKey, keyring_owner
 from spoolca.process.authorization import SignerCheck
-from spoolca.register.audit import checkpoint, export
+from spoolca.process.sealing import Sealer
 from spoolca.register.generations import current_name, older_names
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time
 from spoolca.spool.publisher import Publisher, PublishJob
@@ -75,7 +75,6 @@ class CASession:
         self._authorities: dict[str, IssuingCA] = {}
         self._audit_key: ApplianceKey | None = None
         self._head_before_unlock: int | None = None
-        self._seal_failure: str | None = None
         self._signer_check: SignerCheck | None = None
         self._crl_linter: Future[CRLLinter] | None = None
         self._ca_files_published = False
@@ -83,6 +82,7 @@ class CASession:
         self._tokens = TokenPool()  # the PKCS#11 sessions of token keys, logged out at close
         self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
+        self._sealer = Sealer(store, self.audit_key, clock, self.spool.outgoing / "audit")
 
     # -- the clock (invariant 8) --------------------------------------------------------
 
@@ -185,26 +185,23 @@ class CASession:
         """Sign a checkpoint of the audit head and export the log to outgoing/audit/.
 
         Fail closed: while a checkpoint cannot be signed, no batch is processed."""
-        key = self.audit_key()
-        try:
-            sealed = checkpoint(self.store, key, self._clock())
-        except AuditSignatureError as exc:
-            self._seal_failure = str(exc)
-            raise
-        self._seal_failure = None
-        try:
-            export(self.store, self.spool.outgoing / "audit", key)
-        except OSError as exc:  # signed in the register; the export catches up next time
-            raise SpoolcaError(f"failed to export the audit log to "
-                               f"{self.spool.outgoing / 'audit'}: {exc.strerror or exc}; "
-                               "retrying") from None
-        return sealed
+        return self._sealer.seal()
+
+    def seal_behind(self) -> None:
+        """After a batch: its checkpoint is signed while the next batch is decided, and
+        stored in that batch's transaction (finish_seal) or by the next flush."""
+        self._sealer.start_behind()
+
+    def finish_seal(self, tx: Tx) -> None:
+        """In a batch's transaction, before it commits: the previous batch's checkpoint,
+        or AuditSignatureError (the batch rolls back: fail closed)."""
+        self._sealer.finish(tx)
 
     def require_audit_trail(self) -> None:
         """Before signing: everything recorded so far must be signed (fail closed)."""
         self.audit_key()
         assert self._head_before_unlock is not None
-        if self._seal_failure is not None or \
+        if self._sealer.failure is not None or \
                 self._head_before_unlock > self.store.latest_checkpoint_seq():
             self.seal()
 
@@ -270,8 +267,10 @@ class CASession:
             self._publisher.submit(jobs)
 
     def flush(self) -> None:
-        """Until every submitted result is published, synced and archived."""
+        """Until every submitted result is published, synced and archived, and the last
+        batch's checkpoint signed and exported."""
         self._publisher.wait()
+        self._sealer.finish(None)
 
     def allocate_name(self, tx: Tx, file_name: str, identity: str) -> str:
         """outgoing/NAME for a submission: never a name that holds another request."""
@@ -327,6 +326,7 @@ class CASession:
             for stop in self._closing:
                 stop()
             self.workers.shutdown()
+            self._sealer.close()
             self._tokens.close()
             self._publisher.close()
             if self._signer_check is not None:

@@ -33,7 +33,7 @@ from spoolca.register.records import AuditRow
 from spoolca.register.store import Store, format_time
 from spoolca.untrusted import loads_bounded
 
-__all__ = ["Damage", "checkpoint", "export", "iter_exported", "verify_export"]
+__all__ = ["Damage", "checkpoint", "checkpoint_body", "export", "iter_exported", "verify_export"]
 
 _SEGMENT = re.compile(r"^log-(\d{10})-(\d{10})\.jsonl$")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.json$")
@@ -42,15 +42,23 @@ MAX_DEPTH = 32           # no entry spoolca writes nests deeper than a few level
 _HASH_FIELD = re.compile(rb'"hash":"[0-9a-f]{64}",')
 
 
+def checkpoint_body(store: Store, now: dt.datetime) -> tuple[int, str, bytes] | None:
+    """The head's seq, hash and canonical checkpoint to sign, or None if it is signed."""
+    seq, head = store.audit_head()
+    if seq == 0 or seq == store.latest_checkpoint_seq():
+        return None
+    return seq, head, canonical({"seq": seq, "hash": head, "time": format_time(now)})
+
+
 def checkpoint(store: Store, key: ApplianceKey, now: dt.datetime) -> int | None:
     """Sign the head if it moved since the last checkpoint; return its seq (or None).
 
     Raises AuditSignatureError if gpg cannot sign: the caller stops issuing.
     """
-    seq, head = store.audit_head()
-    if seq == 0 or seq == store.latest_checkpoint_seq():
+    point = checkpoint_body(store, now)
+    if point is None:
         return None
-    body = canonical({"seq": seq, "hash": head, "time": format_time(now)})
+    seq, head, body = point
     store.add_checkpoint(seq, head, body.decode(), key.sign(body))
     return seq
 

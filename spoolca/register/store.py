@@ -29,7 +29,14 @@ from spoolca.register.records import (
     format_time,
     parse_time,
 )
-from spoolca.register.tx import CERT_COLUMNS, Tx, certificate_row, request_row, valid_serial
+from spoolca.register.tx import (
+    CERT_COLUMNS,
+    Tx,
+    certificate_row,
+    insert_checkpoint,
+    request_row,
+    valid_serial,
+)
 
 __all__ = [
     "CRLRecord",
@@ -380,8 +387,7 @@ class Store:
 
     def add_checkpoint(self, seq: int, digest: str, body: str, signature: str) -> None:
         """Checkpoints sign the chain; they are not entries of it (that would never end)."""
-        self._conn.execute("INSERT OR IGNORE INTO checkpoints (seq, hash, body, signature) "
-                           "VALUES (?, ?, ?, ?)", (seq, digest, body, signature))
+        insert_checkpoint(self._conn, seq, digest, body, signature)
 
     def checkpoints(self, after: int = 0) -> list[CheckpointRow]:
         rows = self._conn.execute("SELECT seq, body, signature FROM checkpoints WHERE seq > ? "

@@ -21,7 +21,8 @@ from spoolca.register.records import (
     format_time,
 )
 
-__all__ = ["CERT_COLUMNS", "Tx", "certificate_row", "request_row", "valid_serial"]
+__all__ = ["CERT_COLUMNS", "Tx", "certificate_row", "insert_checkpoint", "request_row",
+           "valid_serial"]
 
 CERT_COLUMNS = ("serial, issuer, request_sha256, profile, subject, not_before, not_after, der, "
                  "revoked_at, revocation_reason, invalidity_date, superseded_by")
@@ -185,9 +186,20 @@ class Tx:
              json.dumps(findings), file_sha256, signer, claim, serial),
         )
 
+    def add_checkpoint(self, seq: int, digest: str, body: str, signature: str) -> None:
+        """A checkpoint signed while this transaction's batch was decided: it commits with
+        the batch, and a batch whose predecessor is unsigned does not commit at all."""
+        insert_checkpoint(self._conn, seq, digest, body, signature)
+
     def add_media_file(self, medium: str, file_sha256: str, file_name: str) -> None:
         self._conn.execute("INSERT OR IGNORE INTO media_files VALUES (?, ?, ?, ?)",
                            (medium, file_sha256, file_name, self._now))
+
+
+def insert_checkpoint(conn: sqlite3.Connection, seq: int, digest: str, body: str,
+                      signature: str) -> None:
+    conn.execute("INSERT OR IGNORE INTO checkpoints (seq, hash, body, signature) "
+                 "VALUES (?, ?, ?, ?)", (seq, digest, body, signature))
 
 
 def valid_serial(conn: sqlite3.Connection, issuer: str, subject: str, now: str) -> str | None:
