@@ -148,3 +148,31 @@ class TestSealedBehind:
 
 def identity(path: Path) -> str:
     return load_request(path.read_bytes()).sha256
+
+
+class TestPerRequestIsolation:
+    def test_a_recording_that_fails_half_way_leaves_nothing_of_it(self, ca: CA):
+        """Invariant 9 inside the register: a request whose recording fails after its
+        certificate row is written (a trigger refuses its audit entry) is answered
+        request.internal_error, none of its rows stay, and the batch goes on."""
+        import sqlite3
+
+        ca.submit("server/boom.csr", pem(make_csr("boom.sample.com")[1]))
+        ca.submit("server/fine.csr", pem(make_csr("fine.sample.com")[1]))
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            db.execute("CREATE TRIGGER boom BEFORE INSERT ON audit WHEN NEW.event = "
+                       "'request.issued' AND json_extract(NEW.data, '$.file') = 'boom.csr' "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END")
+        summary = run(ca, now())
+        assert (summary.issued, summary.rejected) == (1, 1)
+        assert ca.result("fine")["status"] == "issued"
+        boom = ca.result("boom")
+        assert [r["code"] for r in boom["reasons"]] == ["request.internal_error"]
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            db.execute("DROP TRIGGER boom")
+            left = db.execute("SELECT COUNT(*) FROM certificates WHERE subject LIKE "
+                              "'%boom%'").fetchone()[0]
+            requests = db.execute("SELECT COUNT(*) FROM requests WHERE sha256 = ?",
+                                  (boom["request_sha256"],)).fetchone()[0]
+        assert (left, requests) == (0, 0)  # the failed request can be sent again
+        assert verify(ca, ca.outgoing / "audit").returncode == 0

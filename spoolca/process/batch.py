@@ -186,10 +186,11 @@ class BatchProcessor:
 
     def _guarded(self, tx: Tx, item: Prepared,
                  step: Callable[[], Outcome | Plan | _Again]) -> Outcome | Plan | _Again:
-        """Invariant 9: whatever one file does to our code, the batch goes on."""
+        """Invariant 9: whatever one file does to our code, the batch goes on. Only the
+        Recorder writes, each outcome in its own savepoint: a failure leaves nothing of
+        this request behind but the internal error recorded here."""
         try:
-            with tx.savepoint():
-                return step()
+            return step()
         except BATCH_FAULTS:
             raise  # not about this request: the whole batch rolls back and is retried
         except Exception as exc:

@@ -7,8 +7,11 @@ later, through the session's one publication path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -28,6 +31,7 @@ from spoolca.x509.policy import Decision
 __all__ = ["Plan", "Prepared", "Recorder"]
 
 _log = get_logger("spoolca.process.record")
+_P = ParamSpec("_P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +76,25 @@ class Plan:
     signer: str | None = None      # the authorized signer's fingerprint, if required
 
 
+def _atomic(method: Callable[Concatenate[Recorder, Tx, _P], Outcome]
+            ) -> Callable[Concatenate[Recorder, Tx, _P], Outcome]:
+    """One outcome's rows and audit entry are written whole or not at all: each in a
+    savepoint of the batch's transaction, so a failure half-way undoes only its own
+    writes (the batch's per-request isolation needs no savepoint of its own)."""
+    @functools.wraps(method)
+    def recording(self: Recorder, tx: Tx, *args: _P.args, **kwargs: _P.kwargs) -> Outcome:
+        with tx.savepoint():
+            return method(self, tx, *args, **kwargs)
+    return recording
+
+
 class Recorder:
     """Writes outcomes for one session: names, register rows, audit entries, files."""
 
     def __init__(self, session: CASession) -> None:
         self._session = session
 
+    @_atomic
     def issued(self, tx: Tx, plan: Plan, cert: x509.Certificate) -> Outcome:
         """A signed certificate: its row, the request's, the submission's, the audit entry."""
         from spoolca.authority.revocation import mark_crl_pending, record_revocation
@@ -120,6 +137,7 @@ class Recorder:
         return Outcome(name, item.file_name, item.identity, profile.name,
                        Status.ISSUED, record.serial, (), files, links={"chain.pem": chain.path})
 
+    @_atomic
     def rejected_request(self, tx: Tx, item: Prepared, profile: Profile,
                          findings: list[Finding], csr_der: bytes | None) -> Outcome:
         """A terminal rejection of this request identity: the same CSR stays rejected."""
@@ -127,6 +145,7 @@ class Recorder:
         tx.add_request(item.identity, profile.name, Status.REJECTED, csr_der, reasons, None)
         return self._rejected(tx, item, profile.name, findings)
 
+    @_atomic
     def rejected_submission(self, tx: Tx, item: Prepared, findings: list[Finding]) -> Outcome:
         """A rejection of this file only (unreadable, wrong folder): nothing to remember."""
         return self._rejected(tx, item, item.profile, findings)
@@ -152,6 +171,7 @@ class Recorder:
         return Outcome(name, item.file_name, item.identity, profile, Status.REJECTED,
                        None, tuple(findings), files)
 
+    @_atomic
     def republished(self, tx: Tx, item: Prepared, earlier: SubmissionRecord) -> Outcome:
         """The same request again: its one result, published again, never re-signed."""
         name = self._session.allocate_name(tx, item.file_name, item.identity)
