@@ -110,6 +110,31 @@ class TestRecording:
         checkpoints = sorted(folder.glob("checkpoint-*.json"))
         assert json.loads(checkpoints[-1].read_text())["seq"] == last_line["seq"]
 
+    def test_a_long_log_is_exported_in_bounded_segments(self, ca: CA):
+        """A pass of 100,000 requests exports once, at its end: in segments of at most
+        SEGMENT_ENTRIES entries, never the whole log in memory, and it verifies."""
+        import datetime as dt
+
+        from spoolca.config import load_config
+        from spoolca.process.session import CASession
+        from spoolca.register.audit import SEGMENT_ENTRIES
+        from spoolca.register.store import Store
+
+        config = load_config(ca.config)
+        store = Store(config.database)
+        try:
+            with store.transaction("test", dt.datetime.now(dt.UTC)) as tx:
+                for number in range(SEGMENT_ENTRIES + 10):
+                    tx.record("test.entry", {"number": number})
+            with CASession(config, store) as session:
+                session.seal()
+        finally:
+            store.close()
+        folder = ca.outgoing / "audit"
+        sizes = [len(segment.read_bytes().splitlines()) for segment in segments(folder)]
+        assert max(sizes) == SEGMENT_ENTRIES and sum(sizes) > SEGMENT_ENTRIES + 10
+        assert verify(ca, folder).returncode == 0
+
 
 class TestIndependentCheck:
     def test_plain_gpg_verifies_a_checkpoint(self, logged: CA):

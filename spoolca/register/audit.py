@@ -37,6 +37,7 @@ __all__ = ["Damage", "checkpoint", "checkpoint_body", "export", "iter_exported",
 
 _SEGMENT = re.compile(r"^log-(\d{10})-(\d{10})\.jsonl$")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.json$")
+SEGMENT_ENTRIES = 4096  # at most this many entries a segment: an export's memory is bounded
 MAX_LINE = 1 << 20       # no entry spoolca writes comes near a MiB
 MAX_DEPTH = 32           # no entry spoolca writes nests deeper than a few levels
 _HASH_FIELD = re.compile(rb'"hash":"[0-9a-f]{64}",')
@@ -80,14 +81,18 @@ def export(store: Store, folder: Path, key: ApplianceKey) -> int:
     # Only what a checkpoint signed: a genuine export never ends in an unsigned tail, so
     # an auditor can treat one as forged (entries written since wait for the next seal).
     through = store.latest_checkpoint_seq()
-    lines, last = [], have
+    lines: list[bytes] = []
+    first = last = have
     for row in store.audit_entries(after=have):
         if row.seq > through:
             break
         lines.append(_line(row))
         last = row.seq
+        if len(lines) == SEGMENT_ENTRIES:  # a pass of 100,000 is not held in memory whole
+            atomic_write(folder / f"log-{first + 1:010d}-{last:010d}.jsonl", b"".join(lines))
+            lines, first = [], last
     if lines:
-        atomic_write(folder / f"log-{have + 1:010d}-{last:010d}.jsonl", b"".join(lines))
+        atomic_write(folder / f"log-{first + 1:010d}-{last:010d}.jsonl", b"".join(lines))
     for seq, body, signature in store.checkpoints(after=_latest_exported_checkpoint(folder)):
         atomic_write(folder / f"checkpoint-{seq:010d}.json.asc", signature.encode())
         atomic_write(folder / f"checkpoint-{seq:010d}.json", body.encode())
