@@ -9,6 +9,7 @@ that once crashed spoolca are kept in tests/vectors/ with the exact codes expect
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -27,7 +28,7 @@ from spoolca.process.revocations import parse_revocation_body
 from spoolca.spool.tree import printable_name, safe_name
 from spoolca.untrusted import json_depth
 from spoolca.x509.csr import load_request
-from spoolca.x509.names import domain_allowed, hostname_problem, is_email
+from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
 from spoolca.x509.policy import Decision, evaluate
 from tests.pki import make_csr, make_key, pem, subject
 
@@ -151,6 +152,18 @@ class TestNames:
         if is_email(text):
             assert text.isascii()
         domain_allowed(text, ("sample.com",))
+
+    @FUZZ
+    @given(text=st.one_of(st.text(max_size=60), st.ip_addresses().map(str),
+                          st.text(alphabet="0123456789abcdefABCDEF.:%", max_size=45)))
+    def test_ip_literals_are_what_ipaddress_says(self, text: str):
+        """parse_ip skips ipaddress for text that cannot be a literal: never a different
+        answer from asking ipaddress itself."""
+        try:
+            expected = ipaddress.ip_address(text)
+        except ValueError:
+            expected = None
+        assert parse_ip(text) == expected
 
     @FUZZ
     @given(labels=st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-",
