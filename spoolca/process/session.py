@@ -268,9 +268,12 @@ class CASession:
 
     def flush(self) -> None:
         """Until every submitted result is published, synced and archived, and the last
-        batch's checkpoint signed and exported."""
-        self._publisher.wait()
-        self._sealer.finish(None)
+        batch's checkpoint signed and exported: the export first, while the publisher
+        child writes the last batch (the two write different files)."""
+        try:
+            self._sealer.finish(None)
+        finally:
+            self._publisher.wait()
 
     def allocate_name(self, tx: Tx, file_name: str, identity: str) -> str:
         """outgoing/NAME for a submission: never a name that holds another request."""

@@ -84,9 +84,10 @@ class Publisher:
         self._in_flight = False
 
     def submit(self, jobs: Sequence[PublishJob]) -> None:
-        """Publish a batch: behind, in the child, if large; else now."""
+        """Publish a batch: behind, in the child, if large or if the child runs already
+        (a pass's last, small batches overlap too); else now."""
         self.wait()
-        if len(jobs) < CHILD_THRESHOLD:
+        if len(jobs) < CHILD_THRESHOLD and self._child is None:  # once started, it overlaps
             self._guard(lambda: publish_jobs(self._outgoing, self._archive, jobs))
             return
         child = self._start_child()
