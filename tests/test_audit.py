@@ -134,6 +134,18 @@ class TestRecording:
         sizes = [len(segment.read_bytes().splitlines()) for segment in segments(folder)]
         assert max(sizes) == SEGMENT_ENTRIES and sum(sizes) > SEGMENT_ENTRIES + 10
         assert verify(ca, folder).returncode == 0
+        # Mid-pass: once a segment's worth of signed entries waits, the next batch's seal
+        # exports it, before the pass ends.
+        shutil.rmtree(folder)
+        store = Store(config.database)
+        try:
+            with CASession(config, store) as session:
+                session.seal_behind()
+                assert sum(len(s.read_bytes().splitlines()) for s in segments(folder)) \
+                    >= SEGMENT_ENTRIES
+        finally:
+            store.close()
+        assert verify(ca, folder).returncode == 0
 
 
 class TestIndependentCheck:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from spoolca.errors import SpoolcaError
 from spoolca.openpgp import ApplianceKey, AuditSignatureError
-from spoolca.register.audit import checkpoint_body, export
+from spoolca.register.audit import SEGMENT_ENTRIES, checkpoint_body, export
 from spoolca.register.store import Store, Tx
 
 __all__ = ["Sealer"]
@@ -47,6 +47,7 @@ class Sealer:
         self._folder = folder
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-seal")
         self._behind: _Behind | None = None
+        self._exported = 0  # the seq exported up to, as far as this session knows
         self.failure: str | None = None  # the last signature that failed, until one works
 
     def seal(self) -> int | None:
@@ -63,8 +64,13 @@ class Sealer:
         return point[0] if point else None
 
     def start_behind(self) -> None:
-        """After a batch committed: its checkpoint signed on the sealing thread."""
+        """After a batch committed: its checkpoint signed on the sealing thread, and the
+        log exported once a segment's worth of signed entries waits, so a long pass is
+        not exported all at its end (100,000 entries, some 1.5 s, with nothing to
+        overlap)."""
         self.finish(None)
+        if self._store.latest_checkpoint_seq() - self._exported >= SEGMENT_ENTRIES:
+            self.export()
         key = self._key()
         point = checkpoint_body(self._store, self._clock())
         if point is not None:
@@ -89,7 +95,7 @@ class Sealer:
         """Write what outgoing/audit/ lacks of the signed log (a failure is retried: the
         checkpoint is in the register, and the next export catches up)."""
         try:
-            export(self._store, self._folder, self._key())
+            self._exported = export(self._store, self._folder, self._key())
         except OSError as exc:
             raise SpoolcaError(f"failed to export the audit log to {self._folder}: "
                                f"{exc.strerror or exc}; retrying") from None
