@@ -176,3 +176,15 @@ class TestPerRequestIsolation:
                                   (boom["request_sha256"],)).fetchone()[0]
         assert (left, requests) == (0, 0)  # the failed request can be sent again
         assert verify(ca, ca.outgoing / "audit").returncode == 0
+
+
+class TestGarbageCollector:
+    def test_a_pass_leaves_the_collector_as_it_found_it(self, ca: CA):
+        """A pass collects less often and freezes what lived before it; afterwards (the
+        daemon, a long demo) the defaults are back and nothing stays frozen."""
+        import gc
+
+        before = gc.get_threshold()
+        ca.submit("server/gc.csr", pem(make_csr("gc.sample.com")[1]))
+        assert run(ca, now()).issued == 1
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -3,8 +3,10 @@ answer. The daemon does the same turn by turn; both dispatch claimed files here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
@@ -87,8 +89,31 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = F
     return outcomes
 
 
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Python's cyclic garbage collector walks the young objects every 700 allocations and
+    the survivors again later: 250 runs and 59 ms in a pass of 2,000 requests, whose
+    objects mostly die by reference count anyway. For the pass, what lives already
+    (modules, the session) is frozen out of its walks and it runs every 10,000
+    allocations; both are undone after (2,000 P-256 CSRs, 8 interleaved runs: median
+    1.69 against 1.77 s). The daemon keeps the defaults: it runs for months."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def run_pass(batch: BatchProcessor, *, shown: bool = False) -> PassSummary:
     """Everything recovery leaves in work/ and everything waiting in incoming/."""
+    with fewer_collections():
+        return _run_pass(batch, shown=shown)
+
+
+def _run_pass(batch: BatchProcessor, *, shown: bool) -> PassSummary:
     session = batch.session
     session.now("issuance", session.issuers())  # refuse before claiming anything
     pending = session.recover()
