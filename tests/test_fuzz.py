@@ -26,12 +26,16 @@ from spoolca.errors import CSRError
 from spoolca.findings import CODES, Finding
 from spoolca.process.revocations import parse_revocation_body
 from spoolca.spool.tree import printable_name, safe_name
-from spoolca.untrusted import json_depth
+from spoolca.untrusted import UntrustedJSONError, json_depth, loads_bounded
 from spoolca.x509.csr import load_request
 from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
 from spoolca.x509.policy import Decision, evaluate
 from tests.pki import make_csr, make_key, pem, subject
 
+_JSON_VALUES = st.recursive(st.none() | st.booleans() | st.text(max_size=8),
+                            lambda inner: st.lists(inner, max_size=4)
+                            | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+                            max_leaves=30)
 EXAMPLES = int(os.environ.get("SPOOLCA_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -200,6 +204,51 @@ class TestRevocationBody:
     def test_depth_is_measured_without_recursion(self, depth: int):
         """json_depth is a linear scan: any depth is measured."""
         assert json_depth(b"[" * depth + b"]" * depth) == depth
+
+    @FUZZ
+    @given(data=st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b"a", b",", b":"]),
+                 max_size=200).map(b"".join),
+        _JSON_VALUES.map(lambda v: json.dumps(v).encode())))
+    def test_depth_agrees_with_a_byte_by_byte_scan(self, data: bytes):
+        """The regular-expression version measures what the plain state machine does, on
+        JSON, near-JSON and any bytes (unterminated strings, stray escapes)."""
+        assert json_depth(data) == _depth_by_bytes(data)
+
+    @FUZZ
+    @given(value=_JSON_VALUES, limit=st.integers(0, 4))
+    def test_bounded_loading_refuses_exactly_what_is_too_deep(self, value: object,
+                                                              limit: int):
+        """Counting brackets first (few brackets: not too deep) changes no answer."""
+        data = json.dumps(value).encode()
+        if _depth_by_bytes(data) > limit:
+            with pytest.raises(UntrustedJSONError, match="nested deeper"):
+                loads_bounded(data, max_bytes=1 << 20, max_depth=limit)
+        else:
+            assert loads_bounded(data, max_bytes=1 << 20, max_depth=limit) == value
+
+
+def _depth_by_bytes(data: bytes) -> int:
+    """The reference: one byte at a time, as json_depth was first written."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 class TestFileNames:
