@@ -3,9 +3,10 @@
 A checkpoint is a gpg signature (a process start, some 15-25 ms) and a commit. After
 each batch of a long pass it is signed on a thread while the next batch is decided, and
 stored in that batch's transaction: a signature that failed rolls the batch back, so no
-batch is ever committed behind an unsigned one (fail closed, as before), and the export
-to outgoing/audit/ waits for the pass's end. Everywhere else, `seal` signs and exports at
-once, finishing a checkpoint started behind first.
+batch is ever committed behind an unsigned one (fail closed, as before). The export to
+outgoing/audit/ waits for the end of the pass, or for a segment's worth of entries.
+Everywhere else, `seal` signs and exports at once, finishing a checkpoint started behind
+first.
 
 The CA session owns the one Sealer it makes; nothing else signs checkpoints.
 """
@@ -17,13 +18,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from spoolca.errors import SpoolcaError
 from spoolca.openpgp import ApplianceKey, AuditSignatureError
-from spoolca.register.audit import SEGMENT_ENTRIES, checkpoint_body, export
+from spoolca.register.audit import SEGMENT_ENTRIES, checkpoint, checkpoint_body, export
 from spoolca.register.store import Store, Tx
 
 __all__ = ["Sealer"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +59,9 @@ class Sealer:
         log; the seq signed, or None if the head was signed already."""
         self.finish(None)
         key = self._key()
-        point = checkpoint_body(self._store, self._clock())
-        if point is not None:
-            seq, head, body = point
-            self._store.add_checkpoint(seq, head, body.decode(), self._signed(
-                lambda: key.sign(body)))
+        sealed = self._signed(lambda: checkpoint(self._store, key, self._clock()))
         self.export()
-        return point[0] if point else None
+        return sealed
 
     def start_behind(self) -> None:
         """After a batch committed: its checkpoint signed on the sealing thread, and the
@@ -84,11 +84,12 @@ class Sealer:
         behind, self._behind = self._behind, None
         if behind is None:
             return
-        signature = self._signed(behind.signature.result)
+        row = (behind.seq, behind.head, behind.body.decode(),
+               self._signed(behind.signature.result))
         if tx is not None:
-            tx.add_checkpoint(behind.seq, behind.head, behind.body.decode(), signature)
+            tx.add_checkpoint(*row)
             return
-        self._store.add_checkpoint(behind.seq, behind.head, behind.body.decode(), signature)
+        self._store.add_checkpoint(*row)
         self.export()
 
     def export(self) -> None:
@@ -104,11 +105,13 @@ class Sealer:
         """Wait for the sealing thread: the key is closed after it, never under it."""
         self._thread.shutdown(wait=True)
 
-    def _signed(self, sign: Callable[[], str]) -> str:
+    def _signed(self, sign: Callable[[], _T]) -> _T:
+        """SIGN's result; a signature that fails is remembered until one works (the
+        session then seals before it signs anything: fail closed)."""
         try:
-            signature = sign()
+            signed = sign()
         except AuditSignatureError as exc:
             self.failure = str(exc)
             raise
         self.failure = None
-        return signature
+        return signed
