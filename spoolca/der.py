@@ -14,8 +14,7 @@ import base64
 import datetime as dt
 
 __all__ = ["content", "integer", "octets", "pem", "read_tlvs", "sequence", "signed",
-           "signed_parts",
-           "time", "tlv"]
+           "signed_parts", "time", "tlv"]
 
 
 def tlv(tag: int, content: bytes) -> bytes:

@@ -269,7 +269,6 @@ def remove_tree(path: Path) -> None:
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-
 def sync_filesystem(paths: Iterable[Path]) -> None:
     """One durability barrier for a whole batch: syncfs(2) each distinct file system.
 

@@ -23,7 +23,6 @@ __all__ = ["is_dumpable", "no_core_dumps", "wipe"]
 
 _PR_SET_DUMPABLE = 4
 _PR_GET_DUMPABLE = 3
-_libc = LIBC
 
 
 def no_core_dumps() -> None:
@@ -31,12 +30,12 @@ def no_core_dumps() -> None:
     # Under the unit, LimitCORE=0 has done it, and setrlimit is filtered (@resources).
     if resource.getrlimit(resource.RLIMIT_CORE) != (0, 0):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    if LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
 def is_dumpable() -> bool:
-    return bool(_libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
+    return bool(LIBC.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
 def wipe(secret: bytearray | None) -> None:
