@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "spoolca"
 # Bottom to top. A module may import its own layer or a lower one, never a higher one.
 LAYERS = [
-    ("floor", {"errors", "fsutil", "log", "der", "dn", "findings", "config", "configtext",
+    ("floor", {"errors", "fsutil", "children", "log", "der", "dn", "findings", "config", "configtext",
                "openpgp", "untrusted", "memory", "tomlreader", "progress", "dnattributes",
                "constraints"}),
     ("keys", {"keys"}),

@@ -75,6 +75,7 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = F
     until the last answer is published; the daemon, with more waiting, lets that overlap
     its next batch (what is recorded and not yet published, recovery publishes)."""
     requests = [c for c in claimed if not c.is_revocation]
+    batch.session.expect_results(len(requests))
     outcomes = []
     with Progress(len(claimed), "answering", shown=shown) as bar:
         for chunk in batches(requests):

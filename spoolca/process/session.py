@@ -266,6 +266,10 @@ class CASession:
             self.ensure_ca_files()
             self._publisher.submit(jobs)
 
+    def expect_results(self, count: int) -> None:
+        """COUNT results will be published in this pass: the publisher gets ready."""
+        self._publisher.expect(count)
+
     def flush(self) -> None:
         """Until every submitted result is published, synced and archived, and the last
         batch's checkpoint signed and exported: the export first, while the publisher

@@ -5,33 +5,27 @@ done on a thread it fights the deciding thread for the GIL. So a large batch is 
 to a child process (`python -m spoolca.spool.publisher`: its own interpreter, the second
 core)
 while the next batch is decided; a small one, such as the daemon's lone request, is
-published inline at once. The child dies with its parent (PR_SET_PDEATHSIG), so no
-orphan can archive work/ behind a restarted daemon. The pipe carries pickles between
-our own two processes only; nothing from the spool is ever unpickled.
+published inline at once. The child is a helper (spoolca.children): it dies with its
+parent, so no orphan can archive work/ behind a restarted daemon.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
-import struct
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
+from spoolca.children import become_helper, read_frame, start_helper, write_frame
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import LIBC, publish_folder, sync_filesystem
+from spoolca.fsutil import publish_folder, sync_filesystem
 from spoolca.spool.tree import archive_file, remove_empty_claims
 
 __all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher", "publish_jobs"]
 
 CHILD_THRESHOLD = 64  # results per batch from which the child process pays for itself
-_PR_SET_PDEATHSIG = 1
-_FRAME = struct.Struct(">Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +55,6 @@ def publish_jobs(outgoing: Path, archive: Path, jobs: Sequence[PublishJob]) -> N
     remove_empty_claims(emptied)
 
 
-def _write_frame(stream: BinaryIO, payload: bytes) -> None:
-    stream.write(_FRAME.pack(len(payload)) + payload)
-    stream.flush()
-
-
-def _read_frame(stream: BinaryIO) -> bytes | None:
-    header = stream.read(_FRAME.size)
-    if len(header) < _FRAME.size:
-        return None
-    (length,) = _FRAME.unpack(header)
-    return stream.read(length)
-
-
 class Publisher:
     """Publishes batches in order: at most one in flight, the next waits for it."""
 
@@ -94,8 +75,15 @@ class Publisher:
         assert child.stdin is not None
         payload = pickle.dumps((self._outgoing, self._archive, list(jobs)),
                                protocol=pickle.HIGHEST_PROTOCOL)
-        self._guard(lambda: _write_frame(child.stdin, payload))  # type: ignore[arg-type]
+        self._guard(lambda: write_frame(child.stdin, payload))  # type: ignore[arg-type]
         self._in_flight = True
+
+    def expect(self, results: int) -> None:
+        """RESULTS are on their way: if they will publish behind, start the child now, so
+        that its start (some 40 ms, most of it importing) overlaps deciding the first
+        batch instead of holding up its submission."""
+        if results >= CHILD_THRESHOLD:
+            self._start_child()
 
     def wait(self) -> None:
         """Until every submitted batch is published, synced and archived."""
@@ -103,7 +91,7 @@ class Publisher:
             return
         self._in_flight = False
         assert self._child is not None and self._child.stdout is not None
-        answer = _read_frame(self._child.stdout)
+        answer = read_frame(self._child.stdout)
         if answer != b"ok":
             self._child = None
             detail = answer.decode(errors="replace") if answer else "the publisher process died"
@@ -118,13 +106,13 @@ class Publisher:
                 assert self._child.stdin is not None
                 self._child.stdin.close()
                 self._child.wait(timeout=30)
+                if self._child.stdout is not None:
+                    self._child.stdout.close()
                 self._child = None
 
     def _start_child(self) -> subprocess.Popen[bytes]:
         if self._child is None:
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "spoolca.spool.publisher", str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._child = start_helper("spoolca.spool.publisher")
         return self._child
 
     def _guard(self, step: object) -> None:
@@ -138,19 +126,17 @@ class Publisher:
 
 def _serve(parent: int) -> int:
     """The child: publish each batch the parent sends, answer `ok` or the error."""
-    LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    if not become_helper(parent):
         return 1
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while (frame := _read_frame(stdin)) is not None:
+    while (frame := read_frame(stdin)) is not None:
         outgoing, archive, jobs = pickle.loads(frame)  # noqa: S301 - from our parent only
         try:
             publish_jobs(outgoing, archive, jobs)
         except OSError as exc:
-            _write_frame(stdout, f"{exc.strerror or exc} ({exc.filename})".encode())
+            write_frame(stdout, f"{exc.strerror or exc} ({exc.filename})".encode())
             continue
-        _write_frame(stdout, b"ok")
+        write_frame(stdout, b"ok")
     return 0
 
 
