@@ -312,7 +312,7 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
-def read_untrusted(path: Path, limit: int) -> UntrustedFile:
+def read_untrusted(path: str | Path, limit: int) -> UntrustedFile:
     """Read a file from an untrusted spool: no symlink followed, no FIFO blocked on.
 
     O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO from hanging the daemon, and

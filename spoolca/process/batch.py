@@ -17,28 +17,29 @@ between two threads, fast crypto is not (process.parallel).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from spoolca.config import Profile
-from spoolca.errors import CSRError, KeyStoreError, StoreError
+from spoolca.errors import KeyStoreError, StoreError
 from spoolca.findings import Finding
-from spoolca.fsutil import read_untrusted
 from spoolca.log import get_logger
 from spoolca.process.parallel import in_halves
+from spoolca.process.reading import READ_AHEAD_FROM, ReadAhead, job_of, prepare
 from spoolca.process.record import Plan, Prepared, Recorder
 from spoolca.process.session import CASession
 from spoolca.register.store import CertificateRecord, Status, SubmissionRecord, Tx, parse_time
 from spoolca.spool.publisher import PublishJob
 from spoolca.spool.results import Outcome
-from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
-from spoolca.x509.csr import load_request, request_sha256
+from spoolca.spool.tree import Claimed
+from spoolca.x509.csr import request_sha256
 from spoolca.x509.issuer import (
     IssuingCA,
     Linting,
@@ -94,6 +95,7 @@ class BatchProcessor:
         self.config = session.config
         self.record = Recorder(session)
         self._linter: CertificateLinter | PooledLinter | None = None
+        self._ahead: ReadAhead | None = None
 
     def issuers_for(self, profiles: Iterable[str]) -> set[str]:
         """The CAs these profiles sign with: only their keys are unlocked."""
@@ -154,33 +156,22 @@ class BatchProcessor:
                             Finding.internal_error(), submission_only=True)
 
     def _prepare(self, claimed: Claimed) -> Prepared:
-        if claimed.name_problem is not None:
-            return Prepared(claimed, request_sha256(os.fsencode(claimed.path.name)), None,
-                            Finding("file.name_invalid", f"{claimed.file_name}: "
-                                    f"{claimed.name_problem}"), submission_only=True)
-        read = read_untrusted(claimed.path, self.config.max_request_bytes)
-        file_sha256 = request_sha256(read.data or b"")
-        if read.problem is not None:
-            what = read.problem.split(".")[-1].replace("_", " ")
-            return Prepared(claimed, file_sha256, None, Finding(
-                read.problem, f"{claimed.file_name}: {what} ({read.detail})"),
-                submission_only=True, file_sha256=file_sha256)
-        assert read.data is not None
-        if not claimed.file_name.lower().endswith(REQUEST_SUFFIXES):
-            return Prepared(claimed, file_sha256, None, Finding(
-                "file.extension_unsupported", f"{claimed.file_name}: name a request "
-                "*.csr, *.pem, *.req or *.der"), submission_only=True, file_sha256=file_sha256)
-        signature = read_untrusted(claimed.signature, self.config.max_request_bytes).data \
-            if claimed.signature is not None else None
+        return prepare(claimed, self.config.max_request_bytes, self._ahead)
+
+    @contextlib.contextmanager
+    def reading_ahead(self, claimed: Sequence[Claimed]) -> Iterator[None]:
+        """A pass of many requests: a helper process reads them ahead (process.reading)."""
+        limit = self.config.max_request_bytes
+        jobs = [job_of(c, limit) for c in claimed if c.name_problem is None]
+        if len(jobs) < READ_AHEAD_FROM:
+            yield
+            return
+        self._ahead = ReadAhead(jobs)
         try:
-            request = load_request(read.data)
-        except CSRError as exc:
-            return Prepared(claimed, file_sha256, None,
-                            Finding(exc.code, f"{claimed.file_name}: {exc}"),
-                            submission_only=False, file_sha256=file_sha256, data=read.data,
-                            signature=signature)
-        return Prepared(claimed, request.sha256, request, None, submission_only=False,
-                        file_sha256=file_sha256, data=read.data, signature=signature)
+            yield
+        finally:
+            ahead, self._ahead = self._ahead, None
+            ahead.close()
 
     # -- stage 2: deciding (in the transaction) -------------------------------------------
 

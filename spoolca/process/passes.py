@@ -77,8 +77,11 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = F
     requests = [c for c in claimed if not c.is_revocation]
     batch.session.expect_results(len(requests))
     outcomes = []
-    with Progress(len(claimed), "answering", shown=shown) as bar:
-        for chunk in batches(requests):
+    chunks = batches(requests)
+    # The first batch is read here while the helper starts; it reads the rest ahead.
+    ahead = [claimed for chunk in chunks[1:] for claimed in chunk]
+    with Progress(len(claimed), "answering", shown=shown) as bar, batch.reading_ahead(ahead):
+        for chunk in chunks:
             done = batch.process_batch(chunk)
             # Handed to the publisher already: a run of 100,000 keeps each outcome's
             # counts and reasons, not every certificate's bytes until it ends.

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from spoolca import der as der_codec
 from spoolca.errors import CSRError
 
-__all__ = ["Request", "load_request", "request_sha256"]
+__all__ = ["Request", "checked_request", "load_request", "request_sha256"]
 
 _BEGIN = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
 _END = (b"-----END CERTIFICATE REQUEST-----", b"-----END NEW CERTIFICATE REQUEST-----")
@@ -105,15 +105,17 @@ def _requested_spki(der: bytes) -> bytes:
     return info[start:end]
 
 
-def proof_of_possession(csr: x509.CertificateSigningRequest) -> bool:
-    """True if the request's signature verifies with its own public key.
+def proof_of_possession(csr: x509.CertificateSigningRequest, key: object | None = None
+                        ) -> bool:
+    """True if the request's signature verifies with its own public key (KEY, if the
+    caller has loaded it already: loading an EC point costs 5 us).
 
     Checked with the key itself, whatever the hash: cryptography's `is_signature_valid`
     refuses SHA-1, which would report a valid signature as invalid. How strong the hash
     is gets judged apart (policy: csr.signature_hash_weak).
     """
     try:
-        key = csr.public_key()
+        key = key if key is not None else csr.public_key()
         data, signature = csr.tbs_certrequest_bytes, csr.signature
         if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
             key.verify(signature, data)
@@ -163,7 +165,16 @@ def load_request(data: bytes) -> Request:
     exception the parser raises is a rejection: the list of what a library may raise on
     hostile bytes is not ours to keep complete.
     """
-    der = _der_from(data)
+    return _request(_der_from(data), None)
+
+
+def checked_request(der: bytes, signature_valid: bool) -> Request:
+    """A request that `load_request` took already, in the reader (spoolca.process.reading),
+    from its DER and its proof of possession's verdict: parsed again, not verified again."""
+    return _request(der, signature_valid)
+
+
+def _request(der: bytes, signature_valid: bool | None) -> Request:
     try:
         csr, subject, extensions = _parse(der)
         spki = _requested_spki(der)
@@ -176,6 +187,8 @@ def load_request(data: bytes) -> Request:
         public_key: object | None = csr.public_key()
     except Exception:  # an unknown or malformed key: key.type_unsupported, not a crash
         public_key = None
+    if signature_valid is None:
+        signature_valid = public_key is not None and proof_of_possession(csr, public_key)
     return Request(der=der, sha256=request_sha256(der), csr=csr,
-                   signature_valid=public_key is not None and proof_of_possession(csr),
+                   signature_valid=signature_valid and public_key is not None,
                    subject=subject, extensions=extensions, spki=spki, public_key=public_key)
