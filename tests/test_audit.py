@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spoolca.openpgp import ApplianceKey, stop_agent
 from tests.pki import CA, make_csr, pem, spoolca
@@ -347,3 +349,64 @@ class TestFailClosed:
         assert again.returncode == 1
         assert not (ca.outgoing / "three").exists()
         assert (ca.incoming / "server" / "three.csr").exists()  # kept, waiting
+
+
+_TEXT = st.text(max_size=12)
+_DATA = st.dictionaries(_TEXT, st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=12), max_size=5)
+
+
+class TestEntrySerialization:
+    """An entry's data is serialized once, when it is written; the hashed body and the
+    exported line are assembled around that text. Both must be byte for byte what a
+    verifier's json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    makes, for any data and any strings (quotes, backslashes, control characters,
+    non-ASCII)."""
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(seq=st.integers(1, 2**62), time=_TEXT, event=_TEXT, actor=_TEXT, data=_DATA,
+           prev=_TEXT, digest=_TEXT)
+    def test_assembled_entries_are_canonical(self, seq, time, event, actor, data, prev,
+                                             digest):
+        from spoolca.register.chain import canonical, entry_hash, entry_text
+
+        body = {"seq": seq, "time": time, "event": event, "actor": actor, "data": data,
+                "prev": prev}
+        text = canonical(data).decode()
+        assert entry_text(seq, time, event, actor, text, prev).encode() == canonical(body)
+        assert entry_text(seq, time, event, actor, text, prev, digest).encode() == \
+            canonical({**body, "hash": digest})
+        assert entry_hash(seq, time, event, actor, data, prev) == \
+            hashlib.sha256(canonical(body)).hexdigest()
+
+    def test_an_entry_stored_with_spaces_is_exported_canonical(self, ca: CA):
+        """Counter-case: a register written before data was stored canonical (with
+        json.dumps' default spaces) still exports canonical lines that verify."""
+        import sqlite3
+
+        from spoolca.config import load_config
+        from spoolca.register.audit import _line
+        from spoolca.register.chain import canonical
+        from spoolca.register.store import Store
+
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            rows = db.execute("SELECT seq, data FROM audit").fetchall()
+            for seq, data in rows:
+                db.execute("UPDATE audit SET data = ? WHERE seq = ?",
+                           (json.dumps(json.loads(data), sort_keys=True, ensure_ascii=False),
+                            seq))
+        store = Store(load_config(ca.config).database)
+        try:
+            entries = list(store.audit_entries())
+            assert any(row.data != canonical(json.loads(row.data)).decode() for row in entries)
+            for row in entries:
+                line = _line(row)
+                assert line == canonical(json.loads(line)) + b"\n"
+                assert json.loads(line)["data"] == json.loads(row.data)
+        finally:
+            store.close()
+        ca.submit("server/after.csr", pem(make_csr("after.sample.com")[1]))
+        assert ca.process().returncode == 0
+        assert verify(ca, ca.outgoing / "audit").returncode == 0

@@ -12,9 +12,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "spoolca"
 # Bottom to top. A module may import its own layer or a lower one, never a higher one.
 LAYERS = [
-    ("floor", {"errors", "fsutil", "children", "log", "der", "dn", "findings", "config", "configtext",
-               "openpgp", "untrusted", "memory", "tomlreader", "progress", "dnattributes",
-               "constraints"}),
+    ("floor", {"errors", "fsutil", "children", "log", "der", "dn", "findings", "config",
+               "configtext", "openpgp", "untrusted", "memory", "tomlreader", "progress",
+               "dnattributes", "constraints"}),
     ("keys", {"keys"}),
     ("x509", {"x509"}),
     ("register", {"register"}),

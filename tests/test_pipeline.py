@@ -101,8 +101,8 @@ class TestAuditChain:
         ca.submit("server/good.csr", pem(make_csr("good.sample.com")[1]))
         run(ca, now())
         with sqlite3.connect(ca.dir / "ca.db") as db:
-            db.execute("UPDATE audit SET data = replace(data, '\"serial\": \"', "
-                       "'\"serial\": \"00') WHERE event = 'request.issued'")
+            db.execute("UPDATE audit SET data = replace(data, '\"serial\":\"', "
+                       "'\"serial\":\"00') WHERE event = 'request.issued'")
         store = Store(load_config(ca.config).database)
         entries = list(store.audit_entries())
         store.close()

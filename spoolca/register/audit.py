@@ -28,7 +28,7 @@ from pathlib import Path
 
 from spoolca.fsutil import atomic_write, ensure_dir
 from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
-from spoolca.register.chain import GENESIS, canonical
+from spoolca.register.chain import GENESIS, canonical, entry_text, text_hash
 from spoolca.register.records import AuditRow
 from spoolca.register.store import Store, format_time
 from spoolca.untrusted import loads_bounded
@@ -65,6 +65,13 @@ def checkpoint(store: Store, key: ApplianceKey, now: dt.datetime) -> int | None:
 
 
 def _line(row: AuditRow) -> bytes:
+    """The entry's canonical line, assembled around its stored data: the data is stored
+    as it was hashed (canonical), and the entry hashes to its hash only if the stored
+    text is canonical. An entry of an older register, stored with spaces, is serialized
+    again."""
+    if text_hash(row.seq, row.time, row.event, row.actor, row.data, row.prev) == row.hash:
+        return (entry_text(row.seq, row.time, row.event, row.actor, row.data, row.prev,
+                           row.hash) + "\n").encode("utf-8")
     return canonical({"seq": row.seq, "time": row.time, "event": row.event,
                       "actor": row.actor, "data": json.loads(row.data), "prev": row.prev,
                       "hash": row.hash}) + b"\n"

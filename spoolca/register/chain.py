@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["GENESIS", "canonical", "entry_hash"]
+__all__ = ["GENESIS", "canonical", "entry_hash", "entry_text", "text_hash"]
 
 GENESIS = "0" * 64
 
@@ -27,6 +27,24 @@ def canonical(value: Any) -> bytes:
 def entry_hash(seq: int, time: str, event: str, actor: str, data: dict[str, Any],
                prev: str) -> str:
     """The hash of one entry, chaining it to `prev`."""
-    body = {"seq": seq, "time": time, "event": event, "actor": actor, "data": data,
-            "prev": prev}
-    return hashlib.sha256(canonical(body)).hexdigest()
+    return text_hash(seq, time, event, actor, canonical(data).decode("utf-8"), prev)
+
+
+def text_hash(seq: int, time: str, event: str, actor: str, data_text: str, prev: str) -> str:
+    """entry_hash of an entry whose DATA_TEXT is canonical(data) already."""
+    return hashlib.sha256(entry_text(seq, time, event, actor, data_text, prev)
+                          .encode("utf-8")).hexdigest()
+
+
+def entry_text(seq: int, time: str, event: str, actor: str, data_text: str, prev: str,
+               digest: str | None = None) -> str:
+    """canonical() of an entry (with its hash, if DIGEST is given) whose DATA_TEXT is
+    canonical(data): assembled in sorted key order instead of serialized again, so an
+    entry's data is serialized once when it is written and never when it is exported.
+    `_string` is the encoder json.dumps(ensure_ascii=False) uses for a str."""
+    middle = f',"hash":{_string(digest)}' if digest is not None else ""
+    return (f'{{"actor":{_string(actor)},"data":{data_text},"event":{_string(event)}'
+            f'{middle},"prev":{_string(prev)},"seq":{int(seq)},"time":{_string(time)}}}')
+
+
+_string = json.encoder.encode_basestring

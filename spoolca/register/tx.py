@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from spoolca.register.chain import GENESIS, entry_hash
+from spoolca.register.chain import GENESIS, canonical, text_hash
 from spoolca.register.records import (
     CertificateRecord,
     CRLRecord,
@@ -60,11 +60,11 @@ class Tx:
     def record(self, event: str, data: dict[str, Any]) -> None:
         """Append one audit entry to the hash chain, in this transaction."""
         self._seq += 1
-        digest = entry_hash(self._seq, self._now, event, self._actor, data, self._head)
+        data_text = canonical(data).decode("utf-8")  # stored as hashed: exported as is
+        digest = text_hash(self._seq, self._now, event, self._actor, data_text, self._head)
         self._conn.execute(
             "INSERT INTO audit (seq, time, event, actor, data, prev, hash) VALUES (?,?,?,?,?,?,?)",
-            (self._seq, self._now, event, self._actor,
-             json.dumps(data, sort_keys=True, ensure_ascii=False), self._head, digest),
+            (self._seq, self._now, event, self._actor, data_text, self._head, digest),
         )
         self._head = digest
 
