@@ -194,11 +194,27 @@ def _link_or_copy(source: Path, target: Path, mode: int) -> None:
             os.close(fd)
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_RENAMEAT2 = getattr(LIBC, "renameat2", None)  # glibc 2.28 and later
+
+
 def move(source: Path, target: Path) -> None:
     """Rename within one file system: atomic, and never over an existing file.
 
     Every move of a spool file (claim, archive, placing a copied request) goes through
-    here; a symlink is moved as itself, never followed."""
+    here; a symlink is moved as itself, never followed. One renameat2(RENAME_NOREPLACE):
+    the kernel refuses an existing target in the same step as the rename, where a check
+    before rename(2) left a window for a file to appear. A file system or C library
+    without it (EINVAL, ENOSYS) gets the check, then the rename."""
+    if _RENAMEAT2 is not None:
+        if _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                      _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(err, os.strerror(err), str(source), None, str(target))
     if os.path.lexists(target):
         raise FileExistsError(errno.EEXIST, "refusing to move over an existing file",
                               str(target))
@@ -266,8 +282,6 @@ def remove_tree(path: Path) -> None:
 
 # The C library the interpreter is linked with, by dlopen(NULL): find_library would run
 # ldconfig, a few milliseconds of every command's start.
-LIBC = ctypes.CDLL(None, use_errno=True)
-
 
 def sync_filesystem(paths: Iterable[Path]) -> None:
     """One durability barrier for a whole batch: syncfs(2) each distinct file system.

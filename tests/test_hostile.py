@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -314,3 +315,45 @@ class TestRevocationRequestsAreBounded:
                            "invalidity_date": "2026-01-02"}).encode()
         serial, reason, when = parse_revocation_body(body, lambda: dt.datetime.now(dt.UTC))
         assert (serial, reason, when.year) == ("0A1B", "keyCompromise", 2026)
+
+
+class TestMove:
+    """fsutil.move, which every claim and archive goes through: one atomic step that
+    never replaces a file and never follows a link."""
+
+    def test_never_over_an_existing_file(self, tmp_path: Path):
+        from spoolca.fsutil import move
+
+        (tmp_path / "a.csr").write_bytes(b"new")
+        (tmp_path / "b.csr").write_bytes(b"already there")
+        with pytest.raises(FileExistsError):
+            move(tmp_path / "a.csr", tmp_path / "b.csr")
+        assert (tmp_path / "a.csr").read_bytes() == b"new"
+        assert (tmp_path / "b.csr").read_bytes() == b"already there"
+
+    def test_a_dangling_link_in_the_way_counts_as_a_file(self, tmp_path: Path):
+        from spoolca.fsutil import move
+
+        (tmp_path / "a.csr").write_bytes(b"new")
+        (tmp_path / "b.csr").symlink_to(tmp_path / "nowhere")
+        with pytest.raises(FileExistsError):
+            move(tmp_path / "a.csr", tmp_path / "b.csr")
+        assert not (tmp_path / "nowhere").exists()
+
+    def test_a_link_is_moved_as_itself(self, tmp_path: Path):
+        from spoolca.fsutil import move
+
+        (tmp_path / "secret").write_bytes(b"not ours to move")
+        (tmp_path / "a.csr").symlink_to(tmp_path / "secret")
+        move(tmp_path / "a.csr", tmp_path / "b.csr")
+        assert (tmp_path / "b.csr").is_symlink()
+        assert (tmp_path / "secret").read_bytes() == b"not ours to move"
+
+    def test_a_vanished_source_is_file_not_found(self, tmp_path: Path):
+        from spoolca.fsutil import move
+
+        with pytest.raises(FileNotFoundError):
+            move(tmp_path / "gone.csr", tmp_path / "b.csr")
+        with pytest.raises(FileNotFoundError):  # the claim folder not made yet
+            (tmp_path / "a.csr").write_bytes(b"x")
+            move(tmp_path / "a.csr", tmp_path / "no-folder" / "a.csr")
