@@ -80,6 +80,8 @@ def printable_name(name: str) -> tuple[str, str | None]:
     A name from a stick may be any bytes: a non-UTF-8 name arrives with surrogate escapes
     that SQLite, JSON and the journal cannot encode, and control characters would forge
     lines in logs. Both are rendered escaped (`bad\\xff.csr`) and refused."""
+    if name.isascii() and name.isprintable():  # the common case: nothing to escape
+        return name, None
     raw = os.fsencode(name)
     try:
         text, problem = raw.decode("utf-8"), None
