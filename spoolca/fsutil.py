@@ -21,20 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = [
-    "UntrustedFile",
-    "atomic_write",
-    "atomic_write_stream",
-    "being_written",
-    "ensure_dir",
-    "fsync_dir",
-    "instance_lock",
-    "publish_folder",
-    "read_untrusted",
-    "remove_tree",
-    "sync_filesystem",
-    "write_new",
-]
+__all__ = ["UntrustedFile", "atomic_write", "atomic_write_stream", "being_written",
+           "ensure_dir", "fsync_dir", "instance_lock", "move", "publish_folder",
+           "read_untrusted", "remove_tree", "sync_filesystem", "write_new"]
 
 PRIVATE_FILE = 0o600
 PUBLIC_FILE = 0o644
