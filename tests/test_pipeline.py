@@ -146,6 +146,49 @@ class TestSealedBehind:
         assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
+class TestLoggedOnceCommitted:
+    def test_a_batch_rolled_back_logs_no_outcome(self, ca: CA):
+        """A request's `request` log line is written once its batch committed: a batch
+        rolled back (its predecessor's checkpoint could not be signed) logged `issued`
+        for a request that was not. It is logged when it is issued, once."""
+        import io
+
+        from spoolca.log import configure_logging
+        from spoolca.openpgp import AuditSignatureError, stop_agent
+
+        ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+        ca.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))
+        config = load_config(ca.config)
+        home, store = ca.dir / "gnupg", Store(config.database)
+        secrets, hidden = home / "private-keys-v1.d", ca.dir / "hidden-keys"
+        lines = io.StringIO()
+        configure_logging(lines)
+
+        def logged(file: str) -> list[str]:
+            found = [json.loads(line) for line in lines.getvalue().splitlines()]
+            return [f["outcome"] for f in found if f["event"] == "request" and f["file"] == file]
+
+        try:
+            with CASession(config, store) as session:
+                batch = BatchProcessor(session)
+                session.require_audit_trail()
+                first, second = session.spool.claim_incoming(config.default_profile)
+                secrets.rename(hidden)
+                stop_agent(home)
+                batch.process_batch([first])
+                with pytest.raises(AuditSignatureError):
+                    batch.process_batch([second])
+                assert logged("b.csr") == []
+                hidden.rename(secrets)
+                batch.process_batch([second])
+        finally:
+            configure_logging(None)
+            if hidden.exists():
+                hidden.rename(secrets)
+            store.close()
+        assert (logged("a.csr"), logged("b.csr")) == (["issued"], ["issued"])
+
+
 def identity(path: Path) -> str:
     return load_request(path.read_bytes()).sha256
 

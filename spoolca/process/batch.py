@@ -30,7 +30,7 @@ from typing import TypeVar
 from spoolca.config import Profile
 from spoolca.errors import KeyStoreError, StoreError
 from spoolca.findings import Finding
-from spoolca.log import get_logger
+from spoolca.log import get_logger, held
 from spoolca.process.parallel import in_halves
 from spoolca.process.reading import READ_AHEAD_FROM, ReadAhead, job_of, prepare
 from spoolca.process.record import Plan, Prepared, Recorder
@@ -128,12 +128,14 @@ class BatchProcessor:
         state = BatchState.of(session)
         with session.store.transaction(session.actor, now) as tx:
             planned, signing = self._decide(tx, batch, authorities, state, now)
-            outcomes = []
+            outcomes, took = [], []
             for plan in planned:
-                outcome = self._complete(tx, plan, signing, authorities, state, now)
-                outcomes.append(outcome)
-                _log_outcome(outcome, time.perf_counter() - started)
+                outcomes.append(self._complete(tx, plan, signing, authorities, state, now))
+                took.append(time.perf_counter() - started)
             session.finish_seal(tx)  # the previous batch's checkpoint, or a rollback
+        with held():  # logged once committed: a batch rolled back logs nothing it did not do
+            for outcome, seconds in zip(outcomes, took, strict=True):
+                _log_outcome(outcome, seconds)
         session.publish([
             PublishJob(o.output_name, o.files, o.links, claimed.path, claimed.file_name,
                        claimed.signature)
