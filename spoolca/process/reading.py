@@ -15,6 +15,7 @@ raises in the helper makes it be read here, where it becomes that file's answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -173,7 +174,8 @@ class ReadAhead:
         self._sender.join()
         for stream in (self._child.stdin, self._child.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # jobs the helper never read
+                    stream.close()
         self._arrived.clear()
 
     def _send(self, payload: bytes) -> None:
