@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 __all__ = ["UntrustedFile", "atomic_write", "atomic_write_stream", "being_written",
-           "ensure_dir", "fsync_dir", "instance_lock", "move", "publish_folder",
+           "ensure_dir", "exclusive_lock", "fsync_dir", "instance_lock", "move", "publish_folder",
            "read_untrusted", "remove_tree", "sync_filesystem", "write_new"]
 
 PRIVATE_FILE = 0o600
@@ -212,8 +212,10 @@ def move(source: Path, target: Path) -> None:
 
 @contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created 0600, never through a symlink)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    """Hold an exclusive flock on `path`: a lock file (created 0600), or a folder itself
+    (no file appears in it); never through a symlink."""
+    flags = os.O_RDONLY | os.O_DIRECTORY if path.is_dir() else os.O_RDWR | os.O_CREAT
+    fd = os.open(path, flags | os.O_NOFOLLOW, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spoolca.openpgp import ApplianceKey, stop_agent
-from tests.pki import CA, make_csr, pem, spoolca
+from tests.pki import CA, make_csr, pem, spoolca, wait_for
 
 
 @pytest.fixture
@@ -410,3 +410,43 @@ class TestEntrySerialization:
         ca.submit("server/after.csr", pem(make_csr("after.sample.com")[1]))
         assert ca.process().returncode == 0
         assert verify(ca, ca.outgoing / "audit").returncode == 0
+
+
+def waiting_for_lock(folder: Path) -> bool:
+    """Whether some process waits for an flock on FOLDER (/proc/locks marks a waiter
+    '->')."""
+    inode = os.stat(folder).st_ino
+    return any("->" in line and f":{inode} " in line
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
+class TestConcurrentExports:
+    def test_an_export_waits_for_the_one_in_progress(self, ca: CA):
+        """Two processes exporting to outgoing/audit/ at once (the daemon and a backup)
+        could each write a segment from the same first entry: the log held entries twice
+        and failed verification. Here the folder is held as another exporter holds it: a
+        `process` meanwhile waits for it, then exports what is missing, and the log
+        verifies."""
+        import sys
+
+        from spoolca.fsutil import exclusive_lock
+
+        ca.submit("server/turns.csr", pem(make_csr("turns.sample.com")[1]))
+        folder = ca.outgoing / "audit"
+        before = segments(folder)
+        with exclusive_lock(folder):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "spoolca.cli", "--config", str(ca.config), "process"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for(lambda: waiting_for_lock(folder) or process.poll() is not None,
+                         60, "process to reach the export")
+                assert process.poll() is None, "it exported without waiting its turn"
+                assert segments(folder) == before
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+        assert process.wait(timeout=120) == 0
+        assert len(segments(folder)) > len(before)
+        assert verify(ca, folder).returncode == 0

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoolca.fsutil import atomic_write, ensure_dir
+from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
 from spoolca.register.chain import GENESIS, canonical, entry_text, text_hash
 from spoolca.register.records import AuditRow
@@ -81,9 +81,17 @@ def export(store: Store, folder: Path, key: ApplianceKey) -> int:
     """Write what the folder lacks: a new segment, new checkpoints, the public key.
 
     Returns the seq exported up to. Segments are appended, never rewritten, so an export
-    after each batch costs what the batch added, not the whole log.
+    after each batch costs what the batch added, not the whole log. Two processes
+    exporting to one folder (the daemon, and a backup or a command meanwhile) take turns
+    on the folder's lock: side by side, both would write a segment from the same first
+    entry, and the log would hold those entries twice.
     """
     ensure_dir(folder, 0o755)
+    with exclusive_lock(folder):
+        return _export(store, folder, key)
+
+
+def _export(store: Store, folder: Path, key: ApplianceKey) -> int:
     have = max((int(m.group(2)) for m in map(_SEGMENT.match, _names(folder)) if m), default=0)
     # Only what a checkpoint signed: a genuine export never ends in an unsigned tail, so
     # an auditor can treat one as forged (entries written since wait for the next seal).
