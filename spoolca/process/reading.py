@@ -7,10 +7,11 @@ register. So a pass of many requests has them read ahead by a helper process
 (`python -m spoolca.process.reading`, spoolca.children) on the second core while this
 one decides, signs and records: it sends back, in claim order, each file's bytes, the
 request's DER and whether its self-signature verified, and this process only parses that
-DER again (25 us). Nothing ever waits for the helper: a file whose reading has not
-arrived is read here (the first few, while the helper starts), and if the helper fails,
-everything left is read here. Invariant 9 holds on both sides: whatever reading one file
-raises in the helper makes it be read here, where it becomes that file's answer.
+DER again (25 us). The first batch is read here while the helper starts; it is given
+the rest, faster at reading than this process at deciding, so what it was given is
+waited for, not read twice. Nothing depends on it: if it fails, or is silent for 10 s,
+everything left is read here. Invariant 9 holds on both sides: whatever reading one
+file raises in the helper makes it be read here, where it becomes that file's answer.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def read_file(job: ReadJob) -> tuple[FileRead, Request | None]:
 
 
 def prepare(claimed: Claimed, limit: int, ahead: ReadAhead | None) -> Prepared:
-    """A claimed file read (by the helper, if it got there first) and judged as a file:
+    """A claimed file read (by the helper, if it was given to it) and judged as a file:
     its name, its size and type, its armour and syntax. Policy comes after."""
     if claimed.name_problem is not None:
         return Prepared(claimed, request_sha256(os.fsencode(claimed.path.name)), None,
