@@ -9,7 +9,8 @@ Per-request isolation (invariant 9): whatever one file does to our code becomes 
 file's answer; a fault of the machine (BATCH_FAULTS) rolls the whole batch back instead.
 
 Speed: a batch shares one transaction and one round of syncfs, and is published behind
-(in a child process) and sealed behind (process.sealing) while the next is decided. With
+(in a child process) and sealed behind (process.sealing) while the next is decided; in a
+pass of several batches, a helper process reads the requests ahead (process.reading). With
 lint on, each request is read, planned and handed to the lint workers in turn, so they
 start at once, and is signed with the CA key as it is recorded. Slow crypto is split
 between two threads, fast crypto is not (process.parallel).

@@ -79,7 +79,7 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = F
     outcomes = []
     chunks = batches(requests)
     # The first batch is read here while the helper starts; it reads the rest ahead.
-    ahead = [claimed for chunk in chunks[1:] for claimed in chunk]
+    ahead = [item for chunk in chunks[1:] for item in chunk]
     with Progress(len(claimed), "answering", shown=shown) as bar, batch.reading_ahead(ahead):
         for chunk in chunks:
             done = batch.process_batch(chunk)
