@@ -4,13 +4,18 @@ its pass."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from spoolca.config import load_config
+from spoolca.log import configure_logging
 from spoolca.process.batch import BatchProcessor
 from spoolca.process.passes import run_pass
 from spoolca.process.reading import ReadAhead, ReadJob, read_file
@@ -36,6 +41,22 @@ def helpers() -> list[int]:
         if parent == os.getpid() and b"spoolca.process.reading" in command:
             found.append(int(entry.name))
     return found
+
+
+@contextlib.contextmanager
+def logged() -> Iterator[io.StringIO]:
+    """The log lines written meanwhile."""
+    lines = io.StringIO()
+    configure_logging(lines)
+    try:
+        yield lines
+    finally:
+        configure_logging(None)
+
+
+def warnings(lines: io.StringIO) -> list[str]:
+    found = [json.loads(line) for line in lines.getvalue().splitlines()]
+    return [entry["event"] for entry in found if entry["level"] == "warning"]
 
 
 def files(folder: Path) -> list[ReadJob]:
@@ -81,18 +102,20 @@ class TestHelper:
 
     def test_a_helper_that_dies_leaves_the_reading_here(self, tmp_path: Path):
         """Killed before it answered anything: every file is read here, at once (not
-        after the helper's silence timeout), and nothing is raised."""
+        after the helper's silence timeout), nothing is raised, and it is said once."""
         jobs = files(tmp_path)
-        ahead = ReadAhead(jobs)
-        try:
-            for pid in helpers():
-                os.kill(pid, 9)
-            started = dt.datetime.now()
-            assert all(ahead.take(Path(job.path)) is None for job in jobs)
-            assert (dt.datetime.now() - started).total_seconds() < 5
-        finally:
-            ahead.close()
+        with logged() as lines:
+            ahead = ReadAhead(jobs)
+            try:
+                for pid in helpers():
+                    os.kill(pid, 9)
+                started = dt.datetime.now()
+                assert all(ahead.take(Path(job.path)) is None for job in jobs)
+                assert (dt.datetime.now() - started).total_seconds() < 5
+            finally:
+                ahead.close()
         assert helpers() == []
+        assert warnings(lines) == ["the read-ahead helper failed; reading here"]
 
     def test_no_helper_outlives_close(self, tmp_path: Path):
         ahead = ReadAhead(files(tmp_path))
@@ -116,11 +139,12 @@ class TestLargePass:
         config = load_config(ca.config)
         store = Store(config.database)
         try:
-            with CASession(config, store) as session:
+            with logged() as lines, CASession(config, store) as session:
                 summary = run_pass(BatchProcessor(session))
                 wait_for(lambda: helpers() == [], 5, "the helper gone after the pass")
         finally:
             store.close()
+        assert warnings(lines) == []  # a helper that finished its work did not fail
         assert (summary.issued, summary.rejected) == (598, 2)
         assert [r["code"] for r in ca.result("z-flip")["reasons"]] == ["csr.signature_invalid"]
         assert [r["code"] for r in ca.result("z-garbage")["reasons"]] == ["csr.unparseable"]

@@ -194,11 +194,13 @@ class ReadAhead:
         except Exception as exc:  # a broken helper is no fault of a request's
             self._fail(f"{type(exc).__name__}: {exc}")
             return
-        if self._frames.ended:
+        if self._frames.ended:  # done, or died: what it never sent is read here
             self._fail(f"it stopped (status {self._child.wait()})")
 
     def _fail(self, why: str) -> None:
-        if not self._failed and self._given:  # not once everything it was given came
+        """Nothing more will come from the helper: a warning if something it was given
+        never came (not when it finished its work and exited)."""
+        if not self._failed and not self._given <= self._arrived.keys():
             _log.warning("the read-ahead helper failed; reading here", reason=why)
         self._failed = True
 
