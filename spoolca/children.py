@@ -20,7 +20,8 @@ from typing import BinaryIO
 
 from spoolca.fsutil import LIBC
 
-__all__ = ["FrameBuffer", "become_helper", "read_frame", "start_helper", "write_frame"]
+__all__ = ["FrameBuffer", "become_helper", "read_frame", "start_helper", "stop_helper",
+           "write_frame"]
 
 _FRAME = struct.Struct(">Q")
 _PR_SET_PDEATHSIG = 1
@@ -32,6 +33,18 @@ def start_helper(module: str) -> subprocess.Popen[bytes]:
     """`python -m MODULE PARENT_PID`, its standard input and output piped to us."""
     return subprocess.Popen([sys.executable, "-m", module, str(os.getpid())],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def stop_helper(child: subprocess.Popen[bytes]) -> None:
+    """Kill a helper and reap it. Only between its jobs, or when its work is moot: it
+    is never asked to finish (a Python exit costs 15 ms a pass), so nothing it holds may
+    matter by then."""
+    child.kill()
+    child.wait()
+    for stream in (child.stdin, child.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):  # a frame cut off: it is not read anyway
+                stream.close()
 
 
 def become_helper(parent: int) -> bool:

@@ -93,6 +93,9 @@ def _apply() -> None:
     _settings["generation"] += 1  # every logger made before is made again
 
 
+_WRITE_LOCK = threading.Lock()  # a line, or a batch's lines, never cut by another thread's
+
+
 class _LineWriter:
     """structlog's output: each line written and flushed at once, or, while `held`,
     kept and written together when the hold ends (one write for a batch's 500 request
@@ -111,9 +114,6 @@ class _LineWriter:
             self._stream.flush()
 
     log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
-
-
-_WRITE_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ file raises in the helper makes it be read here, where it becomes that file's an
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import sys
@@ -31,6 +30,7 @@ from spoolca.children import (
     become_helper,
     read_frame,
     start_helper,
+    stop_helper,
     widen_pipe,
     write_frame,
 )
@@ -170,13 +170,9 @@ class ReadAhead:
 
     def close(self) -> None:
         """Stop the helper: it only reads, so nothing of it needs to finish."""
-        self._child.kill()
-        self._child.wait()
+        self._child.kill()  # first: a send still under way fails at once
         self._sender.join()
-        for stream in (self._child.stdin, self._child.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):  # jobs the helper never read
-                    stream.close()
+        stop_helper(self._child)
         self._arrived.clear()
 
     def _send(self, payload: bytes) -> None:

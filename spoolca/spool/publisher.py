@@ -3,15 +3,13 @@
 Writing thousands of small files is kernel work plus Python glue between system calls;
 done on a thread it fights the deciding thread for the GIL. So a large batch is handed
 to a child process (`python -m spoolca.spool.publisher`: its own interpreter, the second
-core)
-while the next batch is decided; a small one, such as the daemon's lone request, is
+core) while the next batch is decided; a small one, such as the daemon's lone request, is
 published inline at once. The child is a helper (spoolca.children): it dies with its
 parent, so no orphan can archive work/ behind a restarted daemon.
 """
 
 from __future__ import annotations
 
-import contextlib
 import pickle
 import subprocess
 import sys
@@ -19,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoolca.children import become_helper, read_frame, start_helper, write_frame
+from spoolca.children import become_helper, read_frame, start_helper, stop_helper, write_frame
 from spoolca.errors import SpoolcaError
 from spoolca.fsutil import publish_folder, sync_filesystem
 from spoolca.spool.tree import archive_file, remove_empty_claims
@@ -94,27 +92,22 @@ class Publisher:
         assert self._child is not None and self._child.stdout is not None
         answer = read_frame(self._child.stdout)
         if answer != b"ok":
-            self._child = None
+            child, self._child = self._child, None
+            stop_helper(child)  # a fresh one for the next batch
             detail = answer.decode(errors="replace") if answer else "the publisher process died"
             raise SpoolcaError(f"failed to publish results to {self._outgoing}: {detail}; "
                                "they are recorded and will be published again on the next pass")
 
     def close(self) -> None:
-        """Wait for what is in flight, then stop the child. It is killed, not asked to
-        exit: between batches it holds nothing unwritten (a batch is answered `ok` only
-        once synced and archived), and its interpreter's own exit took 15 ms of every
-        pass. If the wait failed, recovery publishes whatever it left."""
+        """Wait for what is in flight, then stop the child (killed: between batches it
+        holds nothing unwritten, a batch being answered `ok` only once synced and
+        archived). If the wait failed, recovery publishes whatever it left."""
         try:
             self.wait()
         finally:
             if self._child is not None:
-                self._child.kill()
-                self._child.wait()
-                for stream in (self._child.stdin, self._child.stdout):
-                    if stream is not None:
-                        with contextlib.suppress(OSError):  # a frame cut off by a failure
-                            stream.close()
-                self._child = None
+                child, self._child = self._child, None
+                stop_helper(child)
 
     def _start_child(self) -> subprocess.Popen[bytes]:
         if self._child is None:
