@@ -183,6 +183,8 @@ def _link_or_copy(source: Path, target: Path, mode: int) -> None:
             os.close(fd)
 
 
+# The C library the interpreter is linked with, by dlopen(NULL): find_library would run
+# ldconfig, a few milliseconds of every command's start.
 LIBC = ctypes.CDLL(None, use_errno=True)
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -270,9 +272,6 @@ def remove_tree(path: Path) -> None:
                 os.unlink(entry.path)
         os.rmdir(path)
 
-
-# The C library the interpreter is linked with, by dlopen(NULL): find_library would run
-# ldconfig, a few milliseconds of every command's start.
 
 def sync_filesystem(paths: Iterable[Path]) -> None:
     """One durability barrier for a whole batch: syncfs(2) each distinct file system.
