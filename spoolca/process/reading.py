@@ -219,8 +219,8 @@ def _serve(parent: int) -> int:
                 chunk = []
         if chunk:
             write_frame(out, pickle.dumps(chunk))
-    except BrokenPipeError:
-        return 0  # the parent stopped listening: its pass is over
+    except OSError:  # the parent stopped listening (its pass is over): never a traceback
+        return 0
     return 0
 
 
