@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 __all__ = ["UntrustedFile", "atomic_write", "atomic_write_stream", "being_written",
-           "ensure_dir", "exclusive_lock", "fsync_dir", "instance_lock", "move", "publish_folder",
-           "read_untrusted", "remove_tree", "sync_filesystem", "write_new"]
+           "ensure_dir", "exclusive_lock", "fsync_dir", "hold_lock", "instance_lock", "move",
+           "publish_folder", "read_untrusted", "remove_tree", "sync_filesystem", "write_new"]
 
 PRIVATE_FILE = 0o600
 PUBLIC_FILE = 0o644
@@ -305,14 +305,9 @@ class UntrustedFile:
 
 
 def _file_kind(mode: int) -> str:
-    kinds = {
-        stat.S_ISLNK: "a symbolic link",
-        stat.S_ISDIR: "a directory",
-        stat.S_ISFIFO: "a FIFO",
-        stat.S_ISSOCK: "a socket",
-        stat.S_ISCHR: "a character device",
-        stat.S_ISBLK: "a block device",
-    }
+    kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISDIR: "a directory",
+             stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
     return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
@@ -361,18 +356,24 @@ def read_untrusted(path: str | Path, limit: int) -> UntrustedFile:
     return UntrustedFile(data, len(data), None)
 
 
+def hold_lock(path: Path, *, shared: bool = False) -> int:
+    """An flock on `path` (created 0600, never through a symlink) until the returned fd
+    is closed. Exclusive: at once, or BlockingIOError; shared: waits for an exclusive."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def instance_lock(path: Path) -> int:
     """Hold an exclusive lock on `path` for the life of the process; return its fd.
 
     One processor per state directory: two would race on work/ and the register.
-    Raises BlockingIOError if another process holds it.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise
+    Raises BlockingIOError if another process holds it."""
+    fd = hold_lock(path)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd

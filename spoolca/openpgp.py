@@ -22,7 +22,7 @@ from pathlib import Path
 import gnupg
 
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import atomic_write, ensure_dir, remove_tree
+from spoolca.fsutil import atomic_write, ensure_dir, hold_lock, remove_tree
 from spoolca.memory import wipe
 
 __all__ = [
@@ -33,8 +33,10 @@ __all__ = [
     "check_home_length",
     "configure_agent",
     "keyring_owner",
+    "leave_agent",
     "reap_keyrings",
     "stop_agent",
+    "use_agent",
     "verify_detached",
 ]
 
@@ -68,6 +70,31 @@ def stop_agent(home: Path) -> None:
                    capture_output=True, check=False, timeout=30)
 
 
+# Every process using the appliance's agent holds a shared lock on this file in its home
+# while it does; the last one to let go stops the agent.
+_AGENT_USERS = "agent-users.lock"
+
+
+def use_agent(home: Path) -> int:
+    """Count this process among the agent's users until `leave_agent`: a command run
+    while the daemon signs (a backup, a revocation) must not stop the agent under it."""
+    return hold_lock(home / _AGENT_USERS, shared=True)
+
+
+def leave_agent(home: Path, user: int) -> None:
+    """Stop using the agent; stop it too if no other process uses it (invariant 13: the
+    last user out stops it, as a crashed user's lock goes with its process)."""
+    os.close(user)
+    try:
+        last = hold_lock(home / _AGENT_USERS)
+    except BlockingIOError:
+        return  # another process signs with it still, and stops it when it is done
+    try:
+        stop_agent(home)
+    finally:
+        os.close(last)
+
+
 # gpg-agent.conf for the appliance's home. gpg needs an agent for every secret-key
 # operation; loopback pinentry lets us hand it the passphrase on a pipe per signature,
 # and a cache TTL of 0 means the agent forgets it at once: while the agent runs, another
@@ -97,8 +124,10 @@ class ApplianceKey:
         self.home = home
         self.fingerprint = fingerprint
         self._passphrase = bytearray(passphrase) if passphrase is not None else None
+        self._user: int | None = None
         if home.is_dir():
             configure_agent(home)
+            self._user = use_agent(home)
 
     def __repr__(self) -> str:  # never show the passphrase
         return f"ApplianceKey({self.fingerprint})"
@@ -158,10 +187,15 @@ class ApplianceKey:
                                     passphrase=passphrase)
 
     def close(self) -> None:
-        """Forget the passphrase and stop the agent: nothing outlives the command."""
+        """Forget the passphrase and stop the agent, unless another process still uses
+        it: nothing outlives the last command."""
         wipe(self._passphrase)
         self._passphrase = None
-        stop_agent(self.home)
+        user, self._user = self._user, None
+        if user is None:
+            stop_agent(self.home)
+        else:
+            leave_agent(self.home, user)
 
     def __enter__(self) -> ApplianceKey:
         return self

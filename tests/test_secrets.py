@@ -72,6 +72,27 @@ class TestNoAgentLeft:
         assert agents(home) == [] or subprocess.run(
             ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"]).returncode == 0
 
+    def test_a_command_beside_the_daemon_leaves_it_its_agent(self, encrypted: CA,
+                                                             tmp_path: Path):
+        """A command run while the daemon signs (here `audit export`) stopped the agent
+        the daemon was using at its close; the daemon's next signature then failed and
+        was retried. Now the last process using the agent stops it: the daemon's agent
+        survives the command, and none is left once the daemon stops."""
+        home = encrypted.dir / "gnupg"
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(encrypted, notify)
+        try:
+            notify.wait_for("READY=1")
+            encrypted.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+            wait_for((encrypted.outgoing / "a" / "result.json").exists, 20, "a answered")
+            before = wait_for(lambda: agents(home), 20, "the daemon's agent")
+            assert encrypted.run("audit", "export").returncode == 0
+            assert agents(home) == before, "the command stopped the daemon's agent"
+        finally:
+            assert running.stop() == 0
+            notify.close()
+        assert agents(home) == [], "the daemon, last out, left its agent"
+
     def test_the_check_sees_a_cached_passphrase(self, tmp_path: Path):
         """Counter-case: a home without our agent settings caches the passphrase, and the
         same probe then signs with none: the test above can fail."""

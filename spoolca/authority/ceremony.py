@@ -217,6 +217,7 @@ def found_ca(directory: Path, made: dict[str, tuple[x509.Certificate, NewCAKey]]
         export(store, spool.outgoing / "audit", audit_key)
     finally:
         store.close()
+        audit_key.close()
     return CeremonyReport(directory, config_path, root, inter, passphrase is not None,
                           audit_key.fingerprint,
                           {name: key.store.get("uri") or key.store["path"]

@@ -52,7 +52,8 @@ def rotate_unlock_secret(config: Config, store: Store, old: bytes, new: bytes) -
 
 def _audit_key(config: Config, fingerprint: str, old: bytes, new: bytes) -> int:
     try:
-        ApplianceKey(config.gnupg_dir, fingerprint, old).change_passphrase(new)
+        with ApplianceKey(config.gnupg_dir, fingerprint, old) as key:
+            key.change_passphrase(new).close()
         return 1
     except SpoolcaError:
         probe = ApplianceKey(config.gnupg_dir, fingerprint, new)

@@ -49,9 +49,9 @@ def drill(archive: Path, fingerprint: str) -> DrillReport:
             if head != (promised["seq"], promised["hash"]):
                 raise BackupError(f"the restored register's audit head {head[0]} is not the "
                                   f"manifest's {promised['seq']}")
-            key = ApplianceKey(config.gnupg_dir, fingerprint, None)  # public half only
-            public = key.public_key()
-            export(store, Path(scratch) / "audit", key)
+            with ApplianceKey(config.gnupg_dir, fingerprint, None) as key:  # public half only
+                public = key.public_key()
+                export(store, Path(scratch) / "audit", key)
             found = verify_export(Path(scratch) / "audit", public, fingerprint)
             if found.damages:
                 damage = found.damages[0]
