@@ -67,14 +67,13 @@ def checkpoint(store: Store, key: ApplianceKey, now: dt.datetime) -> int | None:
 def _line(row: AuditRow) -> bytes:
     """The entry's canonical line, assembled around its stored data: the data is stored
     as it was hashed (canonical), and the entry hashes to its hash only if the stored
-    text is canonical. An entry of an older register, stored with spaces, is serialized
-    again."""
-    if text_hash(row.seq, row.time, row.event, row.actor, row.data, row.prev) == row.hash:
-        return (entry_text(row.seq, row.time, row.event, row.actor, row.data, row.prev,
-                           row.hash) + "\n").encode("utf-8")
-    return canonical({"seq": row.seq, "time": row.time, "event": row.event,
-                      "actor": row.actor, "data": json.loads(row.data), "prev": row.prev,
-                      "hash": row.hash}) + b"\n"
+    text is canonical. An entry of an older register, stored with spaces, has its data
+    serialized again first."""
+    data = row.data
+    if text_hash(row.seq, row.time, row.event, row.actor, data, row.prev) != row.hash:
+        data = canonical(json.loads(data)).decode("utf-8")
+    return (entry_text(row.seq, row.time, row.event, row.actor, data, row.prev, row.hash)
+            + "\n").encode("utf-8")
 
 
 def export(store: Store, folder: Path, key: ApplianceKey) -> int:
