@@ -125,6 +125,7 @@ class ApplianceKey:
         self.fingerprint = fingerprint
         self._passphrase = bytearray(passphrase) if passphrase is not None else None
         self._user: int | None = None
+        self._closed = False
         if home.is_dir():
             configure_agent(home)
             self._user = use_agent(home)
@@ -189,13 +190,15 @@ class ApplianceKey:
     def close(self) -> None:
         """Forget the passphrase and stop the agent, unless another process still uses
         it: nothing outlives the last command."""
+        if self._closed:  # a second close must not stop an agent others now use
+            return
+        self._closed = True
         wipe(self._passphrase)
         self._passphrase = None
-        user, self._user = self._user, None
-        if user is None:
+        if self._user is None:
             stop_agent(self.home)
         else:
-            leave_agent(self.home, user)
+            leave_agent(self.home, self._user)
 
     def __enter__(self) -> ApplianceKey:
         return self

@@ -93,6 +93,29 @@ class TestNoAgentLeft:
             notify.close()
         assert agents(home) == [], "the daemon, last out, left its agent"
 
+    def test_a_key_closed_twice_leaves_the_agent_to_its_other_user(self, ca: CA):
+        """The second close of a key is no close: it must not stop the agent that
+        another key (in the daemon, say) still signs with."""
+        import sqlite3
+
+        from spoolca.openpgp import ApplianceKey
+
+        home = ca.dir / "gnupg"
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            fingerprint = db.execute("SELECT value FROM meta WHERE key = "
+                                     "'audit_key_fingerprint'").fetchone()[0]
+        signing = ApplianceKey(home, fingerprint, None)
+        other = ApplianceKey(home, fingerprint, None)
+        try:
+            signing.sign(b"an agent starts")
+            running = wait_for(lambda: agents(home), 20, "the agent")
+            other.close()
+            other.close()
+            assert agents(home) == running
+        finally:
+            signing.close()
+        assert agents(home) == []
+
     def test_the_check_sees_a_cached_passphrase(self, tmp_path: Path):
         """Counter-case: a home without our agent settings caches the passphrase, and the
         same probe then signs with none: the test above can fail."""
