@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.pki import CA, wait_for
@@ -51,6 +53,7 @@ class Running:
         if notify is not None:
             full_env["NOTIFY_SOCKET"] = str(notify.path)
         self._log_file = self.log.open("wb")
+        self.stopped_with: int | None = None  # the exit status, once `serving` stopped it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "spoolca.cli", "--config", str(ca.config), "serve"],
             stdout=self._log_file, stderr=subprocess.STDOUT, env=full_env)
@@ -76,3 +79,25 @@ class Running:
         if not self._log_file.closed:
             self._log_file.flush()
         return self.log.read_text()
+
+
+@contextlib.contextmanager
+def serving(ca: CA, folder: Path) -> Iterator[Running]:
+    """The daemon for the block, ready (READY=1 said); stopped after it, its exit status
+    then in `stopped_with`."""
+    notify = NotifySocket(folder / "notify.sock")
+    running = Running(ca, notify)
+    try:
+        notify.wait_for("READY=1")
+        yield running
+    finally:
+        running.stopped_with = running.stop()
+        notify.close()
+
+
+def issue_one(ca: CA, name: str) -> None:
+    """Drop NAME.csr (NAME.sample.com) into a running daemon; wait for its result."""
+    from tests.pki import make_csr, pem
+
+    ca.submit(f"server/{name}.csr", pem(make_csr(f"{name}.sample.com")[1]))
+    wait_for((ca.outgoing / name / "result.json").exists, 20, f"{name} answered")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import NotifySocket, Running
+from tests.daemon import issue_one, serving
 from tests.pki import CA, PASSPHRASE, init_ca, make_csr, pem, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,17 +50,11 @@ class TestNoAgentLeft:
         encrypted.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
         encrypted.process()
         assert agents(home) == [], "process left an agent"
-        notify = NotifySocket(tmp_path / "notify.sock")
-        running = Running(encrypted, notify)
-        try:
-            notify.wait_for("READY=1")
-            encrypted.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))
-            wait_for((encrypted.outgoing / "b" / "result.json").exists, 20, "b answered")
+        with serving(encrypted, tmp_path) as running:
+            issue_one(encrypted, "b")
             wait_for(lambda: agents(home), 20, "the daemon's agent (it seals after a batch)")
             assert not signs_without_passphrase(home), "the agent cached the passphrase"
-        finally:
-            assert running.stop() == 0
-            notify.close()
+        assert running.stopped_with == 0
         assert agents(home) == [], "serve left an agent"
         assert encrypted.run("audit", "export").returncode == 0
         assert agents(home) == [], "audit export left an agent"
@@ -79,18 +73,12 @@ class TestNoAgentLeft:
         was retried. Now the last process using the agent stops it: the daemon's agent
         survives the command, and none is left once the daemon stops."""
         home = encrypted.dir / "gnupg"
-        notify = NotifySocket(tmp_path / "notify.sock")
-        running = Running(encrypted, notify)
-        try:
-            notify.wait_for("READY=1")
-            encrypted.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
-            wait_for((encrypted.outgoing / "a" / "result.json").exists, 20, "a answered")
+        with serving(encrypted, tmp_path) as running:
+            issue_one(encrypted, "a")
             before = wait_for(lambda: agents(home), 20, "the daemon's agent")
             assert encrypted.run("audit", "export").returncode == 0
             assert agents(home) == before, "the command stopped the daemon's agent"
-        finally:
-            assert running.stop() == 0
-            notify.close()
+        assert running.stopped_with == 0
         assert agents(home) == [], "the daemon, last out, left its agent"
 
     def test_a_key_closed_twice_leaves_the_agent_to_its_other_user(self, ca: CA):
@@ -156,16 +144,10 @@ class TestNoCoreDump:
 
     def test_the_daemon_runs_without_core_files(self, encrypted: CA, tmp_path: Path):
         """The live daemon's core limit is 0, as /proc shows it."""
-        notify = NotifySocket(tmp_path / "notify.sock")
-        running = Running(encrypted, notify)
-        try:
-            notify.wait_for("READY=1")
+        with serving(encrypted, tmp_path) as running:
             limits = Path(f"/proc/{running.process.pid}/limits").read_text()
             line = next(x for x in limits.splitlines() if x.startswith("Max core file size"))
             assert line.split()[4:6] == ["0", "0"], line
-        finally:
-            running.stop()
-            notify.close()
 
     @pytest.mark.parametrize("unit", ["spoolca.service", "spoolca-media@.service"])
     def test_both_units_set_limit_core(self, unit: str):

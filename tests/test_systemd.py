@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import NotifySocket, Running
-from tests.pki import CA, make_csr, pem, wait_for
+from tests.daemon import issue_one, serving
+from tests.pki import CA
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "spoolca.service"
 ANALYZE = shutil.which("systemd-analyze")
@@ -101,15 +101,8 @@ class TestWriteXorExecute:
     def test_live_daemon_has_no_writable_executable_memory(self, ca: CA, tmp_path):
         """After unlocking keys, linting and signing, no mapping is both writable and
         executable: MemoryDenyWriteExecute=yes would not break the crypto stack."""
-        notify = NotifySocket(tmp_path / "notify.sock")
-        running = Running(ca, notify)
-        try:
-            notify.wait_for("READY=1")
-            ca.submit("server/wx.csr", pem(make_csr("wx.sample.com")[1]))
-            wait_for((ca.outgoing / "wx" / "result.json").exists, 20, "a result")
+        with serving(ca, tmp_path) as running:
+            issue_one(ca, "wx")
             maps = Path(f"/proc/{running.process.pid}/maps").read_text().splitlines()
             writable_exec = [line for line in maps if re.match(r"\S+ .wx", line)]
             assert maps and writable_exec == []
-        finally:
-            running.stop()
-            notify.close()
