@@ -412,6 +412,66 @@ class TestEntrySerialization:
         assert verify(ca, ca.outgoing / "audit").returncode == 0
 
 
+class TestChainByDefinition:
+    """An entry's hash is checked as it is defined (the entry without its own top-level
+    `hash`, canonical, hashed), never by cutting a pattern out of the line: an entry's
+    data may hold a `hash` of its own, and a requester can put text into the log."""
+
+    def test_verify_holds_after_backups(self, logged: CA, tmp_path):
+        """The issue's repro: `backup.made` carries audit_head.hash, which comes first in
+        its line. Two backups later, the export verifies and each drill passes."""
+        fingerprint = fingerprint_of(logged)
+        for number in (1, 2):
+            archive = tmp_path / f"backup-{number}.tar.gz"
+            assert logged.run("backup", str(archive)).returncode == 0
+            drill = logged.run("backup", "--verify", str(archive), "--fingerprint",
+                               fingerprint)
+            assert drill.returncode == 0, drill.stderr
+            logged.run("audit", "export")
+            result = verify(logged, logged.outgoing / "audit")
+            assert result.returncode == 0, result.stdout
+        lines = b"".join(p.read_bytes() for p in segments(logged.outgoing / "audit"))
+        assert lines.count(b'"event":"backup.made"') == 2
+
+    def test_a_requester_cannot_plant_a_hash_field(self, ca: CA, tmp_path):
+        """A file name holding `"hash":"<64 hex>",` reaches the log through the request's
+        entry; the log still verifies, and an edit of that entry is still found."""
+        planted = '"hash":"' + "ab" * 32 + '",'
+        ca.submit(f"server/{planted}x.csr", pem(make_csr("planted.sample.com")[1]))
+        assert ca.process().returncode == 0
+        folder = export_copy(ca, tmp_path)
+        text = b"".join(p.read_bytes() for p in segments(folder))
+        assert planted.replace('"', '\\"').encode() in text  # it is in the log, escaped
+        assert verify(ca, folder).returncode == 0
+
+        def change(lines):
+            index = next(i for i, line in enumerate(lines) if b"planted" in line)
+            lines[index] = lines[index].replace(b"planted", b"PLANTED", 1)
+            return lines
+        rewrite(folder, change)
+        result = verify(ca, folder)
+        assert result.returncode == 1 and ": modified:" in result.stdout
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(data=_DATA, nested=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
+    def test_any_data_verifies_by_definition(self, data, nested):
+        """For any data, with `hash` keys nested first in sort order, the line the writer
+        assembles passes the definition; a cut of the first `"hash":"…",` in the line
+        (the old verifier) does not, whenever nested data holds one first."""
+        from spoolca.register.chain import body_hash, canonical, entry_text, text_hash
+
+        data = {"audit_head": {"hash": nested, "seq": 1}, **data}
+        text = canonical(data).decode()
+        digest = text_hash(7, "2026-12-07T00:00:00Z", "backup.made", "cli", text, "0" * 64)
+        line = entry_text(7, "2026-12-07T00:00:00Z", "backup.made", "cli", text, "0" * 64,
+                          digest).encode()
+        assert body_hash(json.loads(line)) == digest
+        import re
+        cut = re.sub(rb'"hash":"[0-9a-f]{64}",', b"", line, count=1)
+        assert hashlib.sha256(cut).hexdigest() != digest  # the counter-case: a byte pattern
+
+
+
 def waiting_for_lock(folder: Path) -> bool:
     """Whether some process waits for an flock on FOLDER (/proc/locks marks a waiter
     '->')."""

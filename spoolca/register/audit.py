@@ -19,7 +19,6 @@ The export (spool/outgoing/audit/ or any folder) holds:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
-from spoolca.register.chain import GENESIS, canonical, entry_text, text_hash
+from spoolca.register.chain import GENESIS, body_hash, canonical, entry_text, text_hash
 from spoolca.register.records import AuditRow
 from spoolca.register.store import Store, format_time
 from spoolca.untrusted import loads_bounded
@@ -40,7 +39,6 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.json$")
 SEGMENT_ENTRIES = 4096  # at most this many entries a segment: an export's memory is bounded
 MAX_LINE = 1 << 20       # no entry spoolca writes comes near a MiB
 MAX_DEPTH = 32           # no entry spoolca writes nests deeper than a few levels
-_HASH_FIELD = re.compile(rb'"hash":"[0-9a-f]{64}",')
 
 
 def checkpoint_body(store: Store, now: dt.datetime) -> tuple[int, str, bytes] | None:
@@ -154,8 +152,6 @@ def _check_chain(folder: Path, times: list[str]) -> tuple[list[str], list[Damage
             times[:] = [str(entry["time"])]
         except (ValueError, KeyError, TypeError):
             return hashes, [Damage(number, "modified", f"line {number} is not an audit entry")]
-        # The hash covers the canonical entry without "hash": this line with that field cut.
-        body, cuts = _HASH_FIELD.subn(b"", line.rstrip(b"\n"), count=1)
         if seq != number:
             kind = "reordered" if seq < number else "deleted"
             return hashes, [Damage(number, kind, f"entry {number} is missing or out of place "
@@ -163,7 +159,7 @@ def _check_chain(folder: Path, times: list[str]) -> tuple[list[str], list[Damage
         if prev != previous:
             return hashes, [Damage(seq, "deleted or inserted", f"entry {seq} does not follow "
                                    f"entry {seq - 1} (prev hash differs)")]
-        if cuts != 1 or hashlib.sha256(body).hexdigest() != stated:
+        if body_hash(entry) != stated:
             return hashes, [Damage(seq, "modified", f"entry {seq} was changed (its hash does "
                                    "not match its content)")]
         hashes.append(stated)

@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["GENESIS", "canonical", "entry_hash", "entry_text", "text_hash"]
+__all__ = ["GENESIS", "body_hash", "canonical", "entry_hash", "entry_text", "text_hash"]
 
 GENESIS = "0" * 64
 
@@ -22,6 +22,15 @@ def canonical(value: Any) -> bytes:
     """The one serialization that is hashed."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
+
+
+def body_hash(entry: dict[str, Any]) -> str:
+    """The hash an entry read back from anywhere must carry, by the definition: the entry
+    without its own top-level `hash`, canonical, hashed. Never a cut of the line's bytes:
+    an entry's data may hold a `hash` of its own (a backup's audit head), or anything a
+    requester put in a field that reaches the log."""
+    return hashlib.sha256(canonical({key: value for key, value in entry.items()
+                                     if key != "hash"})).hexdigest()
 
 
 def entry_hash(seq: int, time: str, event: str, actor: str, data: dict[str, Any],
