@@ -312,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--profile", help="default: the configured default_profile")
     check.set_defaults(func=_command("ca:cmd_policy_check"))
 
+    clock = commands.add_parser("clock", help="the clock guard: is the system clock "
+                                "trusted, and confirming it when the register is what is off")
+    clock_commands = clock.add_subparsers(dest="clock_command")
+    clock.set_defaults(func=_command("clock:cmd_clock_status"), json=False)
+    clock_status = clock_commands.add_parser("status", help="the clock, the register's floor "
+                                             "and ceiling; exit 1 if signing is refused")
+    clock_status.add_argument("--json", action="store_true")
+    clock_status.set_defaults(func=_command("clock:cmd_clock_status"))
+    confirm = clock_commands.add_parser("confirm", help="the system clock is right although "
+                                        "the guard refuses it: recorded in the audit log")
+    confirm.add_argument("--time", required=True, metavar="T", help="the time read off a "
+                         "clock you trust (ISO 8601, UTC unless it says otherwise); must be "
+                         "within 10 minutes of the system clock")
+    confirm.add_argument("--repair", action="store_true", help="the clock is behind the "
+                         "floor because a wrong clock dated records ahead: set the floor back")
+    confirm.set_defaults(func=_command("clock:cmd_clock_confirm"))
+
     demo = commands.add_parser("demo", help="a demo CA in DIR, sample requests, and the "
                                "daemon watching its spool")
     demo.add_argument("--dir", default="demo")

@@ -162,6 +162,7 @@ class Config:
     profiles: Mapping[str, Profile]
     pkcs11_module: Path | None = None  # the token's PKCS#11 library, if a key is in one
     pkcs11_token: str = ""
+    clock_max_forward_days: int = 7  # [clock]: how far past the floor the clock is trusted
 
 
 def _read_dn(reader: TableReader, table: Mapping[str, Any], where: str
@@ -332,7 +333,7 @@ _MAX_DAYS = {"root": 25 * 366, "intermediate": 10 * 366}
 
 KEY_STORES = ("file", "pkcs11")
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "rescan_seconds", "paths",
-             "passphrase", "pkcs11",
+             "passphrase", "pkcs11", "clock",
              "authorities", "policy", "profiles", "signers", "media"}
 
 
@@ -384,6 +385,9 @@ def load_config(path: Path) -> Config:
     if not results_folder or "/" in results_folder or results_folder.startswith("."):
         reader.problems.append("media.results_folder: must be a plain folder name")
     report = _read_report(reader, media)
+    clock = reader.table(raw, "clock", "")
+    reader.unknown(clock, {"max_forward_days"}, "clock.")
+    max_forward = reader.positive(clock, "max_forward_days", 7, "clock.")
     if reader.problems:
         raise ConfigError(str(path), reader.problems)
     return Config(
@@ -411,4 +415,5 @@ def load_config(path: Path) -> Config:
         profiles=MappingProxyType(profiles),
         pkcs11_module=pkcs11_module,
         pkcs11_token=pkcs11_token,
+        clock_max_forward_days=max_forward,
     )

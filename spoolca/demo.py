@@ -113,7 +113,7 @@ def run_demo(directory: Path, *, once: bool = False) -> int:
     print(f"Results appear in {outgoing}/NAME/. Check one with an independent tool:")
     print(f"  openssl verify -CAfile {outgoing}/ca/ca-chain.pem {outgoing}/NAME/cert.pem")
     if once:
-        store = Store(config.database)
+        store = Store.of(config)
         try:
             with CASession(config, store, actor="demo") as session:
                 summary = run_pass(BatchProcessor(session))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clock import FakeClock
 from tests.daemon import NotifySocket, Running
 from tests.pki import CA, make_csr, pem, wait_for
 
@@ -292,17 +294,14 @@ class TestSecrets:
 
 class TestClockGuard:
     def test_daemon_refuses_while_the_clock_is_behind_and_says_why(self, ca: CA,
-                                                                   notify: NotifySocket):
-        """An issuance recorded 'tomorrow' (the clock went back): requests wait in incoming/,
-        STATUS says REFUSING TO ISSUE; once the clock is right again, they are issued."""
-        with sqlite3.connect(ca.dir / "ca.db") as db:
-            der = db.execute("SELECT cert_der FROM authorities WHERE name='intermediate'"
-                             ).fetchone()[0]
-            db.execute("INSERT INTO certificates (serial, issuer, request_sha256, profile, "
-                       "subject, not_before, not_after, der) VALUES ('01', 'intermediate', "
-                       "'x', 'server', '/CN=future', '2099-01-01T00:00:00Z', "
-                       "'2099-12-31T00:00:00Z', ?)", (der,))
-        running = Running(ca, notify)
+                                                                   notify: NotifySocket,
+                                                                   tmp_path):
+        """The system clock set back a day (behind the latest recorded time): requests
+        wait in incoming/, STATUS says REFUSING TO ISSUE; once the clock is right again,
+        they are issued."""
+        clock = FakeClock(tmp_path)
+        clock.set(-dt.timedelta(days=1))
+        running = Running(ca, notify, env=clock.env)
         try:
             notify.wait_for("READY=1")
             ca.submit("server/wait.csr", pem(make_csr("wait.sample.com")[1]))
@@ -310,8 +309,7 @@ class TestClockGuard:
                      "a refusing STATUS")
             assert (ca.incoming / "server" / "wait.csr").exists()
             assert "the latest time the register recorded" in running.output()
-            with sqlite3.connect(ca.dir / "ca.db") as db:  # the operator fixes the clock
-                db.execute("DELETE FROM certificates WHERE serial = '01'")
+            clock.set(dt.timedelta(0))  # the operator fixes the clock
             assert result_of(ca, "wait", timeout=30)["status"] == "issued"
         finally:
             running.stop()

@@ -30,6 +30,16 @@ def run(ca: CA, now: dt.datetime):
         store.close()
 
 
+def confirm_clock(ca: CA, moment: dt.datetime) -> None:
+    """What `spoolca clock confirm` records: the operator vouched for MOMENT."""
+    store = Store(load_config(ca.config).database)
+    try:
+        with store.transaction("cli", moment, trust_clock=True) as tx:
+            tx.record("clock.confirmed", {"clock": moment.isoformat()})
+    finally:
+        store.close()
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -54,10 +64,16 @@ class TestClockGuard:
         assert os.listdir(ca.incoming / "server") == ["a.csr"]
 
     def test_clock_after_the_ca_expired(self, ca: CA):
-        """A clock past the intermediate's notAfter refuses to issue."""
+        """A clock past the intermediate's notAfter refuses to issue: first as a clock
+        far ahead of the register, then, once an operator confirmed it, as outside the
+        CA's validity."""
         ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
+        moment = dt.datetime(2199, 1, 1, tzinfo=dt.UTC)
+        with pytest.raises(ClockError, match="more than 7 days after"):
+            run(ca, moment)
+        confirm_clock(ca, moment)
         with pytest.raises(ClockError, match="outside the intermediate CA's validity"):
-            run(ca, dt.datetime(2199, 1, 1, tzinfo=dt.UTC))
+            run(ca, moment)
         assert os.listdir(ca.incoming / "server") == ["a.csr"]
 
     def test_validity_is_capped_by_the_issuing_ca(self, ca: CA):
@@ -71,6 +87,7 @@ class TestClockGuard:
                              ).fetchone()[0]
         end = x509.load_der_x509_certificate(der).not_valid_after_utc
         ca.submit("server/late.csr", pem(make_csr("late.sample.com")[1]))
+        confirm_clock(ca, end - dt.timedelta(days=10))
         run(ca, end - dt.timedelta(days=10))
         assert ca.result("late")["not_after"] == end.strftime("%Y-%m-%dT%H:%M:%SZ")
 

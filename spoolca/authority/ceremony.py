@@ -192,7 +192,7 @@ def found_ca(directory: Path, made: dict[str, tuple[x509.Certificate, NewCAKey]]
     config = load_config(config_path)
     audit_key = ApplianceKey.create(config.gnupg_dir, passphrase,
                                     name=f"spoolca audit {_common_name(root)}")
-    store = Store(config.database, create=True)
+    store = Store.of(config, create=True)
     try:
         with store.transaction(event.removeprefix("ca."), now) as tx:
             tx.add_authority("root", None, root.public_bytes(Encoding.DER))

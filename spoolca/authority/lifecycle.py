@@ -117,7 +117,7 @@ def rekey_intermediate(config: Config, store: Store,
                            + "; ".join(f.message for f in signed.findings))
     persist()
     last_leaf = store.last_not_after(old_name) or format_time(now)
-    with store.transaction(actor, now) as tx:
+    with store.transaction(actor, now, signing="CA certificate") as tx:
         tx.add_authority(new_name, "root", signed.certificate.public_bytes(Encoding.DER))
         tx.set_meta("current.intermediate", new_name)
         tx.set_meta(f"last_leaf.{old_name}", last_leaf)

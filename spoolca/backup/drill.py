@@ -39,7 +39,7 @@ def drill(archive: Path, fingerprint: str) -> DrillReport:
         root = Path(scratch) / "state"
         manifest = restore(archive, root, fingerprint)
         config = load_config(root / manifest.config_name)
-        store = Store(config.database)
+        store = Store.of(config)
         try:
             problems = store.integrity_problems()
             if problems:

@@ -35,7 +35,7 @@ def load(args: argparse.Namespace) -> Config:
 @contextlib.contextmanager
 def opened(args: argparse.Namespace) -> Iterator[tuple[Config, Store]]:
     config = load(args)
-    store = Store(config.database)
+    store = Store.of(config)
     try:
         yield config, store
     finally:

@@ -36,7 +36,7 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
                           CertificateLinter() if config.lint == "pkix" else None)
         der = made.public_bytes(Encoding.DER)
         serial = serial_hex(made.serial_number)
-        with store.transaction("cli", moment) as tx:
+        with store.transaction("cli", moment, signing="cross-certificate") as tx:
             tx.add_certificate(CertificateRecord(
                 serial, "root", "cross:" + hashlib.sha256(der).hexdigest(), "cross",
                 oneline(made.subject), format_time(made.not_valid_before_utc),

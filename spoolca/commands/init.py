@@ -113,7 +113,7 @@ def _ceremony_record(args: argparse.Namespace, report: CeremonyReport,
     from spoolca.openpgp import ApplianceKey
 
     config = load_config(Path(report.config))
-    store = Store(config.database)
+    store = Store.of(config)
     key = ApplianceKey(config.gnupg_dir, report.audit_fingerprint, passphrase)
     try:
         shares: list[Path] = []

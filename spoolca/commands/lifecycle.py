@@ -32,7 +32,7 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
                 name, current, session.authority("root"), child, days, moment,
                 CertificateLinter() if config.lint == "pkix" else None,
                 config.authorities[name].max_days)
-            with store.transaction("cli", moment) as tx:
+            with store.transaction("cli", moment, signing="CA certificate") as tx:
                 tx.replace_authority(current_name(store, name),  # after a rekey: gN
                                      renewed.public_bytes(Encoding.DER))
                 tx.record("ca.renewed", {"authority": name, "old": summary(current),

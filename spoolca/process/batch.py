@@ -127,7 +127,7 @@ class BatchProcessor:
         self.linter()
         started = time.perf_counter()
         state = BatchState.of(session)
-        with session.store.transaction(session.actor, now) as tx:
+        with session.store.transaction(session.actor, now, signing="issuance") as tx:
             planned, signing = self._decide(tx, batch, authorities, state, now)
             outcomes, took = [], []
             for plan in planned:

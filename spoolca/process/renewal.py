@@ -41,7 +41,7 @@ def renew(batch: BatchProcessor, serial: str) -> Outcome:
     file_name = submitted[-1][1] if submitted else f"renewed-{serial}.csr"
     item = Prepared(None, record.request_sha256, load_request(der), None, False,
                     renewal_name=file_name)
-    with session.store.transaction(session.actor, now) as tx:
+    with session.store.transaction(session.actor, now, signing="renewal") as tx:
         planned = batch.plan_issue(tx, item, profile, ca, BatchState.of(batch.session), now,
                                    supersedes=serial, renews_request=True)
         if not isinstance(planned, Plan):

@@ -123,7 +123,7 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
     read = read_untrusted(claimed.path, session.config.max_request_bytes)
     identity = request_sha256(read.data or b"")
     now = session.now("revocation")
-    with session.store.transaction("revoke-request", now) as tx:
+    with session.store.transaction("revoke-request", now, signing="revocation") as tx:
         earlier = session.store.earlier_answer(identity, "revoke") if read.data else None
         if earlier is not None:
             outcome = _republished(session, tx, claimed, identity, earlier)

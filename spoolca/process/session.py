@@ -88,18 +88,19 @@ class CASession:
 
     def now(self, action: str, authorities: Iterable[str] = ()) -> dt.datetime:
         """The time for one operation, read once and checked: ClockError if it is behind
-        anything the register recorded, or outside a named CA's validity."""
+        the register's floor or past its ceiling (register.clock), or outside a named CA's
+        validity."""
         now = self._clock()
         self.check_clock(now, action, authorities)
         return now
 
     def check_clock(self, now: dt.datetime, action: str, authorities: Iterable[str] = ()
                     ) -> None:
-        floor, text = self.store.clock_floor(), format_time(now)
-        if floor and text < floor:
-            raise ClockError(f"the clock reads {text}, earlier than {floor}, the latest time "
-                             f"the register recorded: set the system clock; no {action} was "
-                             "signed", floor=floor, now=text, action=action)
+        text = format_time(now)
+        problem = self.store.clock.problem(now, self.store.clock_floor())
+        if problem is not None:
+            raise ClockError(problem.sentence(action), floor=problem.floor, now=text,
+                             action=action)
         for name in sorted(set(authorities)):
             cert = self.ca_certificates.get(name) or self.generations[name]
             if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
@@ -233,7 +234,7 @@ class CASession:
         """`spoolca revoke`: checked against the clock floor, recorded, CRL remade."""
         now = self.now("revocation")
         check_reason(serial, reason, invalidity, now)
-        with self.store.transaction(self.actor, now) as tx:
+        with self.store.transaction(self.actor, now, signing="revocation") as tx:
             record = revoke_in(tx, serial, reason, invalidity, requested_by)
         return record
 

@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from spoolca.errors import StoreError
+from spoolca.config import Config
+from spoolca.errors import ClockError, StoreError
 from spoolca.register.chain import GENESIS
+from spoolca.register.clock import DEFAULT_MAX_FORWARD_DAYS, ClockGuard
 from spoolca.register.records import (
     AuditRow,
     CertificateRecord,
@@ -29,6 +31,7 @@ from spoolca.register.records import (
     format_time,
     parse_time,
 )
+from spoolca.register.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from spoolca.register.tx import (
     CERT_COLUMNS,
     Tx,
@@ -50,121 +53,12 @@ __all__ = [
     "parse_time",
 ]
 
-SCHEMA_VERSION = 3
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE authorities (
-    name TEXT PRIMARY KEY,
-    parent TEXT,
-    cert_der BLOB NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE requests (
-    sha256 TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('issued', 'rejected')),
-    decided_at TEXT NOT NULL,
-    csr_der BLOB,
-    findings TEXT NOT NULL DEFAULT '[]',
-    serial TEXT
-);
-CREATE TABLE certificates (
-    serial TEXT PRIMARY KEY,
-    issuer TEXT NOT NULL REFERENCES authorities(name),
-    request_sha256 TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    not_before TEXT NOT NULL,
-    not_after TEXT NOT NULL,
-    der BLOB NOT NULL,
-    revoked_at TEXT,
-    revocation_reason TEXT,
-    invalidity_date TEXT,
-    superseded_by TEXT,
-    crl_entry BLOB  -- its CRL entry's DER, encoded once at revocation
-);
--- A CRL is read straight from this covering index; the second finds what to encode.
-CREATE INDEX certificates_crl ON certificates (issuer, crl_entry) WHERE revoked_at IS NOT NULL;
-CREATE INDEX certificates_unencoded ON certificates (issuer)
-    WHERE revoked_at IS NOT NULL AND crl_entry IS NULL;
-CREATE INDEX certificates_subject ON certificates (subject);
-CREATE INDEX certificates_not_before ON certificates (not_before);
-CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
--- What ends soon (`list --expiring`, the stick report) without reading the register.
-CREATE INDEX certificates_valid_not_after ON certificates (not_after) WHERE revoked_at IS NULL;
-CREATE TABLE submissions (
-    id INTEGER PRIMARY KEY,
-    request_sha256 TEXT NOT NULL,
-    file_name TEXT NOT NULL,
-    output_name TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    status TEXT NOT NULL,
-    findings TEXT NOT NULL DEFAULT '[]',
-    file_sha256 TEXT,  -- the submitted file's bytes, to find the stick it came from
-    signer TEXT,       -- the authorized signer's fingerprint, where one was required
-    claim TEXT,        -- the work/CLAIM/ round it was decided in: recovery finishes, not redoes
-    serial TEXT        -- the certificate a revocation request named
-);
-CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
-CREATE INDEX submissions_output ON submissions (output_name);
-CREATE INDEX submissions_file ON submissions (file_sha256);
-CREATE TABLE media_files (
-    medium TEXT NOT NULL,       -- UUID, else label, else mount path
-    file_sha256 TEXT NOT NULL,
-    file_name TEXT NOT NULL,
-    ingested_at TEXT NOT NULL,
-    PRIMARY KEY (medium, file_sha256)
-);
-CREATE TABLE crls (
-    authority TEXT NOT NULL REFERENCES authorities(name),
-    number INTEGER NOT NULL,
-    this_update TEXT NOT NULL,
-    next_update TEXT NOT NULL,
-    entries INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (authority, number)
-);
-CREATE INDEX crls_this_update ON crls (this_update);
-CREATE TABLE checkpoints (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    body TEXT NOT NULL,       -- the canonical {seq, hash, time} that was signed
-    signature TEXT NOT NULL   -- detached, ASCII-armored OpenPGP signature
-);
-CREATE TABLE audit (
-    seq INTEGER PRIMARY KEY,
-    time TEXT NOT NULL,
-    event TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    data TEXT NOT NULL,
-    prev TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-"""
-# From schema 1 (the first release): claim ids and the serial a revocation request named.
-_MIGRATIONS = {
-    1: """
-ALTER TABLE submissions ADD COLUMN claim TEXT;
-ALTER TABLE submissions ADD COLUMN serial TEXT;
-CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
-CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
-CREATE INDEX crls_this_update ON crls (this_update);
-UPDATE meta SET value = '2' WHERE key = 'schema_version';
-""",
-    # From schema 2: what ends soon, found by index (a register of a million certificates).
-    2: """
-CREATE INDEX certificates_valid_not_after ON certificates (not_after) WHERE revoked_at IS NULL;
-UPDATE meta SET value = '3' WHERE key = 'schema_version';
-""",
-}
-
-
 class Store:
     """The open register. One connection, used from one thread at a time."""
 
-    def __init__(self, path: Path, *, create: bool = False) -> None:
+    def __init__(self, path: Path, *, create: bool = False,
+                 max_forward_days: int = DEFAULT_MAX_FORWARD_DAYS) -> None:
+        self.clock = ClockGuard(max_forward_days)
         if not create and not path.exists():
             raise StoreError(f"no register at {path}: run `spoolca init` first, or fix "
                              "[paths] database in the configuration")
@@ -181,7 +75,7 @@ class Store:
             # touches a random page of several: SQLite's default 2 MiB cache missed.
             self._conn.execute("PRAGMA cache_size = -65536")  # KiB: 64 MiB at most
             if create:
-                self._conn.executescript(_SCHEMA)
+                self._conn.executescript(SCHEMA)
                 self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                    (str(SCHEMA_VERSION),))
             version = self._migrate()
@@ -191,28 +85,46 @@ class Store:
             raise StoreError(f"the register {path} has schema {version}, expected "
                              f"{SCHEMA_VERSION}")
 
+    @classmethod
+    def of(cls, config: Config, *, create: bool = False) -> Store:
+        """The register a configuration names, with its clock bounds."""
+        return cls(config.database, create=create,
+                   max_forward_days=config.clock_max_forward_days)
+
     def _migrate(self) -> int | None:
         """Bring an older register up to this schema, one step per transaction."""
         while True:
             row = self._conn.execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else None
-            if version not in _MIGRATIONS:
+            if version not in MIGRATIONS:
                 return version
-            self._conn.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[version]}COMMIT;")
+            self._conn.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[version]}COMMIT;")
 
     def close(self) -> None:
         self._conn.close()
 
     @contextmanager
-    def transaction(self, actor: str, now: dt.datetime) -> Iterator[Tx]:
-        """BEGIN IMMEDIATE ... COMMIT: all of it is durable, or none of it happened."""
+    def transaction(self, actor: str, now: dt.datetime, *, signing: str | None = None,
+                    trust_clock: bool = False) -> Iterator[Tx]:
+        """BEGIN IMMEDIATE ... COMMIT: all of it is durable, or none of it happened.
+
+        A transaction whose time the clock guard trusts raises the floor to it; one whose
+        time it does not marks its audit entries so and moves nothing, and if it records
+        something SIGNING (a CRL, an issuance), ClockError: the last line behind the
+        session's check. TRUST_CLOCK: the operator vouched for the time (`clock confirm`)."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StoreError(f"the register is busy: {exc}") from None
         try:
-            yield Tx(self._conn, actor, now)
+            problem = None if trust_clock else self.clock.problem(now, self.clock_floor())
+            if problem is not None and signing is not None:
+                raise ClockError(problem.sentence(signing), floor=problem.floor,
+                                 now=problem.now, action=signing)
+            yield Tx(self._conn, actor, now, problem.note() if problem else None)
+            if problem is None:
+                self._conn.execute(_RAISE_FLOOR, (format_time(now),))
             self._conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have rolled back
@@ -223,6 +135,8 @@ class Store:
                 raise StoreError(f"failed to write to the register: {exc}; nothing of this "
                                  "change was recorded, it is retried") from None
             raise
+        if problem is None:
+            self.clock.trusted(now)
 
     def meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -292,15 +206,28 @@ class Store:
         return lambda subject: valid_serial(self._conn, issuer, subject, format_time(now))
 
     def clock_floor(self) -> str | None:
-        """The latest time the register has recorded (invariant 8): any issuance's
-        notBefore, CRL thisUpdate, revocation or audit entry. Each is an index lookup."""
-        row = self._conn.execute(
-            "SELECT MAX(t) FROM (SELECT MAX(not_before) AS t FROM certificates "
-            "UNION ALL SELECT MAX(this_update) FROM crls "
-            "UNION ALL SELECT MAX(revoked_at) FROM certificates WHERE revoked_at IS NOT NULL "
-            "UNION ALL SELECT time FROM (SELECT time FROM audit ORDER BY seq DESC LIMIT 1))"
-        ).fetchone()
-        return row[0] if row else None
+        """The latest time a transaction recorded with the clock trusted (invariant 8):
+        every issuance, CRL, revocation and audit entry made since, unless `spoolca clock
+        confirm --repair` set it back. None before the CA's first transaction."""
+        return self.meta("clock_floor")
+
+    def dated_after(self, moment: str) -> dict[str, Any]:
+        """What a clock that ran ahead left dated after MOMENT: certificates (notBefore),
+        CRLs (thisUpdate), revocations and trusted audit entries, counted, with the first
+        serials; what `spoolca clock confirm --repair` records before it lowers the floor."""
+        serials = [row[0] for row in self._conn.execute(
+            "SELECT serial FROM certificates WHERE not_before > ? ORDER BY not_before LIMIT 20",
+            (moment,))]
+        count = lambda sql: self._conn.execute(sql, (moment,)).fetchone()[0]  # noqa: E731
+        return {
+            "certificates": count("SELECT COUNT(*) FROM certificates WHERE not_before > ?"),
+            "certificate_serials": serials,
+            "crls": [f"{row[0]} #{row[1]}" for row in self._conn.execute(
+                "SELECT authority, number FROM crls WHERE this_update > ? ORDER BY number",
+                (moment,))],
+            "revocations": count("SELECT COUNT(*) FROM certificates WHERE revoked_at > ?"),
+            "audit_entries": count("SELECT COUNT(*) FROM audit WHERE time > ?"),
+        }
 
     def submissions_for(self, request_sha256: str) -> list[tuple[str, str]]:
         """(output_name, file_name) of every submission of one request."""
@@ -394,6 +321,9 @@ class Store:
                                   "ORDER BY seq", (after,))
         return [CheckpointRow._make(row) for row in rows]
 
+
+_RAISE_FLOOR = ("INSERT INTO meta (key, value) VALUES ('clock_floor', ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = MAX(value, excluded.value)")
 
 _SUBMISSION_SELECT = (
     "SELECT s.output_name, s.request_sha256, s.file_name, s.profile, s.status, s.findings, "

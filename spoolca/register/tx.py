@@ -31,10 +31,12 @@ CERT_COLUMNS = ("serial, issuer, request_sha256, profile, subject, not_before, n
 class Tx:
     """The operations allowed inside one transaction; each state change is audited."""
 
-    def __init__(self, conn: sqlite3.Connection, actor: str, now: dt.datetime) -> None:
+    def __init__(self, conn: sqlite3.Connection, actor: str, now: dt.datetime,
+                 clock_note: str | None = None) -> None:
         self._conn = conn
         self._actor = actor
         self._now = format_time(now)
+        self._clock_note = clock_note  # the clock was not trusted: said in every entry
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
 
@@ -60,6 +62,8 @@ class Tx:
     def record(self, event: str, data: dict[str, Any]) -> None:
         """Append one audit entry to the hash chain, in this transaction."""
         self._seq += 1
+        if self._clock_note is not None:
+            data = {**data, "clock_untrusted": self._clock_note}
         data_text = canonical(data).decode("utf-8")  # stored as hashed: exported as is
         digest = text_hash(self._seq, self._now, event, self._actor, data_text, self._head)
         self._conn.execute(
@@ -67,6 +71,16 @@ class Tx:
             (self._seq, self._now, event, self._actor, data_text, self._head, digest),
         )
         self._head = digest
+
+    @property
+    def clock_trusted(self) -> bool:
+        """Whether this transaction's time counts (anything signed in it must)."""
+        return self._clock_note is None
+
+    def lower_clock_floor(self, to: str) -> None:
+        """`spoolca clock confirm --repair`: records a wrong clock dated ahead no longer
+        hold the floor above the right time (the entry saying so is the caller's)."""
+        self._conn.execute("UPDATE meta SET value = ? WHERE key = 'clock_floor'", (to,))
 
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -49,11 +49,19 @@ def gather(config: Config, store: Store, now: dt.datetime, trip: Trip | None = N
         "totals": _totals(store),
         "audit": _audit(store, appliance_key),
         "custody": _custody(config, store),
+        "clock": _clock(store, now),
     }
     if trip is not None:
         facts["trip"] = _trip(config, store, trip, now)
     facts["warnings"] = _warnings(facts)
     return facts
+
+
+def _clock(store: Store, now: dt.datetime) -> dict[str, Any]:
+    """The clock guard's view (register.clock): why nothing would be signed now, if so."""
+    problem = store.clock.problem(now, store.clock_floor())
+    return {"floor": store.clock_floor(), "trusted": problem is None,
+            "problem": problem.sentence("certificate or CRL") if problem else None}
 
 
 def _custody(config: Config, store: Store) -> dict[str, Any]:
@@ -189,7 +197,9 @@ def _skipped(store: Store, medium: dict[str, str]) -> tuple[list[dict[str, str]]
 
 
 def _warnings(facts: dict[str, Any]) -> list[str]:
-    warnings = [f"the {c['authority']} CA's CRL ends in {c['days_left']} day(s) "
+    warnings = [f"signing is refused: {facts['clock']['problem']}"] \
+        if facts["clock"]["problem"] else []
+    warnings += [f"the {c['authority']} CA's CRL ends in {c['days_left']} day(s) "
                 f"({c['next_update']}): the stick must come back before then"
                 for c in facts["crls"] if c["warning"]]
     warnings += [f"the {a['name']} CA certificate ends in {a['days_left']} day(s) "

@@ -90,7 +90,7 @@ class Daemon:
         """Serve until SIGTERM or SIGINT; 0 on a clean stop."""
         config = load_config(self._config_path)
         hold_instance_lock(config)
-        store = Store(config.database)
+        store = Store.of(config)
         self._open(config, store)
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)

@@ -1,0 +1,130 @@
+"""The register's schema, and the steps that bring an older register up to it.
+
+Each migration is one script run in one transaction when the register is opened; a
+register is never opened at a schema this code does not know.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 4
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE authorities (
+    name TEXT PRIMARY KEY,
+    parent TEXT,
+    cert_der BLOB NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE requests (
+    sha256 TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('issued', 'rejected')),
+    decided_at TEXT NOT NULL,
+    csr_der BLOB,
+    findings TEXT NOT NULL DEFAULT '[]',
+    serial TEXT
+);
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL REFERENCES authorities(name),
+    request_sha256 TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    der BLOB NOT NULL,
+    revoked_at TEXT,
+    revocation_reason TEXT,
+    invalidity_date TEXT,
+    superseded_by TEXT,
+    crl_entry BLOB  -- its CRL entry's DER, encoded once at revocation
+);
+-- A CRL is read straight from this covering index; the second finds what to encode.
+CREATE INDEX certificates_crl ON certificates (issuer, crl_entry) WHERE revoked_at IS NOT NULL;
+CREATE INDEX certificates_unencoded ON certificates (issuer)
+    WHERE revoked_at IS NOT NULL AND crl_entry IS NULL;
+CREATE INDEX certificates_subject ON certificates (subject);
+CREATE INDEX certificates_not_before ON certificates (not_before);
+CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+-- What ends soon (`list --expiring`, the stick report) without reading the register.
+CREATE INDEX certificates_valid_not_after ON certificates (not_after) WHERE revoked_at IS NULL;
+CREATE TABLE submissions (
+    id INTEGER PRIMARY KEY,
+    request_sha256 TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    output_name TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    findings TEXT NOT NULL DEFAULT '[]',
+    file_sha256 TEXT,  -- the submitted file's bytes, to find the stick it came from
+    signer TEXT,       -- the authorized signer's fingerprint, where one was required
+    claim TEXT,        -- the work/CLAIM/ round it was decided in: recovery finishes, not redoes
+    serial TEXT        -- the certificate a revocation request named
+);
+CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
+CREATE INDEX submissions_output ON submissions (output_name);
+CREATE INDEX submissions_file ON submissions (file_sha256);
+CREATE TABLE media_files (
+    medium TEXT NOT NULL,       -- UUID, else label, else mount path
+    file_sha256 TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    ingested_at TEXT NOT NULL,
+    PRIMARY KEY (medium, file_sha256)
+);
+CREATE TABLE crls (
+    authority TEXT NOT NULL REFERENCES authorities(name),
+    number INTEGER NOT NULL,
+    this_update TEXT NOT NULL,
+    next_update TEXT NOT NULL,
+    entries INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (authority, number)
+);
+CREATE INDEX crls_this_update ON crls (this_update);
+CREATE TABLE checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL,       -- the canonical {seq, hash, time} that was signed
+    signature TEXT NOT NULL   -- detached, ASCII-armored OpenPGP signature
+);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+# From schema 1 (the first release): claim ids and the serial a revocation request named.
+MIGRATIONS = {
+    1: """
+ALTER TABLE submissions ADD COLUMN claim TEXT;
+ALTER TABLE submissions ADD COLUMN serial TEXT;
+CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
+CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE INDEX crls_this_update ON crls (this_update);
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+""",
+    # From schema 2: what ends soon, found by index (a register of a million certificates).
+    2: """
+CREATE INDEX certificates_valid_not_after ON certificates (not_after) WHERE revoked_at IS NULL;
+UPDATE meta SET value = '3' WHERE key = 'schema_version';
+""",
+    # From schema 3: the clock floor is kept, not recomputed, so that entries written while
+    # the clock was not trusted do not raise it (register.clock). It starts where the
+    # recomputation stood.
+    3: """
+INSERT OR IGNORE INTO meta (key, value) SELECT 'clock_floor', t FROM (SELECT MAX(t) AS t FROM (
+    SELECT MAX(not_before) AS t FROM certificates
+    UNION ALL SELECT MAX(this_update) FROM crls
+    UNION ALL SELECT MAX(revoked_at) FROM certificates WHERE revoked_at IS NOT NULL
+    UNION ALL SELECT MAX(time) FROM audit)) WHERE t IS NOT NULL;
+UPDATE meta SET value = '4' WHERE key = 'schema_version';
+""",
+}
