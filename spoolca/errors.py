@@ -15,6 +15,7 @@ __all__ = [
     "KeyStoreError",
     "NotFoundError",
     "NotOnHoldError",
+    "RegisterBehindError",
     "RevocationError",
     "SpoolcaError",
     "StoreError",
@@ -56,6 +57,12 @@ class KeyStoreError(SpoolcaError):
 
 class StoreError(SpoolcaError):
     """The register (SQLite) is missing, locked or inconsistent."""
+
+
+class RegisterBehindError(StoreError):
+    """The register went back in time: the appliance published what it no longer holds
+    (a lost ca.db-wal, an older copy of ca.db). Nothing is signed until it is caught up
+    (invariant 14): signing now would fork the history relying parties already have."""
 
 
 class NotFoundError(SpoolcaError):

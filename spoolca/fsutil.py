@@ -3,7 +3,9 @@
 Invariant 3 (atomic outputs): a reader of the spool never sees a half-written file,
 because files are written under a temporary name in the same directory and renamed into
 place, and a result folder is built whole under a dot-name and renamed in one step.
-Durability is paid once per batch (`sync_filesystem`), not once per file.
+Invariant 14 (durable before visible): a name appears only once the bytes under it are
+on stable storage, also across a power cut: each file is fsynced before its rename, and
+a batch of result folders is staged, synced once, then revealed and synced again.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["UntrustedFile", "atomic_write", "atomic_write_stream", "being_written",
-           "ensure_dir", "exclusive_lock", "fsync_dir", "hold_lock", "instance_lock", "move",
-           "publish_folder", "read_untrusted", "remove_tree", "sync_filesystem", "write_new"]
+__all__ = ["StagedFolder", "UntrustedFile", "atomic_write", "atomic_write_stream",
+           "being_written", "ensure_dir", "exclusive_lock", "fsync_dir", "hold_lock",
+           "instance_lock", "move", "read_untrusted", "remove_tree", "reveal", "stage_folder",
+           "sync_filesystem", "write_new"]
 
 PRIVATE_FILE = 0o600
 PUBLIC_FILE = 0o644
@@ -133,40 +136,77 @@ def _replace(path: Path, mode: int, durable: bool, write: Callable[[int], None])
         fsync_dir(path.parent)
 
 
-def publish_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_FILE, *,
-                   links: Mapping[str, Path] | None = None) -> None:
-    """Make `folder` hold these files, appearing all at once to a reader.
+@dataclass(frozen=True, slots=True)
+class StagedFolder:
+    """A result folder's files written under temporary names: on disk, not yet visible.
 
-    A new folder is built under a dot-name and renamed into place in one step; an existing
-    one (a re-publication) has each file replaced atomically. `links` names files that are
-    hard links to shared, never-modified files (saving an inode each; copied where the
-    file system cannot link). Not fsynced: the caller batches durability with
-    `sync_filesystem`.
-    """
+    `temp` is a whole new folder under a dot-name; `replaced` the (temporary, final) file
+    pairs of a folder that exists already (a re-publication)."""
+
+    folder: Path
+    temp: Path | None
+    replaced: tuple[tuple[Path, Path], ...] = ()
+
+
+def stage_folder(folder: Path, files: Mapping[str, bytes], mode: int = PUBLIC_FILE, *,
+                 links: Mapping[str, Path] | None = None) -> StagedFolder:
+    """Write what `folder` is to hold, under temporary names; `reveal` shows it.
+
+    Durability is the caller's, batched: one `sync_filesystem` between staging and
+    revealing makes every byte durable before any name appears (invariant 14: a rename
+    committed by someone else's fsync, say SQLite's, must never publish files whose data
+    never reached the disk). `links` names files that are hard links to shared, never-
+    modified files (saving an inode each; copied where the file system cannot link)."""
     links = links or {}
-    temp = folder.with_name(f".{folder.name}.{secrets.token_hex(6)}.tmp")
-    os.mkdir(temp, SHARED_DIR)
+    if not os.path.lexists(folder):
+        temp = folder.with_name(f".{folder.name}.{secrets.token_hex(6)}.tmp")
+        os.mkdir(temp, SHARED_DIR)
+        try:
+            os.chmod(temp, SHARED_DIR)  # exact modes whatever the umask (UMask=0077)
+            for name, data in files.items():
+                _create(temp / name, data, mode)
+            for name, source in links.items():
+                _link_or_copy(source, temp / name, mode)
+        except BaseException:
+            remove_tree(temp)
+            raise
+        return StagedFolder(folder, temp)
+    pairs = []
     try:
-        os.chmod(temp, SHARED_DIR)  # exact modes whatever the umask (UMask=0077)
-        for name, data in files.items():
-            fd = os.open(temp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-            try:
-                os.fchmod(fd, mode)
-                _write_fd(fd, data)
-            finally:
-                os.close(fd)
-        for name, source in links.items():
-            _link_or_copy(source, temp / name, mode)
-        os.rename(temp, folder)  # fails if folder exists and is not empty
+        for name, data in [*files.items(),
+                           *((name, source.read_bytes()) for name, source in links.items())]:
+            pairs.append((_temp_name(folder / name), folder / name))
+            _create(pairs[-1][0], data, mode)
+    except BaseException:
+        for temp_file, _ in pairs:
+            remove_file(temp_file)
+        raise
+    return StagedFolder(folder, None, tuple(pairs))
+
+
+def reveal(staged: StagedFolder) -> None:
+    """Give staged files their names: a new folder appears whole, in one rename; a
+    re-published one has each file replaced. The renames are durable at the caller's
+    next `sync_filesystem`."""
+    if staged.temp is None:
+        for temp_file, final in staged.replaced:
+            os.replace(temp_file, final)
         return
+    try:
+        os.rename(staged.temp, staged.folder)  # fails if it appeared meanwhile, not empty
     except OSError as exc:
-        remove_tree(temp)
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
             raise
-    for name, data in files.items():
-        atomic_write(folder / name, data, mode, durable=False)
-    for name, source in links.items():
-        atomic_write(folder / name, source.read_bytes(), mode, durable=False)
+        remove_tree(staged.temp)  # the same result, published by someone else meanwhile
+
+
+def _create(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        _write_fd(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _link_or_copy(source: Path, target: Path, mode: int) -> None:
@@ -175,12 +215,7 @@ def _link_or_copy(source: Path, target: Path, mode: int) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
             raise
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        try:
-            os.fchmod(fd, mode)
-            _write_fd(fd, source.read_bytes())
-        finally:
-            os.close(fd)
+        _create(target, source.read_bytes(), mode)
 
 
 # The C library the interpreter is linked with, by dlopen(NULL): find_library would run

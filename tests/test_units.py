@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from spoolca.dn import oneline, parse_subject
 from spoolca.errors import KeyStoreError
 from spoolca.findings import CODES, Finding
-from spoolca.fsutil import atomic_write, publish_folder, read_untrusted, write_new
+from spoolca.fsutil import atomic_write, read_untrusted, reveal, stage_folder, write_new
 from spoolca.keys.algorithms import (
     generate_key,
     load_private_key,
@@ -137,12 +137,19 @@ class TestFiles:
             write_new(tmp_path / "key.pem", b"key")
         assert victim.read_text() == "keep"
 
-    def test_publish_folder_appears_whole_and_republishes(self, tmp_path):
-        """A result folder appears in one rename; publishing again replaces its files."""
+    def test_a_staged_folder_appears_whole_only_when_revealed(self, tmp_path):
+        """Staged, a result folder holds its bytes under a dot-name and is invisible;
+        revealed, it appears in one rename; staged again over it, its files are replaced
+        only when revealed."""
         folder = tmp_path / "out"
-        publish_folder(folder, {"a": b"1", "b": b"2"})
+        staged = stage_folder(folder, {"a": b"1", "b": b"2"})
+        assert not folder.exists() and [p.name.startswith(".") for p in tmp_path.iterdir()] \
+            == [True]
+        reveal(staged)
         assert sorted(os.listdir(tmp_path)) == ["out"]
-        publish_folder(folder, {"a": b"1", "b": b"3"})
+        again = stage_folder(folder, {"a": b"1", "b": b"3"})
+        assert (folder / "b").read_bytes() == b"2"  # not yet
+        reveal(again)
         assert (folder / "b").read_bytes() == b"3"
         assert sorted(os.listdir(folder)) == ["a", "b"]
 

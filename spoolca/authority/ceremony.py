@@ -24,7 +24,7 @@ from spoolca.config import Config, load_config
 from spoolca.configtext import render_config
 from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
-from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir
+from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir, fsync_dir, sync_filesystem
 from spoolca.keys.algorithms import PublicKey, describe_key, spki
 from spoolca.keys.filekey import lint_twin
 from spoolca.keys.token import TokenPool
@@ -218,6 +218,11 @@ def found_ca(directory: Path, made: dict[str, tuple[x509.Certificate, NewCAKey]]
     finally:
         store.close()
         audit_key.close()
+    # Every file of the new state directory on stable storage before init says it is done:
+    # gpg makes its keyring and trustdb by rename without fsync, and a power cut in the
+    # following seconds left a CA whose audit key had vanished (invariant 14).
+    sync_filesystem([directory])
+    fsync_dir(directory.resolve().parent)
     return CeremonyReport(directory, config_path, root, inter, passphrase is not None,
                           audit_key.fingerprint,
                           {name: key.store.get("uri") or key.store["path"]

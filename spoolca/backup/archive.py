@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from spoolca import __version__
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import atomic_write_stream, ensure_dir
+from spoolca.fsutil import atomic_write_stream, ensure_dir, fsync_dir, sync_filesystem
 from spoolca.openpgp import ApplianceKey, Keyring, check_home_length, verify_detached
 from spoolca.register.store import Store
 
@@ -221,4 +221,6 @@ def restore(archive: Path, target: Path, fingerprint: str) -> Manifest:
         source = tar.extractfile(member)
         atomic_write_stream(path, lambda out, s=source: shutil.copyfileobj(s, out),
                             int(entry["mode"]))
+    sync_filesystem([target])  # the folders made on the way, too (invariant 14)
+    fsync_dir(target.resolve().parent)
     return manifest

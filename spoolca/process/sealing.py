@@ -101,6 +101,11 @@ class Sealer:
             raise SpoolcaError(f"failed to export the audit log to {self._folder}: "
                                f"{exc.strerror or exc}; retrying") from None
 
+    @property
+    def exported(self) -> int:
+        """The seq this session exported the log up to (0: none yet)."""
+        return self._exported
+
     def close(self) -> None:
         """Wait for the sealing thread: the key is closed after it, never under it."""
         self._thread.shutdown(wait=True)

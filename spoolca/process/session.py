@@ -30,13 +30,14 @@ from spoolca.authority.unlock import (
     load_generations,
 )
 from spoolca.config import Config
-from spoolca.errors import ClockError, SpoolcaError
+from spoolca.errors import ClockError, RegisterBehindError, SpoolcaError
 from spoolca.keys.token import TokenPool
 from spoolca.log import get_logger
 from spoolca.openpgp import ApplianceKey, keyring_owner
 from spoolca.process.authorization import SignerCheck
 from spoolca.process.sealing import Sealer
 from spoolca.register.generations import current_name, older_names
+from spoolca.register.rollback import behind_sentence
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time
 from spoolca.spool.publisher import Publisher, PublishJob
 from spoolca.spool.recovery import recorded_jobs
@@ -79,6 +80,7 @@ class CASession:
         self._crl_linter: Future[CRLLinter] | None = None
         self._ca_files_published = False
         self._closing: list[Callable[[], None]] = []
+        self._published_mark = store.published_through()
         self._tokens = TokenPool()  # the PKCS#11 sessions of token keys, logged out at close
         self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
@@ -186,6 +188,7 @@ class CASession:
         """Sign a checkpoint of the audit head and export the log to outgoing/audit/.
 
         Fail closed: while a checkpoint cannot be signed, no batch is processed."""
+        self.check_register()
         return self._sealer.seal()
 
     def seal_behind(self) -> None:
@@ -195,11 +198,26 @@ class CASession:
 
     def finish_seal(self, tx: Tx) -> None:
         """In a batch's transaction, before it commits: the previous batch's checkpoint,
-        or AuditSignatureError (the batch rolls back: fail closed)."""
+        or AuditSignatureError (the batch rolls back: fail closed); and how far results
+        are known published (recovery then compares only what came after)."""
         self._sealer.finish(tx)
+        self._record_published(tx)
+
+    def check_register(self) -> None:
+        """Invariant 14: a register that went back in time is found before anything is
+        signed: once against the newest checkpoint exported to outgoing/audit/ (the
+        store checks it before its first write too; in recover, also against the
+        results outgoing/ holds), then before each batch against what this session
+        exported itself."""
+        self.store.check_history()
+        if self.store.audit_head()[0] < self._sealer.exported:
+            raise RegisterBehindError(behind_sentence(
+                "the register went back below the audit entry this process exported"))
 
     def require_audit_trail(self) -> None:
-        """Before signing: everything recorded so far must be signed (fail closed)."""
+        """Before signing: the register holds all it published, and everything recorded
+        so far is signed (fail closed)."""
+        self.check_register()
         self.audit_key()
         assert self._head_before_unlock is not None
         if self._sealer.failure is not None or \
@@ -234,6 +252,7 @@ class CASession:
         """`spoolca revoke`: checked against the clock floor, recorded, CRL remade."""
         now = self.now("revocation")
         check_reason(serial, reason, invalidity, now)
+        self.check_register()
         with self.store.transaction(self.actor, now, signing="revocation") as tx:
             record = revoke_in(tx, serial, reason, invalidity, requested_by)
         return record
@@ -265,7 +284,13 @@ class CASession:
         Large batches publish behind, in a child process, while the next is decided."""
         if jobs:
             self.ensure_ca_files()
-            self._publisher.submit(jobs)
+            self._publisher.submit(jobs, self.store.last_submission_id())
+
+    def _record_published(self, tx: Tx) -> None:
+        """The mark of what is confirmed published, in TX, if it moved."""
+        if self._publisher.confirmed > self._published_mark:
+            self._published_mark = self._publisher.confirmed
+            tx.set_meta("published_through", str(self._published_mark))
 
     def expect_results(self, count: int) -> None:
         """COUNT results will be published in this pass: the publisher gets ready."""
@@ -299,8 +324,15 @@ class CASession:
         claim round already committed its answer is archived, not decided again; the
         claimed files still undecided are returned, for the caller to process."""
         self.flush()
+        self.check_register()  # before anything decided in a lost history is redone
         self.ensure_ca_files()
-        jobs = recorded_jobs(self.store, self.chains, self.spool)
+        through = self.store.last_submission_id()
+        jobs, unknown = recorded_jobs(self.store, self.chains, self.spool)
+        if unknown:
+            raise RegisterBehindError(behind_sentence(
+                f"outgoing/ holds {len(unknown)} result(s) the register has no record of "
+                f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}): it lost "
+                "committed history (a lost ca.db-wal, or an older copy of ca.db)"))
         pending: list[Claimed] = []
         decided: dict[str, dict[tuple[str, str], str]] = {}
         for claimed in self.spool.pending_work():
@@ -316,8 +348,9 @@ class CASession:
         if jobs:
             _log.info("recovered", republished=sum(1 for j in jobs if j.files),
                       archived=sum(1 for j in jobs if j.original is not None))
-            self._publisher.submit(jobs)
+            self._publisher.submit(jobs, through)
             self.flush()
+        self._publisher.confirm(through)  # all of it checked, or published again
         return pending
 
     # -- lifetime -------------------------------------------------------------------------
@@ -327,9 +360,13 @@ class CASession:
         self._closing.append(stop)
 
     def close(self) -> None:
-        """Wait for the last publication and stop the helper threads and agents."""
+        """Wait for the last publication, keep how far it is confirmed, and stop the
+        helper threads and agents."""
         try:
             self.flush()
+            if self._publisher.confirmed > self._published_mark:
+                with self.store.transaction(self.actor, self._clock()) as tx:
+                    self._record_published(tx)
         finally:
             for stop in self._closing:
                 stop()

@@ -29,13 +29,14 @@ from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
 from spoolca.register.chain import GENESIS, body_hash, canonical, entry_text, text_hash
 from spoolca.register.records import AuditRow
+from spoolca.register.rollback import CHECKPOINT_NAME, latest_exported_checkpoint
 from spoolca.register.store import Store, format_time
 from spoolca.untrusted import loads_bounded
 
-__all__ = ["Damage", "checkpoint", "checkpoint_body", "export", "iter_exported", "verify_export"]
+__all__ = ["Damage", "checkpoint", "checkpoint_body", "export", "iter_exported",
+           "verify_export"]
 
 _SEGMENT = re.compile(r"^log-(\d{10})-(\d{10})\.jsonl$")
-_CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.json$")
 SEGMENT_ENTRIES = 4096  # at most this many entries a segment: an export's memory is bounded
 MAX_LINE = 1 << 20       # no entry spoolca writes comes near a MiB
 MAX_DEPTH = 32           # no entry spoolca writes nests deeper than a few levels
@@ -105,7 +106,7 @@ def _export(store: Store, folder: Path, key: ApplianceKey) -> int:
             lines, first = [], last
     if lines:
         atomic_write(folder / f"log-{first + 1:010d}-{last:010d}.jsonl", b"".join(lines))
-    for seq, body, signature in store.checkpoints(after=_latest_exported_checkpoint(folder)):
+    for seq, body, signature in store.checkpoints(after=latest_exported_checkpoint(folder)):
         atomic_write(folder / f"checkpoint-{seq:010d}.json.asc", signature.encode())
         atomic_write(folder / f"checkpoint-{seq:010d}.json", body.encode())
     public = folder / "appliance-key.asc"
@@ -116,11 +117,6 @@ def _export(store: Store, folder: Path, key: ApplianceKey) -> int:
 
 def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-
-
-def _latest_exported_checkpoint(folder: Path) -> int:
-    return max((int(m.group(1)) for m in map(_CHECKPOINT.match, _names(folder)) if m),
-               default=0)
 
 
 def iter_exported(folder: Path) -> Iterator[bytes]:
@@ -220,7 +216,7 @@ def verify_export(folder: Path, public_key: str, fingerprint: str,
         return result([Damage(since_head[0], "rolled back", f"the log does not hold entry "
                               f"{since_head[0]} with the hash written down before: it was "
                               "truncated, rolled back or rewritten")])
-    points = [folder / n for n in _names(folder) if _CHECKPOINT.match(n)]
+    points = [folder / n for n in _names(folder) if CHECKPOINT_NAME.match(n)]
     if since is not None:
         points.append(since)
     if not points:

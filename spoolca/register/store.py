@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spoolca.config import Config
-from spoolca.errors import ClockError, StoreError
+from spoolca.errors import ClockError, RegisterBehindError, StoreError
 from spoolca.register.chain import GENESIS
 from spoolca.register.clock import DEFAULT_MAX_FORWARD_DAYS, ClockGuard
 from spoolca.register.records import (
@@ -57,8 +57,12 @@ class Store:
     """The open register. One connection, used from one thread at a time."""
 
     def __init__(self, path: Path, *, create: bool = False,
-                 max_forward_days: int = DEFAULT_MAX_FORWARD_DAYS) -> None:
+                 max_forward_days: int = DEFAULT_MAX_FORWARD_DAYS,
+                 exported_log: Path | None = None) -> None:
         self.clock = ClockGuard(max_forward_days)
+        # Where this register's signed log is exported: checked before the first write
+        # (register.rollback). None: a copy (backup, drill) or a catch-up, not checked.
+        self._exported_log = exported_log
         if not create and not path.exists():
             raise StoreError(f"no register at {path}: run `spoolca init` first, or fix "
                              "[paths] database in the configuration")
@@ -86,10 +90,27 @@ class Store:
                              f"{SCHEMA_VERSION}")
 
     @classmethod
-    def of(cls, config: Config, *, create: bool = False) -> Store:
-        """The register a configuration names, with its clock bounds."""
+    def of(cls, config: Config, *, create: bool = False, check_history: bool = True
+           ) -> Store:
+        """The register a configuration names, with its clock bounds, checked against
+        the log it exported before its first write (unless CHECK_HISTORY is False: a
+        catch-up, which is what repairs it)."""
+        exported = config.spool_dir / "outgoing" / "audit" if check_history else None
         return cls(config.database, create=create,
-                   max_forward_days=config.clock_max_forward_days)
+                   max_forward_days=config.clock_max_forward_days, exported_log=exported)
+
+    def check_history(self) -> None:
+        """RegisterBehindError if the register ends before, or differs from, the newest
+        checkpoint it exported (invariant 14). Checked once: a register this process
+        holds open does not lose what it committed."""
+        if self._exported_log is None:
+            return
+        from spoolca.register.rollback import behind_export, behind_sentence
+
+        problem = behind_export(self, self._exported_log)
+        if problem is not None:
+            raise RegisterBehindError(behind_sentence(problem))
+        self._exported_log = None
 
     def _migrate(self) -> int | None:
         """Bring an older register up to this schema, one step per transaction."""
@@ -103,6 +124,16 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+
+    def checkpoint_wal(self) -> None:
+        """Copy what the write-ahead log holds into ca.db itself (and sync it), so that
+        committed history does not live in ca.db-wal alone: a copy of ca.db without it,
+        or a WAL lost in a crash, then loses nothing. Passive: never waits for readers."""
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"failed to checkpoint the register's write-ahead log: {exc}"
+                             ) from None
 
     @contextmanager
     def transaction(self, actor: str, now: dt.datetime, *, signing: str | None = None,
@@ -118,6 +149,7 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise StoreError(f"the register is busy: {exc}") from None
         try:
+            self.check_history()
             problem = None if trust_clock else self.clock.problem(now, self.clock_floor())
             if problem is not None and signing is not None:
                 raise ClockError(problem.sentence(signing), floor=problem.floor,
@@ -235,10 +267,22 @@ class Store:
                                   "WHERE request_sha256 = ? ORDER BY id", (request_sha256,))
         return [(row[0], row[1]) for row in rows]
 
-    def latest_submissions(self) -> dict[str, SubmissionRecord]:
-        """Per output name, its latest submission: what recovery re-publishes from."""
-        rows = self._conn.execute(_SUBMISSION_SELECT + " ORDER BY s.id")
+    def latest_submissions(self, after: int = 0) -> dict[str, SubmissionRecord]:
+        """Per output name, its latest submission (of those numbered above AFTER): what
+        recovery re-publishes from."""
+        rows = self._conn.execute(_SUBMISSION_SELECT + " WHERE s.id > ? ORDER BY s.id",
+                                  (after,))
         return {row[0]: _submission(row) for row in rows}
+
+    def last_submission_id(self) -> int:
+        """The number of the latest submission recorded (0: none)."""
+        return self._conn.execute("SELECT MAX(id) FROM submissions").fetchone()[0] or 0
+
+    def published_through(self) -> int:
+        """Every submission numbered up to this was published and synced (a mark the
+        session keeps): recovery compares the files of those after it with the register,
+        not only that their folder exists."""
+        return int(self.meta("published_through") or 0)
 
     def decided_in_claim(self, claim: str) -> dict[tuple[str, str], str]:
         """(profile, file name) -> output name of every submission a claim round committed:
@@ -308,12 +352,17 @@ class Store:
                                  ).fetchone()
         return (row[0], row[1]) if row else (0, GENESIS)
 
+    def audit_hash(self, seq: int) -> str | None:
+        row = self._conn.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
     def latest_checkpoint_seq(self) -> int:
         row = self._conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()
         return row[0] or 0
 
     def add_checkpoint(self, seq: int, digest: str, body: str, signature: str) -> None:
         """Checkpoints sign the chain; they are not entries of it (that would never end)."""
+        self.check_history()
         insert_checkpoint(self._conn, seq, digest, body, signature)
 
     def checkpoints(self, after: int = 0) -> list[CheckpointRow]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from spoolca.config import Config, load_config
-from spoolca.errors import ClockError, KeyStoreError, SpoolcaError
+from spoolca.errors import ClockError, KeyStoreError, RegisterBehindError, SpoolcaError
 from spoolca.fsutil import atomic_write
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
@@ -66,6 +66,7 @@ class Daemon:
         self._clock_refusal = ""  # why signing is refused now: the clock guard
         self._seal_refusal = ""   # or an audit checkpoint that cannot be signed
         self._key_refusal = ""    # or a CA key that does not open (token, passphrase)
+        self._register_refusal = ""  # or a register behind what was published
         self._next_unlock = 0.0
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
         self._next_crl_check = 0.0
@@ -105,8 +106,10 @@ class Daemon:
             # A fault now must not turn a clean stop into a failure: each step is logged,
             # and what did not happen is done by the next start's recovery.
             self._stop_step(self._session.flush)
-            self._stop_step(lambda: self._record(store, "service.stopped", {"pid": os.getpid()}))
-            self._stop_step(self._session.seal)
+            if not self._register_refusal:  # nothing is written to a register behind
+                self._stop_step(lambda: self._record(store, "service.stopped",
+                                                     {"pid": os.getpid()}))
+                self._stop_step(self._session.seal)
             self._stop_step(self._session.close)  # last: it forgets the passphrase, stops gpg
             store.close()
         _log.info("stopped", **self._counter_fields())
@@ -126,11 +129,15 @@ class Daemon:
             _log.error("not done at stop; the next start recovers it", reason=str(exc))
 
     def _start(self, store: Store) -> None:
-        self._unlock()
-        self._refresh_crls()
-        self._attempt("recording the start", lambda: self._record(
-            store, "service.started", {"pid": os.getpid(), "config_sha256": self._config.sha256}))
-        self._attempt("recovery", self._recover)
+        # A register behind what was published is not written to at all (invariant 14):
+        # no key unlocked, no start recorded; STATUS= says so, and recovery looks again.
+        if self._attempt("recovery", self._session.check_register):
+            self._unlock()
+            self._refresh_crls()
+            self._attempt("recording the start", lambda: self._record(
+                store, "service.started", {"pid": os.getpid(),
+                                           "config_sha256": self._config.sha256}))
+            self._attempt("recovery", self._recover)
         self._watch.start()
         self._next_rescan = time.monotonic() + self._config.rescan_seconds
         self._notifier.ready(self._status())
@@ -158,12 +165,15 @@ class Daemon:
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
             self._attempt("a batch", lambda: self._process(ready))
+            if not self._backlog:  # idle now: what was committed goes into ca.db itself
+                self._attempt("a batch", self._session.store.checkpoint_wal)
         elif not self._fault:  # a backlog's last batch was published behind: done by now?
             self._attempt("publishing", self._session.flush)
-        if time.monotonic() >= self._next_crl_check:
-            self._refresh_crls()
-        if time.monotonic() >= self._next_seal:
-            self._seal()
+        if not self._register_refusal:  # nothing is signed or written until caught up
+            if time.monotonic() >= self._next_crl_check:
+                self._refresh_crls()
+            if time.monotonic() >= self._next_seal:
+                self._seal()
         self._notifier.status(self._status())
 
     def _seal(self) -> None:
@@ -262,7 +272,8 @@ class Daemon:
 
     @property
     def _refusal(self) -> str:
-        return self._clock_refusal or self._key_refusal or self._seal_refusal
+        return (self._register_refusal or self._clock_refusal or self._key_refusal
+                or self._seal_refusal)
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -271,6 +282,16 @@ class Daemon:
         service (invariant 9): it is logged, shown in STATUS=, and retried with backoff."""
         try:
             step()
+        except RegisterBehindError as exc:
+            # Not a passing fault: the operator must catch the register up (the service
+            # stopped). Said once, shown as the refusal it is; looked at again each minute.
+            if str(exc) != self._register_refusal:
+                _log.error("refusing to sign: the register is behind what was published",
+                           reason=str(exc))
+            self._register_refusal = str(exc)
+            self._fault, self._fault_backoff = "the register is behind", MAX_BACKOFF
+            self._fault_retry_at = time.monotonic() + MAX_BACKOFF
+            return False
         except Exception as exc:
             self._log_failure(exc)
             if isinstance(exc, KeyStoreError):  # a token pulled mid-batch: open it afresh
@@ -283,7 +304,7 @@ class Daemon:
             return False
         if self._fault and what == "recovery":
             _log.info("fault cleared", was=self._fault)
-            self._fault, self._fault_backoff = "", 0.0
+            self._fault, self._fault_backoff, self._register_refusal = "", 0.0, ""
         return True
 
     @staticmethod
@@ -352,7 +373,7 @@ class Daemon:
         back = f"return stick by {min(s.next_update for s in crls)}; " if crls else ""
         text = (f"{back}{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
                 f"{c.revoked} revoked, {len(self._watch)} queued; CRLs: {crl_text or 'none yet'}")
-        if self._fault:
+        if self._fault and not self._register_refusal:
             wait = max(0, round(self._fault_retry_at - time.monotonic()))
             text = f"FAULT: {self._fault} (retrying in {wait} s) | {text}"
         return f"REFUSING TO ISSUE: {self._refusal} | {text}" if self._refusal else text

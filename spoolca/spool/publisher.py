@@ -19,7 +19,7 @@ from pathlib import Path
 
 from spoolca.children import become_helper, read_frame, start_helper, stop_helper, write_frame
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import publish_folder, sync_filesystem
+from spoolca.fsutil import reveal, stage_folder, sync_filesystem
 from spoolca.spool.tree import archive_file, remove_empty_claims
 
 __all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher", "publish_jobs"]
@@ -40,17 +40,21 @@ class PublishJob:
 
 
 def publish_jobs(outgoing: Path, archive: Path, jobs: Sequence[PublishJob]) -> None:
-    """Results first, made durable; only then the originals leave work/ (invariant 1)."""
-    for job in jobs:
-        if job.files or job.links:
-            publish_folder(outgoing / job.output_name, job.files, links=job.links)
+    """Results staged and made durable before any appears (invariant 14: a rename that
+    another fsync commits must not publish empty files); then revealed, and the originals
+    archived; then that is made durable too. A crash at any point leaves each result
+    either whole under its name or absent (recovery publishes it from the register)."""
+    staged = [stage_folder(outgoing / job.output_name, job.files, links=job.links)
+              for job in jobs if job.files or job.links]
     sync_filesystem([outgoing])
+    for folder in staged:
+        reveal(folder)
     emptied = set()
     for job in jobs:
         if job.original is not None:
             archive_file(archive, job.original, job.file_name, job.output_name, job.signature)
             emptied.add(job.original.parent)
-    sync_filesystem([archive])
+    sync_filesystem([outgoing, archive])
     remove_empty_claims(emptied)
 
 
@@ -62,20 +66,28 @@ class Publisher:
         self._archive = archive
         self._child: subprocess.Popen[bytes] | None = None
         self._in_flight = False
+        self._in_flight_mark = 0
+        self.confirmed = 0  # every submission numbered up to this is published and synced
 
-    def submit(self, jobs: Sequence[PublishJob]) -> None:
+    def submit(self, jobs: Sequence[PublishJob], mark: int = 0) -> None:
         """Publish a batch: behind, in the child, if large or if the child runs already
-        (a pass's last, small batches overlap too); else now."""
+        (a pass's last, small batches overlap too); else now. MARK: the latest submission
+        number recorded before it; confirmed once this batch is out."""
         self.wait()
         if len(jobs) < CHILD_THRESHOLD and self._child is None:  # once started, it overlaps
             self._guard(lambda: publish_jobs(self._outgoing, self._archive, jobs))
+            self.confirm(mark)
             return
         child = self._start_child()
         assert child.stdin is not None
         payload = pickle.dumps((self._outgoing, self._archive, list(jobs)),
                                protocol=pickle.HIGHEST_PROTOCOL)
         self._guard(lambda: write_frame(child.stdin, payload))  # type: ignore[arg-type]
-        self._in_flight = True
+        self._in_flight, self._in_flight_mark = True, mark
+
+    def confirm(self, mark: int) -> None:
+        """Submissions up to MARK are known published (recovery checked them)."""
+        self.confirmed = max(self.confirmed, mark)
 
     def expect(self, results: int) -> None:
         """RESULTS are on their way: if they will publish behind, start the child now, so
@@ -97,6 +109,7 @@ class Publisher:
             detail = answer.decode(errors="replace") if answer else "the publisher process died"
             raise SpoolcaError(f"failed to publish results to {self._outgoing}: {detail}; "
                                "they are recorded and will be published again on the next pass")
+        self.confirm(self._in_flight_mark)
 
     def close(self) -> None:
         """Wait for what is in flight, then stop the child (killed: between batches it

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spoolca.fsutil import remove_tree
+from spoolca.fsutil import read_untrusted, remove_file, remove_tree
+from spoolca.log import get_logger
 from spoolca.register.store import Status, Store, SubmissionRecord
 from spoolca.spool.publisher import PublishJob
 from spoolca.spool.results import ChainFiles, issued_files, rejected_files, revocation_files
-from spoolca.spool.tree import REVOKE, Spool
+from spoolca.spool.tree import RESERVED_NAMES, REVOKE, Spool
 
 __all__ = ["recorded_files", "recorded_jobs"]
+
+_log = get_logger("spoolca.spool.recovery")
 
 
 def recorded_files(store: Store, chains: dict[str, ChainFiles], record: SubmissionRecord,
@@ -43,9 +46,12 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
 
 
 def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool
-                  ) -> list[PublishJob]:
-    """A publication job for every recorded result missing from outgoing/; half-built
-    folders a crash left behind are removed first."""
+                  ) -> tuple[list[PublishJob], list[str]]:
+    """A publication job for every recorded result missing from outgoing/, and for every
+    one published after the last confirmed mark (`Store.published_through`) whose files
+    are not what the register says (a power cut can leave a folder whose names were
+    committed without their bytes); half-built folders a crash left behind are removed
+    first. Also the results outgoing/ holds that the register has no submission for."""
     present = set()
     for entry in os.scandir(spool.outgoing):
         if entry.name.startswith(".") and entry.name.endswith(".tmp"):
@@ -53,8 +59,34 @@ def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool
         else:
             present.add(entry.name)
     jobs = []
-    for name, record in store.latest_submissions().items():
+    latest = store.latest_submissions()
+    for name, record in latest.items():
         if name not in present:
             files, links = recorded_files(store, chains, record)
             jobs.append(PublishJob(name, files, links, None, record.file_name))
-    return jobs
+    for name, record in store.latest_submissions(after=store.published_through()).items():
+        if name in present:
+            files, links = recorded_files(store, chains, record)
+            if not _holds(spool.outgoing / name, files, links):
+                _log.warning("republished a damaged result", name=name)
+                jobs.append(PublishJob(name, files, links, None, record.file_name))
+    unknown = [name for name in sorted(present - latest.keys() - RESERVED_NAMES)
+               if os.path.isfile(spool.outgoing / name / "result.json")]
+    return jobs, unknown
+
+
+def _holds(folder: Path, files: dict[str, bytes], links: dict[str, Path]) -> bool:
+    """Whether FOLDER holds exactly these bytes under these names (its stale temporary
+    files, from a re-publication a crash interrupted, are removed)."""
+    expected = {**files, **{name: source.read_bytes() for name, source in links.items()}}
+    try:
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                remove_file(Path(entry.path))
+        for name, data in expected.items():
+            read = read_untrusted(folder / name, len(data))
+            if read.data != data:
+                return False
+    except OSError:
+        return False
+    return True
