@@ -155,7 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--dir", required=True, help="a new (or empty) directory")
     restore.add_argument("--fingerprint", required=True, metavar="F",
                          help="the appliance key's fingerprint from the ceremony record")
+    restore.add_argument("--catch-up", metavar="DIR", help="then fold back what the "
+                         "appliance published after the backup: a stick's spoolca-results/ "
+                         "or a copy of spool/outgoing/ made since")
     restore.set_defaults(func=_command("backup:cmd_restore"))
+    catch_up = commands.add_parser("catch-up", help="fold back into the register what the "
+                                   "appliance published and it lacks (after a restore, a "
+                                   "lost ca.db-wal); the service stopped")
+    catch_up.add_argument("source", nargs="?", metavar="DIR", help="a stick's "
+                          "spoolca-results/ or a copy of outgoing/ (default: spool/outgoing/)")
+    catch_up.set_defaults(func=_command("backup:cmd_catch_up"))
 
     ca = commands.add_parser("ca", help="the CAs themselves")
     ca_commands = ca.add_subparsers(dest="ca_command", required=True)

@@ -86,6 +86,9 @@ _STATIC_CODES: dict[str, str] = {
     "one CSR gets one decision",
     "note.extensions_overridden": "informational, never a reason: the request asked for "
     "usage extensions within what the profile grants; the profile's own were issued",
+    "result.certificate_not_held": "the request was issued before a restore; this appliance "
+    "holds the certificate's serial, names and revocation state, not the certificate "
+    "itself (its requester has it)",
     "request.internal_error": "spoolca failed on this request; the log has the error, "
     "and a later resubmission is processed afresh",
     "issue.validity_exhausted": "the issuing CA expires before the certificate could start",

@@ -1,14 +1,20 @@
-"""`spoolca backup DEST`, `spoolca backup --verify ARCHIVE`, `spoolca restore ARCHIVE`."""
+"""`spoolca backup DEST`, `backup --verify ARCHIVE`, `restore ARCHIVE [--catch-up DIR]` and
+`catch-up [DIR]`: the register kept, checked, put back, and caught up."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from spoolca.commands.common import now, opened
+from spoolca.commands.common import load, now, opened
 from spoolca.errors import UsageError
 
-__all__ = ["cmd_backup", "cmd_restore"]
+if TYPE_CHECKING:
+    from spoolca.authority.catchup import CaughtUp
+    from spoolca.config import Config
+
+__all__ = ["cmd_backup", "cmd_catch_up", "cmd_restore"]
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -75,8 +81,83 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = manifest.config_name
     restored = load_config(target / config)
     Spool(restored.spool_dir).create(restored.profiles)  # empty: results come back below
+    head = manifest.body["audit_head"]
+    caught = _after_restore(restored, Path(args.archive).name, manifest.body,
+                            Path(args.catch_up) if args.catch_up else None)
     print(f"restored {len(manifest.files)} files into {target}/ (the register at audit "
-          f"entry {manifest.body['audit_head']['seq']}). Next: chown -R spoolca:spoolca "
-          f"{target}; give the service the CA passphrase as before; start it with "
-          f"--config {target / config}: its recovery publishes every result again")
+          f"entry {head['seq']}, made {manifest.body['made_at']}).")
+    if caught is not None:
+        print(_caught_up_line(caught))
+    else:
+        print("WARNING: anything this appliance issued or revoked after that entry is not in "
+              "the restored register, and a revocation lost is a certificate trusted again. "
+              "Catch it up before the service starts, from a stick's export or a copy of "
+              "outgoing/ made since: spoolca --config "
+              f"{target / config} catch-up DIR (certificates and revocations are folded back "
+              "whenever it is run; the audit log only while nothing was recorded since)")
+    print(f"Next: chown -R spoolca:spoolca {target}; give the service the CA passphrase as "
+          f"before; start it with --config {target / config}: its recovery publishes every "
+          "result again, and it publishes new CRLs at once (numbered above any published)")
     return 0
+
+
+def _after_restore(config: Config, archive: str, manifest: dict[str, Any],
+                   source: Path | None) -> CaughtUp | None:
+    """The restored register caught up (if asked), its CRLs due at once and numbered
+    above anything published since the backup, the restore recorded."""
+    from spoolca.authority.catchup import catch_up
+    from spoolca.register.store import Store
+
+    store = Store.of(config, check_history=False)
+    try:
+        caught = catch_up(config, store, source, now()) if source is not None else None
+        moment = now()
+        # CRL numbers made after the backup are not in it: the next one is the restore's
+        # time, YYYYMMDDhhmmss * 1000, above any number given one by one since.
+        floor = int(moment.strftime("%Y%m%d%H%M%S")) * 1000
+        with store.transaction("restore", moment) as tx:
+            tx.set_meta("crl_number_floor", str(floor))
+            for name in store.authority_names():
+                tx.set_meta(f"crl_pending:{name}", "1")
+            tx.record("backup.restored", {"archive": archive, "made_at": manifest["made_at"],
+                                          "audit_head": manifest["audit_head"],
+                                          "caught_up_from": str(source) if source else None,
+                                          "crl_number_floor": floor})
+    finally:
+        store.close()
+    return caught
+
+
+def cmd_catch_up(args: argparse.Namespace) -> int:
+    from spoolca.authority.catchup import catch_up
+    from spoolca.process.instance import hold_instance_lock
+    from spoolca.register.store import Store
+
+    config = load(args)
+    hold_instance_lock(config)  # the service stopped: nothing decided meanwhile
+    source = Path(args.source) if args.source else config.spool_dir / "outgoing"
+    store = Store.of(config, check_history=False)
+    try:
+        caught = catch_up(config, store, source, now())
+    finally:
+        store.close()
+    print(_caught_up_line(caught))
+    checked = Store.of(config)
+    try:
+        checked.check_history()  # the register against its own exported log, again
+    finally:
+        checked.close()
+    return 0
+
+
+def _caught_up_line(caught: CaughtUp) -> str:
+    crls = ", ".join(f"{name} #{number}" for name, number in sorted(caught.crls.items()))
+    lines = [f"caught up from {caught.source}: {caught.entries} audit entries folded, "
+             f"{len(caught.certificates)} certificate(s) (and {len(caught.not_held)} known "
+             f"from the log alone), {caught.rejections} rejection(s), "
+             f"{len(caught.revocations)} revocation(s), {len(caught.unheld)} hold(s) lifted; "
+             f"CRLs published up to {crls or 'none found'}; recorded as register.caught_up. "
+             "The CRLs are remade above every number published at the service's next start "
+             "(or now: spoolca crl)"]
+    lines += [f"  not folded: {text}" for text in caught.not_folded]
+    return "\n".join(lines)

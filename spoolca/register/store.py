@@ -34,6 +34,7 @@ from spoolca.register.records import (
 from spoolca.register.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from spoolca.register.tx import (
     CERT_COLUMNS,
+    RAISE_FLOOR,
     Tx,
     certificate_row,
     insert_checkpoint,
@@ -156,7 +157,7 @@ class Store:
                                  now=problem.now, action=signing)
             yield Tx(self._conn, actor, now, problem.note() if problem else None)
             if problem is None:
-                self._conn.execute(_RAISE_FLOOR, (format_time(now),))
+                self._conn.execute(RAISE_FLOOR, (format_time(now),))
             self._conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have rolled back
@@ -370,9 +371,6 @@ class Store:
                                   "ORDER BY seq", (after,))
         return [CheckpointRow._make(row) for row in rows]
 
-
-_RAISE_FLOOR = ("INSERT INTO meta (key, value) VALUES ('clock_floor', ?) ON CONFLICT (key) "
-                "DO UPDATE SET value = MAX(value, excluded.value)")
 
 _SUBMISSION_SELECT = (
     "SELECT s.output_name, s.request_sha256, s.file_name, s.profile, s.status, s.findings, "

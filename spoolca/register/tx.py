@@ -15,15 +15,18 @@ from typing import Any
 
 from spoolca.register.chain import GENESIS, canonical, text_hash
 from spoolca.register.records import (
+    AuditRow,
     CertificateRecord,
     CRLRecord,
     RequestRecord,
     format_time,
 )
 
-__all__ = ["CERT_COLUMNS", "Tx", "certificate_row", "insert_checkpoint", "request_row",
-           "valid_serial"]
+__all__ = ["CERT_COLUMNS", "RAISE_FLOOR", "Tx", "certificate_row", "insert_checkpoint",
+           "request_row", "valid_serial"]
 
+RAISE_FLOOR = ("INSERT INTO meta (key, value) VALUES ('clock_floor', ?) ON CONFLICT (key) "
+               "DO UPDATE SET value = MAX(value, excluded.value)")
 CERT_COLUMNS = ("serial, issuer, request_sha256, profile, subject, not_before, not_after, der, "
                  "revoked_at, revocation_reason, invalidity_date, superseded_by")
 
@@ -77,10 +80,25 @@ class Tx:
         """Whether this transaction's time counts (anything signed in it must)."""
         return self._clock_note is None
 
+    def raise_clock_floor(self, to: str) -> None:
+        """The floor is at least TO (times a catch-up folded in, signed with a trusted
+        clock); the transaction's own time raises it at commit when trusted."""
+        self._conn.execute(RAISE_FLOOR, (to,))
+
     def lower_clock_floor(self, to: str) -> None:
         """`spoolca clock confirm --repair`: records a wrong clock dated ahead no longer
         hold the floor above the right time (the entry saying so is the caller's)."""
         self._conn.execute("UPDATE meta SET value = ? WHERE key = 'clock_floor'", (to,))
+
+    def append_entry(self, row: AuditRow) -> None:
+        """An entry this appliance wrote and signed, read back from its exported log (a
+        catch-up): stored as it is, where it extends this register's chain."""
+        if row.seq != self._seq + 1 or row.prev != self._head:
+            raise ValueError(f"entry {row.seq} does not extend the register at {self._seq}")
+        self._conn.execute(
+            "INSERT INTO audit (seq, time, event, actor, data, prev, hash) VALUES (?,?,?,?,?,?,?)",
+            tuple(row))
+        self._seq, self._head = row.seq, row.hash
 
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -143,17 +161,25 @@ class Tx:
     def certificate(self, serial: str) -> CertificateRecord | None:
         return certificate_row(self._conn, serial)
 
-    def revoke(self, serial: str, reason: str, invalidity: str | None, entry: bytes) -> None:
-        """Record a revocation at this transaction's time, with its CRL entry's DER."""
+    def revoke(self, serial: str, reason: str, invalidity: str | None, entry: bytes,
+               at: str | None = None) -> None:
+        """Record a revocation at this transaction's time (or AT, one published before:
+        a catch-up), with its CRL entry's DER."""
         self._conn.execute("UPDATE certificates SET revoked_at = ?, revocation_reason = ?, "
                            "invalidity_date = ?, crl_entry = ? WHERE serial = ?",
-                           (self._now, reason, invalidity, entry, serial))
+                           (at or self._now, reason, invalidity, entry, serial))
 
     def unrevoke(self, serial: str) -> None:
         """removeFromCRL: a certificate on hold is valid again."""
         self._conn.execute("UPDATE certificates SET revoked_at = NULL, revocation_reason = "
                            "NULL, invalidity_date = NULL, crl_entry = NULL WHERE serial = ?",
                            (serial,))
+
+    def held_before(self, issuer: str, moment: str) -> list[str]:
+        """Serials of ISSUER's certificates on hold since before MOMENT."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT serial FROM certificates WHERE issuer = ? AND revocation_reason = "
+            "'certificateHold' AND revoked_at < ?", (issuer, moment))]
 
     def set_crl_entry(self, serial: str, entry: bytes) -> None:
         self._conn.execute("UPDATE certificates SET crl_entry = ? WHERE serial = ?",
@@ -177,10 +203,18 @@ class Tx:
             (issuer,))]
 
     def next_crl_number(self, authority: str) -> int:
-        """Strictly increasing per CA, from the register: never from the clock."""
+        """Strictly increasing per CA, from the register: never from the clock. After a
+        restore, never below the floor it set (above any number published meanwhile)."""
         row = self._conn.execute("SELECT MAX(number) FROM crls WHERE authority = ?",
                                  (authority,)).fetchone()
-        return (row[0] or 0) + 1
+        floor = self._conn.execute("SELECT value FROM meta WHERE key = 'crl_number_floor'"
+                                   ).fetchone()
+        return max((row[0] or 0) + 1, int(floor[0]) if floor else 0)
+
+    def latest_crl_number(self, authority: str) -> int:
+        row = self._conn.execute("SELECT MAX(number) FROM crls WHERE authority = ?",
+                                 (authority,)).fetchone()
+        return row[0] or 0
 
     def add_crl(self, record: CRLRecord) -> None:
         self._conn.execute(

@@ -109,6 +109,14 @@ def show_text(record: CertificateRecord, now: dt.datetime) -> str:
 
     from spoolca.keys.algorithms import describe_key
 
+    if not record.der:  # a catch-up knew it from the audit log alone
+        return "\n".join([
+            f"Serial:          {record.serial}", f"Status:          {record.status(now)}",
+            f"Subject:         {record.subject}", f"Issued by:       {record.issuer} CA",
+            f"Valid:           {record.not_before} to {record.not_after}",
+            f"Revoked:         {record.revoked_at or 'no'}",
+            "Certificate:     not held here (caught up from the audit log after a "
+            "restore; its requester has it)"])
     cert = x509.load_der_x509_certificate(record.der)
     lines = [
         f"Serial:          {record.serial}",

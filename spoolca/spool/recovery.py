@@ -15,7 +15,13 @@ from spoolca.fsutil import read_untrusted, remove_file, remove_tree
 from spoolca.log import get_logger
 from spoolca.register.store import Status, Store, SubmissionRecord
 from spoolca.spool.publisher import PublishJob
-from spoolca.spool.results import ChainFiles, issued_files, rejected_files, revocation_files
+from spoolca.spool.results import (
+    ChainFiles,
+    issued_files,
+    not_held_files,
+    rejected_files,
+    revocation_files,
+)
 from spoolca.spool.tree import RESERVED_NAMES, REVOKE, Spool
 
 __all__ = ["recorded_files", "recorded_jobs"]
@@ -39,6 +45,9 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
                               decided_at=record.decided_at, reasons=record.findings), {}
     certificate = store.certificate(record.serial)
     assert certificate is not None, f"the register lost certificate {record.serial}"
+    if not certificate.der:  # known from a caught-up audit log alone
+        return not_held_files(certificate, name=name, file_name=record.file_name,
+                              decided_at=record.decided_at), {}
     chain = chains[certificate.issuer]
     return (issued_files(certificate, chain, name=name, file_name=record.file_name,
                          decided_at=record.decided_at, notes=record.findings),

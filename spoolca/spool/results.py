@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.der import pem
-from spoolca.findings import Finding
+from spoolca.findings import CODES, Finding
 from spoolca.fsutil import atomic_write
 from spoolca.register.generations import generation
 from spoolca.register.store import CertificateRecord
@@ -28,6 +28,7 @@ __all__ = [
     "ChainFiles",
     "Outcome",
     "issued_files",
+    "not_held_files",
     "older_chain_file",
     "publish_ca_files",
     "rejected_files",
@@ -138,6 +139,18 @@ def issued_files(record: CertificateRecord, chain: ChainFiles, *, name: str, fil
         "fullchain.pem": cert_pem + chain.intermediates,
         "result.json": body,
     }
+
+
+def not_held_files(record: CertificateRecord, *, name: str, file_name: str, decided_at: str
+                   ) -> dict[str, bytes]:
+    """A certificate a catch-up knows from the audit log alone (its result was not on the
+    catch-up's source): its one answer again, without the certificate it does not hold."""
+    note = Finding("result.certificate_not_held", CODES["result.certificate_not_held"])
+    return {"result.json": result_json(
+        status="issued", name=name, file=file_name, request_sha256=record.request_sha256,
+        profile=record.profile, decided_at=decided_at, serial=record.serial,
+        subject=record.subject, issuer=record.issuer, not_before=record.not_before,
+        not_after=record.not_after, notes=[note.as_dict()])}
 
 
 def older_chain_file(name: str) -> str:
