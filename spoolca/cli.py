@@ -365,6 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = io.StringIO()  # nothing left to flush at exit
         return 141
     except Exception as exc:  # a bug: one sentence, and where its traceback was kept
+        from spoolca.register.store import damaged
+
+        damage = damaged(exc)
+        if damage is not None:  # a damaged disk is not a bug: what to do, and exit 3
+            print(f"spoolca: {damage}", file=sys.stderr)
+            return damage.exit_code
         where = record_traceback(exc)
         print(f"spoolca: unexpected error ({type(exc).__name__}: {exc}); this is a bug, "
               f"its traceback is in {where}", file=sys.stderr)

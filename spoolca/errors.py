@@ -16,6 +16,7 @@ __all__ = [
     "NotFoundError",
     "NotOnHoldError",
     "RegisterBehindError",
+    "RegisterDamagedError",
     "RevocationError",
     "SpoolcaError",
     "StoreError",
@@ -63,6 +64,14 @@ class RegisterBehindError(StoreError):
     """The register went back in time: the appliance published what it no longer holds
     (a lost ca.db-wal, an older copy of ca.db). Nothing is signed until it is caught up
     (invariant 14): signing now would fork the history relying parties already have."""
+
+
+class RegisterDamagedError(StoreError):
+    """The register's file is damaged (SQLite finds its pages malformed, or an audit
+    entry no longer matches its hash): a failing disk, not a passing fault. Exit status
+    3, which the unit does not restart: the operator restores a backup."""
+
+    exit_code = 3
 
 
 class NotFoundError(SpoolcaError):

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["StagedFolder", "UntrustedFile", "atomic_write", "atomic_write_stream",
-           "being_written", "ensure_dir", "exclusive_lock", "fsync_dir", "hold_lock",
-           "instance_lock", "move", "read_untrusted", "remove_tree", "reveal", "stage_folder",
-           "sync_filesystem", "write_new"]
+__all__ = ["StagedFolder", "atomic_write", "atomic_write_stream", "ensure_dir",
+           "exclusive_lock", "fsync_dir", "hold_lock", "instance_lock", "move",
+           "probe_directory", "remove_tree", "reveal", "stage_folder", "sync_filesystem",
+           "write_new"]
 
 PRIVATE_FILE = 0o600
 PUBLIC_FILE = 0o644
@@ -260,25 +260,17 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-# linux/msdos_fs.h: FAT_IOCTL_GET_ATTRIBUTES = _IOR('r', 0x10, __u32)
-_FAT_IOCTL_GET_ATTRIBUTES = 0x80047210
-FAT_HIDDEN, FAT_SYSTEM = 0x02, 0x04
-
-
-def fat_attributes(path: Path) -> int | None:
-    """A file's FAT attribute byte (hidden, system, ...) on a vfat mount, else None."""
+def probe_directory(folder: Path, size: int = 1 << 16) -> None:
+    """Write SIZE bytes into FOLDER, sync and remove them: OSError (ENOSPC, EROFS) if it
+    does not take a write now."""
+    probe = _temp_name(folder / "write-probe")
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError:
-        return None
-    try:
-        buffer = bytearray(4)
-        fcntl.ioctl(fd, _FAT_IOCTL_GET_ATTRIBUTES, buffer)
-        return int.from_bytes(buffer, "little")
-    except OSError:  # ENOTTY: not a FAT file system
-        return None
+        _write_fd(fd, b"\0" * size)
+        os.fsync(fd)
     finally:
         os.close(fd)
+        remove_file(probe)
 
 
 def remove_file(path: Path) -> None:
@@ -329,68 +321,6 @@ def sync_filesystem(paths: Iterable[Path]) -> None:
             os.close(fd)
 
 
-@dataclass(frozen=True, slots=True)
-class UntrustedFile:
-    """What could be read of a submitted file without trusting it."""
-
-    data: bytes | None  # None when not read (not regular, too large, unreadable)
-    size: int
-    problem: str | None  # a finding code from spoolca.findings, or None
-    detail: str = ""
-
-
-def _file_kind(mode: int) -> str:
-    kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISDIR: "a directory",
-             stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
-             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
-    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
-
-
-def read_untrusted(path: str | Path, limit: int) -> UntrustedFile:
-    """Read a file from an untrusted spool: no symlink followed, no FIFO blocked on.
-
-    O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO from hanging the daemon, and
-    the type is checked on the opened descriptor (fstat), so a swap between check and
-    open cannot fool it. At most `limit` bytes are read.
-    """
-    try:
-        info = os.lstat(path)
-    except OSError as exc:
-        return UntrustedFile(None, 0, "file.unreadable", exc.strerror or str(exc))
-    if not stat.S_ISREG(info.st_mode):
-        return UntrustedFile(None, 0, "file.not_regular", _file_kind(info.st_mode))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return UntrustedFile(None, 0, "file.not_regular", "a symbolic link")
-        return UntrustedFile(None, 0, "file.unreadable", exc.strerror or str(exc))
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return UntrustedFile(None, 0, "file.not_regular", _file_kind(info.st_mode))
-        if info.st_size > limit:
-            return UntrustedFile(None, info.st_size, "file.too_large", f"{info.st_size} bytes")
-        chunks = []
-        remaining = limit + 1
-        while remaining > 0:
-            chunk = os.read(fd, remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-    except OSError as exc:
-        return UntrustedFile(None, 0, "file.unreadable", exc.strerror or str(exc))
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        return UntrustedFile(None, len(data), "file.too_large", f"over {limit} bytes")
-    if not data:
-        return UntrustedFile(None, 0, "file.empty", "0 bytes")
-    return UntrustedFile(data, len(data), None)
-
-
 def hold_lock(path: Path, *, shared: bool = False) -> int:
     """An flock on `path` (created 0600, never through a symlink) until the returned fd
     is closed. Exclusive: at once, or BlockingIOError; shared: waits for an exclusive."""
@@ -428,27 +358,3 @@ def lock_holder(path: Path) -> int | None:
     finally:
         os.close(fd)
     return None
-
-
-def being_written(path: Path) -> bool | None:
-    """Whether any process has `path` open for writing; None if that cannot be told.
-
-    A read lease (fcntl F_SETLEASE, F_RDLCK) is refused with EAGAIN exactly while the
-    file is open for writing somewhere, which is what "the producer closed it" means.
-    It needs the file to be ours (or CAP_LEASE) and regular: otherwise None, and the
-    caller falls back to waiting for size and mtime to settle. The lease is dropped at
-    once; the daemon ignores SIGIO, so a writer opening in that instant cannot kill it.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
-    except OSError:
-        return None
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as exc:
-        return True if exc.errno == errno.EAGAIN else None
-    else:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        return False
-    finally:
-        os.close(fd)

@@ -150,3 +150,47 @@ class TestRegisterBehind:
         refused = ca.run("process")
         assert refused.returncode == 1
         assert "1 result(s) the register has no record of (lost)" in refused.stderr
+
+
+def damage(database: Path) -> None:
+    """What a failing disk does: garbage over every page but the first."""
+    size = database.stat().st_size
+    with database.open("r+b") as handle:
+        handle.seek(4096)
+        handle.write(bytes(range(256)) * ((size - 4096) // 256))
+
+
+class TestDamagedRegister:
+    def test_a_damaged_register_is_one_sentence_and_exit_3(self, ca: CA, tmp_path):
+        """Pages of ca.db overwritten: every command says the register is damaged and
+        how to restore, exit 3 (which the unit does not restart), never 'this is a bug';
+        the daemon stops with 3 at once instead of retrying for ever."""
+        ca.submit("server/d.csr", pem(make_csr("d.sample.com")[1]))
+        ca.process()
+        damage(ca.dir / "ca.db")
+        for command in (("process",), ("list",), ("status",), ("audit", "show")):
+            result = ca.run(*command)
+            assert result.returncode == 3, (command, result.stderr)
+            assert "is damaged" in result.stderr and "spoolca restore" in result.stderr
+            assert "bug" not in result.stderr and "Traceback" not in result.stderr
+        notify = NotifySocket(tmp_path / "notify.sock")
+        running = Running(ca, notify)
+        try:
+            wait_for(lambda: running.process.poll() is not None, 30, "the daemon to stop")
+            assert running.stop() == 3
+        finally:
+            notify.close()
+        assert "is damaged" in running.output() and "Traceback" not in running.output()
+        unit = (Path(__file__).parent.parent / "systemd" / "spoolca.service").read_text()
+        assert "RestartPreventExitStatus=2 3" in unit
+
+    def test_audit_show_refuses_an_entry_changed_in_place(self, ca: CA):
+        """A byte of an audit entry changed in the register (SQLite cannot see it): `audit
+        show` says the register is damaged instead of showing the changed entry."""
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            db.execute("UPDATE audit SET data = replace(data, 'Sample', 'Simple') "
+                       "WHERE seq = 1")
+        shown = ca.run("audit", "show")
+        assert shown.returncode == 3 and "audit entry 1 does not match its hash" in \
+            shown.stderr
+        assert "Simple" not in shown.stdout

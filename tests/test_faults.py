@@ -97,6 +97,16 @@ class TestReadOnlySpool:
         assert "Traceback" not in running.output()
         assert certificates(ca) == 1
 
+    def test_a_read_only_stick_is_told_it_is_read_only(self, ca: CA, tmp_path: Path):
+        """An export to a stick mounted read-only (or write-protected) says so, not "free
+        space on it"."""
+        stick = tmp_path / "stick"
+        stick.mkdir()
+        with read_only(stick):
+            result = ca.run("media", "export", str(stick))
+        assert result.returncode == 1 and "the stick is read-only" in result.stderr
+        assert "free space" not in result.stderr
+
     def test_process_says_one_sentence(self, ca: CA):
         """`process` on a read-only spool: exit 1, one line on stderr, no traceback."""
         ca.submit("server/ro.csr", pem(make_csr("ro.sample.com")[1]))
@@ -128,6 +138,11 @@ class TestFullDisk:
             wait_for(lambda: any("FAULT:" in m for m in notify.poll()), 30, "FAULT in STATUS")
             assert running.process.poll() is None
             assert "database or disk is full" in running.output()
+            # While the disk stays full, recovery is retried and never says it cleared
+            # (it needed no write, so it passed, and STATUS= flapped to "cleared").
+            wait_for(lambda: running.output().count('"fault; retrying"') >= 3, 60,
+                     "three retries")
+            assert "fault cleared" not in running.output()
             filler.unlink()
             try:
                 answered = result_of(ca, "full", timeout=150)

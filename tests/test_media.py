@@ -109,6 +109,20 @@ class TestIngest:
         assert events and any(f["sha256"] for f in events[0]["data"]["files"])
 
 
+class TestIngestTwice:
+    def test_the_same_stick_ingested_twice_is_answered_once(self, ca: CA, stick: Path):
+        """Ingested again before the daemon took it: the copy waiting is not doubled
+        (it was answered twice, under NAME and NAME-2, one certificate, two folders)."""
+        (stick / "server" / "twice.csr").write_bytes(pem(make_csr("twice.sample.com")[1]))
+        assert ca.run("media", "ingest", str(stick)).returncode == 0
+        again = ca.run("media", "ingest", str(stick))
+        assert again.returncode == 0 and "already copied in" in again.stdout
+        assert sorted(p.name for p in (ca.incoming / "server").iterdir()) == ["twice.csr"]
+        ca.process()
+        assert not (ca.outgoing / "twice-2").exists()
+        assert ca.result("twice")["status"] == "issued"
+
+
 class TestRoundTrip:
     def test_results_go_back_signed_and_only_this_sticks(self, ca: CA, stick: Path):
         """ingest, process, export: this stick's results, CA files, CRLs and audit log,

@@ -31,9 +31,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from spoolca.authority.unlock import load_generations
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import read_untrusted
 from spoolca.openpgp import ApplianceKey, stop_agent
-from spoolca.register.audit import iter_exported, verify_export
+from spoolca.register.audit import export, iter_exported, verify_export
 from spoolca.register.chain import body_hash, canonical
 from spoolca.register.records import (
     AuditRow,
@@ -44,7 +43,7 @@ from spoolca.register.records import (
 )
 from spoolca.register.store import Store, Tx
 from spoolca.spool.tree import RESERVED_NAMES
-from spoolca.untrusted import loads_bounded
+from spoolca.untrusted import loads_bounded, read_untrusted
 from spoolca.x509.crl import REASONS, RevokedEntry, encode_entry
 from spoolca.x509.issuer import serial_hex
 
@@ -118,7 +117,20 @@ def catch_up(config: Config, store: Store, source: Path, now: dt.datetime) -> Ca
         if report.latest_time:
             tx.raise_clock_floor(report.latest_time)
         tx.record("register.caught_up", report.summary())
+    if tail:  # the log as signed out again at once (public key only): a restore restored
+        _export_signed(config, store)  # from this one's outgoing/ then holds it too
     return report
+
+
+def _export_signed(config: Config, store: Store) -> None:
+    """The signed log, folded entries included, to this appliance's outgoing/audit/;
+    what is not signed yet (the catch-up's own entry) waits for the next seal."""
+    fingerprint = store.meta("audit_key_fingerprint") or ""
+    try:
+        with ApplianceKey(config.gnupg_dir, fingerprint, None) as key:
+            export(store, config.spool_dir / "outgoing" / "audit", key)
+    finally:
+        stop_agent(config.gnupg_dir)
 
 
 # -- the exported log ----------------------------------------------------------------------

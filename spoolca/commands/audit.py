@@ -125,10 +125,23 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
-    with opened(args) as (_config, store):
+    from spoolca.errors import RegisterDamagedError
+    from spoolca.register.chain import GENESIS, stored_hash_holds
+
+    with opened(args) as (config, store):
         rows = list(store.audit_entries())
     shown = []
-    for seq, time, event, actor, data, _prev, _digest in rows:
+    previous = GENESIS
+    for seq, time, event, actor, data, prev, digest in rows:
+        # What is shown is what was recorded: a register whose bytes changed (a failing
+        # disk, an edit) is said to be damaged, not shown as if it were the log.
+        if prev != previous or not stored_hash_holds(seq, time, event, actor, data, prev,
+                                                     digest):
+            raise RegisterDamagedError(
+                f"the register {config.database} is damaged: its audit entry {seq} does not "
+                "match its hash. Read the exported log instead (spoolca audit verify --dir "
+                "DIR), and restore the latest backup (spoolca restore ... --catch-up DIR)")
+        previous = digest
         fields = json.loads(data)
         if args.event and not event.startswith(args.event):
             continue

@@ -147,8 +147,8 @@ def _generation(answer: Path) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    from spoolca.fsutil import read_untrusted
     from spoolca.process.dryrun import check_request
+    from spoolca.untrusted import read_untrusted
 
     with opened(args) as (config, store):
         read = read_untrusted(Path(args.file), config.max_request_bytes)

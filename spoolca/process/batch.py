@@ -121,9 +121,10 @@ class BatchProcessor:
             return []
         session = self.session
         issuers = self.issuers_for(c.profile for c in batch)
-        now = session.now("issuance", issuers)  # read once for the whole batch
+        session.now("issuance", issuers)  # refused before any key is unlocked
         authorities = {name: session.issuing(name) for name in sorted(issuers)}
         session.require_audit_trail()
+        now = session.now("issuance", issuers)  # once for the whole batch, after unlocking
         self.linter()
         started = time.perf_counter()
         state = BatchState.of(session)

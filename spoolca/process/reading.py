@@ -36,10 +36,10 @@ from spoolca.children import (
 )
 from spoolca.errors import CSRError
 from spoolca.findings import Finding
-from spoolca.fsutil import read_untrusted
 from spoolca.log import get_logger
 from spoolca.process.record import Prepared
 from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
+from spoolca.untrusted import read_untrusted
 from spoolca.x509.csr import Request, checked_request, load_request, request_sha256
 
 __all__ = ["READ_AHEAD_FROM", "FileRead", "ReadAhead", "ReadJob", "job_of", "prepare",

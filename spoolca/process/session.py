@@ -228,13 +228,14 @@ class CASession:
 
     def refresh_crls(self, names: Sequence[str] | None = None) -> list[CRLRecord]:
         """Make and publish the named CAs' CRLs, or those that are due."""
-        now = self._clock()
-        chosen = list(names) if names is not None else due_crls(self.config, self.store, now)
+        chosen = list(names) if names is not None else \
+            due_crls(self.config, self.store, self._clock())
         if not chosen:
             return []
-        self.check_clock(now, "CRL", chosen)
+        self.check_clock(self._clock(), "CRL", chosen)  # before any key is unlocked
         authorities = {name: self.authority(name) for name in chosen}
         self.require_audit_trail()
+        now = self.now("CRL", chosen)  # after what unlocking recorded
         made = publish_crls(self.config, self.store, authorities, self.spool.outgoing, now,
                             chosen, self._linter(), self.actor)
         self.seal()

@@ -13,7 +13,8 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["GENESIS", "body_hash", "canonical", "entry_hash", "entry_text", "text_hash"]
+__all__ = ["GENESIS", "body_hash", "canonical", "entry_hash", "entry_text", "stored_hash_holds",
+           "text_hash"]
 
 GENESIS = "0" * 64
 
@@ -57,3 +58,17 @@ def entry_text(seq: int, time: str, event: str, actor: str, data_text: str, prev
 
 
 _string = json.encoder.encode_basestring
+
+
+def stored_hash_holds(seq: int, time: str, event: str, actor: str, data_text: str,
+                      prev: str, digest: str) -> bool:
+    """Whether an entry as the register stores it hashes to DIGEST. Its data is stored
+    canonical (the hash is over that text); a register written before that stored it with
+    spaces, so that is made canonical first."""
+    if text_hash(seq, time, event, actor, data_text, prev) == digest:
+        return True
+    try:
+        data = json.loads(data_text)
+    except ValueError:
+        return False
+    return entry_hash(seq, time, event, actor, data, prev) == digest

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 
 from spoolca.register.records import format_time, parse_time
 
-__all__ = ["CONFIRM_TOLERANCE", "DEFAULT_MAX_FORWARD_DAYS", "ClockGuard", "ClockProblem"]
+__all__ = ["CONFIRM_TOLERANCE", "DEFAULT_MAX_FORWARD_DAYS", "SIGNING_GRACE", "ClockGuard",
+           "ClockProblem"]
 
 DEFAULT_MAX_FORWARD_DAYS = 7
 CONFIRM_TOLERANCE = dt.timedelta(minutes=10)  # the typed time against the system clock
+SIGNING_GRACE = dt.timedelta(minutes=1)  # see ClockGuard.problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +71,17 @@ class ClockGuard:
             ceiling = max(ceiling, wall + elapsed + margin)
         return ceiling
 
-    def problem(self, now: dt.datetime, floor: str | None) -> ClockProblem | None:
-        """None if NOW is trusted against FLOOR (none yet: a CA being made)."""
+    def problem(self, now: dt.datetime, floor: str | None,
+                grace: dt.timedelta = dt.timedelta(0)) -> ClockProblem | None:
+        """None if NOW is trusted against FLOOR (none yet: a CA being made). GRACE: how far
+        behind the floor still passes (a signing transaction's last-line check: the time
+        read at the operation's start may trail what another process, or its own key
+        unlock, recorded a second later)."""
         if floor is None:
             return None
         text = format_time(now)
         ceiling = self.ceiling(parse_time(floor))
-        if text < floor:
+        if format_time(now + grace) < floor:
             kind = "behind"
         elif now > ceiling:
             kind = "ahead"

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from spoolca.config import Config
-from spoolca.errors import ClockError, RegisterBehindError, StoreError
+from spoolca.errors import ClockError, RegisterBehindError, RegisterDamagedError, StoreError
 from spoolca.register.chain import GENESIS
-from spoolca.register.clock import DEFAULT_MAX_FORWARD_DAYS, ClockGuard
+from spoolca.register.clock import DEFAULT_MAX_FORWARD_DAYS, SIGNING_GRACE, ClockGuard
 from spoolca.register.records import (
     AuditRow,
     CertificateRecord,
@@ -50,9 +50,26 @@ __all__ = [
     "Store",
     "SubmissionRecord",
     "Tx",
+    "damaged",
     "format_time",
     "parse_time",
 ]
+
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def damaged(exc: BaseException, path: Path | str = "ca.db") -> RegisterDamagedError | None:
+    """The operator's sentence if EXC is SQLite finding the register's file damaged (a
+    failing disk or a bad copy), else None: a bug, or a passing fault, is not that."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if not isinstance(exc, sqlite3.DatabaseError) or not name.startswith(_DAMAGE):
+        return None
+    return RegisterDamagedError(
+        f"the register {path} is damaged ({exc}): stop the service and restore the latest "
+        "backup into a new directory (spoolca restore ARCHIVE --dir NEW --fingerprint F "
+        "--catch-up DIR, DIR a stick's export or a copy of spool/outgoing/ made since); "
+        "nothing more was written to it")
+
 
 class Store:
     """The open register. One connection, used from one thread at a time."""
@@ -85,7 +102,8 @@ class Store:
                                    (str(SCHEMA_VERSION),))
             version = self._migrate()
         except sqlite3.Error as exc:
-            raise StoreError(f"failed to open the register {path}: {exc}") from None
+            raise damaged(exc, path) or StoreError(f"failed to open the register {path}: "
+                                                   f"{exc}") from None
         if version != SCHEMA_VERSION:
             raise StoreError(f"the register {path} has schema {version}, expected "
                              f"{SCHEMA_VERSION}")
@@ -126,6 +144,11 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
+    def probe_write(self, now: dt.datetime) -> None:
+        """A write that must commit (StoreError if it cannot): has a fault cleared?"""
+        with self.transaction("serve", now) as tx:
+            tx.set_meta("last_write_probe", format_time(now))
+
     def checkpoint_wal(self) -> None:
         """Copy what the write-ahead log holds into ca.db itself (and sync it), so that
         committed history does not live in ca.db-wal alone: a copy of ca.db without it,
@@ -144,14 +167,17 @@ class Store:
         A transaction whose time the clock guard trusts raises the floor to it; one whose
         time it does not marks its audit entries so and moves nothing, and if it records
         something SIGNING (a CRL, an issuance), ClockError: the last line behind the
-        session's check. TRUST_CLOCK: the operator vouched for the time (`clock confirm`)."""
+        session's strict check (this one lets a time read at an operation's start trail
+        what was recorded since by up to SIGNING_GRACE). TRUST_CLOCK: the operator
+        vouched for the time (`clock confirm`)."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StoreError(f"the register is busy: {exc}") from None
         try:
             self.check_history()
-            problem = None if trust_clock else self.clock.problem(now, self.clock_floor())
+            problem = None if trust_clock else \
+                self.clock.problem(now, self.clock_floor(), SIGNING_GRACE)
             if problem is not None and signing is not None:
                 raise ClockError(problem.sentence(signing), floor=problem.floor,
                                  now=problem.now, action=signing)

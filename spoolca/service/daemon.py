@@ -22,13 +22,13 @@ from types import FrameType
 
 from spoolca.config import Config, load_config
 from spoolca.errors import ClockError, KeyStoreError, RegisterBehindError, SpoolcaError
-from spoolca.fsutil import atomic_write
+from spoolca.fsutil import atomic_write, probe_directory
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.instance import hold_instance_lock
 from spoolca.process.passes import PassSummary, answer
 from spoolca.process.session import CASession, utc_now
-from spoolca.register.store import Store
+from spoolca.register.store import Store, damaged
 from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
 from spoolca.service.watch import Watch
@@ -95,7 +95,7 @@ class Daemon:
         self._open(config, store)
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
-        signal.signal(signal.SIGIO, signal.SIG_IGN)  # lease breaks: see fsutil.being_written
+        signal.signal(signal.SIGIO, signal.SIG_IGN)  # lease breaks: see untrusted.being_written
         try:
             self._start(store)
             while not self._stop:
@@ -254,7 +254,13 @@ class Daemon:
         self._answer(claimed, flush=not self._backlog)
 
     def _recover(self) -> None:
-        """Ask the session to recover, then answer what it left undecided in work/."""
+        """Ask the session to recover, then answer what it left undecided in work/. After
+        a fault, the register and the spool must take a write first: recovery that needs
+        none would otherwise pass on a disk still full, and the fault would seem cleared."""
+        if self._fault:
+            self._session.store.probe_write(self._clock())
+            probe_directory(self._session.spool.outgoing)
+            probe_directory(self._session.spool.archive)
         self._answer(self._session.recover())
 
     def _answer(self, claimed: list[Claimed], *, flush: bool = True) -> None:
@@ -293,6 +299,9 @@ class Daemon:
             self._fault_retry_at = time.monotonic() + MAX_BACKOFF
             return False
         except Exception as exc:
+            damage = damaged(exc, self._config.database)
+            if damage is not None:  # a damaged disk: no retry can help; stop (exit 3)
+                raise damage from None
             self._log_failure(exc)
             if isinstance(exc, KeyStoreError):  # a token pulled mid-batch: open it afresh
                 self._session.forget_keys()

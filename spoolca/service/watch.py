@@ -30,8 +30,8 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from spoolca.fsutil import being_written
 from spoolca.spool.tree import REQUEST_SUFFIXES, Spool
+from spoolca.untrusted import being_written
 
 __all__ = ["BATCH_WINDOW", "SETTLE_SECONDS", "Watch"]
 

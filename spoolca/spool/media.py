@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -29,17 +30,7 @@ from pathlib import Path
 
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import (
-    FAT_HIDDEN,
-    FAT_SYSTEM,
-    atomic_write,
-    ensure_dir,
-    fat_attributes,
-    move,
-    read_untrusted,
-    remove_tree,
-    sync_filesystem,
-)
+from spoolca.fsutil import atomic_write, ensure_dir, move, remove_tree, sync_filesystem
 from spoolca.openpgp import ApplianceKey
 from spoolca.progress import Progress
 from spoolca.register.store import Store
@@ -47,6 +38,7 @@ from spoolca.report.facts import Trip, gather
 from spoolca.report.html import render
 from spoolca.spool.medium import Medium, current_trip, end_trip, identify, start_trip
 from spoolca.spool.tree import NON_PROFILE_FOLDERS, REQUEST_SUFFIXES, SIGNATURE_SUFFIXES, companion
+from spoolca.untrusted import FAT_HIDDEN, FAT_SYSTEM, fat_attributes, read_untrusted
 
 __all__ = ["IngestReport", "export_to", "identify", "ingest_from"]
 
@@ -236,9 +228,14 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
             if data is None:
                 report.skip(shown, problem or "unreadable")
                 continue
+            folder = ensure_dir(incoming / profile if profile else incoming, 0o755)
+            if read_untrusted(folder / _safe(path.name), len(data)).data == data:
+                # The same stick ingested twice before the daemon took it: one request,
+                # not a second copy answered again under NAME-2.
+                report.skip(shown, "already copied in and waiting to be answered")
+                continue
             seen[digest] = shown
             total += len(data)
-            folder = ensure_dir(incoming / profile if profile else incoming, 0o755)
             name = _free_name(folder, _safe(path.name)).name
             signature = companion(path)
             if signature is not None:
@@ -324,10 +321,14 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
     except OSError as exc:
         with contextlib.suppress(OSError):
             remove_tree(staging)
+        fix = {errno.EROFS: "the stick is read-only (its write-protect switch, or mounted "
+                            "read-only): make it writable and export again",
+               errno.ENOSPC: "free space on it and export again",
+               errno.EDQUOT: "free space on it and export again"}.get(
+            exc.errno or 0, "check the stick and export again")
         raise SpoolcaError(f"failed to write the results to {target}: "
                            f"{exc.strerror or exc}; the stick holds no partial export (an "
-                           "earlier one, if any, is kept): free space on it and export "
-                           "again") from None
+                           f"earlier one, if any, is kept): {fix}") from None
     end_trip(config, seen)
     medium = medium or seen
     with store.transaction("media", now) as tx:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spoolca.fsutil import read_untrusted, remove_file, remove_tree
+from spoolca.fsutil import remove_file, remove_tree
 from spoolca.log import get_logger
 from spoolca.register.store import Status, Store, SubmissionRecord
 from spoolca.spool.publisher import PublishJob
@@ -23,6 +23,7 @@ from spoolca.spool.results import (
     revocation_files,
 )
 from spoolca.spool.tree import RESERVED_NAMES, REVOKE, Spool
+from spoolca.untrusted import read_untrusted
 
 __all__ = ["recorded_files", "recorded_jobs"]
 

@@ -1,0 +1,428 @@
+"""The stateful model of a CA (invariant 17: features compose): random sequences of real
+operations on a real CA, and after every step the promises checked against a model.
+
+Used by tests/test_model.py (bounded, in the suite) and bench/model_campaign.py (long).
+Operations are the real ones: the batch pipeline and the CA session in-process with a
+wrong clock injected where a rule sets one; backup, restore, catch-up, clock confirm,
+media export and audit verify as the command line; `process` and `serve` as real
+subprocesses killed with SIGKILL at a random instant. Nothing is mocked.
+
+The invariants, after every step:
+- one answer per request: a result folder holds the answer to its own request only,
+  and after a pass that ran, every request submitted before it is answered;
+- no certificate twice for one request (a restore without catch-up forgets, by design);
+- every revocation the register holds is on its CA's CRL made after it;
+- a CRL number is never published with two contents, and never goes down;
+- the exported log recomputes, and extends what was exported before (a restore without
+  catch-up starts a new one, by design);
+- nothing published that the register lacks; after a pass, nothing in the register
+  that is not published, byte for byte;
+- nothing dated past the clock's ceiling (real time plus max_forward_days);
+- with the clock right, confirmed by the operator, a pass issues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from spoolca.config import load_config
+from spoolca.errors import ClockError, SpoolcaError
+from spoolca.openpgp import stop_agent
+from spoolca.process.batch import BatchProcessor
+from spoolca.process.passes import run_pass
+from spoolca.process.session import CASession
+from spoolca.register.chain import GENESIS, body_hash
+from spoolca.register.generations import live_names
+from spoolca.register.store import Store
+from tests.clock import FakeClock
+from tests.pki import CA, make_csr, pem, spoolca
+
+MAX_FORWARD = dt.timedelta(days=7)  # the template's [clock] max_forward_days
+SLACK = dt.timedelta(minutes=2)
+
+
+@dataclass
+class Books:
+    """What the model knows happened: by request, by serial, by CRL."""
+
+    identity: dict[str, str] = field(default_factory=dict)   # name -> request sha256
+    waiting: set[str] = field(default_factory=set)           # submitted, not answered
+    answered: set[str] = field(default_factory=set)
+    serial: dict[str, str] = field(default_factory=dict)     # request sha256 -> serial
+    revoked: dict[str, str] = field(default_factory=dict)    # serial -> reason
+
+
+def _identity(data: bytes) -> str:
+    try:
+        csr = x509.load_pem_x509_csr(data)
+    except ValueError:
+        return hashlib.sha256(data).hexdigest()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(csr.public_bytes(Encoding.DER)).hexdigest()
+
+
+class CAMachine(RuleBasedStateMachine):
+    """One CA, copied from a template, driven by random rules."""
+
+    template: Path  # set by the test before it runs the machine
+    created: list[Path]  # the test's list of CA directories whose gpg-agents it stops
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scratch = Path(tempfile.mkdtemp(prefix="spoolca-model-"))
+        self.ca = self._copy(self.template, self.scratch / "ca-0")
+        self.clock = FakeClock(self.scratch)
+        self.clock_right = True   # offset 0 and confirmed by the operator since it moved
+        self.books = Books()
+        self.backups: list[tuple[Path, Books]] = []
+        self.crl_contents: dict[tuple[str, int], str] = {}
+        self.crl_highest: dict[str, int] = {}
+        self.exported: tuple[int, str] = (0, GENESIS)
+        self.counter = 0
+        self.generation = 0
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _copy(self, source: Path, target: Path) -> CA:
+        shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("S.*"))
+        self.created.append(target)
+        ca = CA(target)
+        ca.edit_config('lint = "pkix"', 'lint = "off"')  # composition, not lint, is modelled
+        return ca
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.clock.offset
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[CASession]:
+        config = load_config(self.ca.config)
+        store = Store.of(config)
+        try:
+            with CASession(config, store, clock=self._now, actor="model") as session:
+                yield session
+        finally:
+            store.close()
+
+    def _cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.ca.run(*args, env=self.clock.env)
+
+    def _name(self, stem: str) -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    def teardown(self) -> None:
+        try:
+            self._check_signed_export()
+        finally:
+            for directory in self.scratch.iterdir():
+                stop_agent(directory / "gnupg")
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # -- requests -------------------------------------------------------------------------
+
+    @rule()
+    def submit_good(self) -> None:
+        name = self._name("good")
+        data = pem(make_csr(f"{name}.sample.com")[1])
+        self.ca.submit(f"server/{name}.csr", data)
+        self.books.identity[name] = _identity(data)
+        self.books.waiting.add(name)
+
+    @rule()
+    def submit_bad(self) -> None:
+        name = self._name("bad")
+        data = b"not a CSR " + name.encode()
+        self.ca.submit(f"server/{name}.csr", data)
+        self.books.identity[name] = _identity(data)
+        self.books.waiting.add(name)
+
+    @precondition(lambda self: any(n.startswith("good") for n in self.books.answered))
+    @rule(data=st.data())
+    def submit_again(self, data: st.DataObject) -> None:
+        """An answered CSR sent again under a new name: its answer, never a second one."""
+        earlier = data.draw(st.sampled_from(sorted(n for n in self.books.answered
+                                                   if n.startswith("good"))))
+        original = self.ca.archive / f"{earlier}.csr"
+        if not original.is_file():  # a restore without catch-up forgot it
+            return
+        name = self._name("again")
+        self.ca.submit(f"server/{name}.csr", original.read_bytes())
+        self.books.identity[name] = self.books.identity[earlier]
+        self.books.waiting.add(name)
+
+    @rule()
+    def process(self) -> None:
+        """One pass in-process; a refusal (the clock) changes nothing."""
+        before = self._certificates()
+        try:
+            with self._session() as session:
+                run_pass(BatchProcessor(session))
+        except ClockError:
+            assert not self.clock_right, "the clock is right and confirmed, yet refused"
+            assert self._certificates() == before
+            return
+        self._answered_all()
+
+    @precondition(lambda self: self.books.waiting)
+    @rule(delay=st.floats(0.0, 1.5), daemon=st.booleans())
+    def kill_nine(self, delay: float, daemon: bool) -> None:
+        """`process` or the daemon as a real subprocess, SIGKILLed at a random instant;
+        what it left is finished by the next pass."""
+        command = [sys.executable, "-m", "spoolca.cli", "--config", str(self.ca.config),
+                   "serve" if daemon else "process"]
+        child = subprocess.Popen(command, env={**os.environ, **self.clock.env},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        stop_agent(self.ca.dir / "gnupg")
+
+    # -- revocation and CRLs ---------------------------------------------------------------
+
+    @precondition(lambda self: set(self.books.serial.values()) - set(self.books.revoked))
+    @rule(data=st.data(), reason=st.sampled_from(["keyCompromise", "certificateHold",
+                                                   "superseded"]))
+    def revoke(self, data: st.DataObject, reason: str) -> None:
+        serial = data.draw(st.sampled_from(sorted(set(self.books.serial.values())
+                                                  - set(self.books.revoked))))
+        try:
+            with self._session() as session:
+                record = session.revoke(serial, reason, None)
+                session.refresh_crls([record.issuer])
+        except ClockError:
+            assert not self.clock_right
+            return
+        self.books.revoked[serial] = reason
+
+    @precondition(lambda self: "certificateHold" in self.books.revoked.values())
+    @rule(data=st.data())
+    def lift_hold(self, data: st.DataObject) -> None:
+        serial = data.draw(st.sampled_from(sorted(s for s, r in self.books.revoked.items()
+                                                  if r == "certificateHold")))
+        try:
+            with self._session() as session:
+                record = session.revoke(serial, "removeFromCRL", None)
+                session.refresh_crls([record.issuer])
+        except ClockError:
+            assert not self.clock_right
+            return
+        del self.books.revoked[serial]
+
+    @rule()
+    def crl(self) -> None:
+        try:
+            with self._session() as session:
+                session.refresh_crls(live_names(session.store, self._now()))
+        except ClockError:
+            assert not self.clock_right
+
+    # -- the clock -------------------------------------------------------------------------
+
+    @rule(days=st.sampled_from([-2, 3, 30, 400]))
+    def clock_goes_wrong(self, days: int) -> None:
+        """The system clock set wrong (behind, a little ahead, far ahead)."""
+        self.clock.set(dt.timedelta(days=days))
+        self.clock_right = False
+
+    @rule()
+    def operator_fixes_the_clock(self) -> None:
+        """The right time, confirmed against a trusted clock where the guard asks."""
+        self.clock.set(dt.timedelta(0))
+        if self._cli("clock").returncode != 0:
+            typed = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
+            done = self._cli("clock", "confirm", "--time", typed, "--repair")
+            assert done.returncode == 0, done.stderr
+        assert self._cli("clock").returncode == 0
+        self.clock_right = True
+
+    # -- backups ---------------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.backups) < 3)
+    @rule()
+    def backup(self) -> None:
+        archive = self.scratch / f"backup-{len(self.backups)}.tar.gz"
+        made = self._cli("backup", str(archive))
+        if made.returncode != 0:
+            assert not self.clock_right or "clock" in made.stderr, made.stderr
+            return
+        self.backups.append((archive, copy.deepcopy(self.books)))
+
+    @precondition(lambda self: self.backups)
+    @rule(data=st.data(), catch_up=st.booleans())
+    def restore(self, data: st.DataObject, catch_up: bool) -> None:
+        """The appliance replaced by a backup, caught up from a copy of its outgoing/ (or
+        not: then what came after the backup is forgotten, as restore warns)."""
+        archive, books = data.draw(st.sampled_from(self.backups))
+        self.generation += 1
+        target = self.scratch / f"ca-{self.generation}"
+        source = self.scratch / f"outgoing-{self.generation}"
+        shutil.copytree(self.ca.outgoing, source)
+        extra = ["--catch-up", str(source)] if catch_up else []
+        done = spoolca("restore", str(archive), "--dir", str(target), "--fingerprint",
+                       self._fingerprint(), *extra, env=self.clock.env)
+        assert done.returncode == 0, done.stderr
+        self.created.append(target)
+        old, self.ca = self.ca, CA(target)
+        for waiting in self.books.waiting:  # the requests still queued come along
+            for found in (*old.incoming.rglob(f"{waiting}.csr"),
+                          *(old.dir / "spool" / "work").rglob(f"{waiting}.csr")):
+                self.ca.submit(f"server/{waiting}.csr", found.read_bytes())
+        stop_agent(old.dir / "gnupg")
+        if not catch_up:
+            current = self.books
+            self.books = copy.deepcopy(books)
+            self.books.waiting = {n for n in current.waiting
+                                  if (self.ca.incoming / "server" / f"{n}.csr").exists()}
+            self.books.identity.update({n: current.identity[n] for n in self.books.waiting})
+            self.exported = (0, GENESIS)  # a new log; restore said what was lost
+        self.clock_right = self.clock_right and self._cli("clock").returncode == 0
+
+    # -- stick and audit -------------------------------------------------------------------
+
+    @rule()
+    def media_export(self) -> None:
+        stick = Path(tempfile.mkdtemp(dir=self.scratch, prefix="stick-"))
+        identity = stick / "identity"
+        identity.write_text(f"UUID={self.counter:04X}-ABCD\nLABEL=SPOOLCA\n")
+        made = self._cli("media", "export", str(stick), "--identity", str(identity))
+        assert made.returncode == 0 or not self.clock_right, made.stderr
+
+    @rule()
+    def audit_export_and_verify(self) -> None:
+        if self._cli("audit", "export").returncode != 0:
+            assert not self.clock_right
+            return
+        verified = self._cli("audit", "verify", "--dir", str(self.ca.outgoing / "audit"),
+                             "--fingerprint", self._fingerprint())
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # -- invariants ------------------------------------------------------------------------
+
+    def _db(self, sql: str, *args: object) -> list[tuple]:
+        with contextlib.closing(sqlite3.connect(self.ca.dir / "ca.db")) as db:
+            return db.execute(sql, args).fetchall()
+
+    def _certificates(self) -> int:
+        return self._db("SELECT COUNT(*) FROM certificates")[0][0]
+
+    def _fingerprint(self) -> str:
+        return self._db("SELECT value FROM meta WHERE key = 'audit_key_fingerprint'")[0][0]
+
+    def _answered_all(self) -> None:
+        """After a pass: every waiting request answered, in its own folder."""
+        for name in sorted(self.books.waiting):
+            result = json.loads((self.ca.outgoing / name / "result.json").read_text())
+            assert result["request_sha256"] == self.books.identity[name], name
+            if result["status"] == "issued":
+                serial = self.books.serial.setdefault(result["request_sha256"],
+                                                      result["serial"])
+                assert serial == result["serial"], f"{name}: a second certificate"
+            self.books.answered.add(name)
+        self.books.waiting.clear()
+        self._published_is_the_register()
+
+    def _published_is_the_register(self) -> None:
+        """Nothing in the register that is not published, byte for byte (after a pass)."""
+        for name, der in self._db("SELECT s.output_name, c.der FROM submissions s JOIN "
+                                  "certificates c ON c.serial = s.serial WHERE s.status = "
+                                  "'issued' AND s.profile != 'revoke'"):
+            cert = self.ca.outgoing / name / "cert.crt"
+            assert not der or cert.read_bytes() == der, name
+
+    @invariant()
+    def one_certificate_per_request(self) -> None:
+        twice = self._db("SELECT request_sha256, COUNT(*) FROM certificates GROUP BY "
+                         "request_sha256 HAVING COUNT(*) > 1")
+        assert not twice, twice
+
+    @invariant()
+    def nothing_published_that_the_register_lacks(self) -> None:
+        known = {row[0] for row in self._db("SELECT output_name FROM submissions")}
+        with os.scandir(self.ca.outgoing) as entries:
+            published = [e.name for e in entries if not e.name.startswith(".")
+                         and os.path.isfile(os.path.join(e.path, "result.json"))]
+        for name in published:  # a dot-name is staged, not published
+            assert name in known, f"outgoing/{name} is not in the register"
+
+    @invariant()
+    def every_revocation_is_on_the_crl_made_after_it(self) -> None:
+        for path in (self.ca.outgoing / "crl").glob("*.crl"):
+            crl = x509.load_der_x509_crl(path.read_bytes())
+            made = crl.last_update_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+            listed = {f"{e.serial_number:X}".zfill(2) for e in crl}
+            rows = self._db("SELECT serial FROM certificates WHERE issuer = ? AND revoked_at "
+                            "IS NOT NULL AND revoked_at <= ?", path.stem, made)
+            for (serial,) in rows:
+                assert serial.lstrip("0") in {s.lstrip("0") for s in listed}, \
+                    f"{serial} revoked before {path.name} #{self._number(crl)} but not on it"
+
+    @invariant()
+    def crl_numbers_are_never_reused_and_never_go_down(self) -> None:
+        for path in (self.ca.outgoing / "crl").glob("*.crl"):
+            data = path.read_bytes()
+            number = self._number(x509.load_der_x509_crl(data))
+            digest = hashlib.sha256(data).hexdigest()
+            seen = self.crl_contents.setdefault((path.stem, number), digest)
+            assert seen == digest, f"{path.stem} CRL #{number} published twice, differently"
+            assert number >= self.crl_highest.get(path.stem, 0), f"{path.stem} CRL went down"
+            self.crl_highest[path.stem] = number
+
+    @invariant()
+    def nothing_is_dated_past_the_ceiling(self) -> None:
+        ceiling = (dt.datetime.now(dt.UTC) + MAX_FORWARD + SLACK).strftime("%Y-%m-%dT%H:%M:%SZ")
+        late = self._db("SELECT MAX(not_before) FROM certificates")[0][0] or ""
+        assert late <= ceiling, f"a certificate dated {late}"
+        crl = self._db("SELECT MAX(this_update) FROM crls")[0][0] or ""
+        assert crl <= ceiling, f"a CRL dated {crl}"
+
+    @invariant()
+    def the_exported_log_recomputes_and_extends(self) -> None:
+        previous, head = GENESIS, (0, GENESIS)
+        for segment in sorted((self.ca.outgoing / "audit").glob("log-*.jsonl")):
+            for line in segment.read_bytes().splitlines():
+                entry = json.loads(line)
+                assert entry["prev"] == previous and body_hash(entry) == entry["hash"], \
+                    f"exported entry {entry['seq']} does not recompute"
+                previous = entry["hash"]
+                if entry["seq"] == self.exported[0]:
+                    assert entry["hash"] == self.exported[1], "the exported log was rewritten"
+                head = (entry["seq"], entry["hash"])
+        if head[0] == 0:
+            return  # nothing exported yet (a restored appliance before its first seal)
+        assert head[0] >= self.exported[0], "the exported log went back"
+        self.exported = head
+
+    def _check_signed_export(self) -> None:
+        """At the end: the exported log verifies by the appliance key (gpg)."""
+        with contextlib.suppress(SpoolcaError):
+            self.ca.run("audit", "export")
+        verified = self.ca.run("audit", "verify", "--dir", str(self.ca.outgoing / "audit"),
+                               "--fingerprint", self._fingerprint())
+        assert verified.returncode == 0 or not self.clock_right, verified.stdout
+
+    @staticmethod
+    def _number(crl: x509.CertificateRevocationList) -> int:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+__all__ = ["CAMachine"]
