@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from spoolca.constraints import PURPOSES, SubCAConstraints
+from spoolca.dn import parse_subject
 from spoolca.keys.algorithms import PublicKey
 
 __all__ = ["CAURLs", "Extension", "Grant", "ca_extensions", "grant", "leaf_extensions"]
@@ -98,11 +99,37 @@ def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
 
 
 def _subtrees(dns: tuple[str, ...], ips: tuple[str, ...], emails: tuple[str, ...]
-              ) -> list[x509.GeneralName] | None:
+              ) -> list[x509.GeneralName]:
     trees: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     trees += [x509.IPAddress(ipaddress.ip_network(n)) for n in ips]
     trees += [x509.RFC822Name(e) for e in emails]
-    return trees or None
+    return trees
+
+
+# RFC 6761 6.4: .invalid is never a real name. Permitting only a host there shuts a name
+# form that cannot be excluded whole (OpenSSL has no "every e-mail address" or "every
+# URI" base; pkilint wants a domain with a dot).
+_NOWHERE = "nothing.invalid"
+
+
+def _shut_forms(constraints: SubCAConstraints) -> tuple[list[x509.GeneralName],
+                                                      list[x509.GeneralName]]:
+    """(permitted, excluded) subtrees that shut each name form a subordinate listing what
+    it permits did not list: BR 7.1.2.5.2's forms for DNS (the empty dNSName) and IP
+    (0.0.0.0/0, ::/0), and only `nothing.invalid` permitted for e-mail and URIs."""
+    if not constraints.permits:
+        return [], []
+    permitted: list[x509.GeneralName] = []
+    excluded: list[x509.GeneralName] = []
+    if not constraints.permitted_dns:
+        excluded.append(x509.DNSName(""))
+    if not constraints.permitted_ip:
+        excluded += [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+                     x509.IPAddress(ipaddress.ip_network("::/0"))]
+    if not constraints.permitted_email:
+        permitted.append(x509.RFC822Name(_NOWHERE))
+    permitted.append(x509.UniformResourceIdentifier(_NOWHERE))
+    return permitted, excluded
 
 
 def _constraint_extensions(constraints: SubCAConstraints) -> list[Extension]:
@@ -110,11 +137,15 @@ def _constraint_extensions(constraints: SubCAConstraints) -> list[Extension]:
     extendedKeyUsage that limits the purposes below the subordinate."""
     extensions: list[Extension] = []
     if constraints.names_constrained:
-        extensions.append((x509.NameConstraints(
-            _subtrees(constraints.permitted_dns, constraints.permitted_ip,
-                      constraints.permitted_email),
-            _subtrees(constraints.excluded_dns, constraints.excluded_ip,
-                      constraints.excluded_email)), True))
+        shut_permitted, shut_excluded = _shut_forms(constraints)
+        permitted = _subtrees(constraints.permitted_dns, constraints.permitted_ip,
+                              constraints.permitted_email) + shut_permitted
+        if constraints.permitted_dirname:
+            permitted.append(x509.DirectoryName(parse_subject(constraints.permitted_dirname)))
+        excluded = _subtrees(constraints.excluded_dns, constraints.excluded_ip,
+                             constraints.excluded_email)
+        excluded += [name for name in shut_excluded if name not in excluded]
+        extensions.append((x509.NameConstraints(permitted or None, excluded or None), True))
     if constraints.purposes:
         extensions.append((x509.ExtendedKeyUsage(
             [x509.ObjectIdentifier(PURPOSES[p]) for p in constraints.purposes]), False))
