@@ -21,6 +21,7 @@ import random
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,11 +171,20 @@ def recording(folder: Path, size_mib: int = 96) -> Iterator[tuple[Path, Recordin
         try:
             yield mountpoint, log, base
         finally:
-            _run("umount", str(mountpoint))
+            _unmount(mountpoint)
     finally:
         if loop:
             subprocess.run(["losetup", "-d", loop], check=False, capture_output=True)
         server.close(fuse_dir)
+
+
+def _unmount(mountpoint: Path) -> None:
+    """umount, waiting (with a deadline) for a process that is exiting to let go."""
+    deadline = time.monotonic() + 30
+    while subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{mountpoint} is still busy after 30 s")
+        time.sleep(0.05)
 
 
 def crash_state(base: Path, log: Recording, upto: int, target: Path,

@@ -103,20 +103,17 @@ def crash_points(log: Recording, sample: int | None, seed: int = 1) -> list[Cras
 
 @contextmanager
 def mounted(image: Path, mountpoint: Path) -> Iterator[Path]:
-    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    """IMAGE mounted (ext4 replays its journal); its loop device goes with the mount."""
+    mounting = subprocess.run(["mount", "-t", "ext4", "-o", "loop", str(image),
+                               str(mountpoint)], capture_output=True, text=True, timeout=60)
+    assert mounting.returncode == 0, f"mount {image}: {mounting.stderr.strip()}"
     try:
-        mounting = subprocess.run(["mount", "-t", "ext4", loop, str(mountpoint)],
-                                  capture_output=True, text=True, timeout=60)
-        assert mounting.returncode == 0, f"mount {image}: {mounting.stderr.strip()}"
-        try:
-            yield mountpoint
-        finally:
-            stop_agent(mountpoint / "ca" / "gnupg")
-            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode:
-                subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+        yield mountpoint
     finally:
-        subprocess.run(["losetup", "-d", loop], check=False, capture_output=True)
+        stop_agent(mountpoint / "ca" / "gnupg")  # an agent exiting keeps it busy a moment
+        wait_for(lambda: subprocess.run(["umount", str(mountpoint)],
+                                        capture_output=True).returncode == 0, 30,
+                 f"{mountpoint} unmounted")
 
 
 def _published(outgoing: Path) -> dict[str, dict[str, bytes]]:

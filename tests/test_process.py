@@ -78,6 +78,43 @@ class TestIssuance:
         assert ca.result("req")["status"] == "issued", ca.result("req")
         assert lint_pkix(ca.outgoing / "req" / "cert.pem") == []
 
+    def test_a_wildcard_is_issued_when_the_profile_allows_it(self, ca: CA):
+        """allow_wildcards = true: *.sample.com passes the pre-issuance lint (pkilint's
+        PKIX check refused every wildcard) and OpenSSL matches it to a host below."""
+        ca.edit_config("allow_wildcards = false", "allow_wildcards = true")
+        ca.submit("server/star.csr", pem(make_csr("*.sample.com")[1]))
+        ca.process()
+        assert ca.result("star")["status"] == "issued", ca.result("star")
+        folder = ca.outgoing / "star"
+        openssl("verify", "-CAfile", str(folder / "chain.pem"), "-verify_hostname",
+                "www.sample.com", str(folder / "cert.pem"))
+        assert lint_pkix(folder / "cert.pem") != []  # pkilint alone still says no
+
+    def test_the_linter_passes_a_leftmost_wildcard_only(self, issuer):
+        """Counter-case: the lint lets *.example.com through, never a.*.example.com."""
+        import datetime as dt
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from spoolca.x509.lint import CertificateLinter
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        linter = CertificateLinter()
+        found = {}
+        for name in ("*.example.com", "a.*.example.com", "*.*.example.com"):
+            cert = (x509.CertificateBuilder().subject_name(issuer.subject)
+                    .issuer_name(issuer.subject).public_key(key.public_key())
+                    .serial_number(x509.random_serial_number()).not_valid_before(now)
+                    .not_valid_after(now + dt.timedelta(days=1))
+                    .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+                    .sign(key, hashes.SHA256()))
+            found[name] = any("invalid_domain_name_syntax" in f.message for f in
+                              linter.lint(cert.public_bytes(serialization.Encoding.DER)))
+        assert found == {"*.example.com": False, "a.*.example.com": True,
+                         "*.*.example.com": True}
+
     def test_server_extensions(self, ca: CA):
         """Server: CA:FALSE critical, KU digitalSignature only for EC, EKU serverAuth, SKI/AKI."""
         ca.submit("server/www.csr", pem(make_csr("www.sample.com")[1]))

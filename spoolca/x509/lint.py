@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 from spoolca.findings import Finding
+from spoolca.x509.names import hostname_problem
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -19,6 +20,21 @@ __all__ = ["CertificateLinter", "PendingLint", "PooledLinter"]
 
 # pkilint's severities (ValidationFindingSeverity): FATAL 0, ERROR 1, WARNING 2.
 _CODES = {0: "lint.fatal", 1: "lint.error", 2: "lint.warning"}
+
+
+_DOMAIN_SYNTAX = "pkix.invalid_domain_name_syntax"
+
+
+def _a_wildcard(code: str, message: str | None) -> bool:
+    """Whether a finding is pkilint's PKIX domain-name check refusing a wildcard name:
+    RFC 5280 leaves wildcards to RFC 6125, so its syntax check refuses `*.example.com`
+    outright. The policy issued only a leftmost wildcard over a valid name, in a profile
+    that allows them (x509.names); a `*` anywhere else is still refused here."""
+    if code != _DOMAIN_SYNTAX or not message:
+        return False
+    value = message.rpartition(': "')[2].removesuffix('"')
+    return value.startswith("*.") and \
+        hostname_problem(value[2:], allow_wildcards=False) is None
 
 
 class CertificateLinter:
@@ -55,7 +71,7 @@ class CertificateLinter:
         for result in results:
             for description in result.finding_descriptions:
                 code = _CODES.get(int(description.finding.severity))
-                if code:
+                if code and not _a_wildcard(description.finding.code, description.message):
                     detail = f": {description.message}" if description.message else ""
                     findings.append(Finding(code, f"pkilint {description.finding.code} at "
                                             f"{result.node.path}{detail}"))
