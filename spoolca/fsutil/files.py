@@ -1,32 +1,22 @@
-"""Every write spoolca makes goes through here: explicit modes, temp-then-rename, fsync.
-
-Invariant 3 (atomic outputs): a reader of the spool never sees a half-written file,
-because files are written under a temporary name in the same directory and renamed into
-place, and a result folder is built whole under a dot-name and renamed in one step.
-Invariant 14 (durable before visible): a name appears only once the bytes under it are
-on stable storage, also across a power cut: each file is fsynced before its rename, and
-a batch of result folders is staged, synced once, then revealed and synced again.
-"""
+"""Files and folders of our own: explicit modes, temp-then-rename, fsync (see the package)."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["StagedFolder", "atomic_write", "atomic_write_stream", "ensure_dir",
-           "exclusive_lock", "fsync_dir", "hold_lock", "instance_lock", "move",
-           "probe_directory", "remove_tree", "reveal", "stage_folder", "sync_filesystem",
-           "write_new"]
+__all__ = ["LIBC", "PRIVATE_DIR", "PRIVATE_FILE", "PUBLIC_FILE", "SHARED_DIR", "StagedFolder",
+           "append_private", "atomic_write", "atomic_write_stream", "ensure_dir", "fsync_dir",
+           "move", "probe_directory", "remove_empty_dirs", "remove_file", "remove_tree",
+           "reveal", "stage_folder", "sync_filesystem", "write_new"]
 
 PRIVATE_FILE = 0o600
 PUBLIC_FILE = 0o644
@@ -247,19 +237,6 @@ def move(source: Path, target: Path) -> None:
     os.rename(source, target)
 
 
-@contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path`: a lock file (created 0600), or a folder itself
-    (no file appears in it); never through a symlink."""
-    flags = os.O_RDONLY | os.O_DIRECTORY if path.is_dir() else os.O_RDWR | os.O_CREAT
-    fd = os.open(path, flags | os.O_NOFOLLOW, PRIVATE_FILE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def probe_directory(folder: Path, size: int = 1 << 16) -> None:
     """Write SIZE bytes into FOLDER, sync and remove them: OSError (ENOSPC, EROFS) if it
     does not take a write now."""
@@ -319,42 +296,3 @@ def sync_filesystem(paths: Iterable[Path]) -> None:
                 raise OSError(err, f"syncfs failed on {path}: {os.strerror(err)}")
         finally:
             os.close(fd)
-
-
-def hold_lock(path: Path, *, shared: bool = False) -> int:
-    """An flock on `path` (created 0600, never through a symlink) until the returned fd
-    is closed. Exclusive: at once, or BlockingIOError; shared: waits for an exclusive."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def instance_lock(path: Path) -> int:
-    """Hold an exclusive lock on `path` for the life of the process; return its fd.
-
-    One processor per state directory: two would race on work/ and the register.
-    Raises BlockingIOError if another process holds it."""
-    fd = hold_lock(path)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def lock_holder(path: Path) -> int | None:
-    """The pid written in an instance lock (see instance_lock) if a process holds it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.read(fd, 32).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else None
-    finally:
-        os.close(fd)
-    return None
