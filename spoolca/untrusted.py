@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["FAT_HIDDEN", "FAT_SYSTEM", "UntrustedFile", "UntrustedJSONError", "being_written",
-           "fat_attributes", "json_depth", "loads_bounded", "read_untrusted"]
+           "json_depth", "loads_bounded", "read_untrusted"]
 
 
 # A string, or an unterminated one to the end: every attempt consumes what it reads
@@ -70,6 +70,7 @@ class UntrustedFile:
     size: int
     problem: str | None  # a finding code from spoolca.findings, or None
     detail: str = ""
+    fat_attributes: int | None = None  # read by descriptor from a stick: hidden, system
 
 
 def _file_kind(mode: int) -> str:
@@ -79,21 +80,26 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
-def read_untrusted(path: str | Path, limit: int) -> UntrustedFile:
-    """Read a file from an untrusted spool: no symlink followed, no FIFO blocked on.
+def read_untrusted(path: str | Path, limit: int, *, dir_fd: int | None = None
+                   ) -> UntrustedFile:
+    """Read a file from an untrusted spool or stick: no symlink followed, no FIFO blocked
+    on, nothing but a regular file ever opened.
 
-    O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO from hanging the daemon, and
-    the type is checked on the opened descriptor (fstat), so a swap between check and
-    open cannot fool it. At most `limit` bytes are read.
-    """
+    lstat first (a device node or FIFO is refused before any open: opening a tape drive
+    rewinds it), then O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO from hanging
+    the daemon, and the type is checked again on the opened descriptor (fstat), so a
+    swap between check and open cannot fool it. At most `limit` bytes are read. DIR_FD:
+    PATH is a name in that folder (a stick's, opened by descriptor: see fsutil.Folder);
+    the FAT attributes are then read on the same descriptor."""
     try:
-        info = os.lstat(path)
+        info = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     except OSError as exc:
         return UntrustedFile(None, 0, "file.unreadable", exc.strerror or str(exc))
     if not stat.S_ISREG(info.st_mode):
         return UntrustedFile(None, 0, "file.not_regular", _file_kind(info.st_mode))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                     | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return UntrustedFile(None, 0, "file.not_regular", "a symbolic link")
@@ -102,8 +108,10 @@ def read_untrusted(path: str | Path, limit: int) -> UntrustedFile:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return UntrustedFile(None, 0, "file.not_regular", _file_kind(info.st_mode))
+        attributes = _fat_attributes_of(fd) if dir_fd is not None else None
         if info.st_size > limit:
-            return UntrustedFile(None, info.st_size, "file.too_large", f"{info.st_size} bytes")
+            return UntrustedFile(None, info.st_size, "file.too_large", f"{info.st_size} bytes",
+                                 attributes)
         chunks = []
         remaining = limit + 1
         while remaining > 0:
@@ -118,10 +126,11 @@ def read_untrusted(path: str | Path, limit: int) -> UntrustedFile:
         os.close(fd)
     data = b"".join(chunks)
     if len(data) > limit:
-        return UntrustedFile(None, len(data), "file.too_large", f"over {limit} bytes")
+        return UntrustedFile(None, len(data), "file.too_large", f"over {limit} bytes",
+                             attributes)
     if not data:
-        return UntrustedFile(None, 0, "file.empty", "0 bytes")
-    return UntrustedFile(data, len(data), None)
+        return UntrustedFile(None, 0, "file.empty", "0 bytes", attributes)
+    return UntrustedFile(data, len(data), None, "", attributes)
 
 
 # linux/msdos_fs.h: FAT_IOCTL_GET_ATTRIBUTES = _IOR('r', 0x10, __u32)
@@ -129,20 +138,14 @@ _FAT_IOCTL_GET_ATTRIBUTES = 0x80047210
 FAT_HIDDEN, FAT_SYSTEM = 0x02, 0x04
 
 
-def fat_attributes(path: Path) -> int | None:
-    """A file's FAT attribute byte (hidden, system, ...) on a vfat mount, else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError:
-        return None
+def _fat_attributes_of(fd: int) -> int | None:
+    """An open file's FAT attribute byte (hidden, system, ...) on a vfat mount, else None."""
     try:
         buffer = bytearray(4)
         fcntl.ioctl(fd, _FAT_IOCTL_GET_ATTRIBUTES, buffer)
         return int.from_bytes(buffer, "little")
     except OSError:  # ENOTTY: not a FAT file system
         return None
-    finally:
-        os.close(fd)
 
 
 def being_written(path: Path) -> bool | None:

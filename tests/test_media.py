@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -231,3 +232,76 @@ class TestStickIdentity:
         results = stick / "spoolca-results" / "results"
         assert not results.exists() or os.listdir(results) == []
         assert (stick / "spoolca-results" / "ca" / "ca-chain.pem").exists()
+
+
+class TestLinksOnTheStick:
+    """A stick with symlink support (ext4, NTFS, a Rock Ridge image, or a folder given to
+    `media export DIR` by hand): nothing it holds leads out of it (invariant 16)."""
+
+    @staticmethod
+    def victim(tmp_path: Path) -> Path:
+        """What a link on the stick points at: a state directory's worth of files."""
+        folder = tmp_path / "victim"
+        (folder / "keys").mkdir(parents=True)
+        (folder / "keys" / "root.key.pem").write_text("the key")
+        (folder / "ca.db").write_text("the register")
+        return folder
+
+    @pytest.mark.parametrize("planted", [".spoolca-results.part", "spoolca-results"])
+    def test_a_link_named_like_our_folder_is_removed_not_followed(self, ca: CA, stick: Path,
+                                                                   tmp_path: Path,
+                                                                   planted: str):
+        """`.spoolca-results.part -> /var/lib/spoolca` emptied the state directory at the
+        export's clean-up; now the link itself is replaced, the target keeps every file."""
+        victim = self.victim(tmp_path)
+        (stick / planted).symlink_to(victim)
+        made = ca.run("media", "export", str(stick))
+        assert made.returncode == 0, made.stderr
+        assert sorted(p.name for p in victim.rglob("*")) == ["ca.db", "keys", "root.key.pem"]
+        assert (victim / "keys" / "root.key.pem").read_text() == "the key"
+        root = stick / "spoolca-results"
+        assert root.is_dir() and not root.is_symlink()
+        assert not (stick / ".spoolca-results.part").exists()
+        assert (root / "MANIFEST.json").exists()
+
+    def test_a_link_inside_an_old_export_is_not_followed(self, ca: CA, stick: Path,
+                                                          tmp_path: Path):
+        """The previous export holding `results -> victim`: replaced, the victim kept."""
+        victim = self.victim(tmp_path)
+        (stick / "spoolca-results").mkdir()
+        (stick / "spoolca-results" / "results").symlink_to(victim)
+        assert ca.run("media", "export", str(stick)).returncode == 0
+        assert (victim / "ca.db").read_text() == "the register"
+
+    def test_a_stick_folder_that_is_a_link_is_refused(self, ca: CA, stick: Path,
+                                                      tmp_path: Path):
+        """The stick's folder itself a link: one sentence, nothing written or read."""
+        link = tmp_path / "link"
+        link.symlink_to(stick)
+        for command in ("export", "ingest"):
+            result = ca.run("media", command, str(link))
+            assert result.returncode == 1 and "symbolic link" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+        assert not (stick / "spoolca-results").exists()
+
+    def test_ingest_takes_nothing_through_a_link_or_a_special_file(self, ca: CA,
+                                                                    stick: Path,
+                                                                    tmp_path: Path):
+        """A profile folder that is a link to a folder of CSRs, a CSR that is a link, a
+        FIFO and a device node: none is taken (none is even opened), each is listed."""
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "stolen.csr").write_bytes(pem(make_csr("stolen.sample.com")[1]))
+        shutil.rmtree(stick / "client")
+        (stick / "client").symlink_to(outside)
+        (stick / "server" / "link.csr").symlink_to(outside / "stolen.csr")
+        os.mkfifo(stick / "server" / "fifo.csr")
+        os.mknod(stick / "server" / "tape.csr", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        (stick / "server" / "good.csr").write_bytes(pem(make_csr("good.sample.com")[1]))
+        result = ca.run("media", "ingest", str(stick), timeout=60)
+        assert result.returncode == 0, result.stderr
+        taken = sorted(p.name for p in ca.incoming.rglob("*") if p.is_file())
+        assert taken == ["good.csr"]
+        assert "skipped server/link.csr: a symbolic link (never followed)" in result.stdout
+        assert "skipped server/fifo.csr: not a regular file" in result.stdout
+        assert "skipped server/tape.csr: not a regular file" in result.stdout

@@ -22,6 +22,7 @@ from pathlib import Path
 from spoolca.fsutil import SHARED_DIR, ensure_dir, move, remove_empty_dirs
 
 __all__ = [
+    "COMPANION_SUFFIXES",
     "REQUEST_SUFFIXES",
     "RESERVED_NAMES",
     "REVOKE",
@@ -71,7 +72,7 @@ def safe_name(file_name: str) -> str:
 
 SIGNATURE_SUFFIXES = (".asc", ".sig")
 # The spellings a companion signature is looked for under: FAT sticks come in any case.
-_COMPANION_SUFFIXES = (".asc", ".sig", ".ASC", ".SIG", ".Asc", ".Sig")
+COMPANION_SUFFIXES = (".asc", ".sig", ".ASC", ".SIG", ".Asc", ".Sig")
 
 
 def printable_name(name: str) -> tuple[str, str | None]:
@@ -119,7 +120,7 @@ class Claimed:
 
 def companion(path: Path) -> Path | None:
     """The detached signature beside a request (x.csr.asc or x.csr.sig), if any."""
-    for suffix in _COMPANION_SUFFIXES:
+    for suffix in COMPANION_SUFFIXES:
         candidate = path.with_name(path.name + suffix)
         if os.path.lexists(candidate):
             return candidate
@@ -255,7 +256,7 @@ class Spool:
         claim = self.new_claim()
         claimed = []
         for source, profile in candidates:
-            signature = next((Path(f"{source}{suffix}") for suffix in _COMPANION_SUFFIXES
+            signature = next((Path(f"{source}{suffix}") for suffix in COMPANION_SUFFIXES
                               if f"{source}{suffix}" in signatures), None)
             claimed.append(self.claim(source, profile, claim, signature))
         return [c for c in claimed if c is not None]
