@@ -96,6 +96,8 @@ class Policy:
     rsa_min_bits: int
     ec_curves: frozenset[str]
     allow_ed25519: bool
+    max_san_entries: int = 100        # subjectAltName entries a request may ask for
+    max_subject_attributes: int = 32  # and attributes its subject may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,8 @@ def _read_dn(reader: TableReader, table: Mapping[str, Any], where: str
 
 def _read_policy(reader: TableReader, raw: Mapping[str, Any]) -> Policy:
     table = reader.table(raw, "policy", "")
-    reader.unknown(table, {"dn", "max_length", "preserve_dn", "email_in_dn", "keys"}, "policy.")
+    reader.unknown(table, {"dn", "max_length", "preserve_dn", "email_in_dn", "keys",
+                           "max_san_entries", "max_subject_attributes"}, "policy.")
     dn = _read_dn(reader, reader.table(table, "dn", "policy."), "policy.dn.") if "dn" in table \
         else DEFAULT_DN
     lengths = dict(DEFAULT_MAX_LENGTH)
@@ -210,6 +213,8 @@ def _read_policy(reader: TableReader, raw: Mapping[str, Any]) -> Policy:
         rsa_min_bits=max(rsa_min, RSA_FLOOR_BITS),
         ec_curves=frozenset(curves),
         allow_ed25519=reader.get(keys, "allow_ed25519", bool, True, "policy.keys."),
+        max_san_entries=reader.positive(table, "max_san_entries", 100, "policy."),
+        max_subject_attributes=reader.positive(table, "max_subject_attributes", 32, "policy."),
     )
 
 

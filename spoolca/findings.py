@@ -56,6 +56,10 @@ _STATIC_CODES: dict[str, str] = {
     "policy.dn.unknown_attribute": "the subject holds an attribute type spoolca does not know",
     "policy.cn.not_a_hostname": "the commonName of a server request is not a hostname or IP",
     "policy.cn.invalid_email": "the commonName looks like an e-mail address but is not valid",
+    "policy.san.too_many": "the request asks for more subjectAltName entries than the policy's "
+    "max_san_entries",
+    "policy.dn.too_many_attributes": "the request's subject holds more attributes than the "
+    "policy's max_subject_attributes",
     "policy.san.missing": "a server request names no DNS name or IP address",
     "policy.san.dns_invalid": "a DNS name is not a valid hostname",
     "policy.san.dns_not_allowed": "a DNS name is outside the profile's allowed_domains",
@@ -89,6 +93,9 @@ _STATIC_CODES: dict[str, str] = {
     "result.certificate_not_held": "the request was issued before a restore; this appliance "
     "holds the certificate's serial, names and revocation state, not the certificate "
     "itself (its requester has it)",
+    "request.quarantined": "processing this request stopped the service more than once; "
+    "it is set aside without being read again (its file is kept in the archive for the "
+    "operator): send it again only once it is understood",
     "request.internal_error": "spoolca failed on this request; the log has the error, "
     "and a later resubmission is processed afresh",
     "issue.validity_exhausted": "the issuing CA expires before the certificate could start",

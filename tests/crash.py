@@ -144,10 +144,19 @@ def _whole(name: str, files: dict[str, bytes]) -> str | None:
 
 def check(base: Path, log: Recording, point: CrashPoint, scratch: Path) -> list[str]:
     """The problems of one crash state (empty: it holds every promise)."""
-    image, mountpoint = scratch / "crash.img", scratch / f"crash-{point.upto}-{point.lose}"
+    # Each its own image and mount point: no state is ever written through another's loop.
+    image = scratch / f"crash-{point.upto}-{point.lose}.img"
+    mountpoint = scratch / f"crash-{point.upto}-{point.lose}"
     mountpoint.mkdir()
     crash_state(base, log, point.upto, image,
                 random.Random(point.lose) if point.lose is not None else None)
+    try:
+        return _check_mounted(image, mountpoint, point)
+    finally:
+        image.unlink()
+
+
+def _check_mounted(image: Path, mountpoint: Path, point: CrashPoint) -> list[str]:
     problems: list[str] = []
     with mounted(image, mountpoint):
         ca_dir = mountpoint / "ca"
@@ -161,7 +170,8 @@ def check(base: Path, log: Recording, point: CrashPoint, scratch: Path) -> list[
         problems += [p for name, files in before.items() if (p := _whole(name, files))]
         recovered = _cli(ca_dir, "process")
         if recovered.returncode != 0:
-            return [*problems, f"recovery failed: {recovered.stderr.strip()}"]
+            problems.append(f"recovery failed: {recovered.stderr.strip()}")
+            return problems
         after = _published(ca_dir / "spool" / "outgoing")
         for name, files in before.items():
             if _whole(name, files) is None and after.get(name) != files:

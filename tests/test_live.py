@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.pki import make_csr, pem, subject, wait_for
 from tests.rawcsr import raw_csr
+from tests.test_bounds import many_names
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX = REPO.parent / "shared" / "tools" / "systemd-sandbox"
@@ -128,6 +129,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     (data / "v1.der").write_bytes(raw_csr(name=subject("v1.example.com"), version=1)[1])
     for name in ("k0", "k1", "k2", "stick-a", "stick-b", "stick-c"):
         (data / f"{name}.csr").write_bytes(pem(_readme_csr(f"{name}.example.com")))
+    (data / "wedge").mkdir()  # the issue's stick: 60 requests of 6,000 names each
+    for index in range(60):
+        (data / "wedge" / f"wedge{index}.der").write_bytes(many_names(
+            6000, f"wedge{index}.example.com"))
     image = work / "stick.img"  # the stick: a loop device (see TestLiveMedia)
     image.write_bytes(b"")
     os.truncate(image, 64 << 20)
@@ -295,6 +300,26 @@ class TestLiveMedia:
             self.make_stick(media, "stick-a", label=label)
             out = media.sh(f"udevadm test --action=add /sys/class/block/{device} 2>&1").stdout
             assert (f"SYSTEMD_WANTS=spoolca-media@{device}.service" in out) is wanted, out
+
+    def test_a_stick_that_wedged_the_daemon_is_answered_without_a_restart(self,
+                                                                          media: Sandbox):
+        """60 requests of 6,000 names each (3.4 MB, far under the stick limits) exceeded
+        WatchdogSec inside one batch; the restart's recovery was killed before READY, for
+        ever. Now each is refused at once (policy.san.too_many), the round trip ends with
+        every request answered, and the daemon never restarted."""
+        media.sh("rm -rf /root/stick && mkdir -p /root/stick/server && "
+                 "cp /data/wedge/*.der /root/stick/server/ && "
+                 f"mkfs.ext4 -q -F -m 0 -L SPOOLCA -E root_owner=$(id -u spoolca):"
+                 f"$(id -g spoolca) -d /root/stick {media.loop}")
+        started = time.monotonic()
+        done = self.trip(media)
+        media.wedge_seconds = time.monotonic() - started  # type: ignore[attr-defined]
+        assert done.returncode == 0, done.stderr + self.journal(media)
+        codes = media.sh(f"cat {STATE}/spool/outgoing/wedge*/result.json | "
+                         "grep -c policy.san.too_many").stdout.strip()
+        assert codes == "60", codes
+        assert media.value("NRestarts") == "0"
+        assert media.value("ActiveState") == "active"
 
     def test_two_sticks_through_one_mount_point_each_get_their_own(self, media: Sandbox):
         """Stick A, then stick B at the same /run/spoolca-media/loopN: each is identified

@@ -132,6 +132,7 @@ class BatchProcessor:
             planned, signing = self._decide(tx, batch, authorities, state, now)
             outcomes, took = [], []
             for plan in planned:
+                session.heartbeat()
                 outcomes.append(self._complete(tx, plan, signing, authorities, state, now))
                 took.append(time.perf_counter() - started)
             session.finish_seal(tx)  # the previous batch's checkpoint, or a rollback
@@ -160,7 +161,9 @@ class BatchProcessor:
                             Finding.internal_error(), submission_only=True)
 
     def _prepare(self, claimed: Claimed) -> Prepared:
-        return prepare(claimed, self.config.max_request_bytes, self._ahead)
+        self.session.heartbeat()
+        return prepare(claimed, self.config.max_request_bytes, self._ahead,
+                       self.session.quarantined)
 
     @contextlib.contextmanager
     def reading_ahead(self, claimed: Sequence[Claimed]) -> Iterator[None]:

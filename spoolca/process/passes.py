@@ -6,17 +6,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.revocations import answer_revocations
+from spoolca.process.session import QUARANTINED
 from spoolca.progress import Progress
 from spoolca.register.store import Status
 from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
+from spoolca.untrusted import read_untrusted
+from spoolca.x509.csr import request_sha256
 
-__all__ = ["PassSummary", "answer", "batches", "run_pass"]
+__all__ = ["PassSummary", "answer", "answer_recovered", "batches", "run_pass"]
 
 _SMALLEST = BATCH_SIZE // 16
 
@@ -128,8 +132,66 @@ def _run_pass(batch: BatchProcessor, *, shown: bool) -> PassSummary:
         for name in sorted(batch.issuers_for(profiles)):
             session.issuing(name)  # a missing key: the requests stay in incoming/
         session.require_audit_trail()  # fail closed before anything is claimed
-    claimed = pending + session.spool.claim_incoming(default, waiting)
     summary = PassSummary()
+    for outcome in answer_recovered(batch, pending, shown=shown):
+        summary.add(outcome)
+    claimed = session.spool.claim_incoming(default, waiting)
     for outcome in answer(batch, claimed, shown=shown):  # answer() flushes: all published on return
         summary.add(outcome)
     return summary
+
+# -- what recovery left: counted, then one by one, then quarantined -----------------------
+# A request that crashes the process (a parser's fault, memory, a watchdog kill) leaves its
+# claim round in work/; recovery answers it at the next start, and would crash again, for
+# ever (invariant 9: one submission can never stop the service). So recovery counts, in
+# the register and before it tries: a round is tried whole once more; then each of its
+# requests alone, each counted too; one that stopped the service twice alone is answered
+# `request.quarantined` without being read again, its file archived for the operator, and
+# the same bytes sent again get that answer too.
+
+ROUND_TRIES = 1   # recovery tries a claim round whole this many times
+ALONE_TRIES = 2   # and then each of its requests alone this many times
+_TRIES = "tries:"
+
+
+def answer_recovered(batch: BatchProcessor, pending: Sequence[Claimed], *,
+                     shown: bool = False) -> list[Outcome]:
+    """Answer what recovery left undecided in work/, counting tries as above."""
+    if not pending:
+        return []
+    session = batch.session
+    rounds: dict[str, list[Claimed]] = defaultdict(list)
+    for item in pending:
+        rounds[item.claim or ""].append(item)
+    whole: list[Claimed] = []
+    alone: list[Claimed] = []
+    with session.store.transaction(session.actor, session.clock()) as tx:
+        for claim, items in rounds.items():
+            (whole if tx.bump(f"{_TRIES}{claim}") <= ROUND_TRIES else alone).extend(items)
+    outcomes = answer(batch, whole, shown=shown) if whole else []
+    for item in alone:
+        outcomes += answer(batch, [_counted(batch, item)], shown=shown)
+    with session.store.transaction(session.actor, session.clock()) as tx:
+        for claim, items in rounds.items():  # answered: nothing left to count
+            tx.delete_meta(f"{_TRIES}{claim}")
+            for item in items:
+                tx.delete_meta(_key(item))
+    return outcomes
+
+
+def _key(item: Claimed) -> str:
+    return f"{_TRIES}{item.claim or ''}/{item.profile}/{item.file_name}"
+
+
+def _counted(batch: BatchProcessor, item: Claimed) -> Claimed:
+    """ITEM, counted one more try alone; quarantined once it has had its tries."""
+    session = batch.session
+    with session.store.transaction(session.actor, session.clock()) as tx:
+        if tx.bump(_key(item)) <= ALONE_TRIES:
+            return item
+        data = read_untrusted(item.path, batch.config.max_request_bytes).data or b""
+        tx.set_meta(f"{QUARANTINED}{request_sha256(data)}", item.file_name)
+        tx.record("request.quarantined", {"file": item.file_name, "profile": item.profile,
+                                          "file_sha256": request_sha256(data),
+                                          "tries": ROUND_TRIES + ALONE_TRIES + 1})
+    return dataclasses.replace(item, quarantined=True)

@@ -35,7 +35,7 @@ from spoolca.children import (
     write_frame,
 )
 from spoolca.errors import CSRError
-from spoolca.findings import Finding
+from spoolca.findings import CODES, Finding
 from spoolca.log import get_logger
 from spoolca.process.record import Prepared
 from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
@@ -98,9 +98,19 @@ def read_file(job: ReadJob) -> tuple[FileRead, Request | None]:
                     signature_valid=request.signature_valid), request
 
 
-def prepare(claimed: Claimed, limit: int, ahead: ReadAhead | None) -> Prepared:
+def prepare(claimed: Claimed, limit: int, ahead: ReadAhead | None,
+            quarantined: frozenset[str] = frozenset()) -> Prepared:
     """A claimed file read (by the helper, if it was given to it) and judged as a file:
-    its name, its size and type, its armour and syntax. Policy comes after."""
+    its name, its size and type, its armour and syntax. Policy comes after. QUARANTINED:
+    the SHA-256 of files that stopped the service (process.quarantine), answered so
+    without being parsed again."""
+    if claimed.quarantined or quarantined:
+        early = read_untrusted(claimed.path, limit)
+        digest = request_sha256(early.data or b"")
+        if claimed.quarantined or digest in quarantined:
+            return Prepared(claimed, digest, None, Finding(
+                "request.quarantined", f"{claimed.file_name}: {CODES['request.quarantined']}"),
+                submission_only=True, file_sha256=digest)
     if claimed.name_problem is not None:
         return Prepared(claimed, request_sha256(os.fsencode(claimed.path.name)), None,
                         Finding("file.name_invalid", f"{claimed.file_name}: "

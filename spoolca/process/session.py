@@ -46,9 +46,11 @@ from spoolca.spool.tree import RESERVED_NAMES, Claimed, Spool, safe_name
 from spoolca.x509.crl import CRLLinter
 from spoolca.x509.issuer import IssuingCA
 
-__all__ = ["CASession", "utc_now"]
+__all__ = ["QUARANTINED", "CASession", "utc_now"]
 
 _log = get_logger("spoolca.process.session")
+_RECOVERY_CHUNK = 500  # results recovery publishes between two watchdog pings
+QUARANTINED = "quarantined:"  # meta key prefix: the SHA-256 of a quarantined file's bytes
 
 
 def utc_now() -> dt.datetime:
@@ -84,6 +86,11 @@ class CASession:
         self._tokens = TokenPool()  # the PKCS#11 sessions of token keys, logged out at close
         self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
         self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
+        # Called as long work makes progress (a request, a result): the daemon's watchdog
+        # ping, so a long batch or recovery is not taken for a hung one. A no-op elsewhere.
+        self.heartbeat: Callable[[], None] = lambda: None
+        self.quarantined = frozenset(key.removeprefix(QUARANTINED) for key in
+                                     store.meta_keys(QUARANTINED))
         self._sealer = Sealer(store, self.audit_key, clock, self.spool.outgoing / "audit")
 
     # -- the clock (invariant 8) --------------------------------------------------------
@@ -111,6 +118,10 @@ class CASession:
                     f"({format_time(cert.not_valid_before_utc)} to "
                     f"{format_time(cert.not_valid_after_utc)}): no {action} was signed",
                     floor=format_time(cert.not_valid_before_utc), now=text, action=action)
+
+    def clock(self) -> dt.datetime:
+        """The time as this session reads it, for a record that signs nothing."""
+        return self._clock()
 
     def issuers(self) -> set[str]:
         """The CAs that sign for the configured profiles."""
@@ -328,7 +339,7 @@ class CASession:
         self.check_register()  # before anything decided in a lost history is redone
         self.ensure_ca_files()
         through = self.store.last_submission_id()
-        jobs, unknown = recorded_jobs(self.store, self.chains, self.spool)
+        jobs, unknown = recorded_jobs(self.store, self.chains, self.spool, self.heartbeat)
         if unknown:
             raise RegisterBehindError(behind_sentence(
                 f"outgoing/ holds {len(unknown)} result(s) the register has no record of "
@@ -349,8 +360,10 @@ class CASession:
         if jobs:
             _log.info("recovered", republished=sum(1 for j in jobs if j.files),
                       archived=sum(1 for j in jobs if j.original is not None))
-            self._publisher.submit(jobs, through)
-            self.flush()
+            for start in range(0, len(jobs), _RECOVERY_CHUNK):  # the watchdog hears
+                self._publisher.submit(jobs[start:start + _RECOVERY_CHUNK])  # between
+                self.flush()
+                self.heartbeat()
         self._publisher.confirm(through)  # all of it checked, or published again
         return pending
 

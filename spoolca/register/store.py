@@ -201,6 +201,12 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def meta_keys(self, prefix: str) -> dict[str, str]:
+        """Every meta entry whose key starts with PREFIX (a handful, never a table)."""
+        rows = self._conn.execute("SELECT key, value FROM meta WHERE key >= ? AND key < ?",
+                                  (prefix, prefix + "\uffff"))
+        return dict(rows.fetchall())
+
     def authority_der(self, name: str) -> bytes:
         row = self._conn.execute("SELECT cert_der FROM authorities WHERE name = ?",
                                  (name,)).fetchone()

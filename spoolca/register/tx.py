@@ -100,6 +100,16 @@ class Tx:
             tuple(row))
         self._seq, self._head = row.seq, row.hash
 
+    def bump(self, key: str) -> int:
+        """Count one more for KEY (a meta counter); the count now."""
+        self._conn.execute("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) "
+                           "DO UPDATE SET value = CAST(value AS INTEGER) + 1", (key,))
+        return int(self._conn.execute("SELECT value FROM meta WHERE key = ?",
+                                      (key,)).fetchone()[0])
+
+    def delete_meta(self, key: str) -> None:
+        self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 

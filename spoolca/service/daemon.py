@@ -26,7 +26,7 @@ from spoolca.fsutil import atomic_write, probe_directory
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.instance import hold_instance_lock
-from spoolca.process.passes import PassSummary, answer
+from spoolca.process.passes import PassSummary, answer, answer_recovered
 from spoolca.process.session import CASession, utc_now
 from spoolca.register.store import Store, damaged
 from spoolca.register.views import crl_status
@@ -118,6 +118,7 @@ class Daemon:
     def _open(self, config: Config, store: Store, session: CASession | None = None) -> None:
         self._config = config
         self._session = session or CASession(config, store, clock=self._clock, actor="serve")
+        self._session.heartbeat = self._notifier.watchdog  # long work pings as it goes
         self._batch = BatchProcessor(self._session)
         self._watch = Watch(self._session.spool, config.default_profile)
 
@@ -137,6 +138,9 @@ class Daemon:
             self._attempt("recording the start", lambda: self._record(
                 store, "service.started", {"pid": os.getpid(),
                                            "config_sha256": self._config.sha256}))
+            # Ready before recovery: a long one (a restore, a crash in a big batch) must
+            # not outlast the start timeout and be killed before it commits, for ever.
+            self._notifier.ready(f"recovering what a stop left in work/ | {self._status()}")
             self._attempt("recovery", self._recover)
         self._watch.start()
         self._next_rescan = time.monotonic() + self._config.rescan_seconds
@@ -261,7 +265,14 @@ class Daemon:
             self._session.store.probe_write(self._clock())
             probe_directory(self._session.spool.outgoing)
             probe_directory(self._session.spool.archive)
-        self._answer(self._session.recover())
+        pending = self._session.recover()
+        try:
+            outcomes = answer_recovered(self._batch, pending)
+        except ClockError as exc:
+            self._refuse(exc)
+            raise  # claimed files wait in work/: recovery answers them once the clock is right
+        for outcome in outcomes:
+            self._counters.count(outcome)
 
     def _answer(self, claimed: list[Claimed], *, flush: bool = True) -> None:
         """Answer claimed files; a fault propagates to `_attempt`, the files wait in work/.

@@ -27,6 +27,7 @@ class Notifier:
         # Ping at half the timeout, as sd_watchdog_enabled(3) recommends.
         self.watchdog_interval = int(usec) / 2_000_000 if watched else None
         self._last_status = ""
+        self._last_ping = -1.0
 
     def send(self, *fields: str) -> None:
         if not self._address:
@@ -48,7 +49,10 @@ class Notifier:
             self.send(f"STATUS={status}")
 
     def watchdog(self) -> None:
-        if self.watchdog_interval is not None:
+        """WATCHDOG=1: the worker is alive. Called per request and per result in long work
+        as well as each turn, so sent at most once a second."""
+        if self.watchdog_interval is not None and time.monotonic() - self._last_ping >= 1.0:
+            self._last_ping = time.monotonic()
             self.send("WATCHDOG=1")
 
     def reloading(self) -> None:

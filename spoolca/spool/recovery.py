@@ -9,6 +9,7 @@ depends only on what was recorded, and the certificate is stored.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from spoolca.fsutil import remove_file, remove_tree
@@ -55,7 +56,8 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
             {"chain.pem": chain.path})
 
 
-def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool
+def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool,
+                  heartbeat: Callable[[], None] = lambda: None
                   ) -> tuple[list[PublishJob], list[str]]:
     """A publication job for every recorded result missing from outgoing/, and for every
     one published after the last confirmed mark (`Store.published_through`) whose files
@@ -70,7 +72,9 @@ def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool
             present.add(entry.name)
     jobs = []
     latest = store.latest_submissions()
-    for name, record in latest.items():
+    for count, (name, record) in enumerate(latest.items()):
+        if count % 1024 == 0:
+            heartbeat()  # a register of a million results takes a while to go through
         if name not in present:
             files, links = recorded_files(store, chains, record)
             jobs.append(PublishJob(name, files, links, None, record.file_name))

@@ -106,6 +106,7 @@ class Claimed:
     signature: Path | None = None
     name_problem: str | None = None  # why the file's own name is refused, if it is
     claim: str | None = None  # the claim round; None for a pre-claim work/PROFILE/ file
+    quarantined: bool = False  # it stopped the service too often: answered unread
 
     @classmethod
     def of(cls, path: Path, profile: str, signature: Path | None,
