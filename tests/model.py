@@ -369,7 +369,7 @@ class CAMachine(RuleBasedStateMachine):
         for path in (self.ca.outgoing / "crl").glob("*.crl"):
             crl = x509.load_der_x509_crl(path.read_bytes())
             made = crl.last_update_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-            listed = {f"{e.serial_number:X}".zfill(2) for e in crl}
+            listed = {f"{e.serial_number:X}" for e in crl}
             rows = self._db("SELECT serial FROM certificates WHERE issuer = ? AND revoked_at "
                             "IS NOT NULL AND revoked_at <= ?", path.stem, made)
             for (serial,) in rows:

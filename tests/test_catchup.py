@@ -23,7 +23,10 @@ def crl_number(path: Path) -> int:
 
 
 def revoked_serials(path: Path) -> set[str]:
-    return {f"{entry.serial_number:X}".zfill(2) for entry in
+    """The serials a CRL lists, as the register writes them (whole octets, upper case)."""
+    from spoolca.x509.issuer import serial_hex
+
+    return {serial_hex(entry.serial_number) for entry in
             x509.load_der_x509_crl(path.read_bytes())}
 
 

@@ -5,7 +5,8 @@ audit head the register was at, the appliance key's fingerprint), its detached s
 by the appliance key, that key's public half, and the files under their paths relative
 to the state directory. A restore trusts nothing in it before the signature is checked
 against the fingerprint the operator gives and every file against the manifest: an
-archive is untrusted input, and nothing is written until all of it checks out.
+archive is untrusted input, read once as a stream (what is checked is what is written),
+and nothing takes the target's name until all of it checks out.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -24,7 +26,15 @@ from typing import Any, BinaryIO
 from spoolca import __version__
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import atomic_write_stream, ensure_dir, fsync_dir, sync_filesystem
+from spoolca.fsutil import (
+    atomic_write_stream,
+    ensure_dir,
+    fsync_dir,
+    move,
+    remove_empty_dirs,
+    remove_tree,
+    sync_filesystem,
+)
 from spoolca.openpgp import ApplianceKey, Keyring, check_home_length, verify_detached
 from spoolca.register.store import Store
 
@@ -140,32 +150,31 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _members(archive: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            for member in tar:
-                yield tar, member
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BackupError(f"{archive} is not a readable backup archive ({exc})") from None
-
-
 def _safe_name(name: str) -> bool:
     path = PurePosixPath(name)
     return bool(name) and not path.is_absolute() and ".." not in path.parts and \
         path.as_posix() == name
 
 
-def read_manifest(archive: Path, fingerprint: str) -> Manifest:
-    """The manifest, once its signature is one good signature by FINGERPRINT."""
+def _bounded(handle: BinaryIO, size: int, what: str, archive: Path) -> bytes:
+    data = handle.read(size + 1)
+    if len(data) > size:
+        raise BackupError(f"{archive}: {what} is too large")
+    return data
+
+
+def _manifest(archive: Path, tar: tarfile.TarFile, fingerprint: str) -> Manifest:
+    """The first three members, the manifest, its signature and the public key: the
+    signature checked by FINGERPRINT before any other member is looked at."""
     found: dict[str, bytes] = {}
-    for tar, member in _members(archive):
-        if member.name in (MANIFEST, SIGNATURE, PUBLIC_KEY) and member.isfile():
-            if member.name in found or member.size > _MAX_MANIFEST:
-                raise BackupError(f"{archive}: {member.name} twice, or too large")
-            handle = tar.extractfile(member)
-            found[member.name] = handle.read() if handle else b""
-    if len(found) != 3:
-        raise BackupError(f"{archive} has no signed manifest: not a spoolca backup")
+    for expected in (MANIFEST, SIGNATURE, PUBLIC_KEY):
+        member = tar.next()
+        if member is None or member.name != expected or not member.isfile() or \
+                member.size > _MAX_MANIFEST:
+            raise BackupError(f"{archive} does not begin with a signed manifest: not a "
+                              "spoolca backup")
+        handle = tar.extractfile(member)
+        found[expected] = _bounded(handle, _MAX_MANIFEST, expected, archive) if handle else b""
     with Keyring(found[PUBLIC_KEY].decode("utf-8", "replace")) as keyring:
         problem = verify_detached(found[MANIFEST], found[SIGNATURE].decode("utf-8", "replace"),
                                   keyring, fingerprint)
@@ -182,45 +191,76 @@ def read_manifest(archive: Path, fingerprint: str) -> Manifest:
     return Manifest(body, found[MANIFEST])
 
 
-def _check_files(archive: Path, manifest: Manifest) -> None:
-    """Every file the manifest lists, once, as a regular file, with its hash; nothing else."""
+@contextmanager
+def _opened(archive: Path) -> Iterator[tarfile.TarFile]:
+    """The archive read once, front to back (a stream: nothing is read twice, so what is
+    checked is what is extracted)."""
+    try:
+        with archive.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            yield tar
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise BackupError(f"{archive} is not a readable backup archive ({exc})") from None
+
+
+def read_manifest(archive: Path, fingerprint: str) -> Manifest:
+    """The manifest, once its signature is one good signature by FINGERPRINT."""
+    with _opened(archive) as tar:
+        return _manifest(archive, tar, fingerprint)
+
+
+def restore(archive: Path, target: Path, fingerprint: str) -> Manifest:
+    """Into TARGET (new or empty), in one read of the archive: the manifest's signature
+    checked first, then each member hashed as it is written into a staging folder beside
+    TARGET, which takes TARGET's name only once every file checked out. Anything else (a
+    member the manifest does not list, twice, not a regular file, larger than listed, or
+    one missing) stops it at once and leaves nothing behind."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise BackupError(f"{target} is not empty: restore into a new directory")
+    staging = target.parent / f".{target.name}.restoring"
+    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    with _opened(archive) as tar:
+        manifest = _manifest(archive, tar, fingerprint)
+        manifest.config_name  # noqa: B018  (refused here, before anything is written, if none)
+        check_home_length(target.absolute() / str(manifest.body.get("gnupg", "gnupg")))
+        remove_tree(staging)
+        ensure_dir(staging, 0o700)
+        try:
+            _extract(archive, tar, manifest, staging)
+        except BaseException:
+            remove_tree(staging)
+            remove_empty_dirs(missing)  # and the folders made on the way: nothing left
+            raise
+    if target.exists():
+        target.rmdir()  # empty, as checked
+    move(staging, target)
+    sync_filesystem([target])  # the folders made on the way, too (invariant 14)
+    fsync_dir(target.resolve().parent)
+    return manifest
+
+
+def _extract(archive: Path, tar: tarfile.TarFile, manifest: Manifest, staging: Path) -> None:
     expected, seen = manifest.files, set()
-    for tar, member in _members(archive):
-        if member.name in (MANIFEST, SIGNATURE, PUBLIC_KEY):
-            continue
+    while (member := tar.next()) is not None:  # on from the manifest: a stream, read once
         entry = expected.get(member.name)
-        if entry is None or not member.isfile() or member.name in seen:
+        if entry is None or not member.isfile() or member.name in seen or \
+                member.size != entry["size"]:
             raise BackupError(f"{archive}: {member.name!r} is not what the manifest lists "
-                              "(extra, repeated, or not a regular file)")
+                              "(extra, repeated, not a regular file, or another size)")
         seen.add(member.name)
-        handle = tar.extractfile(member)
-        sha256, size = _digest(handle) if handle else ("", 0)
-        if (sha256, size) != (entry["sha256"], entry["size"]):
+        source = tar.extractfile(member)
+        path = staging / member.name
+        ensure_dir(path.parent, 0o700)
+        digest = hashlib.sha256()
+
+        def fill(out: BinaryIO, src: BinaryIO | None = source, hashed: Any = digest) -> None:
+            while src is not None and (chunk := src.read(1 << 20)):
+                hashed.update(chunk)
+                out.write(chunk)
+
+        atomic_write_stream(path, fill, int(entry["mode"]))
+        if digest.hexdigest() != entry["sha256"]:
             raise BackupError(f"{archive}: {member.name} is damaged (its SHA-256 is not the "
                               "manifest's)")
     missing = sorted(set(expected) - seen)
     if missing:
         raise BackupError(f"{archive}: {len(missing)} file(s) missing, {missing[0]} first")
-
-
-def restore(archive: Path, target: Path, fingerprint: str) -> Manifest:
-    """Into TARGET (new or empty), only after the signature and every file check out."""
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise BackupError(f"{target} is not empty: restore into a new directory")
-    manifest = read_manifest(archive, fingerprint)
-    _check_files(archive, manifest)
-    manifest.config_name  # noqa: B018  (refused here, before anything is written, if none)
-    check_home_length(target.absolute() / str(manifest.body.get("gnupg", "gnupg")))
-    ensure_dir(target, 0o700)
-    for tar, member in _members(archive):
-        entry = manifest.files.get(member.name)
-        if entry is None:  # the manifest, its signature, the public key: checked above
-            continue
-        path = target / member.name
-        ensure_dir(path.parent, 0o700)
-        source = tar.extractfile(member)
-        atomic_write_stream(path, lambda out, s=source: shutil.copyfileobj(s, out),
-                            int(entry["mode"]))
-    sync_filesystem([target])  # the folders made on the way, too (invariant 14)
-    fsync_dir(target.resolve().parent)
-    return manifest
