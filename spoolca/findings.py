@@ -78,6 +78,8 @@ _STATIC_CODES: dict[str, str] = {
     "request.signature_invalid": "the request's detached signature does not verify",
     "request.signature_expired": "the request's signature or its signing key has expired",
     "request.signer_unknown": "the request is signed by a key not in the signers' keyring",
+    "request.signature_profile_mismatch": "the signer may sign for more than one profile and "
+    "the signature does not name this one (gpg --sig-notation profile@spoolca=PROFILE)",
     "request.signer_not_authorized": "the request's signer is not authorized for the profile",
     "revoke.unparseable": "the revocation request is not the documented JSON",
     "revoke.reason_invalid": "the revocation request names no valid reason",

@@ -215,11 +215,26 @@ class ApplianceKey:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What one detached signature is: `good`, `expired`, `unknown key` or `bad`."""
+    """What one detached signature is: `good`, `expired`, `unknown key` or `bad`; and the
+    signed notations it carries (`--sig-notation name=value`: part of what was signed)."""
 
     kind: str
     fingerprint: str | None
     detail: str
+    notations: tuple[tuple[str, str], ...] = ()
+
+
+def _notations(status: str) -> tuple[tuple[str, str], ...]:
+    """NOTATION_NAME / NOTATION_DATA pairs from gpg's status lines."""
+    found, name = [], None
+    for line in status.splitlines():
+        key, _, value = line.removeprefix("[GNUPG:] ").partition(" ")
+        if key == "NOTATION_NAME":
+            name = value
+        elif key == "NOTATION_DATA" and name is not None:
+            found.append((name, value))
+            name = None
+    return tuple(found)
 
 
 def _verdict(result: gnupg.Verify) -> Verdict:
@@ -242,7 +257,7 @@ def _verdict(result: gnupg.Verify) -> Verdict:
             getattr(result, "key_status", None) or getattr(result, "problems", None):
         return Verdict("bad", None, detail)
     return Verdict("good", str(good[0].get("pubkey_fingerprint") or result.fingerprint).upper(),
-                   detail)
+                   detail, _notations(getattr(result, "stderr", "") or ""))
 
 
 _KEYRING_PREFIX = "spoolca-keyring-"

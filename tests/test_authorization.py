@@ -193,3 +193,69 @@ class TestWholeStick:
         sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
                               cwd=stick / "spoolca-results", capture_output=True, text=True)
         assert sums.returncode == 0, sums.stdout
+
+
+def ra_sign(signer: ApplianceKey, data: bytes, *, notation: str | None = None,
+            textmode: bool = False) -> str:
+    """What an RA runs with its own gpg: a detached signature, with a signed notation
+    (`--sig-notation profile@spoolca=PROFILE`) and in text mode if asked."""
+    import subprocess
+
+    args = ["gpg", "--homedir", str(signer.home), "--batch", "--armor", "--detach-sign",
+            "-u", signer.fingerprint, "-o", "-"]
+    args += ["--sig-notation", notation] if notation else []
+    args += ["--textmode"] if textmode else []
+    return subprocess.run(args, input=data, capture_output=True, check=True).stdout.decode()
+
+
+class TestSignatureBindsTheProfile:
+    """A signature authorizes bytes, not a folder: a request signed for one profile and
+    moved into another is not issued under it when its signer may sign both."""
+
+    @pytest.fixture
+    def both(self, guarded: CA, signers) -> CA:
+        """Alice may sign subca requests (guarded) and client requests too."""
+        text = guarded.config.read_text()
+        client = text.index("[profiles.client]")
+        end = text.index("[profiles.subca]")
+        guarded.config.write_text(
+            text[:end].replace("[profiles.client]", "[profiles.client]\nrequire_signature = "
+                               f'true\nauthorized_signers = ["{signers["alice"].fingerprint}"]',
+                               1) + text[end:] if client < end else text)
+        return guarded
+
+    def moved(self, ca: CA, folder: str, signature: str, *, subca: bool) -> str:
+        csr = make_csr("Team CA" if subca else "alice@sample.com", sans=[],
+                       extensions=CA_EXTENSION if subca else ())[1]
+        (ca.incoming / folder).mkdir(exist_ok=True)
+        data = pem(csr)
+        (ca.incoming / folder / "req.csr.asc").write_text(signature(data))
+        ca.submit(f"{folder}/req.csr", data)
+        ca.process()
+        return ca.result("req")
+
+    def test_a_client_request_moved_into_subca_is_refused(self, both: CA, signers):
+        """Signed for client (notation), dropped into subca/: refused, named."""
+        result = self.moved(both, "subca", lambda d: ra_sign(
+            signers["alice"], d, notation="profile@spoolca=client"), subca=True)
+        assert [r["code"] for r in result["reasons"]] == ["request.signature_profile_mismatch"]
+        assert "names the profile 'client'" in result["reasons"][0]["message"]
+
+    def test_a_signature_that_names_no_profile_is_refused_for_a_two_profile_signer(
+            self, both: CA, signers):
+        """Counter-move: subca -> client, signed with no notation by a signer of both."""
+        result = self.moved(both, "client", lambda d: ra_sign(signers["alice"], d),
+                            subca=False)
+        assert [r["code"] for r in result["reasons"]] == ["request.signature_profile_mismatch"]
+        assert "gpg --sig-notation profile@spoolca=client" in result["reasons"][0]["message"]
+
+    def test_the_profile_named_in_the_signature_is_issued(self, both: CA, signers):
+        result = self.moved(both, "subca", lambda d: ra_sign(
+            signers["alice"], d, notation="profile@spoolca=subca"), subca=True)
+        assert result["status"] == "issued", result
+
+    def test_a_signer_of_one_profile_need_not_name_it(self, guarded: CA, signers):
+        """Unchanged for the common case: Alice signs subca requests only."""
+        result = self.moved(guarded, "subca", lambda d: ra_sign(signers["alice"], d),
+                            subca=True)
+        assert result["status"] == "issued", result

@@ -112,7 +112,7 @@ class TestList:
                 "AND not_after > '2026' AND not_after <= '2027' ORDER BY not_after"))
             version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
                                  ).fetchone()[0]
-        assert version == "4" and "certificates_valid_not_after" in plan, plan
+        assert version == "5" and "certificates_valid_not_after" in plan, plan
         assert len(json.loads(issued.run("list", "--json", "--expiring", "400").stdout)) == 2
 
     def test_table(self, issued: CA):

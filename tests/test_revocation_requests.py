@@ -94,6 +94,30 @@ class TestNoReplay:
         assert len(events(revoking, "certificate.revoked")) == 1
         assert events(revoking, "request.republished")[-1]["data"]["serial"] == serial
 
+    def test_changed_line_endings_are_the_same_request(self, revoking: CA, signers):
+        """A text-mode signature verifies over LF and CRLF alike: the same signed hold with
+        CRLF was "new bytes" and held the certificate again after removeFromCRL. Now it is
+        the same request (its canonical text), answered as before, not applied."""
+        from tests.test_authorization import ra_sign
+
+        serial = revoking.result("www")["serial"]
+        body = json.dumps({"serial": serial, "reason": "certificateHold"}, indent=1).encode()
+        signature = ra_sign(signers["alice"], body, textmode=True)
+        (revoking.incoming / "revoke").mkdir(exist_ok=True)
+        (revoking.incoming / "revoke" / "hold.json.asc").write_text(signature)
+        revoking.submit("revoke/hold.json", body)
+        revoking.process()
+        assert state(revoking, serial)[1] == "certificateHold"
+        assert revoking.run("revoke", serial, "--reason", "removeFromCRL").returncode == 0
+        (revoking.incoming / "revoke" / "crlf.json.asc").write_text(signature)
+        revoking.submit("revoke/crlf.json", body.replace(b"\n", b"\r\n"))
+        revoking.process()
+        again = revoking.result("crlf")
+        assert again["status"] == "revoked" and again["request_sha256"] == \
+            revoking.result("hold")["request_sha256"]
+        assert state(revoking, serial) == (None, None)  # not held again
+        assert len(events(revoking, "certificate.revoked")) == 1
+
     def test_a_new_request_id_is_a_new_request(self, revoking: CA, signers):
         """Counter-case: the documented way to ask again is a fresh request_id."""
         serial = revoking.result("www")["serial"]

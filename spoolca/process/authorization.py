@@ -15,7 +15,9 @@ from spoolca.errors import ConfigError
 from spoolca.findings import Finding
 from spoolca.openpgp import Keyring
 
-__all__ = ["SignerCheck"]
+__all__ = ["PROFILE_NOTATION", "SignerCheck"]
+
+PROFILE_NOTATION = "profile@spoolca"  # the signed notation naming a request's profile
 
 
 
@@ -33,9 +35,16 @@ class SignerCheck:
     def close(self) -> None:
         self._keyring.close()
 
-    def check(self, data: bytes, signature: bytes | None,
-              authorized: tuple[str, ...]) -> tuple[str | None, Finding | None]:
-        """(signer fingerprint, None) if authorized; else (None, the finding why not)."""
+    def check(self, data: bytes, signature: bytes | None, authorized: tuple[str, ...],
+              profile: str | None = None, elsewhere: frozenset[str] = frozenset()
+              ) -> tuple[str | None, Finding | None]:
+        """(signer fingerprint, None) if authorized; else (None, the finding why not).
+
+        A signature authorizes bytes, not a folder: a request signed for one profile and
+        moved into another would pass if its signer may sign both. So a signer authorized
+        for PROFILE and also for other profiles (ELSEWHERE: their signers) must name the
+        profile in the signature itself, as a signed notation
+        (`gpg --sig-notation profile@spoolca=PROFILE`); a signer of one profile need not."""
         if signature is None:
             return None, Finding("request.signature_missing", "this profile requires a "
                                  "detached signature NAME.csr.asc beside the request")
@@ -53,4 +62,13 @@ class SignerCheck:
             return None, Finding("request.signer_not_authorized", f"the request is signed by "
                                  f"{verdict.fingerprint}, which is not an authorized signer "
                                  "of this profile")
+        named = [value for name, value in verdict.notations if name == PROFILE_NOTATION]
+        if profile is not None and (named or verdict.fingerprint in elsewhere) and \
+                named != [profile]:
+            said = f"names the profile {named[0]!r}" if named else "names no profile"
+            return None, Finding("request.signature_profile_mismatch", f"the signature {said}, "
+                                 f"and its signer may sign for more than one profile: sign "
+                                 f"for this one with gpg --sig-notation "
+                                 f"{PROFILE_NOTATION}={profile} (a request moved to another "
+                                 "folder is not issued under it)")
         return verdict.fingerprint, None

@@ -98,6 +98,12 @@ class BatchProcessor:
         self._linter: CertificateLinter | PooledLinter | None = None
         self._ahead: ReadAhead | None = None
 
+    def _signers_elsewhere(self, name: str) -> frozenset[str]:
+        """Who may sign requests for a profile other than NAME (they must say which)."""
+        return frozenset(f.upper() for other in self.config.profiles.values()
+                         if other.name != name and other.require_signature
+                         for f in other.authorized_signers)
+
     def issuers_for(self, profiles: Iterable[str]) -> set[str]:
         """The CAs these profiles sign with: only their keys are unlocked."""
         known = self.config.profiles
@@ -206,8 +212,9 @@ class BatchProcessor:
             return self.record.rejected_submission(tx, item, findings)
         signer = None
         if profile.require_signature:
-            signer, refusal = self.session.signers().check(item.data or b"", item.signature,
-                                                           profile.authorized_signers)
+            signer, refusal = self.session.signers().check(
+                item.data or b"", item.signature, profile.authorized_signers, profile.name,
+                self._signers_elsewhere(profile.name))
             if refusal is not None:  # per submission: the same CSR, signed, may come again
                 return self.record.rejected_submission(tx, item, [refusal])
         earlier_profile = state.identities.get(item.identity)

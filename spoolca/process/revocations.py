@@ -10,11 +10,13 @@ The format, documented in the README:
 the reasons in outgoing/NAME/result.json, and nothing is revoked.
 
 Revocation requests have the request lifecycle (invariant 10): claimed into work/ like
-CSRs, identified by the SHA-256 of the file, answered exactly once in the same
-transaction as the revocation itself, finished after a crash as revocations. The same
-bytes again are answered with the earlier result and never applied again: a signed
-certificateHold brought back after the hold was lifted does not hold the certificate a
-second time. A new request with the same content must differ (a new `request_id`).
+CSRs, identified by the SHA-256 of their canonical text (line endings and trailing
+blanks aside: a text-mode signature verifies over LF and CRLF alike), answered exactly
+once in the same transaction as the revocation itself, finished after a crash as
+revocations. The same request again, in any line endings, is answered with the earlier
+result and never applied again: a signed certificateHold brought back after the hold was
+lifted does not hold the certificate a second time. A new request with the same content
+must differ (a new `request_id`).
 """
 
 from __future__ import annotations
@@ -121,14 +123,25 @@ def answer_revocations(session: CASession, claimed: Sequence[Claimed]) -> list[O
     return outcomes
 
 
+def canonical_text(data: bytes) -> bytes:
+    """What an OpenPGP text-mode signature covers, whatever the line endings: a signed
+    request with CRLF where it had LF is the same request (its signature verifies over
+    both), so its identity is this text's hash, not its bytes'. Lines end in LF, trailing
+    spaces and tabs go, and so do trailing empty lines."""
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return b"\n".join(line.rstrip(b" \t") for line in lines).rstrip(b"\n")
+
+
 def _answer(session: CASession, claimed: Claimed) -> Outcome:
     read = read_untrusted(claimed.path, session.config.max_request_bytes)
-    identity = request_sha256(read.data or b"")
+    identity = request_sha256(canonical_text(read.data or b""))
+    file_sha256 = request_sha256(read.data or b"")
     now = session.now("revocation")
     with session.store.transaction("revoke-request", now, signing="revocation") as tx:
-        earlier = session.store.earlier_answer(identity, "revoke") if read.data else None
+        earlier = session.store.earlier_request_answer(identity, "revoke") or \
+            session.store.earlier_answer(file_sha256, "revoke") if read.data else None
         if earlier is not None:
-            outcome = _republished(session, tx, claimed, identity, earlier)
+            outcome = _republished(session, tx, claimed, identity, earlier, file_sha256)
         else:
             try:
                 with tx.savepoint():
@@ -139,7 +152,8 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
             except Exception as exc:  # invariant 9: one request's failure is its own answer
                 _log.error("revocation request failed", file=claimed.file_name, exc_info=exc)
                 serial, signer, refusals = None, None, [Finding.internal_error()]
-            outcome = _recorded(session, tx, claimed, identity, serial, signer, refusals)
+            outcome = _recorded(session, tx, claimed, identity, serial, signer, refusals,
+                                file_sha256)
     session.publish([PublishJob(outcome.output_name, outcome.files, {}, claimed.path,
                                 claimed.file_name, claimed.signature)])
     _log.info("revocation request", file=claimed.file_name, outcome=str(outcome.status),
@@ -182,12 +196,13 @@ def tx_time(tx: Tx) -> dt.datetime:
 
 
 def _recorded(session: CASession, tx: Tx, claimed: Claimed, identity: str,
-              serial: str | None, signer: str | None, refusals: list[Finding]) -> Outcome:
+              serial: str | None, signer: str | None, refusals: list[Finding],
+              file_sha256: str) -> Outcome:
     status = Status.REJECTED if refusals else Status.REVOKED
     reasons = [f.as_dict() for f in refusals]
     name = session.allocate_name(tx, claimed.file_name, identity)
-    tx.add_submission(identity, claimed.file_name, name, "revoke", status, reasons, identity,
-                      signer, claim=claimed.claim, serial=serial)
+    tx.add_submission(identity, claimed.file_name, name, "revoke", status, reasons,
+                      file_sha256, signer, claim=claimed.claim, serial=serial)
     if refusals:
         tx.record("revocation_request.rejected", {"file": claimed.file_name, "name": name,
                                                   "codes": [f.code for f in refusals]})
@@ -198,11 +213,13 @@ def _recorded(session: CASession, tx: Tx, claimed: Claimed, identity: str,
 
 
 def _republished(session: CASession, tx: Tx, claimed: Claimed, identity: str,
-                 earlier: SubmissionRecord) -> Outcome:
-    """The same signed bytes again: the earlier answer, never a second revocation."""
+                 earlier: SubmissionRecord, file_sha256: str) -> Outcome:
+    """The same signed request again (whatever its line endings): the earlier answer,
+    never a second revocation."""
     name = session.allocate_name(tx, claimed.file_name, identity)
     tx.add_submission(identity, claimed.file_name, name, "revoke", earlier.status,
-                      earlier.findings, identity, claim=claimed.claim, serial=earlier.serial)
+                      earlier.findings, file_sha256, claim=claimed.claim,
+                      serial=earlier.serial)
     tx.record("request.republished", {"name": name, "file": claimed.file_name,
                                       "request_sha256": identity,
                                       "status": str(earlier.status), "serial": earlier.serial})

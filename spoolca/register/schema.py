@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,6 +68,7 @@ CREATE TABLE submissions (
 CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
 CREATE INDEX submissions_output ON submissions (output_name);
 CREATE INDEX submissions_file ON submissions (file_sha256);
+CREATE INDEX submissions_request ON submissions (request_sha256);
 CREATE TABLE media_files (
     medium TEXT NOT NULL,       -- UUID, else label, else mount path
     file_sha256 TEXT NOT NULL,
@@ -126,5 +127,11 @@ INSERT OR IGNORE INTO meta (key, value) SELECT 'clock_floor', t FROM (SELECT MAX
     UNION ALL SELECT MAX(revoked_at) FROM certificates WHERE revoked_at IS NOT NULL
     UNION ALL SELECT MAX(time) FROM audit)) WHERE t IS NOT NULL;
 UPDATE meta SET value = '4' WHERE key = 'schema_version';
+""",
+    # From schema 4: a revocation request's earlier answer is found by what it says (its
+    # canonical text), not by its bytes.
+    4: """
+CREATE INDEX IF NOT EXISTS submissions_request ON submissions (request_sha256);
+UPDATE meta SET value = '5' WHERE key = 'schema_version';
 """,
 }

@@ -331,6 +331,15 @@ class Store:
                                  (file_sha256, profile)).fetchone()
         return _submission(row) if row else None
 
+    def earlier_request_answer(self, request_sha256: str, profile: str
+                               ) -> SubmissionRecord | None:
+        """The first recorded answer to a request with this identity under this profile
+        (a revocation request: the SHA-256 of its canonical text)."""
+        row = self._conn.execute(_SUBMISSION_SELECT + " WHERE s.request_sha256 = ? AND "
+                                 "s.profile = ? ORDER BY s.id LIMIT 1",
+                                 (request_sha256, profile)).fetchone()
+        return _submission(row) if row else None
+
     def answered(self, file_sha256s: list[str]) -> int:
         """How many of these files (by their bytes) already have a recorded result."""
         marks = ",".join("?" * len(file_sha256s)) or "''"
