@@ -216,6 +216,61 @@ class TestDiscrepancies:
         assert not (secrets_dir / "state").exists()
 
 
+class TestOnlyTheSource:
+    """An import reads the source folder's own files and nothing else (invariant 16)."""
+
+    def test_a_link_out_of_the_folder_is_not_read_or_published(self, secrets_dir: Path):
+        """certs/x.pem -> a secret outside the folder put the secret's SHA-256 into the
+        ca.imported entry, exported on every stick. Now links are not followed; the entry
+        lists only files that went into the import."""
+        import hashlib
+
+        source = flat_ca(secrets_dir, secrets_dir / "old-pw")
+        secret = secrets_dir / "ca-passphrase"
+        secret.write_bytes(b"the new CA's passphrase\n")
+        (source / "certs").mkdir(exist_ok=True)
+        (source / "certs" / "x.pem").symlink_to(secret)
+        (source / "elsewhere").symlink_to(secrets_dir, target_is_directory=True)
+        (source / "notes.pem").write_text("not a certificate of this CA\n")
+        ca = imported("openssl", source, secrets_dir)
+        entry = json.loads(ca.run("audit", "show", "--json", "--event", "ca.imported").stdout)
+        read = entry[0]["data"]["files_read"]
+        assert hashlib.sha256(secret.read_bytes()).hexdigest() not in read.values()
+        assert not any(name.startswith(("certs/", "elsewhere/")) for name in read), read
+        assert "notes.pem" not in read and "index.txt" in read and "cacert.pem" in read
+
+    def test_openssl_cnf_naming_a_file_outside_is_refused(self, secrets_dir: Path):
+        """openssl.cnf may name any path: its database outside the folder is refused with
+        one sentence, nothing written."""
+        source = flat_ca(secrets_dir, secrets_dir / "old-pw")
+        shutil.copy(source / "index.txt", secrets_dir / "outside-index.txt")
+        cnf = source / "openssl.cnf"
+        text = cnf.read_text()
+        database = next(line for line in text.splitlines() if line.startswith("database"))
+        cnf.write_text(text.replace(database,
+                                    f"database = {secrets_dir / 'outside-index.txt'}"))
+        done = import_("openssl", source, secrets_dir)
+        assert done.returncode == 1 and "is outside" in done.stderr
+        assert "an import reads only the CA folder's own files" in done.stderr
+        assert not (secrets_dir / "state").exists()
+
+    def test_an_index_subject_unlike_its_certificate_is_a_discrepancy(self,
+                                                                      secrets_dir: Path):
+        """A hostile index.txt naming another subject, with a terminal escape in it: the
+        import refuses (index-subject-mismatch), the escape shown, never sent raw; resolved,
+        the certificate's subject is registered."""
+        source = flat_ca(secrets_dir, secrets_dir / "old-pw")
+        index = source / "index.txt"
+        index.write_text(index.read_text().replace("/CN=a.sample.com",
+                                                   "/CN=evil\x1b[2J.sample.com", 1))
+        done = import_("openssl", source, secrets_dir)
+        assert done.returncode == 1 and "index-subject-mismatch" in done.stderr
+        assert "\x1b" not in done.stderr and "\\x1b" in done.stderr
+        ca = imported("openssl", source, secrets_dir, "--resolve",
+                      "index-subject-mismatch=certificate")
+        assert "evil" not in ca.run("list").stdout
+
+
 def test_the_kept_howto_config_is_the_seeds():
     """tests/root-howto-openssl.cnf is the seed how-to's block, byte for byte."""
     from tests.oldca import HOWTO_CNF, SEED, howto_cnf

@@ -43,9 +43,11 @@ from spoolca.authority.importsource import (
     read_file,
     read_source,
     token_uri,
+    used,
 )
 from spoolca.authority.newkeys import NewCAKey
 from spoolca.configtext import render_config
+from spoolca.dn import oneline
 from spoolca.errors import KeyStoreError, SpoolcaError
 from spoolca.keys.algorithms import PrivateKey, generate_like, spki
 from spoolca.keys.filekey import FileKeySigner
@@ -171,6 +173,7 @@ def _ca_key(source: Source, ca: SourceCA, source_passphrase: bytes | None,
 
 def _source_key(source: Source, ca: SourceCA, passphrase: bytes | None) -> PrivateKey:
     data = read_file(source, ca.key_file)
+    used(source, ca.key_file)
     try:
         try:
             key = serialization.load_pem_private_key(data, passphrase)
@@ -247,12 +250,14 @@ def _populate(tx: Tx, source: Source, resolutions: Mapping[str, str], now: dt.da
             # registered as SERIAL@root (the register keys certificates by serial alone).
             key = f"{entry.serial}@root" if ca.role == "root" and entry.serial in leaves \
                 else entry.serial
-            _add(tx, ca.role, key, entry.subject, cert, entry.revoked_at,
+            # The index's own spelling (export-index gives it back byte for byte), unless
+            # it differs from the certificate's: then the certificate's (resolved so).
+            subject = entry.subject if entry.subject == oneline(cert.subject) else \
+                oneline(cert.subject)
+            _add(tx, ca.role, key, subject, cert, entry.revoked_at,
                  entry.reason, entry.invalidity, requests, tally)
         for serial, cert in ca.unlisted.items():
             if resolutions.get("unlisted-certificate") == "import":
-                from spoolca.dn import oneline
-
                 _add(tx, ca.role, serial, oneline(cert.subject), cert, None, None, None,
                      requests, tally)
             else:

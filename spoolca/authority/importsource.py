@@ -1,6 +1,9 @@
 """A CA made by hand (the OpenSSL how-tos) or by easy-rsa, read and checked before import.
 
-Nothing is written here. Every file read is hashed (the import's audit entry lists them),
+Nothing is written here, and only the source is read: no link is followed (to a file or
+a folder, or in a path openssl.cnf names), nothing outside the folder is opened, and
+every file is capped. Every file that goes into the import is hashed (the import's audit
+entry lists those, and only those),
 and every disagreement between the files is a Discrepancy: an index line without its
 certificate, a certificate the index does not list, a serial file behind the largest
 serial, a key that does not belong to its certificate, two valid certificates for one
@@ -15,8 +18,11 @@ takes easy-rsa's pki/ (ca.crt, private/ca.key, issued/, certs_by_serial/, revoke
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -24,12 +30,17 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from spoolca.dn import oneline
 from spoolca.errors import SpoolcaError
 from spoolca.keys.algorithms import spki
 from spoolca.register.openssl_index import IndexEntry, IndexFileError, parse_index
+from spoolca.untrusted import read_untrusted
 
 __all__ = ["Discrepancy", "Source", "SourceCA", "key_matches", "read_file", "read_source",
-           "token_uri"]
+           "token_uri", "used"]
+
+MAX_FILE = 16 << 20    # a certificate, key, request or openssl.cnf is far smaller
+MAX_INDEX = 512 << 20  # index.txt of a few million certificates
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 _PEM_CSR = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----.+?-----END (?:NEW )?"
@@ -78,8 +89,8 @@ class Source:
 
 def read_source(folder: Path, kind: str) -> Source:
     """The source CA directory, read and checked; SpoolcaError if it is not one."""
-    if not folder.is_dir():
-        raise SpoolcaError(f"{folder} is not a directory")
+    if not folder.is_dir() or folder.is_symlink():
+        raise SpoolcaError(f"{folder} is not a directory (a link to one is not followed)")
     source = Source(kind, folder.resolve(), [], [], {}, [])
     if kind == "easyrsa":
         source.cas.append(_easyrsa_ca(source, source.folder))
@@ -108,6 +119,7 @@ def _find_requests(source: Source) -> None:
         try:
             for block in blocks or [data]:
                 source.csrs.append((path, _load_csr(block)))
+            used(source, path)
         except ValueError:
             source.problems.append(Discrepancy("unreadable-request", f"{_rel(source, path)} "
                                                "is not a PEM or DER CSR", ("skip",)))
@@ -119,8 +131,9 @@ def _openssl_ca(source: Source, folder: Path, role: str) -> SourceCA:
     cnf = folder / "openssl.cnf"
     settings: dict[str, str] = {}
     policy: dict[str, str] = {}
-    if cnf.is_file():
+    if os.path.lexists(cnf):
         sections = _parse_cnf(read_file(source, cnf).decode("utf-8", "replace"))
+        used(source, cnf)
         section = sections.get(sections.get("ca", {}).get("default_ca", "CA_default"), {})
         settings = {key: _rebase(value, section.get("dir", ""), folder)
                     for key, value in section.items()}
@@ -158,12 +171,14 @@ def _ca(source: Source, role: str, folder: Path, certificate: Path, key: Path, i
         cert = x509.load_pem_x509_certificate(read_file(source, certificate))
     except ValueError:
         raise SpoolcaError(f"{certificate} is not a PEM certificate") from None
-    if not index.is_file():
+    used(source, certificate)
+    if not os.path.lexists(index):
         raise SpoolcaError(f"the {role} CA's database {index} is missing")
     try:
-        entries = parse_index(read_file(source, index))
+        entries = parse_index(read_file(source, index, MAX_INDEX))
     except IndexFileError as exc:
-        raise SpoolcaError(f"{index}: {exc}") from None
+        raise SpoolcaError(f"{index}: {_shown(str(exc))}") from None
+    used(source, index)
     issued, unlisted = _issued_by(source, folder, cert, {e.serial for e in entries})
     ca = SourceCA(role, folder, cert, key, index, entries, issued, unlisted,
                   _counter(source, crlnumber), policy, preserve, email)
@@ -201,6 +216,11 @@ def _check_index(source: Source, ca: SourceCA) -> None:
                 "missing-certificate", f"{where}: no certificate file with this serial "
                 f"issued by the {ca.role} CA", ("skip",)))
             continue
+        if entry.subject != oneline(cert.subject):
+            source.problems.append(Discrepancy(
+                "index-subject-mismatch", f"{where}: the index says the subject is "
+                f"{_shown(entry.subject)}, its certificate {_shown(oneline(cert.subject))}",
+                ("certificate",)))
         ends = cert.not_valid_after_utc
         if ends != entry.expiry:
             source.problems.append(Discrepancy(
@@ -256,26 +276,66 @@ def _issued_by(source: Source, folder: Path, ca: x509.Certificate, listed: set[s
             serial = f"{cert.serial_number:X}"
             serial = serial if len(serial) % 2 == 0 else "0" + serial
             (issued if serial in listed else unlisted).setdefault(serial, cert)
+            used(source, path)
     return issued, unlisted
 
 
 def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    found = {path for pattern in patterns for path in folder.rglob(pattern) if path.is_file()}
+    """Regular files under FOLDER matching PATTERNS; no link followed, to a file or a
+    folder (a link in a CA folder could point anywhere: certs/x.pem -> /root/secret)."""
+    found = []
+    for top, folders, names in os.walk(folder, followlinks=False):
+        folders[:] = [f for f in folders if not os.path.islink(os.path.join(top, f))]
+        for name in names:
+            path = Path(top) / name
+            if any(fnmatch.fnmatch(name, p) for p in patterns) and _regular(path):
+                found.append(path)
     return sorted(found)
 
 
-def read_file(source: Source, path: Path) -> bytes:
-    """The file's bytes, its SHA-256 recorded for the audit entry (read once)."""
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _within(source: Source, path: Path) -> Path:
+    """PATH, if it lies in the source folder and no part of it is a link; else one
+    sentence: an import reads only the source (openssl.cnf may name any path)."""
+    absolute = Path(os.path.abspath(path))
+    if os.path.realpath(absolute) != str(absolute) or not absolute.is_relative_to(
+            source.folder):
+        raise SpoolcaError(f"{_shown(str(path))} is outside {source.folder} or reached "
+                           "through a symbolic link: an import reads only the CA folder's own "
+                           "files; copy the file into it (and name it relative to it)")
+    return absolute
+
+
+def read_file(source: Source, path: Path, limit: int = MAX_FILE) -> bytes:
+    """The file's bytes (a regular file of the source, not through a link, at most LIMIT
+    bytes), read once; `used` lists it for the audit entry."""
     cached = source.cache.get(path)
     if cached is not None:
         return cached
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SpoolcaError(f"failed to read {path}: {exc.strerror}") from None
-    source.read[_rel(source, path)] = hashlib.sha256(data).hexdigest()
-    source.cache[path] = data
-    return data
+    read = read_untrusted(_within(source, path), limit)
+    if read.data is None and read.problem != "file.empty":
+        raise SpoolcaError(f"failed to read {_shown(str(path))}: "
+                           f"{read.problem} ({read.detail})")
+    source.cache[path] = read.data or b""
+    return source.cache[path]
+
+
+def used(source: Source, path: Path) -> None:
+    """PATH went into the import: its SHA-256 goes into the audit entry."""
+    source.read[_rel(source, path)] = hashlib.sha256(source.cache.get(path, b"")).hexdigest()
+
+
+def _shown(text: str) -> str:
+    """Text from the source for a message: control characters escaped, never sent raw to
+    the operator's terminal (an index.txt may hold anything)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def _rel(source: Source, path: Path) -> str:
@@ -289,9 +349,10 @@ def _rel(source: Source, path: Path) -> str:
 
 def _counter(source: Source, path: Path) -> int | None:
     """serial / crlnumber: one hexadecimal number, the next the old CA would use."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    text = read_file(source, path).decode("ascii", "replace").strip()
+    text = read_file(source, path, 64).decode("ascii", "replace").strip()
+    used(source, path)
     try:
         return int(text, 16)
     except ValueError:
@@ -301,8 +362,8 @@ def _counter(source: Source, path: Path) -> int | None:
 def _first_file(folder: Path, named: str | None, defaults: tuple[str, ...], what: str) -> Path:
     candidates = [Path(named)] if named else [folder / d for d in defaults]
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        if _regular(candidate) or (named and os.path.lexists(candidate)):
+            return candidate  # a named link is refused with its reason when it is read
     raise SpoolcaError(f"{what} is not in {folder} (looked for "
                        f"{', '.join(str(c) for c in candidates)})")
 
