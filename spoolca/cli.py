@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = io.StringIO()  # nothing left to flush at exit
         return 141
     except Exception as exc:  # a bug: one sentence, and where its traceback was kept
-        from spoolca.register.store import damaged
+        from spoolca.register.damage import damaged
 
         damage = damaged(exc)
         if damage is not None:  # a damaged disk is not a bug: what to do, and exit 3

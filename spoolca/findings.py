@@ -90,6 +90,9 @@ _STATIC_CODES: dict[str, str] = {
     "new key is needed",
     "request.profile_conflict": "the same CSR was submitted under another profile; "
     "one CSR gets one decision",
+    "note.subject_reencoded": "informational, never a reason: the request's subject was "
+    "laxly encoded (as node-forge, PKI.js or Latin-1 tools write it) and was re-encoded; "
+    "the signature was checked over the bytes as sent",
     "note.extensions_overridden": "informational, never a reason: the request asked for "
     "usage extensions within what the profile grants; the profile's own were issued",
     "result.certificate_not_held": "the request was issued before a restore; this appliance "

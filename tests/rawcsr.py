@@ -37,9 +37,10 @@ def extension(dotted: str, value: bytes, critical: bool = False) -> bytes:
     return sequence(oid(dotted), tlv(0x01, b"\xff") if critical else b"", octets(value))
 
 
-def raw_csr(*, name: x509.Name, key: ec.EllipticCurvePrivateKey | None = None,
+def raw_csr(*, name: x509.Name | bytes, key: ec.EllipticCurvePrivateKey | None = None,
             extensions: Sequence[bytes] = (), version: int = 0) -> tuple[object, bytes]:
-    """A DER CSR with exactly these extensions (raw DER), signed with an ECDSA key."""
+    """A DER CSR with exactly these extensions (raw DER), signed with an ECDSA key; NAME
+    as raw DER bytes where its encoding itself is under test."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     spki = key.public_key().public_bytes(serialization.Encoding.DER,
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -48,10 +49,17 @@ def raw_csr(*, name: x509.Name, key: ec.EllipticCurvePrivateKey | None = None,
         attribute = sequence(oid(_EXTENSION_REQUEST),
                              tlv(0x31, sequence(*extensions)))
         attributes = attribute
-    info = sequence(tlv(0x02, bytes([version])), name.public_bytes(), spki,
+    name_der = name if isinstance(name, bytes) else name.public_bytes()
+    info = sequence(tlv(0x02, bytes([version])), name_der, spki,
                     tlv(0xA0, attributes))
     signature = key.sign(info, ec.ECDSA(hashes.SHA256()))
     return key, sequence(info, sequence(oid(_ECDSA_SHA256)), tlv(0x03, b"\x00" + signature))
+
+
+def name_of(*pairs: tuple[str, int, bytes]) -> bytes:
+    """A subject, one RDN per (OID, string tag, value bytes), encoded as given."""
+    return sequence(*(tlv(0x31, sequence(oid(dotted), tlv(tag, value)))
+                      for dotted, tag, value in pairs))
 
 
 def x400_san() -> bytes:

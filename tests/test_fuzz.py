@@ -128,6 +128,28 @@ class TestCSRLoader:
         data = pem(x509.load_der_x509_csr(SEEDS[1]))
         judge(data[: cut % (len(data) + 1)], config, issuer)
 
+    @FUZZ
+    @given(rdns=st.lists(st.lists(st.tuples(
+        st.sampled_from(["2.5.4.3", "2.5.4.6", "2.5.4.10", "2.5.4.7", "1.2.840.113549.1.9.1"]),
+        st.sampled_from([0x13, 0x14, 0x0C, 0x16, 0x1E, 0x01, 0x04, 0x30]),
+        st.binary(max_size=24)), min_size=1, max_size=4), max_size=5))
+    def test_lax_subjects_signed_as_sent(self, rdns: list, config: Config,
+                                         issuer: x509.Certificate):
+        """Any subject of string-ish attributes, properly signed (x509.laxcsr): a decision
+        or a finding, and a request that loads has a valid signature over what was sent."""
+        from spoolca.der import sequence, tlv
+        from tests.rawcsr import oid, raw_csr
+
+        name = sequence(*(tlv(0x31, b"".join(sequence(oid(o), tlv(t, v)) for o, t, v in rdn))
+                          for rdn in rdns))
+        _key, data = raw_csr(name=name)
+        judge(data, config, issuer)
+        try:
+            request = load_request(data)
+        except CSRError:
+            return
+        assert request.signature_valid, (name.hex(), request.repairs)
+
 
 class TestNames:
     @FUZZ

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spoolca"
 LAYERS = [
     ("floor", {"errors", "fsutil", "children", "log", "der", "dn", "findings", "config",
                "configtext", "openpgp", "untrusted", "memory", "tomlreader", "progress",
-               "dnattributes", "constraints"}),
+               "dnattributes", "constraints", "policysettings"}),
     ("keys", {"keys"}),
     ("x509", {"x509"}),
     ("register", {"register"}),

@@ -8,6 +8,7 @@ judged by `openssl verify`, and its certificate carries the requested key byte f
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -16,9 +17,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
+from spoolca.der import sequence, tlv
 from spoolca.x509.csr import load_request
 from tests.pki import CA, openssl
+from tests.rawcsr import extension, name_of, raw_csr
 
 SUBJECT = "/C=US/ST=New York/O=The Sample Company/CN={}"
 TOOLS = Path(__file__).parent / "tools"
@@ -160,3 +164,82 @@ class TestKeytool:
             "-ext", "KU=digitalSignature", "-file", str(tmp_path / "r.csr"))
         body = issue(ca, "server", "keytool", (tmp_path / "r.csr").read_bytes())
         assert [n["code"] for n in body["notes"]] == ["note.extensions_overridden"]
+
+
+JS = TOOLS / "js"
+
+
+def node_tool(script: str, *args: str) -> bytes:
+    """A CSR made by SCRIPT (tests/tools/js) with the library it names, under node."""
+    node = need("node")
+    if not (JS / "node_modules").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("tests/tools/js/node_modules is missing; .ci/run must npm ci")
+        pytest.skip("npm ci --prefix tests/tools/js has not been run")
+    return run(node, str(JS / script), *args).encode()
+
+
+def pem_body(pem: bytes) -> bytes:
+    """The DER inside one PEM block (cryptography will not load a lax request)."""
+    lines = pem.decode().strip().splitlines()
+    return base64.b64decode("".join(lines[1:-1]))
+
+
+def reencoded(body: dict) -> list[str]:
+    return [n["message"] for n in body.get("notes", []) if n["code"] == "note.subject_reencoded"]
+
+
+class TestLaxSubjects:
+    """node-forge, PKI.js and Latin-1 tools encode the subject laxly; OpenSSL takes it."""
+
+    def test_node_forge_client_request_with_an_email_cn(self, ca: CA):
+        """forge writes `alice@sample.com` as a PrintableString (`@` is not one)."""
+        data = node_tool("forge.js", "alice@sample.com")
+        body = issue(ca, "client", "forge", data)
+        assert any("PrintableString" in note for note in reencoded(body)), body
+        cert = x509.load_pem_x509_certificate((ca.outgoing / "forge" / "cert.pem").read_bytes())
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+            "alice@sample.com"
+
+    def test_pkijs_server_request_with_one_unsorted_rdn(self, ca: CA):
+        """PKI.js's example puts C, ST, O and CN in one RDN, not in DER order."""
+        data = node_tool("pkijs.mjs", "pkijs.sample.com")
+        body = issue(ca, "server", "pkijs", data)
+        assert any("DER order" in note for note in reencoded(body)), body
+
+    def test_a_latin1_t61string_subject(self, ca: CA):
+        """An old tool's T61String `Zürich`: issued as the UTF-8 it means."""
+        name = name_of(("2.5.4.6", 0x13, b"US"), ("2.5.4.8", 0x13, b"New York"),
+                       ("2.5.4.7", 0x14, "Zürich".encode("latin-1")),
+                       ("2.5.4.10", 0x13, b"The Sample Company"),
+                       ("2.5.4.3", 0x13, b"t61.sample.com"))
+        _key, data = raw_csr(name=name, extensions=[
+            extension("2.5.29.17", sequence(tlv(0x82, b"t61.sample.com")))])
+        body = issue(ca, "server", "t61", data)
+        assert any("T61String" in note for note in reencoded(body)), body
+        cert = x509.load_pem_x509_certificate((ca.outgoing / "t61" / "cert.pem").read_bytes())
+        localities = cert.subject.get_attributes_for_oid(NameOID.LOCALITY_NAME)
+        assert [a.value for a in localities] in ([], ["Zürich"]), cert.subject
+
+    def test_a_lax_subject_with_a_changed_byte_is_refused(self, ca: CA):
+        """The repair never launders a signature: the bytes as sent must verify."""
+        data = bytearray(pem_body(node_tool("forge.js", "bob@sample.com")))
+        at = bytes(data).index(b"bob@sample.com")
+        data[at] = ord("x")  # xob@sample.com, the signature is over bob's
+        ca.submit("client/tampered.csr", bytes(data))
+        ca.process()
+        body = ca.result("tampered")
+        assert body["status"] == "rejected"
+        assert "csr.signature_invalid" in [r["code"] for r in body["reasons"]], body
+
+    def test_a_subject_that_is_not_der_is_refused_in_one_sentence(self, ca: CA):
+        """A BOOLEAN where a string belongs: one sentence naming the subject, no debug."""
+        name = name_of(("2.5.4.3", 0x01, b"\xff"))
+        _key, data = raw_csr(name=name)
+        ca.submit("server/garbled.csr", data)
+        ca.process()
+        body = ca.result("garbled")
+        assert body["status"] == "rejected"
+        (reason,) = [r for r in body["reasons"] if r["code"] == "csr.unparseable"]
+        assert "subject" in reason["message"] and "openssl req" in reason["message"], reason
+        assert "ParseError" not in reason["message"] and "kind:" not in reason["message"]

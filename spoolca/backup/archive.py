@@ -230,8 +230,7 @@ def restore(archive: Path, target: Path, fingerprint: str) -> Manifest:
             remove_tree(staging)
             remove_empty_dirs(missing)  # and the folders made on the way: nothing left
             raise
-    if target.exists():
-        target.rmdir()  # empty, as checked
+    remove_empty_dirs([target])  # empty, as checked
     move(staging, target)
     sync_filesystem([target])  # the folders made on the way, too (invariant 14)
     fsync_dir(target.resolve().parent)

@@ -36,7 +36,7 @@ class Folder:
                      dir_fd=self.fd)
         return Folder(fd, f"{self.shown}/{name}")
 
-    def mkdir(self, name: str, mode: int = SHARED_DIR) -> Folder:
+    def make_folder(self, name: str, mode: int = SHARED_DIR) -> Folder:
         os.mkdir(name, mode, dir_fd=self.fd)
         return self.sub(name)
 

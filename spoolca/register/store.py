@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from spoolca.config import Config
-from spoolca.errors import ClockError, RegisterBehindError, RegisterDamagedError, StoreError
+from spoolca.errors import ClockError, RegisterBehindError, StoreError
 from spoolca.register.chain import GENESIS
 from spoolca.register.clock import DEFAULT_MAX_FORWARD_DAYS, SIGNING_GRACE, ClockGuard
+from spoolca.register.damage import damaged
 from spoolca.register.records import (
     AuditRow,
     CertificateRecord,
@@ -50,26 +51,9 @@ __all__ = [
     "Store",
     "SubmissionRecord",
     "Tx",
-    "damaged",
     "format_time",
     "parse_time",
 ]
-
-_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-
-
-def damaged(exc: BaseException, path: Path | str = "ca.db") -> RegisterDamagedError | None:
-    """The operator's sentence if EXC is SQLite finding the register's file damaged (a
-    failing disk or a bad copy), else None: a bug, or a passing fault, is not that."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    if not isinstance(exc, sqlite3.DatabaseError) or not name.startswith(_DAMAGE):
-        return None
-    return RegisterDamagedError(
-        f"the register {path} is damaged ({exc}): stop the service and restore the latest "
-        "backup into a new directory (spoolca restore ARCHIVE --dir NEW --fingerprint F "
-        "--catch-up DIR, DIR a stick's export or a copy of spool/outgoing/ made since); "
-        "nothing more was written to it")
-
 
 class Store:
     """The open register. One connection, used from one thread at a time."""

@@ -28,7 +28,8 @@ from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.instance import hold_instance_lock
 from spoolca.process.passes import PassSummary, answer, answer_recovered
 from spoolca.process.session import CASession, utc_now
-from spoolca.register.store import Store, damaged
+from spoolca.register.damage import damaged
+from spoolca.register.store import Store
 from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
 from spoolca.service.watch import Watch

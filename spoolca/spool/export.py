@@ -49,7 +49,7 @@ class _Tree:
     def _folder(self, relative: str) -> Folder:
         if relative not in self._folders:
             parent, _, name = relative.rpartition("/")
-            self._folders[relative] = self._folder(parent).mkdir(name)
+            self._folders[relative] = self._folder(parent).make_folder(name)
         return self._folders[relative]
 
     def write(self, relative: str, data: bytes) -> None:
@@ -96,7 +96,7 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
         with Folder.open(target) as stick:
             try:
                 stick.remove_tree(staging)  # a link there is removed, never followed
-                with stick.mkdir(staging) as folder:
+                with stick.make_folder(staging) as folder:
                     tree = _Tree(folder)
                     try:
                         with Progress(len(names), "export", shown=progress) as bar:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 
 from spoolca import der as der_codec
 from spoolca.errors import CSRError
+from spoolca.x509.laxcsr import explain, repair
 
 __all__ = ["Request", "checked_request", "load_request", "request_sha256"]
 
@@ -49,6 +50,8 @@ class Request:
     spki: bytes
     # The key, parsed once; None if cryptography cannot load its type (policy refuses it).
     public_key: object | None
+    # A lax subject encoding made DER-correct (x509.laxcsr): what was re-encoded.
+    repairs: tuple[str, ...] = ()
 
 
 def request_sha256(data: bytes) -> str:
@@ -105,18 +108,19 @@ def _requested_spki(der: bytes) -> bytes:
     return info[start:end]
 
 
-def proof_of_possession(csr: x509.CertificateSigningRequest, key: object | None = None
-                        ) -> bool:
+def proof_of_possession(csr: x509.CertificateSigningRequest, key: object | None = None,
+                        signed: bytes | None = None) -> bool:
     """True if the request's signature verifies with its own public key (KEY, if the
     caller has loaded it already: loading an EC point costs 5 us).
 
     Checked with the key itself, whatever the hash: cryptography's `is_signature_valid`
     refuses SHA-1, which would report a valid signature as invalid. How strong the hash
-    is gets judged apart (policy: csr.signature_hash_weak).
+    is gets judged apart (policy: csr.signature_hash_weak). SIGNED: the bytes the
+    requester signed, where the request was re-encoded (x509.laxcsr).
     """
     try:
         key = key if key is not None else csr.public_key()
-        data, signature = csr.tbs_certrequest_bytes, csr.signature
+        data, signature = signed or csr.tbs_certrequest_bytes, csr.signature
         if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
             key.verify(signature, data)
         elif isinstance(key, rsa.RSAPublicKey):
@@ -175,20 +179,30 @@ def checked_request(der: bytes, signature_valid: bool) -> Request:
 
 
 def _request(der: bytes, signature_valid: bool | None) -> Request:
+    repaired = None
     try:
-        csr, subject, extensions = _parse(der)
+        try:
+            csr, subject, extensions = _parse(der)
+        except CSRError:
+            raise
+        except Exception:
+            repaired = repair(der)  # only a lax subject encoding? (OpenSSL takes those)
+            if repaired is None:
+                raise
+            csr, subject, extensions = _parse(repaired.der)
         spki = _requested_spki(der)
     except CSRError:
         raise
     except Exception as exc:
-        detail = str(exc).split("\n")[0][:200] or type(exc).__name__
-        raise CSRError("csr.unparseable", f"not a valid PKCS#10 request: {detail}") from None
+        raise CSRError("csr.unparseable", explain(str(exc).split("\n")[0][:400], der)) from None
     try:
         public_key: object | None = csr.public_key()
     except Exception:  # an unknown or malformed key: key.type_unsupported, not a crash
         public_key = None
     if signature_valid is None:
-        signature_valid = public_key is not None and proof_of_possession(csr, public_key)
+        signature_valid = public_key is not None and proof_of_possession(
+            csr, public_key, repaired.signed if repaired else None)
     return Request(der=der, sha256=request_sha256(der), csr=csr,
                    signature_valid=signature_valid and public_key is not None,
-                   subject=subject, extensions=extensions, spki=spki, public_key=public_key)
+                   subject=subject, extensions=extensions, spki=spki, public_key=public_key,
+                   repairs=repaired.changes if repaired else ())

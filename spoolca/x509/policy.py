@@ -289,6 +289,9 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
     if too_many:  # judged no further: its names would take seconds each step
         return Decision(findings=tuple(findings + too_many))
     extension_findings, notes = check_extensions(request, profile.kind)
+    notes = [*(Finding("note.subject_reencoded", f"the request's subject was re-encoded: "
+                       f"{change}; its signature was checked over the bytes as sent")
+               for change in request.repairs), *notes]
     findings += extension_findings
     grouped = _grouped(request.subject)
     subject_findings, subject = _check_subject(request.subject, grouped, _ca_grouped(issuer),
