@@ -93,6 +93,9 @@ _STATIC_CODES: dict[str, str] = {
     "note.subject_reencoded": "informational, never a reason: the request's subject was "
     "laxly encoded (as node-forge, PKI.js or Latin-1 tools write it) and was re-encoded; "
     "the signature was checked over the bytes as sent",
+    "note.extension_left_out": "informational, never a reason: the request asked for a "
+    "non-critical extension the CA does not issue (OCSP must-staple, an unknown one); the "
+    "certificate was issued without it",
     "note.extensions_overridden": "informational, never a reason: the request asked for "
     "usage extensions within what the profile grants; the profile's own were issued",
     "result.certificate_not_held": "the request was issued before a restore; this appliance "

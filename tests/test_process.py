@@ -374,3 +374,76 @@ class TestExactlyOnce:
         ca.process()
         assert ca.result("crashed")["status"] == "issued"
         assert os.listdir(work) == []
+
+
+class TestEveryReasonTrue:
+    """Issue 25 item 10: every reason is true and said once; nothing dropped unsaid."""
+
+    def test_a_dsa_request_is_refused_for_its_key_not_its_signature(self, ca: CA, tmp_path):
+        """A correctly self-signed DSA request (Windows CSRs can be): openssl verifies it."""
+        openssl("genpkey", "-genparam", "-algorithm", "DSA", "-pkeyopt", "dsa_paramgen_bits:2048",
+                "-out", str(tmp_path / "p"))
+        openssl("req", "-new", "-newkey", f"dsa:{tmp_path / 'p'}", "-nodes", "-keyout",
+                str(tmp_path / "k"), "-subj", "/C=US/ST=New York/O=The Sample Company/"
+                "CN=dsa.sample.com", "-out", str(tmp_path / "r.csr"))
+        openssl("req", "-verify", "-noout", "-in", str(tmp_path / "r.csr"))
+        ca.submit("server/dsa.csr", (tmp_path / "r.csr").read_bytes())
+        ca.process()
+        codes = [r["code"] for r in ca.result("dsa")["reasons"]]
+        assert "key.type_unsupported" in codes
+        assert "csr.signature_invalid" not in codes, codes
+
+    def test_a_dsa_request_with_a_changed_byte_is_still_called_altered(self, ca: CA,
+                                                                       tmp_path):
+        openssl("genpkey", "-genparam", "-algorithm", "DSA", "-pkeyopt", "dsa_paramgen_bits:2048",
+                "-out", str(tmp_path / "p"))
+        openssl("req", "-new", "-newkey", f"dsa:{tmp_path / 'p'}", "-nodes", "-keyout",
+                str(tmp_path / "k"), "-subj", "/C=US/ST=New York/O=The Sample Company/"
+                "CN=dsa.sample.com", "-outform", "DER", "-out", str(tmp_path / "r.der"))
+        data = bytearray((tmp_path / "r.der").read_bytes())
+        at = bytes(data).index(b"dsa.sample.com")
+        data[at] = ord("x")
+        ca.submit("server/dsa2.csr", bytes(data))
+        ca.process()
+        codes = [r["code"] for r in ca.result("dsa2")["reasons"]]
+        assert "csr.signature_invalid" in codes and "key.type_unsupported" in codes, codes
+
+    def test_no_reason_is_given_twice(self, ca: CA):
+        """An IP as CN and in the SAN, on a profile without IPs: one reason, not two."""
+        import ipaddress
+
+        _key, csr = make_csr("10.0.0.1", sans=[x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
+        ca.submit("server/ip.csr", pem(csr))
+        ca.process()
+        reasons = [(r["code"], r["message"]) for r in ca.result("ip")["reasons"]]
+        assert reasons, reasons
+        assert len(reasons) == len(set(reasons)), reasons
+
+    def test_must_staple_asked_is_noted_as_left_out(self, ca: CA, tmp_path):
+        """openssl req -addext tlsfeature=status_request: issued without it, and said so."""
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(tmp_path / "k"), "-subj", "/C=US/ST=New York/"
+                "O=The Sample Company/CN=staple.sample.com", "-addext",
+                "subjectAltName=DNS:staple.sample.com", "-addext", "tlsfeature=status_request",
+                "-out", str(tmp_path / "r.csr"))
+        ca.submit("server/staple.csr", (tmp_path / "r.csr").read_bytes())
+        ca.process()
+        body = ca.result("staple")
+        assert body["status"] == "issued", body
+        notes = {n["code"]: n["message"] for n in body.get("notes", [])}
+        assert "must-staple" in notes.get("note.extension_left_out", ""), body
+        cert = x509.load_pem_x509_certificate((ca.outgoing / "staple" / "cert.pem").read_bytes())
+        assert x509.TLSFeature not in [e.value.__class__ for e in cert.extensions]
+
+    def test_an_unknown_noncritical_extension_is_noted_as_left_out(self, ca: CA, tmp_path):
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(tmp_path / "k"), "-subj", "/C=US/ST=New York/"
+                "O=The Sample Company/CN=odd.sample.com", "-addext",
+                "subjectAltName=DNS:odd.sample.com", "-addext", "1.2.3.4=ASN1:NULL",
+                "-out", str(tmp_path / "r.csr"))
+        ca.submit("server/odd.csr", (tmp_path / "r.csr").read_bytes())
+        ca.process()
+        body = ca.result("odd")
+        assert body["status"] == "issued", body
+        notes = {n["code"]: n["message"] for n in body.get("notes", [])}
+        assert "1.2.3.4" in notes.get("note.extension_left_out", ""), body

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from spoolca import der as der_codec
 from spoolca.errors import CSRError
@@ -130,6 +130,8 @@ def proof_of_possession(csr: x509.CertificateSigningRequest, key: object | None 
             key.verify(signature, data, scheme, csr.signature_hash_algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, data, ec.ECDSA(csr.signature_hash_algorithm))
+        elif isinstance(key, dsa.DSAPublicKey):  # refused for its type, truly signed
+            key.verify(signature, data, csr.signature_hash_algorithm)
         else:
             return False
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):

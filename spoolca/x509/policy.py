@@ -45,6 +45,10 @@ class Decision:
     names: tuple[GeneralName, ...] = field(default=())
     notes: tuple[Finding, ...] = ()  # informational: what was requested and overridden
 
+    def __post_init__(self) -> None:
+        # One reason once: a CN that is also in the SAN is judged twice, said once.
+        object.__setattr__(self, "findings", tuple(dict.fromkeys(self.findings)))
+
     @property
     def accepted(self) -> bool:
         return not self.findings

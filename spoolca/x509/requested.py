@@ -25,6 +25,12 @@ _CA_MANAGED = {
 }
 # Harmless on any request: we compute our own (the seeds' v3_req sends both).
 _IGNORED = {ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.SUBJECT_ALTERNATIVE_NAME}
+# Non-critical requests the CA does not grant, said in result.json (a note, never a reason).
+_LEFT_OUT = {
+    ExtensionOID.TLS_FEATURE: "OCSP must-staple (TLS feature status_request), which this "
+    "CA cannot honour: it publishes CRLs and runs no OCSP responder, and a must-staple "
+    "certificate without OCSP fails where it is enforced",
+}
 _USAGE_FLAGS = ("digital_signature", "content_commitment", "key_encipherment",
                 "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
 
@@ -75,7 +81,7 @@ _USAGE_EXTENSIONS = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
 
 def check_extensions(request: Request, kind: str) -> tuple[list[Finding], list[Finding]]:
     """(refusals, notes) for the extensions a request carries."""
-    findings, requested = [], []
+    findings, requested, left_out = [], [], []
     granted: Grant | None = None
     for ext in request.extensions:
         if ext.oid in _USAGE_EXTENSIONS:
@@ -94,7 +100,13 @@ def check_extensions(request: Request, kind: str) -> tuple[list[Finding], list[F
             findings.append(Finding("csr.extension.unsupported_critical",
                                     f"the request marks extension {ext.oid.dotted_string} "
                                     "critical, and spoolca does not issue it"))
+        elif ext.oid not in _IGNORED:
+            left_out.append(_LEFT_OUT.get(ext.oid, f"extension {ext.oid.dotted_string}"))
     notes = [Finding("note.extensions_overridden", f"the request asked for {'; '.join(requested)}"
                      f"; the certificate carries the {kind} profile's own usage extensions")
              ] if requested else []
+    if left_out:
+        notes.append(Finding("note.extension_left_out", f"the request asked for "
+                             f"{'; '.join(left_out)}: not issued (the certificate carries only "
+                             f"the {kind} profile's extensions and the subjectAltName)"))
     return findings, notes
