@@ -220,18 +220,79 @@ class TestStickIdentity:
         assert trip("bob") == ["bob"]
 
     def test_an_export_without_its_ingest_carries_no_results(self, ca: CA, tmp_path: Path):
-        """Counter-case: a stick with no UUID that brought nothing this trip gets the CA's
-        public files only, never someone's results."""
+        """Counter-case: a stick with no UUID that brought nothing gets the CA's public
+        files only, never someone's results; the stick that brought them, known now by
+        the secret its first export gave it, gets them again."""
         stick = tmp_path / "stick"
         (stick / "server").mkdir(parents=True)
         (stick / "server" / "alice.csr").write_bytes(pem(make_csr("alice.sample.com")[1]))
         assert ca.run("media", "ingest", str(stick)).returncode == 0
         ca.process()
         assert ca.run("media", "export", str(stick)).returncode == 0
-        assert ca.run("media", "export", str(stick)).returncode == 0  # the trip is over
+        secret = (stick / ".spoolca-stick").read_bytes()
+        shutil.rmtree(stick)  # another stick through the same mount point
+        stick.mkdir()
+        assert ca.run("media", "export", str(stick)).returncode == 0
         results = stick / "spoolca-results" / "results"
         assert not results.exists() or os.listdir(results) == []
         assert (stick / "spoolca-results" / "ca" / "ca-chain.pem").exists()
+        (stick / ".spoolca-stick").write_bytes(secret)  # alice's stick again
+        assert ca.run("media", "export", str(stick)).returncode == 0
+        assert os.listdir(results) == ["alice"]
+
+    @staticmethod
+    def identity(tmp_path: Path, uuid: str) -> Path:
+        """What root's blkid read from a stick: its owner chose every byte of it."""
+        path = tmp_path / f"id-{uuid}"
+        path.write_text(f"UUID={uuid}\nLABEL=SPOOLCA\nTYPE=vfat\n")
+        return path
+
+    def test_a_stick_that_copies_a_volume_id_gets_none_of_its_results(self, ca: CA,
+                                                                      tmp_path: Path):
+        """`mkfs.vfat -i` with a victim's volume ID (every export publishes it): the
+        victim's results stay with the victim's stick, which carries its secret."""
+        same = self.identity(tmp_path, "1234-ABCD")
+        victim, thief = tmp_path / "victim", tmp_path / "thief"
+        for stick, name in ((victim, "alice"), (thief, "mallory")):
+            (stick / "server").mkdir(parents=True)
+            (stick / "server" / f"{name}.csr").write_bytes(
+                pem(make_csr(f"{name}.sample.com")[1]))
+        for stick in (victim, thief):
+            assert ca.run("media", "ingest", "--identity", str(same), str(stick)
+                          ).returncode == 0
+            ca.process()
+            assert ca.run("media", "export", "--identity", str(same), str(stick)
+                          ).returncode == 0
+        assert os.listdir(victim / "spoolca-results" / "results") == ["alice"]
+        assert os.listdir(thief / "spoolca-results" / "results") == ["mallory"]
+        # And again, each with its own secret; the victim's secret is in no log.
+        for stick in (victim, thief):
+            assert ca.run("media", "export", "--identity", str(same), str(stick)
+                          ).returncode == 0
+        assert os.listdir(victim / "spoolca-results" / "results") == ["alice"]
+        assert os.listdir(thief / "spoolca-results" / "results") == ["mallory"]
+        secret = (victim / ".spoolca-stick").read_text().strip()
+        assert len(secret) == 64
+        published = b"".join(p.read_bytes() for p in (thief / "spoolca-results").rglob("*")
+                             if p.is_file())
+        assert secret.encode() not in published
+        assert secret.encode() not in (ca.dir / "ca.db").read_bytes()
+
+    def test_a_stick_secret_that_is_a_link_is_replaced_not_followed(self, ca: CA,
+                                                                    tmp_path: Path):
+        """The secret's name is on the stick's side: a link there is removed as a link."""
+        target = tmp_path / "elsewhere"
+        target.write_text("not the stick's")
+        stick = tmp_path / "stick"
+        (stick / "server").mkdir(parents=True)
+        (stick / "server" / "l.csr").write_bytes(pem(make_csr("l.sample.com")[1]))
+        (stick / ".spoolca-stick").symlink_to(target)
+        assert ca.run("media", "ingest", str(stick)).returncode == 0
+        ca.process()
+        assert ca.run("media", "export", str(stick)).returncode == 0
+        assert target.read_text() == "not the stick's"
+        assert not (stick / ".spoolca-stick").is_symlink()
+        assert os.listdir(stick / "spoolca-results" / "results") == ["l"]
 
 
 class TestLinksOnTheStick:

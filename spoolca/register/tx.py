@@ -253,6 +253,13 @@ class Tx:
         self._conn.execute("INSERT OR IGNORE INTO media_files VALUES (?, ?, ?, ?)",
                            (medium, file_sha256, file_name, self._now))
 
+    def move_media_files(self, old: str, new: str) -> None:
+        """The files medium OLD brought are NEW's (a stick given its secret): OLD has none
+        left, so a stick that copies the old name gets none of them."""
+        self._conn.execute("UPDATE OR IGNORE media_files SET medium = ? WHERE medium = ?",
+                           (new, old))
+        self._conn.execute("DELETE FROM media_files WHERE medium = ?", (old,))
+
 
 def insert_checkpoint(conn: sqlite3.Connection, seq: int, digest: str, body: str,
                       signature: str) -> None:

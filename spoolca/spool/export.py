@@ -31,7 +31,7 @@ from spoolca.progress import Progress
 from spoolca.register.store import Store
 from spoolca.report.facts import Trip, gather
 from spoolca.report.html import render
-from spoolca.spool.medium import Medium, current_trip, end_trip, identify
+from spoolca.spool.medium import Medium, current_trip, end_trip, give_secret, identify, secret_of
 
 __all__ = ["export_to"]
 
@@ -87,14 +87,13 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
     """Write this stick's results and the appliance's public state to it; sync it. A
     failure is one sentence; the trip stays open for a retry."""
     seen = identify(target, identity)
-    medium = current_trip(config, seen)
     outgoing = config.spool_dir / "outgoing"
-    names = [n for n in store.outputs_from_medium(medium.key) if (outgoing / n).is_dir()] \
-        if medium is not None else []
     root, staging = config.results_folder, f".{config.results_folder}.part"
     try:
         with Folder.open(target) as stick:
             try:
+                medium = _owner(config, stick, seen)
+                names = [n for n in _results_of(store, medium) if (outgoing / n).is_dir()]
                 stick.remove_tree(staging)  # a link there is removed, never followed
                 with stick.make_folder(staging) as folder:
                     tree = _Tree(folder)
@@ -120,10 +119,30 @@ def export_to(config: Config, store: Store, key: ApplianceKey, target: Path,
     end_trip(config, seen)
     medium = medium or seen
     with store.transaction("media", now) as tx:
-        tx.record("media.exported", {"medium": {"uuid": medium.uuid, "label": medium.label,
-                                                "path": medium.path},
-                                     "results": names, "audit_head_seq": head_seq})
+        if medium.secret:  # the results its UUID or trip had are its secret's from now on
+            tx.move_media_files(medium.weak_key, medium.key)
+        tx.record("media.exported", {"medium": medium.described(), "results": names,
+                                     "audit_head_seq": head_seq})
     return target / root, names
+
+
+def _owner(config: Config, stick: Folder, seen: Medium) -> Medium | None:
+    """Whose results go on STICK: the owner of the secret it carries, or (giving it one
+    now) its UUID's or this trip's; None for a stick with neither a UUID nor a trip nor
+    a secret (an export without its ingest: the CA's public files only)."""
+    medium = current_trip(config, secret_of(stick, seen))
+    if medium is None:
+        return None
+    return medium if medium.secret else give_secret(stick, medium)
+
+
+def _results_of(store: Store, medium: Medium | None) -> list[str]:
+    """The outgoing/ names of MEDIUM's results: its secret's, and what its UUID or trip
+    brought before the secret (moved to the secret when this export commits)."""
+    if medium is None:
+        return []
+    return sorted({*store.outputs_from_medium(medium.key),
+                   *store.outputs_from_medium(medium.weak_key)})
 
 
 def _what_to_do(exc: OSError) -> str:

@@ -26,7 +26,7 @@ from spoolca.errors import SpoolcaError
 from spoolca.fsutil import Folder, atomic_write, ensure_dir, move, sync_filesystem
 from spoolca.progress import Progress
 from spoolca.register.store import Store
-from spoolca.spool.medium import Medium, identify, start_trip
+from spoolca.spool.medium import Medium, identify, secret_of, start_trip
 from spoolca.spool.tree import (
     COMPANION_SUFFIXES,
     NON_PROFILE_FOLDERS,
@@ -208,9 +208,9 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
         raise SpoolcaError(f"cannot open the stick's folder {source}: {exc.strerror or exc}"
                            " (a symbolic link is not followed: give the stick's own folder)"
                            ) from None
-    report = IngestReport(start_trip(config, identify(source, identity)))
     opened: list[Folder] = []
     with stick:
+        report = IngestReport(start_trip(config, secret_of(stick, identify(source, identity))))
         try:
             candidates = sorted(_walk(stick, set(config.profiles), report,
                                       config.results_folder, config.stick_max_requests,
@@ -224,9 +224,7 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
     with store.transaction("media", now) as tx:
         for item in report.copied:
             tx.add_media_file(report.medium.key, str(item["sha256"]), str(item["as"]))
-        tx.record("media.ingested", {"medium": {"uuid": report.medium.uuid,
-                                                "label": report.medium.label,
-                                                "path": report.medium.path},
+        tx.record("media.ingested", {"medium": report.medium.described(),
                                      "files": report.copied, "skipped": report.skipped,
                                      "skipped_total": report.skipped_total,
                                      "skipped_by_reason": report.skipped_by_reason})

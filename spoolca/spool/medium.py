@@ -1,9 +1,14 @@
-"""Which stick this is (invariant 12): its file system UUID, else the round trip.
+"""Which stick this is (invariant 12): its own secret, else its UUID, else the round trip.
 
 The label cannot say (every stick is labelled SPOOLCA) and neither can the mount path
-(every stick is mounted at the same place). With no UUID, ingest starts a trip, a random
-token kept by mount path in the state directory, and only the export of that same trip
-gets the results of the requests it brought.
+(every stick is mounted at the same place). A FAT volume ID is no better than a
+convenience: its owner chooses it (`mkfs.vfat -i`), and every export's audit log
+publishes it. So the first export to a stick writes a random secret onto it
+(`.spoolca-stick`, 256 bits); from then on the stick is known by that secret's SHA-256
+(the register and the log hold only the digest), and the results its UUID had are moved
+to the secret in the same transaction, out of reach of a stick that copies the UUID.
+With no UUID either, ingest starts a trip, a random token kept by mount path in the
+state directory, and only the export of that same trip gets the results it brought.
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.config import Config
-from spoolca.fsutil import atomic_write, ensure_dir, remove_file
+from spoolca.fsutil import Folder, atomic_write, ensure_dir, remove_file
+from spoolca.untrusted import read_untrusted
 
-__all__ = ["Medium", "current_trip", "end_trip", "identify", "read_identity", "start_trip"]
+__all__ = ["SECRET_FILE", "Medium", "current_trip", "end_trip", "give_secret", "identify",
+           "read_identity", "secret_of", "start_trip"]
+
+SECRET_FILE = ".spoolca-stick"  # noqa: S105 (a file name; a dot-name ingest never takes)
+_SECRET = re.compile(rb"[0-9a-f]{64}\n?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +43,45 @@ class Medium:
     uuid: str
     label: str
     trip: str = ""  # with no UUID: the round trip that took its requests (see start_trip)
+    secret: str = ""  # the digest of the stick's own secret, if it carries one
 
     @property
     def key(self) -> str:
+        """Whose results these are in the register (media_files.medium)."""
+        return f"stick:{self.secret}" if self.secret else self.weak_key
+
+    def described(self) -> dict[str, str]:
+        """For the audit log: never the secret, only its digest."""
+        return {"uuid": self.uuid, "label": self.label, "path": self.path,
+                **({"stick": self.secret} if self.secret else {})}
+
+    @property
+    def weak_key(self) -> str:
+        """What named the stick before it carried a secret (the first trip, a read-only
+        or a wiped stick): its UUID, else its round trip."""
         return f"uuid:{self.uuid}" if self.uuid else f"trip:{self.trip}"
+
+
+def secret_of(stick: Folder, medium: Medium) -> Medium:
+    """MEDIUM with the digest of the secret STICK carries (none if it carries no valid one:
+    a hand-made file is simply not a secret of ours)."""
+    read = read_untrusted(SECRET_FILE, 128, dir_fd=stick.fd)
+    if read.data is None or not _SECRET.fullmatch(read.data):
+        return medium
+    return dataclasses.replace(medium, secret=_digest(read.data.strip()))
+
+
+def give_secret(stick: Folder, medium: Medium) -> Medium:
+    """Write a new secret onto STICK (its export, the one time it is writable); MEDIUM
+    then names it. Whatever had the name before (not a secret of ours) is removed."""
+    secret = secrets.token_hex(32).encode()
+    stick.remove_tree(SECRET_FILE)
+    stick.write(SECRET_FILE, secret + b"\n")
+    return dataclasses.replace(medium, secret=_digest(secret))
+
+
+def _digest(secret: bytes) -> str:
+    return hashlib.sha256(b"spoolca stick secret\0" + secret).hexdigest()[:32]
 
 
 def _trip_file(config: Config, medium: Medium) -> Path:
@@ -47,7 +92,7 @@ def _trip_file(config: Config, medium: Medium) -> Path:
 def start_trip(config: Config, medium: Medium) -> Medium:
     """Ingest of a stick with no UUID: a new round-trip token, kept (by mount path) only
     until the export of the same trip consumes it (invariant 12)."""
-    if medium.uuid:
+    if medium.uuid or medium.secret:
         return medium
     token = secrets.token_hex(8)
     path = _trip_file(config, medium)
@@ -64,7 +109,7 @@ def current_trip(config: Config, medium: Medium) -> Medium | None:
     try:
         token = _trip_file(config, medium).read_text().strip()
     except FileNotFoundError:
-        return None
+        return medium if medium.secret else None
     return dataclasses.replace(medium, trip=token)
 
 
