@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "authority driven by a spool directory.")
     parser.add_argument("--version", action="version", version=f"spoolca {__version__}")
     parser.add_argument("--config", metavar="PATH", help="configuration file (default: "
-                        "$SPOOLCA_CONFIG, else /etc/spoolca/spoolca.toml)")
+                        "$SPOOLCA_CONFIG, else /etc/spoolca/spoolca.toml, else "
+                        "/var/lib/spoolca/spoolca.toml, where the README's install puts it)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create a new root and intermediate CA")
@@ -301,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and the audit log to a mounted stick")
     media_export.add_argument("dir")
     _identity_option(media_export)
+    media_export.add_argument("--through-daemon", action="store_true",
+                              help="the running daemon composes and signs the export (the "
+                              "media unit's way: it holds no key)")
+    media_export.add_argument("--wait", type=_positive, default=300.0, metavar="SECONDS",
+                              help="with --through-daemon: how long to wait for the daemon "
+                              "(default 300)")
     media_export.set_defaults(func=_command("media:cmd_media_export"))
 
     show = commands.add_parser("show", help="one certificate, human-readable")
@@ -352,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(sys.stderr)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        from spoolca.commands.asowner import become_owner
+
+        become_owner(args)  # root: as the state directory's owner, before touching it
         return func(args)
     except SpoolcaError as exc:
         print(f"spoolca: {exc}", file=sys.stderr)
@@ -364,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.close()
         sys.stdout = io.StringIO()  # nothing left to flush at exit
         return 141
+    except PermissionError as exc:  # a place the command may not use: not a bug
+        print(f"spoolca: {_denied(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug: one sentence, and where its traceback was kept
         from spoolca.register.damage import damaged
 
@@ -375,6 +389,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spoolca: unexpected error ({type(exc).__name__}: {exc}); this is a bug, "
               f"its traceback is in {where}", file=sys.stderr)
         return 1
+
+
+def _denied(exc: PermissionError) -> str:
+    """Permission denied, in a sentence that says who was denied and what to do."""
+    from spoolca.privileges import helper
+
+    where = exc.filename or "a file"
+    text = f"permission denied: {where}"
+    if helper() is not None:  # root's command, running as the state directory's owner
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+        text += (f"; root's commands run as {user}, the state directory's owner: give it "
+                 f"a folder it may write (chown {user} FOLDER), or mount the stick for it "
+                 f"(mount -o uid={user},gid={user} DEVICE DIR)")
+    return text
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -59,8 +60,17 @@ class AuditSignatureError(SpoolcaError):
     """A checkpoint could not be signed: issuance stops until it can (fail closed)."""
 
 
+def _hardened() -> list[str]:
+    """Options for every gpg we run: no gpg.conf read (an `agent-program` line in it would
+    run a program of the home's owner's choosing), and the agent named explicitly, the
+    one installed beside gpg (whose gpg-agent.conf we write: configure_agent)."""
+    gpg = shutil.which("gpg") or "/usr/bin/gpg"
+    return ["--no-options", "--agent-program", str(Path(gpg).resolve().parent / "gpg-agent")]
+
+
 def _gpg(home: Path) -> gnupg.GPG:
-    return gnupg.GPG(gnupghome=str(home), options=["--pinentry-mode", "loopback"])
+    return gnupg.GPG(gnupghome=str(home),
+                     options=[*_hardened(), "--pinentry-mode", "loopback"])
 
 
 def stop_agent(home: Path) -> None:
@@ -293,7 +303,8 @@ class Keyring:
         # clock of an air-gapped host may be behind (the clock guard owns time; a key
         # check that fails only then made a restore "not by the given key").
         self._gpg = gnupg.GPG(gnupghome=str(self._home),
-                              options=["--ignore-time-conflict", "--ignore-valid-from"])
+                              options=[*_hardened(), "--ignore-time-conflict",
+                                       "--ignore-valid-from"])
         self.fingerprints = {str(f).upper() for f in self._gpg.import_keys(armored).fingerprints}
 
     def verify(self, data: bytes, signature: bytes) -> Verdict:

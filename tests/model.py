@@ -18,7 +18,10 @@ The invariants, after every step:
 - nothing published that the register lacks; after a pass, nothing in the register
   that is not published, byte for byte;
 - nothing dated past the clock's ceiling (real time plus max_forward_days);
-- with the clock right, confirmed by the operator, a pass issues.
+- with the clock right, confirmed by the operator, a pass issues;
+- a stick carries back only results of requests it brought, or (before its first export
+  gave it its secret) requests other sticks of the same volume ID brought and have not
+  yet taken back; whether the export was composed by the command or by the daemon.
 """
 
 from __future__ import annotations
@@ -70,6 +73,16 @@ class Books:
     revoked: dict[str, str] = field(default_factory=dict)    # serial -> reason
 
 
+@dataclass
+class Stick:
+    """A stick the model carries: its folder, the volume ID its owner chose, what it
+    brought."""
+
+    folder: Path
+    uuid: str
+    brought: set[str] = field(default_factory=set)
+
+
 def _identity(data: bytes) -> str:
     try:
         csr = x509.load_pem_x509_csr(data)
@@ -99,6 +112,8 @@ class CAMachine(RuleBasedStateMachine):
         self.exported: tuple[int, str] = (0, GENESIS)
         self.counter = 0
         self.generation = 0
+        self.sticks: list[Stick] = []
+        self.unclaimed: dict[str, set[str]] = {}  # volume ID -> brought by a secretless stick
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -306,6 +321,64 @@ class CAMachine(RuleBasedStateMachine):
         identity.write_text(f"UUID={self.counter:04X}-ABCD\nLABEL=SPOOLCA\n")
         made = self._cli("media", "export", str(stick), "--identity", str(identity))
         assert made.returncode == 0 or not self.clock_right, made.stderr
+
+    @rule(data=st.data(), through_daemon=st.booleans())
+    def stick_round_trip(self, data: st.DataObject, through_daemon: bool) -> None:
+        """A stick (new, with one of two volume IDs, or one seen before) brings a request,
+        is answered and exported to: by the command, or composed by the daemon."""
+        if not self.sticks or data.draw(st.booleans(), label="new stick"):
+            folder = Path(tempfile.mkdtemp(dir=self.scratch, prefix="stick-"))
+            uuid = data.draw(st.sampled_from(["1111-AAAA", "2222-BBBB"]), label="uuid")
+            self.sticks.append(Stick(folder, uuid))
+        stick = data.draw(st.sampled_from(self.sticks), label="stick")
+        name = self._name("stick")
+        (stick.folder / "server").mkdir(exist_ok=True)
+        (stick.folder / "server" / f"{name}.csr").write_bytes(
+            pem(make_csr(f"{name}.sample.com")[1]))
+        identity = self.scratch / f"id-{stick.uuid}"
+        identity.write_text(f"UUID={stick.uuid}\nLABEL=SPOOLCA\n")
+        secretless = not (stick.folder / ".spoolca-stick").exists()
+        if self._cli("media", "ingest", "--identity", str(identity), str(stick.folder)
+                     ).returncode != 0:
+            return
+        shutil.rmtree(stick.folder / "server")  # taken: the requester keeps no copy here
+        stick.brought.add(name)
+        if secretless:
+            self.unclaimed.setdefault(stick.uuid, set()).add(name)
+        self.process()
+        allowed = stick.brought | (self.unclaimed.get(stick.uuid, set()) if secretless
+                                   else set())
+        made = self._export(stick, identity, through_daemon and self.clock_right)
+        if made.returncode != 0:
+            assert not self.clock_right, made.stderr
+            return
+        results = stick.folder / "spoolca-results" / "results"
+        carried = set(os.listdir(results)) if results.is_dir() else set()
+        assert carried <= allowed, f"{stick.folder.name} carried {carried - allowed}"
+        if secretless:
+            self.unclaimed[stick.uuid] = set()  # moved to this stick's secret
+
+    def _export(self, stick: Stick, identity: Path, through_daemon: bool
+                ) -> subprocess.CompletedProcess[str]:
+        command = ("media", "export", "--identity", str(identity), str(stick.folder))
+        if not through_daemon:
+            return self._cli(*command)
+        from tests.daemon import NotifySocket
+
+        notify = NotifySocket(self.scratch / f"notify-{self.counter}.sock")
+        daemon = subprocess.Popen([sys.executable, "-m", "spoolca.cli", "--config",
+                                   str(self.ca.config), "serve"],
+                                  env={**os.environ, **self.clock.env,
+                                       "NOTIFY_SOCKET": str(notify.path)},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            notify.wait_for("READY=1", timeout=60)
+            return self._cli(*command[:2], "--through-daemon", "--wait", "30", *command[2:])
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=60)
+            notify.close()
+            stop_agent(self.ca.dir / "gnupg")
 
     @rule()
     def audit_export_and_verify(self) -> None:

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spoolca"
 LAYERS = [
     ("floor", {"errors", "fsutil", "children", "log", "der", "dn", "findings", "config",
                "configtext", "openpgp", "untrusted", "memory", "tomlreader", "progress",
-               "dnattributes", "constraints", "policysettings"}),
+               "dnattributes", "constraints", "policysettings", "privileges"}),
     ("keys", {"keys"}),
     ("x509", {"x509"}),
     ("register", {"register"}),

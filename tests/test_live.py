@@ -224,6 +224,21 @@ class TestLiveDaemon:
                          f"--fingerprint {fingerprint}", check=False)
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
+    def test_the_operator_s_commands_work_as_installed(self, live: Sandbox):
+        """README's install, then root's own commands: no --config, the passphrase only a
+        credential. Each runs as spoolca (root's helper decrypts the unit's credential
+        when a key is needed), so what they write is spoolca's and gpg runs as spoolca."""
+        live.sh("touch /tmp/before-the-operator")
+        for command in ("crl", "audit export", "list", "status", "clock status"):
+            done = live.sh(f"cd / && spoolca {command}", check=False)
+            assert done.returncode == 0, (command, done.stdout, done.stderr)
+        owners = live.sh(f"find {STATE} -newer /tmp/before-the-operator -not -user spoolca "
+                         "| head").stdout.strip()
+        assert owners == "", owners
+        denied = live.sh("mkdir -p /root/backups && spoolca backup /root/backups/b.tar.gz",
+                         check=False)
+        assert denied.returncode == 1 and "root's commands run as spoolca" in denied.stderr
+
     def test_stop_exits_zero_and_leaves_no_process(self, live: Sandbox):
         """stop: exit 0 (Result=success) and nothing left in the unit's cgroup, gpg-agent
         included."""
@@ -352,6 +367,37 @@ class TestLiveMedia:
         assert media.sh(f"findmnt /run/spoolca-media/{device}", check=False).returncode
         assert "spoolca-results" not in self.stick_holds(media)
         assert media.result("stick-c")["status"] == "issued"
+
+    def test_the_media_unit_is_sandboxed_like_the_daemon(self, media: Sandbox):
+        """systemd-analyze security of the unit that reads hostile sticks: at most 2.0
+        (it was 6.2 MEDIUM with the unlock credential loaded)."""
+        device = media.loop.removeprefix("/dev/")
+        out = media.sh(f"systemd-analyze security spoolca-media@{device}.service "
+                       "| tail -1").stdout
+        score = float(re.search(r"exposure level for \S+: ([0-9.]+)", out).group(1))
+        media.media_security = score  # type: ignore[attr-defined]
+        assert score <= 2.0, out
+
+    def test_the_media_unit_cannot_read_a_key_or_the_unlock_secret(self, media: Sandbox):
+        """The unit's own sandbox, with its commands replaced by one that tries: the keys
+        and the gnupg home are not there for it, and no credential is loaded."""
+        probe = "/etc/systemd/system/spoolca-media@probe.service.d"
+        media.sh(f"mkdir -p {probe} && printf '%s\\n' '[Service]' ExecStartPre= "
+                 "ExecStart= ExecStartPost= ExecStopPost= "
+                 f"'ExecStart=/bin/sh -c \"ls -l {STATE}/keys {STATE}/gnupg; "
+                 f"cat {STATE}/keys/*.pem; echo creds=$$CREDENTIALS_DIRECTORY; "
+                 f"ls {STATE}/spool/outgoing/ca\"' > {probe}/probe.conf && "
+                 "systemctl daemon-reload")
+        try:
+            media.sh("systemctl start spoolca-media@probe.service", check=False)
+            out = media.sh("journalctl -u spoolca-media@probe.service -o cat --no-pager"
+                           ).stdout
+        finally:
+            media.sh(f"rm -rf {probe} && systemctl daemon-reload && "
+                     "systemctl reset-failed spoolca-media@probe.service", check=False)
+        assert "ca-chain.pem" in out, out  # it did run, and sees the public files
+        assert "BEGIN" not in out and "private-keys" not in out, out
+        assert "creds=" in out and not re.search(r"creds=/", out), out
 
     @staticmethod
     def journal(live: Sandbox) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from spoolca.openpgp import stop_agent
-from tests.pki import CA, make_csr, pem
+from tests.pki import CA, make_csr, pem, wait_for
 
 
 @pytest.fixture
@@ -22,6 +22,27 @@ def stick(tmp_path) -> Path:
     (folder / "server").mkdir(parents=True)
     (folder / "client").mkdir()
     return folder
+
+
+def verify_export(root: Path, folders: list[Path]) -> None:
+    """As a receiver checks: plain gpg --verify with the published key, sha256sum -c."""
+    home = tempfile.mkdtemp(prefix="receiver-")
+    try:
+        env = {**os.environ, "GNUPGHOME": home}
+        subprocess.run(["gpg", "--batch", "--import", str(root / "audit" /
+                                                         "appliance-key.asc")],
+                       env=env, check=True, capture_output=True)
+        for folder in folders:
+            verified = subprocess.run(["gpg", "--batch", "--verify", "SHA256SUMS.asc",
+                                       "SHA256SUMS"], cwd=folder, env=env,
+                                      capture_output=True, text=True)
+            assert verified.returncode == 0 and "Good signature" in verified.stderr
+            sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
+                                  cwd=folder, capture_output=True, text=True)
+            assert sums.returncode == 0, sums.stdout + sums.stderr
+    finally:
+        stop_agent(Path(home))
+        shutil.rmtree(home, ignore_errors=True)
 
 
 class TestIngest:
@@ -142,23 +163,7 @@ class TestRoundTrip:
         manifest = json.loads((root / "MANIFEST.json").read_text())
         assert manifest["audit_head"]["seq"] > 0 and manifest["results"] == ["bad", "web"]
         assert "Bring this stick back before" in (root / "README.txt").read_text()
-        home = tempfile.mkdtemp(prefix="receiver-")
-        try:
-            env = {**os.environ, "GNUPGHOME": home}
-            subprocess.run(["gpg", "--batch", "--import", str(root / "audit" /
-                                                             "appliance-key.asc")],
-                           env=env, check=True, capture_output=True)
-            for folder in (root, root / "results" / "web"):
-                verified = subprocess.run(["gpg", "--batch", "--verify", "SHA256SUMS.asc",
-                                           "SHA256SUMS"], cwd=folder, env=env,
-                                          capture_output=True, text=True)
-                assert verified.returncode == 0 and "Good signature" in verified.stderr
-                sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
-                                      cwd=folder, capture_output=True, text=True)
-                assert sums.returncode == 0, sums.stdout + sums.stderr
-        finally:
-            stop_agent(Path(home))
-            shutil.rmtree(home, ignore_errors=True)
+        verify_export(root, [root, root / "results" / "web"])
 
     def test_a_tampered_export_fails_the_checks(self, ca: CA, stick: Path):
         """Counter-case: a certificate swapped on the stick fails sha256sum -c."""
@@ -171,6 +176,54 @@ class TestRoundTrip:
         sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder,
                               capture_output=True, text=True)
         assert sums.returncode != 0 and "cert.pem: FAILED" in sums.stdout
+
+
+class TestThroughTheDaemon:
+    """The media unit holds no key: the daemon composes and signs its export (issue 25,
+    item 3). The bytes on the stick verify exactly as a hand-made export's do."""
+
+    def test_the_daemon_composes_what_the_unit_writes(self, ca: CA, stick: Path, tmp_path):
+        from tests.daemon import serving
+
+        (stick / "server" / "d.csr").write_bytes(pem(make_csr("d.sample.com")[1]))
+        with serving(ca, tmp_path):
+            assert ca.run("media", "ingest", "--wait", "30", str(stick)).returncode == 0
+            done = ca.run("media", "export", "--through-daemon", str(stick))
+            assert done.returncode == 0, done.stderr
+        top = stick / "spoolca-results"
+        assert os.listdir(top / "results") == ["d"]
+        verify_export(top, [top, top / "results" / "d"])
+        fingerprint = json.loads((top / "MANIFEST.json").read_text())["appliance_key"]
+        verify = ca.run("audit", "verify", "--dir", str(top / "audit"), "--fingerprint",
+                        fingerprint)
+        assert verify.returncode == 0, verify.stderr
+        assert not list((ca.dir / "spool" / "exports").glob("[0-9a-f]*")), "left behind"
+
+    def test_without_a_daemon_it_fails_in_one_sentence(self, ca: CA, stick: Path):
+        """Counter-case: nobody composes; one sentence, no partial export on the stick."""
+        (stick / "server" / "n.csr").write_bytes(pem(make_csr("n.sample.com")[1]))
+        ca.run("media", "ingest", str(stick))
+        done = ca.run("media", "export", "--through-daemon", "--wait", "1", str(stick))
+        assert done.returncode == 1 and "did not compose the export" in done.stderr, \
+            done.stderr
+        assert not (stick / "spoolca-results").exists()
+        assert not (stick / ".spoolca-results.part").exists()
+        assert not list((ca.dir / "spool" / "exports" / "requests").iterdir()), "withdrawn"
+
+    def test_a_hostile_request_gets_one_sentence_and_the_daemon_goes_on(self, ca: CA,
+                                                                        tmp_path):
+        """What the media unit asks is input: a request naming no stick is refused."""
+        from tests.daemon import issue_one, serving
+
+        requests = ca.dir / "spool" / "exports" / "requests"
+        requests.mkdir(parents=True)
+        bad = "0" * 32
+        (requests / f"{bad}.json").write_text('{"medium": {"path": ["/etc"]}}')
+        with serving(ca, tmp_path):
+            wait_for((ca.dir / "spool" / "exports" / f"{bad}.failed").exists, 20,
+                     "the request answered")
+            issue_one(ca, "after")
+        assert "names no stick" in (ca.dir / "spool" / "exports" / f"{bad}.failed").read_text()
 
 
 class TestWaiting:

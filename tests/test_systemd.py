@@ -37,6 +37,15 @@ class TestUnit:
         assert match, result.stdout + result.stderr
         assert float(match.group(1)) <= 1.5
 
+    def test_the_media_unit_s_exposure_is_at_most_2(self, tmp_path):
+        """The unit that reads hostile sticks, offline: at most 2.0 (live: test_live)."""
+        unit = tmp_path / "spoolca-media@sdb1.service"
+        shutil.copyfile(UNIT.with_name("spoolca-media@.service"), unit)
+        result = analyze("security", "--offline=yes", str(unit))
+        match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+        assert match, result.stdout + result.stderr
+        assert float(match.group(1)) <= 2.0
+
     def test_verify_is_clean(self, tmp_path):
         """systemd-analyze verify has nothing to say (ExecStart pointed at this install)."""
         spoolca = Path(sys.executable).with_name("spoolca")
@@ -85,7 +94,9 @@ class TestMediaUnits:
         assert "Environment=STICK_OPTIONS=uid=spoolca,gid=spoolca," in text
         assert "fsck" not in mount and "ExecStartPre=+/usr/bin/systemd-mount" not in text
         assert "nsenter --mount=/proc/1/ns/mnt" in mount  # else gone with its namespace
-        assert "media ingest --identity" in text and "media export --identity" in text
+        assert "media ingest --identity" in text
+        assert "media export --through-daemon --identity" in text  # it holds no key
+        assert "LoadCredential" not in text and "InaccessiblePaths=" in text
         assert "umount --lazy" in text.split("ExecStopPost=", 1)[1]
 
     def test_udev_rule_starts_the_unit_and_never_mounts(self):

@@ -14,7 +14,9 @@ from spoolca.config import Config, load_config
 from spoolca.errors import SpoolcaError, UsageError
 from spoolca.register.store import Store
 
-DEFAULT_CONFIG = Path("/etc/spoolca/spoolca.toml")
+# Where an operator's configuration goes, else where `init --dir /var/lib/spoolca` (the
+# README's install, and the unit's --config) put it.
+DEFAULT_CONFIGS = (Path("/etc/spoolca/spoolca.toml"), Path("/var/lib/spoolca/spoolca.toml"))
 
 
 def now() -> dt.datetime:
@@ -25,7 +27,9 @@ def config_path(args: argparse.Namespace) -> Path:
     if args.config:
         return Path(args.config)
     env = os.environ.get("SPOOLCA_CONFIG")
-    return Path(env) if env else DEFAULT_CONFIG
+    if env:
+        return Path(env)
+    return next((p for p in DEFAULT_CONFIGS if p.exists()), DEFAULT_CONFIGS[0])
 
 
 def load(args: argparse.Namespace) -> Config:

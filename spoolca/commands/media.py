@@ -76,10 +76,15 @@ def cmd_media_export(args: argparse.Namespace) -> int:
     from spoolca.spool.export import export_to
 
     target = _stick(args.dir)
-    with opened(args) as (config, store), CASession(config, store, actor="media") as session:
-        session.seal()  # the stick carries the latest signed head; only the audit key opens
-        root, names = export_to(config, store, session.audit_key(), target, now(),
-                                _identity(args), progress=True)
+    with opened(args) as (config, store):
+        if args.through_daemon:  # no key here: the daemon composes and signs
+            root, names = export_to(config, store, None, target, now(), _identity(args),
+                                    daemon_seconds=args.wait)
+        else:
+            with CASession(config, store, actor="media") as session:
+                session.seal()  # the stick carries the latest signed head
+                root, names = export_to(config, store, session.audit_key(), target, now(),
+                                        _identity(args), progress=True)
     print(f"wrote {len(names)} result(s), the CA certificates, CRLs and audit log to {root}/ "
           "and synced it: the stick can be removed")
     return 0

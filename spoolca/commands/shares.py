@@ -11,7 +11,6 @@ import argparse
 import getpass
 import re
 import secrets
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,10 +69,12 @@ def cmd_shares_reshare(args: argparse.Namespace) -> int:
 
 
 def cmd_shares_combine(args: argparse.Namespace) -> int:
-    _target(args)
-    with opened(args) as (config, store):
+    from spoolca.keys.installed import placed
+
+    target = placed(args.install, args.credential)
+    with opened(args) as (_config, store):
         secret = _recovered(args, store)
-        where = _install(args, config, secret)
+        where = target.install(secret)
         with store.transaction("cli", now()) as tx:
             tx.record("shares.combined", {"installed": where})
     print(f"the shares recover the unlock secret; installed in {where}")
@@ -84,27 +85,27 @@ def cmd_shares_rotate(args: argparse.Namespace) -> int:
     """A new secret: keys at rest re-protected, new shares, the old shares void. The new
     secret is on disk (TARGET.next) before any key changes: an interruption loses nothing,
     and running rotate again with the old shares finishes the job."""
-    from spoolca.fsutil import remove_file
+    from spoolca.keys.installed import placed
     from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
 
-    target = _target(args)
+    target = placed(args.install, args.credential)
     with opened(args) as (config, store):
         hold_instance_lock(config)  # the daemon holds keys unlocked: stop it first
         old = _recovered(args, store)
-        staged = Path(f"{target}.next")
-        new = _staged_secret(args, staged)  # an interrupted rotation's, to finish it
+        new = target.read_staged()  # an interrupted rotation's, to finish it
         if new is None:
             new = secrets.token_urlsafe(32).encode()
-            _install(args, config, new, staged)
+            target.install(new, staged=True)
         with CASession(config, store, actor="cli") as session:
             changed = session.rotate_unlock_secret(old, new)
-        _install(args, config, new)
-        remove_file(staged)
+        target.install(new)
+        target.remove_staged()
         _recorded(args, config, store, new, "shares.rotated",
                   issue(args, config, store, new, "shares.rotated"))
     print(f"the CA keys and the audit key are protected by a new secret ({changed} "
-          f"re-protected), installed in {target}; the old shares no longer open anything")
+          f"re-protected), installed in {target.shown()}; the old shares no longer open "
+          "anything")
     return 0
 
 
@@ -124,42 +125,6 @@ def _recorded(args: argparse.Namespace, config: Config, store: Store, secret: by
     finally:
         key.close()
     print(f"ceremony record: {record}")
-
-
-def _staged_secret(args: argparse.Namespace, staged: Path) -> bytes | None:
-    if not staged.exists():
-        return None
-    if args.install:
-        return staged.read_bytes()
-    done = subprocess.run(["systemd-creds", "decrypt", str(staged), "-"], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        raise UsageError(f"{staged} (an interrupted rotation's secret) cannot be decrypted")
-    return done.stdout
-
-
-def _target(args: argparse.Namespace) -> Path:
-    if bool(args.install) == bool(args.credential):
-        raise UsageError("name where the secret goes: --install FILE or --credential FILE")
-    return Path(args.install or args.credential)
-
-
-def _install(args: argparse.Namespace, config: Config, secret: bytes,
-             path: Path | None = None) -> str:
-    """The secret where the service reads it: a root-only file, or a systemd-creds
-    encrypted credential. Never printed, never in argv."""
-    from spoolca.fsutil import atomic_write
-
-    path = path or _target(args)
-    if args.install:
-        atomic_write(path, secret, 0o400)
-        return f"{path} (mode 0400)"
-    done = subprocess.run(["systemd-creds", "encrypt", f"--name={config.passphrase_credential}",
-                           "-", str(path)], input=secret, capture_output=True, check=False)
-    if done.returncode != 0:
-        raise UsageError(f"systemd-creds could not encrypt the credential: "
-                         f"{done.stderr.decode(errors='replace').strip()}")
-    return f"the encrypted credential {path}"
 
 
 def cmd_shares_check(args: argparse.Namespace) -> int:

@@ -166,6 +166,15 @@ def read_passphrase(credential: str, passphrase_file: Path | None) -> bytes | No
         sources.append(Path(credentials_dir) / credential)
     if passphrase_file is not None:
         sources.append(passphrase_file)
+    from spoolca.privileges import helper
+
+    root = helper()
+    if root is not None and credential and not credentials_dir:
+        # Run by root as the state directory's owner: the unit's credential, decrypted
+        # by root's helper now that a key needs it (spoolca.privileges).
+        data = root.call("credential", credential.encode())
+        if data:
+            return data[:-1] if data.endswith(b"\n") else data
     for source in sources:
         try:
             data = source.read_bytes()

@@ -33,6 +33,8 @@ from spoolca.register.store import Store
 from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
 from spoolca.service.watch import Watch
+from spoolca.spool.exportrequests import pending as pending_exports
+from spoolca.spool.exportrequests import serve as serve_exports
 from spoolca.spool.tree import Claimed
 
 __all__ = ["Daemon", "reload_answer_path"]
@@ -175,6 +177,8 @@ class Daemon:
         elif not self._fault:  # a backlog's last batch was published behind: done by now?
             self._attempt("publishing", self._session.flush)
         if not self._register_refusal:  # nothing is signed or written until caught up
+            if pending_exports(self._config):
+                self._attempt("an export", self._export)
             if time.monotonic() >= self._next_crl_check:
                 self._refresh_crls()
             if time.monotonic() >= self._next_seal:
@@ -192,6 +196,13 @@ class Daemon:
             self._seal_refusal = str(exc)
             self._next_seal = time.monotonic() + CRL_RETRY_SECONDS
             _log.error("audit checkpoint not signed; issuing stops until it is", reason=str(exc))
+
+    def _export(self) -> None:
+        """The media unit's exports: it holds no key, so the daemon composes and signs."""
+        self._session.seal()  # the stick carries the latest signed head
+        made = serve_exports(self._config, self._session.store, self._session.audit_key(),
+                             self._clock(), self._notifier.watchdog)
+        _log.info("exports composed", count=made)
 
     def _refresh_crls(self) -> None:
         """Remake any CRL that is due (a revocation, or nextUpdate - refresh has come)."""

@@ -1,0 +1,159 @@
+"""What goes out on a stick, composed and signed by whoever holds the appliance key.
+
+Under spoolca-results/ on the stick: the results of the requests that stick brought, the
+CA certificates, the CRLs, the audit log, the report and a README.txt; each result
+folder and the export as a whole carry SHA256SUMS signed by the appliance's OpenPGP key,
+and MANIFEST.json names the audit head it was made with. The checksums are of the bytes
+written, not read back.
+
+The daemon composes it for the media unit (spool.exportrequests: the unit that reads
+hostile sticks never holds a key), and `spoolca media export` run by hand composes it
+itself; both with `compose`, into a folder by descriptor (fsutil.Folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from spoolca.config import Config
+from spoolca.fsutil import Folder
+from spoolca.openpgp import ApplianceKey
+from spoolca.progress import Progress
+from spoolca.register.store import Store
+from spoolca.report.facts import Trip, gather
+from spoolca.report.html import render
+from spoolca.spool.medium import Medium
+
+__all__ = ["SUMS", "Tree", "compose", "results_of"]
+
+SUMS = ("SHA256SUMS", "SHA256SUMS.asc")
+
+
+class Tree:
+    """Files written under one folder of the stick, by relative name; their SHA-256 is
+    kept as written, for the SHA256SUMS that cover them."""
+
+    def __init__(self, top: Folder) -> None:
+        self._folders = {"": top}
+        self.digests: dict[str, str] = {}
+
+    def _folder(self, relative: str) -> Folder:
+        if relative not in self._folders:
+            parent, _, name = relative.rpartition("/")
+            self._folders[relative] = self._folder(parent).make_folder(name)
+        return self._folders[relative]
+
+    def write(self, relative: str, data: bytes) -> None:
+        parent, _, name = relative.rpartition("/")
+        self._folder(parent).write(name, data)
+        self.digests[relative] = hashlib.sha256(data).hexdigest()
+
+    def copy(self, source: Path, relative: str) -> None:
+        """Our own folder's files (outgoing/NAME, ca/, crl/, ...) into RELATIVE."""
+        self._folder(relative)
+        for path in sorted(source.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                self.write(f"{relative}/{path.name}", path.read_bytes())
+
+    def sign_sums(self, under: str, key: ApplianceKey) -> None:
+        """SHA256SUMS of every file written below UNDER (sha256sum -c format), and its
+        detached signature."""
+        prefix = f"{under}/" if under else ""
+        lines = [f"{digest}  {name[len(prefix):]}\n"
+                 for name, digest in sorted(self.digests.items())
+                 if name.startswith(prefix) and name[len(prefix):] not in SUMS]
+        body = "".join(lines).encode()
+        self.write(f"{prefix}SHA256SUMS", body)
+        self.write(f"{prefix}SHA256SUMS.asc", key.sign(body).encode())
+
+    def close(self) -> None:
+        for relative, folder in self._folders.items():
+            if relative:
+                folder.close()
+
+
+
+
+def compose(config: Config, store: Store, key: ApplianceKey, medium: Medium | None,
+            seen: Medium, now: dt.datetime, folder: Folder, *, progress: bool = False,
+            heartbeat: Callable[[], None] = lambda: None) -> tuple[list[str], int]:
+    """The whole export for MEDIUM (None: a stick that brought nothing, the CA's public
+    files only) into FOLDER: (the results it carries, the audit head it carries). SEEN:
+    the stick as it was found, for the report."""
+    outgoing = config.spool_dir / "outgoing"
+    names = [n for n in results_of(store, medium) if (outgoing / n).is_dir()]
+    tree = Tree(folder)
+    try:
+        with Progress(len(names), "export", shown=progress) as bar:
+            head_seq = _write(config, store, key, tree, names, now, medium or seen, bar,
+                              heartbeat)
+    finally:
+        tree.close()
+    return names, head_seq
+
+
+def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: list[str],
+           now: dt.datetime, medium: Medium, bar: Progress,
+           heartbeat: Callable[[], None]) -> int:
+    outgoing = config.spool_dir / "outgoing"
+    for name in names:
+        tree.copy(outgoing / name, f"results/{name}")
+        tree.sign_sums(f"results/{name}", key)
+        bar.advance()
+        heartbeat()  # a factory's stick: thousands of signatures, the watchdog hears of it
+    for folder in ("ca", "crl", "audit", "ceremony"):
+        if (outgoing / folder).is_dir():  # ceremony/: from the first ceremony record on
+            tree.copy(outgoing / folder, folder)
+    head_seq, head_hash = store.audit_head()
+    schedule = outgoing / "crl" / "next-update.json"
+    due = json.loads(schedule.read_text()) if schedule.exists() else {}
+    tree.write("MANIFEST.json", (json.dumps({
+        "made_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "results": names,
+        "audit_head": {"seq": head_seq, "hash": head_hash},
+        "appliance_key": key.fingerprint, "crl": due}, indent=2, sort_keys=True) + "\n").encode())
+    tree.write("README.txt", _readme(names, due, key.fingerprint).encode())
+    trip = Trip({"key": medium.key, "uuid": medium.uuid, "label": medium.label,
+                 "path": medium.path}, names)
+    facts = gather(config, store, now, trip, key.fingerprint)
+    tree.write("report.json", (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode())
+    tree.write("REPORT.html", render(facts).encode())
+    tree.sign_sums("", key)
+    return head_seq
+
+
+def _readme(names: list[str], due: dict[str, object], fingerprint: str) -> str:
+    return_by = due.get("return_by", "unknown")
+    return f"""spoolca results
+===============
+
+results/NAME/    one folder per request this stick brought: cert.pem, chain.pem,
+                 fullchain.pem, cert.crt and result.json (status, and reasons if rejected)
+ca/              the root and intermediate certificates and ca-chain.pem
+crl/             the current CRLs (NAME.crl DER, NAME.crl.pem) and next-update.json
+audit/           the signed audit log (spoolca audit verify, or by hand: see its README)
+MANIFEST.json    what this export holds and the audit head it was made with
+REPORT.html      this trip's outcomes, the return-by date, what expires (report.json: the
+                 same facts for machines)
+SHA256SUMS(.asc) checksums of everything here, signed by the appliance's OpenPGP key
+                 {fingerprint}
+
+Check:  gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS
+
+Requests answered: {len(names)}.
+Bring this stick back before {return_by}: the current CRL ends then, and a fresh one
+must reach relying parties before it does.
+"""
+
+
+
+def results_of(store: Store, medium: Medium | None) -> list[str]:
+    """The outgoing/ names of MEDIUM's results: its secret's, and what its UUID or trip
+    brought before the secret (moved to the secret when this export commits)."""
+    if medium is None:
+        return []
+    return sorted({*store.outputs_from_medium(medium.key),
+                   *store.outputs_from_medium(medium.weak_key)})
