@@ -42,9 +42,10 @@ __all__ = [
 ]
 
 
-# gpg-agent puts its sockets in the gnupg home; a Unix socket path holds at most 107
-# bytes, and the longest name gpg uses is S.gpg-agent.browser.
-MAX_HOME_LENGTH = 107 - len("/S.gpg-agent.browser")
+# gpg-agent puts its sockets in the gnupg home; sun_path holds 108 bytes with its NUL,
+# gpg-agent refuses one more (measured: an 87-byte home fails "socket name ... is too
+# long", 86 works), and the longest name it uses is S.gpg-agent.browser.
+MAX_HOME_LENGTH = 106 - len("/S.gpg-agent.browser")
 
 
 def check_home_length(home: Path) -> None:

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,19 @@ def mounted(image: Path, mountpoint: Path) -> Iterator[Path]:
         yield mountpoint
     finally:
         stop_agent(mountpoint / "ca" / "gnupg")  # an agent exiting keeps it busy a moment
-        wait_for(lambda: _unmounted(mountpoint), 60, f"{mountpoint} unmounted")
+        try:
+            wait_for(lambda: _unmounted(mountpoint), 30, f"{mountpoint} unmounted")
+        except AssertionError:  # only this very process can still hold it: a bug here
+            held = _held_by_me(mountpoint)
+            subprocess.run(["umount", "-l", str(mountpoint)], check=True, timeout=60)
+            raise AssertionError(f"this test process still holds {held}") from None
+
+
+def _held_by_me(mountpoint: Path) -> list[str]:
+    with suppress(OSError):
+        links = (os.readlink(fd) for fd in Path(f"/proc/{os.getpid()}/fd").iterdir())
+        return [link for link in links if link.startswith(str(mountpoint))]
+    return []
 
 
 def _unmounted(mountpoint: Path) -> bool:
@@ -203,7 +215,7 @@ def _check_mounted(image: Path, mountpoint: Path, point: CrashPoint) -> list[str
 
 def _agree(ca_dir: Path, published: dict[str, dict[str, bytes]]) -> list[str]:
     problems = []
-    with sqlite3.connect(ca_dir / "ca.db") as db:
+    with closing(sqlite3.connect(ca_dir / "ca.db")) as db:  # `with connect` never closes
         names = {row[0] for row in db.execute("SELECT output_name FROM submissions")}
         issued = dict(db.execute("SELECT s.output_name, c.der FROM submissions s JOIN "
                                  "certificates c ON c.serial = s.serial WHERE s.status = "
@@ -221,7 +233,7 @@ def _agree(ca_dir: Path, published: dict[str, dict[str, bytes]]) -> list[str]:
 
 
 def _log_verifies(ca_dir: Path) -> list[str]:
-    with sqlite3.connect(ca_dir / "ca.db") as db:
+    with closing(sqlite3.connect(ca_dir / "ca.db")) as db:  # `with connect` never closes
         fingerprint = db.execute("SELECT value FROM meta WHERE key = "
                                  "'audit_key_fingerprint'").fetchone()[0]
     verified = _cli(ca_dir, "audit", "verify", "--dir",

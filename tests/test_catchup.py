@@ -140,7 +140,7 @@ class TestRestore:
         assert ca.run("revoke", serials["late1"], "--reason", "keyCompromise").returncode == 0
         stick = self._stick(ca, tmp_path / "stick")
         published = crl_number(stick / "crl" / "intermediate.crl")
-        target = tmp_path / "restored"
+        target = tmp_path / "r"
         done = spoolca("restore", str(archive), "--dir", str(target), "--fingerprint",
                        fingerprint_of(ca), "--catch-up", str(stick))
         assert done.returncode == 0, done.stderr
@@ -178,7 +178,7 @@ class TestRestore:
             assert ca.run("crl").returncode == 0
         assert ca.run("revoke", serials["late"]).returncode == 0
         published = crl_number(ca.outgoing / "crl" / "intermediate.crl")
-        target = tmp_path / "restored"
+        target = tmp_path / "r"
         done = spoolca("restore", str(archive), "--dir", str(target), "--fingerprint",
                        fingerprint_of(ca))
         assert done.returncode == 0, done.stderr

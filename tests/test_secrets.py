@@ -3,12 +3,15 @@ passphrase cached, no core dump; each unit sets LimitCORE=0."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from spoolca.openpgp import stop_agent
 from tests.daemon import issue_one, serving
 from tests.pki import CA, PASSPHRASE, init_ca, make_csr, pem, wait_for
 
@@ -19,8 +22,9 @@ def agents(home: Path) -> list[str]:
     """gpg-agent processes serving `home`, as `ps` shows them."""
     listing = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True,
                              check=True).stdout
-    return [line for line in listing.splitlines()
-            if "gpg-agent" in line and str(home) in line]
+    return [line for line in listing.splitlines()  # the agent itself, not a gpg naming it
+            if line.split()[1:2] and line.split()[1].endswith("gpg-agent")
+            and str(home) in line]
 
 
 def signs_without_passphrase(home: Path) -> bool:
@@ -154,3 +158,27 @@ class TestNoCoreDump:
         """LimitCORE=0 in each unit that unlocks a key."""
         text = (REPO / "systemd" / unit).read_text()
         assert "\nLimitCORE=0\n" in text
+
+
+class TestGnupgHomeLength:
+    def test_the_longest_home_allowed_works_and_one_more_is_one_sentence(self):
+        """gpg-agent's sockets live in the home: the longest home the check lets through
+        runs a real agent; one byte more is refused before gpg is ever asked (it failed
+        as "No agent running" after a restore into a path of exactly that length)."""
+        from spoolca.errors import SpoolcaError
+        from spoolca.openpgp import MAX_HOME_LENGTH, ApplianceKey, check_home_length
+
+        top = Path(tempfile.mkdtemp(prefix="home-"))
+        try:
+            fits = top / ("a" * (MAX_HOME_LENGTH - len(str(top)) - len("/gnupg") - 1)) / "gnupg"
+            assert len(str(fits)) == MAX_HOME_LENGTH
+            check_home_length(fits)
+            key = ApplianceKey.create(fits, None, "fits")
+            assert key.sign(b"x")
+            stop_agent(fits)
+            longer = Path(str(fits.parent) + "b") / "gnupg"
+            with pytest.raises(SpoolcaError, match="choose a state directory"):
+                check_home_length(longer)
+        finally:
+            stop_agent(fits)
+            shutil.rmtree(top, ignore_errors=True)

@@ -136,7 +136,7 @@ class TestSubordinateConstraints:
         linter for a constrained TLS CA reports no incomplete_name_constraints; without
         it, it does (the counter-case)."""
         for dirname, complete in (('"/C=US/O=The Sample Company"', True), (None, False)):
-            target = CA(tmp_path / f"ca-{complete}")
+            target = CA(tmp_path / f"c{int(complete)}")
             import shutil
 
             shutil.copytree(ca.dir, target.dir, ignore=shutil.ignore_patterns("S.*"))
