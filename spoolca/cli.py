@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from spoolca import __version__
+from spoolca.clihelp import add_epilogs
 from spoolca.errors import SpoolcaError
 from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from spoolca.log import configure_logging, record_traceback
@@ -255,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     renew.add_argument("serial")
     renew.set_defaults(func=_command("ca:cmd_renew"))
 
+    reconsider = commands.add_parser("reconsider", help="decide a rejected request again "
+                                     "(after a policy change): back into incoming/, audited")
+    reconsider.add_argument("request", metavar="NAME|SHA256",
+                            help="its name under outgoing/, or the request's SHA-256")
+    reconsider.set_defaults(func=_command("ca:cmd_reconsider"))
+
     crl = commands.add_parser("crl", help="remake and publish both CRLs now")
     crl.set_defaults(func=_command("ca:cmd_crl"))
 
@@ -352,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true",
                       help="process the samples once and exit instead of running the daemon")
     demo.set_defaults(func=_command("ca:cmd_demo"))
+    add_epilogs(parser)
     return parser
 
 

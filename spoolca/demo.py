@@ -27,6 +27,7 @@ from spoolca.process.passes import run_pass
 from spoolca.process.session import CASession
 from spoolca.register.store import Store
 from spoolca.service.daemon import Daemon
+from spoolca.spool.results import Outcome
 
 __all__ = ["run_demo"]
 
@@ -94,7 +95,7 @@ def _drop_samples(directory: Path, incoming: Path) -> list[str]:
         atomic_write(temp, data)
         os.utime(temp, (0, 0))  # written whole: the daemon's start scan may take it at once
         move(temp, target)
-        names.append(target.name)
+        names.append(relative)
     return names
 
 
@@ -110,8 +111,9 @@ def run_demo(directory: Path, *, once: bool = False) -> int:
     outgoing = config.spool_dir / "outgoing"
     names = _drop_samples(directory, config.spool_dir / "incoming")
     print(f"Dropped sample requests into {config.spool_dir / 'incoming'}/: {', '.join(names)}")
+    first = Path(names[0]).stem  # the server request: outgoing/<its name>/
     print(f"Results appear in {outgoing}/NAME/. Check one with an independent tool:")
-    print(f"  openssl verify -CAfile {outgoing}/ca/ca-chain.pem {outgoing}/NAME/cert.pem")
+    print(f"  openssl verify -CAfile {outgoing}/ca/ca-chain.pem {outgoing}/{first}/cert.pem")
     if once:
         store = Store.of(config)
         try:
@@ -120,10 +122,15 @@ def run_demo(directory: Path, *, once: bool = False) -> int:
         finally:
             store.close()
         for outcome in summary.outcomes:
-            detail = f"serial {outcome.serial}" if outcome.serial else \
-                ", ".join(f.code for f in outcome.findings)
-            print(f"  {outcome.status:<8} {outgoing / outcome.output_name}/  ({detail})")
+            _show(outgoing, outcome)
         return 0
     print(f"The daemon now watches {config.spool_dir / 'incoming'}/: drop more CSRs there "
           "(write, then rename in). Ctrl-C stops it.")
-    return Daemon(config_path).run()
+    return Daemon(config_path, on_outcome=lambda outcome: _show(outgoing, outcome)).run()
+
+
+def _show(outgoing: Path, outcome: Outcome) -> None:
+    """One short line per result."""
+    detail = f"serial {outcome.serial}" if outcome.serial else \
+        ", ".join(f.code for f in outcome.findings)
+    print(f"  {outcome.status:<8} {outgoing / outcome.output_name}/  ({detail})", flush=True)

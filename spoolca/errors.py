@@ -119,6 +119,15 @@ class NotOnHoldError(RevocationError):
                          "certificateHold", serial=serial)
 
 
+class UntakeableError(SpoolcaError):
+    """A file in incoming/ the service may not move (a folder root made, a file it may
+    not read): not a fault of the machine, not a request's answer; said until it can."""
+
+    def __init__(self, path: object, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class CSRError(SpoolcaError):
     """A submitted file is not a usable certificate signing request.
 

@@ -19,6 +19,8 @@ The invariants, after every step:
   that is not published, byte for byte;
 - nothing dated past the clock's ceiling (real time plus max_forward_days);
 - with the clock right, confirmed by the operator, a pass issues;
+- a request the operator reconsiders is answered again in its own folder, and nothing
+  else changes;
 - a stick carries back only results of requests it brought, or (before its first export
   gave it its secret) requests other sticks of the same volume ID brought and have not
   yet taken back; whether the export was composed by the command or by the daemon.
@@ -169,6 +171,32 @@ class CAMachine(RuleBasedStateMachine):
         self.ca.submit(f"server/{name}.csr", data)
         self.books.identity[name] = _identity(data)
         self.books.waiting.add(name)
+
+    @rule()
+    def submit_foreign(self) -> None:
+        """A well-made CSR the policy refuses (another organization): a policy rejection."""
+        name = self._name("foreign")
+        data = pem(make_csr(f"{name}.sample.com", company=False)[1])
+        self.ca.submit(f"server/{name}.csr", data)
+        self.books.identity[name] = _identity(data)
+        self.books.waiting.add(name)
+
+    @precondition(lambda self: self.books.answered)
+    @rule(data=st.data())
+    def reconsider(self, data: st.DataObject) -> None:
+        """The operator asks for a rejected request to be decided again: it is queued
+        under its own name and answered there; anything else is one sentence, no change."""
+        name = data.draw(st.sampled_from(sorted(self.books.answered)))
+        if name in self.books.waiting:
+            return
+        before = self._certificates()
+        done = self._cli("reconsider", name)
+        if done.returncode == 0:
+            assert (self.ca.incoming / "server" / f"{name}.csr").is_file()
+            self.books.waiting.add(name)
+        else:
+            assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert self._certificates() == before
 
     @precondition(lambda self: any(n.startswith("good") for n in self.books.answered))
     @rule(data=st.data())

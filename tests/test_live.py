@@ -298,6 +298,8 @@ class TestLiveMedia:
         """Insert: what udev asks for (SYSTEMD_WANTS) started by hand; oneshot, so
         `systemctl start` returns when the round trip is over."""
         device = live.loop.removeprefix("/dev/")
+        # A stick pulled stops the unit (BindsTo= its device); the sandbox has no udev.
+        live.sh(f"systemctl stop spoolca-media@{device}.service", check=False)
         return live.sh(f"systemctl start spoolca-media@{device}.service", check=False)
 
     @staticmethod
@@ -349,6 +351,12 @@ class TestLiveMedia:
             media.trip_seconds = time.monotonic() - started  # type: ignore[attr-defined]
             assert f"medium uuid:{uuid}" in self.journal(media)
             assert media.sh(f"findmnt /run/spoolca-media/{device}", check=False).returncode
+            # Done is observable: the unit stays active (exited), its last line says so.
+            assert media.sh(f"systemctl is-active spoolca-media@{device}.service",
+                            check=False).stdout.strip() == "active"
+            shown = media.sh(f"systemctl status spoolca-media@{device}.service",
+                             check=False).stdout
+            assert "done, the stick is unmounted: remove it" in shown, shown
             holds[csr] = self.stick_holds(media)
         assert "./spoolca-results/results/stick-a/cert.pem" in holds["stick-a"]
         assert "stick-b" not in holds["stick-a"] and "CHECKED" in holds["stick-a"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from spoolca.openpgp import stop_agent
-from tests.pki import CA, make_csr, pem
+from tests.pki import CA, make_csr, pem, wait_for
 
 OWNER = 65534  # nobody: a user that is not root and owns nothing else here
 REPO = Path(__file__).resolve().parent.parent
@@ -180,3 +180,49 @@ class TestRootOverItsOwn:
         done = ca.run("crl")
         assert done.returncode == 0, done.stderr
         assert owners(ca.outgoing / "crl") == {0}
+
+
+class TestNothingWaitsSilently:
+    def test_a_folder_root_made_in_incoming_is_said_and_taken_once_it_can_be(self,
+                                                                          owned: CA):
+        """Root makes incoming/web/ and drops a request in it; the daemon (its owner) may
+        not move it out. It says so once, as a sentence, in STATUS= and `spoolca status`
+        (no traceback per rescan, no false "fault cleared"), and answers it after chown."""
+        from tests.daemon import NotifySocket
+
+        owned.edit_config("rescan_seconds = 30", "rescan_seconds = 1")
+        notify = NotifySocket(owned.dir.parent / "notify.sock")
+        os.chown(notify.path, OWNER, OWNER)
+        site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+        log = owned.dir.parent / "serve.log"
+        with log.open("wb") as out:
+            daemon = subprocess.Popen(
+                [str(SYSTEM_PYTHON), "-m", "spoolca.cli", "--config", str(owned.config),
+                 "serve"], stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": f"{REPO}:{site}",
+                     "NOTIFY_SOCKET": str(notify.path)})
+        try:
+            notify.wait_for("READY=1")
+            web = owned.incoming / "web"
+            web.mkdir()  # root's, 0755: the service may read it, not move out of it
+            (web / "w.csr").write_bytes(pem(make_csr("w.sample.com")[1]))
+            status: list[str] = []
+            wait_for(lambda: status.extend(notify.poll()) or any(
+                "WAITING: 1 file(s) cannot be taken" in s for s in status), 20, "STATUS=")
+            shown = owned.run("status")
+            assert "WAITING: cannot take" in shown.stdout and "chown -R nobody" in \
+                shown.stdout, shown.stdout
+            # A turn sends STATUS= at most every 0.5 s and rescans every 1 s: eight more
+            # STATUS= lines that still wait span several rescans, each retrying the file.
+            seen = len(status)
+            wait_for(lambda: status.extend(notify.poll()) or sum(
+                "WAITING" in s for s in status[seen:]) >= 8, 30, "more turns")
+            text = log.read_text()
+            assert text.count("cannot take a file") == 1, text
+            assert "Traceback" not in text and "fault" not in text, text
+            chown_tree(web, OWNER)
+            wait_for((owned.outgoing / "w" / "result.json").exists, 20, "w answered")
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+            notify.close()

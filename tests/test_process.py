@@ -447,3 +447,38 @@ class TestEveryReasonTrue:
         assert body["status"] == "issued", body
         notes = {n["code"]: n["message"] for n in body.get("notes", [])}
         assert "1.2.3.4" in notes.get("note.extension_left_out", ""), body
+
+
+class TestReconsider:
+    """A rejection is not forever when the policy was the reason (issue 26)."""
+
+    def test_a_request_rejected_by_policy_is_decided_again_after_the_change(self, ca: CA):
+        _key, csr = make_csr("www.other.example")
+        ca.edit_config('[profiles.server]', '[profiles.server]\nallowed_domains = ["sample.com"]')
+        ca.submit("server/www.csr", pem(csr))
+        ca.process()
+        assert ca.result("www")["status"] == "rejected"
+        ca.submit("server/again.csr", pem(csr))  # the same CSR again: the same answer
+        ca.process()
+        again = ca.result("again")
+        assert again["status"] == "rejected"
+        assert [n["code"] for n in again["notes"]] == ["note.earlier_answer"], again
+        assert "spoolca reconsider again" in again["notes"][0]["message"]
+        ca.edit_config('allowed_domains = ["sample.com"]', 'allowed_domains = []')
+        done = ca.run("reconsider", "www")
+        assert done.returncode == 0, done.stderr
+        ca.process()
+        issued = [json.loads(p.read_text()) for p in ca.outgoing.glob("*/result.json")]
+        assert [r["status"] for r in issued if r["request_sha256"] ==
+                again["request_sha256"]].count("issued") == 1
+        assert ca.result("www")["status"] == "issued"  # its own folder: the new answer
+        shown = ca.run("audit", "show")
+        assert "request.reconsidered" in shown.stdout, shown.stdout
+
+    def test_an_issued_request_is_not_decided_twice(self, ca: CA):
+        """Counter-case: only rejections; an issued request is renewed."""
+        ca.submit("server/ok.csr", pem(make_csr("ok.sample.com")[1]))
+        ca.process()
+        done = ca.run("reconsider", "ok")
+        assert done.returncode != 0 and "only a rejected request" in done.stderr
+        assert done.stderr.count("\n") == 1

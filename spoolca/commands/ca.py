@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -81,6 +82,16 @@ def cmd_renew(args: argparse.Namespace) -> int:
               f"{config.spool_dir / 'outgoing' / outcome.output_name}/")
         for line in _publish_crls(config, store, None):
             print(line)
+    return 0
+
+
+def cmd_reconsider(args: argparse.Namespace) -> int:
+    from spoolca.process.reconsider import reconsider
+
+    with opened(args) as (config, store):
+        queued = reconsider(config, store, args.request, now())
+    print(f"the rejection is forgotten and the request is queued again as {queued}: the "
+          "daemon decides it (or run spoolca process)")
     return 0
 
 
@@ -168,6 +179,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from spoolca.demo import run_demo
 
-    if not args.once:
-        configure_logging(sys.stdout)
+    # The demo speaks to a person: one line per result of its own, and only warnings
+    # and errors from the log (the daemon's JSON lines are for journald).
+    configure_logging(sys.stderr, level=logging.WARNING)
     return run_demo(Path(args.dir), once=args.once)

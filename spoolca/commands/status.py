@@ -16,12 +16,15 @@ __all__ = ["cmd_status"]
 
 def cmd_status(args: argparse.Namespace) -> int:
     from spoolca.report.facts import gather
+    from spoolca.spool.tree import Spool
 
     with opened(args) as (config, store):
         facts = gather(config, store, now())
         incoming = config.spool_dir / "incoming"
         facts["queued"] = sum(1 for p in incoming.rglob("*") if p.is_file()
                               and not p.name.startswith(".")) if incoming.is_dir() else 0
+        facts["cannot_take"] = [why for _path, why in Spool(config.spool_dir).untakeable(
+            config.default_profile)]
     if args.json:
         print(json.dumps(facts, indent=2, sort_keys=True))
         return 0
@@ -31,8 +34,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _lines(facts: dict[str, Any]) -> list[str]:
     back = facts["return_by"]
-    lines = [f"Bring the stick back by {back['at']} ({back['days_left']} days): the "
-             f"{back['authority']} CA's CRL ends then." if back else
+    lines = [f"Bring the stick back between {back['from']} and {back['at']} "
+             f"({back['days_left']} days): the {back['authority']} CA's next CRL is made "
+             "from the first, its current CRL ends at the second." if back else
              "No CRL published yet: run `spoolca crl`."]
     lines += [f"WARNING: {w}" for w in facts["warnings"]]
     lines.append("CA certificates:")
@@ -51,5 +55,6 @@ def _lines(facts: dict[str, Any]) -> list[str]:
                  "{issued} issued, {rejected} rejected, {revoked} revoked".format(
                      since, **totals["since_previous_trip"]))
     lines.append(f"Queued in incoming/: {facts['queued']}")
+    lines += [f"WAITING: {why}" for why in facts["cannot_take"]]
     lines.append(f"Audit head: entry {facts['audit']['seq']}, {facts['audit']['hash']}")
     return lines

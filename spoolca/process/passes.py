@@ -40,6 +40,11 @@ class PassSummary:
         self.outcomes.append(outcome)
         self.count(outcome)
 
+    def fields(self, **more: int) -> dict[str, int]:
+        """The counters as log fields (and MORE)."""
+        return {"issued": self.issued, "rejected": self.rejected,
+                "republished": self.republished, "revoked": self.revoked, **more}
+
     def count(self, outcome: Outcome) -> None:
         """Count it only (the daemon runs for months: it keeps no list)."""
         if outcome.republished:

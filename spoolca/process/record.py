@@ -184,7 +184,7 @@ class Recorder:
                                           "serial": earlier.serial})
         again = SubmissionRecord(name, item.identity, item.file_name, earlier.profile,
                                  earlier.status, earlier.findings, earlier.decided_at,
-                                 earlier.serial)
+                                 earlier.serial, tx.now)
         files, links = recorded_files(self._session.store, self._session.chains, again)
         findings = () if earlier.status != Status.REJECTED else \
             tuple(Finding(r["code"], r["message"]) for r in earlier.findings)

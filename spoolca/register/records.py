@@ -105,6 +105,7 @@ class SubmissionRecord:
     findings: list[dict[str, str]]
     decided_at: str
     serial: str | None  # the certificate issued, or the one a revocation request named
+    received_at: str = ""  # when this file came: later than decided_at for an earlier answer
 
 
 class AuditRow(NamedTuple):

@@ -18,13 +18,11 @@ from typing import Any
 
 from spoolca.config import Config
 from spoolca.errors import ClockError, RegisterBehindError, StoreError
-from spoolca.register.chain import GENESIS
+from spoolca.register.auditreads import AuditReads
 from spoolca.register.clock import DEFAULT_MAX_FORWARD_DAYS, SIGNING_GRACE, ClockGuard
 from spoolca.register.damage import damaged
 from spoolca.register.records import (
-    AuditRow,
     CertificateRecord,
-    CheckpointRow,
     CRLRecord,
     RequestRecord,
     Status,
@@ -55,7 +53,7 @@ __all__ = [
     "parse_time",
 ]
 
-class Store:
+class Store(AuditReads):
     """The open register. One connection, used from one thread at a time."""
 
     def __init__(self, path: Path, *, create: bool = False,
@@ -308,6 +306,13 @@ class Store:
                                   "WHERE claim = ?", (claim,))
         return {(row[0], row[1]): row[2] for row in rows}
 
+    def submission(self, which: str) -> SubmissionRecord | None:
+        """The latest submission published as WHICH, or of the request whose SHA-256 it is."""
+        row = self._conn.execute(_SUBMISSION_SELECT + " WHERE s.output_name = ? OR "
+                                 "s.request_sha256 = ? ORDER BY s.id DESC LIMIT 1",
+                                 (which, which.lower())).fetchone()
+        return _submission(row) if row else None
+
     def earlier_answer(self, file_sha256: str, profile: str) -> SubmissionRecord | None:
         """The first recorded answer to a file with these bytes under this profile."""
         row = self._conn.execute(_SUBMISSION_SELECT + " WHERE s.file_sha256 = ? AND "
@@ -332,6 +337,19 @@ class Store:
             file_sha256s).fetchone()
         return row[0] or 0
 
+    def files_of_outputs(self, names: list[str]) -> dict[str, set[str]]:
+        """The SHA-256 of the submitted files each outgoing/ name answers (a result
+        re-published for the same CSR sent again answers more than one)."""
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(names), 500):  # SQLite's bound on parameters
+            chunk = names[start:start + 500]
+            rows = self._conn.execute(
+                f"SELECT output_name, file_sha256 FROM submissions WHERE output_name IN "
+                f"({','.join('?' * len(chunk))})", chunk)
+            for name, digest in rows:
+                found.setdefault(name, set()).add(digest)
+        return found
+
     def outputs_from_medium(self, medium: str) -> list[str]:
         """outgoing/ names of the results for the files a medium brought, in order."""
         rows = self._conn.execute(
@@ -339,12 +357,6 @@ class Store:
             "ON m.file_sha256 = s.file_sha256 WHERE m.medium = ? ORDER BY s.output_name",
             (medium,))
         return [row[0] for row in rows]
-
-    def audit_entries(self, after: int = 0) -> Iterator[AuditRow]:
-        rows = self._conn.execute(
-            "SELECT seq, time, event, actor, data, prev, hash FROM audit WHERE seq > ? "
-            "ORDER BY seq", (after,))
-        return map(AuditRow._make, rows)
 
     def snapshot(self, target: Path) -> None:
         """A consistent copy of the register into a new file while others may write
@@ -360,49 +372,23 @@ class Store:
         rows = self._conn.execute("PRAGMA integrity_check").fetchall()
         return [] if rows == [("ok",)] else [str(row[0]) for row in rows]
 
-    def latest_events(self, event: str, limit: int = 20) -> list[AuditRow]:
-        """The newest entries of one kind, newest first (read back from the log's end)."""
-        rows = self._conn.execute(
-            "SELECT seq, time, event, actor, data, prev, hash FROM audit WHERE event = ? "
-            "ORDER BY seq DESC LIMIT ?", (event, limit))
-        return [AuditRow._make(row) for row in rows]
-
-    def event_counts(self, after: int = 0) -> dict[str, int]:
-        """How many entries of each kind the log holds after seq AFTER (for the report)."""
-        rows = self._conn.execute(
-            "SELECT event, COUNT(*) FROM audit WHERE seq > ? GROUP BY event", (after,))
-        return dict(rows.fetchall())
-
-    def audit_head(self) -> tuple[int, str]:
-        row = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-                                 ).fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
-
-    def audit_hash(self, seq: int) -> str | None:
-        row = self._conn.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
-        return row[0] if row else None
-
-    def latest_checkpoint_seq(self) -> int:
-        row = self._conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()
-        return row[0] or 0
-
     def add_checkpoint(self, seq: int, digest: str, body: str, signature: str) -> None:
         """Checkpoints sign the chain; they are not entries of it (that would never end)."""
         self.check_history()
         insert_checkpoint(self._conn, seq, digest, body, signature)
 
-    def checkpoints(self, after: int = 0) -> list[CheckpointRow]:
-        rows = self._conn.execute("SELECT seq, body, signature FROM checkpoints WHERE seq > ? "
-                                  "ORDER BY seq", (after,))
-        return [CheckpointRow._make(row) for row in rows]
 
 
+# A submission's answer is its request's decision (an earlier answer published again has
+# its date), unless the request was decided again since (`spoolca reconsider`): then it
+# keeps its own.
 _SUBMISSION_SELECT = (
     "SELECT s.output_name, s.request_sha256, s.file_name, s.profile, s.status, s.findings, "
-    "COALESCE(r.decided_at, s.received_at), COALESCE(r.serial, s.serial) FROM submissions s "
+    "CASE WHEN r.status = s.status THEN r.decided_at ELSE s.received_at END, "
+    "COALESCE(r.serial, s.serial), s.received_at FROM submissions s "
     "LEFT JOIN requests r ON r.sha256 = s.request_sha256")
 
 
 def _submission(row: tuple[Any, ...]) -> SubmissionRecord:
     return SubmissionRecord(row[0], row[1], row[2], row[3], Status(row[4]), json.loads(row[5]),
-                            row[6], row[7])
+                            row[6], row[7], row[8])

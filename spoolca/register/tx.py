@@ -249,6 +249,12 @@ class Tx:
         the batch, and a batch whose predecessor is unsigned does not commit at all."""
         insert_checkpoint(self._conn, seq, digest, body, signature)
 
+    def forget_rejection(self, sha256: str) -> None:
+        """A rejected request is undecided again (`spoolca reconsider`): its submissions
+        and their answers stay, the next submission is decided anew."""
+        self._conn.execute("DELETE FROM requests WHERE sha256 = ? AND status = 'rejected'",
+                           (sha256,))
+
     def add_media_file(self, medium: str, file_sha256: str, file_name: str) -> None:
         self._conn.execute("INSERT OR IGNORE INTO media_files VALUES (?, ?, ?, ?)",
                            (medium, file_sha256, file_name, self._now))

@@ -21,7 +21,13 @@ from pathlib import Path
 from types import FrameType
 
 from spoolca.config import Config, load_config
-from spoolca.errors import ClockError, KeyStoreError, RegisterBehindError, SpoolcaError
+from spoolca.errors import (
+    ClockError,
+    KeyStoreError,
+    RegisterBehindError,
+    SpoolcaError,
+    UntakeableError,
+)
 from spoolca.fsutil import atomic_write, probe_directory
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
@@ -32,9 +38,11 @@ from spoolca.register.damage import damaged
 from spoolca.register.store import Store
 from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
+from spoolca.service.statusline import status_line
 from spoolca.service.watch import Watch
 from spoolca.spool.exportrequests import pending as pending_exports
 from spoolca.spool.exportrequests import serve as serve_exports
+from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
 
 __all__ = ["Daemon", "reload_answer_path"]
@@ -59,9 +67,11 @@ class Daemon:
     """Watches, batches, processes; handles signals; tells systemd how it is doing."""
 
     def __init__(self, config_path: Path, *,
-                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+                 clock: Callable[[], dt.datetime] = utc_now,
+                 on_outcome: Callable[[Outcome], None] = lambda _outcome: None) -> None:
         self._config_path = config_path
         self._clock = clock
+        self._on_outcome = on_outcome  # the demo prints a line per result
         self._counters = PassSummary()  # counted, never kept
         self._notifier = Notifier()
         self._stop = False
@@ -115,7 +125,7 @@ class Daemon:
                 self._stop_step(self._session.seal)
             self._stop_step(self._session.close)  # last: it forgets the passphrase, stops gpg
             store.close()
-        _log.info("stopped", **self._counter_fields())
+        _log.info("stopped", **self._counters.fields(queued=len(self._watch)))
         return 0
 
     def _open(self, config: Config, store: Store, session: CASession | None = None) -> None:
@@ -264,7 +274,11 @@ class Daemon:
         claimed: list[Claimed] = []
         for path, profile in ready:
             self._watch.taken(path)
-            item = self._session.spool.claim(path, profile, claim)
+            try:
+                item = self._session.spool.claim(path, profile, claim)
+            except UntakeableError as exc:  # said once and in STATUS=; tried at rescans
+                self._watch.cannot_take(path, str(exc))
+                continue
             if item is not None:
                 claimed.append(item)
         self._answer(claimed, flush=not self._backlog)
@@ -285,6 +299,8 @@ class Daemon:
             raise  # claimed files wait in work/: recovery answers them once the clock is right
         for outcome in outcomes:
             self._counters.count(outcome)
+            self._on_outcome(outcome)
+            self._on_outcome(outcome)
 
     def _answer(self, claimed: list[Claimed], *, flush: bool = True) -> None:
         """Answer claimed files; a fault propagates to `_attempt`, the files wait in work/.
@@ -298,6 +314,7 @@ class Daemon:
             raise  # claimed files wait in work/: recovery answers them once the clock is right
         for outcome in outcomes:
             self._counters.count(outcome)
+            self._on_outcome(outcome)
 
     @property
     def _refusal(self) -> str:
@@ -391,21 +408,9 @@ class Daemon:
             _log.error("reload answer not written", reason=exc.strerror or str(exc))
         self._notifier.ready(self._status())
 
-    # -- status -------------------------------------------------------------------------------
-
-    def _counter_fields(self) -> dict[str, int]:
-        return {"issued": self._counters.issued, "rejected": self._counters.rejected,
-                "republished": self._counters.republished, "revoked": self._counters.revoked,
-                "queued": len(self._watch)}
-
     def _status(self) -> str:
-        c = self._counters
-        crls = crl_status(self._config, self._session.store)
-        crl_text = ", ".join(f"{s.authority} #{s.number} until {s.next_update}" for s in crls)
-        back = f"return stick by {min(s.next_update for s in crls)}; " if crls else ""
-        text = (f"{back}{c.issued} issued, {c.rejected} rejected, {c.republished} re-published, "
-                f"{c.revoked} revoked, {len(self._watch)} queued; CRLs: {crl_text or 'none yet'}")
-        if self._fault and not self._register_refusal:
-            wait = max(0, round(self._fault_retry_at - time.monotonic()))
-            text = f"FAULT: {self._fault} (retrying in {wait} s) | {text}"
-        return f"REFUSING TO ISSUE: {self._refusal} | {text}" if self._refusal else text
+        wait = max(0, round(self._fault_retry_at - time.monotonic()))
+        return status_line(self._counters, crl_status(self._config, self._session.store),
+                           queued=len(self._watch), waiting=self._watch.untakeable,
+                           fault=self._fault if not self._register_refusal else "",
+                           retry_in=wait, refusal=self._refusal)

@@ -30,8 +30,11 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from spoolca.log import get_logger
 from spoolca.spool.tree import REQUEST_SUFFIXES, Spool
 from spoolca.untrusted import being_written
+
+_log = get_logger("spoolca.service.watch")
 
 __all__ = ["BATCH_WINDOW", "SETTLE_SECONDS", "Watch"]
 
@@ -79,6 +82,8 @@ class Watch:
         self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._sightings: dict[Path, _Sighting] = {}
         self._observer = Observer()
+        # Files the service may not move (a folder root made): why, until they can be.
+        self.untakeable: dict[Path, str] = {}
 
     def __len__(self) -> int:
         return len(self._sightings)
@@ -134,6 +139,7 @@ class Watch:
     def rescan(self) -> None:
         for path, profile in self.spool.candidates(self.default_profile):
             self._sightings.setdefault(path, _Sighting(profile, complete=False))
+        self.untakeable = {p: why for p, why in self.untakeable.items() if os.path.lexists(p)}
 
     def ready(self, limit: int) -> list[tuple[Path, str]]:
         """Sightings safe to take, in order of arrival, at most `limit`."""
@@ -153,6 +159,13 @@ class Watch:
 
     def taken(self, path: Path) -> None:
         self._sightings.pop(path, None)
+        self.untakeable.pop(path, None)
+
+    def cannot_take(self, path: Path, why: str) -> None:
+        """Said once (logged), shown in STATUS= until it can be taken at a rescan."""
+        if self.untakeable.get(path) != why:
+            _log.warning("cannot take a file", reason=why)
+        self.untakeable[path] = why
 
 
 def _finished(path: Path, info: os.stat_result, sighting: _Sighting, now: int) -> bool:

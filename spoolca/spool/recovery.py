@@ -42,9 +42,11 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
                                 decided_at=record.decided_at, status=record.status,
                                 serial=record.serial, reasons=record.findings), {}
     if record.status != Status.ISSUED or record.serial is None:
+        again = bool(record.received_at) and record.received_at != record.decided_at
         return rejected_files(name=name, file_name=record.file_name,
                               request_sha256=record.request_sha256, profile=record.profile,
-                              decided_at=record.decided_at, reasons=record.findings), {}
+                              decided_at=record.decided_at, reasons=record.findings,
+                              again=again), {}
     certificate = store.certificate(record.serial)
     assert certificate is not None, f"the register lost certificate {record.serial}"
     if not certificate.der:  # known from a caught-up audit log alone

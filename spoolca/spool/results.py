@@ -101,10 +101,16 @@ def _indented(value: Any, newline: str) -> str:
 
 
 def rejected_files(*, name: str, file_name: str, request_sha256: str, profile: str,
-                   decided_at: str, reasons: list[dict[str, str]]) -> dict[str, bytes]:
+                   decided_at: str, reasons: list[dict[str, str]], again: bool = False
+                   ) -> dict[str, bytes]:
+    """AGAIN: an earlier answer published again; a note says so, and how to ask anew."""
+    notes = [{"code": "note.earlier_answer", "message": f"this request was decided on "
+              f"{decided_at}; that answer is published again, not decided again: if the "
+              f"policy has changed since, `spoolca reconsider {name}` decides it anew"}
+             ] if again else None
     return {"result.json": result_json(
         status="rejected", name=name, file=file_name, request_sha256=request_sha256,
-        profile=profile, decided_at=decided_at, reasons=reasons)}
+        profile=profile, decided_at=decided_at, reasons=reasons, notes=notes)}
 
 
 def revocation_files(*, name: str, file_name: str, request_sha256: str, decided_at: str,

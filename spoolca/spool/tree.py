@@ -19,7 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spoolca.errors import UntakeableError
 from spoolca.fsutil import SHARED_DIR, ensure_dir, move, remove_empty_dirs
+from spoolca.log import get_logger
+
+_log = get_logger("spoolca.spool.tree")
 
 __all__ = [
     "COMPANION_SUFFIXES",
@@ -237,6 +241,8 @@ class Spool:
             move(source, target)
         except FileExistsError:
             return None  # incoming/x.csr and incoming/<default>/x.csr: one per round
+        except PermissionError as exc:
+            raise UntakeableError(source, untakeable_sentence(source, exc)) from None
         except FileNotFoundError:
             if not folder.is_dir() and os.path.lexists(source):
                 ensure_dir(folder.parent, SHARED_DIR)
@@ -259,8 +265,25 @@ class Spool:
         for source, profile in candidates:
             signature = next((Path(f"{source}{suffix}") for suffix in COMPANION_SUFFIXES
                               if f"{source}{suffix}" in signatures), None)
-            claimed.append(self.claim(source, profile, claim, signature))
+            try:
+                claimed.append(self.claim(source, profile, claim, signature))
+            except UntakeableError as exc:  # said, and left where it is
+                _log.warning("cannot take a file", reason=str(exc))
         return [c for c in claimed if c is not None]
+
+    def untakeable(self, default_profile: str) -> list[tuple[Path, str]]:
+        """What waits in incoming/ and cannot be taken by this user, with why (for
+        `spoolca status` and STATUS=): its folder not writable, or itself not readable."""
+        found = []
+        for source, _profile in self.candidates(default_profile):
+            if not os.access(source.parent, os.W_OK | os.X_OK):
+                problem = PermissionError(13, "Permission denied", str(source.parent))
+            elif source.is_file() and not os.access(source, os.R_OK):
+                problem = PermissionError(13, "Permission denied", str(source))
+            else:
+                continue
+            found.append((source, untakeable_sentence(source, problem)))
+        return found
 
     def pending_work(self) -> list[Claimed]:
         """Submissions claimed by an earlier pass that did not finish (a crash), in claim
@@ -291,6 +314,24 @@ def _claimed_in(folder: Path, claim: str | None) -> list[Claimed]:
         path = Path(entry.path)
         found.append(Claimed.of(path, folder.name, companion(path), claim))
     return found
+
+
+def untakeable_sentence(source: Path, exc: OSError) -> str:
+    """Why SOURCE waits, and what to do: usually a folder made by root in incoming/."""
+    import pwd
+
+    folder = source.parent
+    try:
+        owner = pwd.getpwuid(folder.stat().st_uid).pw_name
+    except (OSError, KeyError):
+        owner = "another user"
+    try:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        me = str(os.geteuid())
+    return (f"cannot take {source}: {exc.strerror or exc} (its folder belongs to {owner}; "
+            f"the service runs as {me}): chown -R {me} {folder}, and it is taken at the "
+            "next rescan")
 
 
 def archive_file(archive: Path, path: Path, file_name: str, output_name: str,
