@@ -96,6 +96,11 @@ _STATIC_CODES: dict[str, str] = {
     "note.extension_left_out": "informational, never a reason: the request asked for a "
     "non-critical extension the CA does not issue (OCSP must-staple, an unknown one); the "
     "certificate was issued without it",
+    "note.dn_field_dropped": "informational, never a reason: a subject field of the "
+    "request (L=, OU=, emailAddress with email_in_dn = false) is not named by the profile's "
+    "dn and was left out of the certificate, as OpenSSL's policy does",
+    "note.earlier_answer": "informational, never a reason: this is the answer decided "
+    "earlier for the same request, sent again; `spoolca reconsider` decides it afresh",
     "note.extensions_overridden": "informational, never a reason: the request asked for "
     "usage extensions within what the profile grants; the profile's own were issued",
     "result.certificate_not_held": "the request was issued before a restore; this appliance "

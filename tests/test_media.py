@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from spoolca.openpgp import stop_agent
 from tests.pki import CA, make_csr, pem, wait_for
@@ -68,6 +69,27 @@ class TestIngest:
             "not a request (*.csr, *.pem, *.req, *.der) or a signature (*.asc)": 5000}
         assert all(len(item["file"]) <= 160 for item in entry["data"]["skipped"])
         assert [f["file"] for f in entry["data"]["files"]] == ["server/good.csr"]
+
+    def test_a_private_key_on_the_stick_is_never_taken(self, ca: CA, stick: Path):
+        """A key beside its CSR (web.key) and a .pem holding key and CSR together are left
+        on the stick with a reason that says so; the appliance keeps no copy of either. The
+        counter-case: the CSR alone beside the key is taken."""
+        key, csr = make_csr("web.sample.com")
+        key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption())
+        (stick / "server" / "web.key").write_bytes(key_pem)
+        (stick / "server" / "web.csr").write_bytes(pem(csr))
+        (stick / "server" / "both.pem").write_bytes(key_pem + pem(csr))
+        assert ca.run("media", "ingest", str(stick)).returncode == 0
+        entry = json.loads(ca.run("audit", "show", "--json", "--event",
+                                  "media.ingested").stdout)[-1]["data"]
+        reasons = {item["file"]: item["reason"] for item in entry["skipped"]}
+        assert sorted(reasons) == ["server/both.pem", "server/web.key"]
+        assert all(why.startswith("a private key: not taken") for why in reasons.values())
+        assert [f["file"] for f in entry["files"]] == ["server/web.csr"]
+        taken = [p.read_bytes() for p in ca.incoming.rglob("*") if p.is_file()]
+        assert taken and not any(b"PRIVATE KEY" in data for data in taken)
 
     def test_a_factory_stick_with_raised_limits(self, ca: CA, stick: Path):
         """2,500 requests: the default takes 1,000 and lists the rest as skipped; with
@@ -162,7 +184,7 @@ class TestRoundTrip:
             assert any((root / folder).iterdir())
         manifest = json.loads((root / "MANIFEST.json").read_text())
         assert manifest["audit_head"]["seq"] > 0 and manifest["results"] == ["bad", "web"]
-        assert "Bring this stick back before" in (root / "README.txt").read_text()
+        assert "Bring this stick back between" in (root / "README.txt").read_text()
         verify_export(root, [root, root / "results" / "web"])
 
     def test_a_tampered_export_fails_the_checks(self, ca: CA, stick: Path):

@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.pki import CA, make_csr, pem
 
@@ -21,14 +22,21 @@ HOSTILE = "<img src=x onerror=alert(1)>.txt"
 
 @pytest.fixture
 def exported(ca: CA, tmp_path: Path) -> Path:
-    """A trip: two requests issued, one rejected, a hostile file name left on the stick."""
+    """A trip: two requests issued, one rejected, an unsigned revocation request refused;
+    a hostile file name and a private key left on the stick."""
     stick = tmp_path / "stick"
     (stick / "server").mkdir(parents=True)
+    (stick / "revoke").mkdir()
     for name in ("alpha", "beta"):
-        (stick / "server" / f"{name}.csr").write_bytes(pem(make_csr(f"{name}.sample.com")[1]))
+        key, csr = make_csr(f"{name}.sample.com")
+        (stick / "server" / f"{name}.csr").write_bytes(pem(csr))
+    (stick / "server" / "beta.key").write_bytes(key.private_bytes(  # beside its CSR, by mistake
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
     (stick / "server" / "nocompany.csr").write_bytes(
         pem(make_csr("nocompany.sample.com", company=False)[1]))
     (stick / "server" / HOSTILE).write_text("junk")
+    (stick / "revoke" / "lost.json").write_text('{"serial": "01", "reason": "keyCompromise"}')
     assert ca.run("media", "ingest", str(stick)).returncode == 0
     ca.process()
     export = ca.run("media", "export", str(stick))
@@ -108,12 +116,22 @@ class TestStickReport:
         facts = json.loads((exported / "report.json").read_text())
         outcomes = {r["name"]: r for r in facts["trip"]["requests"]}
         assert {n: r["status"] for n, r in outcomes.items()} == {
-            "alpha": "issued", "beta": "issued", "nocompany": "rejected"}
+            "alpha": "issued", "beta": "issued", "nocompany": "rejected", "lost": "rejected"}
         assert outcomes["alpha"]["serial"] and outcomes["alpha"]["not_after"]
         assert outcomes["nocompany"]["reasons"]
+        assert outcomes["alpha"]["file"] == "server/alpha.csr"  # the requester's own name
+        assert outcomes["lost"]["kind"] == "revocation request"
+        assert outcomes["lost"]["file"] == "revoke/lost.json"
         schedule = json.loads((exported / "crl" / "next-update.json").read_text())
         assert facts["return_by"]["at"] == schedule["return_by"]
-        assert [s["file"] for s in facts["trip"]["skipped"]] == [f"server/{HOSTILE}"]
+        first = min((v for v in schedule.values() if isinstance(v, dict)),
+                    key=lambda v: v["next_update"])
+        assert facts["return_by"]["from"] == first["next_crl_from"] < facts["return_by"]["at"]
+        assert sorted(s["file"] for s in facts["trip"]["skipped"]) == [
+            f"server/{HOSTILE}", "server/beta.key"]
+        assert facts["trip"]["counts"] == {
+            "requests": 4, "issued": 2, "rejected": 1, "revoked": 0,
+            "revocations_refused": 1, "new": 4, "resent": 0, "left_on_stick": 2}
         assert facts["totals"]["overall"]["issued"] == 2
         status = json.loads(ca.run("status", "--json").stdout)
         assert status["return_by"] == facts["return_by"]
@@ -123,16 +141,30 @@ class TestStickReport:
         hostile name is text, not an element; a screenshot is taken."""
         page = dom_of(exported)
         facts = json.loads((exported / "report.json").read_text())
-        back = facts["return_by"]["at"]
+        back, opens = facts["return_by"]["at"], facts["return_by"]["from"]
         assert page.by_id["return-by-date"].strip() == f"{back[:10]} {back[11:16]} UTC"
+        assert page.by_id["return-from"].strip() == f"{opens[:10]} {opens[11:16]} UTC"
+        counts = {key: page.by_id[f"count-{key}"].strip() for key in (
+            "requests", "issued", "rejected", "revoked", "revocations-refused", "new",
+            "resent", "left")}
+        assert counts == {"requests": "4", "issued": "2", "rejected": "1", "revoked": "0",
+                          "revocations-refused": "1", "new": "4", "resent": "0", "left": "2"}
+        assert len(page.rows) == 4  # the counts agree with the rows
         assert "issued" in page.rows["alpha"] and "issued" in page.rows["beta"]
+        assert "server/alpha.csr" in page.rows["alpha"] and "new" in page.rows["alpha"]
         assert "rejected" in page.rows["nocompany"]
-        reason = facts["trip"]["requests"][2]["reasons"][0]["message"]
+        reason = next(r for r in facts["trip"]["requests"]
+                      if r["name"] == "nocompany")["reasons"][0]["message"]
         assert reason in page.rows["nocompany"]
+        lost = page.rows["lost"]
+        assert "revocation request" in lost and "NAME.json.asc" in lost
+        assert "profile" not in lost and ".csr" not in lost
         intermediate = facts["authorities"][1]["not_after"]
         assert intermediate[:10] in page.by_id["authorities"]
         assert HOSTILE in page.by_id["skipped"] and "img" not in page.tags
-        assert "warning-list" not in page.by_id  # nothing due within the default windows
+        # nothing due within the default windows: the one warning is the key on the stick
+        assert page.by_id["warning-list"].count("private key was found") == 1
+        assert "server/beta.key" in page.by_id["warning-list"]
         shot = exported.parent.parent / "report.png"
         browse(exported / "REPORT.html", f"--screenshot={shot}", "--window-size=1100,2400")
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
@@ -148,6 +180,29 @@ class TestStickReport:
         warnings = dom_of(exported).by_id["warning-list"]
         assert "intermediate CA's CRL ends in" in warnings
         assert "WARNING: the intermediate CA's CRL ends in" in ca.run("status").stdout
+
+    def test_a_second_trip_tells_new_results_from_re_sent_ones(self, ca: CA, exported: Path):
+        """The same stick back with one more request: the earlier answers are marked as
+        sent before (with their date), the new one as new; the counts agree."""
+        stick = exported.parent
+        (stick / "server" / "gamma.csr").write_bytes(pem(make_csr("gamma.sample.com")[1]))
+        assert ca.run("media", "ingest", str(stick)).returncode == 0
+        ca.process()
+        assert ca.run("media", "export", str(stick)).returncode == 0
+        facts = json.loads((exported / "report.json").read_text())
+        resent = {r["name"]: r["resent"] for r in facts["trip"]["requests"]}
+        assert resent == {"alpha": True, "beta": True, "nocompany": True, "lost": True,
+                          "gamma": False}
+        assert facts["trip"]["counts"]["new"] == 1 and facts["trip"]["counts"]["resent"] == 4
+        assert "sent before, decided" in dom_of(exported).rows["alpha"]
+
+    def test_no_host_path_leaves_on_the_stick(self, ca: CA, exported: Path):
+        """The appliance's paths (state directory, key files, the stick's mount point)
+        appear nowhere in what goes out."""
+        for path in exported.rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".html", ".txt"):
+                text = path.read_text()
+                assert str(ca.dir) not in text and str(exported.parent) not in text, path
 
     def test_the_page_is_self_contained(self, exported: Path):
         """No script, no reference to anything outside the file: it opens offline."""

@@ -30,7 +30,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'SERIAL':<34} {'STATUS':<8} {'NOT AFTER':<20} {'PROFILE':<8} SUBJECT")
     for r in records:
-        print(f"{r.serial:<34} {r.status(now):<8} {r.not_after:<20} {r.profile:<8} {r.subject}")
+        renewed = f"  (superseded by {r.superseded_by})" if r.superseded_by else ""
+        print(f"{r.serial:<34} {r.status(now):<8} {r.not_after:<20} {r.profile:<8} {r.subject}"
+              f"{renewed}")
     for crl in crls:
         print(f"{crl.authority} CRL #{crl.number} valid until {crl.next_update}; the next one "
               f"is made from {crl.refresh_at}")

@@ -45,9 +45,13 @@ class SignerCheck:
         for PROFILE and also for other profiles (ELSEWHERE: their signers) must name the
         profile in the signature itself, as a signed notation
         (`gpg --sig-notation profile@spoolca=PROFILE`); a signer of one profile need not."""
+        revocation = profile is None  # a revocation request: [signers] revokers decide
         if signature is None:
-            return None, Finding("request.signature_missing", "this profile requires a "
-                                 "detached signature NAME.csr.asc beside the request")
+            return None, Finding("request.signature_missing", (
+                "a revocation request must come with its signer's detached signature "
+                "(NAME.json.asc beside NAME.json)") if revocation else (
+                "this profile requires the request's detached signature beside it "
+                "(NAME.csr.asc beside NAME.csr)"))
         verdict = self._keyring.verify(data, signature)
         if verdict.kind == "expired":
             return None, Finding("request.signature_expired", "the request's signature or "
@@ -59,9 +63,10 @@ class SignerCheck:
             return None, Finding("request.signature_invalid", "the request's signature does "
                                  f"not verify ({verdict.detail})")
         if verdict.fingerprint not in {f.upper().replace(" ", "") for f in authorized}:
+            whom = "one of [signers] revokers" if revocation else \
+                "an authorized signer of this profile"
             return None, Finding("request.signer_not_authorized", f"the request is signed by "
-                                 f"{verdict.fingerprint}, which is not an authorized signer "
-                                 "of this profile")
+                                 f"{verdict.fingerprint}, which is not {whom}")
         named = [value for name, value in verdict.notations if name == PROFILE_NOTATION]
         if profile is not None and (named or verdict.fingerprint in elsewhere) and \
                 named != [profile]:

@@ -16,9 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from spoolca.config import Config
+from spoolca.privatekeys import PRIVATE_KEY
 from spoolca.register.generations import live_names
 from spoolca.register.records import format_time, parse_time
 from spoolca.register.store import Store
+from spoolca.register.views import crl_status
 
 __all__ = ["FORMAT", "Trip", "gather"]
 
@@ -42,7 +44,7 @@ def gather(config: Config, store: Store, now: dt.datetime, trip: Trip | None = N
     facts: dict[str, Any] = {
         "format": FORMAT,
         "made_at": format_time(now),
-        "return_by": _return_by(crls),
+        "return_by": _return_by(crls, now),
         "authorities": authorities,
         "crls": crls,
         "expiring": _expiring(config, store, now),
@@ -67,8 +69,8 @@ def _clock(store: Store, now: dt.datetime) -> dict[str, Any]:
 def _custody(config: Config, store: Store) -> dict[str, Any]:
     """Where each CA key is (an encrypted file, or a token and label) and the shares."""
     keys = {name: (f"in the PKCS#11 token {config.pkcs11_token!r} as {a.key_label!r}"
-                   if a.key_store == "pkcs11" else f"encrypted key file {a.key}")
-            for name, a in config.authorities.items()}
+                   if a.key_store == "pkcs11" else "an encrypted key file on the appliance")
+            for name, a in config.authorities.items()}  # no host path leaves the air gap
     stores = {a.key_store for a in config.authorities.values()}
     return {"key_store": "files" if stores == {"file"} else "pkcs11" if stores == {"pkcs11"}
             else "mixed", "keys": keys, "encrypted_at_rest": True,
@@ -97,6 +99,7 @@ def _authorities(config: Config, store: Store, now: dt.datetime) -> list[dict[st
 
 def _crls(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
     found = []
+    refresh = {s.authority: s.refresh_at for s in crl_status(config, store)}
     for name in live_names(store, now):
         latest = store.latest_crl(name)
         if latest is None:
@@ -104,19 +107,23 @@ def _crls(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]
         days = _days(latest.next_update, now)
         found.append({"authority": name, "number": latest.number,
                       "this_update": latest.this_update, "next_update": latest.next_update,
+                      "next_crl_from": refresh.get(name, latest.next_update),
                       "days_left": days, "entries": latest.entries,
                       "warning": days <= config.report.crl_warning_days})
     return found
 
 
-def _return_by(crls: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The earliest nextUpdate: past it, relying parties that check CRLs refuse every
-    certificate of that CA (hard-fail) or stop seeing revocations (soft-fail)."""
+def _return_by(crls: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
+    """The window for the stick's return, as crl/next-update.json gives it: from when the
+    next CRL of the first CA to need one is made (sooner brings back nothing newer) to
+    that CA's nextUpdate (later, relying parties that check CRLs refuse every certificate
+    of that CA, or stop seeing revocations)."""
     if not crls:
         return None
     first = min(crls, key=lambda c: c["next_update"])
-    return {"at": first["next_update"], "days_left": first["days_left"],
-            "authority": first["authority"],
+    opens = max(first["next_crl_from"], format_time(now))
+    return {"from": opens, "at": first["next_update"], "days_left": first["days_left"],
+            "from_days": max(0, _days(opens, now)), "authority": first["authority"],
             "what_breaks": f"the {first['authority']} CA's CRL #{first['number']} ends then: "
                            "clients that check CRLs reject every certificate it issued, or "
                            "no longer learn of revocations, until a newer CRL reaches them. "
@@ -162,36 +169,98 @@ def _audit(store: Store, appliance_key: str) -> dict[str, Any]:
 
 
 def _trip(config: Config, store: Store, trip: Trip, now: dt.datetime) -> dict[str, Any]:
+    """The rows of this trip, each with the requester's own file name on the stick, and
+    counts made from those rows (so the two can never disagree)."""
     outgoing = config.spool_dir / "outgoing"
-    requests = [_outcome(outgoing / name, name) for name in trip.names]
+    brought = _brought(store, trip.medium)
+    before = _sent_before(store, trip.medium)
+    files = store.files_of_outputs(trip.names)
+    requests = [_outcome(outgoing / name, name, next(
+        (brought[d] for d in sorted(files.get(name, ())) if d in brought), None))
+        for name in trip.names]
     for request in requests:
         if request.get("not_after"):
             request["days_left"] = _days(request["not_after"], now)
+        request["resent"] = request["name"] in before
     skipped, skipped_total = _skipped(store, trip.medium)
-    return {"medium": trip.medium, "requests": requests, "skipped": skipped,
-            "skipped_total": skipped_total}
+    keys = [s for s in skipped if s["reason"].startswith(PRIVATE_KEY)]
+    shown = {k: v for k, v in trip.medium.items() if k != "path"}  # a host path stays home
+    return {"medium": shown, "requests": requests, "skipped": skipped,
+            "skipped_total": skipped_total, "private_keys": [s["file"] for s in keys],
+            "counts": _counts(requests, skipped_total)}
 
 
-def _outcome(folder: Path, name: str) -> dict[str, Any]:
+def _counts(requests: list[dict[str, Any]], skipped_total: int) -> dict[str, int]:
+    """Every row counted once, by kind and outcome; `left_on_stick` for files not taken."""
+    counts = {"requests": len(requests), "issued": 0, "rejected": 0, "revoked": 0,
+              "revocations_refused": 0, "new": 0, "resent": 0,
+              "left_on_stick": skipped_total}
+    for row in requests:
+        revocation = row["kind"] == "revocation request"
+        if row["status"] == "issued":
+            counts["issued"] += 1
+        elif row["status"] == "revoked":
+            counts["revoked"] += 1
+        elif revocation:
+            counts["revocations_refused"] += 1
+        else:
+            counts["rejected"] += 1
+        counts["resent" if row["resent"] else "new"] += 1
+    return counts
+
+
+def _outcome(folder: Path, name: str, file: str | None) -> dict[str, Any]:
     try:
         body = json.loads((folder / "result.json").read_text())
     except (OSError, ValueError):
-        return {"name": name, "status": "unknown"}
+        return {"name": name, "status": "unknown", "kind": "request", "file": None}
+    revocation = body.get("profile") == "revoke"
     return {"name": name, "status": body.get("status", "unknown"),
-            "profile": body.get("profile"), "serial": body.get("serial"),
-            "not_after": body.get("not_after"),
+            "kind": "revocation request" if revocation else "certificate request",
+            "file": file,
+            "decided_at": body.get("decided_at"),
+            "profile": None if revocation else body.get("profile"),
+            "serial": body.get("serial"), "not_after": body.get("not_after"),
             "reasons": [{"code": r.get("code"), "message": r.get("message")}
                         for r in body.get("reasons", [])]}
+
+
+def _same_stick(seen: dict[str, str], medium: dict[str, str]) -> bool:
+    """An audit entry's stick is this one: by its secret, else its UUID, else its path."""
+    key = medium.get("key", "")
+    if seen.get("stick") and key.startswith("stick:"):
+        return key == f"stick:{seen['stick']}"
+    if medium.get("uuid"):
+        return seen.get("uuid") == medium.get("uuid")
+    return seen.get("path") == medium.get("path")
+
+
+def _brought(store: Store, medium: dict[str, str]) -> dict[str, str]:
+    """Each request this stick brought, by its SHA-256: the file name as its owner wrote
+    it on the stick (SERVER/WEB01.CSR), not the name it was answered under."""
+    names: dict[str, str] = {}
+    for row in reversed(store.latest_events("media.ingested", 200)):
+        data = json.loads(row.data)
+        if _same_stick(data.get("medium", {}), medium):
+            names.update({str(f["sha256"]): str(f["file"]) for f in data.get("files", [])})
+    return names
+
+
+def _sent_before(store: Store, medium: dict[str, str]) -> set[str]:
+    """Result names an earlier export already carried to this stick: re-sent, not new."""
+    sent: set[str] = set()
+    for row in store.latest_events("media.exported", 200):
+        data = json.loads(row.data)
+        if _same_stick(data.get("medium", {}), medium):
+            sent.update(data.get("results", []))
+    return sent
 
 
 def _skipped(store: Store, medium: dict[str, str]) -> tuple[list[dict[str, str]], int]:
     """What the latest ingest of this same stick left on it, and why."""
     for row in store.latest_events("media.ingested"):
         data = json.loads(row.data)
-        seen = data.get("medium", {})
-        same = seen.get("uuid") == medium.get("uuid") if medium.get("uuid") else \
-            seen.get("path") == medium.get("path")
-        if same:
+        if _same_stick(data.get("medium", {}), medium):
             return list(data.get("skipped", [])), int(data.get("skipped_total", 0))
     return [], 0
 
@@ -199,6 +268,9 @@ def _skipped(store: Store, medium: dict[str, str]) -> tuple[list[dict[str, str]]
 def _warnings(facts: dict[str, Any]) -> list[str]:
     warnings = [f"signing is refused: {facts['clock']['problem']}"] \
         if facts["clock"]["problem"] else []
+    warnings += [f"a private key was found on the stick ({name}): it was not taken; its "
+                 "owner must delete it from the stick and treat the key as exposed (make "
+                 "a new key and CSR)" for name in facts.get("trip", {}).get("private_keys", [])]
     warnings += [f"the {c['authority']} CA's CRL ends in {c['days_left']} day(s) "
                 f"({c['next_update']}): the stick must come back before then"
                 for c in facts["crls"] if c["warning"]]

@@ -126,28 +126,39 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
 
 
 def _readme(names: list[str], due: dict[str, object], fingerprint: str) -> str:
-    return_by = due.get("return_by", "unknown")
+    """README.txt for whoever opens the stick: what each file is, how to check it, when
+    to come back. Every file it names is on the stick."""
+    return_by = str(due.get("return_by", "unknown"))
+    opens = min((str(v["next_crl_from"]) for v in due.values()
+                 if isinstance(v, dict) and v.get("next_update") == return_by), default=None)
+    window = f"between {opens} and {return_by}" if opens else f"before {return_by}"
     return f"""spoolca results
 ===============
 
+Open REPORT.html first: what became of each request on this stick, and when to come back.
+
 results/NAME/    one folder per request this stick brought: cert.pem, chain.pem,
-                 fullchain.pem, cert.crt and result.json (status, and reasons if rejected)
+                 fullchain.pem, cert.crt and result.json (status, and every reason if
+                 rejected); report.json names the file each one came from
 ca/              the root and intermediate certificates and ca-chain.pem
 crl/             the current CRLs (NAME.crl DER, NAME.crl.pem) and next-update.json
-audit/           the signed audit log (spoolca audit verify, or by hand: see its README)
+audit/           the audit log, signed (check it: spoolca audit verify --dir audit
+                 --fingerprint {fingerprint}; by hand: report.json, "audit")
 MANIFEST.json    what this export holds and the audit head it was made with
-REPORT.html      this trip's outcomes, the return-by date, what expires (report.json: the
+REPORT.html      this trip's outcomes, the return window, what expires (report.json: the
                  same facts for machines)
 SHA256SUMS(.asc) checksums of everything here, signed by the appliance's OpenPGP key
                  {fingerprint}
 
 Check:  gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS
+(gpg warns "This key is not certified with a trusted signature" until you certify the
+appliance key yourself: what matters is that the fingerprint it prints is the one above,
+as written in your ceremony record.)
 
 Requests answered: {len(names)}.
-Bring this stick back before {return_by}: the current CRL ends then, and a fresh one
-must reach relying parties before it does.
+Bring this stick back {window}: the next CRL is made from the first date,
+and must reach relying parties before the current one ends at the second.
 """
-
 
 
 def results_of(store: Store, medium: Medium | None) -> list[str]:

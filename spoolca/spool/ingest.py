@@ -24,6 +24,8 @@ from pathlib import Path
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
 from spoolca.fsutil import Folder, atomic_write, ensure_dir, move, sync_filesystem
+from spoolca.privatekeys import REASON as PRIVATE_KEY_REASON
+from spoolca.privatekeys import holds_private_key
 from spoolca.progress import Progress
 from spoolca.register.store import Store
 from spoolca.spool.medium import Medium, identify, secret_of, start_trip
@@ -119,7 +121,9 @@ def _walk(stick: Folder, profiles: set[str], report: IngestReport, results_folde
 
     def consider(folder: Folder, name: str, profile: str, shown: Callable[[], str]) -> None:
         lowered = name.lower()
-        if not lowered.endswith((*REQUEST_SUFFIXES, *SIGNATURE_SUFFIXES)) and \
+        if holds_private_key(name):
+            report.skip(shown(), PRIVATE_KEY_REASON)
+        elif not lowered.endswith((*REQUEST_SUFFIXES, *SIGNATURE_SUFFIXES)) and \
                 not (profile == "revoke" and lowered.endswith(".json")):
             report.skip(shown(), NOT_A_REQUEST)
         elif len(found) >= 2 * max_files:  # requests and their signatures
@@ -254,6 +258,8 @@ def _copy_in(config: Config, candidates: list[_Candidate], report: IngestReport,
                 problem = f"more than {config.stick_max_requests} requests on one stick"
             data, problem = (None, problem) if problem else \
                 _take(folder, name, config.max_request_bytes)
+            if data is not None and holds_private_key(name, data):
+                data, problem = None, PRIVATE_KEY_REASON  # the appliance keeps no copy
             if data is not None:
                 digest = hashlib.sha256(data).hexdigest()
                 if digest in seen:

@@ -318,5 +318,20 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
                                 f"{line} and the {profile.name} profile sets unique_subject; "
                                 f"renew it within {profile.renew_before_days} days of its end, "
                                 "revoke it first, or use another subject"))
+    notes += _dropped_fields(request.subject, subject, profile)
     return Decision(findings=tuple(findings), subject=subject, subject_line=line, names=names,
                     notes=tuple(notes))
+
+
+def _dropped_fields(asked: x509.Name, issued: x509.Name, profile: Profile) -> list[Finding]:
+    """A note for each subject field the request had and the certificate does not (the
+    profile's dn does not name it, as with OpenSSL's policy): said, never silent."""
+    kept = {(a.oid, a.value) for a in issued}
+    dropped = [f"{attribute_name(a.oid)}={a.value!r}" for a in _attributes(asked)
+               if (a.oid, a.value) not in kept]
+    if not dropped:
+        return []
+    return [Finding("note.dn_field_dropped", f"the request's subject has {', '.join(dropped)}, "
+                    f"which the {profile.name} profile's dn does not name: left out of the "
+                    "certificate (name the field in the profile's dn, or set preserve_dn, to "
+                    "keep it)")]
