@@ -4,12 +4,13 @@
 #   packaging/make-bundle.sh OUT_DIR [PYTHON]
 #
 # OUT_DIR gets: wheels/ (spoolca and every dependency, as wheels for PYTHON's version and
-# this machine's platform), systemd/ (the units, udev rule, sysusers file),
+# this machine's platform), systemd/ (the units, udev rule, sysusers file), docs/ (the
+# guides, and the man pages spoolca(1) and spoolca.toml(5)),
 # spoolca.toml.example, install.sh, PLATFORM (what the wheels are for) and SHA256SUMS.
 # Copy OUT_DIR to the air-gapped host and run install.sh there as root: it never uses a
 # network. PYTHON defaults to python3; use the target host's Python version (the wheels
-# of cryptography are per Python ABI and platform). For another platform, see README.md,
-# "Installing without a network".
+# of cryptography are per Python ABI and platform). For another platform, see
+# docs/operator/install.md.
 set -euo pipefail
 out=${1:?usage: packaging/make-bundle.sh OUT_DIR [PYTHON]}
 python=${2:-python3}
@@ -26,6 +27,7 @@ find "$src" -name __pycache__ -prune -exec rm -rf {} +
 "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$out/wheels" "$src"
 cp -r "$repo/systemd" "$out/systemd"
 cp "$repo/config/spoolca.toml" "$out/spoolca.toml.example"
+cp -r "$repo/docs" "$out/docs"   # the guides and man pages: the host has no browser
 install -m 0755 "$repo/packaging/install.sh" "$out/install.sh"
 "$python" -c 'import platform, sys, sysconfig
 print(f"python {sys.version_info.major}.{sys.version_info.minor} "

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spoolca {__version__}")
     parser.add_argument("--config", metavar="PATH", help="configuration file (default: "
                         "$SPOOLCA_CONFIG, else /etc/spoolca/spoolca.toml, else "
-                        "/var/lib/spoolca/spoolca.toml, where the README's install puts it)")
+                        "/var/lib/spoolca/spoolca.toml, where the install puts it)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create a new root and intermediate CA")
@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     backup = commands.add_parser("backup", help="one signed archive of the register, the "
                                  "encrypted keys, the OpenPGP home and the configuration")
-    backup.add_argument("dest", nargs="?", help="the archive to write (.tar.gz)")
+    backup.add_argument("dest", nargs="?", help="the archive to write (.tar.gz), or a "
+                        "folder to write spoolca-TIME.tar.gz into")
     backup.add_argument("--verify", metavar="ARCHIVE",
                         help="the restore drill: restore into a temporary directory, check "
                         "the register and its audit log, remove it")

@@ -457,6 +457,14 @@ class CAMachine(RuleBasedStateMachine):
         assert not twice, twice
 
     @invariant()
+    def every_logged_event_is_catalogued(self) -> None:
+        """The auditor's reference (register.events) names every kind of entry written."""
+        from spoolca.register.events import EVENTS
+
+        unknown = {row[0] for row in self._db("SELECT DISTINCT event FROM audit")} - set(EVENTS)
+        assert not unknown, f"audit events missing from the catalogue: {sorted(unknown)}"
+
+    @invariant()
     def nothing_published_that_the_register_lacks(self) -> None:
         known = {row[0] for row in self._db("SELECT output_name FROM submissions")}
         with os.scandir(self.ca.outgoing) as entries:
