@@ -108,9 +108,9 @@ def run_demo(directory: Path, *, once: bool = False) -> int:
     if not config_path.exists():
         _create(directory)
     config = load_config(config_path)
-    outgoing = config.spool_dir / "outgoing"
+    outgoing, incoming = _near(config.spool_dir / "outgoing"), _near(config.spool_dir / "incoming")
     names = _drop_samples(directory, config.spool_dir / "incoming")
-    print(f"Dropped sample requests into {config.spool_dir / 'incoming'}/: {', '.join(names)}")
+    print(f"Dropped sample requests into {incoming}/: {', '.join(names)}")
     first = Path(names[0]).stem  # the server request: outgoing/<its name>/
     print(f"Results appear in {outgoing}/NAME/. Check one with an independent tool:")
     print(f"  openssl verify -CAfile {outgoing}/ca/ca-chain.pem {outgoing}/{first}/cert.pem")
@@ -124,9 +124,18 @@ def run_demo(directory: Path, *, once: bool = False) -> int:
         for outcome in summary.outcomes:
             _show(outgoing, outcome)
         return 0
-    print(f"The daemon now watches {config.spool_dir / 'incoming'}/: drop more CSRs there "
+    print(f"The daemon now watches {incoming}/: drop more CSRs there "
           "(write, then rename in). Ctrl-C stops it.")
     return Daemon(config_path, on_outcome=lambda outcome: _show(outgoing, outcome)).run()
+
+
+def _near(path: Path) -> Path:
+    """PATH as the operator typed it: relative to the current folder when it is below it,
+    so every line printed can be pasted as it is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _show(outgoing: Path, outcome: Outcome) -> None:

@@ -88,6 +88,22 @@ class TestBackup:
                          "--fingerprint", fingerprint_of(ca), "--allow-unsigned-tail")
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
+    def test_a_folder_gets_a_new_dated_archive_and_a_file_is_never_replaced(
+            self, ca: CA, tmp_path: Path):
+        """DEST a folder: spoolca-TIME.tar.gz in it, which the drill accepts; DEST an
+        existing file: refused (the counter-case), the file untouched."""
+        folder = tmp_path / "backups"
+        folder.mkdir()
+        assert ca.run("backup", str(folder)).returncode == 0
+        made = list(folder.glob("spoolca-*.tar.gz"))
+        assert len(made) == 1
+        assert ca.run("backup", "--verify", str(made[0]), "--fingerprint",
+                      fingerprint_of(ca)).returncode == 0
+        before = made[0].read_bytes()
+        again = ca.run("backup", str(made[0]))
+        assert again.returncode == 2 and "never replaces a file" in again.stderr
+        assert made[0].read_bytes() == before
+
     def test_wrong_fingerprint_refused(self, archive: Path, tmp_path: Path):
         done = restore(archive, tmp_path / "new", "A" * 40)
         assert done.returncode == 1 and "signature does not check out" in done.stderr

@@ -127,7 +127,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     (data / "live.csr").write_bytes(pem(make_csr("live.example.com", name=subject(
         "live.example.com", company=False, extra=[]))[1]))
     (data / "v1.der").write_bytes(raw_csr(name=subject("v1.example.com"), version=1)[1])
-    for name in ("k0", "k1", "k2", "stick-a", "stick-b", "stick-c"):
+    for name in ("k0", "k1", "k2", "op", "stick-a", "stick-b", "stick-c"):
         (data / f"{name}.csr").write_bytes(pem(_readme_csr(f"{name}.example.com")))
     (data / "wedge").mkdir()  # the issue's stick: 60 requests of 6,000 names each
     for index in range(60):
@@ -229,15 +229,34 @@ class TestLiveDaemon:
         credential. Each runs as spoolca (root's helper decrypts the unit's credential
         when a key is needed), so what they write is spoolca's and gpg runs as spoolca."""
         live.sh("touch /tmp/before-the-operator")
-        for command in ("crl", "audit export", "list", "status", "clock status"):
+        live.drop("op.csr")
+        serial = live.result("op")["serial"]
+        live.sh("install -d -o spoolca -g spoolca /var/backups/spoolca /tmp/stick-op")
+        for command in ("crl", "audit export", "list", "status", "clock status",
+                        f"show {serial}", f"revoke {serial} --reason superseded",
+                        "backup /var/backups/spoolca/", "media export /tmp/stick-op"):
             done = live.sh(f"cd / && spoolca {command}", check=False)
             assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert "revoked" in live.sh(f"spoolca show {serial}").stdout
+        assert live.sh("ls /var/backups/spoolca/").stdout.strip().endswith(".tar.gz")
+        assert live.sh("test -s /tmp/stick-op/spoolca-results/REPORT.html", check=False
+                       ).returncode == 0
         owners = live.sh(f"find {STATE} -newer /tmp/before-the-operator -not -user spoolca "
                          "| head").stdout.strip()
         assert owners == "", owners
         denied = live.sh("mkdir -p /root/backups && spoolca backup /root/backups/b.tar.gz",
                          check=False)
         assert denied.returncode == 1 and "root's commands run as spoolca" in denied.stderr
+
+    def test_the_manual_is_on_the_host(self, live: Sandbox):
+        """The bundle installs spoolca(1), spoolca.toml(5) and the guides: `man` reads them
+        with no network; the page names every command."""
+        page = live.sh("MANPAGER=cat MANWIDTH=100 man spoolca").stdout
+        for command in ("reconsider", "media export", "audit verify", "EXIT STATUS"):
+            assert command in page, command
+        assert "max_forward_days" in live.sh("MANPAGER=cat man spoolca.toml").stdout
+        assert live.sh("test -s /usr/local/share/doc/spoolca/operator/stick.md", check=False
+                       ).returncode == 0
 
     def test_stop_exits_zero_and_leaves_no_process(self, live: Sandbox):
         """stop: exit 0 (Result=success) and nothing left in the unit's cgroup, gpg-agent

@@ -26,10 +26,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
     from spoolca.register.records import format_time
 
+    moment = now()
     destination = Path(args.dest)
+    if destination.is_dir():  # a backup folder: a new archive in it, named by its time
+        destination = destination / f"spoolca-{moment:%Y%m%dT%H%M%SZ}.tar.gz"
     if destination.exists():
         raise UsageError(f"{destination} exists: a backup never replaces a file")
-    moment = now()
     with opened(args) as (config, store), CASession(config, store, actor="backup") as session:
         session.seal()  # the head the archive carries is signed
         manifest = make_backup(config, store, session.audit_key(), destination,
