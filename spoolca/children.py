@@ -16,7 +16,7 @@ import signal
 import struct
 import subprocess
 import sys
-from typing import BinaryIO
+from typing import IO
 
 from spoolca.fsutil import LIBC
 
@@ -62,12 +62,12 @@ def widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
 
 
-def write_frame(stream: BinaryIO, payload: bytes) -> None:
+def write_frame(stream: IO[bytes], payload: bytes) -> None:
     stream.write(_FRAME.pack(len(payload)) + payload)
     stream.flush()
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
+def read_frame(stream: IO[bytes]) -> bytes | None:
     """The next frame, waiting for it; None at the end of the stream."""
     header = stream.read(_FRAME.size)
     if len(header) < _FRAME.size:

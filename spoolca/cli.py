@@ -96,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="split the passphrase among N custodians, K to recover it")
     init.add_argument("--custodian", action="append", metavar="NAME", help="with --shares")
     init.add_argument("--shares-out", metavar="DIR", help="with --shares: one file each")
-    for ca in ("root", "intermediate"):
-        init.add_argument(f"--{ca}-crl-url", metavar="URL", help=f"the {ca} CRL's http:// "
-                          "URL, written into what it signs (cRLDistributionPoints)")
-        init.add_argument(f"--{ca}-issuer-url", metavar="URL", help=f"where the {ca} "
+    for role in ("root", "intermediate"):
+        init.add_argument(f"--{role}-crl-url", metavar="URL", help=f"the {role} CRL's "
+                          "http:// URL, written into what it signs (cRLDistributionPoints)")
+        init.add_argument(f"--{role}-issuer-url", metavar="URL", help=f"where the {role} "
                           "certificate is published (authorityInfoAccess caIssuers)")
     init.add_argument("--root-days", type=_positive, default=7305, help="default 7305 (20 y)")
     init.add_argument("--intermediate-days", type=_positive, default=3653,

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -47,7 +47,8 @@ def record_traceback(exc: BaseException) -> str:
     return str(path)
 
 
-def _divert_tracebacks(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _divert_tracebacks(_logger: Any, _method: str, event: MutableMapping[str, Any]
+                       ) -> MutableMapping[str, Any]:
     """structlog processor: exc_info becomes a traceback in the journal, or a file."""
     exc = event.pop("exc_info", None)
     if isinstance(exc, BaseException):

@@ -74,7 +74,7 @@ def default_intermediate_subject(root: x509.Name) -> x509.Name:
                     else f"{value} Intermediate"
                 attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, renamed))
             else:
-                attributes.append(attr)
+                attributes.append(attr)  # type: ignore[arg-type]  # a subject's: str values
     return x509.Name(attributes)
 
 

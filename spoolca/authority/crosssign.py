@@ -119,5 +119,5 @@ def _ski(target: x509.Certificate) -> x509.SubjectKeyIdentifier:
     try:
         return target.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(target.public_key())  # type: ignore[arg-type]
+        return x509.SubjectKeyIdentifier.from_public_key(target.public_key())
 

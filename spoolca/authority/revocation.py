@@ -182,7 +182,7 @@ def _write_schedule(config: Config, store: Store, folder: Path) -> None:
     statuses = crl_status(config, store)
     if not statuses:
         return
-    body = {s.authority: {"number": s.number, "next_update": s.next_update,
+    body: dict[str, object] = {s.authority: {"number": s.number, "next_update": s.next_update,
                           "next_crl_from": s.refresh_at} for s in statuses}
     body["return_by"] = min(s.next_update for s in statuses)
     body["note"] = ("bring the stick back after next_crl_from and before return_by, so the "

@@ -58,7 +58,7 @@ def load_authorities(config: Config, store: Store, names: Iterable[str],
         else:
             session = tokens.session(where, passphrase)
             signer = TokenSigner(session, where, token_public_key(session, where))
-        if spki(signer.public_key) != spki(certificate.public_key()):  # type: ignore[arg-type]
+        if spki(signer.public_key) != spki(certificate.public_key()):
             raise KeyStoreError(f"the key {where.uri if where else settings.key} does not "
                                 f"belong to the {name} CA certificate in the register")
         authorities[name] = IssuingCA(

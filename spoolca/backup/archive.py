@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from spoolca import __version__
 from spoolca.config import Config
@@ -136,7 +136,7 @@ def make_backup(config: Config, store: Store, key: ApplianceKey, destination: Pa
                     info = tar.gettarinfo(str(path), arcname=name)
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""
-                    info.mode = entries[name]["mode"]
+                    info.mode = int(entries[name]["mode"])  # type: ignore[call-overload]
                     with path.open("rb") as source:
                         tar.addfile(info, source)
 
@@ -156,7 +156,7 @@ def _safe_name(name: str) -> bool:
         path.as_posix() == name
 
 
-def _bounded(handle: BinaryIO, size: int, what: str, archive: Path) -> bytes:
+def _bounded(handle: IO[bytes], size: int, what: str, archive: Path) -> bytes:
     data = handle.read(size + 1)
     if len(data) > size:
         raise BackupError(f"{archive}: {what} is too large")
@@ -251,7 +251,7 @@ def _extract(archive: Path, tar: tarfile.TarFile, manifest: Manifest, staging: P
         ensure_dir(path.parent, 0o700)
         digest = hashlib.sha256()
 
-        def fill(out: BinaryIO, src: BinaryIO | None = source, hashed: Any = digest) -> None:
+        def fill(out: BinaryIO, src: IO[bytes] | None = source, hashed: Any = digest) -> None:
             while src is not None and (chunk := src.read(1 << 20)):
                 hashed.update(chunk)
                 out.write(chunk)

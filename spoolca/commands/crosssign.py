@@ -6,6 +6,8 @@ import argparse
 import hashlib
 from pathlib import Path
 
+from cryptography import x509
+
 from spoolca.commands.common import opened
 from spoolca.errors import UsageError
 
@@ -83,8 +85,7 @@ def cmd_ca_cross_request(args: argparse.Namespace) -> int:
     return 0
 
 
-def _certificate(path: Path) -> object:
-    from cryptography import x509
+def _certificate(path: Path) -> x509.Certificate:
 
     try:
         with path.open("rb") as handle:

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from spoolca.errors import KeyStoreError
 from spoolca.fsutil import write_new
@@ -96,10 +97,11 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
     return True
 
 
-def spki(key: PrivateKey | PublicKey) -> bytes:
+def spki(key: PrivateKey | CertificatePublicKeyTypes) -> bytes:
     """The public key's SubjectPublicKeyInfo DER: how two keys are compared, and hashed."""
-    public = key.public_key() if hasattr(key, "private_bytes") else key
-    return public.public_bytes(serialization.Encoding.DER,  # type: ignore[union-attr]
+    public = key.public_key() if isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) else key
+    return public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -41,7 +41,8 @@ class Tx:
         self._now = format_time(now)
         self._clock_note = clock_note  # the clock was not trusted: said in every entry
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
+        self._seq: int = row[0] if row else 0
+        self._head: str = row[1] if row else GENESIS
 
     @property
     def now(self) -> str:

@@ -13,6 +13,7 @@ is skipped; and everything skipped is listed with the reason.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import re
@@ -138,7 +139,7 @@ def _walk(stick: Folder, profiles: set[str], report: IngestReport, results_folde
             continue
         shown = printable(entry.name)
         if not entry.is_dir(follow_symlinks=False):
-            consider(stick, entry.name, "", lambda s=shown: s)
+            consider(stick, entry.name, "", functools.partial(str, shown))
             continue
         profile = folders.get(entry.name.lower())
         if profile is None:
@@ -159,8 +160,13 @@ def _walk(stick: Folder, profiles: set[str], report: IngestReport, results_folde
                                 "folder too deep (profile/file only)")
                 else:
                     consider(inner, item.name, profile,
-                             lambda n=item.name, s=shown: f"{s}/{printable(n)}")
+                             functools.partial(_inner_name, shown, item.name))
     return _unambiguous(found, report)
+
+
+def _inner_name(folder: str, name: str) -> str:
+    """How a file inside a profile folder is shown (made only when it is listed)."""
+    return f"{folder}/{printable(name)}"
 
 
 def _unambiguous(found: list[_Candidate], report: IngestReport) -> list[_Candidate]:

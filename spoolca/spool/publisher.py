@@ -82,7 +82,7 @@ class Publisher:
         assert child.stdin is not None
         payload = pickle.dumps((self._outgoing, self._archive, list(jobs)),
                                protocol=pickle.HIGHEST_PROTOCOL)
-        self._guard(lambda: write_frame(child.stdin, payload))  # type: ignore[arg-type]
+        self._guard(lambda: write_frame(child.stdin, payload))
         self._in_flight, self._in_flight_mark = True, mark
 
     def confirm(self, mark: int) -> None:

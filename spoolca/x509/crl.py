@@ -81,7 +81,7 @@ def encode_entry(entry: RevokedEntry) -> bytes:
     """The DER of one revokedCertificates entry: encoded once, at revocation."""
     if not 0 < entry.serial < 2**159:
         raise SpoolcaError(f"serial {entry.serial:X} cannot be listed on a CRL (RFC 5280)")
-    extensions = []
+    extensions: list[bytes] = []
     if entry.reason != "unspecified":  # RFC 5280 5.3.1: absent rather than unspecified
         extensions.append(_REASON_DER[entry.reason])
     if entry.invalidity is not None:  # RFC 5280 5.3.2: always GeneralizedTime
@@ -103,7 +103,7 @@ def _revoked(entry: RevokedEntry) -> x509.RevokedCertificate:
     revoked_at = entry.revoked_at.astimezone(dt.UTC).replace(tzinfo=None)
     if revoked_at < _EARLIEST:
         raise SpoolcaError(f"revocation date {revoked_at} is before 1950")
-    extensions = []
+    extensions: list[x509.Extension[x509.ExtensionType]] = []
     if entry.reason != "unspecified":  # RFC 5280 5.3.1: absent rather than unspecified
         extensions.append(_REASON_EXTENSIONS[entry.reason])
     if entry.invalidity is not None:

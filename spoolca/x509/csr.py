@@ -68,7 +68,8 @@ def _find_marker(data: bytes, markers: tuple[bytes, ...], start: int) -> tuple[i
 
 def _pem_bodies(data: bytes) -> list[bytes]:
     """The base64 body of every CERTIFICATE REQUEST block, in one linear scan."""
-    bodies, offset = [], 0
+    bodies: list[bytes] = []
+    offset = 0
     while True:
         begin, size = _find_marker(data, _BEGIN, offset)
         if begin < 0:
@@ -121,17 +122,20 @@ def proof_of_possession(csr: x509.CertificateSigningRequest, key: object | None 
     try:
         key = key if key is not None else csr.public_key()
         data, signature = signed or csr.tbs_certrequest_bytes, csr.signature
+        digest = csr.signature_hash_algorithm
         if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
             key.verify(signature, data)
         elif isinstance(key, rsa.RSAPublicKey):
             scheme = csr.signature_algorithm_parameters
             if not isinstance(scheme, padding.PSS | padding.PKCS1v15):
                 return False
-            key.verify(signature, data, scheme, csr.signature_hash_algorithm)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(csr.signature_hash_algorithm))
-        elif isinstance(key, dsa.DSAPublicKey):  # refused for its type, truly signed
-            key.verify(signature, data, csr.signature_hash_algorithm)
+            if digest is None:
+                return False
+            key.verify(signature, data, scheme, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
+            key.verify(signature, data, ec.ECDSA(digest))
+        elif isinstance(key, dsa.DSAPublicKey) and digest is not None:  # refused for its
+            key.verify(signature, data, digest)                        # type, truly signed
         else:
             return False
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):

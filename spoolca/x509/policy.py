@@ -134,7 +134,7 @@ def _issued_subject(subject: x509.Name, grouped: dict[str, list[str]],
             if attrs:
                 rdns.append(x509.RelativeDistinguishedName(attrs))
         return x509.Name(rdns)
-    attributes = []
+    attributes: list[x509.NameAttribute] = []
     for field_name, _rule in dn:
         if field_name == "emailAddress" and not keep_email:
             continue
@@ -191,8 +191,10 @@ def _check_dns(names: Iterable[str], profile: Profile) -> list[Finding]:
 
 
 def _dedupe(items: list[str]) -> list[str]:
-    seen: set[str] = set()
-    return [i for i in items if not (i.lower() in seen or seen.add(i.lower()))]
+    kept: dict[str, str] = {}
+    for item in items:
+        kept.setdefault(item.lower(), item)  # the first spelling of each, in order
+    return list(kept.values())
 
 
 def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profile
