@@ -353,6 +353,28 @@ class TestStickIdentity:
         assert secret.encode() not in published
         assert secret.encode() not in (ca.dir / "ca.db").read_bytes()
 
+    def test_a_stick_with_its_secret_claims_nothing_by_its_volume_id(self, ca: CA,
+                                                                    tmp_path: Path):
+        """Found by the model test: a stick that already has its secret, exported while
+        another stick of the same volume ID waits between its ingest and its first export,
+        carried that other stick's results (it still claimed its UUID's). Now only a
+        stick given its secret by this very export claims what its UUID brought."""
+        same = self.identity(tmp_path, "1111-AAAA")
+        first, second = tmp_path / "first", tmp_path / "second"
+        for stick, name in ((first, "alice"), (second, "mallory")):
+            (stick / "server").mkdir(parents=True)
+            (stick / "server" / f"{name}.csr").write_bytes(
+                pem(make_csr(f"{name}.sample.com")[1]))
+        assert ca.run("media", "ingest", "--identity", str(same), str(first)).returncode == 0
+        ca.process()
+        assert ca.run("media", "export", "--identity", str(same), str(first)).returncode == 0
+        assert ca.run("media", "ingest", "--identity", str(same), str(second)).returncode == 0
+        ca.process()
+        assert ca.run("media", "export", "--identity", str(same), str(first)).returncode == 0
+        assert os.listdir(first / "spoolca-results" / "results") == ["alice"]
+        assert ca.run("media", "export", "--identity", str(same), str(second)).returncode == 0
+        assert os.listdir(second / "spoolca-results" / "results") == ["mallory"]
+
     def test_a_stick_secret_that_is_a_link_is_replaced_not_followed(self, ca: CA,
                                                                     tmp_path: Path):
         """The secret's name is on the stick's side: a link there is removed as a link."""

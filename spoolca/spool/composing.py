@@ -162,9 +162,11 @@ and must reach relying parties before the current one ends at the second.
 
 
 def results_of(store: Store, medium: Medium | None) -> list[str]:
-    """The outgoing/ names of MEDIUM's results: its secret's, and what its UUID or trip
-    brought before the secret (moved to the secret when this export commits)."""
+    """The outgoing/ names of MEDIUM's results: its secret's, and, when this export gives
+    it its secret, what its UUID or trip brought before (moved to the secret when this
+    export commits). A stick that already had a secret claims nothing by its UUID."""
     if medium is None:
         return []
-    return sorted({*store.outputs_from_medium(medium.key),
-                   *store.outputs_from_medium(medium.weak_key)})
+    earlier = store.outputs_from_medium(medium.weak_key) \
+        if medium.secret_new or not medium.secret else []
+    return sorted({*store.outputs_from_medium(medium.key), *earlier})

@@ -71,7 +71,7 @@ def export_to(config: Config, store: Store, key: ApplianceKey | None, target: Pa
     end_trip(config, seen)
     medium = medium or seen
     with store.transaction("media", now) as tx:
-        if medium.secret:  # the results its UUID or trip had are its secret's from now on
+        if medium.secret_new:  # what its UUID or trip brought is its secret's from now on
             tx.move_media_files(medium.weak_key, medium.key)
         tx.record("media.exported", {"medium": medium.described(), "results": names,
                                      "audit_head_seq": head_seq})

@@ -44,6 +44,10 @@ class Medium:
     label: str
     trip: str = ""  # with no UUID: the round trip that took its requests (see start_trip)
     secret: str = ""  # the digest of the stick's own secret, if it carries one
+    # The secret was given by this very export: what its UUID or trip brought before
+    # (its first trip) is its own. A stick that already carried a secret claims nothing
+    # by UUID: another stick formatted with the same UUID brings its own requests.
+    secret_new: bool = False
 
     @property
     def key(self) -> str:
@@ -77,7 +81,7 @@ def give_secret(stick: Folder, medium: Medium) -> Medium:
     secret = secrets.token_hex(32).encode()
     stick.remove_tree(SECRET_FILE)
     stick.write(SECRET_FILE, secret + b"\n")
-    return dataclasses.replace(medium, secret=_digest(secret))
+    return dataclasses.replace(medium, secret=_digest(secret), secret_new=True)
 
 
 def _digest(secret: bytes) -> str:
