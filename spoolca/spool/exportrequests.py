@@ -144,12 +144,13 @@ def _medium(fields: object) -> Medium | None:
     if not isinstance(fields, dict) or set(fields) != {f.name for f in
                                                        dataclasses.fields(Medium)}:
         raise ValueError("the export request names no stick")
-    values = {k: v for k, v in fields.items() if (isinstance(v, str) and len(v) <= 4096)
-              or (k == "secret_new" and isinstance(v, bool))}
+    secret_new = fields.pop("secret_new")
+    values = {k: v for k, v in fields.items() if isinstance(v, str) and len(v) <= 4096}
     checks = {"uuid": _UUID, "trip": _HEX, "secret": _HEX}
-    if len(values) != len(fields) or any(not p.fullmatch(values[k]) for k, p in checks.items()):
+    if len(values) != len(fields) or not isinstance(secret_new, bool) or \
+            any(not p.fullmatch(values[k]) for k, p in checks.items()):
         raise ValueError("the export request's stick is not one spoolca describes")
-    return Medium(**values)
+    return Medium(**values, secret_new=secret_new)
 
 
 def _remove_abandoned(top: Path) -> None:
