@@ -12,6 +12,7 @@ __all__ = [
     "CSRError",
     "ClockError",
     "ConfigError",
+    "InternalError",
     "KeyStoreError",
     "NotFoundError",
     "NotOnHoldError",
@@ -28,6 +29,13 @@ class SpoolcaError(Exception):
     """Root of every error spoolca expects; `str()` is one sentence for the operator."""
 
     exit_code = 1
+
+
+class InternalError(Exception):
+    """A promise of our own code broken (a signature that does not verify, an audit event
+    not in the catalogue): a bug, never the user's to fix. Deliberately not a SpoolcaError,
+    so the command line shows it as a bug with where its traceback was kept, and a request
+    it happens on gets request.internal_error."""
 
 
 class UsageError(SpoolcaError):

@@ -127,7 +127,7 @@ class TestRecording:
         try:
             with store.transaction("test", dt.datetime.now(dt.UTC)) as tx:
                 for number in range(SEGMENT_ENTRIES + 10):
-                    tx.record("test.entry", {"number": number})
+                    tx.record("config.loaded", {"number": number})  # any catalogued event
             with CASession(config, store) as session:
                 session.seal()
         finally:

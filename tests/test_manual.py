@@ -84,6 +84,26 @@ class TestEventCatalogue:
         assert [e for e in EVENTS if f'"{e}"' not in source] == []
 
 
+    def test_an_uncatalogued_event_is_refused_and_leaves_no_entry(self, ca):
+        """Tx.record checks the catalogue: a new event cannot ship undocumented. The
+        transaction it was in is rolled back, as any bug's would be."""
+        import datetime as dt
+
+        from spoolca.config import load_config
+        from spoolca.errors import InternalError
+        from spoolca.register.store import Store
+
+        store = Store.of(load_config(ca.config))
+        try:
+            before = store.audit_head()
+            with pytest.raises(InternalError, match="not in the catalogue"), \
+                    store.transaction("test", dt.datetime.now(dt.UTC)) as tx:
+                tx.record("made.up", {})
+            assert store.audit_head() == before
+        finally:
+            store.close()
+
+
 class TestReadme:
     def test_short_and_the_two_commands_first(self):
         text = (REPO / "README.md").read_text()

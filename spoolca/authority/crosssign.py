@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca import der
-from spoolca.errors import SpoolcaError
+from spoolca.errors import InternalError, SpoolcaError
 from spoolca.keys.algorithms import PublicKey, generate_like, signature_hash, spki
 from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
 from spoolca.x509.lint import CertificateLinter
@@ -93,7 +93,7 @@ def cross_request(root: IssuingCA) -> x509.CertificateSigningRequest:
     csr = x509.load_der_x509_csr(der.signed(request_info, algorithm,
                                             root.signer.sign_bytes(request_info)))
     if not csr.is_signature_valid:
-        raise SpoolcaError("internal error: the cross-signing request does not verify")
+        raise InternalError("the cross-signing request does not verify")
     return csr
 
 

@@ -30,7 +30,7 @@ from spoolca.authority.unlock import (
     load_generations,
 )
 from spoolca.config import Config
-from spoolca.errors import ClockError, RegisterBehindError, SpoolcaError
+from spoolca.errors import ClockError, InternalError, RegisterBehindError, SpoolcaError
 from spoolca.keys.token import TokenPool
 from spoolca.log import get_logger
 from spoolca.openpgp import ApplianceKey, keyring_owner
@@ -167,7 +167,7 @@ class CASession:
         """Custody (`shares rotate`): every key at rest re-protected under NEW. Here, as
         every other unlock is, and never with a key of this session in use."""
         if self._authorities or self._audit_key is not None:
-            raise SpoolcaError("internal error: rotate the unlock secret in a fresh session")
+            raise InternalError("rotate the unlock secret in a fresh session")
         self._before_unlock()
         return rotate_unlock_secret(self.config, self.store, old, new)
 

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from spoolca.errors import InternalError
 from spoolca.register.chain import GENESIS, canonical, text_hash
+from spoolca.register.events import EVENTS
 from spoolca.register.records import (
     AuditRow,
     CertificateRecord,
@@ -64,7 +66,10 @@ class Tx:
         self._conn.execute("RELEASE item")
 
     def record(self, event: str, data: dict[str, Any]) -> None:
-        """Append one audit entry to the hash chain, in this transaction."""
+        """Append one audit entry to the hash chain, in this transaction. Only a catalogued
+        event (register.events): what the auditor's reference documents is all there is."""
+        if event not in EVENTS:
+            raise InternalError(f"the audit event {event!r} is not in the catalogue")
         self._seq += 1
         if self._clock_note is not None:
             data = {**data, "clock_untrusted": self._clock_note}

@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca import der
-from spoolca.errors import SpoolcaError
+from spoolca.errors import InternalError, SpoolcaError
 from spoolca.findings import Finding
 from spoolca.keys.algorithms import verify_signature
 from spoolca.x509.issuer import IssuingCA
@@ -192,7 +192,7 @@ def sign_crl(ca: IssuingCA, entries: Sequence[bytes], *, number: int,
     fields = der.read_tlvs(tbs)
     # version, signature, issuer, thisUpdate, nextUpdate, revokedCertificates, [0] exts
     if len(fields) != 7 or fields[5][0] != 0x30 or fields[6][0] != 0xA0:
-        raise SpoolcaError("internal error: unexpected CRL layout from the library")
+        raise InternalError("unexpected CRL layout from the library")
     _tag, start, end = fields[5]
     # RFC 5280 5.1.2.6: with no revoked certificate the list is absent, not empty.
     revoked = der.sequence(*entries) if entries else b""
@@ -206,5 +206,5 @@ def sign_crl(ca: IssuingCA, entries: Sequence[bytes], *, number: int,
     crl = x509.load_der_x509_crl(encoded)
     if len(crl) != len(entries) or not verify_signature(
             ca.certificate.public_key(), signature, new_tbs):  # type: ignore[arg-type]
-        raise SpoolcaError(f"internal error: the {ca.name} CRL did not verify; not published")
+        raise InternalError(f"the {ca.name} CRL did not verify; not published")
     return encoded

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.constraints import SubCAConstraints
-from spoolca.errors import SpoolcaError
+from spoolca.errors import InternalError
 from spoolca.findings import Finding
 from spoolca.keys.algorithms import PublicKey
 from spoolca.keys.signer import Signer
@@ -123,7 +123,7 @@ def finish_linted(linting: Linting) -> Signed:
         return Signed(None, tuple(findings))
     certificate = linting.signer.sign_certificate(linting.builder)
     if certificate.tbs_certificate_bytes != linting.trial.tbs_certificate_bytes:
-        raise SpoolcaError("internal error: the signed certificate differs from the linted one")
+        raise InternalError("the signed certificate differs from the linted one")
     return Signed(certificate)
 
 
