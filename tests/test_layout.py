@@ -5,9 +5,8 @@ rename and removal goes through fsutil; modules stay small enough to read."""
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "spoolca"
 # Bottom to top. A module may import its own layer or a lower one, never a higher one.
@@ -26,7 +25,8 @@ LAYERS = [
     ("service", {"service"}),
     ("top", {"cli", "clihelp", "commands", "demo", "manual", "__init__"}),
 ]
-MAX_LINES = 420
+MAX_LINES = 400   # a signal for review
+HARD_LIMIT = 600  # a wall
 # Calls that write, rename or remove: allowed in the fsutil package alone.
 _MODULE_CALLS = {
     "os": {"rename", "replace", "open", "mkdir", "makedirs", "unlink", "remove", "rmdir",
@@ -66,12 +66,24 @@ def imports(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: name_of(p))
-def test_imports_point_down(path: Path):
-    """No module imports a layer above its own (no cycles between stages)."""
-    own = layer_of(name_of(path))
-    upward = [m for m in imports(path) if m != "spoolca" and layer_of(m) > own]
-    assert not upward, f"{name_of(path)} imports above itself: {upward}"
+def test_imports_point_down():
+    """No module imports a layer above its own (no cycles between stages): every
+    offender listed at once."""
+    offenders = {}
+    for path in modules():
+        own = layer_of(name_of(path))
+        upward = [m for m in imports(path) if m != "spoolca" and layer_of(m) > own]
+        if upward:
+            offenders[name_of(path)] = upward
+    assert offenders == {}, f"modules importing above themselves: {offenders}"
+
+
+def test_the_check_sees_an_upward_import(tmp_path: Path):
+    """Counter-case: an x509 module importing the service layer is caught."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("from spoolca.service.daemon import Daemon\nimport spoolca.cli\n")
+    upward = [m for m in imports(sample) if layer_of(m) > layer_of("spoolca.x509.policy")]
+    assert upward == ["spoolca.service.daemon", "spoolca.cli"]
 
 
 _WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"}
@@ -108,11 +120,12 @@ def writes(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", [p for p in modules() if p.parent.name != "fsutil"],
-                         ids=lambda p: name_of(p))
-def test_every_write_goes_through_fsutil(path: Path):
-    """fsutil alone writes, renames and removes: one place for modes, fsync, O_NOFOLLOW."""
-    assert writes(path) == [], f"{name_of(path)} writes outside fsutil"
+def test_every_write_goes_through_fsutil():
+    """fsutil alone writes, renames and removes: one place for modes, fsync, O_NOFOLLOW.
+    Every offender listed at once."""
+    offenders = {name_of(p): found for p in modules() if p.parent.name != "fsutil"
+                 and (found := writes(p))}
+    assert offenders == {}, f"modules writing outside fsutil: {offenders}"
 
 
 def test_the_check_sees_a_write(tmp_path: Path):
@@ -125,8 +138,17 @@ def test_the_check_sees_a_write(tmp_path: Path):
     assert len(writes(sample)) == 6
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: name_of(p))
-def test_modules_stay_small(path: Path):
-    """A module per concept, readable in one sitting (~400 lines)."""
-    lines = len(path.read_text().splitlines())
-    assert lines <= MAX_LINES, f"{name_of(path)} has {lines} lines"
+class ReviewWarning(UserWarning):
+    """Shown in the warnings summary, never a failure (pyproject.toml filterwarnings)."""
+
+
+def test_modules_stay_small():
+    """A module per concept, readable in one sitting: past ~400 lines is a signal to look
+    again (listed as a warning for review), past 600 a wall."""
+    sizes = {name_of(p): len(p.read_text().splitlines()) for p in modules()}
+    too_big = {name: n for name, n in sizes.items() if n > HARD_LIMIT}
+    assert too_big == {}, f"modules past {HARD_LIMIT} lines: {too_big}"
+    review = {name: n for name, n in sorted(sizes.items()) if n > MAX_LINES}
+    if review:
+        warnings.warn(ReviewWarning(f"modules past {MAX_LINES} lines, worth a look: "
+                                    f"{review}"), stacklevel=1)
