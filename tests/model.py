@@ -394,13 +394,19 @@ class CAMachine(RuleBasedStateMachine):
         from tests.daemon import NotifySocket
 
         notify = NotifySocket(self.scratch / f"notify-{self.counter}.sock")
-        daemon = subprocess.Popen([sys.executable, "-m", "spoolca.cli", "--config",
-                                   str(self.ca.config), "serve"],
-                                  env={**os.environ, **self.clock.env,
-                                       "NOTIFY_SOCKET": str(notify.path)},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = self.scratch / f"daemon-{self.counter}.log"
+        with log.open("wb") as stderr:
+            daemon = subprocess.Popen([sys.executable, "-m", "spoolca.cli", "--config",
+                                       str(self.ca.config), "serve"],
+                                      env={**os.environ, **self.clock.env,
+                                           "NOTIFY_SOCKET": str(notify.path)},
+                                      stdout=subprocess.DEVNULL, stderr=stderr)
         try:
-            notify.wait_for("READY=1", timeout=60)
+            try:
+                notify.wait_for("READY=1", timeout=60)
+            except AssertionError:  # say why: the daemon's exit and its last words
+                raise AssertionError(f"the daemon did not get ready (exit {daemon.poll()}): "
+                                     f"{log.read_text()[-3000:]}") from None
             return self._cli(*command[:2], "--through-daemon", "--wait", "30", *command[2:])
         finally:
             daemon.send_signal(signal.SIGTERM)

@@ -152,3 +152,38 @@ def test_modules_stay_small():
     if review:
         warnings.warn(ReviewWarning(f"modules past {MAX_LINES} lines, worth a look: "
                                     f"{review}"), stacklevel=1)
+
+
+_KEY_ACCESS = {"_authority", "_issuing", "load_authorities"}
+
+
+def key_access(path: Path) -> list[str]:
+    """Where PATH reaches a CA key other than through CASession.preflight."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        name = node.attr if isinstance(node, ast.Attribute) else \
+            node.id if isinstance(node, ast.Name) else \
+            node.name if isinstance(node, ast.alias) else None
+        if name in _KEY_ACCESS:
+            found.append(f"{name} (line {getattr(node, 'lineno', '?')})")
+    return found
+
+
+def test_only_the_pre_flight_hands_out_a_ca_key():
+    """One pre-flight: clock, keys, audit trail, in that order, once per operation. A
+    CA's key is reached only through CASession.preflight (the session's own _authority
+    and _issuing, and authority.unlock's load_authorities, stay inside the session), so
+    a new signing path cannot skip it."""
+    owners = {"spoolca.process.session", "spoolca.authority.unlock"}
+    offenders = {name_of(p): found for p in modules() if name_of(p) not in owners
+                 and (found := key_access(p))}
+    assert offenders == {}, f"a CA key reached around the pre-flight: {offenders}"
+
+
+def test_the_check_sees_a_key_reached_around_the_pre_flight(tmp_path: Path):
+    """Counter-case: a command unlocking a key itself is caught."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("root = session._authority('root')\n"
+                      "from spoolca.authority.unlock import load_authorities\n")
+    assert len(key_access(sample)) == 2
+

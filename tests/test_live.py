@@ -228,9 +228,9 @@ class TestLiveDaemon:
         """README's install, then root's own commands: no --config, the passphrase only a
         credential. Each runs as spoolca (root's helper decrypts the unit's credential
         when a key is needed), so what they write is spoolca's and gpg runs as spoolca."""
-        live.sh("touch /tmp/before-the-operator")
-        live.drop("op.csr")
+        live.drop("op.csr")  # by root, as the test: the daemon answers and archives it
         serial = live.result("op")["serial"]
+        live.sh("touch /tmp/before-the-operator")
         live.sh("install -d -o spoolca -g spoolca /var/backups/spoolca /tmp/stick-op")
         for command in ("crl", "audit export", "list", "status", "clock status",
                         f"show {serial}", f"revoke {serial} --reason superseded",

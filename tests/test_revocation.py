@@ -239,7 +239,8 @@ class TestCRLNumbers:
         store = Store(config.database)
         try:
             with CASession(config, store) as session:
-                authority = session.authority("intermediate")
+                authority = session.preflight(
+                    "CRL", ["intermediate"]).authorities["intermediate"]
         finally:
             store.close()
         now = dt.datetime.now(dt.UTC)

@@ -140,7 +140,7 @@ class TestNoCoreDump:
             f"config = load_config(__import__('pathlib').Path({str(encrypted.config)!r}))\n"
             "before = is_dumpable()\n"
             "with CASession(config, Store(config.database)) as session:\n"
-            "    session.authority('intermediate')\n"
+            "    session.unlock(['intermediate'])\n"
             "    print(before, is_dumpable(), resource.getrlimit(resource.RLIMIT_CORE))\n")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 timeout=60)

@@ -30,9 +30,8 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
 
     target = _certificate(Path(args.certificate))
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
-        moment = session.now("cross-certificate", ["root"])
-        root = session.authority("root")
-        session.require_audit_trail()
+        cleared = session.preflight("cross-certificate", ["root"])
+        moment, root = cleared.now, cleared.authorities["root"]
         made = cross_sign(target, root, args.days, moment,
                           lambda s: store.certificate(serial_hex(s)) is not None,
                           CertificateLinter() if config.lint == "pkix" else None)
@@ -68,9 +67,8 @@ def cmd_ca_cross_request(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
 
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
-        moment = session.now("cross-signing request", ["root"])
-        root = session.authority("root")
-        session.require_audit_trail()
+        cleared = session.preflight("cross-signing request", ["root"])
+        moment, root = cleared.now, cleared.authorities["root"]
         request = cross_request(root)
         pem = request.public_bytes(Encoding.PEM)
         folder = ensure_dir(config.spool_dir / "outgoing" / "ca")

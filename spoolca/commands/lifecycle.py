@@ -26,10 +26,12 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
     with opened(args) as (config, store):
         hold_instance_lock(config)  # never under a running daemon's feet: it caches the CAs
         with CASession(config, store, actor="cli") as session:
+            cleared = session.preflight("CA certificate", ["root"])
+            moment = cleared.now
             current = session.ca_certificates[name]
             child = session.ca_certificates["intermediate"] if name == "root" else None
             renewed = renew_certificate(
-                name, current, session.authority("root"), child, days, moment,
+                name, current, cleared.authorities["root"], child, days, moment,
                 CertificateLinter() if config.lint == "pkix" else None,
                 config.authorities[name].max_days)
             with store.transaction("cli", moment, signing="CA certificate") as tx:
@@ -62,9 +64,8 @@ def cmd_ca_rekey(args: argparse.Namespace) -> int:
     with opened(args) as (config, store):
         hold_instance_lock(config)  # never under a running daemon's feet: it caches the CAs
         with CASession(config, store, actor="cli") as session:
-            session.check_clock(moment, "CA certificate", ["root"])
-            root = session.authority("root")
-            session.require_audit_trail()
+            cleared = session.preflight("CA certificate", ["root"])
+            moment, root = cleared.now, cleared.authorities["root"]
             name, made = rekey_intermediate(
                 config, store, session.generations, root,
                 args.days or _DEFAULT_DAYS["intermediate"], moment,

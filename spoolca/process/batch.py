@@ -127,10 +127,8 @@ class BatchProcessor:
             return []
         session = self.session
         issuers = self.issuers_for(c.profile for c in batch)
-        session.now("issuance", issuers)  # refused before any key is unlocked
-        authorities = {name: session.issuing(name) for name in sorted(issuers)}
-        session.require_audit_trail()
-        now = session.now("issuance", issuers)  # once for the whole batch, after unlocking
+        cleared = session.preflight("issuance", issuers, current=True)  # once per batch
+        authorities, now = cleared.authorities, cleared.now
         self.linter()
         started = time.perf_counter()
         state = BatchState.of(session)

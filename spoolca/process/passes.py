@@ -134,9 +134,9 @@ def _run_pass(batch: BatchProcessor, *, shown: bool) -> PassSummary:
     waiting = session.spool.candidates(default)  # one scan: unlocked for, then claimed
     if pending or waiting:
         profiles = [*(c.profile for c in pending), *(profile for _path, profile in waiting)]
-        for name in sorted(batch.issuers_for(profiles)):
-            session.issuing(name)  # a missing key: the requests stay in incoming/
-        session.require_audit_trail()  # fail closed before anything is claimed
+        # Fail closed before anything is claimed: a missing key or an unsigned audit
+        # trail leaves the requests in incoming/.
+        session.preflight("issuance", batch.issuers_for(profiles), current=True)
     summary = PassSummary()
     for outcome in answer_recovered(batch, pending, shown=shown):
         summary.add(outcome)

@@ -32,9 +32,8 @@ def renew(batch: BatchProcessor, serial: str) -> Outcome:
     if der is None or profile is None:
         raise SpoolcaError(f"certificate {serial} cannot be renewed: its request or its "
                            f"profile {record.profile!r} is no longer known")
-    now = session.now("issuance", [profile.issuer])
-    ca = session.issuing(profile.issuer)
-    session.require_audit_trail()
+    cleared = session.preflight("issuance", [profile.issuer], current=True)
+    now, ca = cleared.now, cleared.authorities[profile.issuer]
     batch.linter()
     submitted = session.store.submissions_for(record.request_sha256)
     # An imported certificate's request came with the old CA, not as a submission.

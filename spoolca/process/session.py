@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from cryptography import x509
 
@@ -46,7 +47,7 @@ from spoolca.spool.tree import RESERVED_NAMES, Claimed, Spool, safe_name
 from spoolca.x509.crl import CRLLinter
 from spoolca.x509.issuer import IssuingCA
 
-__all__ = ["QUARANTINED", "CASession", "utc_now"]
+__all__ = ["QUARANTINED", "CASession", "Cleared", "utc_now"]
 
 _log = get_logger("spoolca.process.session")
 _RECOVERY_CHUNK = 500  # results recovery publishes between two watchdog pings
@@ -55,6 +56,15 @@ QUARANTINED = "quarantined:"  # meta key prefix: the SHA-256 of a quarantined fi
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """What one signing operation may use once the pre-flight passed: its time, and its
+    CAs with their keys unlocked."""
+
+    now: dt.datetime
+    authorities: dict[str, IssuingCA]
 
 
 class CASession:
@@ -129,7 +139,27 @@ class CASession:
 
     # -- keys, scoped -------------------------------------------------------------------
 
-    def authority(self, name: str) -> IssuingCA:
+    def preflight(self, action: str, names: Iterable[str] = (), *, current: bool = False
+                  ) -> Cleared:
+        """The one fail-closed check before anything is signed, in its order: the clock
+        (before any key is unlocked), the keys of the CAs NAMES (only those; CURRENT: the
+        generation of each that issues now), then the audit trail (everything recorded so
+        far signed). The operation's time is read last, after what unlocking recorded.
+        The only way to a CA's key outside this class (tests/test_layout.py)."""
+        chosen = sorted(set(names))
+        self.check_clock(self._clock(), action, chosen)
+        cas = {name: self._issuing(name) if current else self._authority(name)
+               for name in chosen}
+        self.require_audit_trail()
+        return Cleared(self.now(action, chosen), cas)
+
+    def unlock(self, names: Iterable[str]) -> None:
+        """Unlock the issuing CAs NAMES now, signing nothing: the daemon at start, so that
+        a missing or wrong key is said before any request is claimed."""
+        for name in names:
+            self._issuing(name)
+
+    def _authority(self, name: str) -> IssuingCA:
         """One CA by its register name (a generation: `intermediate` is the first), its key
         unlocked on first use (and recorded): never a key not needed."""
         if name not in self._authorities:
@@ -140,9 +170,9 @@ class CASession:
                                  "key_store": key_store(self.config, name)})
         return self._authorities[name]
 
-    def issuing(self, name: str) -> IssuingCA:
+    def _issuing(self, name: str) -> IssuingCA:
         """The CA a profile names (`intermediate`) in its generation that issues now."""
-        return self.authority(current_name(self.store, name))
+        return self._authority(current_name(self.store, name))
 
     @property
     def tokens(self) -> TokenPool:
@@ -243,10 +273,8 @@ class CASession:
             due_crls(self.config, self.store, self._clock())
         if not chosen:
             return []
-        self.check_clock(self._clock(), "CRL", chosen)  # before any key is unlocked
-        authorities = {name: self.authority(name) for name in chosen}
-        self.require_audit_trail()
-        now = self.now("CRL", chosen)  # after what unlocking recorded
+        cleared = self.preflight("CRL", chosen)
+        authorities, now = cleared.authorities, cleared.now
         made = publish_crls(self.config, self.store, authorities, self.spool.outgoing, now,
                             chosen, self._linter(), self.actor)
         self.seal()

@@ -245,8 +245,7 @@ class Daemon:
         is a refusal: requests wait in incoming/, STATUS= says why, and it is retried."""
         self._next_unlock = time.monotonic() + KEY_RETRY_SECONDS
         try:
-            for name in sorted(self._session.issuers() | {"root", "intermediate"}):
-                self._session.issuing(name)
+            self._session.unlock(sorted(self._session.issuers() | {"root", "intermediate"}))
         except KeyStoreError as exc:
             if str(exc) != self._key_refusal:
                 _log.error("refusing to sign: a CA key does not open", reason=str(exc),
@@ -381,8 +380,7 @@ class Daemon:
             self._reload_answer(False, str(exc))
             return
         try:
-            for name in sorted(session.issuers() | {"root", "intermediate"}):
-                session.issuing(name)
+            session.unlock(sorted(session.issuers() | {"root", "intermediate"}))
         except SpoolcaError as exc:
             session.close()
             self._reload_answer(False, str(exc))
