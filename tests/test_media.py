@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -184,7 +185,12 @@ class TestRoundTrip:
             assert any((root / folder).iterdir())
         manifest = json.loads((root / "MANIFEST.json").read_text())
         assert manifest["audit_head"]["seq"] > 0 and manifest["results"] == ["bad", "web"]
-        assert "Bring this stick back between" in (root / "README.txt").read_text()
+        readme = (root / "README.txt").read_text()
+        assert "Bring this stick back between" in readme
+        # For the requester: where requests go (this CA's own profiles), and no keys.
+        assert "client/, server/, subca/" in readme and "Never put a private key" in readme
+        for named in re.findall(r"^(\S+/)\s", readme, re.M):  # every folder it names is there
+            assert (root / named.replace("NAME", "web")).is_dir(), named
         verify_export(root, [root, root / "results" / "web"])
 
     def test_a_tampered_export_fails_the_checks(self, ca: CA, stick: Path):

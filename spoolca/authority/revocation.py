@@ -163,7 +163,7 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
         _log.info("crl", authority=name, number=number, entries=record.entries,
                   next_update=record.next_update)
     if made:
-        _write_schedule(config, store, outgoing / "crl")
+        _write_schedule(config, store, outgoing / "crl", now)
     return made
 
 
@@ -177,9 +177,9 @@ def _write(store: Store, folder: Path, record: CRLRecord, der: bytes, armoured: 
         atomic_write(folder / f"{record.authority}.crl.pem", armoured)
 
 
-def _write_schedule(config: Config, store: Store, folder: Path) -> None:
+def _write_schedule(config: Config, store: Store, folder: Path, now: dt.datetime) -> None:
     """outgoing/crl/next-update.json: when each CRL ends, and when the stick must return."""
-    statuses = crl_status(config, store)
+    statuses = crl_status(config, store, now)
     if not statuses:
         return
     body: dict[str, object] = {s.authority: {"number": s.number, "next_update": s.next_update,

@@ -24,7 +24,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             records = select(ending, now, status=args.status, expiring_days=args.expiring)
         else:
             records = select(list(store.certificate_summaries()), now, status=args.status)
-        crls = crl_status(config, store)
+        crls = crl_status(config, store, now)
     if args.json:
         print(json.dumps([record_as_dict(r, now) for r in records], indent=2))
         return 0

@@ -150,9 +150,9 @@ class CRLStatus:
     refresh_at: str
 
 
-def crl_status(config: Config, store: Store) -> list[CRLStatus]:
+def crl_status(config: Config, store: Store, now: dt.datetime) -> list[CRLStatus]:
+    """Each live CA's latest CRL at NOW (the caller's time: the register reads no clock)."""
     statuses = []
-    now = dt.datetime.now(dt.UTC)
     for name in live_names(store, now):
         latest = store.latest_crl(name)
         if latest is not None:

@@ -99,7 +99,7 @@ def _authorities(config: Config, store: Store, now: dt.datetime) -> list[dict[st
 
 def _crls(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
     found = []
-    refresh = {s.authority: s.refresh_at for s in crl_status(config, store)}
+    refresh = {s.authority: s.refresh_at for s in crl_status(config, store, now)}
     for name in live_names(store, now):
         latest = store.latest_crl(name)
         if latest is None:

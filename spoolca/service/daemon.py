@@ -408,7 +408,8 @@ class Daemon:
 
     def _status(self) -> str:
         wait = max(0, round(self._fault_retry_at - time.monotonic()))
-        return status_line(self._counters, crl_status(self._config, self._session.store),
+        crls = crl_status(self._config, self._session.store, self._clock())
+        return status_line(self._counters, crls,
                            queued=len(self._watch), waiting=self._watch.untakeable,
                            fault=self._fault if not self._register_refusal else "",
                            retry_in=wait, refusal=self._refusal)

@@ -115,7 +115,8 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         "made_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "results": names,
         "audit_head": {"seq": head_seq, "hash": head_hash},
         "appliance_key": key.fingerprint, "crl": due}, indent=2, sort_keys=True) + "\n").encode())
-    tree.write("README.txt", _readme(names, due, key.fingerprint).encode())
+    tree.write("README.txt", _readme(names, due, key.fingerprint, sorted(config.profiles),
+                                     config.default_profile).encode())
     trip = Trip({"key": medium.key, "uuid": medium.uuid, "label": medium.label,
                  "path": medium.path}, names)
     facts = gather(config, store, now, trip, key.fingerprint)
@@ -125,7 +126,8 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
     return head_seq
 
 
-def _readme(names: list[str], due: dict[str, object], fingerprint: str) -> str:
+def _readme(names: list[str], due: dict[str, object], fingerprint: str,
+            profiles: list[str], default: str) -> str:
     """README.txt for whoever opens the stick: what each file is, how to check it, when
     to come back. Every file it names is on the stick."""
     return_by = str(due.get("return_by", "unknown"))
@@ -158,6 +160,15 @@ as written in your ceremony record.)
 Requests answered: {len(names)}.
 Bring this stick back {window}: the next CRL is made from the first date,
 and must reach relying parties before the current one ends at the second.
+
+Sending requests on this stick
+------------------------------
+Put each CSR (*.csr, *.pem, *.req or *.der) at the top of the stick, outside this
+folder, in the folder of its profile: {", ".join(p + "/" for p in profiles)} (at the
+top: {default}). A revocation request goes in revoke/ as NAME.json with its signer's
+NAME.json.asc. Never put a private key on the stick: it is not taken, and it must be
+treated as exposed. Each answer comes back in results/NAME/ with every reason if it is
+refused; REPORT.html lists them by your file names.
 """
 
 
