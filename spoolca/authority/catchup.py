@@ -271,8 +271,10 @@ def _fold_result(tx: Tx, folder: Path, generations: dict[str, x509.Certificate],
         reasons = [r for r in result.get("reasons", []) if isinstance(r, dict)]
         tx.add_request(request, str(result.get("profile", "")), "rejected", None, reasons,
                        None)
+        again = any(isinstance(n, dict) and n.get("code") == "note.earlier_answer"
+                    for n in result.get("notes") or [])  # rebuilt as it was published
         tx.add_submission(request, str(result.get("file", folder.name)), folder.name,
-                          str(result.get("profile", "")), "rejected", reasons)
+                          str(result.get("profile", "")), "rejected", reasons, again=again)
         report.rejections += 1
 
 

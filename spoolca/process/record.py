@@ -177,14 +177,14 @@ class Recorder:
         name = self._session.allocate_name(tx, item.file_name, item.identity)
         tx.add_submission(item.identity, item.file_name, name, earlier.profile,
                           earlier.status, earlier.findings, item.file_sha256,
-                          claim=item.claim, serial=earlier.serial)
+                          claim=item.claim, serial=earlier.serial, again=True)
         tx.record("request.republished", {"name": name, "file": item.file_name,
                                           "request_sha256": item.identity,
                                           "status": str(earlier.status),
                                           "serial": earlier.serial})
         again = SubmissionRecord(name, item.identity, item.file_name, earlier.profile,
                                  earlier.status, earlier.findings, earlier.decided_at,
-                                 earlier.serial, tx.now)
+                                 earlier.serial, tx.now, again=True)
         files, links = recorded_files(self._session.store, self._session.chains, again)
         findings = () if earlier.status != Status.REJECTED else \
             tuple(Finding(r["code"], r["message"]) for r in earlier.findings)

@@ -219,7 +219,7 @@ def _republished(session: CASession, tx: Tx, claimed: Claimed, identity: str,
     name = session.allocate_name(tx, claimed.file_name, identity)
     tx.add_submission(identity, claimed.file_name, name, "revoke", earlier.status,
                       earlier.findings, file_sha256, claim=claimed.claim,
-                      serial=earlier.serial)
+                      serial=earlier.serial, again=True)
     tx.record("request.republished", {"name": name, "file": claimed.file_name,
                                       "request_sha256": identity,
                                       "status": str(earlier.status), "serial": earlier.serial})

@@ -106,6 +106,7 @@ class SubmissionRecord:
     decided_at: str
     serial: str | None  # the certificate issued, or the one a revocation request named
     received_at: str = ""  # when this file came: later than decided_at for an earlier answer
+    again: bool = False  # an earlier answer published again (its own submission, not a decision)
 
 
 class AuditRow(NamedTuple):

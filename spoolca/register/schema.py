@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,7 +63,8 @@ CREATE TABLE submissions (
     file_sha256 TEXT,  -- the submitted file's bytes, to find the stick it came from
     signer TEXT,       -- the authorized signer's fingerprint, where one was required
     claim TEXT,        -- the work/CLAIM/ round it was decided in: recovery finishes, not redoes
-    serial TEXT        -- the certificate a revocation request named
+    serial TEXT,       -- the certificate a revocation request named
+    again INTEGER NOT NULL DEFAULT 0  -- 1: an earlier answer published again, not decided
 );
 CREATE INDEX submissions_claim ON submissions (claim) WHERE claim IS NOT NULL;
 CREATE INDEX submissions_output ON submissions (output_name);
@@ -133,5 +134,11 @@ UPDATE meta SET value = '4' WHERE key = 'schema_version';
     4: """
 CREATE INDEX IF NOT EXISTS submissions_request ON submissions (request_sha256);
 UPDATE meta SET value = '5' WHERE key = 'schema_version';
+""",
+    # From schema 5: an earlier answer sent again says so (note.earlier_answer) because the
+    # register says so, not because its times differ (they need not, within one second).
+    5: """
+ALTER TABLE submissions ADD COLUMN again INTEGER NOT NULL DEFAULT 0;
+UPDATE meta SET value = '6' WHERE key = 'schema_version';
 """,
 }

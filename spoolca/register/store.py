@@ -385,10 +385,10 @@ class Store(AuditReads):
 _SUBMISSION_SELECT = (
     "SELECT s.output_name, s.request_sha256, s.file_name, s.profile, s.status, s.findings, "
     "CASE WHEN r.status = s.status THEN r.decided_at ELSE s.received_at END, "
-    "COALESCE(r.serial, s.serial), s.received_at FROM submissions s "
+    "COALESCE(r.serial, s.serial), s.received_at, s.again FROM submissions s "
     "LEFT JOIN requests r ON r.sha256 = s.request_sha256")
 
 
 def _submission(row: tuple[Any, ...]) -> SubmissionRecord:
     return SubmissionRecord(row[0], row[1], row[2], row[3], Status(row[4]), json.loads(row[5]),
-                            row[6], row[7], row[8])
+                            row[6], row[7], row[8], bool(row[9]))

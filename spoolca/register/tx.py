@@ -241,13 +241,15 @@ class Tx:
     def add_submission(self, request_sha256: str, file_name: str, output_name: str,
                        profile: str, status: str, findings: list[dict[str, str]],
                        file_sha256: str | None = None, signer: str | None = None, *,
-                       claim: str | None = None, serial: str | None = None) -> None:
+                       claim: str | None = None, serial: str | None = None,
+                       again: bool = False) -> None:
+        """AGAIN: this file gets an earlier answer again (the same request sent again)."""
         self._conn.execute(
             "INSERT INTO submissions (request_sha256, file_name, output_name, profile, "
-            "received_at, status, findings, file_sha256, signer, claim, serial) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "received_at, status, findings, file_sha256, signer, claim, serial, again) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (request_sha256, file_name, output_name, profile, self._now, str(status),
-             json.dumps(findings), file_sha256, signer, claim, serial),
+             json.dumps(findings), file_sha256, signer, claim, serial, int(again)),
         )
 
     def add_checkpoint(self, seq: int, digest: str, body: str, signature: str) -> None:

@@ -42,7 +42,9 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
                                 decided_at=record.decided_at, status=record.status,
                                 serial=record.serial, reasons=record.findings), {}
     if record.status != Status.ISSUED or record.serial is None:
-        again = bool(record.received_at) and record.received_at != record.decided_at
+        # Registers before schema 6 did not say; their times differ for most re-sends.
+        again = record.again or (bool(record.received_at) and
+                                 record.received_at != record.decided_at)
         return rejected_files(name=name, file_name=record.file_name,
                               request_sha256=record.request_sha256, profile=record.profile,
                               decided_at=record.decided_at, reasons=record.findings,
