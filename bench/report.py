@@ -25,8 +25,8 @@ from process_vs_openssl import SPOOLCA, make_csrs, new_ca
 from spoolca.config import load_config
 from spoolca.openpgp import stop_agent
 from spoolca.register.store import Store
-from spoolca.report.facts import Trip, gather
-from spoolca.report.html import render
+from spoolca.stick.report.facts import Trip, gather
+from spoolca.stick.report.html import render
 
 
 def one(work: Path, csrs: list[Path], rounds: int) -> str:

@@ -17,9 +17,9 @@ LAYERS = [
     ("keys", {"keys"}),
     ("x509", {"x509"}),
     ("register", {"register"}),
-    ("report", {"report"}),
     ("backup", {"backup"}),
     ("spool", {"spool"}),
+    ("stick", {"stick"}),  # the stick and the report it carries
     ("authority", {"authority"}),
     ("process", {"process"}),
     ("service", {"service"}),

@@ -11,11 +11,11 @@ from spoolca.errors import UsageError
 from spoolca.register.store import Store
 
 if TYPE_CHECKING:
-    from spoolca.spool.ingest import IngestReport
+    from spoolca.stick.ingest import IngestReport
 
 
 def cmd_media_ingest(args: argparse.Namespace) -> int:
-    from spoolca.spool.ingest import ingest_from
+    from spoolca.stick.ingest import ingest_from
 
     source = _stick(args.dir)
     with opened(args) as (config, store):
@@ -73,7 +73,7 @@ def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int
 
 def cmd_media_export(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
-    from spoolca.spool.export import export_to
+    from spoolca.stick.export import export_to
 
     target = _stick(args.dir)
     with opened(args) as (config, store):

@@ -15,8 +15,8 @@ __all__ = ["cmd_status"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from spoolca.report.facts import gather
     from spoolca.spool.tree import Spool
+    from spoolca.stick.report.facts import gather
 
     with opened(args) as (config, store):
         facts = gather(config, store, now())

@@ -82,8 +82,9 @@ def packages_md() -> str:
              "A package per stage of the data flow; each module's first docstring "
              "paragraph. Layers (tests/test_layout.py): a module imports its own layer or a "
              "lower one only.\n"]
-    for folder in [PACKAGE, *sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").exists())]:
-        name = "spoolca" if folder == PACKAGE else f"spoolca.{folder.name}"
+    packages = sorted(p.parent for p in PACKAGE.rglob("__init__.py"))
+    for folder in packages:
+        name = ".".join(("spoolca", *folder.relative_to(PACKAGE).parts))
         lines += [f"## `{name}`", "", "| module | what it is |", "| --- | --- |"]
         for path in sorted(folder.glob("*.py")):
             module = name if path.stem == "__init__" else f"{name}.{path.stem}"

@@ -40,10 +40,10 @@ from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
 from spoolca.service.statusline import status_line
 from spoolca.service.watch import Watch
-from spoolca.spool.exportrequests import pending as pending_exports
-from spoolca.spool.exportrequests import serve as serve_exports
 from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
+from spoolca.stick.exportrequests import pending as pending_exports
+from spoolca.stick.exportrequests import serve as serve_exports
 
 __all__ = ["Daemon", "reload_answer_path"]
 

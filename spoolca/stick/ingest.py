@@ -29,13 +29,13 @@ from spoolca.privatekeys import REASON as PRIVATE_KEY_REASON
 from spoolca.privatekeys import holds_private_key
 from spoolca.progress import Progress
 from spoolca.register.store import Store
-from spoolca.spool.medium import Medium, identify, secret_of, start_trip
 from spoolca.spool.tree import (
     COMPANION_SUFFIXES,
     NON_PROFILE_FOLDERS,
     REQUEST_SUFFIXES,
     SIGNATURE_SUFFIXES,
 )
+from spoolca.stick.medium import Medium, identify, secret_of, start_trip
 from spoolca.untrusted import FAT_HIDDEN, FAT_SYSTEM, read_untrusted
 
 __all__ = ["IngestReport", "ingest_from", "printable", "shorten"]

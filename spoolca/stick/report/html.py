@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spoolca.report.timeline import layout
+from spoolca.stick.report.timeline import layout
 
 __all__ = ["render"]
 
@@ -23,7 +23,7 @@ def render(facts: dict[str, Any]) -> str:
     import jinja2  # only an export or `status --html` needs it
 
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("spoolca.report", "templates"),
+        loader=jinja2.PackageLoader("spoolca.stick.report", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
         lstrip_blocks=True)
     environment.filters["when"] = _when

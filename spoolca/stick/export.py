@@ -1,9 +1,9 @@
 """Results back out to a mounted stick (`spoolca media export`).
 
-What goes out is composed by spool.composing: by this command itself when it can open
+What goes out is composed by stick.composing: by this command itself when it can open
 the appliance key (`media export` by hand), or by the daemon when it cannot (the media
 unit, which reads hostile sticks and holds no key: `--through-daemon`,
-spool.exportrequests). Either way the bytes are the same, signed by the same key.
+stick.exportrequests). Either way the bytes are the same, signed by the same key.
 
 The stick is someone else's file system: its folder is opened once without following a
 link and everything is done by descriptor (fsutil.Folder), so a link on it named like
@@ -29,9 +29,9 @@ from spoolca.errors import SpoolcaError
 from spoolca.fsutil import Folder, remove_tree
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
-from spoolca.spool.composing import compose
-from spoolca.spool.exportrequests import collect, request_export
-from spoolca.spool.medium import Medium, current_trip, end_trip, give_secret, identify, secret_of
+from spoolca.stick.composing import compose
+from spoolca.stick.exportrequests import collect, request_export
+from spoolca.stick.medium import Medium, current_trip, end_trip, give_secret, identify, secret_of
 
 __all__ = ["export_to"]
 

@@ -6,7 +6,7 @@ folder and the export as a whole carry SHA256SUMS signed by the appliance's Open
 and MANIFEST.json names the audit head it was made with. The checksums are of the bytes
 written, not read back.
 
-The daemon composes it for the media unit (spool.exportrequests: the unit that reads
+The daemon composes it for the media unit (stick.exportrequests: the unit that reads
 hostile sticks never holds a key), and `spoolca media export` run by hand composes it
 itself; both with `compose`, into a folder by descriptor (fsutil.Folder).
 """
@@ -24,9 +24,9 @@ from spoolca.fsutil import Folder
 from spoolca.openpgp import ApplianceKey
 from spoolca.progress import Progress
 from spoolca.register.store import Store
-from spoolca.report.facts import Trip, gather
-from spoolca.report.html import render
-from spoolca.spool.medium import Medium
+from spoolca.stick.medium import Medium
+from spoolca.stick.report.facts import Trip, gather
+from spoolca.stick.report.html import render
 
 __all__ = ["SUMS", "Tree", "compose", "results_of"]
 

@@ -39,8 +39,8 @@ from spoolca.fsutil import (
 )
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
-from spoolca.spool.composing import compose
-from spoolca.spool.medium import Medium
+from spoolca.stick.composing import compose
+from spoolca.stick.medium import Medium
 from spoolca.untrusted import UntrustedJSONError, loads_bounded, read_untrusted
 
 __all__ = ["collect", "exports_dir", "pending", "request_export", "serve"]
