@@ -36,6 +36,7 @@ def _command(target: str) -> Callable[[argparse.Namespace], int]:
 
         return getattr(importlib.import_module(f"spoolca.commands.{module}"), function)(args)
 
+    run.target = target  # type: ignore[attr-defined]  # for the test that resolves them all
     return run
 
 
@@ -127,15 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         importer.set_defaults(func=_command(f"importing:cmd_import_{kind}"))
 
     process = commands.add_parser("process", help="one pass over incoming/, then exit")
-    process.set_defaults(func=_command("ca:cmd_process"))
+    process.set_defaults(func=_command("signing:cmd_process"))
 
     serve = commands.add_parser("serve", help="the daemon: watch the spool (systemd "
                                 "Type=notify)")
-    serve.set_defaults(func=_command("ca:cmd_serve"))
+    serve.set_defaults(func=_command("signing:cmd_serve"))
     reload = commands.add_parser("reload", help="ask the running daemon to re-read its "
                                  "configuration; wait; exit 1 if it refused it")
     reload.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
-    reload.set_defaults(func=_command("ca:cmd_reload"))
+    reload.set_defaults(func=_command("signing:cmd_reload"))
 
     listing = commands.add_parser("list", help="the certificate register")
     listing.add_argument("--json", action="store_true")
@@ -177,12 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     ca_renew.add_argument("authority", choices=("root", "intermediate"))
     ca_renew.add_argument("--days", type=_positive, metavar="N",
                           help="default: 7305 (root), 3653 (intermediate)")
-    ca_renew.set_defaults(func=_command("lifecycle:cmd_ca_renew"))
+    ca_renew.set_defaults(func=_command("ca:cmd_ca_renew"))
     ca_rekey = ca_commands.add_parser("rekey", help="a new key and certificate for the "
                                       "intermediate; the old generation keeps its CRL")
     ca_rekey.add_argument("authority", choices=("intermediate",))
     ca_rekey.add_argument("--days", type=_positive, metavar="N", help="default 3653")
-    ca_rekey.set_defaults(func=_command("lifecycle:cmd_ca_rekey"))
+    ca_rekey.set_defaults(func=_command("ca:cmd_ca_rekey"))
     cross = ca_commands.add_parser("cross-sign", help="our root's key certifies another "
                                    "root's subject and key (a cross-certificate)")
     cross.add_argument("certificate", metavar="CERT", help="the CA certificate to cross-sign "
@@ -190,12 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     cross.add_argument("--days", type=_positive, default=3653, metavar="N",
                        help="default 3653, capped by both roots' ends")
     cross.add_argument("--out", metavar="FILE", help="default: outgoing/ca/cross-SERIAL.pem")
-    cross.set_defaults(func=_command("crosssign:cmd_ca_cross_sign"))
+    cross.set_defaults(func=_command("ca:cmd_ca_cross_sign"))
     cross_request = ca_commands.add_parser("cross-request", help="a CSR of our root's "
                                            "subject and key, for another root to cross-sign")
     cross_request.add_argument("--out", metavar="FILE",
                                help="default: outgoing/ca/root-cross-request.csr")
-    cross_request.set_defaults(func=_command("crosssign:cmd_ca_cross_request"))
+    cross_request.set_defaults(func=_command("ca:cmd_ca_cross_request"))
 
     shares = commands.add_parser("shares", help="the unlock secret held K-of-N by custodians "
                                  "(SLIP-39 word lists)")
@@ -251,20 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "privilegeWithdrawn, aACompromise")
     revoke.add_argument("--invalidity-date", metavar="T",
                         help="when the key was (or may have been) compromised, ISO 8601")
-    revoke.set_defaults(func=_command("ca:cmd_revoke"))
+    revoke.set_defaults(func=_command("signing:cmd_revoke"))
 
     renew = commands.add_parser("renew", help="re-sign a certificate's stored request")
     renew.add_argument("serial")
-    renew.set_defaults(func=_command("ca:cmd_renew"))
+    renew.set_defaults(func=_command("signing:cmd_renew"))
 
     reconsider = commands.add_parser("reconsider", help="decide a rejected request again "
                                      "(after a policy change): back into incoming/, audited")
     reconsider.add_argument("request", metavar="NAME|SHA256",
                             help="its name under outgoing/, or the request's SHA-256")
-    reconsider.set_defaults(func=_command("ca:cmd_reconsider"))
+    reconsider.set_defaults(func=_command("signing:cmd_reconsider"))
 
     crl = commands.add_parser("crl", help="remake and publish both CRLs now")
-    crl.set_defaults(func=_command("ca:cmd_crl"))
+    crl.set_defaults(func=_command("signing:cmd_crl"))
 
     audit = commands.add_parser("audit", help="the signed audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -335,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_commands.add_parser("check", help="dry run: the decision and every reason")
     check.add_argument("file")
     check.add_argument("--profile", help="default: the configured default_profile")
-    check.set_defaults(func=_command("ca:cmd_policy_check"))
+    check.set_defaults(func=_command("signing:cmd_policy_check"))
 
     clock = commands.add_parser("clock", help="the clock guard: is the system clock "
                                 "trusted, and confirming it when the register is what is off")
@@ -359,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="demo")
     demo.add_argument("--once", action="store_true",
                       help="process the samples once and exit instead of running the daemon")
-    demo.set_defaults(func=_command("ca:cmd_demo"))
+    demo.set_defaults(func=_command("signing:cmd_demo"))
     add_epilogs(parser)
     return parser
 

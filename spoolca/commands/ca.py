@@ -1,185 +1,179 @@
-"""Commands that run the CA: process, revoke, renew, crl, serve, policy check, demo."""
+"""`spoolca ca ...`: the CAs themselves. renew (a CA's certificate for its same key),
+rekey (a new intermediate generation), cross-sign and cross-request (cross-certification)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
-import sys
+import hashlib
 from pathlib import Path
 
-from spoolca.commands.common import config_path, now, opened, parse_moment, serial_arg
-from spoolca.config import Config
-from spoolca.errors import SpoolcaError
-from spoolca.log import configure_logging
-from spoolca.register.store import Store
+from cryptography import x509
+
+from spoolca.commands.common import now, opened
+from spoolca.errors import UsageError
+
+__all__ = ["cmd_ca_cross_request", "cmd_ca_cross_sign", "cmd_ca_rekey", "cmd_ca_renew"]
+
+_DEFAULT_DAYS = {"root": 7305, "intermediate": 3653}
 
 
-def cmd_process(args: argparse.Namespace) -> int:
-    from spoolca.process.batch import BatchProcessor
+def cmd_ca_renew(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from spoolca.authority.lifecycle import renew_certificate, summary
     from spoolca.process.instance import hold_instance_lock
-    from spoolca.process.passes import run_pass
     from spoolca.process.session import CASession
+    from spoolca.register.generations import current_name, older_names
+    from spoolca.spool.results import publish_ca_files
+    from spoolca.x509.lint import CertificateLinter
 
+    name, moment = args.authority, now()
+    days = args.days or _DEFAULT_DAYS[name]
     with opened(args) as (config, store):
-        hold_instance_lock(config)
-        with CASession(config, store) as session:
-            summary = run_pass(BatchProcessor(session), shown=True)
-    total = len(summary.outcomes)
-    print(f"processed {total} request(s): {summary.issued} issued, {summary.rejected} rejected, "
-          f"{summary.republished} re-published; results in {config.spool_dir / 'outgoing'}/")
-    for outcome in summary.outcomes:
-        if outcome.status == "rejected" and not outcome.republished:
-            codes = ", ".join(f.code for f in outcome.findings)
-            print(f"  rejected {outcome.file_name}: {codes}")
+        hold_instance_lock(config)  # never under a running daemon's feet: it caches the CAs
+        with CASession(config, store, actor="cli") as session:
+            cleared = session.preflight("CA certificate", ["root"])
+            moment = cleared.now
+            current = session.ca_certificates[name]
+            child = session.ca_certificates["intermediate"] if name == "root" else None
+            renewed = renew_certificate(
+                name, current, cleared.authorities["root"], child, days, moment,
+                CertificateLinter() if config.lint == "pkix" else None,
+                config.authorities[name].max_days)
+            with store.transaction("cli", moment, signing="CA certificate") as tx:
+                tx.replace_authority(current_name(store, name),  # after a rekey: gN
+                                     renewed.public_bytes(Encoding.DER))
+                tx.record("ca.renewed", {"authority": name, "old": summary(current),
+                                         "new": summary(renewed), "same_key": True})
+            certificates = dict(session.ca_certificates, **{name: renewed})
+            publish_ca_files(config.spool_dir / "outgoing" / "ca", certificates["root"],
+                             certificates["intermediate"],
+                             {n: session.generations[n]
+                              for n in older_names(store, "intermediate")})
+    print(f"renewed the {name} CA's certificate for its same key: valid until "
+          f"{renewed.not_valid_after_utc:%Y-%m-%d %H:%M}Z (was "
+          f"{current.not_valid_after_utc:%Y-%m-%d}); every certificate it issued still "
+          f"verifies. New CA files in {config.spool_dir / 'outgoing' / 'ca'}/; the next "
+          "stick export carries them")
     return 0
 
 
-def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list[str]:
-    """Remake CRLs now; return one line each (or why they wait for the daemon)."""
-    from spoolca.errors import KeyStoreError
+def cmd_ca_rekey(args: argparse.Namespace) -> int:
+    from spoolca.authority.lifecycle import rekey_intermediate
+    from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
+    from spoolca.register.generations import older_names
+    from spoolca.spool.results import publish_ca_files
+    from spoolca.x509.lint import CertificateLinter
 
-    try:
-        with CASession(config, store, actor="cli") as session:
-            made = session.refresh_crls(names)
-    except KeyStoreError as exc:
-        return [f"the CRL is not remade yet ({exc}); the daemon remakes it on its next turn, "
-                "or run `spoolca crl` where the passphrase is available"]
-    return [f"published {r.authority} CRL #{r.number} ({r.entries} revoked), valid until "
-            f"{r.next_update}: {config.spool_dir / 'outgoing' / 'crl' / r.authority}.crl"
-            for r in made]
-
-
-def cmd_revoke(args: argparse.Namespace) -> int:
-    from spoolca.process.session import CASession
-
-    serial = serial_arg(args.serial)
-    invalidity = parse_moment(args.invalidity_date) if args.invalidity_date else None
+    moment = now()
     with opened(args) as (config, store):
+        hold_instance_lock(config)  # never under a running daemon's feet: it caches the CAs
         with CASession(config, store, actor="cli") as session:
-            record = session.revoke(serial, args.reason, invalidity)
-        verb = "lifted the hold on" if args.reason == "removeFromCRL" else "revoked"
-        print(f"{verb} {serial} ({record.subject}), reason {args.reason}")
-        for line in _publish_crls(config, store, [record.issuer]):
-            print(line)
+            cleared = session.preflight("CA certificate", ["root"])
+            moment, root = cleared.now, cleared.authorities["root"]
+            name, made = rekey_intermediate(
+                config, store, session.generations, root,
+                args.days or _DEFAULT_DAYS["intermediate"], moment,
+                CertificateLinter() if config.lint == "pkix" else None, "cli",
+                session.tokens)
+        with CASession(config, store, actor="cli") as fresh:  # the new generation
+            publish_ca_files(config.spool_dir / "outgoing" / "ca",
+                             fresh.ca_certificates["root"], made,
+                             {n: fresh.generations[n] for n in older_names(store,
+                                                                           "intermediate")})
+            fresh.refresh_crls([name])
+    print(f"re-keyed the intermediate CA: generation {name}, a new key in "
+          f"{config.keys_dir / (name + '.key.pem')}, valid until "
+          f"{made.not_valid_after_utc:%Y-%m-%d}; it issues from now on. The earlier "
+          "generation keeps publishing its CRL until its last certificate ends; its chain "
+          f"is in {config.spool_dir / 'outgoing' / 'ca'}/ca-chain-gN.pem. Start the daemon "
+          "again")
     return 0
 
 
-def cmd_renew(args: argparse.Namespace) -> int:
-    from spoolca.process.batch import BatchProcessor
-    from spoolca.process.renewal import renew
-    from spoolca.process.session import CASession
+_MAX_BYTES = 65536  # a certificate, not a stick's worth
 
-    serial = serial_arg(args.serial)
+
+def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from spoolca.authority.crosssign import cross_sign
+    from spoolca.dn import oneline
+    from spoolca.fsutil import atomic_write, ensure_dir
+    from spoolca.process.session import CASession
+    from spoolca.register.records import CertificateRecord
+    from spoolca.register.store import format_time
+    from spoolca.x509.issuer import serial_hex
+    from spoolca.x509.lint import CertificateLinter
+
+    target = _certificate(Path(args.certificate))
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
-        outcome = renew(BatchProcessor(session), serial)
-        if outcome.status != "issued":
-            codes = ", ".join(f"{f.code} ({f.message})" for f in outcome.findings)
-            raise SpoolcaError(f"certificate {serial} was not renewed: {codes}")
-        print(f"renewed {serial} as {outcome.serial}: "
-              f"{config.spool_dir / 'outgoing' / outcome.output_name}/")
-        for line in _publish_crls(config, store, None):
-            print(line)
+        cleared = session.preflight("cross-certificate", ["root"])
+        moment, root = cleared.now, cleared.authorities["root"]
+        made = cross_sign(target, root, args.days, moment,
+                          lambda s: store.certificate(serial_hex(s)) is not None,
+                          CertificateLinter() if config.lint == "pkix" else None)
+        der = made.public_bytes(Encoding.DER)
+        serial = serial_hex(made.serial_number)
+        with store.transaction("cli", moment, signing="cross-certificate") as tx:
+            tx.add_certificate(CertificateRecord(
+                serial, "root", "cross:" + hashlib.sha256(der).hexdigest(), "cross",
+                oneline(made.subject), format_time(made.not_valid_before_utc),
+                format_time(made.not_valid_after_utc), der, None, None))
+            tx.record("ca.cross_signed", {
+                "serial": serial, "subject": oneline(made.subject),
+                "cross_signed_sha256": hashlib.sha256(target.public_bytes(Encoding.DER)
+                                                      ).hexdigest(),
+                "cert_sha256": hashlib.sha256(der).hexdigest(),
+                "not_after": format_time(made.not_valid_after_utc)})
+        # in outgoing/ca/ itself: the next stick export carries it out with the CA files
+        folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
+        path = Path(args.out) if args.out else folder / f"cross-{serial}.pem"
+        atomic_write(path, made.public_bytes(Encoding.PEM))
+        session.seal()
+    print(f"cross-signed {oneline(made.subject)} with the root's key: serial {serial}, valid "
+          f"until {made.not_valid_after_utc:%Y-%m-%d}, in {path} (revocable with `spoolca "
+          f"revoke {serial}`, on the root's CRL)")
     return 0
 
 
-def cmd_reconsider(args: argparse.Namespace) -> int:
-    from spoolca.process.reconsider import reconsider
+def cmd_ca_cross_request(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
 
-    with opened(args) as (config, store):
-        queued = reconsider(config, store, args.request, now())
-    print(f"the rejection is forgotten and the request is queued again as {queued}: the "
-          "daemon decides it (or run spoolca process)")
+    from spoolca.authority.crosssign import cross_request
+    from spoolca.fsutil import atomic_write, ensure_dir
+    from spoolca.process.session import CASession
+
+    with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
+        cleared = session.preflight("cross-signing request", ["root"])
+        moment, root = cleared.now, cleared.authorities["root"]
+        request = cross_request(root)
+        pem = request.public_bytes(Encoding.PEM)
+        folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
+        path = Path(args.out) if args.out else folder / "root-cross-request.csr"
+        atomic_write(path, pem)
+        with store.transaction("cli", moment) as tx:
+            tx.record("ca.cross_requested", {
+                "csr_sha256": hashlib.sha256(request.public_bytes(Encoding.DER)).hexdigest()})
+        session.seal()
+    print(f"a request for another root to cross-sign ours (our root's subject and key, "
+          f"signed by it): {path}")
     return 0
 
 
-def cmd_crl(args: argparse.Namespace) -> int:
-    with opened(args) as (config, store):
-        from spoolca.register.generations import live_names
+def _certificate(path: Path) -> x509.Certificate:
 
-        # both CAs, and an earlier intermediate generation while its leaves live
-        lines = _publish_crls(config, store, live_names(store, now()))
-    for line in lines:
-        print(line)
-    return 0 if all(line.startswith("published") for line in lines) else 1
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from spoolca.service.daemon import Daemon
-
-    configure_logging(sys.stdout)  # journald reads stdout; JSON unless on a terminal
-    return Daemon(config_path(args)).run()
-
-
-def cmd_reload(args: argparse.Namespace) -> int:
-    """Ask the running daemon to re-read its configuration and wait for its answer: exit
-    0 if it applied it, 1 if it refused (the unit's ExecReload=, so `systemctl reload`
-    tells the truth)."""
-    import signal
-    import time
-
-    from spoolca.service.daemon import reload_answer_path
-
-    path = config_path(args)
-    pid = _daemon_pid(path)
-    answer = reload_answer_path(path)
-    before = _generation(answer)
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + args.timeout
-    while (after := _generation(answer)) == before:
-        if time.monotonic() > deadline:
-            raise SpoolcaError(f"the daemon (pid {pid}) did not answer the reload within "
-                               f"{args.timeout:.0f} s; see its log")
-        time.sleep(0.05)
-    body = json.loads(answer.read_text())
-    print(f"{'reloaded' if body['applied'] else 'refused'}: {body['message']}")
-    return 0 if body["applied"] and after else 1
-
-
-def _daemon_pid(path: Path) -> int:
-    """$MAINPID under systemd; else the pid in the daemon's lock file, if it is held."""
-    from spoolca.fsutil import lock_holder
-
-    if os.environ.get("MAINPID", "").isdigit():
-        return int(os.environ["MAINPID"])
-    pid = lock_holder(path.resolve().parent / "spoolca.lock")
-    if pid is None:
-        raise SpoolcaError(f"no spoolca daemon is running for {path}")
-    return pid
-
-
-def _generation(answer: Path) -> int:
     try:
-        return int(json.loads(answer.read_text())["generation"])
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
-def cmd_policy_check(args: argparse.Namespace) -> int:
-    from spoolca.process.dryrun import check_request
-    from spoolca.untrusted import read_untrusted
-
-    with opened(args) as (config, store):
-        read = read_untrusted(Path(args.file), config.max_request_bytes)
-        if read.data is None:
-            raise SpoolcaError(f"failed to read {args.file}: {read.detail}")
-        profile = args.profile or config.default_profile
-        verdict, findings = check_request(config, store, read.data, profile, now())
-    if verdict == "accepted":
-        print(f"accepted: {args.file} would be issued under profile {profile}")
-        return 0
-    print(f"rejected: {args.file} under profile {profile}, {len(findings)} reason(s):")
-    for finding in findings:
-        print(f"  {finding.code}: {finding.message}")
-    return 1
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from spoolca.demo import run_demo
-
-    # The demo speaks to a person: one line per result of its own, and only warnings
-    # and errors from the log (the daemon's JSON lines are for journald).
-    configure_logging(sys.stderr, level=logging.WARNING)
-    return run_demo(Path(args.dir), once=args.once)
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"failed to read {path}: {exc.strerror}") from None
+    if len(data) > _MAX_BYTES:
+        raise UsageError(f"{path} is larger than a certificate ({_MAX_BYTES} bytes)")
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise UsageError(f"{path} is not a PEM or DER certificate") from None

@@ -107,7 +107,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def _ceremony_record(args: argparse.Namespace, report: CeremonyReport,
                      passphrase: bytes | None) -> None:
     """init's shares (if asked) and its ceremony record, signed by the new appliance key."""
-    from spoolca.authority.record import certificate_lines, write_record
+    from spoolca.authority.ceremonyrecord import certificate_lines, write_record
     from spoolca.commands.shares import issue
     from spoolca.config import load_config
     from spoolca.openpgp import ApplianceKey

@@ -34,7 +34,7 @@ from spoolca.findings import Finding
 from spoolca.log import get_logger, held
 from spoolca.process.parallel import in_halves
 from spoolca.process.reading import READ_AHEAD_FROM, ReadAhead, job_of, prepare
-from spoolca.process.record import Plan, Prepared, Recorder
+from spoolca.process.recorder import Plan, Prepared, Recorder
 from spoolca.process.session import CASession
 from spoolca.register.store import CertificateRecord, Status, SubmissionRecord, Tx, parse_time
 from spoolca.spool.publisher import PublishJob

@@ -37,7 +37,7 @@ from spoolca.children import (
 from spoolca.errors import CSRError
 from spoolca.findings import CODES, Finding
 from spoolca.log import get_logger
-from spoolca.process.record import Prepared
+from spoolca.process.recorder import Prepared
 from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
 from spoolca.untrusted import read_untrusted
 from spoolca.x509.csr import Request, checked_request, load_request, request_sha256

@@ -30,7 +30,7 @@ from spoolca.x509.policy import Decision
 
 __all__ = ["Plan", "Prepared", "Recorder"]
 
-_log = get_logger("spoolca.process.record")
+_log = get_logger("spoolca.process.recorder")
 _P = ParamSpec("_P")
 
 
