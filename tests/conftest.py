@@ -88,7 +88,7 @@ def guarded(ca: CA, signers) -> CA:
 def config(tmp_path_factory: pytest.TempPathFactory):
     """The default configuration, as init writes it, for policy called as a function."""
     from spoolca.config import load_config
-    from spoolca.configtext import render_config
+    from spoolca.config.text import render_config
 
     path = tmp_path_factory.mktemp("cfg") / "spoolca.toml"
     path.write_text(render_config())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from spoolca.config import load_config
-from spoolca.configtext import render_config
+from spoolca.config.text import render_config
 from spoolca.errors import ConfigError
 from tests.pki import CA
 

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spoolca"
 # Bottom to top. A module may import its own layer or a lower one, never a higher one.
 LAYERS = [
     ("floor", {"errors", "fsutil", "children", "log", "der", "dn", "findings", "config",
-               "configtext", "openpgp", "untrusted", "memory", "tomlreader", "progress",
-               "dnattributes", "constraints", "policysettings", "privileges", "privatekeys"}),
+               "openpgp", "untrusted", "memory", "progress",
+               "dnattributes", "privileges", "privatekeys"}),
     ("keys", {"keys"}),
     ("x509", {"x509"}),
     ("register", {"register"}),

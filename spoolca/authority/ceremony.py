@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from spoolca.authority.newkeys import KeyPlan, NewCAKey, make_ca_keys
 from spoolca.authority.revocation import publish_crls
 from spoolca.config import Config, load_config
-from spoolca.configtext import render_config
+from spoolca.config.text import render_config
 from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
 from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir, fsync_dir, sync_filesystem

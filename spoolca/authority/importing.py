@@ -46,7 +46,7 @@ from spoolca.authority.importsource import (
     used,
 )
 from spoolca.authority.newkeys import NewCAKey
-from spoolca.configtext import render_config
+from spoolca.config.text import render_config
 from spoolca.dn import oneline
 from spoolca.errors import KeyStoreError, SpoolcaError
 from spoolca.keys.algorithms import PrivateKey, generate_like, spki

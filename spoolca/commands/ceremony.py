@@ -17,10 +17,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from spoolca.config.tomlreader import TableReader
 from spoolca.errors import ConfigError
 from spoolca.fsutil import write_new
 from spoolca.keys import KEY_TYPES
-from spoolca.tomlreader import TableReader
 
 __all__ = ["apply_ceremony"]
 

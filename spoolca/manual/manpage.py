@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from spoolca import __version__
 from spoolca.clihelp import EXIT_STATUS
-from spoolca.configtext import render_config
+from spoolca.config.text import render_config
 from spoolca.manual.commandtree import commands
 
 __all__ = ["command_page", "config_page"]

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 from spoolca.clihelp import EXIT_STATUS
-from spoolca.configtext import render_config
+from spoolca.config.text import render_config
 from spoolca.findings import CODES
 from spoolca.manual.commandtree import commands
 from spoolca.register.events import EVENTS

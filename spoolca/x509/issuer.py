@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca.constraints import SubCAConstraints
+from spoolca.config.constraints import SubCAConstraints
 from spoolca.errors import InternalError
 from spoolca.findings import Finding
 from spoolca.keys.algorithms import PublicKey

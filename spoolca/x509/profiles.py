@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from spoolca.constraints import PURPOSES, SubCAConstraints
+from spoolca.config.constraints import PURPOSES, SubCAConstraints
 from spoolca.dn import parse_subject
 from spoolca.keys.algorithms import PublicKey
 

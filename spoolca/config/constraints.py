@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spoolca.config.tomlreader import TableReader
 from spoolca.dn import parse_subject
-from spoolca.tomlreader import TableReader
 
 __all__ = ["CONSTRAINT_KEYS", "PURPOSES", "SubCAConstraints", "read_constraints"]
 

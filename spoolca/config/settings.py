@@ -17,10 +17,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from spoolca.constraints import CONSTRAINT_KEYS, SubCAConstraints, read_constraints
+from spoolca.config.constraints import CONSTRAINT_KEYS, SubCAConstraints, read_constraints
+from spoolca.config.policy import DN_RULES, Policy, read_dn, read_policy
+from spoolca.config.tomlreader import TableReader
 from spoolca.errors import ConfigError
-from spoolca.policysettings import DN_RULES, Policy, read_dn, read_policy
-from spoolca.tomlreader import TableReader
 
 __all__ = [
     "DN_RULES",

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from spoolca.config.tomlreader import TableReader
 from spoolca.dnattributes import ATTRIBUTE_NAMES as ATTRIBUTES
-from spoolca.tomlreader import TableReader
 
 __all__ = ["DN_RULES", "EC_CURVES", "RSA_FLOOR_BITS", "Policy", "read_dn", "read_policy"]
 

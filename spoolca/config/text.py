@@ -31,7 +31,7 @@ def render_config(*, passphrase_file: str | None = None,
     """
     passphrase_line = (f"file = {_toml_string(passphrase_file)}" if passphrase_file
                        else '# file = "/root/spoolca-passphrase"   # mode 0600, never in a spool')
-    template = resources.files("spoolca").joinpath("config_template.toml").read_text()
+    template = resources.files("spoolca.config").joinpath("template.toml").read_text()
     text = template.replace("@PASSPHRASE_LINE@", passphrase_line)
     for name in AUTHORITIES:
         label = (token_keys or {}).get(name)
