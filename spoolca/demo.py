@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from spoolca.authority.ceremony import init_ca
-from spoolca.authority.newkeys import KeyPlan
+from spoolca.authority.founding.ceremony import init_ca
+from spoolca.authority.founding.newkeys import KeyPlan
 from spoolca.config import load_config
 from spoolca.dn import parse_subject
 from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, move, write_new

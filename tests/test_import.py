@@ -341,7 +341,7 @@ def test_a_ca_whose_key_is_in_a_token_keeps_it_there(tmp_path: Path,
 @given(st.text(max_size=400))
 def test_openssl_cnf_reader_takes_any_text(text: str):
     """openssl.cnf comes from the old CA's directory: any text is sections of values."""
-    from spoolca.authority.importsource import _parse_cnf
+    from spoolca.authority.importing.source import _parse_cnf
 
     sections = _parse_cnf(text)
     assert "" in sections and all(isinstance(v, dict) for v in sections.values())
@@ -350,7 +350,7 @@ def test_openssl_cnf_reader_takes_any_text(text: str):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=120) | st.text(max_size=40).map(lambda t: f"token=a;pin-value={t}"))
 def test_a_key_uri_is_read_without_surprises(text: str):
-    from spoolca.authority.importsource import SourceCA, token_uri
+    from spoolca.authority.importing.source import SourceCA, token_uri
 
     ca = SourceCA("root", Path("."), None, Path("pkcs11:" + text), Path("."), [], {}, {},
                   None)  # type: ignore[arg-type]

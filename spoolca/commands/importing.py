@@ -21,7 +21,7 @@ def cmd_import_easyrsa(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace, kind: str) -> int:
-    from spoolca.authority.importing import import_ca
+    from spoolca.authority.importing.bringin import import_ca
     from spoolca.commands.init import init_passphrase
     from spoolca.dn import parse_subject
     from spoolca.memory import no_core_dumps

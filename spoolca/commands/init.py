@@ -19,8 +19,8 @@ from spoolca.errors import UsageError
 from spoolca.register.store import Store
 
 if TYPE_CHECKING:
-    from spoolca.authority.ceremony import CeremonyReport
-    from spoolca.authority.newkeys import KeyPlan
+    from spoolca.authority.founding.ceremony import CeremonyReport
+    from spoolca.authority.founding.newkeys import KeyPlan
 
 __all__ = ["cmd_init"]
 
@@ -53,7 +53,7 @@ def init_passphrase(args: argparse.Namespace) -> bytes | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from spoolca.authority.ceremony import default_intermediate_subject, init_ca
+    from spoolca.authority.founding.ceremony import default_intermediate_subject, init_ca
     from spoolca.dn import parse_subject
     from spoolca.memory import no_core_dumps
 
@@ -107,7 +107,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def _ceremony_record(args: argparse.Namespace, report: CeremonyReport,
                      passphrase: bytes | None) -> None:
     """init's shares (if asked) and its ceremony record, signed by the new appliance key."""
-    from spoolca.authority.ceremonyrecord import certificate_lines, write_record
+    from spoolca.authority.founding.record import certificate_lines, write_record
     from spoolca.commands.shares import issue
     from spoolca.config import load_config
     from spoolca.openpgp import ApplianceKey
@@ -174,7 +174,7 @@ def _urls(args: argparse.Namespace) -> dict[str, str]:
 
 def _key_plan(args: argparse.Namespace) -> KeyPlan:
     """Where each CA key goes: files, or the named token (and which CAs' keys)."""
-    from spoolca.authority.newkeys import KeyPlan
+    from spoolca.authority.founding.newkeys import KeyPlan
 
     stores = {"root": args.key_store,
               "intermediate": args.intermediate_key_store or args.key_store}

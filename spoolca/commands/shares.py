@@ -113,7 +113,7 @@ def _recorded(args: argparse.Namespace, config: Config, store: Store, secret: by
               event: str, shares: list[Path]) -> None:
     """The custody event's ceremony record, signed with the appliance key (which the
     same secret opens): K, N, the custodians, the share files' SHA-256; never a share."""
-    from spoolca.authority.ceremonyrecord import write_record
+    from spoolca.authority.founding.record import write_record
     from spoolca.openpgp import ApplianceKey
 
     key = ApplianceKey(config.gnupg_dir, store.meta("audit_key_fingerprint") or "", secret)

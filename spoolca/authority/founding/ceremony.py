@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from spoolca.authority.newkeys import KeyPlan, NewCAKey, make_ca_keys
+from spoolca.authority.founding.newkeys import KeyPlan, NewCAKey, make_ca_keys
 from spoolca.authority.revocation import publish_crls
 from spoolca.config import Config, load_config
 from spoolca.config.text import render_config

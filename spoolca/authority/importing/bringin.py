@@ -1,6 +1,6 @@
 """`spoolca import-openssl` / `import-easyrsa`: an existing CA brought in whole.
 
-The source is read and checked first (importsource); while any discrepancy is left
+The source is read and checked first (importing.source); while any discrepancy is left
 unresolved nothing is written. Then the new appliance is founded as init founds one, with
 the old CA certificates and keys (re-encrypted under spoolca's passphrase), every issued
 certificate in the old index's own order (so `export-index` gives the index back byte for
@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca.authority.ceremony import (
+from spoolca.authority.founding.ceremony import (
     INTERMEDIATE_DAYS,
     CeremonyReport,
     default_intermediate_subject,
@@ -35,7 +35,8 @@ from spoolca.authority.ceremony import (
     refuse_existing,
     sign_ca,
 )
-from spoolca.authority.importsource import (
+from spoolca.authority.founding.newkeys import NewCAKey
+from spoolca.authority.importing.source import (
     Discrepancy,
     Source,
     SourceCA,
@@ -45,7 +46,6 @@ from spoolca.authority.importsource import (
     token_uri,
     used,
 )
-from spoolca.authority.newkeys import NewCAKey
 from spoolca.config.text import render_config
 from spoolca.dn import oneline
 from spoolca.errors import KeyStoreError, SpoolcaError
