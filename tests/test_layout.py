@@ -187,3 +187,26 @@ def test_the_check_sees_a_key_reached_around_the_pre_flight(tmp_path: Path):
                       "from spoolca.authority.unlock import load_authorities\n")
     assert len(key_access(sample)) == 2
 
+
+def transactions(path: Path) -> list[int]:
+    """Lines where PATH opens a register transaction (x.transaction(...))."""
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "transaction"]
+
+
+def test_the_command_line_opens_no_transaction():
+    """The CLI parses, calls and renders: what it records is recorded by the layer that
+    owns it (a register transaction and its audit entry in one place), never spelled out
+    in a command."""
+    top = [p for p in modules() if layer_of(name_of(p)) == len(LAYERS) - 1]
+    offenders = {name_of(p): lines for p in top if (lines := transactions(p))}
+    assert offenders == {}, f"transactions opened in the command line: {offenders}"
+
+
+def test_the_check_sees_a_transaction(tmp_path: Path):
+    """Counter-case."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("with store.transaction('cli', now) as tx:\n    tx.record('x', {})\n")
+    assert transactions(sample) == [1]
+

@@ -12,19 +12,30 @@ and the cross-certificate lives within both its issuer's and its own validity.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca import der
+from spoolca.dn import oneline
 from spoolca.errors import InternalError, SpoolcaError
 from spoolca.keys.algorithms import PublicKey, generate_like, signature_hash, spki
-from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
+from spoolca.register.store import CertificateRecord, Store, format_time
+from spoolca.x509.issuer import (
+    IssuingCA,
+    Signed,
+    build_certificate,
+    new_serial,
+    serial_hex,
+    sign_linted,
+)
 from spoolca.x509.lint import CertificateLinter
 from spoolca.x509.profiles import ca_extensions
 
-__all__ = ["MAX_CROSS_DAYS", "cross_request", "cross_sign", "raw_subject"]
+__all__ = ["MAX_CROSS_DAYS", "cross_request", "cross_sign", "raw_subject", "record_cross_request",
+           "record_cross_signed"]
 
 MAX_CROSS_DAYS = 10 * 366
 
@@ -121,3 +132,29 @@ def _ski(target: x509.Certificate) -> x509.SubjectKeyIdentifier:
     except x509.ExtensionNotFound:
         return x509.SubjectKeyIdentifier.from_public_key(target.public_key())
 
+
+def record_cross_signed(store: Store, target: x509.Certificate, made: x509.Certificate,
+                        moment: dt.datetime) -> str:
+    """The cross-certificate in the register (on the root's CRL if revoked) and the audit
+    log, in one transaction; its serial."""
+    der = made.public_bytes(Encoding.DER)
+    serial = serial_hex(made.serial_number)
+    with store.transaction("cli", moment, signing="cross-certificate") as tx:
+        tx.add_certificate(CertificateRecord(
+            serial, "root", "cross:" + hashlib.sha256(der).hexdigest(), "cross",
+            oneline(made.subject), format_time(made.not_valid_before_utc),
+            format_time(made.not_valid_after_utc), der, None, None))
+        tx.record("ca.cross_signed", {
+            "serial": serial, "subject": oneline(made.subject),
+            "cross_signed_sha256": hashlib.sha256(target.public_bytes(Encoding.DER)
+                                                  ).hexdigest(),
+            "cert_sha256": hashlib.sha256(der).hexdigest(),
+            "not_after": format_time(made.not_valid_after_utc)})
+    return serial
+
+
+def record_cross_request(store: Store, request: x509.CertificateSigningRequest,
+                         moment: dt.datetime) -> None:
+    with store.transaction("cli", moment) as tx:
+        tx.record("ca.cross_requested", {
+            "csr_sha256": hashlib.sha256(request.public_bytes(Encoding.DER)).hexdigest()})

@@ -34,7 +34,7 @@ from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial
 from spoolca.x509.lint import CertificateLinter
 from spoolca.x509.profiles import ca_extensions
 
-__all__ = ["rekey_intermediate", "renew_certificate"]
+__all__ = ["record_renewal", "rekey_intermediate", "renew_certificate", "summary"]
 
 
 def renew_certificate(name: str, current: x509.Certificate, parent: IssuingCA,
@@ -143,3 +143,13 @@ def _new_key(config: Config, name: str, old: x509.Certificate, tokens: TokenPool
     key = generate_like(old.public_key())  # type: ignore[arg-type]
     path = generation_settings(config, name).key
     return key.public_key(), lambda: write_private_key(path, key, passphrase)
+
+
+def record_renewal(store: Store, name: str, current: x509.Certificate,
+                   renewed: x509.Certificate, moment: dt.datetime) -> None:
+    """The CA's new certificate in the register (its current generation's row: after a
+    rekey, gN) and the audit log, in one transaction."""
+    with store.transaction("cli", moment, signing="CA certificate") as tx:
+        tx.replace_authority(current_name(store, name), renewed.public_bytes(Encoding.DER))
+        tx.record("ca.renewed", {"authority": name, "old": summary(current),
+                                 "new": summary(renewed), "same_key": True})

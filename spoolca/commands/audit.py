@@ -12,15 +12,14 @@ from spoolca.errors import UsageError
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
-    from spoolca.register.audit import export
+    from spoolca.register.audit import export, record_export
 
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
         session.seal()  # the audit key alone is unlocked
         folder = Path(args.target) if args.target else config.spool_dir / "outgoing" / "audit"
         last = export(store, folder, session.audit_key())
-        if args.target:
-            with store.transaction("cli", now()) as tx:
-                tx.record("audit.exported", {"folder": str(folder), "through_seq": last})
+        if args.target:  # outgoing/ is the export's usual place: only another is recorded
+            record_export(store, folder, last, now())
     print(f"exported the audit log through entry {last} to {folder}/")
     return 0
 

@@ -23,6 +23,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if not args.dest:
         raise UsageError("name the archive to write (spoolca backup DEST), or --verify ARCHIVE")
     from spoolca.backup.archive import make_backup
+    from spoolca.backup.recorded import record_backup
     from spoolca.process.session import CASession
     from spoolca.register.records import format_time
 
@@ -36,23 +37,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
         session.seal()  # the head the archive carries is signed
         manifest = make_backup(config, store, session.audit_key(), destination,
                                format_time(moment))
-        with store.transaction("backup", moment) as tx:
-            tx.record("backup.made", {"archive": destination.name,
-                                      "manifest_sha256": _sha256(manifest.raw),
-                                      "audit_head": manifest.body["audit_head"],
-                                      "files": len(manifest.files)})
+        record_backup(store, destination, manifest, moment)
     head = manifest.body["audit_head"]
     print(f"wrote {destination}: {len(manifest.files)} files, the register at audit entry "
           f"{head['seq']} ({head['hash']}), signed by {manifest.body['appliance_key']}. "
           f"Check it now: spoolca backup --verify {destination} --fingerprint "
           f"{manifest.body['appliance_key']}")
     return 0
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _fingerprint(args: argparse.Namespace) -> str:
@@ -108,23 +99,13 @@ def _after_restore(config: Config, archive: str, manifest: dict[str, Any],
     """The restored register caught up (if asked), its CRLs due at once and numbered
     above anything published since the backup, the restore recorded."""
     from spoolca.authority.catchup import catch_up
+    from spoolca.backup.recorded import record_restore
     from spoolca.register.store import Store
 
     store = Store.of(config, check_history=False)
     try:
         caught = catch_up(config, store, source, now()) if source is not None else None
-        moment = now()
-        # CRL numbers made after the backup are not in it: the next one is the restore's
-        # time, YYYYMMDDhhmmss * 1000, above any number given one by one since.
-        floor = int(moment.strftime("%Y%m%d%H%M%S")) * 1000
-        with store.transaction("restore", moment) as tx:
-            tx.set_meta("crl_number_floor", str(floor))
-            for name in store.authority_names():
-                tx.set_meta(f"crl_pending:{name}", "1")
-            tx.record("backup.restored", {"archive": archive, "made_at": manifest["made_at"],
-                                          "audit_head": manifest["audit_head"],
-                                          "caught_up_from": str(source) if source else None,
-                                          "crl_number_floor": floor})
+        record_restore(store, archive, manifest, source, now())
     finally:
         store.close()
     return caught

@@ -4,7 +4,6 @@ rekey (a new intermediate generation), cross-sign and cross-request (cross-certi
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 from cryptography import x509
@@ -18,12 +17,10 @@ _DEFAULT_DAYS = {"root": 7305, "intermediate": 3653}
 
 
 def cmd_ca_renew(args: argparse.Namespace) -> int:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from spoolca.authority.lifecycle import renew_certificate, summary
+    from spoolca.authority.lifecycle import record_renewal, renew_certificate
     from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
-    from spoolca.register.generations import current_name, older_names
+    from spoolca.register.generations import older_names
     from spoolca.spool.results import publish_ca_files
     from spoolca.x509.lint import CertificateLinter
 
@@ -40,11 +37,7 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
                 name, current, cleared.authorities["root"], child, days, moment,
                 CertificateLinter() if config.lint == "pkix" else None,
                 config.authorities[name].max_days)
-            with store.transaction("cli", moment, signing="CA certificate") as tx:
-                tx.replace_authority(current_name(store, name),  # after a rekey: gN
-                                     renewed.public_bytes(Encoding.DER))
-                tx.record("ca.renewed", {"authority": name, "old": summary(current),
-                                         "new": summary(renewed), "same_key": True})
+            record_renewal(store, name, current, renewed, moment)
             certificates = dict(session.ca_certificates, **{name: renewed})
             publish_ca_files(config.spool_dir / "outgoing" / "ca", certificates["root"],
                              certificates["intermediate"],
@@ -98,12 +91,10 @@ _MAX_BYTES = 65536  # a certificate, not a stick's worth
 def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from spoolca.authority.crosssign import cross_sign
+    from spoolca.authority.crosssign import cross_sign, record_cross_signed
     from spoolca.dn import oneline
     from spoolca.fsutil import atomic_write, ensure_dir
     from spoolca.process.session import CASession
-    from spoolca.register.records import CertificateRecord
-    from spoolca.register.store import format_time
     from spoolca.x509.issuer import serial_hex
     from spoolca.x509.lint import CertificateLinter
 
@@ -114,19 +105,7 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
         made = cross_sign(target, root, args.days, moment,
                           lambda s: store.certificate(serial_hex(s)) is not None,
                           CertificateLinter() if config.lint == "pkix" else None)
-        der = made.public_bytes(Encoding.DER)
-        serial = serial_hex(made.serial_number)
-        with store.transaction("cli", moment, signing="cross-certificate") as tx:
-            tx.add_certificate(CertificateRecord(
-                serial, "root", "cross:" + hashlib.sha256(der).hexdigest(), "cross",
-                oneline(made.subject), format_time(made.not_valid_before_utc),
-                format_time(made.not_valid_after_utc), der, None, None))
-            tx.record("ca.cross_signed", {
-                "serial": serial, "subject": oneline(made.subject),
-                "cross_signed_sha256": hashlib.sha256(target.public_bytes(Encoding.DER)
-                                                      ).hexdigest(),
-                "cert_sha256": hashlib.sha256(der).hexdigest(),
-                "not_after": format_time(made.not_valid_after_utc)})
+        serial = record_cross_signed(store, target, made, moment)
         # in outgoing/ca/ itself: the next stick export carries it out with the CA files
         folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
         path = Path(args.out) if args.out else folder / f"cross-{serial}.pem"
@@ -141,7 +120,7 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
 def cmd_ca_cross_request(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from spoolca.authority.crosssign import cross_request
+    from spoolca.authority.crosssign import cross_request, record_cross_request
     from spoolca.fsutil import atomic_write, ensure_dir
     from spoolca.process.session import CASession
 
@@ -153,9 +132,7 @@ def cmd_ca_cross_request(args: argparse.Namespace) -> int:
         folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
         path = Path(args.out) if args.out else folder / "root-cross-request.csr"
         atomic_write(path, pem)
-        with store.transaction("cli", moment) as tx:
-            tx.record("ca.cross_requested", {
-                "csr_sha256": hashlib.sha256(request.public_bytes(Encoding.DER)).hexdigest()})
+        record_cross_request(store, request, moment)
         session.seal()
     print(f"a request for another root to cross-sign ours (our root's subject and key, "
           f"signed by it): {path}")

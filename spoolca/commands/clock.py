@@ -16,6 +16,7 @@ from typing import Any
 from spoolca.commands.common import now, opened, parse_moment
 from spoolca.errors import SpoolcaError
 from spoolca.register.clock import CONFIRM_TOLERANCE
+from spoolca.register.clockconfirm import record_confirmed, record_repaired
 from spoolca.register.records import format_time, parse_time
 
 __all__ = ["cmd_clock_confirm", "cmd_clock_status"]
@@ -57,8 +58,7 @@ def cmd_clock_confirm(args: argparse.Namespace) -> int:
             return 0
         data = {"typed": format_time(typed), "clock": format_time(moment), "floor_was": floor}
         if problem.kind == "ahead":
-            with store.transaction("cli", moment, trust_clock=True) as tx:
-                tx.record("clock.confirmed", data)
+            record_confirmed(store, moment, data)
             print(f"recorded: the clock reads {format_time(moment)}, confirmed against your "
                   f"clock; the floor moves from {floor} to it")
             return 0
@@ -69,9 +69,7 @@ def cmd_clock_confirm(args: argparse.Namespace) -> int:
                 f"{_listed(ahead)} are dated after it. If your clock is right, those were "
                 "made while the system clock ran ahead: run again with --repair to set the "
                 "floor back to now (recorded); nothing was recorded")
-        with store.transaction("cli", moment, trust_clock=True) as tx:
-            tx.lower_clock_floor(format_time(moment))
-            tx.record("clock.repaired", {**data, "dated_ahead": ahead})
+        record_repaired(store, moment, {**data, "dated_ahead": ahead})
     print(f"recorded: the floor set back from {floor} to {format_time(moment)}. Dated ahead "
           f"and kept: {_listed(ahead)}. Certificates dated ahead become valid only at their "
           "notBefore: revoke any that should not (spoolca list shows them)")

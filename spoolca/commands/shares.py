@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spoolca.authority.custody import record_checked, record_combined, record_share_set
 from spoolca.commands.common import now, opened
 from spoolca.errors import UsageError
 
@@ -75,8 +76,7 @@ def cmd_shares_combine(args: argparse.Namespace) -> int:
     with opened(args) as (_config, store):
         secret = _recovered(args, store)
         where = target.install(secret)
-        with store.transaction("cli", now()) as tx:
-            tx.record("shares.combined", {"installed": where})
+        record_combined(store, where, now())
     print(f"the shares recover the unlock secret; installed in {where}")
     return 0
 
@@ -130,8 +130,7 @@ def _recorded(args: argparse.Namespace, config: Config, store: Store, secret: by
 def cmd_shares_check(args: argparse.Namespace) -> int:
     with opened(args) as (_config, store):
         _recovered(args, store)
-        with store.transaction("cli", now()) as tx:
-            tx.record("shares.checked", {"result": "recovered"})
+        record_checked(store, now())
     print("these shares recover the unlock secret (checked against the appliance's "
           "verifier; nothing was unlocked)")
     return 0
@@ -155,7 +154,7 @@ def check_plan(shares: tuple[int, int], names: list[str], out: str | None, state
 def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
            event: str) -> list[Path]:
     from spoolca.fsutil import ensure_dir, write_new
-    from spoolca.keys.shares import identifier, split, verifier
+    from spoolca.keys.shares import identifier, split
 
     threshold, count = args.shares
     names = args.custodian or []
@@ -171,11 +170,7 @@ def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
             f"spoolca unlock share {index} of {count} for {name}: any {threshold} recover "
             f"the CA's unlock secret.\nShare set {set_id}. Keep it apart from the others.\n"
             f"\n{words}\n").encode(), 0o400)
-    with store.transaction("cli", now()) as tx:
-        tx.set_meta("shares_verifier", verifier(secret))
-        tx.set_meta("shares", f"{threshold}-of-{count}, set {set_id}")
-        tx.record(event, {"threshold": threshold, "count": count, "set": set_id,
-                          "custodians": names})
+    record_share_set(store, secret, threshold, count, set_id, names, event, now())
     print(f"wrote {count} shares ({threshold} of them recover the secret), one file per "
           f"custodian, in {out}/; set {set_id}. Give each file to its custodian and remove "
           "it from here")

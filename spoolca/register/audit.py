@@ -33,8 +33,15 @@ from spoolca.register.rollback import CHECKPOINT_NAME, latest_exported_checkpoin
 from spoolca.register.store import Store, format_time
 from spoolca.untrusted import loads_bounded
 
-__all__ = ["Damage", "checkpoint", "checkpoint_body", "export", "iter_exported",
-           "verify_export"]
+__all__ = [
+    "Damage",
+    "checkpoint",
+    "checkpoint_body",
+    "export",
+    "iter_exported",
+    "record_export",
+    "verify_export",
+]
 
 _SEGMENT = re.compile(r"^log-(\d{10})-(\d{10})\.jsonl$")
 SEGMENT_ENTRIES = 4096  # at most this many entries a segment: an export's memory is bounded
@@ -232,3 +239,9 @@ def verify_export(folder: Path, public_key: str, fingerprint: str,
         return result([Damage(signed + 1, "unsigned tail", f"entries {signed + 1} to "
                               f"{len(hashes)} come after the last signed checkpoint")], signed)
     return result([], signed)
+
+
+def record_export(store: Store, folder: Path, through_seq: int, now: dt.datetime) -> None:
+    """An export to a folder of the operator's choosing, in the log it exported."""
+    with store.transaction("cli", now) as tx:
+        tx.record("audit.exported", {"folder": str(folder), "through_seq": through_seq})
