@@ -51,7 +51,7 @@ class TestGenerated:
         import importlib
 
         from spoolca.cli import build_parser
-        from spoolca.clihelp import command_parsers
+        from spoolca.cli.help import command_parsers
 
         missing = []
         for path, parser in command_parsers(build_parser()):
@@ -65,7 +65,7 @@ class TestGenerated:
 
     def test_every_help_ends_with_exit_status_and_examples(self):
         from spoolca.cli import build_parser
-        from spoolca.clihelp import command_parsers
+        from spoolca.cli.help import command_parsers
 
         for path, parser in command_parsers(build_parser()):
             text = parser.format_help()

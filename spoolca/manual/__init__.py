@@ -1,5 +1,5 @@
 """The manual's reference parts, made from the code: the command line (the argparse tree
-and clihelp), the configuration (the template init writes), the finding codes
+and cli.help), the configuration (the template init writes), the finding codes
 (findings.CODES), the audit events (register.events) and the package map (each module's
 docstring). Written as Markdown under docs/reference/ and docs/design/, and as man pages
 (spoolca(1), spoolca.toml(5)) for the air-gapped host, which has `man` and no browser.

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from spoolca.cli import build_parser
-from spoolca.clihelp import EXAMPLES, command_parsers
+from spoolca.cli.help import EXAMPLES, command_parsers
 
 __all__ = ["Argument", "Command", "commands"]
 

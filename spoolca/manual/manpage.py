@@ -5,7 +5,7 @@ read. Made from the same sources as the Markdown references, and dated by the re
 from __future__ import annotations
 
 from spoolca import __version__
-from spoolca.clihelp import EXIT_STATUS
+from spoolca.cli.help import EXIT_STATUS
 from spoolca.config.text import render_config
 from spoolca.manual.commandtree import commands
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from spoolca.clihelp import EXIT_STATUS
+from spoolca.cli.help import EXIT_STATUS
 from spoolca.config.text import render_config
 from spoolca.findings import CODES
 from spoolca.manual.commandtree import commands
