@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from cryptography import x509
 
-from spoolca.config import AUTHORITIES, Config
+from spoolca.config import AUTHORITIES, Config, KeyStore
 from spoolca.errors import KeyStoreError
 from spoolca.keys.algorithms import load_private_key, read_passphrase, spki
 from spoolca.keys.filekey import FileKeySigner, lint_twin
@@ -75,7 +75,8 @@ def token_key(config: Config, name: str) -> TokenKey | None:
     """Where the CA's key (NAME: a generation's name) is in a token, or None for a key file.
     A later generation's key is in the same token, labelled LABEL-gN."""
     settings = config.authorities.get(base_name(name))
-    if settings is None or settings.key_store != "pkcs11" or config.pkcs11_module is None:
+    if settings is None or settings.key_store != KeyStore.PKCS11 or \
+            config.pkcs11_module is None:
         return None
     number = generation(name)
     label = settings.key_label if number == 1 else f"{settings.key_label}-g{number}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from spoolca.commands.common import now, opened
+from spoolca.config import LintMode
 from spoolca.errors import UsageError
 
 __all__ = ["cmd_ca_cross_request", "cmd_ca_cross_sign", "cmd_ca_rekey", "cmd_ca_renew"]
@@ -35,7 +36,7 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
             child = session.ca_certificates["intermediate"] if name == "root" else None
             renewed = renew_certificate(
                 name, current, cleared.authorities["root"], child, days, moment,
-                CertificateLinter() if config.lint == "pkix" else None,
+                CertificateLinter() if config.lint == LintMode.PKIX else None,
                 config.authorities[name].max_days)
             record_renewal(store, name, current, renewed, moment)
             certificates = dict(session.ca_certificates, **{name: renewed})
@@ -68,7 +69,7 @@ def cmd_ca_rekey(args: argparse.Namespace) -> int:
             name, made = rekey_intermediate(
                 config, store, session.generations, root,
                 args.days or _DEFAULT_DAYS["intermediate"], moment,
-                CertificateLinter() if config.lint == "pkix" else None, "cli",
+                CertificateLinter() if config.lint == LintMode.PKIX else None, "cli",
                 session.tokens)
         with CASession(config, store, actor="cli") as fresh:  # the new generation
             publish_ca_files(config.spool_dir / "outgoing" / "ca",
@@ -104,7 +105,7 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
         moment, root = cleared.now, cleared.authorities["root"]
         made = cross_sign(target, root, args.days, moment,
                           lambda s: store.certificate(serial_hex(s)) is not None,
-                          CertificateLinter() if config.lint == "pkix" else None)
+                          CertificateLinter() if config.lint == LintMode.PKIX else None)
         serial = record_cross_signed(store, target, made, moment)
         # in outgoing/ca/ itself: the next stick export carries it out with the CA files
         folder = ensure_dir(config.spool_dir / "outgoing" / "ca")

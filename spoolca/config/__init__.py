@@ -9,10 +9,13 @@ from spoolca.config.settings import (
     PROFILE_KINDS,
     AuthoritySettings,
     Config,
+    KeyStore,
+    LintMode,
     Policy,
     Profile,
+    ProfileKind,
     load_config,
 )
 
 __all__ = ["AUTHORITIES", "DN_RULES", "PROFILE_KINDS", "AuthoritySettings", "Config",
-           "Policy", "Profile", "load_config"]
+           "KeyStore", "LintMode", "Policy", "Profile", "ProfileKind", "load_config"]

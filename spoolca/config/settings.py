@@ -9,6 +9,7 @@ file: the passphrase is named by a systemd credential or a file path.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import tomllib
 from collections.abc import Mapping
@@ -27,12 +28,37 @@ __all__ = [
     "PROFILE_KINDS",
     "AuthoritySettings",
     "Config",
+    "KeyStore",
+    "LintMode",
     "Policy",
     "Profile",
+    "ProfileKind",
     "load_config",
 ]
 
-PROFILE_KINDS = ("server", "client", "subca")
+class ProfileKind(enum.StrEnum):
+    """What a profile issues: a TLS server, a client, or a subordinate CA."""
+
+    SERVER = "server"
+    CLIENT = "client"
+    SUBCA = "subca"
+
+
+class KeyStore(enum.StrEnum):
+    """Where a CA's key is: an encrypted file, or a PKCS#11 token under key_label."""
+
+    FILE = "file"
+    PKCS11 = "pkcs11"
+
+
+class LintMode(enum.StrEnum):
+    """Pre-issuance lint: pkilint's PKIX linter, or none."""
+
+    PKIX = "pkix"
+    OFF = "off"
+
+
+PROFILE_KINDS = tuple(kind.value for kind in ProfileKind)
 AUTHORITIES = ("root", "intermediate")
 RESERVED_PROFILE_NAMES = frozenset({"revoke"})  # incoming/revoke/ is for revocation requests
 
@@ -66,7 +92,7 @@ class Profile:
     """What a folder under incoming/ gets: an extension template plus name rules."""
 
     name: str
-    kind: str
+    kind: ProfileKind
     issuer: str
     validity_days: int
     allowed_domains: tuple[str, ...]
@@ -93,7 +119,7 @@ class AuthoritySettings:
     issuer_url: str
     crl_days: int          # nextUpdate - thisUpdate
     crl_refresh_days: int  # a new CRL is made this long before nextUpdate
-    key_store: str = "file"  # or "pkcs11": the key is in the [pkcs11] token, under key_label
+    key_store: KeyStore = KeyStore.FILE  # PKCS11: in the [pkcs11] token, under key_label
     key_label: str = ""
     max_days: int = 0      # the longest certificate `ca renew`/`ca rekey` signs for this CA
 
@@ -110,7 +136,7 @@ class Config:
     gnupg_dir: Path
     passphrase_credential: str
     passphrase_file: Path | None
-    lint: str
+    lint: LintMode
     max_request_bytes: int
     rescan_seconds: int  # the daemon rescans incoming/ this often, events or not
     signers_keyring: Path | None
@@ -145,7 +171,7 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
     kind = reader.get(table, "kind", str, name if name in PROFILE_KINDS else "", where)
     if kind not in PROFILE_KINDS:
         reader.problems.append(f"{where}kind: must be one of {', '.join(PROFILE_KINDS)}")
-        kind = "server"
+        kind = ProfileKind.SERVER
     issuer = reader.get(table, "issuer", str, "root" if kind == "subca" else "intermediate", where)
     if issuer not in AUTHORITIES:
         reader.problems.append(f"{where}issuer: must be one of {', '.join(AUTHORITIES)}")
@@ -160,7 +186,7 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
         else policy.dn
     return Profile(
         name=name,
-        kind=kind,
+        kind=ProfileKind(kind),
         issuer=issuer,
         validity_days=reader.positive(table, "validity_days", _DEFAULT_DAYS[kind], where),
         allowed_domains=domains,
@@ -207,6 +233,9 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
         refresh = reader.positive(entry, "crl_refresh_days", _CRL_REFRESH_DAYS[name], where)
         if refresh >= crl_days:
             reader.problems.append(f"{where}crl_refresh_days: must be less than crl_days")
+        store = reader.get(entry, "key_store", str, "file", where)
+        if store not in KEY_STORES:
+            reader.problems.append(f"{where}key_store: \"file\" or \"pkcs11\"")
         result[name] = AuthoritySettings(
             name=name,
             key=base / reader.get(entry, "key", str, f"keys/{name}.key.pem", where),
@@ -214,12 +243,10 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
             issuer_url=urls["issuer_url"],
             crl_days=crl_days,
             crl_refresh_days=refresh,
-            key_store=reader.get(entry, "key_store", str, "file", where),
+            key_store=KeyStore(store) if store in KEY_STORES else KeyStore.FILE,
             key_label=reader.get(entry, "key_label", str, f"spoolca-{name}", where),
             max_days=reader.positive(entry, "max_days", _MAX_DAYS[name], where),
         )
-        if result[name].key_store not in KEY_STORES:
-            reader.problems.append(f"{where}key_store: \"file\" or \"pkcs11\"")
     return result
 
 
@@ -246,7 +273,7 @@ _CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
 # ceremony tool caps roots and intermediates.
 _MAX_DAYS = {"root": 25 * 366, "intermediate": 10 * 366}
 
-KEY_STORES = ("file", "pkcs11")
+KEY_STORES = tuple(store.value for store in KeyStore)
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "rescan_seconds", "paths",
              "passphrase", "pkcs11", "clock",
              "authorities", "policy", "profiles", "signers", "media"}
@@ -270,9 +297,10 @@ def load_config(path: Path) -> Config:
     secret = reader.table(raw, "passphrase", "")
     reader.unknown(secret, {"credential", "file"}, "passphrase.")
     passphrase_file = reader.get(secret, "file", str, "", "passphrase.")
-    lint = reader.get(raw, "lint", str, "pkix", "")
-    if lint not in ("pkix", "off"):
+    lint_text = reader.get(raw, "lint", str, "pkix", "")
+    if lint_text not in tuple(LintMode):
         reader.problems.append("lint: must be \"pkix\" or \"off\"")
+    lint = LintMode(lint_text) if lint_text in tuple(LintMode) else LintMode.PKIX
     policy = read_policy(reader, raw)
     profile_tables = reader.table(raw, "profiles", "")
     profiles = {name: _read_profile(reader, name, table if isinstance(table, dict) else {}, policy)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from spoolca.config import Profile
+from spoolca.config import LintMode, Profile
 from spoolca.errors import KeyStoreError, StoreError
 from spoolca.findings import Finding
 from spoolca.log import get_logger, held
@@ -112,7 +112,7 @@ class BatchProcessor:
     def linter(self) -> CertificateLinter | PooledLinter | None:
         """Built when certificates are first issued (`spoolca crl` needs none): in worker
         processes on a machine with more than one core."""
-        if self._linter is None and self.config.lint == "pkix":
+        if self._linter is None and self.config.lint == LintMode.PKIX:
             cores = os.cpu_count() or 1
             if cores > 1:
                 self._linter = PooledLinter(cores)

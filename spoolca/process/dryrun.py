@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from spoolca.authority.unlock import load_ca_certificates
-from spoolca.config import Config
+from spoolca.config import Config, LintMode
 from spoolca.errors import CSRError, UsageError
 from spoolca.findings import Finding
 from spoolca.keys.filekey import lint_twin
@@ -48,7 +48,7 @@ def check_request(config: Config, store: Store, data: bytes, profile_name: str,
                         names=decision.names, ca=ca,
                         serial=new_serial(lambda _s: False),
                         validity_days=profile.validity_days, now=now,
-                        linter=CertificateLinter() if config.lint == "pkix" else None,
+                        linter=CertificateLinter() if config.lint == LintMode.PKIX else None,
                         constraints=profile.constraints)
     if signed.certificate is None:
         return "rejected", list(signed.findings)

@@ -30,7 +30,7 @@ from spoolca.authority.unlock import (
     load_ca_certificates,
     load_generations,
 )
-from spoolca.config import Config
+from spoolca.config import Config, LintMode
 from spoolca.errors import ClockError, InternalError, RegisterBehindError, SpoolcaError
 from spoolca.keys.token import TokenPool
 from spoolca.log import get_logger
@@ -281,7 +281,7 @@ class CASession:
         return made
 
     def _linter(self) -> CRLLinter | None:
-        if self.config.lint != "pkix":
+        if self.config.lint != LintMode.PKIX:
             return None
         if self._crl_linter is None:  # importing pkilint takes 0.1 s: built on first need
             self._crl_linter = self.workers.submit(CRLLinter)

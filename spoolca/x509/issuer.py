@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from spoolca.config import ProfileKind
 from spoolca.config.constraints import SubCAConstraints
 from spoolca.errors import InternalError
 from spoolca.findings import Finding
@@ -133,7 +134,7 @@ def sign_linted(builder: x509.CertificateBuilder, signer: Signer, lint_signer: S
     return finish_linted(start_linted(builder, signer, lint_signer, linter))
 
 
-def leaf_builder(*, kind: str, subject: x509.Name, public_key: PublicKey,
+def leaf_builder(*, kind: ProfileKind, subject: x509.Name, public_key: PublicKey,
                  names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
                  validity_days: int, now: dt.datetime,
                  constraints: SubCAConstraints | None = None
@@ -155,7 +156,7 @@ def leaf_builder(*, kind: str, subject: x509.Name, public_key: PublicKey,
     )
 
 
-def issue_leaf(*, kind: str, subject: x509.Name, public_key: PublicKey,
+def issue_leaf(*, kind: ProfileKind, subject: x509.Name, public_key: PublicKey,
                names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
                validity_days: int, now: dt.datetime,
                linter: CertificateLinter | PooledLinter | None,

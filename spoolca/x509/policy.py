@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from spoolca.config import Policy, Profile
+from spoolca.config import Policy, Profile, ProfileKind
 from spoolca.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.findings import Finding
 from spoolca.x509.csr import Request
@@ -207,19 +207,19 @@ def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profi
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     emails: list[str] = []
     for general in _requested_names(request.extensions):
-        if isinstance(general, x509.DNSName) and profile.kind != "subca":
+        if isinstance(general, x509.DNSName) and profile.kind != ProfileKind.SUBCA:
             dns.append(general.value)
-        elif isinstance(general, x509.IPAddress) and profile.kind != "subca" and isinstance(
-                general.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        elif isinstance(general, x509.IPAddress) and profile.kind != ProfileKind.SUBCA \
+                and isinstance(general.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
             ips.append(general.value)
-        elif isinstance(general, x509.RFC822Name) and profile.kind == "client":
+        elif isinstance(general, x509.RFC822Name) and profile.kind == ProfileKind.CLIENT:
             emails.append(general.value)
         else:
             findings.append(Finding("policy.san.type_not_allowed",
                                     f"the {profile.name} profile does not issue "
                                     f"{type(general).__name__} subjectAltNames ({general.value})"))
     for cn in grouped.get("commonName", ()):
-        if profile.kind == "server":
+        if profile.kind == ProfileKind.SERVER:
             ip = parse_ip(cn)
             if ip is not None:
                 ips.insert(0, ip)
@@ -228,13 +228,13 @@ def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profi
                                         "server request must be its hostname or IP address"))
             else:
                 dns.insert(0, cn)  # CA/B 7.1.4.3: the CN must also be a SAN
-        elif profile.kind == "client" and "@" in cn:
+        elif profile.kind == ProfileKind.CLIENT and "@" in cn:
             if is_email(cn):
                 emails.insert(0, cn)
             else:
                 findings.append(Finding("policy.cn.invalid_email",
                                         f"commonName {cn!r} is not a valid e-mail address"))
-    emails += grouped.get("emailAddress", []) if profile.kind == "client" else []
+    emails += grouped.get("emailAddress", []) if profile.kind == ProfileKind.CLIENT else []
     dns, emails = _dedupe(dns), _dedupe(emails)
     findings += _check_dns(dns, profile)
     for ip in ips if not profile.allow_ip else []:
@@ -242,7 +242,7 @@ def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profi
                                 f"the {profile.name} profile sets allow_ip = false"))
     findings += [Finding("policy.san.email_invalid", f"{e!r} is not a valid e-mail address")
                  for e in emails if not is_email(e)]
-    if profile.kind == "server" and not dns and not ips:
+    if profile.kind == ProfileKind.SERVER and not dns and not ips:
         findings.append(Finding("policy.san.missing", "a server request must name at least one "
                                 "DNS name or IP address (commonName or subjectAltName)"))
     if findings:  # refused names (a U-label, say) cannot even be built as GeneralNames

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from spoolca.config import ProfileKind
 from spoolca.config.constraints import PURPOSES, SubCAConstraints
 from spoolca.dn import parse_subject
 from spoolca.keys.algorithms import PublicKey
@@ -82,7 +83,7 @@ def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
     extensions: list[Extension] = [
         # RFC 5280 4.2.1.9: critical in every CA certificate.
         (x509.BasicConstraints(ca=True, path_length=path_length), True),
-        (grant("subca", public_key).key_usage, True),
+        (grant(ProfileKind.SUBCA, public_key).key_usage, True),
         (_ski(public_key), False),
     ]
     if issuer is None:
@@ -161,24 +162,25 @@ class Grant:
     ca: bool
 
 
-def grant(kind: str, public_key: PublicKey) -> Grant:
+def grant(kind: ProfileKind, public_key: PublicKey) -> Grant:
     """The one place that says which usages each kind of certificate carries."""
-    if kind == "subca":
+    if kind == ProfileKind.SUBCA:
         # A CA signs certificates and CRLs and nothing else.
         return Grant(_key_usage(key_cert_sign=True, crl_sign=True), (), ca=True)
     # keyEncipherment only where the key can encipher: RSA key transport in TLS 1.2.
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
-    usage = _key_usage(digital_signature=True, key_encipherment=is_rsa and kind == "server")
-    purpose = ExtendedKeyUsageOID.SERVER_AUTH if kind == "server" else \
+    server = kind == ProfileKind.SERVER
+    usage = _key_usage(digital_signature=True, key_encipherment=is_rsa and server)
+    purpose = ExtendedKeyUsageOID.SERVER_AUTH if server else \
         ExtendedKeyUsageOID.CLIENT_AUTH
     return Grant(usage, (purpose,), ca=False)
 
 
-def leaf_extensions(kind: str, public_key: PublicKey, names: Sequence[x509.GeneralName],
+def leaf_extensions(kind: ProfileKind, public_key: PublicKey, names: Sequence[x509.GeneralName],
                     issuer: x509.Certificate, urls: CAURLs = CAURLs(),
                     constraints: SubCAConstraints | None = None) -> list[Extension]:
     """An end-entity (server/client) or a subordinate CA certificate's extensions."""
-    if kind == "subca":
+    if kind == ProfileKind.SUBCA:
         limits = constraints or SubCAConstraints()
         return ca_extensions(public_key, issuer, path_length=limits.path_length, urls=urls,
                              constraints=limits)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
+from spoolca.config import ProfileKind
 from spoolca.findings import Finding
 from spoolca.x509.csr import Request
 from spoolca.x509.profiles import Grant, grant
@@ -47,7 +48,7 @@ def _purpose_name(oid: x509.ObjectIdentifier) -> str:
 
 
 def _check_requested_usage(ext: x509.Extension[x509.ExtensionType], granted: Grant,
-                           kind: str) -> tuple[Finding | None, str | None]:
+                           kind: ProfileKind) -> tuple[Finding | None, str | None]:
     """(refusal, note) for keyUsage, extendedKeyUsage or basicConstraints on a request:
     a subset of what the profile grants is noted and overridden; more is refused."""
     value = ext.value
@@ -79,7 +80,7 @@ _USAGE_EXTENSIONS = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
                      ExtensionOID.EXTENDED_KEY_USAGE}
 
 
-def check_extensions(request: Request, kind: str) -> tuple[list[Finding], list[Finding]]:
+def check_extensions(request: Request, kind: ProfileKind) -> tuple[list[Finding], list[Finding]]:
     """(refusals, notes) for the extensions a request carries."""
     findings, requested, left_out = [], [], []
     granted: Grant | None = None

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from spoolca.config import Config
+from spoolca.config import Config, KeyStore
 from spoolca.privatekeys import PRIVATE_KEY
 from spoolca.register.generations import live_names
 from spoolca.register.records import format_time, parse_time
@@ -69,7 +69,7 @@ def _clock(store: Store, now: dt.datetime) -> dict[str, Any]:
 def _custody(config: Config, store: Store) -> dict[str, Any]:
     """Where each CA key is (an encrypted file, or a token and label) and the shares."""
     keys = {name: (f"in the PKCS#11 token {config.pkcs11_token!r} as {a.key_label!r}"
-                   if a.key_store == "pkcs11" else "an encrypted key file on the appliance")
+                   if a.key_store == KeyStore.PKCS11 else "an encrypted key file on the appliance")
             for name, a in config.authorities.items()}  # no host path leaves the air gap
     stores = {a.key_store for a in config.authorities.values()}
     return {"key_store": "files" if stores == {"file"} else "pkcs11" if stores == {"pkcs11"}
