@@ -210,3 +210,54 @@ def test_the_check_sees_a_transaction(tmp_path: Path):
     sample.write_text("with store.transaction('cli', now) as tx:\n    tx.record('x', {})\n")
     assert transactions(sample) == [1]
 
+
+
+# The fsutil calls that write, and register.audit.export (it writes the folder it is given).
+_WRITERS = {"atomic_write", "atomic_write_stream", "append_private", "ensure_dir", "move",
+            "remove_file", "remove_tree", "remove_empty_dirs", "reveal", "stage_folder",
+            "write_new", "export"}
+_OUTGOING_NAMES = {"outgoing", "Outgoing"}
+PUBLISHER = "spoolca.spool.outgoing"
+
+
+def _named(node: ast.AST) -> str | None:
+    return node.attr if isinstance(node, ast.Attribute) else \
+        node.id if isinstance(node, ast.Name) else None
+
+
+def outgoing_writes(path: Path) -> list[str]:
+    """Functions of PATH that both reach outgoing/ (the `outgoing` literal, attribute or
+    variable, or the Outgoing class) and call a writer: the shape of a second path into
+    what the appliance hands out."""
+    found = []
+    for function in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        nodes = list(ast.walk(function))
+        reaches = any(_named(n) in _OUTGOING_NAMES or
+                      (isinstance(n, ast.Constant) and n.value == "outgoing") for n in nodes)
+        calls = [_named(n.func) for n in nodes if isinstance(n, ast.Call)]
+        if reaches and (written := sorted({c for c in calls if c in _WRITERS})):
+            found.append(f"{function.name} (line {function.lineno}: {', '.join(written)})")
+    return found
+
+
+def test_one_writer_of_outgoing():
+    """DESIGN's one publication path: results, CA files, CRLs, the audit export, ceremony
+    records and cross-certificates are written into outgoing/ by spoolca.spool.outgoing
+    alone; everything else reads it, or hands it bytes. Every offender listed at once."""
+    offenders = {name_of(p): found for p in modules() if name_of(p) != PUBLISHER
+                 and (found := outgoing_writes(p))}
+    assert offenders == {}, f"functions writing into outgoing/ themselves: {offenders}"
+
+
+def test_the_check_sees_a_second_writer_of_outgoing(tmp_path: Path):
+    """Counter-case: a command writing a file into outgoing/ itself is caught, in each
+    spelling; one that hands it to the publisher is not."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "def a(config):\n    atomic_write(config.spool_dir / 'outgoing' / 'x', b'')\n"
+        "def b(spool):\n    folder = ensure_dir(spool.outgoing / 'ca')\n"
+        "def c(store, config, key):\n    export(store, Outgoing.of(config).audit, key)\n"
+        "def d(session, data):\n    return session.outgoing.ca_file('x.pem', data)\n")
+    assert [found.split()[0] for found in outgoing_writes(sample)] == ["a", "b", "c"]

@@ -32,7 +32,7 @@ from spoolca.authority.unlock import load_generations
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
 from spoolca.openpgp import ApplianceKey, stop_agent
-from spoolca.register.audit import export, iter_exported, verify_export
+from spoolca.register.audit import iter_exported, verify_export
 from spoolca.register.chain import body_hash, canonical
 from spoolca.register.records import (
     AuditRow,
@@ -42,6 +42,7 @@ from spoolca.register.records import (
     parse_time,
 )
 from spoolca.register.store import Store, Tx
+from spoolca.spool.outgoing import Outgoing
 from spoolca.spool.tree import RESERVED_NAMES
 from spoolca.untrusted import loads_bounded, read_untrusted
 from spoolca.x509.crl import REASONS, RevokedEntry, encode_entry
@@ -128,7 +129,7 @@ def _export_signed(config: Config, store: Store) -> None:
     fingerprint = store.meta("audit_key_fingerprint") or ""
     try:
         with ApplianceKey(config.gnupg_dir, fingerprint, None) as key:
-            export(store, config.spool_dir / "outgoing" / "audit", key)
+            Outgoing.of(config.spool_dir).audit_log(store, key)
     finally:
         stop_agent(config.gnupg_dir)
 

@@ -9,9 +9,9 @@ comes from the register, strictly increasing whatever the clock says.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
-from pathlib import Path
 
 from spoolca.config import Config
 from spoolca.der import pem
@@ -22,12 +22,12 @@ from spoolca.errors import (
     NotOnHoldError,
     RevocationError,
 )
-from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
 from spoolca.log import get_logger
 from spoolca.register.generations import live_names
 from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
 from spoolca.register.views import crl_status
+from spoolca.spool.outgoing import Outgoing
 from spoolca.x509.crl import REASONS, CRLLinter, RevokedEntry, encode_entry, sign_crl
 from spoolca.x509.issuer import IssuingCA
 
@@ -126,7 +126,7 @@ def _entries(tx: Tx, authority: str) -> list[bytes]:
 
 
 def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA],
-                 outgoing: Path, now: dt.datetime, names: list[str],
+                 outgoing: Outgoing, now: dt.datetime, names: list[str],
                  linter: CRLLinter | None, actor: str) -> list[CRLRecord]:
     """Make, record and publish the named CAs' CRLs: outgoing/crl/NAME.crl and .crl.pem.
 
@@ -158,26 +158,24 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
                                         "this_update": record.this_update,
                                         "next_update": record.next_update,
                                         "entries": record.entries, "sha256": record.sha256})
-        _write(store, outgoing / "crl", record, der, pem("X509 CRL", der))
+        outgoing.crl_files(name, der, pem("X509 CRL", der),
+                           functools.partial(_newest, store, record))
         made.append(record)
         _log.info("crl", authority=name, number=number, entries=record.entries,
                   next_update=record.next_update)
     if made:
-        _write_schedule(config, store, outgoing / "crl", now)
+        _write_schedule(config, store, outgoing, now)
     return made
 
 
-def _write(store: Store, folder: Path, record: CRLRecord, der: bytes, armoured: bytes) -> None:
-    ensure_dir(folder, 0o755)
-    with exclusive_lock(folder / ".lock"):
-        latest = store.latest_crl(record.authority)
-        if latest is not None and latest.number > record.number:
-            return  # a newer CRL was recorded (and is being published) meanwhile
-        atomic_write(folder / f"{record.authority}.crl", der)
-        atomic_write(folder / f"{record.authority}.crl.pem", armoured)
+def _newest(store: Store, record: CRLRecord) -> bool:
+    """Whether RECORD is still its CA's newest CRL (another process may publish too)."""
+    latest = store.latest_crl(record.authority)
+    return latest is None or latest.number <= record.number
 
 
-def _write_schedule(config: Config, store: Store, folder: Path, now: dt.datetime) -> None:
+def _write_schedule(config: Config, store: Store, outgoing: Outgoing,
+                    now: dt.datetime) -> None:
     """outgoing/crl/next-update.json: when each CRL ends, and when the stick must return."""
     statuses = crl_status(config, store, now)
     if not statuses:
@@ -187,5 +185,4 @@ def _write_schedule(config: Config, store: Store, folder: Path, now: dt.datetime
     body["return_by"] = min(s.next_update for s in statuses)
     body["note"] = ("bring the stick back after next_crl_from and before return_by, so the "
                     "next CRL reaches relying parties before the current one ends")
-    atomic_write(folder / "next-update.json",
-                 (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+    outgoing.crl_schedule((json.dumps(body, indent=2, sort_keys=True) + "\n").encode())

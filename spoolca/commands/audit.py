@@ -5,21 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spoolca.commands.common import load, now, opened
 from spoolca.errors import UsageError
 
+if TYPE_CHECKING:
+    from spoolca.openpgp import ApplianceKey
+    from spoolca.register.store import Store
+
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
-    from spoolca.register.audit import export, record_export
 
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
-        session.seal()  # the audit key alone is unlocked
-        folder = Path(args.target) if args.target else config.spool_dir / "outgoing" / "audit"
-        last = export(store, folder, session.audit_key())
+        session.seal()  # the audit key alone is unlocked (and outgoing/audit/ is written)
         if args.target:  # outgoing/ is the export's usual place: only another is recorded
-            record_export(store, folder, last, now())
+            folder = Path(args.target)
+            last = _export_to(store, folder, session.audit_key())
+        else:
+            folder, last = session.outgoing.audit, session.outgoing.audit_log(
+                store, session.audit_key())
     print(f"exported the audit log through entry {last} to {folder}/")
     return 0
 
@@ -89,12 +95,22 @@ def _since_head(text: str | None) -> tuple[int, str] | None:
     return int(seq), digest
 
 
+def _export_to(store: Store, folder: Path, key: ApplianceKey) -> int:
+    """The signed log into a folder of the operator's choice, and that recorded."""
+    from spoolca.register.audit import export, record_export
+
+    last = export(store, folder, key)
+    record_export(store, folder, last, now())
+    return last
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Exit 0 only if every entry up to the last is covered by a checkpoint signed by the
     trusted key (and extends what --since-* names); 1 otherwise, naming why."""
     from spoolca.register.audit import verify_export
+    from spoolca.spool.outgoing import Outgoing
 
-    folder = Path(args.dir) if args.dir else load(args).spool_dir / "outgoing" / "audit"
+    folder = Path(args.dir) if args.dir else Outgoing.of(load(args).spool_dir).audit
     armored, fingerprint = _trust(args, folder)
     exported = folder / "appliance-key.asc"
     if exported.is_file() and _fingerprint_of(_read_key(exported)) != fingerprint:

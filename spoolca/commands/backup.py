@@ -67,6 +67,7 @@ def _drill(archive: Path, fingerprint: str) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from spoolca.backup.archive import restore
     from spoolca.config import load_config
+    from spoolca.spool.outgoing import Outgoing
     from spoolca.spool.tree import Spool
 
     target = Path(args.dir)
@@ -74,6 +75,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = manifest.config_name
     restored = load_config(target / config)
     Spool(restored.spool_dir).create(restored.profiles)  # empty: results come back below
+    Outgoing.of(restored.spool_dir).create()
     head = manifest.body["audit_head"]
     caught = _after_restore(restored, Path(args.archive).name, manifest.body,
                             Path(args.catch_up) if args.catch_up else None)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from spoolca.commands.common import now, opened
 from spoolca.config import LintMode
 from spoolca.errors import UsageError
+
+if TYPE_CHECKING:
+    from spoolca.process.session import CASession
 
 __all__ = ["cmd_ca_cross_request", "cmd_ca_cross_sign", "cmd_ca_rekey", "cmd_ca_renew"]
 
@@ -22,7 +26,7 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
     from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
     from spoolca.register.generations import older_names
-    from spoolca.spool.results import publish_ca_files
+    from spoolca.spool.results import ca_files
     from spoolca.x509.lint import CertificateLinter
 
     name, moment = args.authority, now()
@@ -40,14 +44,13 @@ def cmd_ca_renew(args: argparse.Namespace) -> int:
                 config.authorities[name].max_days)
             record_renewal(store, name, current, renewed, moment)
             certificates = dict(session.ca_certificates, **{name: renewed})
-            publish_ca_files(config.spool_dir / "outgoing" / "ca", certificates["root"],
-                             certificates["intermediate"],
-                             {n: session.generations[n]
-                              for n in older_names(store, "intermediate")})
+            session.outgoing.ca_files(ca_files(
+                certificates["root"], certificates["intermediate"],
+                {n: session.generations[n] for n in older_names(store, "intermediate")}))
     print(f"renewed the {name} CA's certificate for its same key: valid until "
           f"{renewed.not_valid_after_utc:%Y-%m-%d %H:%M}Z (was "
           f"{current.not_valid_after_utc:%Y-%m-%d}); every certificate it issued still "
-          f"verifies. New CA files in {config.spool_dir / 'outgoing' / 'ca'}/; the next "
+          f"verifies. New CA files in {session.outgoing.ca}/; the next "
           "stick export carries them")
     return 0
 
@@ -57,7 +60,7 @@ def cmd_ca_rekey(args: argparse.Namespace) -> int:
     from spoolca.process.instance import hold_instance_lock
     from spoolca.process.session import CASession
     from spoolca.register.generations import older_names
-    from spoolca.spool.results import publish_ca_files
+    from spoolca.spool.results import ca_files
     from spoolca.x509.lint import CertificateLinter
 
     moment = now()
@@ -72,16 +75,15 @@ def cmd_ca_rekey(args: argparse.Namespace) -> int:
                 CertificateLinter() if config.lint == LintMode.PKIX else None, "cli",
                 session.tokens)
         with CASession(config, store, actor="cli") as fresh:  # the new generation
-            publish_ca_files(config.spool_dir / "outgoing" / "ca",
-                             fresh.ca_certificates["root"], made,
-                             {n: fresh.generations[n] for n in older_names(store,
-                                                                           "intermediate")})
+            fresh.outgoing.ca_files(ca_files(
+                fresh.ca_certificates["root"], made,
+                {n: fresh.generations[n] for n in older_names(store, "intermediate")}))
             fresh.refresh_crls([name])
     print(f"re-keyed the intermediate CA: generation {name}, a new key in "
           f"{config.keys_dir / (name + '.key.pem')}, valid until "
           f"{made.not_valid_after_utc:%Y-%m-%d}; it issues from now on. The earlier "
           "generation keeps publishing its CRL until its last certificate ends; its chain "
-          f"is in {config.spool_dir / 'outgoing' / 'ca'}/ca-chain-gN.pem. Start the daemon "
+          f"is in {fresh.outgoing.ca}/ca-chain-gN.pem. Start the daemon "
           "again")
     return 0
 
@@ -94,7 +96,6 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
 
     from spoolca.authority.crosssign import cross_sign, record_cross_signed
     from spoolca.dn import oneline
-    from spoolca.fsutil import atomic_write, ensure_dir
     from spoolca.process.session import CASession
     from spoolca.x509.issuer import serial_hex
     from spoolca.x509.lint import CertificateLinter
@@ -107,10 +108,8 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
                           lambda s: store.certificate(serial_hex(s)) is not None,
                           CertificateLinter() if config.lint == LintMode.PKIX else None)
         serial = record_cross_signed(store, target, made, moment)
-        # in outgoing/ca/ itself: the next stick export carries it out with the CA files
-        folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
-        path = Path(args.out) if args.out else folder / f"cross-{serial}.pem"
-        atomic_write(path, made.public_bytes(Encoding.PEM))
+        path = _written(session, args.out, f"cross-{serial}.pem",
+                        made.public_bytes(Encoding.PEM))
         session.seal()
     print(f"cross-signed {oneline(made.subject)} with the root's key: serial {serial}, valid "
           f"until {made.not_valid_after_utc:%Y-%m-%d}, in {path} (revocable with `spoolca "
@@ -122,7 +121,6 @@ def cmd_ca_cross_request(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from spoolca.authority.crosssign import cross_request, record_cross_request
-    from spoolca.fsutil import atomic_write, ensure_dir
     from spoolca.process.session import CASession
 
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
@@ -130,9 +128,7 @@ def cmd_ca_cross_request(args: argparse.Namespace) -> int:
         moment, root = cleared.now, cleared.authorities["root"]
         request = cross_request(root)
         pem = request.public_bytes(Encoding.PEM)
-        folder = ensure_dir(config.spool_dir / "outgoing" / "ca")
-        path = Path(args.out) if args.out else folder / "root-cross-request.csr"
-        atomic_write(path, pem)
+        path = _written(session, args.out, "root-cross-request.csr", pem)
         record_cross_request(store, request, moment)
         session.seal()
     print(f"a request for another root to cross-sign ours (our root's subject and key, "
@@ -155,3 +151,18 @@ def _certificate(path: Path) -> x509.Certificate:
         return x509.load_der_x509_certificate(data)
     except ValueError:
         raise UsageError(f"{path} is not a PEM or DER certificate") from None
+
+
+def _written(session: CASession, out: str | None, name: str, data: bytes) -> Path:
+    """DATA in OUT if given, else beside the CA files in outgoing/ca/ (the next stick
+    export carries it out with them)."""
+    if out is None:
+        return session.outgoing.ca_file(name, data)
+    return _write_out(Path(out), data)
+
+
+def _write_out(path: Path, data: bytes) -> Path:
+    from spoolca.fsutil import atomic_write
+
+    atomic_write(path, data)
+    return path

@@ -37,7 +37,7 @@ from spoolca.process.reading import READ_AHEAD_FROM, ReadAhead, job_of, prepare
 from spoolca.process.recorder import Plan, Prepared, Recorder
 from spoolca.process.session import CASession
 from spoolca.register.store import CertificateRecord, Status, SubmissionRecord, Tx, parse_time
-from spoolca.spool.publisher import PublishJob
+from spoolca.spool.outgoing import PublishJob
 from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
 from spoolca.x509.csr import request_sha256

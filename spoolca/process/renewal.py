@@ -10,7 +10,7 @@ from __future__ import annotations
 from spoolca.errors import NotFoundError, SpoolcaError
 from spoolca.process.batch import BatchProcessor, BatchState
 from spoolca.process.recorder import Plan, Prepared
-from spoolca.spool.publisher import PublishJob
+from spoolca.spool.outgoing import PublishJob
 from spoolca.spool.results import Outcome
 from spoolca.x509.csr import load_request
 

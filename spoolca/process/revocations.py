@@ -33,7 +33,7 @@ from spoolca.process.batch import BATCH_FAULTS
 from spoolca.process.session import CASession
 from spoolca.register.store import Status, SubmissionRecord, Tx
 from spoolca.register.views import normalize_serial
-from spoolca.spool.publisher import PublishJob
+from spoolca.spool.outgoing import PublishJob
 from spoolca.spool.recovery import recorded_files
 from spoolca.spool.results import Outcome, revocation_files
 from spoolca.spool.tree import Claimed

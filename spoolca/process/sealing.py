@@ -17,13 +17,13 @@ import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from spoolca.errors import SpoolcaError
 from spoolca.openpgp import ApplianceKey, AuditSignatureError
-from spoolca.register.audit import SEGMENT_ENTRIES, checkpoint, checkpoint_body, export
+from spoolca.register.audit import SEGMENT_ENTRIES, checkpoint, checkpoint_body
 from spoolca.register.store import Store, Tx
+from spoolca.spool.outgoing import Outgoing
 
 __all__ = ["Sealer"]
 
@@ -44,11 +44,11 @@ class Sealer:
     """Signs checkpoints of one register's audit head with the appliance's key."""
 
     def __init__(self, store: Store, key: Callable[[], ApplianceKey],
-                 clock: Callable[[], dt.datetime], folder: Path) -> None:
+                 clock: Callable[[], dt.datetime], outgoing: Outgoing) -> None:
         self._store = store
         self._key = key
         self._clock = clock
-        self._folder = folder
+        self._outgoing = outgoing
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-seal")
         self._behind: _Behind | None = None
         self._exported = 0  # the seq exported up to, as far as this session knows
@@ -96,9 +96,9 @@ class Sealer:
         """Write what outgoing/audit/ lacks of the signed log (a failure is retried: the
         checkpoint is in the register, and the next export catches up)."""
         try:
-            self._exported = export(self._store, self._folder, self._key())
+            self._exported = self._outgoing.audit_log(self._store, self._key())
         except OSError as exc:
-            raise SpoolcaError(f"failed to export the audit log to {self._folder}: "
+            raise SpoolcaError(f"failed to export the audit log to {self._outgoing.audit}: "
                                f"{exc.strerror or exc}; retrying") from None
 
     @property

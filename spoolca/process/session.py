@@ -40,9 +40,10 @@ from spoolca.process.sealing import Sealer
 from spoolca.register.generations import current_name, older_names
 from spoolca.register.rollback import behind_sentence
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time
-from spoolca.spool.publisher import Publisher, PublishJob
+from spoolca.spool.outgoing import Outgoing, PublishJob
+from spoolca.spool.publisher import Publisher
 from spoolca.spool.recovery import recorded_jobs
-from spoolca.spool.results import ChainFiles, older_chain_file, publish_ca_files
+from spoolca.spool.results import ChainFiles, ca_files, older_chain_file
 from spoolca.spool.tree import RESERVED_NAMES, Claimed, Spool, safe_name
 from spoolca.x509.crl import CRLLinter
 from spoolca.x509.issuer import IssuingCA
@@ -81,7 +82,8 @@ class CASession:
         self.generations = load_generations(store)  # every CA certificate, by name
         root = self.ca_certificates["root"]
         current = current_name(store, "intermediate")
-        self.chains = {name: ChainFiles.above(cert, root, self.spool.outgoing / "ca",
+        self.outgoing = Outgoing(self.spool.outgoing)
+        self.chains = {name: ChainFiles.above(cert, root, self.outgoing.ca,
                                               None if name in ("root", current)
                                               else older_chain_file(name))
                        for name, cert in self.generations.items()}
@@ -95,13 +97,13 @@ class CASession:
         self._published_mark = store.published_through()
         self._tokens = TokenPool()  # the PKCS#11 sessions of token keys, logged out at close
         self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoolca-crypto")
-        self._publisher = Publisher(self.spool.outgoing, self.spool.archive)
+        self._publisher = Publisher(self.outgoing, self.spool.archive)
         # Called as long work makes progress (a request, a result): the daemon's watchdog
         # ping, so a long batch or recovery is not taken for a hung one. A no-op elsewhere.
         self.heartbeat: Callable[[], None] = lambda: None
         self.quarantined = frozenset(key.removeprefix(QUARANTINED) for key in
                                      store.meta_keys(QUARANTINED))
-        self._sealer = Sealer(store, self.audit_key, clock, self.spool.outgoing / "audit")
+        self._sealer = Sealer(store, self.audit_key, clock, self.outgoing)
 
     # -- the clock (invariant 8) --------------------------------------------------------
 
@@ -275,7 +277,7 @@ class CASession:
             return []
         cleared = self.preflight("CRL", chosen)
         authorities, now = cleared.authorities, cleared.now
-        made = publish_crls(self.config, self.store, authorities, self.spool.outgoing, now,
+        made = publish_crls(self.config, self.store, authorities, self.outgoing, now,
                             chosen, self._linter(), self.actor)
         self.seal()
         return made
@@ -306,11 +308,12 @@ class CASession:
         if any(not c.path.is_file() or c.path.read_bytes() != c.chain
                for c in self.chains.values()):
             try:
-                publish_ca_files(self.spool.outgoing / "ca", self.ca_certificates["root"],
-                                 self.ca_certificates["intermediate"], self._older())
+                self.outgoing.ca_files(ca_files(self.ca_certificates["root"],
+                                                self.ca_certificates["intermediate"],
+                                                self._older()))
             except OSError as exc:
                 raise SpoolcaError(f"failed to write the CA certificates to "
-                                   f"{self.spool.outgoing / 'ca'}: {exc.strerror or exc}; "
+                                   f"{self.outgoing.ca}: {exc.strerror or exc}; "
                                    "retrying") from None
         self._ca_files_published = True
 

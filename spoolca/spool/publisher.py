@@ -14,54 +14,21 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.children import become_helper, read_frame, start_helper, stop_helper, write_frame
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import reveal, stage_folder, sync_filesystem
-from spoolca.spool.tree import archive_file, remove_empty_claims
+from spoolca.spool.outgoing import Outgoing, PublishJob
 
-__all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher", "publish_jobs"]
+__all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher"]
 
 CHILD_THRESHOLD = 64  # results per batch from which the child process pays for itself
-
-
-@dataclass(frozen=True, slots=True)
-class PublishJob:
-    """One result folder to write and the original to archive after it."""
-
-    output_name: str
-    files: dict[str, bytes]       # empty: the result is already out (recovery archives)
-    links: dict[str, Path]
-    original: Path | None         # None: nothing to archive (renewal, re-publication)
-    file_name: str
-    signature: Path | None = None
-
-
-def publish_jobs(outgoing: Path, archive: Path, jobs: Sequence[PublishJob]) -> None:
-    """Results staged and made durable before any appears (invariant 14: a rename that
-    another fsync commits must not publish empty files); then revealed, and the originals
-    archived; then that is made durable too. A crash at any point leaves each result
-    either whole under its name or absent (recovery publishes it from the register)."""
-    staged = [stage_folder(outgoing / job.output_name, job.files, links=job.links)
-              for job in jobs if job.files or job.links]
-    sync_filesystem([outgoing])
-    for folder in staged:
-        reveal(folder)
-    emptied = set()
-    for job in jobs:
-        if job.original is not None:
-            archive_file(archive, job.original, job.file_name, job.output_name, job.signature)
-            emptied.add(job.original.parent)
-    sync_filesystem([outgoing, archive])
-    remove_empty_claims(emptied)
 
 
 class Publisher:
     """Publishes batches in order: at most one in flight, the next waits for it."""
 
-    def __init__(self, outgoing: Path, archive: Path) -> None:
+    def __init__(self, outgoing: Outgoing, archive: Path) -> None:
         self._outgoing = outgoing
         self._archive = archive
         self._child: subprocess.Popen[bytes] | None = None
@@ -75,12 +42,12 @@ class Publisher:
         number recorded before it; confirmed once this batch is out."""
         self.wait()
         if len(jobs) < CHILD_THRESHOLD and self._child is None:  # once started, it overlaps
-            self._guard(lambda: publish_jobs(self._outgoing, self._archive, jobs))
+            self._guard(lambda: self._outgoing.results(self._archive, jobs))
             self.confirm(mark)
             return
         child = self._start_child()
         assert child.stdin is not None
-        payload = pickle.dumps((self._outgoing, self._archive, list(jobs)),
+        payload = pickle.dumps((self._outgoing.root, self._archive, list(jobs)),
                                protocol=pickle.HIGHEST_PROTOCOL)
         self._guard(lambda: write_frame(child.stdin, payload))
         self._in_flight, self._in_flight_mark = True, mark
@@ -107,7 +74,7 @@ class Publisher:
             child, self._child = self._child, None
             stop_helper(child)  # a fresh one for the next batch
             detail = answer.decode(errors="replace") if answer else "the publisher process died"
-            raise SpoolcaError(f"failed to publish results to {self._outgoing}: {detail}; "
+            raise SpoolcaError(f"failed to publish results to {self._outgoing.root}: {detail}; "
                                "they are recorded and will be published again on the next pass")
         self.confirm(self._in_flight_mark)
 
@@ -131,7 +98,7 @@ class Publisher:
         try:
             step()  # type: ignore[operator]
         except OSError as exc:
-            raise SpoolcaError(f"failed to publish results to {self._outgoing}: "
+            raise SpoolcaError(f"failed to publish results to {self._outgoing.root}: "
                                f"{exc.strerror or exc}; they are recorded and will be "
                                "published again on the next pass") from None
 
@@ -144,7 +111,7 @@ def _serve(parent: int) -> int:
     while (frame := read_frame(stdin)) is not None:
         outgoing, archive, jobs = pickle.loads(frame)  # noqa: S301 - from our parent only
         try:
-            publish_jobs(outgoing, archive, jobs)
+            Outgoing(outgoing).results(archive, jobs)
         except OSError as exc:
             write_frame(stdout, f"{exc.strerror or exc} ({exc.filename})".encode())
             continue

@@ -12,10 +12,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from spoolca.fsutil import remove_file, remove_tree
 from spoolca.log import get_logger
 from spoolca.register.store import Status, Store, SubmissionRecord
-from spoolca.spool.publisher import PublishJob
+from spoolca.spool.outgoing import Outgoing, PublishJob
 from spoolca.spool.results import (
     ChainFiles,
     issued_files,
@@ -24,7 +23,6 @@ from spoolca.spool.results import (
     revocation_files,
 )
 from spoolca.spool.tree import RESERVED_NAMES, REVOKE, Spool
-from spoolca.untrusted import read_untrusted
 
 __all__ = ["recorded_files", "recorded_jobs"]
 
@@ -68,12 +66,8 @@ def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool,
     are not what the register says (a power cut can leave a folder whose names were
     committed without their bytes); half-built folders a crash left behind are removed
     first. Also the results outgoing/ holds that the register has no submission for."""
-    present = set()
-    for entry in os.scandir(spool.outgoing):
-        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-            remove_tree(Path(entry.path))
-        else:
-            present.add(entry.name)
+    outgoing = Outgoing(spool.outgoing)
+    present = outgoing.present()
     jobs = []
     latest = store.latest_submissions()
     for count, (name, record) in enumerate(latest.items()):
@@ -85,26 +79,9 @@ def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool,
     for name, record in store.latest_submissions(after=store.published_through()).items():
         if name in present:
             files, links = recorded_files(store, chains, record)
-            if not _holds(spool.outgoing / name, files, links):
+            if not outgoing.holds(name, files, links):
                 _log.warning("republished a damaged result", name=name)
                 jobs.append(PublishJob(name, files, links, None, record.file_name))
     unknown = [name for name in sorted(present - latest.keys() - RESERVED_NAMES)
-               if os.path.isfile(spool.outgoing / name / "result.json")]
+               if os.path.isfile(outgoing / name / "result.json")]
     return jobs, unknown
-
-
-def _holds(folder: Path, files: dict[str, bytes], links: dict[str, Path]) -> bool:
-    """Whether FOLDER holds exactly these bytes under these names (its stale temporary
-    files, from a re-publication a crash interrupted, are removed)."""
-    expected = {**files, **{name: source.read_bytes() for name, source in links.items()}}
-    try:
-        for entry in os.scandir(folder):
-            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                remove_file(Path(entry.path))
-        for name, data in expected.items():
-            read = read_untrusted(folder / name, len(data))
-            if read.data != data:
-                return False
-    except OSError:
-        return False
-    return True

@@ -20,17 +20,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from spoolca.der import pem
 from spoolca.findings import CODES, Finding
-from spoolca.fsutil import atomic_write
 from spoolca.register.generations import generation
 from spoolca.register.store import CertificateRecord
 
 __all__ = [
     "ChainFiles",
     "Outcome",
+    "ca_files",
     "issued_files",
     "not_held_files",
     "older_chain_file",
-    "publish_ca_files",
     "rejected_files",
     "result_json",
     "revocation_files",
@@ -165,9 +164,9 @@ def older_chain_file(name: str) -> str:
     return f"ca-chain-g{generation(name)}.pem"
 
 
-def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Certificate,
-                     older: dict[str, x509.Certificate] | None = None) -> None:
-    """outgoing/ca/: root, intermediate and the chain, as PEM, plus DER .crt copies; and
+def ca_files(root: x509.Certificate, intermediate: x509.Certificate,
+             older: dict[str, x509.Certificate] | None = None) -> dict[str, bytes]:
+    """What outgoing/ca/ holds: root, intermediate and the chain, as PEM, plus DER .crt copies; and
     each earlier intermediate generation (after a rekey) as intermediate-gN.pem with its
     chain ca-chain-gN.pem, which its certificates' chain.pem files link to."""
     root_pem, inter_pem = root.public_bytes(Encoding.PEM), intermediate.public_bytes(Encoding.PEM)
@@ -184,5 +183,4 @@ def publish_ca_files(folder: Path, root: x509.Certificate, intermediate: x509.Ce
     if older:  # one CAfile for relying parties that verifies every generation's leaves
         files["ca-bundle.pem"] = inter_pem + b"".join(
             c.public_bytes(Encoding.PEM) for c in older.values()) + root_pem
-    for name, data in files.items():
-        atomic_write(folder / name, data)
+    return files

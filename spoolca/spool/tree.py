@@ -162,13 +162,12 @@ class Spool:
         return self.root / "archive"
 
     def create(self, profiles: Iterable[str]) -> None:
-        """The whole tree: incoming/<profile>/ for each profile, outgoing/{ca,crl,audit}."""
+        """incoming/<profile>/ for each profile, work/ and archive/ (outgoing/'s own
+        folders: spool.outgoing.Outgoing.create)."""
         for folder in (self.incoming, self.work, self.archive):
             ensure_dir(folder, SHARED_DIR)
         for name in profiles:
             ensure_dir(self.incoming / name, SHARED_DIR)
-        for name in sorted(RESERVED_NAMES):
-            ensure_dir(self.outgoing / name, SHARED_DIR)
 
     def folder_profile(self, folder: str) -> str:
         """The profile a folder under incoming/ names, whatever its case (FAT: SERVER)."""

@@ -30,9 +30,10 @@ from spoolca.keys.filekey import lint_twin
 from spoolca.keys.token import TokenPool
 from spoolca.memory import no_core_dumps
 from spoolca.openpgp import ApplianceKey, check_home_length, stop_agent
-from spoolca.register.audit import checkpoint, export
+from spoolca.register.audit import checkpoint
 from spoolca.register.store import Store, Tx
-from spoolca.spool.results import publish_ca_files
+from spoolca.spool.outgoing import Outgoing
+from spoolca.spool.results import ca_files
 from spoolca.spool.tree import Spool
 from spoolca.x509.crl import CRLLinter
 from spoolca.x509.issuer import IssuingCA, Signed, build_certificate, new_serial, sign_linted
@@ -209,12 +210,7 @@ def found_ca(directory: Path, made: dict[str, tuple[x509.Certificate, NewCAKey]]
                 "config_sha256": config.sha256,
                 "audit_key_fingerprint": audit_key.fingerprint,
             })
-        spool = Spool(config.spool_dir)
-        spool.create(config.profiles)
-        publish_ca_files(spool.outgoing / "ca", root, inter)
-        _first_crls(config, store, made, spool, now, event.removeprefix("ca."))
-        checkpoint(store, audit_key, now)
-        export(store, spool.outgoing / "audit", audit_key)
+        _first_publication(config, store, made, audit_key, now, event.removeprefix("ca."))
     finally:
         store.close()
         audit_key.close()
@@ -234,13 +230,27 @@ def _common_name(cert: x509.Certificate) -> str:
     return str(names[0].value) if names else "CA"
 
 
+def _first_publication(config: Config, store: Store,
+                       made: dict[str, tuple[x509.Certificate, NewCAKey]],
+                       audit_key: ApplianceKey, now: dt.datetime, actor: str) -> None:
+    """The spool, and in outgoing/: the CA files, the first CRLs, the sealed log."""
+    spool = Spool(config.spool_dir)
+    spool.create(config.profiles)
+    outgoing = Outgoing(spool.outgoing)
+    outgoing.create()
+    outgoing.ca_files(ca_files(made["root"][0], made["intermediate"][0]))
+    _first_crls(config, store, made, outgoing, now, actor)
+    checkpoint(store, audit_key, now)
+    outgoing.audit_log(store, audit_key)
+
+
 def _first_crls(config: Config, store: Store,
-                made: dict[str, tuple[x509.Certificate, NewCAKey]], spool: Spool,
+                made: dict[str, tuple[x509.Certificate, NewCAKey]], outgoing: Outgoing,
                 now: dt.datetime, actor: str) -> None:
     """Both CAs publish an (empty) CRL from the start: relying parties can check at once."""
     authorities = {
         name: IssuingCA(name, cert, key.signer, CAURLs(),
                         lint_twin(key.public_key))
         for name, (cert, key) in made.items()}
-    publish_crls(config, store, authorities, spool.outgoing, now, ["root", "intermediate"],
+    publish_crls(config, store, authorities, outgoing, now, ["root", "intermediate"],
                  CRLLinter(), actor)

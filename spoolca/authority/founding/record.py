@@ -25,6 +25,7 @@ from spoolca.fsutil import atomic_write, ensure_dir
 from spoolca.keys.algorithms import spki
 from spoolca.openpgp import ApplianceKey
 from spoolca.register.store import Store
+from spoolca.spool.outgoing import Outgoing
 
 __all__ = ["certificate_lines", "write_record"]
 
@@ -73,8 +74,13 @@ def write_record(config: Config, store: Store, key: ApplianceKey, event: str,
     text = "\n".join(lines).encode()
     name = f"{moment:%Y%m%dT%H%M%SZ}-{event.replace('.', '-')}.txt"
     signature = key.sign(text).encode()
-    for folder in (base / "ceremony", config.spool_dir / "outgoing" / "ceremony"):
-        ensure_dir(folder, 0o755)
-        atomic_write(folder / name, text, 0o644)
-        atomic_write(folder / f"{name}.asc", signature, 0o644)
-    return base / "ceremony" / name
+    Outgoing.of(config.spool_dir).ceremony_record(name, text, signature)  # for the stick
+    return _keep(base / "ceremony", name, text, signature)
+
+
+def _keep(folder: Path, name: str, text: bytes, signature: bytes) -> Path:
+    """The appliance's own copy of a record, in ceremony/ beside its configuration."""
+    ensure_dir(folder, 0o755)
+    atomic_write(folder / name, text, 0o644)
+    atomic_write(folder / f"{name}.asc", signature, 0o644)
+    return folder / name
