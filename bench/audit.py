@@ -29,8 +29,8 @@ import spoolca.process.sealing
 import spoolca.process.session
 import spoolca.register.audit
 from spoolca.config import load_config
+from spoolca.keys.openpgp import stop_agent
 from spoolca.log import configure_logging
-from spoolca.openpgp import stop_agent
 from spoolca.process.batch import BatchProcessor
 from spoolca.process.passes import run_pass
 from spoolca.register.store import Store, Tx

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from process_vs_openssl import SPOOLCA, make_csrs, new_ca
 
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 
 
 def timed(command: list[str]) -> tuple[float, str]:

@@ -36,9 +36,9 @@ from process_vs_openssl import INTERMEDIATE, ROOT, SPOOLCA, make_csrs
 
 from spoolca.keys.algorithms import generate_key
 from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.openpgp import stop_agent
 from spoolca.keys.softhsm import make_token, softhsm_module
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, generate_in_token
-from spoolca.openpgp import stop_agent
 
 PIN = b"bench token pin"
 

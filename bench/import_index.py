@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from spoolca.openpgp import stop_agent
+    from spoolca.keys.openpgp import stop_agent
 
     with tempfile.TemporaryDirectory(prefix="spoolca-import-bench-") as tmp:
         work = Path(tmp)

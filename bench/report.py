@@ -23,7 +23,7 @@ from pathlib import Path
 from process_vs_openssl import SPOOLCA, make_csrs, new_ca
 
 from spoolca.config import load_config
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 from spoolca.register.store import Store
 from spoolca.stick.report.facts import Trip, gather
 from spoolca.stick.report.html import render

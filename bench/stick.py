@@ -21,7 +21,7 @@ from pathlib import Path
 
 from process_vs_openssl import SPOOLCA, new_ca
 
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 
 
 def main() -> int:

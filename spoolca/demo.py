@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 from spoolca.authority.founding.ceremony import init_ca
 from spoolca.authority.founding.newkeys import KeyPlan
 from spoolca.config import load_config
-from spoolca.dn import parse_subject
-from spoolca.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, move, write_new
+from spoolca.host.fsutil import PRIVATE_FILE, atomic_write, ensure_dir, move, write_new
+from spoolca.notation.dn import parse_subject
 from spoolca.process.batch import BatchProcessor
 from spoolca.process.passes import run_pass
 from spoolca.process.session import CASession

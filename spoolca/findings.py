@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spoolca.dn import ATTRIBUTES
+from spoolca.notation.dn import ATTRIBUTES
 
 __all__ = ["CODES", "Finding"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from spoolca.fsutil import append_private
+from spoolca.host.fsutil import append_private
 
 if TYPE_CHECKING:
     import structlog

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spoolca.openpgp import ApplianceKey, keyring_owner, reap_keyrings, stop_agent
+from spoolca.keys.openpgp import ApplianceKey, keyring_owner, reap_keyrings, stop_agent
 from tests.pki import CA, CREATED, init_ca
 
 

@@ -32,7 +32,7 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 from tests.blocklog import Recording, crash_state, recording
 from tests.pki import CA, INTERMEDIATE_SUBJECT, ROOT_SUBJECT, make_csr, pem, spoolca, wait_for
 

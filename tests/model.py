@@ -50,7 +50,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from spoolca.config import load_config
 from spoolca.errors import ClockError, SpoolcaError
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 from spoolca.process.batch import BatchProcessor
 from spoolca.process.passes import run_pass
 from spoolca.process.session import CASession

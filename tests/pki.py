@@ -113,7 +113,7 @@ class CA:
         """gpg-agent's sockets live in DIR/gnupg, so its length is bounded; pytest's
         numbered base directory grows (pytest-95 here, pytest-134 on CI), so a test's
         path must fit with two digits to spare or it fails only on another machine."""
-        from spoolca.openpgp import MAX_HOME_LENGTH
+        from spoolca.keys.openpgp import MAX_HOME_LENGTH
 
         home = str(Path(self.dir) / "gnupg")
         assert len(home) + 2 <= MAX_HOME_LENGTH, f"shorten this test's CA path: {home}"

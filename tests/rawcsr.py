@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from spoolca.der import octets, sequence, tlv
+from spoolca.notation.der import octets, sequence, tlv
 
 _EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
 _ECDSA_SHA256 = "1.2.840.10045.4.3.2"

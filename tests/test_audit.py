@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spoolca.openpgp import ApplianceKey, stop_agent
+from spoolca.keys.openpgp import ApplianceKey, stop_agent
 from tests.pki import CA, make_csr, pem, spoolca, wait_for
 
 
@@ -489,7 +489,7 @@ class TestConcurrentExports:
         verifies."""
         import sys
 
-        from spoolca.fsutil import exclusive_lock
+        from spoolca.host.fsutil import exclusive_lock
 
         ca.submit("server/turns.csr", pem(make_csr("turns.sample.com")[1]))
         folder = ca.outgoing / "audit"

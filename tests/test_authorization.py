@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from spoolca.openpgp import ApplianceKey
+from spoolca.keys.openpgp import ApplianceKey
 from tests.pki import CA, make_csr, pem
 
 CA_EXTENSION = [(x509.BasicConstraints(ca=True, path_length=None), True)]

@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from spoolca.openpgp import Keyring, verify_detached
+from spoolca.keys.openpgp import Keyring, verify_detached
 from tests.pki import init_ca
 from tests.test_audit import fingerprint_of
 
@@ -50,7 +50,7 @@ def test_a_ceremony_file_is_rehearsed_then_run(tmp_path: Path):
     Counter-case: an unknown key is refused before anything is made."""
     import shutil
 
-    from spoolca.openpgp import stop_agent
+    from spoolca.keys.openpgp import stop_agent
     from tests.pki import CREATED, spoolca
 
     (tmp_path / "pw").write_bytes(b"the real passphrase")

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from spoolca.config import Config
 from spoolca.errors import CSRError
 from spoolca.findings import CODES, Finding
+from spoolca.host.untrusted import UntrustedJSONError, json_depth, loads_bounded
 from spoolca.process.revocations import parse_revocation_body
 from spoolca.spool.tree import printable_name, safe_name
-from spoolca.untrusted import UntrustedJSONError, json_depth, loads_bounded
 from spoolca.x509.csr import load_request
 from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
 from spoolca.x509.policy import Decision, evaluate
@@ -137,7 +137,7 @@ class TestCSRLoader:
                                          issuer: x509.Certificate):
         """Any subject of string-ish attributes, properly signed (x509.laxcsr): a decision
         or a finding, and a request that loads has a valid signature over what was sent."""
-        from spoolca.der import sequence, tlv
+        from spoolca.notation.der import sequence, tlv
         from tests.rawcsr import oid, raw_csr
 
         name = sequence(*(tlv(0x31, b"".join(sequence(oid(o), tlv(t, v)) for o, t, v in rdn))

@@ -68,7 +68,7 @@ class TestParserErrorsAreAnswers:
     @pytest.mark.parametrize("tag", [0xA3, 0xA5], ids=["x400Address", "ediPartyName"])
     def test_x400_and_edi_party_names_are_refused(self, ca: CA, tag: int):
         """SAN kinds cryptography cannot represent raised UnsupportedGeneralNameType."""
-        from spoolca.der import sequence, tlv
+        from spoolca.notation.der import sequence, tlv
 
         san = sequence(tlv(tag, sequence()))
         _key, der = raw_csr(name=subject("x4.sample.com"), extensions=[
@@ -137,7 +137,7 @@ class TestIssuedKeyIsRequestedKey:
         ca.submit("server/k.der", der)
         ca.process()
         cert = x509.load_pem_x509_certificate((ca.outgoing / "k" / "cert.pem").read_bytes())
-        from spoolca.der import content, read_tlvs
+        from spoolca.notation.der import content, read_tlvs
 
         tbs = content(cert.tbs_certificate_bytes)
         _tag, start, end = read_tlvs(tbs)[6]  # [0] version, serial, sig, issuer, validity, subject
@@ -322,7 +322,7 @@ class TestMove:
     never replaces a file and never follows a link."""
 
     def test_never_over_an_existing_file(self, tmp_path: Path):
-        from spoolca.fsutil import move
+        from spoolca.host.fsutil import move
 
         (tmp_path / "a.csr").write_bytes(b"new")
         (tmp_path / "b.csr").write_bytes(b"already there")
@@ -332,7 +332,7 @@ class TestMove:
         assert (tmp_path / "b.csr").read_bytes() == b"already there"
 
     def test_a_dangling_link_in_the_way_counts_as_a_file(self, tmp_path: Path):
-        from spoolca.fsutil import move
+        from spoolca.host.fsutil import move
 
         (tmp_path / "a.csr").write_bytes(b"new")
         (tmp_path / "b.csr").symlink_to(tmp_path / "nowhere")
@@ -341,7 +341,7 @@ class TestMove:
         assert not (tmp_path / "nowhere").exists()
 
     def test_a_link_is_moved_as_itself(self, tmp_path: Path):
-        from spoolca.fsutil import move
+        from spoolca.host.fsutil import move
 
         (tmp_path / "secret").write_bytes(b"not ours to move")
         (tmp_path / "a.csr").symlink_to(tmp_path / "secret")
@@ -350,7 +350,7 @@ class TestMove:
         assert (tmp_path / "secret").read_bytes() == b"not ours to move"
 
     def test_a_vanished_source_is_file_not_found(self, tmp_path: Path):
-        from spoolca.fsutil import move
+        from spoolca.host.fsutil import move
 
         with pytest.raises(FileNotFoundError):
             move(tmp_path / "gone.csr", tmp_path / "b.csr")

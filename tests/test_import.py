@@ -67,7 +67,7 @@ def crl(ca: CA, name: str) -> x509.CertificateRevocationList:
 
 
 def issues_a_new_certificate(ca: CA, subject: str) -> None:
-    from spoolca.dn import parse_subject
+    from spoolca.notation.dn import parse_subject
 
     name = parse_subject(subject)
     ca.submit("server/new.csr", pem(make_csr(subject.rsplit("CN=", 1)[1], name=name)[1]))

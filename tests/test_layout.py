@@ -11,9 +11,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "spoolca"
 # Bottom to top. A module may import its own layer or a lower one, never a higher one.
 LAYERS = [
-    ("floor", {"errors", "fsutil", "children", "log", "der", "dn", "findings", "config",
-               "openpgp", "untrusted", "memory", "progress",
-               "dnattributes", "privileges", "privatekeys"}),
+    # the core vocabulary, the configuration, the host, and PKI notation
+    ("floor", {"errors", "findings", "log", "config", "host", "notation"}),
     ("keys", {"keys"}),
     ("x509", {"x509"}),
     ("register", {"register"}),

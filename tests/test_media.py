@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 from tests.pki import CA, make_csr, pem, wait_for
 
 

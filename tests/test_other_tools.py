@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from spoolca.der import sequence, tlv
+from spoolca.notation.der import sequence, tlv
 from spoolca.x509.csr import load_request
 from tests.pki import CA, openssl
 from tests.rawcsr import extension, name_of, raw_csr

@@ -133,7 +133,7 @@ class TestSealedBehind:
         """A batch's checkpoint is signed while the next batch is decided and stored in its
         transaction. If it cannot be signed (the audit key's secret gone), the next batch
         rolls back whole, its file waits in work/, and it is issued once signing works."""
-        from spoolca.openpgp import AuditSignatureError, stop_agent
+        from spoolca.keys.openpgp import AuditSignatureError, stop_agent
 
         ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
         ca.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))
@@ -170,8 +170,8 @@ class TestLoggedOnceCommitted:
         for a request that was not. It is logged when it is issued, once."""
         import io
 
+        from spoolca.keys.openpgp import AuditSignatureError, stop_agent
         from spoolca.log import configure_logging
-        from spoolca.openpgp import AuditSignatureError, stop_agent
 
         ca.submit("server/a.csr", pem(make_csr("a.sample.com")[1]))
         ca.submit("server/b.csr", pem(make_csr("b.sample.com")[1]))

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from spoolca.config import Config
-from spoolca.dn import parse_subject
+from spoolca.notation.dn import parse_subject
 from spoolca.x509.csr import load_request
 from spoolca.x509.policy import Decision, evaluate
 from tests.pki import ROOT_SUBJECT, key_pem, make_csr, make_key, openssl, pem, subject

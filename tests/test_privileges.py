@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 from tests.pki import CA, make_csr, pem, wait_for
 
 OWNER = 65534  # nobody: a user that is not root and owns nothing else here

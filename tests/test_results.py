@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spoolca.der import pem
+from spoolca.notation.der import pem
 from spoolca.spool.results import result_json
 from tests.pki import make_key, subject
 

@@ -198,7 +198,7 @@ def crl_of(entry: bytes) -> x509.CertificateRevocationList:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from spoolca import der
+    from spoolca.notation import der
     from tests.pki import subject
 
     key = ec.generate_private_key(ec.SECP256R1())

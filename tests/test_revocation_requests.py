@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from cryptography import x509
 
-from spoolca.openpgp import ApplianceKey
+from spoolca.keys.openpgp import ApplianceKey
 from tests.pki import CA, make_csr, pem
 
 
@@ -235,7 +235,7 @@ class TestKilledDaemonLeftovers:
         import glob
         import tempfile
 
-        from spoolca.openpgp import keyring_owner
+        from spoolca.keys.openpgp import keyring_owner
         from tests.daemon import NotifySocket, Running
         from tests.pki import wait_for
 

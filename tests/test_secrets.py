@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spoolca.openpgp import stop_agent
+from spoolca.keys.openpgp import stop_agent
 from tests.daemon import issue_one, serving
 from tests.pki import CA, PASSPHRASE, init_ca, make_csr, pem, wait_for
 
@@ -90,7 +90,7 @@ class TestNoAgentLeft:
         another key (in the daemon, say) still signs with."""
         import sqlite3
 
-        from spoolca.openpgp import ApplianceKey
+        from spoolca.keys.openpgp import ApplianceKey
 
         home = ca.dir / "gnupg"
         with sqlite3.connect(ca.dir / "ca.db") as db:
@@ -111,7 +111,7 @@ class TestNoAgentLeft:
     def test_the_check_sees_a_cached_passphrase(self, tmp_path: Path):
         """Counter-case: a home without our agent settings caches the passphrase, and the
         same probe then signs with none: the test above can fail."""
-        from spoolca.openpgp import ApplianceKey, stop_agent
+        from spoolca.keys.openpgp import ApplianceKey, stop_agent
 
         home = tmp_path / "plain"
         key = ApplianceKey.create(home, PASSPHRASE, "plain")
@@ -134,7 +134,7 @@ class TestNoCoreDump:
         code = (
             "import resource\n"
             "from spoolca.config import load_config\n"
-            "from spoolca.memory import is_dumpable\n"
+            "from spoolca.host.memory import is_dumpable\n"
             "from spoolca.process.session import CASession\n"
             "from spoolca.register.store import Store\n"
             f"config = load_config(__import__('pathlib').Path({str(encrypted.config)!r}))\n"
@@ -166,7 +166,7 @@ class TestGnupgHomeLength:
         runs a real agent; one byte more is refused before gpg is ever asked (it failed
         as "No agent running" after a restore into a path of exactly that length)."""
         from spoolca.errors import SpoolcaError
-        from spoolca.openpgp import MAX_HOME_LENGTH, ApplianceKey, check_home_length
+        from spoolca.keys.openpgp import MAX_HOME_LENGTH, ApplianceKey, check_home_length
 
         top = Path(tempfile.mkdtemp(prefix="home-"))
         try:

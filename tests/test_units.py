@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from cryptography.x509.oid import NameOID
 
-from spoolca.dn import oneline, parse_subject
 from spoolca.errors import KeyStoreError
 from spoolca.findings import CODES, Finding
-from spoolca.fsutil import atomic_write, reveal, stage_folder, write_new
+from spoolca.host.fsutil import atomic_write, reveal, stage_folder, write_new
+from spoolca.host.untrusted import read_untrusted
 from spoolca.keys.algorithms import (
     generate_key,
     load_private_key,
     read_passphrase,
     write_private_key,
 )
-from spoolca.untrusted import read_untrusted
+from spoolca.notation.dn import oneline, parse_subject
 from spoolca.x509.weakkeys import fermat_factor, has_roca_fingerprint
 from tests.pki import PASSPHRASE
 from tests.weak import close_primes_key, roca_key

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from spoolca.authority.unlock import load_generations
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.openpgp import ApplianceKey, stop_agent
+from spoolca.host.untrusted import loads_bounded, read_untrusted
+from spoolca.keys.openpgp import ApplianceKey, stop_agent
 from spoolca.register.audit import iter_exported, verify_export
 from spoolca.register.chain import body_hash, canonical
 from spoolca.register.records import (
@@ -44,7 +45,6 @@ from spoolca.register.records import (
 from spoolca.register.store import Store, Tx
 from spoolca.spool.outgoing import Outgoing
 from spoolca.spool.tree import RESERVED_NAMES
-from spoolca.untrusted import loads_bounded, read_untrusted
 from spoolca.x509.crl import REASONS, RevokedEntry, encode_entry
 from spoolca.x509.issuer import serial_hex
 

@@ -18,10 +18,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca import der
-from spoolca.dn import oneline
 from spoolca.errors import InternalError, SpoolcaError
 from spoolca.keys.algorithms import PublicKey, generate_like, signature_hash, spki
+from spoolca.notation import der
+from spoolca.notation.dn import oneline
 from spoolca.register.store import CertificateRecord, Store, format_time
 from spoolca.x509.issuer import (
     IssuingCA,

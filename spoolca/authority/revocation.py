@@ -14,7 +14,6 @@ import hashlib
 import json
 
 from spoolca.config import Config
-from spoolca.der import pem
 from spoolca.errors import (
     AlreadyRevokedError,
     ClockError,
@@ -23,6 +22,7 @@ from spoolca.errors import (
     RevocationError,
 )
 from spoolca.log import get_logger
+from spoolca.notation.der import pem
 from spoolca.register.generations import live_names
 from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time

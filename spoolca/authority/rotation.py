@@ -13,11 +13,11 @@ from __future__ import annotations
 from spoolca.authority.unlock import token_key
 from spoolca.config import Config
 from spoolca.errors import KeyStoreError, SpoolcaError
-from spoolca.fsutil import atomic_write
+from spoolca.host.fsutil import atomic_write
+from spoolca.host.memory import no_core_dumps
 from spoolca.keys.algorithms import load_private_key, serialize_private_key
+from spoolca.keys.openpgp import ApplianceKey
 from spoolca.keys.token import TokenKey, TokenPool, change_pin
-from spoolca.memory import no_core_dumps
-from spoolca.openpgp import ApplianceKey
 from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import Store
 

@@ -12,12 +12,12 @@ from cryptography import x509
 
 from spoolca.config import AUTHORITIES, Config, KeyStore
 from spoolca.errors import KeyStoreError
+from spoolca.host.memory import no_core_dumps
 from spoolca.keys.algorithms import load_private_key, read_passphrase, spki
 from spoolca.keys.filekey import FileKeySigner, lint_twin
+from spoolca.keys.openpgp import ApplianceKey
 from spoolca.keys.signer import Signer
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
-from spoolca.memory import no_core_dumps
-from spoolca.openpgp import ApplianceKey
 from spoolca.register.generations import base_name, current_name, generation
 from spoolca.register.generations import settings as generation_settings
 from spoolca.register.store import Store

@@ -26,7 +26,7 @@ from typing import IO, Any, BinaryIO
 from spoolca import __version__
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import (
+from spoolca.host.fsutil import (
     atomic_write_stream,
     ensure_dir,
     fsync_dir,
@@ -35,7 +35,7 @@ from spoolca.fsutil import (
     remove_tree,
     sync_filesystem,
 )
-from spoolca.openpgp import ApplianceKey, Keyring, check_home_length, verify_detached
+from spoolca.keys.openpgp import ApplianceKey, Keyring, check_home_length, verify_detached
 from spoolca.register.store import Store
 
 __all__ = ["FORMAT", "Manifest", "make_backup", "read_manifest", "restore"]

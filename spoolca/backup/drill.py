@@ -15,7 +15,7 @@ from pathlib import Path
 
 from spoolca.backup.archive import BackupError, restore
 from spoolca.config import load_config
-from spoolca.openpgp import ApplianceKey, stop_agent
+from spoolca.keys.openpgp import ApplianceKey, stop_agent
 from spoolca.register.audit import export, verify_export
 from spoolca.register.chain import entry_hash
 from spoolca.register.store import Store

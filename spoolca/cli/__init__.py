@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _denied(exc: PermissionError) -> str:
     """Permission denied, in a sentence that says who was denied and what to do."""
-    from spoolca.privileges import helper
+    from spoolca.host.privileges import helper
 
     where = exc.filename or "a file"
     text = f"permission denied: {where}"

@@ -1,5 +1,5 @@
 """Before a command touches the state directory: as its owner, never as root over a
-directory another user can change (spoolca.privileges says why).
+directory another user can change (spoolca.host.privileges says why).
 
 - Run by root on a state directory another user owns (the README's set-up: the service
   user's): the command becomes that user, with root's helper for the unit's credential
@@ -42,7 +42,7 @@ def become_owner(args: argparse.Namespace) -> None:
     if info.st_uid == 0:
         _refuse_shared(path)
         return
-    from spoolca.privileges import become, unit_credentials
+    from spoolca.host.privileges import become, unit_credentials
 
     credentials = unit_credentials()
     target = _secret_target(args)

@@ -11,7 +11,7 @@ from spoolca.commands.common import load, now, opened
 from spoolca.errors import UsageError
 
 if TYPE_CHECKING:
-    from spoolca.openpgp import ApplianceKey
+    from spoolca.keys.openpgp import ApplianceKey
     from spoolca.register.store import Store
 
 
@@ -56,7 +56,7 @@ def _trust(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
                          "operator gave it to you) or --trusted-key FILE (your own copy of "
                          "its public key); a key found beside the log is never trusted")
     else:
-        from spoolca.openpgp import ApplianceKey
+        from spoolca.keys.openpgp import ApplianceKey
 
         with opened(args) as (config, store):
             fingerprint = store.meta("audit_key_fingerprint") or ""
@@ -77,7 +77,7 @@ def _read_key(path: Path) -> str:
 
 
 def _fingerprint_of(armored: str) -> str:
-    from spoolca.openpgp import Keyring
+    from spoolca.keys.openpgp import Keyring
 
     with Keyring(armored) as keyring:
         fingerprints = sorted(keyring.fingerprints)

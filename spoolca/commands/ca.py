@@ -95,7 +95,7 @@ def cmd_ca_cross_sign(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from spoolca.authority.crosssign import cross_sign, record_cross_signed
-    from spoolca.dn import oneline
+    from spoolca.notation.dn import oneline
     from spoolca.process.session import CASession
     from spoolca.x509.issuer import serial_hex
     from spoolca.x509.lint import CertificateLinter
@@ -162,7 +162,7 @@ def _written(session: CASession, out: str | None, name: str, data: bytes) -> Pat
 
 
 def _write_out(path: Path, data: bytes) -> Path:
-    from spoolca.fsutil import atomic_write
+    from spoolca.host.fsutil import atomic_write
 
     atomic_write(path, data)
     return path

@@ -19,7 +19,7 @@ from typing import Any
 
 from spoolca.config.tomlreader import TableReader
 from spoolca.errors import ConfigError
-from spoolca.fsutil import write_new
+from spoolca.host.fsutil import write_new
 from spoolca.keys import KEY_TYPES
 
 __all__ = ["apply_ceremony"]

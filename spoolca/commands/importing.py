@@ -23,8 +23,8 @@ def cmd_import_easyrsa(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace, kind: str) -> int:
     from spoolca.authority.importing.bringin import import_ca
     from spoolca.commands.init import init_passphrase
-    from spoolca.dn import parse_subject
-    from spoolca.memory import no_core_dumps
+    from spoolca.host.memory import no_core_dumps
+    from spoolca.notation.dn import parse_subject
 
     no_core_dumps()  # before any passphrase is read
     resolutions = dict(_resolution(text) for text in args.resolve or [])

@@ -54,8 +54,8 @@ def init_passphrase(args: argparse.Namespace) -> bytes | None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from spoolca.authority.founding.ceremony import default_intermediate_subject, init_ca
-    from spoolca.dn import parse_subject
-    from spoolca.memory import no_core_dumps
+    from spoolca.host.memory import no_core_dumps
+    from spoolca.notation.dn import parse_subject
 
     no_core_dumps()  # before the passphrase is read
     if args.ceremony:
@@ -110,7 +110,7 @@ def _ceremony_record(args: argparse.Namespace, report: CeremonyReport,
     from spoolca.authority.founding.record import certificate_lines, write_record
     from spoolca.commands.shares import issue
     from spoolca.config import load_config
-    from spoolca.openpgp import ApplianceKey
+    from spoolca.keys.openpgp import ApplianceKey
 
     config = load_config(Path(report.config))
     store = Store.of(config)

@@ -46,8 +46,8 @@ def scheme(text: str) -> tuple[int, int]:
 
 def cmd_shares_split(args: argparse.Namespace) -> int:
     from spoolca.authority.unlock import check_unlock_secret
+    from spoolca.host.memory import no_core_dumps
     from spoolca.keys.algorithms import read_passphrase
-    from spoolca.memory import no_core_dumps
 
     no_core_dumps()  # before the secret is read
     with opened(args) as (config, store):
@@ -114,7 +114,7 @@ def _recorded(args: argparse.Namespace, config: Config, store: Store, secret: by
     """The custody event's ceremony record, signed with the appliance key (which the
     same secret opens): K, N, the custodians, the share files' SHA-256; never a share."""
     from spoolca.authority.founding.record import write_record
-    from spoolca.openpgp import ApplianceKey
+    from spoolca.keys.openpgp import ApplianceKey
 
     key = ApplianceKey(config.gnupg_dir, store.meta("audit_key_fingerprint") or "", secret)
     try:
@@ -153,7 +153,7 @@ def check_plan(shares: tuple[int, int], names: list[str], out: str | None, state
 
 def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
            event: str) -> list[Path]:
-    from spoolca.fsutil import ensure_dir, write_new
+    from spoolca.host.fsutil import ensure_dir, write_new
     from spoolca.keys.shares import identifier, split
 
     threshold, count = args.shares
@@ -178,8 +178,8 @@ def issue(args: argparse.Namespace, config: Config, store: Store, secret: bytes,
 
 
 def _recovered(args: argparse.Namespace, store: Store) -> bytes:
+    from spoolca.host.memory import no_core_dumps
     from spoolca.keys.shares import combine, verify
-    from spoolca.memory import no_core_dumps
 
     no_core_dumps()  # before any share is read
 

@@ -140,7 +140,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def _daemon_pid(path: Path) -> int:
     """$MAINPID under systemd; else the pid in the daemon's lock file, if it is held."""
-    from spoolca.fsutil import lock_holder
+    from spoolca.host.fsutil import lock_holder
 
     if os.environ.get("MAINPID", "").isdigit():
         return int(os.environ["MAINPID"])
@@ -158,8 +158,8 @@ def _generation(answer: Path) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
+    from spoolca.host.untrusted import read_untrusted
     from spoolca.process.dryrun import check_request
-    from spoolca.untrusted import read_untrusted
 
     with opened(args) as (config, store):
         read = read_untrusted(Path(args.file), config.max_request_bytes)

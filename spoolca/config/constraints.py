@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spoolca.config.tomlreader import TableReader
-from spoolca.dn import parse_subject
+from spoolca.notation.dn import parse_subject
 
 __all__ = ["CONSTRAINT_KEYS", "PURPOSES", "SubCAConstraints", "read_constraints"]
 

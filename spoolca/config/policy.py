@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from spoolca.config.tomlreader import TableReader
-from spoolca.dnattributes import ATTRIBUTE_NAMES as ATTRIBUTES
+from spoolca.notation.dnattributes import ATTRIBUTE_NAMES as ATTRIBUTES
 
 __all__ = ["DN_RULES", "EC_CURVES", "RSA_FLOOR_BITS", "Policy", "read_dn", "read_policy"]
 

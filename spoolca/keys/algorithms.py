@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from spoolca.errors import KeyStoreError
-from spoolca.fsutil import write_new
+from spoolca.host.fsutil import write_new
 from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from spoolca.keys.keywrap import encrypt_pkcs8_pem
 
@@ -168,12 +168,12 @@ def read_passphrase(credential: str, passphrase_file: Path | None) -> bytes | No
         sources.append(Path(credentials_dir) / credential)
     if passphrase_file is not None:
         sources.append(passphrase_file)
-    from spoolca.privileges import helper
+    from spoolca.host.privileges import helper
 
     root = helper()
     if root is not None and credential and not credentials_dir:
         # Run by root as the state directory's owner: the unit's credential, decrypted
-        # by root's helper now that a key needs it (spoolca.privileges).
+        # by root's helper now that a key needs it (spoolca.host.privileges).
         data = root.call("credential", credential.encode())
         if data:
             return data[:-1] if data.endswith(b"\n") else data

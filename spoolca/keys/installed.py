@@ -3,7 +3,7 @@ FILE`) or a systemd-creds encrypted credential (`--credential FILE`), and the `.
 beside it that a rotation stages before any key changes.
 
 Root names the place on the command line; when the command runs as the state
-directory's owner (spoolca.privileges), root's helper does these steps, and only these.
+directory's owner (spoolca.host.privileges), root's helper does these steps, and only these.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.errors import UsageError
-from spoolca.fsutil import atomic_write, remove_file
+from spoolca.host.fsutil import atomic_write, remove_file
 
 __all__ = ["SecretTarget", "ThroughRoot", "placed", "target_of"]
 
@@ -61,7 +61,7 @@ class SecretTarget:
         remove_file(self.staged)
 
     def handle(self, operation: str, payload: bytes) -> bytes:
-        """One step asked of root's helper (spoolca.privileges)."""
+        """One step asked of root's helper (spoolca.host.privileges)."""
         if operation == "install":
             return self.install(payload).encode()
         if operation == "install-staged":
@@ -77,7 +77,7 @@ def target_of(install: str | None, credential: str | None) -> SecretTarget:
     """The place root named: `--install FILE` or `--credential FILE` (its name the one the
     installed unit loads from that file, else the file's own name, as systemd-creds
     names it)."""
-    from spoolca.privileges import unit_credentials
+    from spoolca.host.privileges import unit_credentials
 
     if bool(install) == bool(credential):
         raise UsageError("name where the secret goes: --install FILE or --credential FILE")
@@ -92,7 +92,7 @@ class ThroughRoot:
     """The same steps, asked of root's helper by a command that runs as the owner."""
 
     def __init__(self, target: SecretTarget) -> None:
-        from spoolca.privileges import helper
+        from spoolca.host.privileges import helper
 
         found = helper()
         assert found is not None
@@ -118,7 +118,7 @@ class ThroughRoot:
 
 def placed(install: str | None, credential: str | None) -> SecretTarget | ThroughRoot:
     """Where this command installs the secret: itself, or through root's helper."""
-    from spoolca.privileges import helper
+    from spoolca.host.privileges import helper
 
     target = target_of(install, credential)
     return ThroughRoot(target) if helper() is not None else target

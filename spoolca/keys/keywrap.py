@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from spoolca.der import integer, octets, pem, sequence
+from spoolca.notation.der import integer, octets, pem, sequence
 
 __all__ = ["PBKDF2_ROUNDS", "encrypt_pkcs8_pem"]
 

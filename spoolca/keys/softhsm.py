@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from spoolca.errors import KeyStoreError
-from spoolca.fsutil import PRIVATE_DIR, ensure_dir, write_new
+from spoolca.host.fsutil import PRIVATE_DIR, ensure_dir, write_new
 
 __all__ = ["make_token", "softhsm_module"]
 

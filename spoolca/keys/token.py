@@ -33,10 +33,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca import der
 from spoolca.errors import KeyStoreError
 from spoolca.keys.algorithms import PublicKey, signature_hash, verify_signature
 from spoolca.keys.filekey import lint_twin
+from spoolca.notation import der
 
 __all__ = ["TOKEN_KEY_TYPES", "TokenKey", "TokenPool", "TokenSigner", "change_pin",
            "generate_in_token", "token_key_type"]

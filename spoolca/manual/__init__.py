@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spoolca.fsutil import atomic_write, ensure_dir
+from spoolca.host.fsutil import atomic_write, ensure_dir
 from spoolca.manual.manpage import command_page, config_page
 from spoolca.manual.reference import (
     audit_events_md,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from spoolca.errors import ConfigError
 from spoolca.findings import Finding
-from spoolca.openpgp import Keyring
+from spoolca.keys.openpgp import Keyring
 
 __all__ = ["PROFILE_NOTATION", "SignerCheck"]
 

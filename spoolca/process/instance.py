@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import instance_lock, lock_holder
-from spoolca.openpgp import keyring_owner, reap_keyrings
+from spoolca.host.fsutil import instance_lock, lock_holder
+from spoolca.keys.openpgp import keyring_owner, reap_keyrings
 
 __all__ = ["hold_instance_lock"]
 

@@ -10,14 +10,14 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from spoolca.host.progress import Progress
+from spoolca.host.untrusted import read_untrusted
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.revocations import answer_revocations
 from spoolca.process.session import QUARANTINED
-from spoolca.progress import Progress
 from spoolca.register.store import Status
 from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
-from spoolca.untrusted import read_untrusted
 from spoolca.x509.csr import request_sha256
 
 __all__ = ["PassSummary", "answer", "answer_recovered", "batches", "run_pass"]

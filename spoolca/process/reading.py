@@ -4,7 +4,7 @@ its proof of possession checked.
 Checking a request's self-signature is the costliest step of reading (80 us for P-256,
 an eighth of what a request costs this process), and it needs nothing from the
 register. So a pass of many requests has them read ahead by a helper process
-(`python -m spoolca.process.reading`, spoolca.children) on the second core while this
+(`python -m spoolca.process.reading`, spoolca.host.children) on the second core while this
 one decides, signs and records: it sends back, in claim order, each file's bytes, the
 request's DER and whether its self-signature verified, and this process only parses that
 DER again (25 us). The first batch is read here while the helper starts; it is given
@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from spoolca.children import (
+from spoolca.errors import CSRError
+from spoolca.findings import CODES, Finding
+from spoolca.host.children import (
     FrameBuffer,
     become_helper,
     read_frame,
@@ -34,12 +36,10 @@ from spoolca.children import (
     widen_pipe,
     write_frame,
 )
-from spoolca.errors import CSRError
-from spoolca.findings import CODES, Finding
+from spoolca.host.untrusted import read_untrusted
 from spoolca.log import get_logger
 from spoolca.process.recorder import Prepared
 from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
-from spoolca.untrusted import read_untrusted
 from spoolca.x509.csr import Request, checked_request, load_request, request_sha256
 
 __all__ = ["READ_AHEAD_FROM", "FileRead", "ReadAhead", "ReadJob", "job_of", "prepare",

@@ -15,9 +15,9 @@ import datetime as dt
 from pathlib import Path
 
 from spoolca.config import Config
-from spoolca.der import pem
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import SHARED_DIR, atomic_write, ensure_dir, move, remove_file
+from spoolca.host.fsutil import SHARED_DIR, atomic_write, ensure_dir, move, remove_file
+from spoolca.notation.der import pem
 from spoolca.register.store import Store
 from spoolca.spool.tree import REVOKE
 

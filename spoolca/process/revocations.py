@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from spoolca.authority.revocation import revoke_in
 from spoolca.errors import NotFoundError, RevocationError, SpoolcaError
 from spoolca.findings import Finding
+from spoolca.host.untrusted import loads_bounded, read_untrusted
 from spoolca.log import get_logger
 from spoolca.process.authorization import SignerCheck
 from spoolca.process.batch import BATCH_FAULTS
@@ -37,7 +38,6 @@ from spoolca.spool.outgoing import PublishJob
 from spoolca.spool.recovery import recorded_files
 from spoolca.spool.results import Outcome, revocation_files
 from spoolca.spool.tree import Claimed
-from spoolca.untrusted import loads_bounded, read_untrusted
 from spoolca.x509.crl import REASONS
 from spoolca.x509.csr import request_sha256
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from spoolca.errors import SpoolcaError
-from spoolca.openpgp import ApplianceKey, AuditSignatureError
+from spoolca.keys.openpgp import ApplianceKey, AuditSignatureError
 from spoolca.register.audit import SEGMENT_ENTRIES, checkpoint, checkpoint_body
 from spoolca.register.store import Store, Tx
 from spoolca.spool.outgoing import Outgoing

@@ -32,9 +32,9 @@ from spoolca.authority.unlock import (
 )
 from spoolca.config import Config, LintMode
 from spoolca.errors import ClockError, InternalError, RegisterBehindError, SpoolcaError
+from spoolca.keys.openpgp import ApplianceKey, keyring_owner
 from spoolca.keys.token import TokenPool
 from spoolca.log import get_logger
-from spoolca.openpgp import ApplianceKey, keyring_owner
 from spoolca.process.authorization import SignerCheck
 from spoolca.process.sealing import Sealer
 from spoolca.register.generations import current_name, older_names

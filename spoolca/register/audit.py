@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoolca.fsutil import atomic_write, ensure_dir, exclusive_lock
-from spoolca.openpgp import ApplianceKey, Keyring, verify_detached
+from spoolca.host.fsutil import atomic_write, ensure_dir, exclusive_lock
+from spoolca.host.untrusted import loads_bounded
+from spoolca.keys.openpgp import ApplianceKey, Keyring, verify_detached
 from spoolca.register.chain import GENESIS, body_hash, canonical, entry_text, text_hash
 from spoolca.register.records import AuditRow
 from spoolca.register.rollback import CHECKPOINT_NAME, latest_exported_checkpoint
 from spoolca.register.store import Store, format_time
-from spoolca.untrusted import loads_bounded
 
 __all__ = [
     "Damage",

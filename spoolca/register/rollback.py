@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spoolca.untrusted import loads_bounded
+from spoolca.host.untrusted import loads_bounded
 
 if TYPE_CHECKING:
     from spoolca.register.store import Store

@@ -28,7 +28,7 @@ from spoolca.errors import (
     SpoolcaError,
     UntakeableError,
 )
-from spoolca.fsutil import atomic_write, probe_directory
+from spoolca.host.fsutil import atomic_write, probe_directory
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.instance import hold_instance_lock

@@ -30,9 +30,9 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from spoolca.host.untrusted import being_written
 from spoolca.log import get_logger
 from spoolca.spool.tree import REQUEST_SUFFIXES, Spool
-from spoolca.untrusted import being_written
 
 _log = get_logger("spoolca.service.watch")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spoolca.fsutil import (
+from spoolca.host.fsutil import (
     SHARED_DIR,
     atomic_write,
     ensure_dir,
@@ -27,12 +27,12 @@ from spoolca.fsutil import (
     stage_folder,
     sync_filesystem,
 )
+from spoolca.host.untrusted import read_untrusted
 from spoolca.register.audit import export
 from spoolca.spool.tree import RESERVED_NAMES, archive_file, remove_empty_claims
-from spoolca.untrusted import read_untrusted
 
 if TYPE_CHECKING:
-    from spoolca.openpgp import ApplianceKey
+    from spoolca.keys.openpgp import ApplianceKey
     from spoolca.register.store import Store
 
 __all__ = ["Outgoing", "PublishJob"]

@@ -4,7 +4,7 @@ Writing thousands of small files is kernel work plus Python glue between system 
 done on a thread it fights the deciding thread for the GIL. So a large batch is handed
 to a child process (`python -m spoolca.spool.publisher`: its own interpreter, the second
 core) while the next batch is decided; a small one, such as the daemon's lone request, is
-published inline at once. The child is a helper (spoolca.children): it dies with its
+published inline at once. The child is a helper (spoolca.host.children): it dies with its
 parent, so no orphan can archive work/ behind a restarted daemon.
 """
 
@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spoolca.children import become_helper, read_frame, start_helper, stop_helper, write_frame
 from spoolca.errors import SpoolcaError
+from spoolca.host.children import become_helper, read_frame, start_helper, stop_helper, write_frame
 from spoolca.spool.outgoing import Outgoing, PublishJob
 
 __all__ = ["CHILD_THRESHOLD", "PublishJob", "Publisher"]

@@ -18,8 +18,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca.der import pem
 from spoolca.findings import CODES, Finding
+from spoolca.notation.der import pem
 from spoolca.register.generations import generation
 from spoolca.register.store import CertificateRecord
 

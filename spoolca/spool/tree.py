@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.errors import UntakeableError
-from spoolca.fsutil import SHARED_DIR, ensure_dir, move, remove_empty_dirs
+from spoolca.host.fsutil import SHARED_DIR, ensure_dir, move, remove_empty_dirs
 from spoolca.log import get_logger
 
 _log = get_logger("spoolca.spool.tree")

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spoolca.config import Config
-from spoolca.fsutil import Folder
-from spoolca.openpgp import ApplianceKey
-from spoolca.progress import Progress
+from spoolca.host.fsutil import Folder
+from spoolca.host.progress import Progress
+from spoolca.keys.openpgp import ApplianceKey
 from spoolca.register.store import Store
 from spoolca.stick.medium import Medium
 from spoolca.stick.report.facts import Trip, gather

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import Folder, remove_tree
-from spoolca.openpgp import ApplianceKey
+from spoolca.host.fsutil import Folder, remove_tree
+from spoolca.keys.openpgp import ApplianceKey
 from spoolca.register.store import Store
 from spoolca.stick.composing import compose
 from spoolca.stick.exportrequests import collect, request_export

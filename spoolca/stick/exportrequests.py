@@ -27,7 +27,7 @@ from pathlib import Path
 
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import (
+from spoolca.host.fsutil import (
     SHARED_DIR,
     Folder,
     atomic_write,
@@ -37,11 +37,11 @@ from spoolca.fsutil import (
     remove_tree,
     sync_filesystem,
 )
-from spoolca.openpgp import ApplianceKey
+from spoolca.host.untrusted import UntrustedJSONError, loads_bounded, read_untrusted
+from spoolca.keys.openpgp import ApplianceKey
 from spoolca.register.store import Store
 from spoolca.stick.composing import compose
 from spoolca.stick.medium import Medium
-from spoolca.untrusted import UntrustedJSONError, loads_bounded, read_untrusted
 
 __all__ = ["collect", "exports_dir", "pending", "request_export", "serve"]
 

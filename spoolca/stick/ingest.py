@@ -24,10 +24,9 @@ from pathlib import Path
 
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import Folder, atomic_write, ensure_dir, move, sync_filesystem
-from spoolca.privatekeys import REASON as PRIVATE_KEY_REASON
-from spoolca.privatekeys import holds_private_key
-from spoolca.progress import Progress
+from spoolca.host.fsutil import Folder, atomic_write, ensure_dir, move, sync_filesystem
+from spoolca.host.progress import Progress
+from spoolca.host.untrusted import FAT_HIDDEN, FAT_SYSTEM, read_untrusted
 from spoolca.register.store import Store
 from spoolca.spool.tree import (
     COMPANION_SUFFIXES,
@@ -36,7 +35,8 @@ from spoolca.spool.tree import (
     SIGNATURE_SUFFIXES,
 )
 from spoolca.stick.medium import Medium, identify, secret_of, start_trip
-from spoolca.untrusted import FAT_HIDDEN, FAT_SYSTEM, read_untrusted
+from spoolca.stick.privatekeys import REASON as PRIVATE_KEY_REASON
+from spoolca.stick.privatekeys import holds_private_key
 
 __all__ = ["IngestReport", "ingest_from", "printable", "shorten"]
 

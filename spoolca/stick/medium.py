@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spoolca.config import Config
-from spoolca.fsutil import Folder, atomic_write, ensure_dir, remove_file
-from spoolca.untrusted import read_untrusted
+from spoolca.host.fsutil import Folder, atomic_write, ensure_dir, remove_file
+from spoolca.host.untrusted import read_untrusted
 
 __all__ = ["SECRET_FILE", "Medium", "current_trip", "end_trip", "give_secret", "identify",
            "read_identity", "secret_of", "start_trip"]

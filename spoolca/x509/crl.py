@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca import der
 from spoolca.errors import InternalError, SpoolcaError
 from spoolca.findings import Finding
 from spoolca.keys.algorithms import verify_signature
+from spoolca.notation import der
 from spoolca.x509.issuer import IssuingCA
 
 __all__ = ["MAX_CRL_NUMBER", "REASONS", "CRLLinter", "RevokedEntry", "encode_entry",

@@ -22,8 +22,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
-from spoolca import der as der_codec
 from spoolca.errors import CSRError
+from spoolca.notation import der as der_codec
 from spoolca.x509.laxcsr import explain, repair
 
 __all__ = ["Request", "checked_request", "load_request", "request_sha256"]

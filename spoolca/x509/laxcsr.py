@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import string
 
-from spoolca import der
+from spoolca.notation import der
 
 __all__ = ["Repaired", "explain", "repair"]
 

@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from spoolca.config import Policy, Profile, ProfileKind
-from spoolca.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.findings import Finding
+from spoolca.notation.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.x509.csr import Request
 from spoolca.x509.keypolicy import check_key, check_signature
 from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip

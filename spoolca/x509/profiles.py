@@ -17,8 +17,8 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from spoolca.config import ProfileKind
 from spoolca.config.constraints import PURPOSES, SubCAConstraints
-from spoolca.dn import parse_subject
 from spoolca.keys.algorithms import PublicKey
+from spoolca.notation.dn import parse_subject
 
 __all__ = ["CAURLs", "Extension", "Grant", "ca_extensions", "grant", "leaf_extensions"]
 

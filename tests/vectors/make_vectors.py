@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from spoolca.der import sequence, tlv
+from spoolca.notation.der import sequence, tlv
 from tests.pki import make_csr, pem, subject
 from tests.rawcsr import extension, raw_csr
 

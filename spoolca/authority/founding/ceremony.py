@@ -22,14 +22,14 @@ from spoolca.authority.founding.newkeys import KeyPlan, NewCAKey, make_ca_keys
 from spoolca.authority.revocation import publish_crls
 from spoolca.config import Config, load_config
 from spoolca.config.text import render_config
-from spoolca.dn import oneline
 from spoolca.errors import AlreadyInitializedError, SpoolcaError
-from spoolca.fsutil import PRIVATE_DIR, atomic_write, ensure_dir, fsync_dir, sync_filesystem
+from spoolca.host.fsutil import PRIVATE_DIR, atomic_write, ensure_dir, fsync_dir, sync_filesystem
+from spoolca.host.memory import no_core_dumps
 from spoolca.keys.algorithms import PublicKey, describe_key, spki
 from spoolca.keys.filekey import lint_twin
+from spoolca.keys.openpgp import ApplianceKey, check_home_length, stop_agent
 from spoolca.keys.token import TokenPool
-from spoolca.memory import no_core_dumps
-from spoolca.openpgp import ApplianceKey, check_home_length, stop_agent
+from spoolca.notation.dn import oneline
 from spoolca.register.audit import checkpoint
 from spoolca.register.store import Store, Tx
 from spoolca.spool.outgoing import Outgoing

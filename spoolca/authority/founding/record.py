@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes
 
 from spoolca import __version__
 from spoolca.config import Config
-from spoolca.fsutil import atomic_write, ensure_dir
+from spoolca.host.fsutil import atomic_write, ensure_dir
 from spoolca.keys.algorithms import spki
-from spoolca.openpgp import ApplianceKey
+from spoolca.keys.openpgp import ApplianceKey
 from spoolca.register.store import Store
 from spoolca.spool.outgoing import Outgoing
 

@@ -47,13 +47,13 @@ from spoolca.authority.importing.source import (
     used,
 )
 from spoolca.config.text import render_config
-from spoolca.dn import oneline
 from spoolca.errors import KeyStoreError, SpoolcaError
+from spoolca.host.memory import no_core_dumps
 from spoolca.keys.algorithms import PrivateKey, generate_like, spki
 from spoolca.keys.filekey import FileKeySigner
+from spoolca.keys.openpgp import stop_agent
 from spoolca.keys.token import TokenKey, TokenPool, TokenSigner, token_public_key
-from spoolca.memory import no_core_dumps
-from spoolca.openpgp import stop_agent
+from spoolca.notation.dn import oneline
 from spoolca.register.records import CertificateRecord, CRLRecord
 from spoolca.register.store import Tx, format_time
 from spoolca.x509.crl import RevokedEntry, encode_entry

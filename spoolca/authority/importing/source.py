@@ -30,11 +30,11 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from spoolca.dn import oneline
 from spoolca.errors import SpoolcaError
+from spoolca.host.untrusted import read_untrusted
 from spoolca.keys.algorithms import spki
+from spoolca.notation.dn import oneline
 from spoolca.register.openssl_index import IndexEntry, IndexFileError, parse_index
-from spoolca.untrusted import read_untrusted
 
 __all__ = ["Discrepancy", "Source", "SourceCA", "key_matches", "read_file", "read_source",
            "token_uri", "used"]

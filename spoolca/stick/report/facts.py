@@ -16,11 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from spoolca.config import Config, KeyStore
-from spoolca.privatekeys import PRIVATE_KEY
 from spoolca.register.generations import live_names
 from spoolca.register.records import format_time, parse_time
 from spoolca.register.store import Store
 from spoolca.register.views import crl_status
+from spoolca.stick.privatekeys import PRIVATE_KEY
 
 __all__ = ["FORMAT", "Trip", "gather"]
 

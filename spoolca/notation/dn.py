@@ -10,7 +10,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
-from spoolca.dnattributes import ATTRIBUTE_NAMES
+from spoolca.notation.dnattributes import ATTRIBUTE_NAMES
 
 __all__ = [
     "ATTRIBUTES",

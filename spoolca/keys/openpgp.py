@@ -23,8 +23,8 @@ from pathlib import Path
 import gnupg
 
 from spoolca.errors import SpoolcaError
-from spoolca.fsutil import atomic_write, ensure_dir, hold_lock, remove_tree
-from spoolca.memory import wipe
+from spoolca.host.fsutil import atomic_write, ensure_dir, hold_lock, remove_tree
+from spoolca.host.memory import wipe
 
 __all__ = [
     "ApplianceKey",

@@ -10,7 +10,7 @@ a batch of result folders is staged, synced once, then revealed and synced again
 
 from __future__ import annotations
 
-from spoolca.fsutil.files import (
+from spoolca.host.fsutil.files import (
     LIBC,
     PRIVATE_DIR,
     PRIVATE_FILE,
@@ -32,8 +32,8 @@ from spoolca.fsutil.files import (
     sync_filesystem,
     write_new,
 )
-from spoolca.fsutil.folder import Folder
-from spoolca.fsutil.locks import exclusive_lock, hold_lock, instance_lock, lock_holder
+from spoolca.host.fsutil.folder import Folder
+from spoolca.host.fsutil.locks import exclusive_lock, hold_lock, instance_lock, lock_holder
 
 __all__ = ["LIBC", "PRIVATE_DIR", "PRIVATE_FILE", "PUBLIC_FILE", "SHARED_DIR", "Folder",
            "StagedFolder", "append_private", "atomic_write", "atomic_write_stream",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from spoolca.fsutil.files import PRIVATE_FILE
+from spoolca.host.fsutil.files import PRIVATE_FILE
 
 __all__ = ["exclusive_lock", "hold_lock", "instance_lock", "lock_holder"]
 

@@ -165,7 +165,7 @@ def helper() -> Helper | None:
 def become(uid: int, gid: int, handle: Handler) -> None:
     """From root to UID:GID (its supplementary groups too), with a root helper that
     answers through HANDLE. Nothing of root's is left in this process after it."""
-    from spoolca.memory import no_core_dumps
+    from spoolca.host.memory import no_core_dumps
 
     ours, theirs = socket.socketpair()
     pid = os.fork()

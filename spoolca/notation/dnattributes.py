@@ -1,7 +1,7 @@
 """The DN attributes spoolca knows, by OpenSSL long name: short name and dotted OID.
 
 Plain strings, so reading the configuration (whose [policy.dn] keys are these names)
-does not import cryptography; spoolca.dn turns them into cryptography's OIDs.
+does not import cryptography; spoolca.notation.dn turns them into cryptography's OIDs.
 """
 
 from __future__ import annotations

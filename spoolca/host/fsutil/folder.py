@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from spoolca.fsutil.files import _RENAMEAT2, LIBC, PUBLIC_FILE, SHARED_DIR, _write_fd
+from spoolca.host.fsutil.files import _RENAMEAT2, LIBC, PUBLIC_FILE, SHARED_DIR, _write_fd
 
 __all__ = ["Folder"]
 

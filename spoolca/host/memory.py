@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import resource
 
-from spoolca.fsutil import LIBC
+from spoolca.host.fsutil import LIBC
 
 __all__ = ["is_dumpable", "no_core_dumps", "wipe"]
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from typing import IO
 
-from spoolca.fsutil import LIBC
+from spoolca.host.fsutil import LIBC
 
 __all__ = ["FrameBuffer", "become_helper", "read_frame", "start_helper", "stop_helper",
            "write_frame"]
