@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from spoolca.config import load_config
 from spoolca.log import configure_logging
 from spoolca.process.batch import BatchProcessor
+from spoolca.process.items import ReadJob
 from spoolca.process.passes import run_pass
-from spoolca.process.reading import ReadAhead, ReadJob, read_file
+from spoolca.process.reading import ReadAhead, read_file
 from spoolca.process.session import CASession
 from spoolca.register.store import Store
 from tests.pki import CA, make_csr, pem, wait_for

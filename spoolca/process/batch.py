@@ -32,9 +32,10 @@ from spoolca.config import LintMode, Profile
 from spoolca.errors import KeyStoreError, StoreError
 from spoolca.findings import Finding
 from spoolca.log import get_logger, held
+from spoolca.process.items import Plan, Prepared
 from spoolca.process.parallel import in_halves
 from spoolca.process.reading import READ_AHEAD_FROM, ReadAhead, job_of, prepare
-from spoolca.process.recorder import Plan, Prepared, Recorder
+from spoolca.process.recorder import Recorder
 from spoolca.process.session import CASession
 from spoolca.register.store import CertificateRecord, Status, SubmissionRecord, Tx, parse_time
 from spoolca.spool.outgoing import PublishJob

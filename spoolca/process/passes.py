@@ -8,14 +8,13 @@ import dataclasses
 import gc
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 from spoolca.host.progress import Progress
 from spoolca.host.untrusted import read_untrusted
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
+from spoolca.process.items import PassSummary
 from spoolca.process.revocations import answer_revocations
 from spoolca.process.session import QUARANTINED
-from spoolca.register.store import Status
 from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
 from spoolca.x509.csr import request_sha256
@@ -23,38 +22,6 @@ from spoolca.x509.csr import request_sha256
 __all__ = ["PassSummary", "answer", "answer_recovered", "batches", "run_pass"]
 
 _SMALLEST = BATCH_SIZE // 16
-
-
-@dataclass(slots=True)
-class PassSummary:
-    """Counters of one pass, for the command line and the daemon's STATUS=."""
-
-    issued: int = 0
-    rejected: int = 0
-    republished: int = 0
-    revoked: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def add(self, outcome: Outcome) -> None:
-        """Count it and keep it (a pass reports each outcome)."""
-        self.outcomes.append(outcome)
-        self.count(outcome)
-
-    def fields(self, **more: int) -> dict[str, int]:
-        """The counters as log fields (and MORE)."""
-        return {"issued": self.issued, "rejected": self.rejected,
-                "republished": self.republished, "revoked": self.revoked, **more}
-
-    def count(self, outcome: Outcome) -> None:
-        """Count it only (the daemon runs for months: it keeps no list)."""
-        if outcome.republished:
-            self.republished += 1
-        elif outcome.status == Status.ISSUED:
-            self.issued += 1
-        elif outcome.status == Status.REVOKED:
-            self.revoked += 1
-        else:
-            self.rejected += 1
 
 
 def batches(items: Sequence[Claimed]) -> list[Sequence[Claimed]]:

@@ -21,9 +21,7 @@ import pickle
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from spoolca.errors import CSRError
 from spoolca.findings import CODES, Finding
@@ -38,7 +36,7 @@ from spoolca.host.children import (
 )
 from spoolca.host.untrusted import read_untrusted
 from spoolca.log import get_logger
-from spoolca.process.recorder import Prepared
+from spoolca.process.items import FileRead, Prepared, ReadJob
 from spoolca.spool.tree import REQUEST_SUFFIXES, Claimed
 from spoolca.x509.csr import Request, checked_request, load_request, request_sha256
 
@@ -50,29 +48,6 @@ HELPER_SILENCE_SECONDS = 10.0  # a helper this long without a frame is taken as 
 _CHUNK = 16  # files a frame: the helper's answers arrive every 2-3 ms
 
 _log = get_logger(__name__)
-
-
-class ReadJob(NamedTuple):
-    """One claimed file to read; PARSE is false for a name that is not a request's. Paths
-    as text: a pathlib path pickles ten times slower, and 100,000 of them cross."""
-
-    path: str
-    signature: str | None
-    limit: int
-    parse: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FileRead:
-    """What reading one claimed file found; plain data, to cross from the helper."""
-
-    data: bytes | None              # None: not read (problem says why)
-    problem: str | None = None      # a file.* finding code
-    detail: str = ""
-    signature: bytes | None = None  # the detached signature's bytes, if one came
-    der: bytes | None = None        # the request's DER, once it parsed
-    refusal: tuple[str, str] | None = None  # a request that did not: (code, message)
-    signature_valid: bool = False
 
 
 def job_of(claimed: Claimed, limit: int) -> ReadJob:

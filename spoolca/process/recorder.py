@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Concatenate, ParamSpec
 
 from cryptography import x509
@@ -19,61 +18,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from spoolca.config import Profile
 from spoolca.findings import Finding
 from spoolca.log import get_logger
+from spoolca.process.items import Plan, Prepared
 from spoolca.process.session import CASession
 from spoolca.register.store import CertificateRecord, Status, SubmissionRecord, Tx, format_time
 from spoolca.spool.recovery import recorded_files
 from spoolca.spool.results import Outcome, issued_files, rejected_files
-from spoolca.spool.tree import Claimed
-from spoolca.x509.csr import Request
-from spoolca.x509.issuer import IssuingCA, serial_hex
-from spoolca.x509.policy import Decision
+from spoolca.x509.issuer import serial_hex
 
 __all__ = ["Plan", "Prepared", "Recorder"]
 
 _log = get_logger("spoolca.process.recorder")
 _P = ParamSpec("_P")
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A claimed file after reading and parsing, before any decision."""
-
-    claimed: Claimed | None  # None for a renewal: the request comes from the register
-    identity: str
-    request: Request | None
-    problem: Finding | None
-    submission_only: bool  # a file-level problem: recorded per submission, not per request
-    file_sha256: str | None = None  # the file's own bytes: links the result to its medium
-    data: bytes | None = None       # those bytes, for checking a detached signature
-    signature: bytes | None = None  # NAME.asc, if one came beside it
-    renewal_name: str = ""          # a renewal's file name (its request's last submission)
-
-    @property
-    def file_name(self) -> str:
-        return self.claimed.file_name if self.claimed else self.renewal_name
-
-    @property
-    def claim(self) -> str | None:
-        return self.claimed.claim if self.claimed else None
-
-    @property
-    def profile(self) -> str:
-        assert self.claimed is not None
-        return self.claimed.profile
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """An accepted request waiting for its signature."""
-
-    item: Prepared
-    profile: Profile
-    decision: Decision
-    ca: IssuingCA
-    serial: int
-    supersedes: str | None = None  # the certificate this one renews
-    renews_request: bool = False   # the same CSR again: the request row gets the new serial
-    signer: str | None = None      # the authorized signer's fingerprint, if required
 
 
 def _atomic(method: Callable[Concatenate[Recorder, Tx, _P], Outcome]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from spoolca.errors import NotFoundError, SpoolcaError
 from spoolca.process.batch import BatchProcessor, BatchState
-from spoolca.process.recorder import Plan, Prepared
+from spoolca.process.items import Plan, Prepared
 from spoolca.spool.outgoing import PublishJob
 from spoolca.spool.results import Outcome
 from spoolca.x509.csr import load_request

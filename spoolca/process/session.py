@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 from cryptography import x509
 
@@ -36,6 +35,7 @@ from spoolca.keys.openpgp import ApplianceKey, keyring_owner
 from spoolca.keys.token import TokenPool
 from spoolca.log import get_logger
 from spoolca.process.authorization import SignerCheck
+from spoolca.process.items import Cleared
 from spoolca.process.sealing import Sealer
 from spoolca.register.generations import current_name, older_names
 from spoolca.register.rollback import behind_sentence
@@ -57,15 +57,6 @@ QUARANTINED = "quarantined:"  # meta key prefix: the SHA-256 of a quarantined fi
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Cleared:
-    """What one signing operation may use once the pre-flight passed: its time, and its
-    CAs with their keys unlocked."""
-
-    now: dt.datetime
-    authorities: dict[str, IssuingCA]
 
 
 class CASession:

@@ -32,7 +32,8 @@ from spoolca.host.fsutil import atomic_write, probe_directory
 from spoolca.log import get_logger
 from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.instance import hold_instance_lock
-from spoolca.process.passes import PassSummary, answer, answer_recovered
+from spoolca.process.items import PassSummary
+from spoolca.process.passes import answer, answer_recovered
 from spoolca.process.session import CASession, utc_now
 from spoolca.register.damage import damaged
 from spoolca.register.store import Store

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from spoolca.process.passes import PassSummary
+from spoolca.process.items import PassSummary
 from spoolca.register.views import CRLStatus
 
 __all__ = ["status_line"]
