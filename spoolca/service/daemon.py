@@ -39,6 +39,7 @@ from spoolca.register.damage import damaged
 from spoolca.register.store import Store
 from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
+from spoolca.service.refusals import Refusal, Refusals
 from spoolca.service.statusline import status_line
 from spoolca.service.watch import Watch
 from spoolca.spool.results import Outcome
@@ -77,10 +78,7 @@ class Daemon:
         self._notifier = Notifier()
         self._stop = False
         self._reload = False
-        self._clock_refusal = ""  # why signing is refused now: the clock guard
-        self._seal_refusal = ""   # or an audit checkpoint that cannot be signed
-        self._key_refusal = ""    # or a CA key that does not open (token, passphrase)
-        self._register_refusal = ""  # or a register behind what was published
+        self._refusals = Refusals()  # why signing is refused now, if it is
         self._next_unlock = 0.0
         self._backlog = False  # the last turn took a full batch: more is ready, do not wait
         self._next_crl_check = 0.0
@@ -120,7 +118,7 @@ class Daemon:
             # A fault now must not turn a clean stop into a failure: each step is logged,
             # and what did not happen is done by the next start's recovery.
             self._stop_step(self._session.flush)
-            if not self._register_refusal:  # nothing is written to a register behind
+            if Refusal.REGISTER not in self._refusals:  # nothing written to one behind
                 self._stop_step(lambda: self._record(store, "service.stopped",
                                                      {"pid": os.getpid()}))
                 self._stop_step(self._session.seal)
@@ -177,9 +175,10 @@ class Daemon:
         if time.monotonic() >= self._next_rescan:
             self._watch.rescan()  # incoming/ only: work/ is recovery's, at start or a fault
             self._next_rescan = time.monotonic() + self._config.rescan_seconds
-        if self._key_refusal and time.monotonic() >= self._next_unlock:
+        if Refusal.KEY in self._refusals and time.monotonic() >= self._next_unlock:
             self._unlock()
-        ready = self._watch.ready(BATCH_SIZE) if not (self._fault or self._key_refusal) else []
+        ready = [] if self._fault or Refusal.KEY in self._refusals else \
+            self._watch.ready(BATCH_SIZE)
         self._backlog = len(ready) >= BATCH_SIZE
         if ready:
             self._attempt("a batch", lambda: self._process(ready))
@@ -187,7 +186,7 @@ class Daemon:
                 self._attempt("a batch", self._session.store.checkpoint_wal)
         elif not self._fault:  # a backlog's last batch was published behind: done by now?
             self._attempt("publishing", self._session.flush)
-        if not self._register_refusal:  # nothing is signed or written until caught up
+        if Refusal.REGISTER not in self._refusals:  # nothing signed or written until caught up
             if pending_exports(self._config):
                 self._attempt("an export", self._export)
             if time.monotonic() >= self._next_crl_check:
@@ -201,10 +200,10 @@ class Daemon:
         self._next_seal = time.monotonic() + SEAL_SECONDS
         try:
             self._session.seal()
-            self._seal_refusal = ""
+            self._refusals.lift(Refusal.SEAL)
         except Exception as exc:
             self._log_failure(exc)
-            self._seal_refusal = str(exc)
+            self._refusals.hold(Refusal.SEAL, str(exc))
             self._next_seal = time.monotonic() + CRL_RETRY_SECONDS
             _log.error("audit checkpoint not signed; issuing stops until it is", reason=str(exc))
 
@@ -229,11 +228,11 @@ class Daemon:
             _log.error("CRL not remade; retrying", reason=str(exc), retry_in=CRL_RETRY_SECONDS)
 
     def _timeout(self) -> float:
-        if self._backlog and not self._refusal:
+        if self._backlog and not self._refusals:
             return 0.0
         waits = [MAX_WAIT, max(0.0, self._next_rescan - time.monotonic())]
         if len(self._watch):
-            waits.append(0.25 if not self._refusal else 5.0)
+            waits.append(5.0 if self._refusals else 0.25)
         if self._notifier.watchdog_interval:
             waits.append(self._notifier.watchdog_interval)
         return min(waits)
@@ -248,20 +247,17 @@ class Daemon:
         try:
             self._session.unlock(sorted(self._session.issuers() | {"root", "intermediate"}))
         except KeyStoreError as exc:
-            if str(exc) != self._key_refusal:
+            if self._refusals.hold(Refusal.KEY, str(exc)):
                 _log.error("refusing to sign: a CA key does not open", reason=str(exc),
                            retry_in=KEY_RETRY_SECONDS)
-            self._key_refusal = str(exc)
             self._session.forget_keys()
             return
-        if self._key_refusal:
-            _log.info("the CA keys open again", was=self._key_refusal)
-        self._key_refusal = ""
+        if was := self._refusals.lift(Refusal.KEY):
+            _log.info("the CA keys open again", was=was)
 
     def _refuse(self, exc: ClockError) -> None:
-        if str(exc) != self._clock_refusal:
+        if self._refusals.hold(Refusal.CLOCK, str(exc)):
             _log.error("refusing to sign", reason=str(exc), floor=exc.floor, now=exc.now)
-        self._clock_refusal = str(exc)
 
     def _process(self, ready: list[tuple[Path, str]]) -> None:
         try:
@@ -269,7 +265,7 @@ class Daemon:
         except ClockError as exc:
             self._refuse(exc)
             return  # the requests stay in incoming/, retried on the next turn
-        self._clock_refusal = ""
+        self._refusals.lift(Refusal.CLOCK)
         claim = self._session.spool.new_claim()
         claimed: list[Claimed] = []
         for path, profile in ready:
@@ -316,11 +312,6 @@ class Daemon:
             self._counters.count(outcome)
             self._on_outcome(outcome)
 
-    @property
-    def _refusal(self) -> str:
-        return (self._register_refusal or self._clock_refusal or self._key_refusal
-                or self._seal_refusal)
-
     # -- faults ------------------------------------------------------------------------------
 
     def _attempt(self, what: str, step: Callable[[], object]) -> bool:
@@ -331,10 +322,9 @@ class Daemon:
         except RegisterBehindError as exc:
             # Not a passing fault: the operator must catch the register up (the service
             # stopped). Said once, shown as the refusal it is; looked at again each minute.
-            if str(exc) != self._register_refusal:
+            if self._refusals.hold(Refusal.REGISTER, str(exc)):
                 _log.error("refusing to sign: the register is behind what was published",
                            reason=str(exc))
-            self._register_refusal = str(exc)
             self._fault, self._fault_backoff = "the register is behind", MAX_BACKOFF
             self._fault_retry_at = time.monotonic() + MAX_BACKOFF
             return False
@@ -353,7 +343,8 @@ class Daemon:
             return False
         if self._fault and what == "recovery":
             _log.info("fault cleared", was=self._fault)
-            self._fault, self._fault_backoff, self._register_refusal = "", 0.0, ""
+            self._fault, self._fault_backoff = "", 0.0
+            self._refusals.lift(Refusal.REGISTER)
         return True
 
     @staticmethod
@@ -412,5 +403,5 @@ class Daemon:
         crls = crl_status(self._config, self._session.store, self._clock())
         return status_line(self._counters, crls,
                            queued=len(self._watch), waiting=self._watch.untakeable,
-                           fault=self._fault if not self._register_refusal else "",
-                           retry_in=wait, refusal=self._refusal)
+                           fault="" if Refusal.REGISTER in self._refusals else self._fault,
+                           retry_in=wait, refusal=self._refusals.shown())
