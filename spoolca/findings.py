@@ -7,10 +7,11 @@ code spoolca can emit is listed here, once; `Finding` refuses an unlisted code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from spoolca.notation.dn import ATTRIBUTES
 
-__all__ = ["CODES", "Finding"]
+__all__ = ["CODES", "Finding", "Severity"]
 
 _STATIC_CODES: dict[str, str] = {
     # The submitted file itself.
@@ -130,6 +131,13 @@ def _dn_codes() -> dict[str, str]:
 CODES: dict[str, str] = {**_STATIC_CODES, **_dn_codes()}
 
 
+class Severity(StrEnum):
+    """What a finding does to its request."""
+
+    REFUSAL = "refusal"  # a reason: the request is refused (result.json's `reasons`)
+    NOTE = "note"        # informational, never a reason (result.json's `notes`): note.*
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One reason a request was (or would be) refused: a listed code and one sentence."""
@@ -140,6 +148,10 @@ class Finding:
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise ValueError(f"finding code {self.code!r} is not listed in spoolca.findings")
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.NOTE if self.code.startswith("note.") else Severity.REFUSAL
 
     @classmethod
     def internal_error(cls) -> Finding:

@@ -17,7 +17,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from spoolca.config import Policy, Profile, ProfileKind
-from spoolca.findings import Finding
+from spoolca.errors import InternalError
+from spoolca.findings import Finding, Severity
 from spoolca.notation.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.x509.csr import Request
 from spoolca.x509.keypolicy import check_key, check_signature
@@ -48,6 +49,10 @@ class Decision:
     def __post_init__(self) -> None:
         # One reason once: a CN that is also in the SAN is judged twice, said once.
         object.__setattr__(self, "findings", tuple(dict.fromkeys(self.findings)))
+        misplaced = [f.code for f in self.findings if f.severity != Severity.REFUSAL] + \
+            [f.code for f in self.notes if f.severity != Severity.NOTE]
+        if misplaced:  # a note would refuse a request, or a reason be shown as a note
+            raise InternalError(f"findings of the wrong severity in a decision: {misplaced}")
 
     @property
     def accepted(self) -> bool:
