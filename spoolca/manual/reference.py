@@ -9,6 +9,7 @@ from spoolca.cli.help import EXIT_STATUS
 from spoolca.config.text import render_config
 from spoolca.findings import CODES
 from spoolca.manual.commandtree import commands
+from spoolca.manual.layout import LAYERS
 from spoolca.register.events import EVENTS
 
 __all__ = ["audit_events_md", "cli_md", "configuration_md", "findings_md", "packages_md"]
@@ -82,6 +83,11 @@ def packages_md() -> str:
              "A package per stage of the data flow; each module's first docstring "
              "paragraph. Layers (tests/test_layout.py): a module imports its own layer or a "
              "lower one only.\n"]
+    lines += ["## Layers, bottom to top", "", "| layer | packages and modules | what it is |",
+              "| --- | --- | --- |"]
+    lines += [f"| {name} | {', '.join(f'`{m}`' for m in sorted(members))} | {_cell(what)} |"
+              for name, members, what in LAYERS]
+    lines.append("")
     packages = sorted(p.parent for p in PACKAGE.rglob("__init__.py"))
     for folder in packages:
         name = ".".join(("spoolca", *folder.relative_to(PACKAGE).parts))
