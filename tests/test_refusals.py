@@ -31,7 +31,7 @@ def test_a_note_is_never_a_reason_and_a_reason_never_a_note():
     assert (note.severity, reason.severity) == (Severity.NOTE, Severity.REFUSAL)
     assert Decision((reason,), notes=(note,)).accepted is False
     assert Decision((), notes=(note,)).accepted
-    with pytest.raises(InternalError, match="note.dn_field_dropped"):
+    with pytest.raises(InternalError, match=r"note\.dn_field_dropped"):
         Decision((note,))  # it would refuse a request for an informational note
-    with pytest.raises(InternalError, match="policy.dn.empty"):
+    with pytest.raises(InternalError, match=r"policy\.dn\.empty"):
         Decision((), notes=(reason,))
