@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from spoolca.keys.openpgp import ApplianceKey, keyring_owner, reap_keyrings, stop_agent
-from tests.pki import CA, CREATED, init_ca
+from tests.pki import CA, CREATED, IN_PROCESS, init_ca
+from tests.templates import Templates
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +23,14 @@ def _ca_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     stop_agent(directory / "gnupg")
 
 
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    """Encrypted and populated CAs, each made once per test process (tests/templates.py)."""
+    made = Templates(tmp_path_factory.mktemp("tpl"))
+    yield made
+    made.close()
+
+
 @pytest.fixture
 def ca(_ca_template: Path, tmp_path: Path) -> CA:
     """A CA of our own: a copy of the session's, so tests never share a register."""
@@ -29,6 +39,16 @@ def ca(_ca_template: Path, tmp_path: Path) -> CA:
                     ignore=shutil.ignore_patterns("S.*"))  # gpg-agent's sockets
     CREATED.append(target)
     return CA(target)
+
+
+@pytest.fixture(autouse=True)
+def _command_line_mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Commands in this process, unless the test is marked `subprocess` (or the whole
+    run is: SPOOLCA_TESTS_SUBPROCESS=1, to compare the two)."""
+    IN_PROCESS["on"] = request.node.get_closest_marker("subprocess") is None and \
+        not os.environ.get("SPOOLCA_TESTS_SUBPROCESS")
+    yield
+    IN_PROCESS["on"] = True
 
 
 @pytest.fixture(autouse=True)

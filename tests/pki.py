@@ -77,9 +77,18 @@ def key_pem(key) -> bytes:
                              serialization.NoEncryption())
 
 
+# Off for tests marked `subprocess` (conftest.py): their commands get a process each.
+IN_PROCESS = {"on": True}
+
+
 def spoolca(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real command line in a subprocess."""
+    """Run the real command line: in this process where that is the same (see
+    tests/inprocess.py), else in a subprocess."""
+    from tests.inprocess import needs_subprocess, run_in_process
+
+    if IN_PROCESS["on"] and not needs_subprocess(args, env):
+        return run_in_process(args, env, stdin, timeout)
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "spoolca.cli", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout,

@@ -33,10 +33,39 @@ from spoolca.host.fsutil.files import (
     write_new,
 )
 from spoolca.host.fsutil.folder import Folder
-from spoolca.host.fsutil.locks import exclusive_lock, hold_lock, instance_lock, lock_holder
+from spoolca.host.fsutil.locks import (
+    exclusive_lock,
+    hold_lock,
+    instance_lock,
+    lock_holder,
+    release_instance_locks,
+)
 
-__all__ = ["LIBC", "PRIVATE_DIR", "PRIVATE_FILE", "PUBLIC_FILE", "SHARED_DIR", "Folder",
-           "StagedFolder", "append_private", "atomic_write", "atomic_write_stream",
-           "ensure_dir", "exclusive_lock", "fsync_dir", "hold_lock", "instance_lock",
-           "lock_holder", "move", "probe_directory", "remove_empty_dirs", "remove_file",
-           "remove_tree", "reveal", "stage_folder", "sync_filesystem", "write_new"]
+__all__ = [
+    "LIBC",
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
+    "PUBLIC_FILE",
+    "SHARED_DIR",
+    "Folder",
+    "StagedFolder",
+    "append_private",
+    "atomic_write",
+    "atomic_write_stream",
+    "ensure_dir",
+    "exclusive_lock",
+    "fsync_dir",
+    "hold_lock",
+    "instance_lock",
+    "lock_holder",
+    "move",
+    "probe_directory",
+    "release_instance_locks",
+    "remove_empty_dirs",
+    "remove_file",
+    "remove_tree",
+    "reveal",
+    "stage_folder",
+    "sync_filesystem",
+    "write_new",
+]

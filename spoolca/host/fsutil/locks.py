@@ -46,7 +46,19 @@ def instance_lock(path: Path) -> int:
     fd = hold_lock(path)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
+    _INSTANCE_LOCKS.append(fd)
     return fd
+
+
+_INSTANCE_LOCKS: list[int] = []
+
+
+def release_instance_locks() -> None:
+    """Let go of every instance lock this process holds: for a process that runs one
+    command after another in itself (the test suite's in-process command line), where
+    "until the process ends" would be too long."""
+    while _INSTANCE_LOCKS:
+        os.close(_INSTANCE_LOCKS.pop())
 
 
 def lock_holder(path: Path) -> int | None:
