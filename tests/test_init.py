@@ -32,8 +32,9 @@ def passphrase_file(tmp_path):
 
 
 @pytest.fixture
-def encrypted_ca(tmp_path, passphrase_file) -> CA:
-    return init_ca(tmp_path / "ca", "--passphrase-file", str(passphrase_file))
+def encrypted_ca(tmp_path, passphrase_file, templates) -> CA:
+    """A copy of the process's encrypted CA, its configuration naming passphrase_file."""
+    return templates.encrypted(tmp_path, secret_name=passphrase_file.name)
 
 
 def load(ca: CA, name: str) -> x509.Certificate:

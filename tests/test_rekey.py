@@ -14,20 +14,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.pki import CA, init_ca, make_csr, openssl, pem
+from tests.templates import Templates
 
 SECRET = b"rekey passphrase 1"
 
 
 @pytest.fixture
-def rekeyed(tmp_path: Path) -> CA:
-    (tmp_path / "pw").write_bytes(SECRET)
-    ca = init_ca(tmp_path / "ca", "--passphrase-file", str(tmp_path / "pw"))
+def rekeyed(tmp_path: Path, templates: Templates) -> CA:
+    """Two leaves of the first generation, a rekey, a leaf of the second: made once per
+    test process, copied per test."""
+    return templates.encrypted(tmp_path, SECRET, kind="rekeyed", populate=_rekey)
+
+
+def _rekey(ca: CA) -> None:
     for name in ("old1", "old2"):
         issue(ca, name)
     done = ca.run("ca", "rekey", "intermediate")
     assert done.returncode == 0, done.stderr
     issue(ca, "new1")
-    return ca
 
 
 def issue(ca: CA, name: str) -> x509.Certificate:

@@ -13,7 +13,8 @@ import pytest
 
 from spoolca.keys.openpgp import stop_agent
 from tests.daemon import issue_one, serving
-from tests.pki import CA, PASSPHRASE, init_ca, make_csr, pem, wait_for
+from tests.pki import CA, PASSPHRASE, make_csr, pem, wait_for
+from tests.templates import Templates
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,11 +38,9 @@ def signs_without_passphrase(home: Path) -> bool:
 
 
 @pytest.fixture
-def encrypted(tmp_path: Path) -> CA:
+def encrypted(tmp_path: Path, templates: Templates) -> CA:
     """A CA whose keys (and audit key) are protected by a passphrase file."""
-    secret = tmp_path / "passphrase"
-    secret.write_bytes(PASSPHRASE)
-    return init_ca(tmp_path / "ca", "--passphrase-file", str(secret))
+    return templates.encrypted(tmp_path, PASSPHRASE, secret_name="passphrase")
 
 
 class TestNoAgentLeft:

@@ -11,17 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.pki import CA, init_ca, make_csr, pem, spoolca
+from tests.templates import Templates
 
 SECRET = b"correct horse battery staple, twice"
 PEOPLE = ["alice", "bob", "carol", "dave", "erin"]
 
 
 @pytest.fixture
-def guarded_ca(tmp_path: Path) -> CA:
-    secret = tmp_path / "pw"
-    secret.write_bytes(SECRET)
-    secret.chmod(0o600)
-    return init_ca(tmp_path / "ca", "--passphrase-file", str(secret))
+def guarded_ca(tmp_path: Path, templates: Templates) -> CA:
+    return templates.encrypted(tmp_path, SECRET, secret_name="pw")
 
 
 def split(ca: CA, out: Path, scheme: str = "3-of-5", people=PEOPLE):
