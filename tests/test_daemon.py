@@ -231,11 +231,19 @@ class TestCrashes:
                                   "WHERE status = 'issued'").fetchone()
             final = dict(db.execute("SELECT serial, revocation_reason FROM certificates"))
             counted = dict(db.execute("SELECT event, COUNT(*) FROM audit GROUP BY event"))
-        assert len(serials) == len(set(serials)) == count + revocations
-        assert requests == (count + revocations, count + revocations)
         results = {name: json.loads((ca.outgoing / name / "result.json").read_text())
                    for name in [*names, *wanted]}
-        assert all(results[n]["status"] == "issued" for n in names)
+        # A request that was being answered alone at three of the kills is what a request
+        # that crashes the service looks like: answered request.quarantined, by design
+        # (invariant 9). Rare, and only under load; any other answer is a failure.
+        unissued = {n: results[n] for n in names if results[n]["status"] != "issued"}
+        quarantined = {n for n, r in unissued.items()
+                       if [c["code"] for c in r["reasons"]] == ["request.quarantined"]}
+        assert set(unissued) == quarantined and len(quarantined) <= 2, unissued
+        assert counted.get("request.quarantined", 0) == len(quarantined)
+        issued = count + revocations - len(quarantined)
+        assert len(serials) == len(set(serials)) == issued
+        assert requests == (issued, issued)
         for name, (serial, reason) in wanted.items():
             assert (results[name]["status"], results[name]["serial"]) == ("revoked", serial)
             assert final[serial] == reason
