@@ -166,6 +166,27 @@ class TestRestore:
                        f"{head['seq']}:{head['hash']}")
         assert since.returncode == 0, since.stdout
 
+    def test_a_catch_up_source_older_than_the_backup_is_said_to_be(self, ca: CA, tmp_path):
+        """A copy of outgoing/ taken before the backup (found by the model test: a copy
+        from an appliance restored without catch-up held no log) cannot say what came
+        after the backup: restore says that nothing was folded from its log, and why,
+        instead of a quiet "0 audit entries folded". Its counter-case is the test above:
+        a stick made after the backup, and no such sentence."""
+        old_copy = tmp_path / "old-outgoing"
+        shutil.copytree(ca.outgoing, old_copy)
+        issue(ca, "later")
+        archive = tmp_path / "backup.tar.gz"
+        assert ca.run("backup", str(archive)).returncode == 0
+        done = spoolca("restore", str(archive), "--dir", str(tmp_path / "r"), "--fingerprint",
+                       fingerprint_of(ca), "--catch-up", str(old_copy))
+        assert done.returncode == 0, done.stderr
+        assert "not folded: the audit log in" in done.stdout
+        assert "it is older than what was restored" in done.stdout, done.stdout
+        shutil.rmtree(old_copy / "audit")
+        again = spoolca("restore", str(archive), "--dir", str(tmp_path / "r2"),
+                        "--fingerprint", fingerprint_of(ca), "--catch-up", str(old_copy))
+        assert again.returncode == 0 and "is missing: no audit log to fold" in again.stdout
+
     def test_restore_without_catch_up_warns_and_never_reuses_a_crl_number(self, ca: CA,
                                                                            tmp_path):
         """Counter-case: without --catch-up the revocation made after the backup is lost,

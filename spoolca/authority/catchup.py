@@ -142,6 +142,8 @@ def _exported_tail(config: Config, store: Store, folder: Path, report: CaughtUp
     """The entries of the exported log after the register's head, if the log verifies
     by the appliance key and extends the register; else none (said in the report)."""
     if not folder.is_dir():
+        report.note(f"{folder} is missing: no audit log to fold; if the appliance did "
+                    "anything after the register's head, this register is behind it")
         return []
     fingerprint = store.meta("audit_key_fingerprint") or ""
     try:
@@ -155,6 +157,12 @@ def _exported_tail(config: Config, store: Store, folder: Path, report: CaughtUp
                     f"(entry {found.damages[0].seq}: {found.damages[0].message}): not folded")
         return []
     head, head_hash = store.audit_head()
+    if found.entries < head:  # nothing here can say what came after this register
+        report.note(f"the audit log in {folder} ends at entry {found.entries}, before the "
+                    f"register's {head}: it is older than what was restored, so nothing "
+                    "recorded after that was folded; if the appliance did anything since, "
+                    "catch up from a newer copy of its outgoing/ or a stick's export")
+        return []
     tail: list[AuditRow] = []
     previous = None
     for line in iter_exported(folder):
