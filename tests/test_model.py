@@ -8,6 +8,7 @@ import io
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -15,17 +16,21 @@ from spoolca.log import configure_logging
 from tests.model import CAMachine
 from tests.pki import CREATED
 
+SHARDS = 5  # run side by side by pytest-xdist: the model is the suite's longest test
 
-def test_features_compose(_ca_template: Path):
-    """25 sequences of up to 30 steps: submit (good, bad, again), pass, kill -9 of a
-    pass or the daemon, revoke, lift a hold, CRL, clock wrong and fixed, backup,
-    restore with and without catch-up, stick export, audit export and verify."""
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_features_compose(_ca_template: Path, shard: int):
+    """25 sequences (5 per shard, each shard its own random sequences) of up to 30
+    steps: submit (good, bad, again), pass, kill -9 of a pass or the daemon, revoke,
+    lift a hold, CRL, clock wrong and fixed, backup, restore with and without catch-up,
+    stick export, audit export and verify."""
     CAMachine.template = _ca_template
     CAMachine.created = CREATED
     configure_logging(io.StringIO())  # thousands of outcome lines: not the test's output
     try:
         run_state_machine_as_test(CAMachine, settings=settings(
-            max_examples=int(os.environ.get("SPOOLCA_MODEL_SEQUENCES", "25")),
+            max_examples=-(-int(os.environ.get("SPOOLCA_MODEL_SEQUENCES", "25")) // SHARDS),
             stateful_step_count=int(os.environ.get("SPOOLCA_MODEL_STEPS", "30")),
             deadline=None, database=None, suppress_health_check=list(HealthCheck)))
     finally:
