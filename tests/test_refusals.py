@@ -35,3 +35,14 @@ def test_a_note_is_never_a_reason_and_a_reason_never_a_note():
         Decision((note,))  # it would refuse a request for an informational note
     with pytest.raises(InternalError, match=r"policy\.dn\.empty"):
         Decision((), notes=(reason,))
+
+
+def test_a_refused_request_has_a_reason():
+    """The pipeline's Refused value (in place of a list of findings beside a Plan): every
+    reason kept, and never a refusal without one."""
+    from spoolca.process.items import Refused
+
+    reason = Finding("policy.dn.empty", "the subject is empty")
+    assert Refused.because(reason).reasons == [reason]
+    with pytest.raises(InternalError, match="without a reason"):
+        Refused(())

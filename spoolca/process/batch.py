@@ -32,7 +32,7 @@ from spoolca.config import LintMode, Profile
 from spoolca.errors import KeyStoreError, StoreError
 from spoolca.findings import Finding
 from spoolca.log import get_logger, held
-from spoolca.process.items import Plan, Prepared
+from spoolca.process.items import Plan, Prepared, Refused
 from spoolca.process.parallel import in_halves
 from spoolca.process.reading import READ_AHEAD_FROM, ReadAhead, job_of, prepare
 from spoolca.process.recorder import Recorder
@@ -231,8 +231,8 @@ class BatchProcessor:
                     "", item.identity, item.file_name, existing.profile,
                     Status(existing.status), existing.findings, existing.decided_at,
                     existing.serial))
-            if isinstance(renewable, Finding):
-                return self.record.rejected_submission(tx, item, [renewable])
+            if isinstance(renewable, Refused):
+                return self.record.rejected_submission(tx, item, renewable.reasons)
             supersedes = renewable
         if item.request is None:
             assert item.problem is not None
@@ -242,8 +242,9 @@ class BatchProcessor:
         if isinstance(planned, Plan):
             return dataclasses.replace(planned, signer=signer)
         if existing is not None:  # a renewal refused: the request keeps its certificate
-            return self.record.rejected_submission(tx, item, planned)
-        return self.record.rejected_request(tx, item, profile, planned, item.request.der)
+            return self.record.rejected_submission(tx, item, planned.reasons)
+        return self.record.rejected_request(tx, item, profile, planned.reasons,
+                                            item.request.der)
 
     def in_renewal_window(self, record: CertificateRecord, now: dt.datetime) -> bool:
         profile = self.config.profiles.get(record.profile)
@@ -251,7 +252,7 @@ class BatchProcessor:
         return now >= parse_time(record.not_after) - dt.timedelta(days=days)
 
     def _renewable(self, tx: Tx, status: str, serial: str | None, now: dt.datetime
-                   ) -> str | Finding | None:
+                   ) -> str | Refused | None:
         """For a request seen before: None to re-publish its result, the serial to renew
         (its certificate is in the renewal window or expired), or why it cannot be."""
         if status != Status.ISSUED or serial is None:
@@ -261,14 +262,14 @@ class BatchProcessor:
         if record.superseded_by:
             return None  # renewed already: the request's current certificate is re-published
         if record.revoked_at:
-            return Finding("request.certificate_revoked", f"this request's certificate "
-                           f"{serial} was revoked ({record.revocation_reason}); send a new "
-                           "CSR with a new key")
+            return Refused.because(Finding(
+                "request.certificate_revoked", f"this request's certificate {serial} was "
+                f"revoked ({record.revocation_reason}); send a new CSR with a new key"))
         return serial if self.in_renewal_window(record, now) else None
 
     def plan_issue(self, tx: Tx, item: Prepared, profile: Profile, ca: IssuingCA,
                    state: BatchState, now: dt.datetime, *, supersedes: str | None,
-                   renews_request: bool) -> Plan | list[Finding]:
+                   renews_request: bool) -> Plan | Refused:
         """Policy, then a serial: the plan to sign, or the findings that refuse it."""
         assert item.request is not None
         renewing = [supersedes] if supersedes else []
@@ -290,7 +291,7 @@ class BatchProcessor:
                             ca_subjects=state.ca_subjects,
                             subject_in_use=subject_in_use)
         if not decision.accepted:
-            return list(decision.findings)
+            return Refused(decision.findings)
         serial = new_serial(lambda value: serial_hex(value) in state.serials
                             or tx.serial_taken(serial_hex(value)))
         state.serials.add(serial_hex(serial))

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from spoolca.errors import InternalError
 from spoolca.register.store import Status
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from spoolca.x509.issuer import IssuingCA
     from spoolca.x509.policy import Decision
 
-__all__ = ["Cleared", "FileRead", "PassSummary", "Plan", "Prepared", "ReadJob"]
+__all__ = ["Cleared", "FileRead", "PassSummary", "Plan", "Prepared", "ReadJob", "Refused"]
 
 
 class ReadJob(NamedTuple):
@@ -131,3 +132,23 @@ class Cleared:
 
     now: dt.datetime
     authorities: dict[str, IssuingCA]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A request that will not be signed, with every reason (in place of a bare list of
+    findings beside a Plan, or a Finding beside a serial)."""
+
+    findings: tuple[Finding, ...]
+
+    def __post_init__(self) -> None:
+        if not self.findings:
+            raise InternalError("a refusal without a reason")
+
+    @classmethod
+    def because(cls, *findings: Finding) -> Refused:
+        return cls(tuple(findings))
+
+    @property
+    def reasons(self) -> list[Finding]:
+        return list(self.findings)

@@ -44,7 +44,7 @@ def renew(batch: BatchProcessor, serial: str) -> Outcome:
         planned = batch.plan_issue(tx, item, profile, ca, BatchState.of(batch.session), now,
                                    supersedes=serial, renews_request=True)
         if not isinstance(planned, Plan):
-            codes = ", ".join(f"{f.code} ({f.message})" for f in planned)
+            codes = ", ".join(f"{f.code} ({f.message})" for f in planned.findings)
             raise SpoolcaError(f"certificate {serial} was not renewed: {codes}")
         signed = batch.sign(planned, now)
         if isinstance(signed, Exception):
