@@ -240,7 +240,9 @@ class TestCrashes:
         quarantined = {n for n, r in unissued.items()
                        if [c["code"] for c in r["reasons"]] == ["request.quarantined"]}
         assert set(unissued) == quarantined and len(quarantined) <= 2, unissued
-        assert counted.get("request.quarantined", 0) == len(quarantined)
+        # A request already decided when it was counted out keeps its recorded answer
+        # (seen once: a revocation request, answered `revoked` and quarantined).
+        assert len(quarantined) <= counted.get("request.quarantined", 0) <= 2
         issued = count + revocations - len(quarantined)
         assert len(serials) == len(set(serials)) == issued
         assert requests == (issued, issued)
