@@ -3,6 +3,7 @@ set aside with an answer (invariant 9): one stick can never wedge the daemon."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from cryptography import x509
@@ -98,3 +99,46 @@ class TestQuarantine:
         ca.process()
         assert ca.result("poison")["status"] == "issued"
         assert ca.result("good")["status"] == "issued"
+
+
+class TestQuarantinedRevocation:
+    """The same for a revocation request (each is answered on its own, with gpg): one that
+    keeps stopping the service is answered request.quarantined and nothing is revoked.
+    Found by the kill -9 campaign, where a quarantined revocation request was applied."""
+
+    def crashed_round(self, ca: CA, signers, serial: str, tries: int) -> None:
+        ca.edit_config("revokers = []", f'revokers = ["{signers["alice"].fingerprint}"]')
+        body = json.dumps({"serial": serial, "reason": "keyCompromise"}).encode()
+        folder = ca.incoming / "revoke"
+        folder.mkdir(exist_ok=True)
+        (folder / "poison.json.asc").write_text(signers["alice"].sign(body))
+        (folder / "poison.json").write_bytes(body)
+        spool = Spool(ca.dir / "spool")
+        claim = spool.new_claim()
+        assert spool.claim(folder / "poison.json", "revoke", claim)
+        with sqlite3.connect(ca.dir / "ca.db") as db:
+            db.execute("INSERT INTO meta VALUES (?, ?)", (f"tries:{claim}", str(tries)))
+            db.execute("INSERT INTO meta VALUES (?, ?)",
+                       (f"tries:{claim}/revoke/poison.json", "2"))
+
+    def issued(self, ca: CA) -> str:
+        ca.submit("server/target.csr", pem(make_csr("target.sample.com")[1]))
+        ca.process()
+        return ca.result("target")["serial"]
+
+    def test_it_is_answered_and_nothing_is_revoked(self, guarded: CA, signers):
+        serial = self.issued(guarded)
+        self.crashed_round(guarded, signers, serial, tries=1)
+        guarded.process()
+        answer = guarded.result("poison")
+        assert [r["code"] for r in answer["reasons"]] == ["request.quarantined"]
+        with sqlite3.connect(guarded.dir / "ca.db") as db:
+            revoked = db.execute("SELECT revoked_at FROM certificates WHERE serial = ?",
+                                 (serial,)).fetchone()
+        assert revoked == (None,)
+
+    def test_counter_case_a_round_not_yet_retried_whole_revokes(self, guarded: CA, signers):
+        serial = self.issued(guarded)
+        self.crashed_round(guarded, signers, serial, tries=0)
+        guarded.process()
+        assert guarded.result("poison")["status"] == "revoked"

@@ -235,22 +235,26 @@ class TestCrashes:
                    for name in [*names, *wanted]}
         # A request that was being answered alone at three of the kills is what a request
         # that crashes the service looks like: answered request.quarantined, by design
-        # (invariant 9). Rare, and only under load; any other answer is a failure.
-        unissued = {n: results[n] for n in names if results[n]["status"] != "issued"}
-        quarantined = {n for n, r in unissued.items()
-                       if [c["code"] for c in r["reasons"]] == ["request.quarantined"]}
-        assert set(unissued) == quarantined and len(quarantined) <= 2, unissued
-        # A request already decided when it was counted out keeps its recorded answer
-        # (seen once: a revocation request, answered `revoked` and quarantined).
+        # (invariant 9), a CSR or a revocation request alike. Rare, and only under load;
+        # any other answer is a failure.
+        def is_quarantined(name: str) -> bool:
+            reasons = results[name].get("reasons") or []
+            return [r["code"] for r in reasons] == ["request.quarantined"]
+
+        quarantined = {n for n in results if is_quarantined(n)}
+        unissued = {n for n in names if results[n]["status"] != "issued"}
+        assert unissued <= quarantined and len(quarantined) <= 2, quarantined
+        # (a kill between a quarantine's entry and its answer may count one twice)
         assert len(quarantined) <= counted.get("request.quarantined", 0) <= 2
-        issued = count + revocations - len(quarantined)
+        issued = count + revocations - len(unissued)
         assert len(serials) == len(set(serials)) == issued
         assert requests == (issued, issued)
-        for name, (serial, reason) in wanted.items():
+        applied = {n: w for n, w in wanted.items() if n not in quarantined}
+        for name, (serial, reason) in applied.items():
             assert (results[name]["status"], results[name]["serial"]) == ("revoked", serial)
             assert final[serial] == reason
-        assert sum(1 for r in final.values() if r) == revocations
-        assert counted.get("certificate.revoked") == revocations
+        assert sum(1 for r in final.values() if r) == len(applied)
+        assert counted.get("certificate.revoked") == len(applied)
         assert counted.get("request.republished", 0) == 0
         for entry in os.scandir(ca.outgoing):
             assert not entry.name.startswith("."), f"partial output {entry.name}"

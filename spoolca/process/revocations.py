@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from spoolca.authority.revocation import revoke_in
 from spoolca.errors import NotFoundError, RevocationError, SpoolcaError
-from spoolca.findings import Finding
+from spoolca.findings import CODES, Finding
 from spoolca.host.untrusted import loads_bounded, read_untrusted
 from spoolca.log import get_logger
 from spoolca.process.authorization import SignerCheck
@@ -137,10 +137,18 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
     identity = request_sha256(canonical_text(read.data or b""))
     file_sha256 = request_sha256(read.data or b"")
     now = session.now("revocation")
+    # One that stopped the service too often (process.passes) is answered so, never
+    # verified or parsed again: invariant 9 holds for revocation requests too.
+    quarantined = claimed.quarantined or file_sha256 in session.quarantined
     with session.store.transaction("revoke-request", now, signing="revocation") as tx:
         earlier = session.store.earlier_request_answer(identity, "revoke") or \
-            session.store.earlier_answer(file_sha256, "revoke") if read.data else None
-        if earlier is not None:
+            session.store.earlier_answer(file_sha256, "revoke") \
+            if read.data and not quarantined else None
+        if quarantined:
+            outcome = _recorded(session, tx, claimed, identity, None, None, [Finding(
+                "request.quarantined", f"{claimed.file_name}: "
+                f"{CODES['request.quarantined']}")], file_sha256)
+        elif earlier is not None:
             outcome = _republished(session, tx, claimed, identity, earlier, file_sha256)
         else:
             try:
