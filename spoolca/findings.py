@@ -154,6 +154,11 @@ class Finding:
         return Severity.NOTE if self.code.startswith("note.") else Severity.REFUSAL
 
     @classmethod
+    def quarantined(cls, file_name: str) -> Finding:
+        """The answer to a file that stopped the service too often (process.passes)."""
+        return cls("request.quarantined", f"{file_name}: {CODES['request.quarantined']}")
+
+    @classmethod
     def internal_error(cls) -> Finding:
         """The answer to a file spoolca failed on (a bug): the traceback is in the log."""
         return cls("request.internal_error",

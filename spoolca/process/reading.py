@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spoolca.errors import CSRError
-from spoolca.findings import CODES, Finding
+from spoolca.findings import Finding
 from spoolca.host.children import (
     FrameBuffer,
     become_helper,
@@ -83,9 +83,8 @@ def prepare(claimed: Claimed, limit: int, ahead: ReadAhead | None,
         early = read_untrusted(claimed.path, limit)
         digest = request_sha256(early.data or b"")
         if claimed.quarantined or digest in quarantined:
-            return Prepared(claimed, digest, None, Finding(
-                "request.quarantined", f"{claimed.file_name}: {CODES['request.quarantined']}"),
-                submission_only=True, file_sha256=digest)
+            return Prepared(claimed, digest, None, Finding.quarantined(claimed.file_name),
+                            submission_only=True, file_sha256=digest)
     if claimed.name_problem is not None:
         return Prepared(claimed, request_sha256(os.fsencode(claimed.path.name)), None,
                         Finding("file.name_invalid", f"{claimed.file_name}: "

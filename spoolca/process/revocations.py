@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from spoolca.authority.revocation import revoke_in
 from spoolca.errors import NotFoundError, RevocationError, SpoolcaError
-from spoolca.findings import CODES, Finding
+from spoolca.findings import Finding
 from spoolca.host.untrusted import loads_bounded, read_untrusted
 from spoolca.log import get_logger
 from spoolca.process.authorization import SignerCheck
@@ -145,9 +145,8 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
             session.store.earlier_answer(file_sha256, "revoke") \
             if read.data and not quarantined else None
         if quarantined:
-            outcome = _recorded(session, tx, claimed, identity, None, None, [Finding(
-                "request.quarantined", f"{claimed.file_name}: "
-                f"{CODES['request.quarantined']}")], file_sha256)
+            outcome = _recorded(session, tx, claimed, identity, None, None,
+                                [Finding.quarantined(claimed.file_name)], file_sha256)
         elif earlier is not None:
             outcome = _republished(session, tx, claimed, identity, earlier, file_sha256)
         else:
