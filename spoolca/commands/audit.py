@@ -24,8 +24,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             folder = Path(args.target)
             last = _export_to(store, folder, session.audit_key())
         else:
-            folder, last = session.outgoing.audit, session.outgoing.audit_log(
-                store, session.audit_key())
+            folder, last = session.outgoing.audit, session.exported
     print(f"exported the audit log through entry {last} to {folder}/")
     return 0
 

@@ -225,6 +225,11 @@ class CASession:
         self.check_register()
         return self._sealer.seal()
 
+    @property
+    def exported(self) -> int:
+        """The audit entry this session exported outgoing/audit/ up to (0: none yet)."""
+        return self._sealer.exported
+
     def seal_behind(self) -> None:
         """After a batch: its checkpoint is signed while the next batch is decided, and
         stored in that batch's transaction (finish_seal) or by the next flush."""
