@@ -29,7 +29,7 @@ from spoolca.host.fsutil import (
 )
 from spoolca.host.untrusted import read_untrusted
 from spoolca.register.audit import export
-from spoolca.spool.tree import RESERVED_NAMES, archive_file, remove_empty_claims
+from spoolca.spool.tree import RESERVED_NAMES, Spool, archive_file, remove_empty_claims
 
 if TYPE_CHECKING:
     from spoolca.keys.openpgp import ApplianceKey
@@ -58,7 +58,7 @@ class Outgoing:
 
     @classmethod
     def of(cls, spool_dir: Path) -> Outgoing:
-        return cls(spool_dir / "outgoing")
+        return cls(Spool(spool_dir).outgoing)
 
     # -- where things are (to read) -----------------------------------------------------
 
@@ -146,8 +146,7 @@ class Outgoing:
     def ca_file(self, name: str, data: bytes) -> Path:
         """One more file beside the CA files (a cross-certificate, a cross-signing
         request): the next stick export carries it out with them."""
-        ensure_dir(self.ca, SHARED_DIR)
-        atomic_write(self.ca / name, data)
+        self.ca_files({name: data})
         return self.ca / name
 
     def crl_files(self, authority: str, der: bytes, armoured: bytes,
