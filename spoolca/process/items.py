@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from spoolca.errors import InternalError
-from spoolca.register.store import Status
+from spoolca.register.records import Status
 
 if TYPE_CHECKING:
     from spoolca.config import Profile

@@ -38,6 +38,9 @@ def hold_lock(path: Path, *, shared: bool = False) -> int:
     return fd
 
 
+_INSTANCE_LOCKS: list[int] = []  # held for the process's life (release_instance_locks)
+
+
 def instance_lock(path: Path) -> int:
     """Hold an exclusive lock on `path` for the life of the process; return its fd.
 
@@ -48,9 +51,6 @@ def instance_lock(path: Path) -> int:
     os.write(fd, f"{os.getpid()}\n".encode())
     _INSTANCE_LOCKS.append(fd)
     return fd
-
-
-_INSTANCE_LOCKS: list[int] = []
 
 
 def release_instance_locks() -> None:
