@@ -35,7 +35,7 @@ def needs_subprocess(argv: Sequence[str], env: Mapping[str, str] | None) -> bool
         return True
     if "daemon" in argv[:3] or any(_names_a_token(a) for a in argv):
         return True
-    return os.geteuid() == 0 and _changes_user(argv, env)
+    return _changes_user(argv, env)
 
 
 def _names_a_token(argument: str) -> bool:
@@ -55,18 +55,15 @@ def _changes_user(argv: Sequence[str], env: Mapping[str, str] | None) -> bool:
     """Root's command on a state directory someone else owns becomes that owner (and
     keeps a root helper): not something the test process may do to itself."""
     from spoolca.cli import build_parser
-    from spoolca.commands.asowner import _OWN_DIRECTORY
-    from spoolca.commands.common import config_path
+    from spoolca.commands.asowner import state_directory
 
     try:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(
                 io.StringIO()), _environment(env):
-            args = build_parser().parse_args(list(argv))
-            if args.command in _OWN_DIRECTORY:
-                return False
-            return os.stat(config_path(args).parent).st_uid != 0
-    except (SystemExit, OSError):
+            info = state_directory(build_parser().parse_args(list(argv)))
+    except SystemExit:
         return False
+    return info is not None and info.st_uid != 0
 
 
 def run_in_process(argv: Sequence[str], env: Mapping[str, str] | None = None,

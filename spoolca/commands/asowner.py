@@ -25,22 +25,30 @@ from spoolca.errors import SpoolcaError, UsageError
 if TYPE_CHECKING:
     from spoolca.keys.installed import SecretTarget
 
-__all__ = ["become_owner"]
+__all__ = ["become_owner", "state_directory"]
 
 _OWN_DIRECTORY = frozenset({"init", "import-openssl", "import-easyrsa", "restore", "demo"})
 
 
+def state_directory(args: argparse.Namespace) -> os.stat_result | None:
+    """The state directory root runs ARGS' command on (whose owner it becomes, unless that
+    is root); None when not root, for a command that makes a new one, or when it is
+    missing (the command then says so)."""
+    if os.geteuid() != 0 or args.command in _OWN_DIRECTORY:
+        return None
+    try:
+        return os.stat(config_path(args).parent)
+    except OSError:
+        return None
+
+
 def become_owner(args: argparse.Namespace) -> None:
     """Make this process safe to run ARGS' command on its state directory (see above)."""
-    if os.geteuid() != 0 or args.command in _OWN_DIRECTORY:
+    info = state_directory(args)
+    if info is None:
         return
-    path = config_path(args)
-    try:
-        info = os.stat(path.parent)
-    except OSError:
-        return  # the command says what is missing
     if info.st_uid == 0:
-        _refuse_shared(path)
+        _refuse_shared(config_path(args))
         return
     from spoolca.host.privileges import become, unit_credentials
 
