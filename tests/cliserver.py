@@ -13,28 +13,25 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from typing import IO
 
+from spoolca.host.children import read_frame, write_frame
+
 __all__ = ["CommandServer"]
 
-_LENGTH = struct.Struct(">I")
-
-
 def _send(stream: IO[bytes], value: object) -> None:
-    data = pickle.dumps(value)
-    stream.write(_LENGTH.pack(len(data)) + data)
-    stream.flush()
+    write_frame(stream, pickle.dumps(value))
 
 
 def _receive(stream: IO[bytes]) -> object:
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
+    """The next value (spoolca.host.children's frames, as its helpers use)."""
+    frame = read_frame(stream)
+    if frame is None:
         raise EOFError("the command server ended")
-    return pickle.loads(stream.read(_LENGTH.unpack(head)[0]))
+    return pickle.loads(frame)
 
 
 class CommandServer:

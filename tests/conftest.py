@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from spoolca.keys.openpgp import ApplianceKey, keyring_owner, reap_keyrings, stop_agent
-from tests.pki import CA, CREATED, IN_PROCESS, init_ca
+from tests.pki import CA, CREATED, IN_PROCESS, copy_ca, init_ca
 from tests.templates import Templates
 
 
@@ -34,11 +33,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
 @pytest.fixture
 def ca(_ca_template: Path, tmp_path: Path) -> CA:
     """A CA of our own: a copy of the session's, so tests never share a register."""
-    target = tmp_path / "ca"
-    shutil.copytree(_ca_template, target, symlinks=True,
-                    ignore=shutil.ignore_patterns("S.*"))  # gpg-agent's sockets
-    CREATED.append(target)
-    return CA(target)
+    return copy_ca(_ca_template, tmp_path / "ca")
 
 
 @pytest.fixture(autouse=True)

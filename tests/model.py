@@ -59,7 +59,7 @@ from spoolca.register.generations import live_names
 from spoolca.register.store import Store
 from tests.cliserver import CommandServer
 from tests.clock import FakeClock
-from tests.pki import CA, make_csr, pem, spoolca
+from tests.pki import CA, copy_ca, make_csr, pem, spoolca
 
 MAX_FORWARD = dt.timedelta(days=7)  # the template's [clock] max_forward_days
 SLACK = dt.timedelta(minutes=2)
@@ -122,9 +122,7 @@ class CAMachine(RuleBasedStateMachine):
     # -- plumbing -------------------------------------------------------------------------
 
     def _copy(self, source: Path, target: Path) -> CA:
-        shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("S.*"))
-        self.created.append(target)
-        ca = CA(target)
+        ca = copy_ca(source, target)
         ca.edit_config('lint = "pkix"', 'lint = "off"')  # composition, not lint, is modelled
         return ca
 

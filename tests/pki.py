@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -176,6 +177,13 @@ class CA:
 
 
 CREATED: list[Path] = []  # CA directories whose gpg-agent the test fixtures stop
+
+
+def copy_ca(source: Path, target: Path) -> CA:
+    """A CA of its own for a test: a copy of SOURCE (not its gpg-agent's sockets)."""
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("S.*"))
+    CREATED.append(target)
+    return CA(target)
 
 
 def init_ca(directory: Path, *extra: str) -> CA:

@@ -9,12 +9,11 @@ file's path in the configuration, which names the test's own file.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from spoolca.keys.openpgp import stop_agent
-from tests.pki import CA, CREATED, PASSPHRASE, init_ca
+from tests.pki import CA, CREATED, PASSPHRASE, copy_ca, init_ca
 
 __all__ = ["Templates"]
 
@@ -39,11 +38,7 @@ class Templates:
         passphrase = tmp_path / secret_name
         passphrase.write_bytes(secret)
         passphrase.chmod(0o600)
-        target = tmp_path / name
-        shutil.copytree(template / "ca", target, symlinks=True,
-                        ignore=shutil.ignore_patterns("S.*"))  # gpg-agent's sockets
-        CREATED.append(target)
-        ca = CA(target)
+        ca = copy_ca(template / "ca", tmp_path / name)
         ca.edit_config(f'file = "{template / "pw"}"', f'file = "{passphrase}"')
         return ca
 
