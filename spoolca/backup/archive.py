@@ -58,7 +58,8 @@ class Manifest:
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
-        return self.body["files"]
+        files: dict[str, dict[str, Any]] = self.body["files"]
+        return files
 
     @property
     def config_name(self) -> str:

@@ -9,7 +9,7 @@ from spoolca.cli.common import command
 __all__ = ["register"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = commands.add_parser("audit", help="the signed audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_export = audit_commands.add_parser("export", help="sign a checkpoint and export the "

@@ -9,7 +9,7 @@ from spoolca.cli.common import command, positive
 __all__ = ["register"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ca = commands.add_parser("ca", help="the CAs themselves")
     ca_commands = ca.add_subparsers(dest="ca_command", required=True)
     ca_renew = ca_commands.add_parser("renew", help="a new certificate for a CA's same key "

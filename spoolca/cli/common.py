@@ -19,7 +19,8 @@ def command(target: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         import importlib
 
-        return getattr(importlib.import_module(f"spoolca.commands.{module}"), function)(args)
+        code: int = getattr(importlib.import_module(f"spoolca.commands.{module}"), function)(args)
+        return code
 
     run.target = target  # type: ignore[attr-defined]  # for the test that resolves them all
     return run

@@ -9,7 +9,7 @@ from spoolca.cli.common import command, shares_scheme
 __all__ = ["register"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backup = commands.add_parser("backup", help="one signed archive of the register, the "
                                  "encrypted keys, the OpenPGP home and the configuration")
     backup.add_argument("dest", nargs="?", help="the archive to write (.tar.gz), or a "

@@ -10,7 +10,7 @@ from spoolca.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 __all__ = ["register"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = commands.add_parser("init", help="create a new root and intermediate CA")
     init.add_argument("--dir", help="the new state directory")
     init.add_argument("--ceremony", metavar="FILE", help="everything below from a reviewed "

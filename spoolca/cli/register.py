@@ -9,7 +9,7 @@ from spoolca.cli.common import command, positive
 __all__ = ["register"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = commands.add_parser("list", help="the certificate register")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--status", choices=("valid", "revoked", "expired"))

@@ -10,7 +10,7 @@ from spoolca.cli.common import command
 __all__ = ["register"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     process = commands.add_parser("process", help="one pass over incoming/, then exit")
     process.set_defaults(func=command("signing:cmd_process"))
 

@@ -9,7 +9,7 @@ from spoolca.cli.common import command, identity_option, positive
 __all__ = ["register"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     media = commands.add_parser("media", help="requests in from a stick, results out to it")
     media_commands = media.add_subparsers(dest="media_command", required=True)
     media_ingest = media_commands.add_parser("ingest", help="copy a mounted stick's requests "

@@ -200,7 +200,7 @@ def _read_share(path: Path) -> str:
     found = _WORDS.findall(text)
     if len(found) != 1:
         raise UsageError(f"{path} holds no share (a line of 20 or 33 words)")
-    return found[0]
+    return str(found[0])
 
 
 def _typed() -> list[str]:

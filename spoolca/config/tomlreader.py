@@ -39,7 +39,7 @@ class TableReader:
         return value
 
     def positive(self, table: Mapping[str, Any], key: str, default: int, where: str) -> int:
-        value = self.get(table, key, int, default, where)
+        value: int = self.get(table, key, int, default, where)
         if value <= 0:
             self.problems.append(f"{where}{key}: must be a positive integer")
             return default

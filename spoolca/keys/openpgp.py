@@ -218,7 +218,7 @@ class ApplianceKey:
         self.close()
 
     def public_key(self) -> str:
-        exported = _gpg(self.home).export_keys(self.fingerprint)
+        exported: str = _gpg(self.home).export_keys(self.fingerprint)
         if not exported:
             raise SpoolcaError(f"the audit key {self.fingerprint} is not in {self.home}")
         return exported

@@ -37,7 +37,7 @@ def _atomic(method: Callable[Concatenate[Recorder, Tx, _P], Outcome]
     savepoint of the batch's transaction, so a failure half-way undoes only its own
     writes (the batch's per-request isolation needs no savepoint of its own)."""
     @functools.wraps(method)
-    def recording(self: Recorder, tx: Tx, *args: _P.args, **kwargs: _P.kwargs) -> Outcome:
+    def recording(self: Recorder, tx: Tx, /, *args: _P.args, **kwargs: _P.kwargs) -> Outcome:
         with tx.savepoint():
             return method(self, tx, *args, **kwargs)
     return recording

@@ -194,7 +194,7 @@ class Store(AuditReads):
                                  (name,)).fetchone()
         if row is None:
             raise StoreError(f"the register has no {name} CA: was `spoolca init` completed?")
-        return row[0]
+        return bytes(row[0])
 
     def request(self, sha256: str) -> RequestRecord | None:
         return request_row(self._conn, sha256)
@@ -209,8 +209,9 @@ class Store(AuditReads):
 
     def last_not_after(self, issuer: str) -> str | None:
         """When the last certificate this CA issued ends (its CRL is needed until then)."""
-        return self._conn.execute("SELECT MAX(not_after) FROM certificates WHERE issuer = ?",
-                                  (issuer,)).fetchone()[0]
+        latest: str | None = self._conn.execute(
+            "SELECT MAX(not_after) FROM certificates WHERE issuer = ?", (issuer,)).fetchone()[0]
+        return latest
 
     def latest_crl(self, authority: str) -> CRLRecord | None:
         row = self._conn.execute(
@@ -265,7 +266,10 @@ class Store(AuditReads):
         serials = [row[0] for row in self._conn.execute(
             "SELECT serial FROM certificates WHERE not_before > ? ORDER BY not_before LIMIT 20",
             (moment,))]
-        count = lambda sql: self._conn.execute(sql, (moment,)).fetchone()[0]  # noqa: E731
+
+        def count(sql: str) -> int:
+            return int(self._conn.execute(sql, (moment,)).fetchone()[0])
+
         return {
             "certificates": count("SELECT COUNT(*) FROM certificates WHERE not_before > ?"),
             "certificate_serials": serials,

@@ -59,7 +59,7 @@ class Decision:
         return not self.findings
 
 
-def _attributes(name: x509.Name) -> list[x509.NameAttribute]:
+def _attributes(name: x509.Name) -> list[x509.NameAttribute[str | bytes]]:
     return [attr for rdn in name.rdns for attr in rdn]
 
 
@@ -139,7 +139,7 @@ def _issued_subject(subject: x509.Name, grouped: dict[str, list[str]],
             if attrs:
                 rdns.append(x509.RelativeDistinguishedName(attrs))
         return x509.Name(rdns)
-    attributes: list[x509.NameAttribute] = []
+    attributes: list[x509.NameAttribute[str | bytes]] = []
     for field_name, _rule in dn:
         if field_name == "emailAddress" and not keep_email:
             continue
