@@ -5,8 +5,13 @@ valid, a revoked and an expired certificate, and the requests they were made fro
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,6 +26,28 @@ def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
                           env={**os.environ, **(env or {})})
     assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
     return done.stdout
+
+
+_MADE: dict[tuple[str, bytes], Path] = {}
+
+
+def made_once(build: Callable[..., Path]) -> Callable[..., Path]:
+    """Build the CA the first time a test process asks for it (with this passphrase), then
+    hand each test a copy of its own: the tools' RSA keys take seconds to generate and are
+    not what an import test checks. The copies keep relative paths, as a copied CA does."""
+
+    @functools.wraps(build)
+    def copy(place: Path, passphrase: Path) -> Path:
+        key = (build.__name__, passphrase.read_bytes())
+        if key not in _MADE:
+            workshop = Path(tempfile.mkdtemp(prefix=f"spoolca-{build.__name__}-"))
+            atexit.register(shutil.rmtree, workshop, ignore_errors=True)
+            (workshop / "passphrase").write_bytes(key[1])
+            _MADE[key] = build(workshop, workshop / "passphrase")
+        made = _MADE[key]
+        return Path(shutil.copytree(made, place / made.name, symlinks=True))
+
+    return copy
 
 
 def howto_cnf(seed: Path = SEED) -> str:
@@ -44,6 +71,7 @@ def seed_cnf() -> str:
     return text.replace("string_mask        = nombstr", "string_mask        = utf8only")
 
 
+@made_once
 def flat_ca(place: Path, passphrase: Path) -> Path:
     """The root how-to, command by command: a CA, three certificates (b revoked for key
     compromise, c revoked without a reason), one expired, and b's request signed again

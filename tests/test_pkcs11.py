@@ -9,13 +9,26 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from spoolca.keys.openpgp import stop_agent
 from spoolca.keys.softhsm import make_token, softhsm_module
 from tests.daemon import NotifySocket, Running
-from tests.pki import CA, CREATED, ROOT_SUBJECT, init_ca, make_csr, openssl, pem, spoolca, wait_for
+from tests.pki import (
+    CA,
+    CREATED,
+    ROOT_SUBJECT,
+    copy_ca,
+    init_ca,
+    make_csr,
+    openssl,
+    pem,
+    spoolca,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("softhsm2-util") is None,
                                 reason="SoftHSM2 is not installed (.ci/run installs it)")
@@ -24,8 +37,34 @@ PIN = b"token user pin 1"
 CRL_DIR = ("spool", "outgoing", "crl")
 
 
+_MADE: dict[str, Path] = {}  # the session's token CA (token_ca with the defaults)
+
+
+@pytest.fixture(scope="session")
+def _token_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A token CA made once per test process by the real `spoolca init`, its token and CA
+    directory copied by token_ca for each test that takes the defaults: the token's key
+    generation and the audit key are not what those tests check."""
+    place = tmp_path_factory.mktemp("token-template")
+    conf = make_token(place / "hsm", "spoolca", PIN)
+    (place / "pin").write_bytes(PIN)
+    saved = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    try:
+        _init_token_ca(place)
+    finally:
+        os.environ.pop("SOFTHSM2_CONF")
+        if saved is not None:
+            os.environ["SOFTHSM2_CONF"] = saved
+    CREATED.remove(place / "ca")
+    stop_agent(place / "ca" / "gnupg")
+    _MADE["template"] = place
+    yield
+    stop_agent(place / "ca" / "gnupg")
+
+
 @pytest.fixture
-def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _token_template: None) -> Path:
     """A fresh SoftHSM2 token labelled 'spoolca'; every spoolca run here sees only it."""
     conf = make_token(tmp_path / "hsm", "spoolca", PIN)
     monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
@@ -33,10 +72,24 @@ def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return conf
 
 
-def token_ca(tmp_path: Path, *extra: str) -> CA:
-    return init_ca(tmp_path / "ca", "--key-store", "pkcs11", "--pkcs11-module",
+def _init_token_ca(place: Path, *extra: str) -> CA:
+    return init_ca(place / "ca", "--key-store", "pkcs11", "--pkcs11-module",
                    str(softhsm_module()), "--token", "spoolca", "--passphrase-file",
-                   str(tmp_path / "pin"), *extra)
+                   str(place / "pin"), *extra)
+
+
+def token_ca(tmp_path: Path, *extra: str) -> CA:
+    """A CA whose keys are in the test's token: made by `spoolca init` when EXTRA asks
+    for something of its own, else a copy of the session's (the token's objects too)."""
+    if extra:
+        return _init_token_ca(tmp_path, *extra)
+    template = _MADE["template"]
+    tokens = tmp_path / "hsm" / "tokens"
+    shutil.rmtree(tokens)
+    shutil.copytree(template / "hsm" / "tokens", tokens)
+    ca = copy_ca(template / "ca", tmp_path / "ca")
+    ca.edit_config(f'file = "{template / "pin"}"', f'file = "{tmp_path / "pin"}"')
+    return ca
 
 
 def token_objects() -> list[dict]:
