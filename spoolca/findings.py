@@ -61,7 +61,11 @@ _STATIC_CODES: dict[str, str] = {
     "max_san_entries",
     "policy.dn.too_many_attributes": "the request's subject holds more attributes than the "
     "policy's max_subject_attributes",
-    "policy.san.missing": "a server request names no DNS name or IP address",
+    "policy.san.missing": "the request names none of the names its profile requires (a "
+    "server: a DNS name or IP address; S/MIME: an e-mail address)",
+    "key.type_not_in_profile": "the request's key type is not one the profile's key_types "
+    "names",
+    "policy.san.uri_invalid": "a URI in the request is not an absolute URI",
     "policy.san.dns_invalid": "a DNS name is not a valid hostname",
     "policy.san.dns_not_allowed": "a DNS name is outside the profile's allowed_domains",
     "policy.san.wildcard_not_allowed": "a wildcard name was requested; the profile forbids them",

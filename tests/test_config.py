@@ -59,7 +59,7 @@ class TestValidation:
         text = render_config().replace('kind = "subca"             # CA:TRUE pathlen:0, KU '
                                        'keyCertSign + cRLSign, signed by the root\nissuer = '
                                        '"root"', 'kind = "subca"\nissuer = "intermediate"')
-        with pytest.raises(ConfigError, match="subca is issued by the root"):
+        with pytest.raises(ConfigError, match="a CA profile is issued by the root"):
             load_config(self.write(tmp_path, text))
 
     def test_urls_must_be_http(self, tmp_path):

@@ -159,4 +159,4 @@ class TestSubordinateConstraints:
         """Counter-case: a server profile that names permitted_dns is a configuration error."""
         ca.edit_config('kind = "server"', 'kind = "server"\npermitted_dns = ["x.com"]')
         refused = ca.run("list")
-        assert refused.returncode == 2 and "only a subca profile constrains" in refused.stderr
+        assert refused.returncode == 2 and "only a CA profile constrains" in refused.stderr

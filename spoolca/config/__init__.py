@@ -1,5 +1,6 @@
 """The configuration: spoolca.toml read and checked (settings), its [policy] rules
-(policy), a subordinate CA's constraints (constraints), the typed TOML reader that
+(policy), what a certificate is for (certtypes, with the shipped types in
+certificate-types.toml), a subordinate CA's constraints (constraints), the typed TOML reader that
 reports every mistake at once (tomlreader), and the file init writes (text, from
 template.toml). Importing the package gives the reader's public names."""
 
@@ -8,14 +9,14 @@ from spoolca.config.settings import (
     DN_RULES,
     PROFILE_KINDS,
     AuthoritySettings,
+    CertificateType,
     Config,
     KeyStore,
     LintMode,
     Policy,
     Profile,
-    ProfileKind,
     load_config,
 )
 
-__all__ = ["AUTHORITIES", "DN_RULES", "PROFILE_KINDS", "AuthoritySettings", "Config",
-           "KeyStore", "LintMode", "Policy", "Profile", "ProfileKind", "load_config"]
+__all__ = ["AUTHORITIES", "DN_RULES", "PROFILE_KINDS", "AuthoritySettings", "CertificateType",
+           "Config", "KeyStore", "LintMode", "Policy", "Profile", "load_config"]

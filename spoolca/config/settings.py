@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from spoolca.config.certtypes import TYPE_KEYS, CertificateType, read_type, shipped_types
 from spoolca.config.constraints import CONSTRAINT_KEYS, SubCAConstraints, read_constraints
 from spoolca.config.policy import DN_RULES, Policy, read_dn, read_policy
 from spoolca.config.tomlreader import TableReader
@@ -27,22 +28,14 @@ __all__ = [
     "DN_RULES",
     "PROFILE_KINDS",
     "AuthoritySettings",
+    "CertificateType",
     "Config",
     "KeyStore",
     "LintMode",
     "Policy",
     "Profile",
-    "ProfileKind",
     "load_config",
 ]
-
-class ProfileKind(enum.StrEnum):
-    """What a profile issues: a TLS server, a client, or a subordinate CA."""
-
-    SERVER = "server"
-    CLIENT = "client"
-    SUBCA = "subca"
-
 
 class KeyStore(enum.StrEnum):
     """Where a CA's key is: an encrypted file, or a PKCS#11 token under key_label."""
@@ -58,7 +51,7 @@ class LintMode(enum.StrEnum):
     OFF = "off"
 
 
-PROFILE_KINDS = tuple(kind.value for kind in ProfileKind)
+PROFILE_KINDS = tuple(shipped_types())  # the certificate types spoolca ships
 AUTHORITIES = ("root", "intermediate")
 RESERVED_PROFILE_NAMES = frozenset({"revoke"})  # incoming/revoke/ is for revocation requests
 
@@ -89,10 +82,12 @@ def _read_report(reader: TableReader, media: Mapping[str, Any]) -> ReportSetting
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """What a folder under incoming/ gets: an extension template plus name rules."""
+    """What a folder under incoming/ gets: a certificate type (usage, names, extensions)
+    plus the rules for who may have one."""
 
     name: str
-    kind: ProfileKind
+    kind: str                # the shipped type it started from
+    usage: CertificateType   # that type with the profile's own keys applied
     issuer: str
     validity_days: int
     allowed_domains: tuple[str, ...]
@@ -154,11 +149,10 @@ class Config:
     clock_max_forward_days: int = 7  # [clock]: how far past the floor the clock is trusted
 
 
-_PROFILE_KEYS = {"kind", "issuer", "validity_days", "allowed_domains", "allow_wildcards",
+_PROFILE_KEYS = {"kind", "issuer", "allowed_domains", "allow_wildcards",
                  "allow_ip", "unique_subject", "dn", "preserve_dn", "renew_before_days",
                  "revoke_superseded", "require_signature", "authorized_signers",
-                 *CONSTRAINT_KEYS}
-_DEFAULT_DAYS = {"server": 375, "client": 375, "subca": 1825}
+                 *CONSTRAINT_KEYS, *TYPE_KEYS}
 
 
 def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
@@ -171,24 +165,26 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
     kind = reader.get(table, "kind", str, name if name in PROFILE_KINDS else "", where)
     if kind not in PROFILE_KINDS:
         reader.problems.append(f"{where}kind: must be one of {', '.join(PROFILE_KINDS)}")
-        kind = ProfileKind.SERVER
-    issuer = reader.get(table, "issuer", str, "root" if kind == "subca" else "intermediate", where)
+        kind = "server"
+    usage = read_type(reader, table, where, shipped_types()[kind])
+    issuer = reader.get(table, "issuer", str, "root" if usage.ca else "intermediate", where)
     if issuer not in AUTHORITIES:
         reader.problems.append(f"{where}issuer: must be one of {', '.join(AUTHORITIES)}")
-    if kind == "subca" and issuer != "root":
-        reader.problems.append(f"{where}issuer: a subca is issued by the root (the "
+    if usage.ca and issuer != "root":
+        reader.problems.append(f"{where}issuer: a CA profile is issued by the root (the "
                                "intermediate has pathlen:0)")
-    if kind != "subca" and CONSTRAINT_KEYS & set(table):
+    if not usage.ca and CONSTRAINT_KEYS & set(table):
         reader.problems.append(f"{where}{sorted(CONSTRAINT_KEYS & set(table))[0]}: only a "
-                               "subca profile constrains what it certifies")
+                               "CA profile constrains what it certifies")
     domains = tuple(d.lower().strip(".") for d in reader.strings(table, "allowed_domains", where))
     dn = read_dn(reader, reader.table(table, "dn", where), f"{where}dn.") if "dn" in table \
         else policy.dn
     return Profile(
         name=name,
-        kind=ProfileKind(kind),
+        kind=kind,
+        usage=usage,
         issuer=issuer,
-        validity_days=reader.positive(table, "validity_days", _DEFAULT_DAYS[kind], where),
+        validity_days=usage.validity_days,
         allowed_domains=domains,
         allow_wildcards=reader.get(table, "allow_wildcards", bool, False, where),
         allow_ip=reader.get(table, "allow_ip", bool, False, where),

@@ -333,7 +333,7 @@ class BatchProcessor:
     def start_signing(self, plan: Plan, now: dt.datetime) -> Linting | Signed | Exception:
         assert plan.item.request is not None and plan.decision.subject is not None
         try:
-            built = leaf_builder(kind=plan.profile.kind, subject=plan.decision.subject,
+            built = leaf_builder(usage=plan.profile.usage, subject=plan.decision.subject,
                                  public_key=plan.item.request.public_key,  # type: ignore[arg-type]
                                  names=plan.decision.names, ca=plan.ca, serial=plan.serial,
                                  validity_days=plan.profile.validity_days, now=now,

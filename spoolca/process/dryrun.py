@@ -43,7 +43,7 @@ def check_request(config: Config, store: Store, data: bytes, profile_name: str,
         return "rejected", list(decision.findings)
     twin = lint_twin(certificate.public_key())  # type: ignore[arg-type]
     ca = IssuingCA(profile.issuer, certificate, twin, CAURLs(), twin)
-    signed = issue_leaf(kind=profile.kind, subject=decision.subject,
+    signed = issue_leaf(usage=profile.usage, subject=decision.subject,
                         public_key=request.public_key,  # type: ignore[arg-type]
                         names=decision.names, ca=ca,
                         serial=new_serial(lambda _s: False),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from spoolca.config import ProfileKind
+from spoolca.config import CertificateType
 from spoolca.config.constraints import SubCAConstraints
 from spoolca.errors import InternalError
 from spoolca.findings import Finding
@@ -134,12 +134,12 @@ def sign_linted(builder: x509.CertificateBuilder, signer: Signer, lint_signer: S
     return finish_linted(start_linted(builder, signer, lint_signer, linter))
 
 
-def leaf_builder(*, kind: ProfileKind, subject: x509.Name, public_key: PublicKey,
+def leaf_builder(*, usage: CertificateType, subject: x509.Name, public_key: PublicKey,
                  names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
                  validity_days: int, now: dt.datetime,
                  constraints: SubCAConstraints | None = None
                  ) -> x509.CertificateBuilder | Signed:
-    """A certificate of a profile kind, ready to sign; its life is capped by the CA's own
+    """A certificate of a type, ready to sign; its life is capped by the CA's own
     notAfter (a Signed with the finding when nothing is left of it)."""
     not_before = now.replace(microsecond=0)
     not_after = min(not_before + dt.timedelta(days=validity_days),
@@ -151,18 +151,18 @@ def leaf_builder(*, kind: ProfileKind, subject: x509.Name, public_key: PublicKey
     return build_certificate(
         subject=subject, public_key=public_key, issuer=ca.certificate.subject, serial=serial,
         not_before=not_before, not_after=not_after,
-        extensions=leaf_extensions(kind, public_key, names, ca.certificate, ca.urls,
+        extensions=leaf_extensions(usage, public_key, names, ca.certificate, ca.urls,
                                    constraints),
     )
 
 
-def issue_leaf(*, kind: ProfileKind, subject: x509.Name, public_key: PublicKey,
+def issue_leaf(*, usage: CertificateType, subject: x509.Name, public_key: PublicKey,
                names: Sequence[x509.GeneralName], ca: IssuingCA, serial: int,
                validity_days: int, now: dt.datetime,
                linter: CertificateLinter | PooledLinter | None,
                constraints: SubCAConstraints | None = None) -> Signed:
-    """Issue a certificate of a profile kind, linted first."""
-    built = leaf_builder(kind=kind, subject=subject, public_key=public_key, names=names,
+    """Issue a certificate of a type, linted first."""
+    built = leaf_builder(usage=usage, subject=subject, public_key=public_key, names=names,
                          ca=ca, serial=serial, validity_days=validity_days, now=now,
                          constraints=constraints)
     if isinstance(built, Signed):

@@ -16,7 +16,7 @@ from spoolca.findings import Finding
 from spoolca.x509.csr import Request
 from spoolca.x509.weakkeys import fermat_factor, has_roca_fingerprint
 
-__all__ = ["check_key", "check_signature"]
+__all__ = ["check_key", "check_key_type", "check_signature", "key_family"]
 
 _STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512, hashes.SHA3_256,
                   hashes.SHA3_384, hashes.SHA3_512)
@@ -105,3 +105,21 @@ def check_key(request: Request, policy: Policy) -> list[Finding]:
                         f"the key type {kind} is not accepted; use RSA, ECDSA or Ed25519")]
     encoding = _check_encoding(request, key)
     return [*findings, encoding] if encoding else findings
+
+
+def key_family(key: object) -> str:
+    """The name a profile's key_types uses for a key: rsa, ec-p256/-p384/-p521, ed25519."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec-" + _CURVE_NAMES.get(key.curve.name, key.curve.name).replace("-", "").lower()
+    return "ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "other"
+
+
+def check_key_type(request: Request, key_types: tuple[str, ...], profile: str) -> list[Finding]:
+    """A profile that names its key types (a device line with one curve) takes only those."""
+    family = key_family(request.public_key)
+    if not key_types or request.public_key is None or family in key_types:
+        return []
+    return [Finding("key.type_not_in_profile", f"the request's key is {family}; the {profile} "
+                    f"profile takes {', '.join(key_types)}")]

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from spoolca.config import Policy, Profile, ProfileKind
+from spoolca.config import Policy, Profile
+from spoolca.config.certtypes import CommonName, NameForm
 from spoolca.errors import InternalError
 from spoolca.findings import Finding, Severity
 from spoolca.notation.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.x509.csr import Request
-from spoolca.x509.keypolicy import check_key, check_signature
+from spoolca.x509.keypolicy import check_key, check_key_type, check_signature
 from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
 from spoolca.x509.requested import check_extensions
 
@@ -33,7 +34,7 @@ _REPEATABLE = {"organizationalUnitName", "domainComponent", "streetAddress"}
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _KNOWN_OIDS = frozenset(oid for _short, oid in ATTRIBUTES.values())
 
-GeneralName = x509.DNSName | x509.IPAddress | x509.RFC822Name
+GeneralName = x509.DNSName | x509.IPAddress | x509.RFC822Name | x509.UniformResourceIdentifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,60 +203,114 @@ def _dedupe(items: list[str]) -> list[str]:
     return list(kept.values())
 
 
+_FORM_WORDS = {NameForm.DNS: "DNS name", NameForm.IP: "IP address",
+               NameForm.EMAIL: "e-mail address", NameForm.URI: "URI"}
+
+
+@dataclass
+class _Names:
+    """The names a certificate will carry, by form, in the order they were found."""
+
+    dns: list[str] = field(default_factory=list)
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+    uris: list[str] = field(default_factory=list)
+
+    def forms(self) -> set[NameForm]:
+        present = {NameForm.DNS: self.dns, NameForm.IP: self.ips, NameForm.EMAIL: self.emails,
+                   NameForm.URI: self.uris}
+        return {form for form, names in present.items() if names}
+
+    def general_names(self) -> tuple[GeneralName, ...]:
+        names: list[GeneralName] = [x509.DNSName(d) for d in self.dns]
+        names += [x509.IPAddress(ip) for ip in dict.fromkeys(self.ips)]
+        names += [x509.RFC822Name(e) for e in self.emails]
+        names += [x509.UniformResourceIdentifier(u) for u in self.uris]
+        return tuple(names)
+
+
+def _sort_requested(request: Request, profile: Profile, found: _Names) -> list[Finding]:
+    """Each subjectAltName the request asks for into its form, if the type carries it."""
+    findings = []
+    forms = profile.usage.name_forms
+    for general in _requested_names(request.extensions):
+        if isinstance(general, x509.DNSName) and NameForm.DNS in forms:
+            found.dns.append(general.value)
+        elif isinstance(general, x509.IPAddress) and NameForm.IP in forms \
+                and isinstance(general.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            found.ips.append(general.value)
+        elif isinstance(general, x509.RFC822Name) and NameForm.EMAIL in forms:
+            found.emails.append(general.value)
+        elif isinstance(general, x509.UniformResourceIdentifier) and NameForm.URI in forms:
+            found.uris.append(general.value)
+        else:
+            findings.append(Finding("policy.san.type_not_allowed",
+                                    f"the {profile.name} profile does not issue "
+                                    f"{type(general).__name__} subjectAltNames ({general.value})"))
+    return findings
+
+
+def _names_from_subject(grouped: dict[str, list[str]], profile: Profile,
+                        found: _Names) -> list[Finding]:
+    """The commonName, read as the type says (CA/B 7.1.4.3: a hostname CN is also a SAN),
+    and emailAddress attributes where the type carries e-mail names."""
+    findings = []
+    rule = profile.usage.common_name
+    for cn in grouped.get("commonName", ()):
+        if rule == CommonName.HOSTNAME:
+            ip = parse_ip(cn)
+            if ip is not None:
+                found.ips.insert(0, ip)
+            elif hostname_problem(cn, allow_wildcards=True) is not None:
+                findings.append(Finding("policy.cn.not_a_hostname", f"commonName {cn!r} of a "
+                                        f"{profile.kind} request must be its hostname or IP "
+                                        "address"))
+            else:
+                found.dns.insert(0, cn)
+        elif rule == CommonName.EMAIL and "@" in cn:
+            if is_email(cn):
+                found.emails.insert(0, cn)
+            else:
+                findings.append(Finding("policy.cn.invalid_email",
+                                        f"commonName {cn!r} is not a valid e-mail address"))
+    if NameForm.EMAIL in profile.usage.name_forms:
+        found.emails += grouped.get("emailAddress", [])
+    return findings
+
+
+def _uri_problem(uri: str) -> bool:
+    """RFC 5280 4.2.1.6: an absolute URI (a scheme, and no spaces or controls)."""
+    scheme, colon, rest = uri.partition(":")
+    return not (colon and rest and scheme[:1].isalpha() and uri.isascii() and all(
+        c.isalnum() or c in "+-." for c in scheme) and not any(c <= " " for c in uri))
+
+
 def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profile
                  ) -> tuple[list[Finding], tuple[GeneralName, ...]]:
     """subjectAltName: the only extension taken from the CSR, after its names pass.
     GROUPED: the request's subject by attribute (the issued subject has the same
     commonNames)."""
-    findings: list[Finding] = []
-    dns: list[str] = []
-    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    emails: list[str] = []
-    for general in _requested_names(request.extensions):
-        if isinstance(general, x509.DNSName) and profile.kind != ProfileKind.SUBCA:
-            dns.append(general.value)
-        elif isinstance(general, x509.IPAddress) and profile.kind != ProfileKind.SUBCA \
-                and isinstance(general.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            ips.append(general.value)
-        elif isinstance(general, x509.RFC822Name) and profile.kind == ProfileKind.CLIENT:
-            emails.append(general.value)
-        else:
-            findings.append(Finding("policy.san.type_not_allowed",
-                                    f"the {profile.name} profile does not issue "
-                                    f"{type(general).__name__} subjectAltNames ({general.value})"))
-    for cn in grouped.get("commonName", ()):
-        if profile.kind == ProfileKind.SERVER:
-            ip = parse_ip(cn)
-            if ip is not None:
-                ips.insert(0, ip)
-            elif hostname_problem(cn, allow_wildcards=True) is not None:
-                findings.append(Finding("policy.cn.not_a_hostname", f"commonName {cn!r} of a "
-                                        "server request must be its hostname or IP address"))
-            else:
-                dns.insert(0, cn)  # CA/B 7.1.4.3: the CN must also be a SAN
-        elif profile.kind == ProfileKind.CLIENT and "@" in cn:
-            if is_email(cn):
-                emails.insert(0, cn)
-            else:
-                findings.append(Finding("policy.cn.invalid_email",
-                                        f"commonName {cn!r} is not a valid e-mail address"))
-    emails += grouped.get("emailAddress", []) if profile.kind == ProfileKind.CLIENT else []
-    dns, emails = _dedupe(dns), _dedupe(emails)
-    findings += _check_dns(dns, profile)
-    for ip in ips if not profile.allow_ip else []:
+    found = _Names()
+    findings = _sort_requested(request, profile, found)
+    findings += _names_from_subject(grouped, profile, found)
+    found.dns, found.emails = _dedupe(found.dns), _dedupe(found.emails)
+    findings += _check_dns(found.dns, profile)
+    for ip in found.ips if not profile.allow_ip else []:
         findings.append(Finding("policy.san.ip_not_allowed", f"IP address {ip} was requested; "
                                 f"the {profile.name} profile sets allow_ip = false"))
     findings += [Finding("policy.san.email_invalid", f"{e!r} is not a valid e-mail address")
-                 for e in emails if not is_email(e)]
-    if profile.kind == ProfileKind.SERVER and not dns and not ips:
-        findings.append(Finding("policy.san.missing", "a server request must name at least one "
-                                "DNS name or IP address (commonName or subjectAltName)"))
+                 for e in found.emails if not is_email(e)]
+    findings += [Finding("policy.san.uri_invalid", f"{u!r} is not an absolute URI")
+                 for u in found.uris if _uri_problem(u)]
+    required = profile.usage.required_forms
+    if required and not required & found.forms():
+        words = [_FORM_WORDS[form] for form in NameForm if form in required]
+        either = " or ".join(filter(None, (", ".join(words[:-1]), words[-1])))
+        findings.append(Finding("policy.san.missing", f"a {profile.kind} request must name "
+                                f"at least one {either} (commonName or subjectAltName)"))
     if findings:  # refused names (a U-label, say) cannot even be built as GeneralNames
         return findings, ()
-    names: list[GeneralName] = [x509.DNSName(d) for d in dns]
-    names += [x509.IPAddress(ip) for ip in dict.fromkeys(ips)]
-    names += [x509.RFC822Name(e) for e in emails]
-    return findings, tuple(names)
+    return findings, found.general_names()
 
 
 def _too_many(request: Request, policy: Policy) -> list[Finding]:
@@ -296,10 +351,11 @@ def evaluate(request: Request, profile: Profile, policy: Policy, issuer: x509.Ce
     names, compared as RFC 5280 7.1 and OpenSSL compare names (case and spacing aside).
     """
     findings = check_signature(request) + check_key(request, policy)
+    findings += check_key_type(request, profile.usage.key_types, profile.name)
     too_many = _too_many(request, policy)
     if too_many:  # judged no further: its names would take seconds each step
         return Decision(findings=tuple(findings + too_many))
-    extension_findings, notes = check_extensions(request, profile.kind)
+    extension_findings, notes = check_extensions(request, profile.usage)
     notes = [*(Finding("note.subject_reencoded", f"the request's subject was re-encoded: "
                        f"{change}; its signature was checked over the bytes as sent")
                for change in request.repairs), *notes]

@@ -1,21 +1,22 @@
-"""Extension templates: what each kind of certificate says about its key's use.
+"""Extensions: what a certificate type (config/certtypes.py) says, as X.509.
 
 The CSR never decides these (RFC 5280 4.2): only subjectAltName comes from the request,
-and only after policy has passed its names. Each flag is spelled out with the reason.
+and only after policy has passed its names. The type is data; the rules of the standard
+(which extensions are critical, where key identifiers come from) are here.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from spoolca.config import ProfileKind
+from spoolca.config import CertificateType
 from spoolca.config.constraints import PURPOSES, SubCAConstraints
 from spoolca.keys.algorithms import PublicKey
 from spoolca.notation.dn import parse_subject
@@ -33,19 +34,19 @@ class CAURLs:
     issuer_url: str = ""
 
 
-def _key_usage(*, digital_signature: bool = False, key_encipherment: bool = False,
-               key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=key_encipherment,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=key_cert_sign,
-        crl_sign=crl_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
+_USAGE_BITS = ("digital_signature", "content_commitment", "key_encipherment",
+               "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
+
+
+def _key_usage(flags: Iterable[str]) -> x509.KeyUsage:
+    """keyUsage with FLAGS set (cryptography's argument names); never encipher/decipher
+    only, which narrow keyAgreement and no profile needs."""
+    chosen = set(flags)
+    return x509.KeyUsage(**{bit: bit in chosen for bit in _USAGE_BITS},
+                         encipher_only=False, decipher_only=False)
+
+
+_CA_USAGE = _key_usage({"key_cert_sign", "crl_sign"})  # a CA signs certificates and CRLs
 
 
 def _ski(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
@@ -83,7 +84,7 @@ def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
     extensions: list[Extension] = [
         # RFC 5280 4.2.1.9: critical in every CA certificate.
         (x509.BasicConstraints(ca=True, path_length=path_length), True),
-        (grant(ProfileKind.SUBCA, public_key).key_usage, True),
+        (_CA_USAGE, True),
         (_ski(public_key), False),
     ]
     if issuer is None:
@@ -162,37 +163,58 @@ class Grant:
     ca: bool
 
 
-def grant(kind: ProfileKind, public_key: PublicKey) -> Grant:
-    """The one place that says which usages each kind of certificate carries."""
-    if kind == ProfileKind.SUBCA:
-        # A CA signs certificates and CRLs and nothing else.
-        return Grant(_key_usage(key_cert_sign=True, crl_sign=True), (), ca=True)
-    # keyEncipherment only where the key can encipher: RSA key transport in TLS 1.2.
-    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
-    server = kind == ProfileKind.SERVER
-    usage = _key_usage(digital_signature=True, key_encipherment=is_rsa and server)
-    purpose = ExtendedKeyUsageOID.SERVER_AUTH if server else \
-        ExtendedKeyUsageOID.CLIENT_AUTH
-    return Grant(usage, (purpose,), ca=False)
+def grant(usage: CertificateType, public_key: PublicKey) -> Grant:
+    """The one place that says which usages a type's certificate carries for a key: the
+    type's keyUsage, plus its rsa_key_usage where the key can encipher (RSA key transport,
+    as in TLS 1.2); a CA signs certificates and CRLs and nothing else."""
+    if usage.ca:
+        return Grant(_CA_USAGE, (), ca=True)
+    flags = usage.usage_flags(rsa=isinstance(public_key, rsa.RSAPublicKey))
+    purposes = tuple(x509.ObjectIdentifier(oid) for oid in usage.extended_key_usage)
+    return Grant(_key_usage(flags), purposes, ca=False)
 
 
-def leaf_extensions(kind: ProfileKind, public_key: PublicKey, names: Sequence[x509.GeneralName],
-                    issuer: x509.Certificate, urls: CAURLs = CAURLs(),
-                    constraints: SubCAConstraints | None = None) -> list[Extension]:
-    """An end-entity (server/client) or a subordinate CA certificate's extensions."""
-    if kind == ProfileKind.SUBCA:
+def _type_extensions(usage: CertificateType) -> list[Extension]:
+    """What a type adds beyond usage and names: policies, OCSP no-check, must-staple."""
+    extensions: list[Extension] = []
+    if usage.policies:
+        extensions.append((x509.CertificatePolicies([_policy(p.oid, p.cps, p.notice)
+                                                     for p in usage.policies]), False))
+    if usage.ocsp_no_check:
+        # RFC 6960 4.2.2.2.1: a delegated responder's own status is not asked; NULL value.
+        extensions.append((x509.OCSPNoCheck(), False))
+    if usage.must_staple:
+        # RFC 7633: the server must staple an OCSP response (status_request).
+        extensions.append((x509.TLSFeature([x509.TLSFeatureType.status_request]), False))
+    return extensions
+
+
+def _policy(oid: str, cps: str, notice: str) -> x509.PolicyInformation:
+    qualifiers: list[str | x509.UserNotice] = [cps] if cps else []
+    if notice:
+        qualifiers.append(x509.UserNotice(None, notice))
+    return x509.PolicyInformation(x509.ObjectIdentifier(oid), qualifiers or None)
+
+
+def leaf_extensions(usage: CertificateType, public_key: PublicKey,
+                    names: Sequence[x509.GeneralName], issuer: x509.Certificate,
+                    urls: CAURLs = CAURLs(), constraints: SubCAConstraints | None = None
+                    ) -> list[Extension]:
+    """An end-entity or a subordinate CA certificate's extensions, in a fixed order."""
+    if usage.ca:
         limits = constraints or SubCAConstraints()
         return ca_extensions(public_key, issuer, path_length=limits.path_length, urls=urls,
-                             constraints=limits)
-    granted = grant(kind, public_key)
+                             constraints=limits) + _type_extensions(usage)
+    granted = grant(usage, public_key)
     extensions: list[Extension] = [
         (x509.BasicConstraints(ca=False, path_length=None), True),
         (granted.key_usage, True),
-        (x509.ExtendedKeyUsage(list(granted.purposes)), False),
-        (_ski(public_key), False),
-        (_aki(issuer), False),
     ]
+    if granted.purposes:
+        extensions.append((x509.ExtendedKeyUsage(list(granted.purposes)),
+                           usage.critical_extended_key_usage))
+    extensions += [(_ski(public_key), False), (_aki(issuer), False)]
     if names:
         # Never empty-subject here (policy requires a CN), so not critical (4.2.1.6).
         extensions.append((x509.SubjectAlternativeName(list(names)), False))
-    return extensions + _distribution(urls)
+    return extensions + _distribution(urls) + _type_extensions(usage)

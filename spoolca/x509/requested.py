@@ -10,7 +10,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from spoolca.config import ProfileKind
+from spoolca.config import CertificateType
 from spoolca.findings import Finding
 from spoolca.x509.csr import Request
 from spoolca.x509.profiles import Grant, grant
@@ -48,15 +48,15 @@ def _purpose_name(oid: x509.ObjectIdentifier) -> str:
 
 
 def _check_requested_usage(ext: x509.Extension[x509.ExtensionType], granted: Grant,
-                           kind: ProfileKind) -> tuple[Finding | None, str | None]:
+                           kind: str) -> tuple[Finding | None, str | None]:
     """(refusal, note) for keyUsage, extendedKeyUsage or basicConstraints on a request:
     a subset of what the profile grants is noted and overridden; more is refused."""
     value = ext.value
     if isinstance(value, x509.BasicConstraints):
         if value.ca and not granted.ca:
             return Finding("csr.extension.basic_constraints_ca", f"a {kind} request asks to "
-                           "be a CA (basicConstraints CA:TRUE); submit it to the subca profile "
-                           "if intended"), None
+                           "be a CA (basicConstraints CA:TRUE); submit it to a CA (subca) "
+                           "profile if intended"), None
         return None, f"basicConstraints CA:{str(value.ca).upper()}"
     if isinstance(value, x509.KeyUsage):
         extra = _usage_names(value) - _usage_names(granted.key_usage)
@@ -80,8 +80,11 @@ _USAGE_EXTENSIONS = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
                      ExtensionOID.EXTENDED_KEY_USAGE}
 
 
-def check_extensions(request: Request, kind: ProfileKind) -> tuple[list[Finding], list[Finding]]:
-    """(refusals, notes) for the extensions a request carries."""
+def check_extensions(request: Request, usage: CertificateType
+                     ) -> tuple[list[Finding], list[Finding]]:
+    """(refusals, notes) for the extensions a request carries, against what its
+    certificate type grants."""
+    kind = usage.name
     findings, requested, left_out = [], [], []
     granted: Grant | None = None
     for ext in request.extensions:
@@ -89,7 +92,7 @@ def check_extensions(request: Request, kind: ProfileKind) -> tuple[list[Finding]
             if request.public_key is None:
                 continue  # refused as key.type_unsupported; no grant to compare with
             if granted is None:
-                granted = grant(kind, request.public_key)  # type: ignore[arg-type]
+                granted = grant(usage, request.public_key)  # type: ignore[arg-type]
             refusal, note = _check_requested_usage(ext, granted, kind)
             findings += [refusal] if refusal else []
             requested += [note] if note else []

@@ -1,9 +1,10 @@
 """Re-make the built-in profiles' golden extensions (kept for the record; the committed
 files are the vectors).
 
-Made by the code as it stood before profiles became data (commit 0484a09): for each
-built-in kind and key type, every extension of the certificate (OID, critical, DER), so
-the data-driven profiles are proven to issue the same bytes.
+First made by the code as it stood before profiles became data (commit 0484a09, when a
+kind was an enum and its extensions were code): for each built-in kind and key type,
+every extension of the certificate (OID, critical, DER), so the data-driven profiles are
+proven to issue the same bytes. Re-running it now must leave expected.json unchanged.
 
     python -m tests.vectors.profiles.make_profiles
 """
@@ -59,12 +60,14 @@ def extensions_json(extensions) -> list[list[object]]:
 
 
 def main() -> None:
-    from spoolca.config import ProfileKind
+    from spoolca.config.certtypes import shipped_types
     from spoolca.x509.profiles import CAURLs, leaf_extensions
 
     made = keys()
-    ca = issuer(made["issuer"])
-    (HERE / "issuer.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    if not (HERE / "issuer.pem").exists():
+        (HERE / "issuer.pem").write_bytes(issuer(made["issuer"]).public_bytes(
+            serialization.Encoding.PEM))
+    ca = x509.load_pem_x509_certificate((HERE / "issuer.pem").read_bytes())
     urls = CAURLs("http://pki.sample.com/intermediate.crl", "http://pki.sample.com/int.crt")
     vectors = {}
     for kind in KINDS:
@@ -73,7 +76,7 @@ def main() -> None:
             for with_urls in (False, True):
                 case = f"{kind}/{key}/{'urls' if with_urls else 'no-urls'}"
                 vectors[case] = extensions_json(leaf_extensions(
-                    ProfileKind(kind), public, names(kind), ca,
+                    shipped_types()[kind], public, names(kind), ca,
                     urls if with_urls else CAURLs()))
     (HERE / "expected.json").write_text(json.dumps(vectors, indent=1, sort_keys=True) + "\n")
 

@@ -1,0 +1,328 @@
+"""Profiles are data (issue 28): the shipped certificate types, a profile's own keys over
+them, the checks that refuse a type that cannot be right, and the built-in types proven
+to issue the same extensions, byte for byte, as when they were code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from spoolca.config.certtypes import shipped_types
+from spoolca.errors import ConfigError
+from tests.pki import CA, copy_ca, key_pem, make_csr, pem
+from tests.vectors.profiles.make_profiles import HERE, KINDS, extensions_json, keys, names
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_built_in_types_issue_the_extensions_they_did_as_code(kind: str):
+    from cryptography import x509
+
+    from spoolca.x509.profiles import CAURLs, leaf_extensions
+
+    expected = json.loads((HERE / "expected.json").read_text())
+    issuer = x509.load_pem_x509_certificate((HERE / "issuer.pem").read_bytes())
+    urls = CAURLs("http://pki.sample.com/intermediate.crl", "http://pki.sample.com/int.crt")
+    made = keys()
+    for key in ("ec-p256", "rsa-2048"):
+        for with_urls in (False, True):
+            case = f"{kind}/{key}/{'urls' if with_urls else 'no-urls'}"
+            got = extensions_json(leaf_extensions(shipped_types()[kind],
+                                                  made[key].public_key(),  # type: ignore[attr-defined]
+                                                  names(kind), issuer,
+                                                  urls if with_urls else CAURLs()))
+            assert got == expected[case], case
+
+
+def test_a_changed_bit_changes_the_bytes():
+    """The counter-case of the golden test: the comparison sees one keyUsage bit."""
+    from dataclasses import replace
+
+    from cryptography import x509
+
+    from spoolca.x509.profiles import leaf_extensions
+
+    expected = json.loads((HERE / "expected.json").read_text())["server/rsa-2048/no-urls"]
+    issuer = x509.load_pem_x509_certificate((HERE / "issuer.pem").read_bytes())
+    without = replace(shipped_types()["server"], rsa_key_usage=())
+    got = extensions_json(leaf_extensions(without, keys()["rsa-2048"].public_key(),  # type: ignore[attr-defined]
+                                          names("server"), issuer))
+    assert got != expected
+
+
+# ---- Configuration: a profile's own keys over its type, and types that cannot be right.
+
+def _config_with(tmp_path: Path, profiles: str) -> Path:
+    from spoolca.config.text import render_config
+
+    path = tmp_path / "spoolca.toml"
+    path.write_text(render_config() + profiles)
+    return path
+
+
+def test_a_profile_overrides_its_type(tmp_path: Path):
+    from spoolca.config import load_config
+    from spoolca.config.certtypes import CommonName, NameForm
+
+    config = load_config(_config_with(tmp_path, '''
+[profiles.sensor]
+kind = "device"
+validity_days = 3650
+extended_key_usage = ["clientAuth", "1.3.6.1.4.1.99999.1"]
+name_forms = ["uri"]
+certificate_policies = [{ oid = "1.3.6.1.4.1.99999.2.1", cps = "http://pki.sample.com/cps" }]
+'''))
+    usage = config.profiles["sensor"].usage
+    assert usage.name == "device" and config.profiles["sensor"].validity_days == 3650
+    assert usage.extended_key_usage == ("1.3.6.1.5.5.7.3.2", "1.3.6.1.4.1.99999.1")
+    assert usage.name_forms == {NameForm.URI} and usage.common_name == CommonName.TEXT
+    assert usage.policies[0].cps == "http://pki.sample.com/cps"
+
+
+def test_types_that_cannot_be_right_are_refused_all_at_once(tmp_path: Path):
+    from spoolca.config import load_config
+
+    path = _config_with(tmp_path, '''
+[profiles.bad-ca]
+kind = "subca"
+key_usage = ["cRLSign"]
+[profiles.bad-leaf]
+kind = "server"
+key_usage = ["digitalSignature", "keyCertSign"]
+[profiles.bad-eku]
+kind = "codesigning"
+key_usage = ["keyAgreement"]
+[profiles.bad-tsa]
+kind = "timestamping"
+extended_key_usage = ["timeStamping", "serverAuth"]
+[profiles.bad-names]
+kind = "smime"
+name_forms = ["dns"]
+[profiles.bad-words]
+kind = "client"
+extended_key_usage = ["anyExtendedKeyUsage", "walking"]
+ocsp_no_check = true
+''')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    said = "\n".join(refused.value.problems)
+    for expected in ("profiles.bad-ca.key_usage: a CA type must have keyCertSign",
+                     "profiles.bad-leaf.key_usage: keyCertSign and cRLSign are for CA types",
+                     "profiles.bad-eku.extended_key_usage: codeSigning contradicts key_usage",
+                     "profiles.bad-tsa.extended_key_usage: timeStamping must be the only",
+                     "profiles.bad-names.required_forms: must be among name_forms",
+                     "profiles.bad-names.common_name: \"email\" needs email",
+                     "profiles.bad-words.extended_key_usage: 'anyExtendedKeyUsage' is neither",
+                     "profiles.bad-words.extended_key_usage: 'walking' is neither",
+                     "profiles.bad-words.ocsp_no_check: only for an OCSPSigning type"):
+        assert expected in said, said
+
+
+def test_every_shipped_type_is_right_by_the_same_checks():
+    from spoolca.config.certtypes import type_problems
+
+    assert {name: type_problems(kind, f"{name}.") for name, kind in shipped_types().items()
+            } == {name: [] for name in shipped_types()}
+
+
+# ---- The shipped types, each judged by the program that relies on it.
+
+PROFILES = '''
+[profiles.mail]
+kind = "smime"
+[profiles.signing]
+kind = "codesigning"
+[profiles.responder]
+kind = "ocsp"
+[profiles.tsa]
+kind = "timestamping"
+[profiles.device]
+kind = "device"
+'''
+
+
+def run(*command: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60,
+                          input=stdin.decode() if stdin else None)
+
+
+@dataclass
+class Issued:
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="module")
+def shop(_ca_template: Path, tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[CA, dict[str, Issued], Path]:
+    """One CA with a profile of each type, and a certificate of each, issued in one pass:
+    (the CA, the certificates by name, a work folder)."""
+    ca = copy_ca(_ca_template, tmp_path_factory.mktemp("types") / "ca")
+    ca.config.write_text(ca.config.read_text() + PROFILES)
+    work = ca.dir.parent
+    asked = {"mail": ("alice@sample.com", [x509.RFC822Name("alice@sample.com")]),
+             "signing": ("Sample Release Signing", []),
+             "responder": ("Sample OCSP Responder", []),
+             "tsa": ("Sample Time Stamping", []),
+             "device": ("Sensor 0001", [x509.UniformResourceIdentifier(
+                 "https://devices.sample.com/0001")]),
+             "server": ("www.sample.com", None)}
+    made = {}
+    for profile, (cn, sans) in asked.items():
+        key, csr = make_csr(cn, sans=sans)
+        ca.submit(f"{profile}/{profile}.csr", pem(csr))
+        (work / f"{profile}.key").write_bytes(key_pem(key))
+        made[profile] = Issued(ca.outgoing / profile / "cert.pem", work / f"{profile}.key")
+    ca.process()
+    for name in made:
+        assert ca.result(name)["status"] == "issued", ca.result(name)
+    return ca, made, work
+
+
+def _chain(ca: CA) -> str:
+    return str(ca.outgoing / "ca" / "ca-chain.pem")
+
+
+def test_smime_signs_mail_that_openssl_cms_verifies(shop):
+    ca, made, work = shop
+    (work / "message.txt").write_text("Meet at noon.\n")
+    for name, verifies in (("mail", True), ("server", False)):  # a TLS certificate: refused
+        signed = run("openssl", "cms", "-sign", "-in", "message.txt", "-signer",
+                     str(made[name].cert), "-inkey", str(made[name].key), "-out",
+                     f"{name}.p7m", cwd=work)
+        assert signed.returncode == 0, signed.stderr
+        verified = run("openssl", "cms", "-verify", "-in", f"{name}.p7m", "-CAfile", _chain(ca),
+                       "-purpose", "smimesign", "-out", "/dev/null", cwd=work)
+        assert (verified.returncode == 0) is verifies, verified.stderr
+        if not verifies:
+            assert "unsuitable certificate purpose" in verified.stderr
+
+
+def _windows_program() -> Path:
+    """A real PE executable to sign: the launcher pip vendors (distlib's t64.exe), present
+    wherever pip is, so the test needs no Windows tool chain."""
+    import pip
+
+    return Path(pip.__file__).parent / "_vendor" / "distlib" / "t64.exe"
+
+
+@pytest.mark.skipif(shutil.which("osslsigncode") is None,
+                    reason="osslsigncode: .ci/run installs it")
+def test_code_signing_signs_what_osslsigncode_verifies(shop):
+    """Authenticode on a real PE (osslsigncode 2.5, Debian 12's, signs only PE/CAB/MSI)."""
+    ca, made, work = shop
+    for name, verifies in (("signing", True), ("server", False)):
+        signed = run("osslsigncode", "sign", "-certs", str(made[name].cert), "-key",
+                     str(made[name].key), "-in", str(_windows_program()), "-out",
+                     f"{name}-signed.exe", cwd=work)
+        assert signed.returncode == 0, signed.stdout + signed.stderr
+        verified = run("osslsigncode", "verify", "-in", f"{name}-signed.exe", "-CAfile",
+                       _chain(ca), cwd=work)
+        assert (verified.returncode == 0) is verifies, verified.stdout + verified.stderr
+    tls = run("openssl", "verify", "-purpose", "sslserver", "-CAfile", _chain(ca),
+              str(made["signing"].cert), cwd=work)  # and the reverse: not a TLS server
+    assert tls.returncode != 0 and "unsuitable certificate purpose" in tls.stdout + tls.stderr
+
+
+def test_a_delegated_ocsp_responder_answers_what_openssl_ocsp_trusts(shop):
+    ca, made, work = shop
+    index = ca.run("export-index", "--authority", "intermediate", "--no-updatedb")
+    assert index.returncode == 0, index.stderr
+    (work / "index.txt").write_text(index.stdout)
+    issuer = str(ca.outgoing / "ca" / "intermediate.pem")
+    asked = run("openssl", "ocsp", "-issuer", issuer, "-cert", str(made["server"].cert),
+                "-reqout", "request.der", "-no_nonce", cwd=work)
+    assert asked.returncode == 0, asked.stderr
+    for name, trusted in (("responder", True), ("server", False)):
+        answered = run("openssl", "ocsp", "-index", "index.txt", "-CA", issuer, "-rsigner",
+                       str(made[name].cert), "-rkey", str(made[name].key), "-reqin",
+                       "request.der", "-respout", f"{name}.der", cwd=work)
+        assert answered.returncode == 0, answered.stderr
+        checked = run("openssl", "ocsp", "-respin", f"{name}.der", "-issuer", issuer, "-cert",
+                      str(made["server"].cert), "-CAfile", _chain(ca), "-no_nonce", cwd=work)
+        said = checked.stdout + checked.stderr
+        assert ("Response verify OK" in said and ": good" in said) is trusted, said
+    noted = x509.load_pem_x509_certificate(made["responder"].cert.read_bytes())
+    assert noted.extensions.get_extension_for_class(x509.OCSPNoCheck)
+
+
+TSA_CNF = """\
+[ tsa ]
+default_tsa = tsa_config
+[ tsa_config ]
+serial = {work}/tsaserial
+crypto_device = builtin
+default_policy = 1.3.6.1.4.1.99999.3.1
+digests = sha256
+signer_digest = sha256
+accuracy = secs:1
+ess_cert_id_alg = sha256
+"""
+
+
+def test_time_stamping_stamps_what_openssl_ts_verifies(shop):
+    ca, made, work = shop
+    (work / "tsa.cnf").write_text(TSA_CNF.format(work=work))
+    (work / "tsaserial").write_text("01\n")
+    (work / "contract.txt").write_text("signed on the day\n")
+    assert run("openssl", "ts", "-query", "-data", "contract.txt", "-sha256", "-cert", "-out",
+               "query.tsq", cwd=work).returncode == 0
+    stamping = x509.load_pem_x509_certificate(made["tsa"].cert.read_bytes())
+    assert stamping.extensions.get_extension_for_class(x509.ExtendedKeyUsage).critical
+    for name, stamps in (("tsa", True), ("signing", False)):
+        replied = run("openssl", "ts", "-reply", "-config", "tsa.cnf", "-queryfile",
+                      "query.tsq", "-signer", str(made[name].cert), "-inkey",
+                      str(made[name].key), "-out", f"{name}.tsr", cwd=work)
+        if not stamps:  # OpenSSL refuses a signer without the critical timeStamping EKU
+            assert replied.returncode != 0 and "invalid signer certificate purpose" in \
+                replied.stderr, replied.stderr
+            continue
+        assert replied.returncode == 0, replied.stderr
+        verified = run("openssl", "ts", "-verify", "-data", "contract.txt", "-in",
+                       f"{name}.tsr", "-CAfile", _chain(ca), cwd=work)
+        assert "Verification: OK" in verified.stdout, verified.stdout + verified.stderr
+
+
+def test_a_device_identity_carries_its_uri_and_a_long_life(shop):
+    ca, made, work = shop
+    device = x509.load_pem_x509_certificate(made["device"].cert.read_bytes())
+    names = device.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.UniformResourceIdentifier) == ["https://devices.sample.com/0001"]
+    life = device.not_valid_after_utc - device.not_valid_before_utc
+    chain_end = x509.load_pem_x509_certificate(
+        (ca.outgoing / "ca" / "intermediate.pem").read_bytes()).not_valid_after_utc
+    assert life.days > 1000 or device.not_valid_after_utc == chain_end
+    client = run("openssl", "verify", "-purpose", "sslclient", "-CAfile", _chain(ca),
+                 str(made["device"].cert), cwd=work)
+    assert client.returncode == 0, client.stdout + client.stderr
+
+
+def test_a_request_a_type_cannot_carry_is_refused_with_its_reason(ca: CA):
+    """An S/MIME request naming a DNS name, and one with no mailbox at all."""
+    ca.config.write_text(ca.config.read_text() + PROFILES)
+    ca.submit("mail/dns.csr", pem(make_csr("alice@sample.com", sans=[
+        x509.RFC822Name("alice@sample.com"), x509.DNSName("www.sample.com")])[1]))
+    ca.submit("mail/nobody.csr", pem(make_csr("Alice", sans=[])[1]))
+    ca.process()
+    codes = {name: [r["code"] for r in ca.result(name)["reasons"]] for name in ("dns", "nobody")}
+    assert codes == {"dns": ["policy.san.type_not_allowed"], "nobody": ["policy.san.missing"]}
+    assert "at least one e-mail address" in ca.result("nobody")["reasons"][0]["message"]
+
+
+def test_a_profile_naming_its_key_types_takes_only_those(ca: CA):
+    from tests.pki import make_key
+
+    ca.config.write_text(ca.config.read_text() + '\n[profiles.line7]\nkind = "device"\n'
+                         'key_types = ["ec-p384"]\n')
+    ca.submit("line7/p384.csr", pem(make_csr("Sensor 1", sans=[], key=make_key("ec-p384"))[1]))
+    ca.submit("line7/p256.csr", pem(make_csr("Sensor 2", sans=[], key=make_key("ec-p256"))[1]))
+    ca.process()
+    assert ca.result("p384")["status"] == "issued", ca.result("p384")
+    assert [r["code"] for r in ca.result("p256")["reasons"]] == ["key.type_not_in_profile"]
