@@ -1,6 +1,7 @@
 """The manual's reference parts, made from the code: the command line (the argparse tree
 and cli.help), the configuration (the template init writes), the finding codes
-(findings.CODES), the audit events (register.events) and the package map (each module's
+(findings.CODES), the audit events (register.events), the shipped certificate types
+(config/certificate-types.toml) and the package map (each module's
 docstring). Written as Markdown under docs/reference/ and docs/design/, and as man pages
 (spoolca(1), spoolca.toml(5)) for the air-gapped host, which has `man` and no browser.
 
@@ -20,6 +21,7 @@ from spoolca.manual.reference import (
     configuration_md,
     findings_md,
     packages_md,
+    profiles_md,
 )
 
 __all__ = ["generated", "write_all"]
@@ -31,6 +33,7 @@ def generated() -> dict[str, str]:
         "reference/cli.md": cli_md(),
         "reference/configuration.md": configuration_md(),
         "reference/findings.md": findings_md(),
+        "reference/profiles.md": profiles_md(),
         "reference/audit-events.md": audit_events_md(),
         "design/packages.md": packages_md(),
         "man/spoolca.1": command_page(),
