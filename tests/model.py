@@ -65,9 +65,6 @@ MAX_FORWARD = dt.timedelta(days=7)  # the template's [clock] max_forward_days
 SLACK = dt.timedelta(minutes=2)
 
 
-_MORE_PROFILES = '\n[profiles.mail]\nkind = "smime"\n[profiles.signing]\nkind = "codesigning"\n'
-
-
 @dataclass
 class Books:
     """What the model knows happened: by request, by serial, by CRL."""
@@ -127,8 +124,6 @@ class CAMachine(RuleBasedStateMachine):
     def _copy(self, source: Path, target: Path) -> CA:
         ca = copy_ca(source, target)
         ca.edit_config('lint = "pkix"', 'lint = "off"')  # composition, not lint, is modelled
-        if "[profiles.mail]" not in ca.config.read_text():  # profiles are data: two more types
-            ca.config.write_text(ca.config.read_text() + _MORE_PROFILES)
         return ca
 
     def _now(self) -> dt.datetime:
@@ -172,18 +167,6 @@ class CAMachine(RuleBasedStateMachine):
         name = self._name("good")
         data = pem(make_csr(f"{name}.sample.com")[1])
         self.ca.submit(f"server/{name}.csr", data)
-        self.books.identity[name] = _identity(data)
-        self.books.waiting.add(name)
-
-    @rule(profile=st.sampled_from(["mail", "signing"]))
-    def submit_good_of_another_type(self, profile: str) -> None:
-        """A request to a profile of a shipped type other than server (S/MIME, code
-        signing): it composes with everything a server request does."""
-        name = self._name(profile)
-        address = f"{name}@sample.com"
-        cn, sans = (address, [x509.RFC822Name(address)]) if profile == "mail" else (name, [])
-        data = pem(make_csr(cn, sans=sans)[1])
-        self.ca.submit(f"{profile}/{name}.csr", data)
         self.books.identity[name] = _identity(data)
         self.books.waiting.add(name)
 

@@ -256,10 +256,12 @@ class TestCrashes:
         assert sum(1 for r in final.values() if r) == len(applied)
         assert counted.get("certificate.revoked") == len(applied)
         assert counted.get("request.republished", 0) == 0
-        for entry in os.scandir(ca.outgoing):
+        for entry in list(os.scandir(ca.outgoing)):
             assert not entry.name.startswith("."), f"partial output {entry.name}"
             if entry.name not in ("ca", "crl", "audit") and entry.name.startswith("h"):
-                assert set(os.listdir(entry.path)) == OUTPUT_FILES, entry.name
+                # A quarantined request (killed under twice) is answered by result.json alone.
+                whole = {"result.json"} if entry.name in quarantined else OUTPUT_FILES
+                assert set(os.listdir(entry.path)) == whole, entry.name
 
     def test_rescans_never_redecide_a_batch_being_published(self, ca: CA,
                                                             notify: NotifySocket):
