@@ -7,7 +7,6 @@ template.toml). Importing the package gives the reader's public names."""
 from spoolca.config.settings import (
     AUTHORITIES,
     DN_RULES,
-    PROFILE_KINDS,
     AuthoritySettings,
     CertificateType,
     Config,
@@ -18,5 +17,5 @@ from spoolca.config.settings import (
     load_config,
 )
 
-__all__ = ["AUTHORITIES", "DN_RULES", "PROFILE_KINDS", "AuthoritySettings", "CertificateType",
+__all__ = ["AUTHORITIES", "DN_RULES", "AuthoritySettings", "CertificateType",
            "Config", "KeyStore", "LintMode", "Policy", "Profile", "load_config"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import functools
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -23,8 +23,8 @@ from spoolca.config.constraints import PURPOSES
 from spoolca.config.tomlreader import TableReader
 from spoolca.errors import InternalError
 
-__all__ = ["KEY_USAGES", "TYPE_KEYS", "CertificatePolicy", "CertificateType", "CommonName",
-           "NameForm", "purpose_name", "read_type", "shipped_types", "type_problems"]
+__all__ = ["KEY_FAMILIES", "KEY_USAGES", "TYPE_KEYS", "CertificatePolicy", "CertificateType",
+           "CommonName", "NameForm", "purpose_name", "read_type", "shipped_types", "type_problems"]
 
 
 class NameForm(enum.StrEnum):
@@ -57,7 +57,8 @@ _MORE_PURPOSES = {"ipsecIKE": "1.3.6.1.5.5.7.3.17", "msDocumentSigning": "1.3.6.
                   "secureShellServer": "1.3.6.1.5.5.7.3.22"}
 _PURPOSES = {**PURPOSES, **_MORE_PURPOSES}
 _ANY_PURPOSE = "2.5.29.37.0"
-_KEY_FAMILIES = ("rsa", "ec-p256", "ec-p384", "ec-p521", "ed25519")  # sizes: [policy]
+# What key_types names (x509.keypolicy.key_family tells a request's); sizes are [policy]'s.
+KEY_FAMILIES = ("rsa", "ec-p256", "ec-p384", "ec-p521", "ed25519")
 
 
 def purpose_name(oid: str) -> str:
@@ -107,15 +108,22 @@ _SHIPPED_ONLY = {"summary"}
 
 
 def _names(reader: TableReader, table: Mapping[str, Any], key: str, where: str,
-           allowed: Mapping[str, Any] | type[enum.StrEnum]) -> tuple[str, ...] | None:
+           known: Iterable[str]) -> tuple[str, ...] | None:
+    """KEY's list of names, each one of KNOWN (None: the table does not set KEY)."""
     if key not in table:
         return None
+    known = tuple(known)
     values = reader.strings(table, key, where)
-    known = [m.value for m in allowed] if isinstance(allowed, type) else list(allowed)
     for value in values:
         if value not in known:
             reader.problems.append(f"{where}{key}: {value!r} is not one of {', '.join(known)}")
     return tuple(v for v in values if v in known)
+
+
+def _is_oid(text: str) -> bool:
+    """A dotted OID: two arcs at least, the first 0, 1 or 2 (X.660)."""
+    arcs = text.split(".")
+    return len(arcs) >= 2 and all(arc.isdigit() for arc in arcs) and arcs[0] in ("0", "1", "2")
 
 
 def _purposes(reader: TableReader, table: Mapping[str, Any], where: str
@@ -125,9 +133,7 @@ def _purposes(reader: TableReader, table: Mapping[str, Any], where: str
     oids = []
     for value in reader.strings(table, "extended_key_usage", where):
         oid = _PURPOSES.get(value, value)
-        parts = oid.split(".")
-        if oid not in _PURPOSES.values() and not (len(parts) > 2 and all(
-                p.isdigit() for p in parts) and parts[0] in "012"):
+        if not _is_oid(oid):
             reader.problems.append(f"{where}extended_key_usage: {value!r} is neither a purpose "
                                    f"({', '.join(_PURPOSES)}) nor a dotted OID")
         elif oid == _ANY_PURPOSE:
@@ -151,7 +157,7 @@ def _policies(reader: TableReader, table: Mapping[str, Any], where: str
             continue
         reader.unknown(entry, {"oid", "cps", "notice"}, at)
         oid = reader.get(entry, "oid", str, "", at)
-        if not oid or not all(p.isdigit() for p in oid.split(".")) or oid.count(".") < 1:
+        if not _is_oid(oid):
             reader.problems.append(f"{at}oid: a dotted OID is required (2.23.140.1.2.1 ...)")
         cps = reader.get(entry, "cps", str, "", at)
         if cps and not cps.startswith(("http://", "https://")):
@@ -178,7 +184,7 @@ def read_type(reader: TableReader, table: Mapping[str, Any], where: str,
         if values is not None:
             changes[key] = values
     for key in ("name_forms", "required_forms"):
-        forms = _names(reader, table, key, where, NameForm)
+        forms = _names(reader, table, key, where, tuple(NameForm))
         if forms is not None:
             changes[key] = frozenset(NameForm(f) for f in forms)
     if "common_name" in table:
@@ -192,7 +198,7 @@ def read_type(reader: TableReader, table: Mapping[str, Any], where: str,
         changes["extended_key_usage"] = purposes
     if policies is not None:
         changes["policies"] = policies
-    key_types = _names(reader, table, "key_types", where, dict.fromkeys(_KEY_FAMILIES))
+    key_types = _names(reader, table, "key_types", where, KEY_FAMILIES)
     if key_types is not None:
         changes["key_types"] = key_types
     made = replace(base, **changes)

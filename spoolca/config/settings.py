@@ -26,7 +26,6 @@ from spoolca.errors import ConfigError
 
 __all__ = [
     "DN_RULES",
-    "PROFILE_KINDS",
     "AuthoritySettings",
     "CertificateType",
     "Config",
@@ -51,7 +50,6 @@ class LintMode(enum.StrEnum):
     OFF = "off"
 
 
-PROFILE_KINDS = tuple(shipped_types())  # the certificate types spoolca ships
 AUTHORITIES = ("root", "intermediate")
 RESERVED_PROFILE_NAMES = frozenset({"revoke"})  # incoming/revoke/ is for revocation requests
 
@@ -86,10 +84,8 @@ class Profile:
     plus the rules for who may have one."""
 
     name: str
-    kind: str                # the shipped type it started from
-    usage: CertificateType   # that type with the profile's own keys applied
+    usage: CertificateType   # its kind (a shipped type) with the profile's own keys applied
     issuer: str
-    validity_days: int
     allowed_domains: tuple[str, ...]
     allow_wildcards: bool
     allow_ip: bool
@@ -101,6 +97,15 @@ class Profile:
     require_signature: bool
     authorized_signers: tuple[str, ...]
     constraints: SubCAConstraints = dataclasses.field(default_factory=SubCAConstraints)
+
+    @property
+    def kind(self) -> str:
+        """The shipped type it started from ("server", "smime", ...)."""
+        return self.usage.name
+
+    @property
+    def validity_days(self) -> int:
+        return self.usage.validity_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +167,12 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
     if not name.replace("-", "").replace("_", "").isalnum() or name in RESERVED_PROFILE_NAMES:
         reader.problems.append(f"profiles.{name}: a profile name must be letters, digits, - "
                                f"or _ and not one of {', '.join(sorted(RESERVED_PROFILE_NAMES))}")
-    kind = reader.get(table, "kind", str, name if name in PROFILE_KINDS else "", where)
-    if kind not in PROFILE_KINDS:
-        reader.problems.append(f"{where}kind: must be one of {', '.join(PROFILE_KINDS)}")
+    kinds = shipped_types()
+    kind = reader.get(table, "kind", str, name if name in kinds else "", where)
+    if kind not in kinds:
+        reader.problems.append(f"{where}kind: must be one of {', '.join(kinds)}")
         kind = "server"
-    usage = read_type(reader, table, where, shipped_types()[kind])
+    usage = read_type(reader, table, where, kinds[kind])
     issuer = reader.get(table, "issuer", str, "root" if usage.ca else "intermediate", where)
     if issuer not in AUTHORITIES:
         reader.problems.append(f"{where}issuer: must be one of {', '.join(AUTHORITIES)}")
@@ -181,10 +187,8 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
         else policy.dn
     return Profile(
         name=name,
-        kind=kind,
         usage=usage,
         issuer=issuer,
-        validity_days=usage.validity_days,
         allowed_domains=domains,
         allow_wildcards=reader.get(table, "allow_wildcards", bool, False, where),
         allow_ip=reader.get(table, "allow_ip", bool, False, where),

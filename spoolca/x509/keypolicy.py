@@ -107,12 +107,15 @@ def check_key(request: Request, policy: Policy) -> list[Finding]:
     return [*findings, encoding] if encoding else findings
 
 
+_EC_FAMILIES = {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}
+
+
 def key_family(key: object) -> str:
-    """The name a profile's key_types uses for a key: rsa, ec-p256/-p384/-p521, ed25519."""
+    """The name a profile's key_types uses for a key (config.certtypes.KEY_FAMILIES)."""
     if isinstance(key, rsa.RSAPublicKey):
         return "rsa"
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return "ec-" + _CURVE_NAMES.get(key.curve.name, key.curve.name).replace("-", "").lower()
+        return _EC_FAMILIES.get(key.curve.name, f"ec-{key.curve.name}")
     return "ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "other"
 
 

@@ -1,4 +1,4 @@
-"""Hostnames and e-mail addresses as a CA must judge them: strictly, ASCII only.
+"""Hostnames, e-mail addresses and URIs as a CA must judge them: strictly, ASCII only.
 
 Internationalized names must be submitted as A-labels (`xn--...`): subjectAltName
 dNSName is an IA5String (RFC 5280 4.2.1.6), and a CA that converts U-labels itself
@@ -14,7 +14,7 @@ import re
 
 import idna
 
-__all__ = ["domain_allowed", "hostname_problem", "is_email", "parse_ip"]
+__all__ = ["domain_allowed", "hostname_problem", "is_email", "is_uri", "parse_ip"]
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IP_CHARACTERS = frozenset("0123456789abcdefABCDEF.:")  # a literal's, but for a %scope
@@ -88,3 +88,12 @@ def is_email(text: str) -> bool:
     if local.startswith(".") or local.endswith(".") or ".." in local:
         return False
     return hostname_problem(domain, allow_wildcards=False) is None
+
+
+def is_uri(text: str) -> bool:
+    """RFC 5280 4.2.1.6: an absolute URI: a scheme (RFC 3986 3.1), a scheme-specific part,
+    ASCII, and no spaces or controls. pkilint's lint judges the rest before signing."""
+    scheme, colon, rest = text.partition(":")
+    return bool(colon and rest and scheme[:1].isalpha() and text.isascii()
+                and all(c.isalnum() or c in "+-." for c in scheme)
+                and not any(c <= " " for c in text))

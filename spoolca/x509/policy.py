@@ -23,7 +23,7 @@ from spoolca.findings import Finding, Severity
 from spoolca.notation.dn import ATTRIBUTES, attribute_name, comparable, oneline
 from spoolca.x509.csr import Request
 from spoolca.x509.keypolicy import check_key, check_key_type, check_signature
-from spoolca.x509.names import domain_allowed, hostname_problem, is_email, parse_ip
+from spoolca.x509.names import domain_allowed, hostname_problem, is_email, is_uri, parse_ip
 from spoolca.x509.requested import check_extensions
 
 __all__ = ["CASubjects", "Decision", "evaluate"]
@@ -278,13 +278,6 @@ def _names_from_subject(grouped: dict[str, list[str]], profile: Profile,
     return findings
 
 
-def _uri_problem(uri: str) -> bool:
-    """RFC 5280 4.2.1.6: an absolute URI (a scheme, and no spaces or controls)."""
-    scheme, colon, rest = uri.partition(":")
-    return not (colon and rest and scheme[:1].isalpha() and uri.isascii() and all(
-        c.isalnum() or c in "+-." for c in scheme) and not any(c <= " " for c in uri))
-
-
 def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profile
                  ) -> tuple[list[Finding], tuple[GeneralName, ...]]:
     """subjectAltName: the only extension taken from the CSR, after its names pass.
@@ -301,7 +294,7 @@ def _check_names(request: Request, grouped: dict[str, list[str]], profile: Profi
     findings += [Finding("policy.san.email_invalid", f"{e!r} is not a valid e-mail address")
                  for e in found.emails if not is_email(e)]
     findings += [Finding("policy.san.uri_invalid", f"{u!r} is not an absolute URI")
-                 for u in found.uris if _uri_problem(u)]
+                 for u in found.uris if not is_uri(u)]
     required = profile.usage.required_forms
     if required and not required & found.forms():
         words = [_FORM_WORDS[form] for form in NameForm if form in required]
