@@ -326,3 +326,21 @@ def test_a_profile_naming_its_key_types_takes_only_those(ca: CA):
     ca.process()
     assert ca.result("p384")["status"] == "issued", ca.result("p384")
     assert [r["code"] for r in ca.result("p256")["reasons"]] == ["key.type_not_in_profile"]
+
+
+def test_a_ca_profile_s_own_key_usage_is_what_its_certificate_carries():
+    """key_usage is data for CA types too (an OCSP-signing CA adds digitalSignature); the
+    counter-case: the shipped subca's stays keyCertSign and cRLSign only."""
+    from dataclasses import replace
+
+    from spoolca.x509.profiles import leaf_extensions
+
+    issuer = x509.load_pem_x509_certificate((HERE / "issuer.pem").read_bytes())
+    subca = shipped_types()["subca"]
+    signing = replace(subca, key_usage=("keyCertSign", "cRLSign", "digitalSignature"))
+    public = keys()["ec-p256"].public_key()  # type: ignore[attr-defined]
+    for usage, digital_signature in ((signing, True), (subca, False)):
+        carried = dict((type(v), v) for v, _critical in
+                       leaf_extensions(usage, public, [], issuer))[x509.KeyUsage]
+        assert carried.key_cert_sign and carried.crl_sign
+        assert carried.digital_signature is digital_signature

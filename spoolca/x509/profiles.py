@@ -78,13 +78,14 @@ def _distribution(urls: CAURLs) -> list[Extension]:
 
 def ca_extensions(public_key: PublicKey, issuer: x509.Certificate | None,
                   path_length: int | None, urls: CAURLs = CAURLs(),
-                  constraints: SubCAConstraints | None = None) -> list[Extension]:
+                  constraints: SubCAConstraints | None = None,
+                  key_usage: x509.KeyUsage = _CA_USAGE) -> list[Extension]:
     """A CA certificate: root when issuer is None (no AKI needed), else subordinate,
-    with what it may certify (a subca profile's constraints)."""
+    with what it may certify (a CA profile's constraints and key usage)."""
     extensions: list[Extension] = [
         # RFC 5280 4.2.1.9: critical in every CA certificate.
         (x509.BasicConstraints(ca=True, path_length=path_length), True),
-        (_CA_USAGE, True),
+        (key_usage, True),
         (_ski(public_key), False),
     ]
     if issuer is None:
@@ -166,12 +167,10 @@ class Grant:
 def grant(usage: CertificateType, public_key: PublicKey) -> Grant:
     """The one place that says which usages a type's certificate carries for a key: the
     type's keyUsage, plus its rsa_key_usage where the key can encipher (RSA key transport,
-    as in TLS 1.2); a CA signs certificates and CRLs and nothing else."""
-    if usage.ca:
-        return Grant(_CA_USAGE, (), ca=True)
+    as in TLS 1.2)."""
     flags = usage.usage_flags(rsa=isinstance(public_key, rsa.RSAPublicKey))
     purposes = tuple(x509.ObjectIdentifier(oid) for oid in usage.extended_key_usage)
-    return Grant(_key_usage(flags), purposes, ca=False)
+    return Grant(_key_usage(flags), purposes, ca=usage.ca)
 
 
 def _type_extensions(usage: CertificateType) -> list[Extension]:
@@ -201,11 +200,12 @@ def leaf_extensions(usage: CertificateType, public_key: PublicKey,
                     urls: CAURLs = CAURLs(), constraints: SubCAConstraints | None = None
                     ) -> list[Extension]:
     """An end-entity or a subordinate CA certificate's extensions, in a fixed order."""
+    granted = grant(usage, public_key)
     if usage.ca:
         limits = constraints or SubCAConstraints()
         return ca_extensions(public_key, issuer, path_length=limits.path_length, urls=urls,
-                             constraints=limits) + _type_extensions(usage)
-    granted = grant(usage, public_key)
+                             constraints=limits, key_usage=granted.key_usage
+                             ) + _type_extensions(usage)
     extensions: list[Extension] = [
         (x509.BasicConstraints(ca=False, path_length=None), True),
         (granted.key_usage, True),
