@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,26 +40,18 @@ _MADE: dict[str, Path] = {}  # the session's token CA (token_ca with the default
 
 
 @pytest.fixture(scope="session")
-def _token_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _token_template(tmp_path_factory: pytest.TempPathFactory) -> None:
     """A token CA made once per test process by the real `spoolca init`, its token and CA
     directory copied by token_ca for each test that takes the defaults: the token's key
     generation and the audit key are not what those tests check."""
     place = tmp_path_factory.mktemp("token-template")
-    conf = make_token(place / "hsm", "spoolca", PIN)
     (place / "pin").write_bytes(PIN)
-    saved = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # init sees the template's token only
+        env.setenv("SOFTHSM2_CONF", str(make_token(place / "hsm", "spoolca", PIN)))
         _init_token_ca(place)
-    finally:
-        os.environ.pop("SOFTHSM2_CONF")
-        if saved is not None:
-            os.environ["SOFTHSM2_CONF"] = saved
     CREATED.remove(place / "ca")
-    stop_agent(place / "ca" / "gnupg")
+    stop_agent(place / "ca" / "gnupg")  # the copies start their own
     _MADE["template"] = place
-    yield
-    stop_agent(place / "ca" / "gnupg")
 
 
 @pytest.fixture

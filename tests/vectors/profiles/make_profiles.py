@@ -59,25 +59,39 @@ def extensions_json(extensions) -> list[list[object]]:
             for value, critical in extensions]
 
 
-def main() -> None:
+def the_issuer() -> x509.Certificate:
+    """The vectors' issuing CA (committed; made once, its ECDSA signature is random)."""
+    if not (HERE / "issuer.pem").exists():
+        (HERE / "issuer.pem").write_bytes(issuer(keys()["issuer"]).public_bytes(
+            serialization.Encoding.PEM))
+    return x509.load_pem_x509_certificate((HERE / "issuer.pem").read_bytes())
+
+
+def cases(kind: str, usage=None) -> dict[str, list[list[object]]]:
+    """KIND's vectors as the code makes them now, by case name (USAGE: another type to
+    make them with, for the counter-case)."""
     from spoolca.config.certtypes import shipped_types
     from spoolca.x509.profiles import CAURLs, leaf_extensions
 
-    made = keys()
-    if not (HERE / "issuer.pem").exists():
-        (HERE / "issuer.pem").write_bytes(issuer(made["issuer"]).public_bytes(
-            serialization.Encoding.PEM))
-    ca = x509.load_pem_x509_certificate((HERE / "issuer.pem").read_bytes())
+    made, ca = keys(), the_issuer()
     urls = CAURLs("http://pki.sample.com/intermediate.crl", "http://pki.sample.com/int.crt")
     vectors = {}
-    for kind in KINDS:
-        for key in ("ec-p256", "rsa-2048"):
-            public = made[key].public_key()
-            for with_urls in (False, True):
-                case = f"{kind}/{key}/{'urls' if with_urls else 'no-urls'}"
-                vectors[case] = extensions_json(leaf_extensions(
-                    shipped_types()[kind], public, names(kind), ca,
-                    urls if with_urls else CAURLs()))
+    for key in ("ec-p256", "rsa-2048"):
+        for with_urls in (False, True):
+            vectors[f"{kind}/{key}/{'urls' if with_urls else 'no-urls'}"] = extensions_json(
+                leaf_extensions(usage or shipped_types()[kind], made[key].public_key(),
+                                names(kind), ca, urls if with_urls else CAURLs()))
+    return vectors
+
+
+def expected(kind: str) -> dict[str, list[list[object]]]:
+    """KIND's committed vectors."""
+    every = json.loads((HERE / "expected.json").read_text())
+    return {case: value for case, value in every.items() if case.startswith(f"{kind}/")}
+
+
+def main() -> None:
+    vectors = {case: value for kind in KINDS for case, value in cases(kind).items()}
     (HERE / "expected.json").write_text(json.dumps(vectors, indent=1, sort_keys=True) + "\n")
 
 
