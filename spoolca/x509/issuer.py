@@ -140,9 +140,11 @@ def leaf_builder(*, usage: CertificateType, subject: x509.Name, public_key: Publ
                  constraints: SubCAConstraints | None = None
                  ) -> x509.CertificateBuilder | Signed:
     """A certificate of a type, ready to sign; its life is capped by the CA's own
-    notAfter (a Signed with the finding when nothing is left of it)."""
+    notAfter (a Signed with the finding when nothing is left of it). Both ends count
+    (RFC 5280 4.1.2.5), so VALIDITY_DAYS ends one second before the same time of day:
+    825 days is 825 x 86400 seconds, as the CA/B Forum's linters count it."""
     not_before = now.replace(microsecond=0)
-    not_after = min(not_before + dt.timedelta(days=validity_days),
+    not_after = min(not_before + dt.timedelta(days=validity_days, seconds=-1),
                     ca.certificate.not_valid_after_utc)
     if not_after <= not_before:
         return Signed(None, (Finding("issue.validity_exhausted",

@@ -1,4 +1,5 @@
-"""Pre-issuance linting with pkilint's RFC 5280 validators.
+"""Pre-issuance linting with pkilint: RFC 5280, and the CA/B Forum's S/MIME or TLS
+rules for a certificate whose policy claims them.
 
 Findings of severity WARNING or worse become spoolca findings (`lint.warning`,
 `lint.error`, `lint.fatal`) with pkilint's own code in the message; a validator that
@@ -8,15 +9,16 @@ crashes is a fatal finding, never a silent pass.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spoolca.findings import Finding
 from spoolca.x509.names import hostname_problem
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import Future
 
-__all__ = ["CertificateLinter", "PendingLint", "PooledLinter"]
+__all__ = ["CertificateLinter", "PendingLint", "PooledLinter", "claimed_rulebook", "rulebook_name"]
 
 # pkilint's severities (ValidationFindingSeverity): FATAL 0, ERROR 1, WARNING 2.
 _CODES = {0: "lint.fatal", 1: "lint.error", 2: "lint.warning"}
@@ -37,34 +39,105 @@ def _a_wildcard(code: str, message: str | None) -> bool:
         hostname_problem(value[2:], allow_wildcards=False) is None
 
 
+class _Rulebook:
+    """One pkilint validator set and the finding filters its CLI applies with it."""
+
+    def __init__(self, validator: Any, filters: list[Any] | None = None) -> None:
+        self.validator, self.filters = validator, filters or []
+
+    def validate(self, root: Any) -> list[Any]:
+        from pkilint import finding_filter
+
+        results = self.validator.validate(root)
+        if self.filters:
+            results, _ = finding_filter.filter_results(self.filters, results)
+        return list(results)
+
+
+def _pkix() -> _Rulebook:
+    from pkilint.pkix import certificate, name
+    from pkilint.pkix import extension as pkix_extension
+
+    return _Rulebook(certificate.create_pkix_certificate_validator_container(
+        certificate.create_decoding_validators(
+            name.ATTRIBUTE_TYPE_MAPPINGS, pkix_extension.EXTENSION_MAPPINGS),
+        [certificate.create_issuer_validator_container([]),
+         certificate.create_validity_validator_container(),
+         certificate.create_subject_validator_container([]),
+         certificate.create_extensions_validator_container([]),
+         certificate.create_spki_validator_container([])]))
+
+
+def _smime(level: Any, generation: Any) -> _Rulebook:
+    from pkilint.cabf import smime
+    from pkilint.pkix import certificate
+
+    return _Rulebook(certificate.create_pkix_certificate_validator_container(
+        smime.create_decoding_validators(),
+        smime.create_subscriber_validators(level, generation)))
+
+
+def _serverauth(kind: Any) -> _Rulebook:
+    from pkilint.cabf import serverauth
+    from pkilint.pkix import certificate
+
+    return _Rulebook(certificate.create_pkix_certificate_validator_container(
+        serverauth.create_decoding_validators(), serverauth.create_validators(kind)),
+        serverauth.create_serverauth_finding_filters(kind))
+
+
+_CABF_SERVERAUTH = ("2.23.140.1.1", "2.23.140.1.2.1", "2.23.140.1.2.2", "2.23.140.1.2.3")
+
+
+def claimed_rulebook(document: Any) -> tuple[Any, ...]:
+    """The rules a certificate claims to follow, by its policy OIDs: a CA/B Forum
+    reserved S/MIME OID (2.23.140.1.5.L.G, a leaf) names the S/MIME BRs at its validation
+    level and generation, a TLS one (2.23.140.1.1, 2.23.140.1.2.x) the TLS BRs for its
+    certificate type; anything else, RFC 5280. A profile picks its linter by the policy it
+    asserts, so a certificate is never linted by rules it does not claim, and never
+    escapes those it does."""
+    from pkilint.cabf import serverauth, smime
+
+    if not document.is_ca:
+        claim = smime.determine_validation_level_and_generation(document)
+        if claim is not None:
+            return ("cabf-smime", *claim)
+    if {str(oid) for oid in document.policy_oids} & set(_CABF_SERVERAUTH):
+        return ("cabf-serverauth", serverauth.determine_certificate_type(document))
+    return ("pkix",)
+
+
+def rulebook_name(claim: tuple[Any, ...]) -> str:
+    """A claim as the operator reads it: `pkix`, `cabf-smime MAILBOX-STRICT`, ..."""
+    details = "-".join(str(part) for part in claim[1:])
+    if claim[0] == "cabf-serverauth":
+        details = claim[1].to_option_str
+    return f"{claim[0]} {details}".strip()
+
+
 class CertificateLinter:
-    """The PKIX certificate validator of `lint_pkix_cert`, built once and reused."""
+    """pkilint's validators for the rules a certificate claims (claimed_rulebook), each
+    set built once, when first needed, and reused."""
 
     def __init__(self) -> None:
         # Imported here: pkilint takes 0.1 s to import, wasted when lint = "off".
         from pkilint import loader
-        from pkilint.pkix import certificate, name
-        from pkilint.pkix import extension as pkix_extension
 
-        self._validator = certificate.create_pkix_certificate_validator_container(
-            certificate.create_decoding_validators(
-                name.ATTRIBUTE_TYPE_MAPPINGS, pkix_extension.EXTENSION_MAPPINGS
-            ),
-            [
-                certificate.create_issuer_validator_container([]),
-                certificate.create_validity_validator_container(),
-                certificate.create_subject_validator_container([]),
-                certificate.create_extensions_validator_container([]),
-                certificate.create_spki_validator_container([]),
-            ],
-        )
         self._loader = loader.RFC5280CertificateDocumentLoader()
+        self._rulebooks: dict[tuple[Any, ...], _Rulebook] = {}
+
+    def _rulebook(self, claim: tuple[Any, ...]) -> _Rulebook:
+        if claim not in self._rulebooks:
+            makers: dict[str, Callable[..., _Rulebook]] = {
+                "pkix": _pkix, "cabf-smime": _smime, "cabf-serverauth": _serverauth}
+            self._rulebooks[claim] = makers[claim[0]](*claim[1:])
+        return self._rulebooks[claim]
 
     def lint(self, der: bytes) -> list[Finding]:
         """Every WARNING-or-worse finding pkilint raises on a DER certificate."""
         try:
             document = self._loader.load_der_document(der, "certificate")
-            results = self._validator.validate(document.root)
+            results = self._rulebook(claimed_rulebook(document)).validate(document.root)
         except Exception as exc:  # a crashing linter must fail closed, whatever it raised
             return [Finding("lint.fatal", f"pkilint failed on the certificate: {exc}")]
         findings = []
