@@ -69,6 +69,7 @@ EXAMPLES: dict[str, list[str]] = {
     "export-index": ["spoolca export-index > index.txt"],
     "policy": ["spoolca policy check www.csr --profile server"],
     "policy check": ["spoolca policy check www.csr --profile server"],
+    "policy check-profiles": ["spoolca policy check-profiles"],
     "clock": ["spoolca clock", "spoolca clock confirm --time 2026-12-07T09:30:00Z"],
     "clock status": ["spoolca clock status --json"],
     "clock confirm": ["spoolca clock confirm --time 2026-12-07T09:30:00Z"],

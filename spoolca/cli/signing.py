@@ -52,6 +52,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check.add_argument("file")
     check.add_argument("--profile", help="default: the configured default_profile")
     check.set_defaults(func=command("signing:cmd_policy_check"))
+    profiles = policy_commands.add_parser(
+        "check-profiles", help="every profile against its issuing CA: a specimen "
+        "certificate of each, linted by the rules it claims")
+    profiles.set_defaults(func=command("signing:cmd_policy_check_profiles"))
 
     demo = commands.add_parser("demo", help="a demo CA in DIR, sample requests, and the "
                                "daemon watching its spool")

@@ -176,6 +176,23 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_policy_check_profiles(args: argparse.Namespace) -> int:
+    from spoolca.authority.unlock import load_ca_certificates
+    from spoolca.process.profilecheck import check_profiles
+
+    with opened(args) as (config, store):
+        reports = check_profiles(config, load_ca_certificates(store), now())
+    for report in reports:
+        verdict = f"{len(report.problems)} problem(s)" if report.problems else "ok"
+        linted = f"; linted as {report.rulebook}" if report.rulebook else ""
+        print(f"{report.name}: {verdict} ({report.summary}{linted})")
+        for problem in report.problems:
+            print(f"  profiles.{report.name}.{problem}")
+        for note in report.notes:
+            print(f"  note: profiles.{report.name}.{note}")
+    return 1 if any(report.problems for report in reports) else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from spoolca.demo import run_demo
 
