@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from spoolca.config.certtypes import CommonName, NameForm, shipped_types, type_p
 from spoolca.config.text import render_config
 from spoolca.errors import ConfigError
 from spoolca.x509.profiles import leaf_extensions
-from tests.pki import CA, copy_ca, key_pem, make_csr, make_key, pem
+from tests.pki import CA, copy_ca, key_pem, make_csr, make_key, pem, subject
 from tests.vectors.profiles.make_profiles import KINDS, cases, expected, keys, the_issuer
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -121,6 +122,14 @@ def run(*command: str, cwd: Path, stdin: bytes | None = None) -> subprocess.Comp
                           input=stdin.decode() if stdin else None)
 
 
+def device_csr(serial: str | None, key=None, sans=()) -> bytes:
+    """A device's request: the company's subject, "Sensor SERIAL", and its serialNumber."""
+    name = list(subject(f"Sensor {serial}"))
+    if serial is not None:
+        name.append(x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, serial))
+    return pem(make_csr(None, key=key, name=x509.Name(name), sans=list(sans))[1])
+
+
 @dataclass
 class Issued:
     cert: Path
@@ -139,8 +148,6 @@ def shop(_ca_template: Path, tmp_path_factory: pytest.TempPathFactory
              "signing": ("Sample Release Signing", []),
              "responder": ("Sample OCSP Responder", []),
              "tsa": ("Sample Time Stamping", []),
-             "device": ("Sensor 0001", [x509.UniformResourceIdentifier(
-                 "https://devices.sample.com/0001")]),
              "server": ("www.sample.com", None)}
     made = {}
     for profile, (cn, sans) in asked.items():
@@ -148,6 +155,11 @@ def shop(_ca_template: Path, tmp_path_factory: pytest.TempPathFactory
         ca.submit(f"{profile}/{profile}.csr", pem(csr))
         (work / f"{profile}.key").write_bytes(key_pem(key))
         made[profile] = Issued(ca.outgoing / profile / "cert.pem", work / f"{profile}.key")
+    key = make_key()
+    ca.submit("device/device.csr", device_csr("0001", key, [x509.UniformResourceIdentifier(
+        "https://devices.sample.com/0001")]))
+    (work / "device.key").write_bytes(key_pem(key))
+    made["device"] = Issued(ca.outgoing / "device" / "cert.pem", work / "device.key")
     ca.process()
     for name in made:
         assert ca.result(name)["status"] == "issued", ca.result(name)
@@ -258,9 +270,11 @@ def test_time_stamping_stamps_what_openssl_ts_verifies(shop):
         assert "Verification: OK" in verified.stdout, verified.stdout + verified.stderr
 
 
-def test_a_device_identity_carries_its_uri_and_a_long_life(shop):
+def test_a_device_identity_carries_its_uri_serial_number_and_a_long_life(shop):
     ca, made, work = shop
     device = x509.load_pem_x509_certificate(made["device"].cert.read_bytes())
+    serial = device.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
+    assert [a.value for a in serial] == ["0001"]
     names = device.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == ["https://devices.sample.com/0001"]
     life = device.not_valid_after_utc - device.not_valid_before_utc
@@ -284,11 +298,29 @@ def test_a_request_a_type_cannot_carry_is_refused_with_its_reason(ca: CA):
     assert "at least one e-mail address" in ca.result("nobody")["reasons"][0]["message"]
 
 
+def test_a_device_without_its_serial_number_is_refused(ca: CA):
+    """The device type requires serialNumber in the subject; a profile may not make it
+    optional, and may drop the requirement by saying so (subject_requires = [])."""
+    ca.config.write_text(ca.config.read_text() + PROFILES +
+                         '[profiles.lab]\nkind = "device"\nsubject_requires = []\n')
+    ca.submit("device/nameless.csr", device_csr(None))
+    ca.submit("lab/bench.csr", device_csr(None))
+    ca.process()
+    reasons = ca.result("nameless")["reasons"]
+    assert ca.result("nameless")["status"] == "rejected" and "serialNumber" in str(reasons)
+    assert ca.result("bench")["status"] == "issued", ca.result("bench")
+    path = _config_with(ca.dir.parent, '[profiles.loose]\nkind = "device"\n'
+                        '[profiles.loose.dn]\nserialNumber = "optional"\ncommonName = "supplied"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert "profiles.loose.dn.serialNumber: the type requires it" in str(refused.value.problems)
+
+
 def test_a_profile_naming_its_key_types_takes_only_those(ca: CA):
     ca.config.write_text(ca.config.read_text() + '\n[profiles.line7]\nkind = "device"\n'
                          'key_types = ["ec-p384"]\n')
-    ca.submit("line7/p384.csr", pem(make_csr("Sensor 1", sans=[], key=make_key("ec-p384"))[1]))
-    ca.submit("line7/p256.csr", pem(make_csr("Sensor 2", sans=[], key=make_key("ec-p256"))[1]))
+    ca.submit("line7/p384.csr", device_csr("1", make_key("ec-p384")))
+    ca.submit("line7/p256.csr", device_csr("2", make_key("ec-p256")))
     ca.process()
     assert ca.result("p384")["status"] == "issued", ca.result("p384")
     assert [r["code"] for r in ca.result("p256")["reasons"]] == ["key.type_not_in_profile"]
@@ -306,3 +338,92 @@ def test_a_ca_profile_s_own_key_usage_is_what_its_certificate_carries():
                        leaf_extensions(usage, public, [], issuer))[x509.KeyUsage]
         assert carried.key_cert_sign and carried.crl_sign
         assert carried.digital_signature is digital_signature
+
+
+# ---- Profiles checked before they are used, and linted by the rules they claim.
+
+BR_MAIL = '''
+[profiles.br-mail]
+kind = "smime"
+validity_days = 730
+allowed_domains = ["sample.com"]
+certificate_policies = [{ oid = "2.23.140.1.5.1.3" }]   # CA/B S/MIME mailbox, strict
+[profiles.br-mail.dn]
+commonName = "supplied"    # a mailbox-validated subject names the mailbox only
+emailAddress = "optional"
+[profiles.br-mail-long]
+kind = "smime"
+allowed_domains = ["sample.com"]
+certificate_policies = [{ oid = "2.23.140.1.5.1.3" }]   # the type's 825 days: the maximum
+[profiles.br-mail-long.dn]
+commonName = "supplied"
+[profiles.br-mail-company]
+kind = "smime"
+validity_days = 730
+allowed_domains = ["sample.com"]
+certificate_policies = [{ oid = "2.23.140.1.5.1.3" }]   # and [policy.dn]'s company names
+'''
+
+
+def _with_urls(ca: CA) -> None:
+    """The intermediate's CRL and certificate URLs, which the CA/B rules require."""
+    text = ca.config.read_text()
+    urls = 'crl_url = "http://pki.sample.com/intermediate.crl"\n' \
+           'issuer_url = "http://pki.sample.com/intermediate.crt"'
+    assert text.count('crl_url = ""\nissuer_url = ""') == 1, "the intermediate's URL lines"
+    ca.config.write_text(text.replace('crl_url = ""\nissuer_url = ""', urls))
+
+
+def test_check_profiles_passes_the_shipped_types_and_names_each_rulebook(ca: CA):
+    ca.config.write_text(ca.config.read_text() + PROFILES)
+    _with_urls(ca)
+    checked = ca.run("policy", "check-profiles")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    for name in ("server", "client", "subca", "mail", "signing", "responder", "tsa", "device"):
+        assert any(line.startswith(f"{name}: ok (") and line.endswith("; linted as pkix)")
+                   for line in lines), checked.stdout
+
+
+def test_check_profiles_finds_what_only_the_issuing_ca_can_tell(ca: CA):
+    """The counter-case: a life the CA does not have, and a profile claiming the CA/B
+    S/MIME rules it breaks (no CRL or issuer URL, validity at the maximum), every problem
+    at once, exit 1; nothing is issued or recorded."""
+    ca.config.write_text(ca.config.read_text() + BR_MAIL +
+                         '[profiles.forever]\nkind = "device"\nvalidity_days = 40000\n')
+    checked = ca.run("policy", "check-profiles")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    said = checked.stdout
+    assert "profiles.forever.validity_days: 40000 days, longer than intermediate's whole " \
+        "life" in said
+    for code in ("cabf.smime.crldp_extension_missing", "cabf.aia_extension_missing"):
+        assert f"profiles.br-mail.specimen (ec-p256 key): lint.warning: pkilint {code}" in said
+    assert "cabf.smime.certificate_validity_period_at_maximum" in said
+    assert said.count("certificate_validity_period_at_maximum") == 1  # br-mail-long only
+    assert "profiles.br-mail-company.specimen (ec-p256 key): lint.error: pkilint " \
+        "cabf.smime.prohibited_attribute" in said  # a mailbox subject names no company
+    assert checked.stderr == ""
+
+
+def test_a_certificate_claiming_the_cabf_smime_rules_is_linted_by_them(ca: CA):
+    """Pre-issuance lint picks pkilint's CA/B S/MIME validators by the profile's policy
+    OID: a certificate that breaks them is refused with their finding, one that keeps
+    them is issued, and pkilint's own S/MIME command finds nothing in it."""
+    ca.config.write_text(ca.config.read_text() + BR_MAIL)
+    _with_urls(ca)
+    for profile, name in (("br-mail", "alice"), ("br-mail-long", "bob"),
+                          ("br-mail-company", "carol")):
+        ca.submit(f"{profile}/{name}.csr", pem(make_csr(
+            f"{name}@sample.com", sans=[x509.RFC822Name(f"{name}@sample.com")],
+            company=profile == "br-mail-company")[1]))
+    ca.process()
+    assert ca.result("alice")["status"] == "issued", ca.result("alice")
+    for name, code in (("bob", "cabf.smime.certificate_validity_period_at_maximum"),
+                       ("carol", "cabf.smime.prohibited_attribute")):
+        reasons = ca.result(name)["reasons"]
+        assert ca.result(name)["status"] == "rejected"
+        assert any(code in r["message"] for r in reasons), reasons
+    linted = run(str(Path(sys.executable).parent / "lint_cabf_smime_cert"), "lint", "-d",
+                 "-s", "WARNING", "--document-format", "PEM",
+                 str(ca.outgoing / "alice" / "cert.pem"), cwd=ca.dir)
+    assert linted.returncode == 0 and linted.stdout.strip() == "", linted.stdout + linted.stderr

@@ -22,6 +22,7 @@ from typing import Any
 from spoolca.config.constraints import PURPOSES
 from spoolca.config.tomlreader import TableReader
 from spoolca.errors import InternalError
+from spoolca.notation.dnattributes import ATTRIBUTE_NAMES
 
 __all__ = ["KEY_FAMILIES", "KEY_USAGES", "TYPE_KEYS", "CertificatePolicy", "CertificateType",
            "CommonName", "NameForm", "purpose_name", "read_type", "shipped_types", "type_problems"]
@@ -94,6 +95,7 @@ class CertificateType:
     must_staple: bool = False           # TLS feature status_request (RFC 7633)
     policies: tuple[CertificatePolicy, ...] = ()
     key_types: tuple[str, ...] = ()     # empty: every type [policy] accepts
+    subject_requires: tuple[str, ...] = ()  # DN attributes every subject must have
 
     def usage_flags(self, rsa: bool) -> frozenset[str]:
         """cryptography's KeyUsage argument names this type sets for a key."""
@@ -103,7 +105,8 @@ class CertificateType:
 
 TYPE_KEYS = {"validity_days", "ca", "key_usage", "rsa_key_usage", "extended_key_usage",
              "critical_extended_key_usage", "name_forms", "required_forms", "common_name",
-             "ocsp_no_check", "must_staple", "certificate_policies", "key_types"}
+             "ocsp_no_check", "must_staple", "certificate_policies", "key_types",
+             "subject_requires"}
 _SHIPPED_ONLY = {"summary"}
 
 
@@ -201,6 +204,9 @@ def read_type(reader: TableReader, table: Mapping[str, Any], where: str,
     key_types = _names(reader, table, "key_types", where, KEY_FAMILIES)
     if key_types is not None:
         changes["key_types"] = key_types
+    required = _names(reader, table, "subject_requires", where, ATTRIBUTE_NAMES)
+    if required is not None:
+        changes["subject_requires"] = required
     made = replace(base, **changes)
     reader.problems += type_problems(made, where)
     return made

@@ -18,7 +18,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from spoolca.config.certtypes import TYPE_KEYS, CertificateType, read_type, shipped_types
+from spoolca.config.certtypes import (
+    TYPE_KEYS,
+    CertificateType,
+    NameForm,
+    read_type,
+    shipped_types,
+)
 from spoolca.config.constraints import CONSTRAINT_KEYS, SubCAConstraints, read_constraints
 from spoolca.config.policy import DN_RULES, Policy, read_dn, read_policy
 from spoolca.config.tomlreader import TableReader
@@ -185,6 +191,11 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
     domains = tuple(d.lower().strip(".") for d in reader.strings(table, "allowed_domains", where))
     dn = read_dn(reader, reader.table(table, "dn", where), f"{where}dn.") if "dn" in table \
         else policy.dn
+    dn = _with_required(reader, dn, usage.subject_requires, where)
+    for key, form in (("allow_wildcards", NameForm.DNS), ("allow_ip", NameForm.IP)):
+        if table.get(key) is True and form not in usage.name_forms:
+            reader.problems.append(f"{where}{key}: the type carries no {form} names "
+                                   "(name_forms)")
     return Profile(
         name=name,
         usage=usage,
@@ -201,6 +212,21 @@ def _read_profile(reader: TableReader, name: str, table: Mapping[str, Any],
         authorized_signers=_fingerprints(reader, table, "authorized_signers", where),
         constraints=read_constraints(reader, table, where),
     )
+
+
+def _with_required(reader: TableReader, dn: tuple[tuple[str, str], ...],
+                   required: tuple[str, ...], where: str) -> tuple[tuple[str, str], ...]:
+    """DN rules that give every subject the attributes its type requires (a device's
+    serialNumber): "supplied" where the rules do not name one; an "optional" rule for it
+    contradicts the type and is refused."""
+    rules = dict(dn)
+    for attribute in required:
+        if rules.get(attribute) == "optional":
+            reader.problems.append(f"{where}dn.{attribute}: the type requires it in every "
+                                   "subject: \"supplied\" or \"match\" (or set subject_requires)")
+        elif attribute not in rules:
+            dn += ((attribute, "supplied"),)
+    return dn
 
 
 def _fingerprints(reader: TableReader, table: Mapping[str, Any], key: str,

@@ -64,7 +64,10 @@ def _type_row(name: str, kind: CertificateType) -> str:
     if kind.required_forms:
         forms += f"; one of {', '.join(sorted(kind.required_forms))} required"
     extra = ", ".join(word for word, on in (("CA", kind.ca), ("OCSP no-check", kind.ocsp_no_check),
-                                            ("must-staple", kind.must_staple)) if on) or ""
+                                            ("must-staple", kind.must_staple)) if on)
+    if kind.subject_requires:
+        needs = f"subject needs {', '.join(kind.subject_requires)}"
+        extra = f"{extra}, {needs}" if extra else needs
     return (f"| `{name}` | {_cell(kind.summary)} | {kind.validity_days} | {usage} | {purposes} | "
             f"{forms} | {kind.common_name} | {extra} |")
 
@@ -76,11 +79,17 @@ def profiles_md() -> str:
              "`extended_key_usage` (names below or dotted OIDs), "
              "`critical_extended_key_usage`, `name_forms`, `required_forms`, `common_name`, "
              "`ocsp_no_check`, `must_staple`, `certificate_policies` (a list of "
-             "`{ oid, cps, notice }`), `key_types`). A type that cannot be right (a CA "
+             "`{ oid, cps, notice }`), `key_types`, `subject_requires` (DN attributes "
+             "every subject carries)). A type that cannot be right (a CA "
              "without keyCertSign, a leaf with it, a purpose its key usage forbids, "
-             "timeStamping beside another purpose) is refused when the file is loaded, "
-             "every problem at once. The cookbook with the command that checks each type "
-             "is docs/operator/profiles.md.\n",
+             "timeStamping beside another purpose, a wildcard or IP address without those "
+             "name forms) is refused when the file is loaded, every problem at once; "
+             "`spoolca policy check-profiles` then judges each profile against its issuing "
+             "CA and lints a specimen certificate of it. Pre-issuance lint applies the "
+             "rules a certificate claims: pkilint's RFC 5280 validators, or the CA/B "
+             "Forum's S/MIME ones (a policy OID 2.23.140.1.5.L.G) or TLS ones "
+             "(2.23.140.1.1, 2.23.140.1.2.x). The cookbook with the command that checks "
+             "each type is docs/operator/profiles.md.\n",
              "| kind | for | days | keyUsage | extendedKeyUsage | subjectAltName forms | "
              "commonName | also |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [_type_row(name, kind) for name, kind in shipped_types().items()]
