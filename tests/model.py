@@ -12,7 +12,9 @@ The invariants, after every step:
   and after a pass that ran, every request submitted before it is answered;
 - no certificate twice for one request (a restore without catch-up forgets, by design);
 - every revocation the register holds is on its CA's CRL made after it;
-- a CRL number is never published with two contents, and never goes down;
+- a CRL number is never published with two contents, and never goes down (across a
+  restore without catch-up, where no wrong clock the guard accepts may have set the floor:
+  the restore's CRLs number from the first CRL's time);
 - the exported log recomputes, and extends what was exported before (a restore without
   catch-up starts a new one, by design);
 - nothing published that the register lacks; after a pass, nothing in the register
@@ -112,6 +114,10 @@ class CAMachine(RuleBasedStateMachine):
         self.backups: list[tuple[Path, Books]] = []
         self.crl_contents: dict[tuple[str, int], str] = {}
         self.crl_highest: dict[str, int] = {}
+        # A CRL may have been numbered from a wrong clock the guard accepts (a few days
+        # ahead) since the last restore without catch-up: the next such restore may then
+        # number below it, which backups.md says (the floor is only as good as that clock).
+        self.floor_from_wrong_clock = False
         self.exported: tuple[int, str] = (0, GENESIS)
         self.counter = 0
         self.generation = 0
@@ -292,6 +298,7 @@ class CAMachine(RuleBasedStateMachine):
         """The system clock set wrong (behind, a little ahead, far ahead)."""
         self.clock.set(dt.timedelta(days=days))
         self.clock_right = False
+        self.floor_from_wrong_clock = True
 
     @rule()
     def operator_fixes_the_clock(self) -> None:
@@ -349,6 +356,9 @@ class CAMachine(RuleBasedStateMachine):
                                   if (self.ca.incoming / "server" / f"{n}.csr").exists()}
             self.books.identity.update({n: current.identity[n] for n in self.books.waiting})
             self.exported = (0, GENESIS)  # a new log; restore said what was lost
+            if self.floor_from_wrong_clock:
+                self.crl_contents, self.crl_highest = {}, {}
+            self.floor_from_wrong_clock = not self.clock_right
         self.clock_right = self.clock_right and self._cli("clock").returncode == 0
 
     # -- stick and audit -------------------------------------------------------------------

@@ -4,6 +4,7 @@ certificate and CRL verified by our CAs, CRL numbers never reused."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -13,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.clock import FakeClock
 from tests.pki import CA, make_csr, pem, spoolca
 from tests.test_audit import fingerprint_of, verify
 
@@ -186,6 +188,34 @@ class TestRestore:
         again = spoolca("restore", str(archive), "--dir", str(tmp_path / "r2"),
                         "--fingerprint", fingerprint_of(ca), "--catch-up", str(old_copy))
         assert again.returncode == 0 and "is missing: no audit log to fold" in again.stdout
+
+    def test_restore_ahead_numbers_crls_from_the_guarded_time(self, ca: CA, tmp_path):
+        """A restore's CRL numbers restart from the first CRL's time, which the clock
+        guard passed, not from the restore's clock: a restore with the clock 400 days
+        ahead makes no CRL (refused), and once the clock is right its CRL is numbered
+        from the right time. Then a second restore of the same backup, later, numbers
+        above the first restore's CRLs (the model test found both going down)."""
+        clock = FakeClock(tmp_path)
+        archive = tmp_path / "backup.tar.gz"
+        assert ca.run("backup", str(archive)).returncode == 0
+        clock.set(dt.timedelta(days=400))
+        first = tmp_path / "r1"
+        done = spoolca("restore", str(archive), "--dir", str(first), "--fingerprint",
+                       fingerprint_of(ca), env=clock.env)
+        assert done.returncode == 0, done.stderr
+        restored = CA(first)
+        refused = restored.run("crl", env=clock.env)
+        assert refused.returncode == 1 and "no CRL was signed" in refused.stderr
+        clock.set(dt.timedelta(0))
+        assert restored.run("crl", env=clock.env).returncode == 0
+        number = crl_number(restored.outgoing / "crl" / "intermediate.crl")
+        today = int(dt.datetime.now(dt.UTC).strftime("%Y%m%d")) * 10 ** 9
+        assert today <= number < today + 10 ** 9, number  # today's, not 400 days ahead
+        second = tmp_path / "r2"
+        assert spoolca("restore", str(archive), "--dir", str(second), "--fingerprint",
+                       fingerprint_of(ca)).returncode == 0
+        assert CA(second).run("crl").returncode == 0
+        assert crl_number(CA(second).outgoing / "crl" / "intermediate.crl") > number
 
     def test_restore_without_catch_up_warns_and_never_reuses_a_crl_number(self, ca: CA,
                                                                            tmp_path):

@@ -146,7 +146,7 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
                 raise ClockError(f"the {name} CA expires at {format_time(next_update)}: a CRL "
                                  "made now would already be expired", now=format_time(now),
                                  action="a CRL")
-            number = tx.next_crl_number(name)
+            number = tx.next_crl_number(name, now)
             entries = _entries(tx, name)
             der = sign_crl(ca, entries, number=number, this_update=now,
                            next_update=next_update, linter=linter)

@@ -24,9 +24,11 @@ from spoolca.register.records import (
     format_time,
 )
 
-__all__ = ["CERT_COLUMNS", "RAISE_FLOOR", "Tx", "certificate_row", "insert_checkpoint",
-           "request_row", "valid_serial"]
+__all__ = ["CERT_COLUMNS", "FLOOR_AT_NEXT_CRL", "RAISE_FLOOR", "Tx", "certificate_row",
+           "insert_checkpoint", "request_row", "valid_serial"]
 
+# meta crl_number_floor after a restore: the first CRL made sets it from its own time.
+FLOOR_AT_NEXT_CRL = "at the next CRL"
 RAISE_FLOOR = ("INSERT INTO meta (key, value) VALUES ('clock_floor', ?) ON CONFLICT (key) "
                "DO UPDATE SET value = MAX(value, excluded.value)")
 CERT_COLUMNS = ("serial, issuer, request_sha256, profile, subject, not_before, not_after, der, "
@@ -218,13 +220,21 @@ class Tx:
             "SELECT crl_entry FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL",
             (issuer,))]
 
-    def next_crl_number(self, authority: str) -> int:
-        """Strictly increasing per CA, from the register: never from the clock. After a
-        restore, never below the floor it set (above any number published meanwhile)."""
+    def next_crl_number(self, authority: str, now: dt.datetime) -> int:
+        """Strictly increasing per CA, from the register. After a restore (which forgot
+        what was published since its backup), never below a floor taken from the time of
+        the first CRL made after it, NOW, which the clock guard has passed:
+        YYYYMMDDhhmmss x 1000 plus the milliseconds, above any number given one by one
+        since the backup, and above the floor of any earlier restore made under a right
+        clock (a CRL takes more than a millisecond to make)."""
         row = self._conn.execute("SELECT MAX(number) FROM crls WHERE authority = ?",
                                  (authority,)).fetchone()
         floor = self._conn.execute("SELECT value FROM meta WHERE key = 'crl_number_floor'"
                                    ).fetchone()
+        if floor and floor[0] == FLOOR_AT_NEXT_CRL:
+            stamp = int(now.strftime("%Y%m%d%H%M%S")) * 1000 + now.microsecond // 1000
+            self.set_meta("crl_number_floor", str(stamp))
+            floor = (str(stamp),)
         return max((row[0] or 0) + 1, int(floor[0]) if floor else 0)
 
     def latest_crl_number(self, authority: str) -> int:
