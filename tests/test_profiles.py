@@ -270,6 +270,34 @@ def test_time_stamping_stamps_what_openssl_ts_verifies(shop):
         assert "Verification: OK" in verified.stdout, verified.stdout + verified.stderr
 
 
+@pytest.mark.skipif(shutil.which("pki") is None, reason="strongSwan's pki (Debian "
+                    "strongswan-pki, which .ci/run installs) is not installed")
+def test_strongswan_verifies_an_ipsec_peer_and_refuses_a_revoked_one(ca: CA):
+    """strongSwan's own X.509 and CRL parsers judge an IPsec peer certificate: `pki
+    --verify` with the chain and our CRL accepts it; the counter-case, a peer revoked
+    and on the CRL, is refused."""
+    ca.config.write_text(ca.config.read_text() + '[profiles.vpn]\nkind = "ipsec"\n')
+    for name in ("gw1", "gw2"):
+        ca.submit(f"vpn/{name}.csr", pem(make_csr(f"{name}.sample.com")[1]))
+    ca.process()
+    serials = {name: ca.result(name)["serial"] for name in ("gw1", "gw2")}
+    assert ca.run("revoke", serials["gw2"], "--reason", "keyCompromise").returncode == 0
+    issued = x509.load_pem_x509_certificate((ca.outgoing / "gw1" / "cert.pem").read_bytes())
+    purposes = issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.ObjectIdentifier("1.3.6.1.5.5.7.3.17") in purposes  # id-kp-ipsecIKE
+    chain = ("--cacert", str(ca.outgoing / "ca" / "root.pem"),
+             "--cacert", str(ca.outgoing / "ca" / "intermediate.pem"),
+             "--crl", str(ca.outgoing / "crl" / "intermediate.crl"))
+    good = run("pki", "--verify", "--in", str(ca.outgoing / "gw1" / "cert.pem"), *chain,
+               cwd=ca.dir)
+    assert good.returncode == 0 and "certificate trusted" in good.stdout, good.stdout
+    assert "certificate status is good" in good.stderr, good.stderr  # the CRL was read
+    revoked = run("pki", "--verify", "--in", str(ca.outgoing / "gw2" / "cert.pem"), *chain,
+                  cwd=ca.dir)
+    assert revoked.returncode != 0 and "certificate untrusted" in revoked.stdout
+    assert "certificate was revoked" in revoked.stderr, revoked.stderr
+
+
 def test_a_device_identity_carries_its_uri_serial_number_and_a_long_life(shop):
     ca, made, work = shop
     device = x509.load_pem_x509_certificate(made["device"].cert.read_bytes())
