@@ -157,6 +157,9 @@ def _exported_tail(config: Config, store: Store, folder: Path, report: CaughtUp
                     f"(entry {found.damages[0].seq}: {found.damages[0].message}): not folded")
         return []
     head, head_hash = store.audit_head()
+    if found.entries and found.entries <= head and \
+            store.audit_hash(found.entries) != found.head_hash:
+        return _two_histories(report, found.entries)  # not a prefix of the register's
     if found.entries < head:  # nothing here can say what came after this register
         report.note(f"the audit log in {folder} ends at entry {found.entries}, before the "
                     f"register's {head}: it is older than what was restored, so nothing "
@@ -173,11 +176,7 @@ def _exported_tail(config: Config, store: Store, folder: Path, report: CaughtUp
         if seq <= head:
             continue
         if seq == head + 1 and previous != head_hash:
-            report.forked_at = head
-            report.note(f"the exported log and the register differ at or before entry "
-                        f"{head}: two histories; the log was not folded, only what its "
-                        "certificates and CRLs prove")
-            return []
+            return _two_histories(report, head)
         if entry["prev"] != previous or body_hash(entry) != entry["hash"]:
             return []  # the files changed since they were verified: nothing from them
         tail.append(AuditRow(seq, str(entry["time"]), str(entry["event"]),
@@ -187,6 +186,16 @@ def _exported_tail(config: Config, store: Store, folder: Path, report: CaughtUp
     if tail and tail[-1].hash != found.head_hash:
         return []  # the files changed under us: nothing folded from them
     return tail
+
+
+def _two_histories(report: CaughtUp, seq: int) -> list[AuditRow]:
+    """The exported log and the register differ at or before SEQ: nothing of the log is
+    folded (said in the report), only what its certificates and CRLs prove."""
+    report.forked_at = seq
+    report.note(f"the exported log and the register differ at or before entry {seq}: two "
+                "histories; the log was not folded, only what its certificates and CRLs "
+                "prove")
+    return []
 
 
 def _data_text(entry: dict[str, Any]) -> str:
@@ -275,16 +284,19 @@ def _fold_result(tx: Tx, folder: Path, generations: dict[str, x509.Certificate],
         return
     if status == "issued":
         _fold_certificate(tx, folder, result, generations, report)
-    elif status == "rejected" and result.get("profile") != "revoke" and \
-            tx.find_request(request) is None:
+    elif status == "rejected" and result.get("profile") != "revoke":
         reasons = [r for r in result.get("reasons", []) if isinstance(r, dict)]
-        tx.add_request(request, str(result.get("profile", "")), "rejected", None, reasons,
-                       None)
-        again = any(isinstance(n, dict) and n.get("code") == "note.earlier_answer"
-                    for n in result.get("notes") or [])  # rebuilt as it was published
+        first = tx.find_request(request) is None
+        if first:
+            tx.add_request(request, str(result.get("profile", "")), "rejected", None,
+                           reasons, None)
+            report.rejections += 1
+        elif tx.output_owners(folder.name):
+            return
+        again = not first or any(isinstance(n, dict) and n.get("code") == "note.earlier_answer"
+                                 for n in result.get("notes") or [])  # as it was published
         tx.add_submission(request, str(result.get("file", folder.name)), folder.name,
                           str(result.get("profile", "")), "rejected", reasons, again=again)
-        report.rejections += 1
 
 
 def _fold_certificate(tx: Tx, folder: Path, result: dict[str, Any],
@@ -301,9 +313,15 @@ def _fold_certificate(tx: Tx, folder: Path, result: dict[str, Any],
         return
     der = cert.public_bytes(Encoding.DER)
     serial = serial_hex(cert.serial_number)
-    if tx.certificate(serial) is not None:
-        return
     request = str(result.get("request_sha256", hashlib.sha256(der).hexdigest()))
+    if tx.certificate(serial) is not None:
+        if tx.find_request(request) is not None and not tx.output_owners(folder.name):
+            # The same request sent again under another name, answered with the held
+            # certificate: its answer is published again as the copy holds it.
+            tx.add_submission(request, str(result.get("file", folder.name)), folder.name,
+                              str(result.get("profile", "")), "issued", [], serial=serial,
+                              again=True)
+        return
     profile = str(result.get("profile", ""))
     tx.add_certificate(CertificateRecord(
         serial, issuer, request, profile, str(result.get("subject", "")),
