@@ -67,6 +67,15 @@ MAX_FORWARD = dt.timedelta(days=7)  # the template's [clock] max_forward_days
 SLACK = dt.timedelta(minutes=2)
 
 
+# Profiles are data: two more shipped types, whose requests compose like server ones.
+_MORE_PROFILES = '\n[profiles.mail]\nkind = "smime"\n[profiles.signing]\nkind = "codesigning"\n'
+
+
+def _folder(name: str) -> str:
+    """The profile folder a request of the model was submitted to, by its name's stem."""
+    return next((stem for stem in ("mail", "signing") if name.startswith(stem)), "server")
+
+
 @dataclass
 class Books:
     """What the model knows happened: by request, by serial, by CRL."""
@@ -130,6 +139,8 @@ class CAMachine(RuleBasedStateMachine):
     def _copy(self, source: Path, target: Path) -> CA:
         ca = copy_ca(source, target)
         ca.edit_config('lint = "pkix"', 'lint = "off"')  # composition, not lint, is modelled
+        if "[profiles.mail]" not in ca.config.read_text():
+            ca.config.write_text(ca.config.read_text() + _MORE_PROFILES)
         return ca
 
     def _now(self) -> dt.datetime:
@@ -176,6 +187,18 @@ class CAMachine(RuleBasedStateMachine):
         self.books.identity[name] = _identity(data)
         self.books.waiting.add(name)
 
+    @rule(profile=st.sampled_from(["mail", "signing"]))
+    def submit_good_of_another_type(self, profile: str) -> None:
+        """A request to a profile of a shipped type other than server (S/MIME, code
+        signing): it composes with everything a server request does."""
+        name = self._name(profile)
+        address = f"{name}@sample.com"
+        cn, sans = (address, [x509.RFC822Name(address)]) if profile == "mail" else (name, [])
+        data = pem(make_csr(cn, sans=sans)[1])
+        self.ca.submit(f"{profile}/{name}.csr", data)
+        self.books.identity[name] = _identity(data)
+        self.books.waiting.add(name)
+
     @rule()
     def submit_bad(self) -> None:
         name = self._name("bad")
@@ -204,7 +227,7 @@ class CAMachine(RuleBasedStateMachine):
         before = self._certificates()
         done = self._cli("reconsider", name)
         if done.returncode == 0:
-            assert (self.ca.incoming / "server" / f"{name}.csr").is_file()
+            assert (self.ca.incoming / _folder(name) / f"{name}.csr").is_file()
             self.books.waiting.add(name)
         else:
             assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
@@ -342,7 +365,7 @@ class CAMachine(RuleBasedStateMachine):
         for waiting in self.books.waiting:  # the requests still queued come along
             for found in (*old.incoming.rglob(f"{waiting}.csr"),
                           *(old.dir / "spool" / "work").rglob(f"{waiting}.csr")):
-                self.ca.submit(f"server/{waiting}.csr", found.read_bytes())
+                self.ca.submit(f"{_folder(waiting)}/{waiting}.csr", found.read_bytes())
         stop_agent(old.dir / "gnupg")
         if catch_up and "two histories" in done.stdout:
             # The copy's log had forked from the backup's (it descends from an earlier
@@ -353,7 +376,7 @@ class CAMachine(RuleBasedStateMachine):
             current = self.books
             self.books = copy.deepcopy(books)
             self.books.waiting = {n for n in current.waiting
-                                  if (self.ca.incoming / "server" / f"{n}.csr").exists()}
+                                  if (self.ca.incoming / _folder(n) / f"{n}.csr").exists()}
             self.books.identity.update({n: current.identity[n] for n in self.books.waiting})
             self.exported = (0, GENESIS)  # a new log; restore said what was lost
             if self.floor_from_wrong_clock:
@@ -404,8 +427,9 @@ class CAMachine(RuleBasedStateMachine):
         results = stick.folder / "spoolca-results" / "results"
         carried = set(os.listdir(results)) if results.is_dir() else set()
         assert carried <= allowed, f"{stick.folder.name} carried {carried - allowed}"
-        if secretless:
-            self.unclaimed[stick.uuid] = set()  # moved to this stick's secret
+        if secretless:  # moved to this stick's secret: its exports re-send them
+            stick.brought |= self.unclaimed.get(stick.uuid, set())
+            self.unclaimed[stick.uuid] = set()
 
     def _export(self, stick: Stick, identity: Path, through_daemon: bool
                 ) -> subprocess.CompletedProcess[str]:
