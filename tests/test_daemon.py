@@ -153,8 +153,8 @@ class TestReload:
         result = result_of(ca, "short")
         from spoolca.register.store import parse_time
 
-        days = parse_time(result["not_after"]) - parse_time(result["not_before"])
-        assert days.days == 30
+        life = parse_time(result["not_after"]) - parse_time(result["not_before"])
+        assert life == dt.timedelta(days=30, seconds=-1)  # both ends count (RFC 5280)
 
 
     def test_spoolca_reload_waits_and_tells_the_truth(self, ca: CA, daemon: Running):
@@ -171,7 +171,8 @@ class TestReload:
         from spoolca.register.store import parse_time
 
         result = result_of(ca, "short")  # the applied file is in force, not the refused one
-        assert (parse_time(result["not_after"]) - parse_time(result["not_before"])).days == 30
+        life = parse_time(result["not_after"]) - parse_time(result["not_before"])
+        assert life == dt.timedelta(days=30, seconds=-1)
 
     def test_reload_without_a_daemon_says_so(self, ca: CA):
         """Counter-case: nothing to reload: exit 1, one sentence."""
