@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from spoolca.keys.openpgp import ApplianceKey
     from spoolca.register.store import Store
 
-__all__ = ["Outgoing", "PublishJob"]
+__all__ = ["CRL_BUNDLE", "Outgoing", "PublishJob"]
+
+CRL_BUNDLE = "crl-bundle.pem"  # outgoing/crl/: every CA's CRL, for nginx and OpenVPN
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,13 @@ class Outgoing:
                 return
             atomic_write(self.crl / f"{authority}.crl", der)
             atomic_write(self.crl / f"{authority}.crl.pem", armoured)
+            atomic_write(self.crl / CRL_BUNDLE, self._crl_bundle())
+
+    def _crl_bundle(self) -> bytes:
+        """Every CA's current CRL in one PEM file, as nginx's `ssl_crl` and OpenVPN's
+        `crl-verify` need it: they check every level of the chain (OpenSSL's
+        crl_check_all), so with the intermediate's CRL alone every client is refused."""
+        return b"".join(path.read_bytes() for path in sorted(self.crl.glob("*.crl.pem")))
 
     def crl_schedule(self, body: bytes) -> None:
         """outgoing/crl/next-update.json: when each CRL ends, when the stick must return."""

@@ -143,7 +143,8 @@ results/NAME/    one folder per request this stick brought: cert.pem, chain.pem,
                  fullchain.pem, cert.crt and result.json (status, and every reason if
                  rejected); report.json names the file each one came from
 ca/              the root and intermediate certificates and ca-chain.pem
-crl/             the current CRLs (NAME.crl DER, NAME.crl.pem) and next-update.json
+crl/             the current CRLs (NAME.crl DER, NAME.crl.pem), crl-bundle.pem (all of
+                 them, for nginx ssl_crl and OpenVPN crl-verify) and next-update.json
 audit/           the audit log, signed (check it: spoolca audit verify --dir audit
                  --fingerprint {fingerprint}; by hand: report.json, "audit")
 MANIFEST.json    what this export holds and the audit head it was made with
