@@ -323,3 +323,70 @@ class TestSpoolNames:
         assert "Traceback" not in result.stderr
         assert os.listdir(folder) == []
         assert len(os.listdir(ca.archive)) - before == len(names)
+
+
+def _published() -> tuple[bytes, bytes]:
+    """A CA certificate (PEM) and a CRL it signed (DER), as an export carries them."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fuzz CA")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(NOW)
+            .not_valid_after(NOW + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(NOW)
+           .next_update(NOW + dt.timedelta(days=30)).add_extension(x509.CRLNumber(7), False)
+           .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            crl.public_bytes(serialization.Encoding.DER))
+
+
+class TestPublishedCRL:
+    """verify-publication reads CRLs from a stick and from the web server's folder: any
+    bytes there are refused or judged, never a crash (the manifest itself is parsed only
+    once its signature verified)."""
+
+    CA_PEM, CRL_DER = _published()
+
+    def _check(self, tmp: Path, new: bytes, served: bytes) -> list[str]:
+        import hashlib
+
+        from spoolca.stick.publication import check_publication
+
+        for folder, files in (("crl", {"fuzz.crl": new}), ("ca", {"fuzz.pem": self.CA_PEM}),
+                              ("served", {"fuzz.crl": served})):
+            (tmp / folder).mkdir(exist_ok=True)
+            for name, data in files.items():
+                (tmp / folder / name).write_bytes(data)
+        entry = {"authority": "fuzz", "file": "fuzz.crl", "issuer": "CN=Fuzz CA",
+                 "issuer_certificate_sha256": hashlib.sha256(self.CA_PEM).hexdigest(),
+                 "number": 7, "this_update": "2026-11-23T00:00:00Z",
+                 "next_update": "2026-12-23T00:00:00Z",
+                 "sha256": hashlib.sha256(new).hexdigest(), "url": ""}
+        checked = check_publication(tmp, tmp / "served", NOW, json.dumps(
+            {"crls": [entry], "crl_bundle_sha256": None}).encode(), None)
+        assert len(checked.good) + len(checked.refused) == 1
+        return checked.refused
+
+    @FUZZ
+    @given(data=st.binary(max_size=2048), served=st.booleans())
+    def test_random_bytes_as_the_new_or_the_served_crl(self, data: bytes, served: bool,
+                                                        tmp_path: Path):
+        tmp = tmp_path / os.urandom(4).hex()
+        tmp.mkdir()
+        if served:  # what is served is not a CRL: the genuine one replaces it
+            assert self._check(tmp, self.CRL_DER, data) == []
+        else:
+            assert self._check(tmp, data, self.CRL_DER) or data == self.CRL_DER
+
+    @FUZZ
+    @given(cut=st.integers(0, 2000), flip=st.integers(0, 7))
+    def test_every_damaged_crl_is_refused(self, cut: int, flip: int, tmp_path: Path):
+        damaged = bytearray(self.CRL_DER)
+        damaged[cut % len(damaged)] ^= 1 << flip
+        tmp = tmp_path / os.urandom(4).hex()
+        tmp.mkdir()
+        assert self._check(tmp, bytes(damaged), b"")

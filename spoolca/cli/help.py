@@ -65,6 +65,8 @@ EXAMPLES: dict[str, list[str]] = {
               "spoolca media export /media/stick"],
     "media ingest": ["spoolca media ingest /media/stick --wait 60"],
     "media export": ["spoolca media export /media/stick"],
+    "verify-publication": ["spoolca verify-publication /srv/incoming/spoolca-results "
+                           "--served /var/www/pki --fingerprint FPR"],
     "show": ["spoolca show 1a:2b:3c"],
     "export-index": ["spoolca export-index > index.txt"],
     "policy": ["spoolca policy check www.csr --profile server"],

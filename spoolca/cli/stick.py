@@ -30,3 +30,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                               help="with --through-daemon: how long to wait for the daemon "
                               "(default 300)")
     media_export.set_defaults(func=command("media:cmd_media_export"))
+    publication = commands.add_parser(
+        "verify-publication", help="on the web server: may an export's CRLs be served? "
+        "(signed manifest, their CAs, not lapsed, newer than what is served); exit 1 if not")
+    publication.add_argument("dir", help="an export (the stick's spoolca-results/): crl/, "
+                             "ca/ and audit/appliance-key.asc")
+    publication.add_argument("--served", metavar="DIR", help="where the CRLs are served "
+                             "now, by file name: none may be replaced by an older one")
+    publication.add_argument("--fingerprint", help="the appliance key's fingerprint, as its "
+                             "operator gave it to you")
+    publication.add_argument("--trusted-key", metavar="FILE",
+                             help="your own copy of the appliance's public key")
+    publication.add_argument("--key", metavar="FILE", help="a public key to check with "
+                             "(default: the export's); trusted only if it has --fingerprint")
+    publication.set_defaults(func=command("media:cmd_verify_publication"))

@@ -29,7 +29,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trust(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
+def trust_of(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
     """(the public key to check with, the fingerprint trusted).
 
     Trust comes from the auditor, never from the export: a fingerprint they were given
@@ -110,7 +110,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from spoolca.spool.outgoing import Outgoing
 
     folder = Path(args.dir) if args.dir else Outgoing.of(load(args).spool_dir).audit
-    armored, fingerprint = _trust(args, folder)
+    armored, fingerprint = trust_of(args, folder)
     exported = folder / "appliance-key.asc"
     if exported.is_file() and _fingerprint_of(_read_key(exported)) != fingerprint:
         print(f"DAMAGED: the key in the export ({exported.name}) is not the trusted key "

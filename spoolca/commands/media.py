@@ -88,3 +88,35 @@ def cmd_media_export(args: argparse.Namespace) -> int:
     print(f"wrote {len(names)} result(s), the CA certificates, CRLs and audit log to {root}/ "
           "and synced it: the stick can be removed")
     return 0
+
+
+def cmd_verify_publication(args: argparse.Namespace) -> int:
+    """Exit 0 only if every CRL of the export may be served; 1 naming each that may not.
+    Needs no state directory and no key: it runs on the online web server."""
+    import datetime as dt
+
+    from spoolca.commands.audit import trust_of
+    from spoolca.host.untrusted import read_untrusted
+    from spoolca.keys.openpgp import Keyring, verify_detached
+    from spoolca.stick.publication import MANIFEST, check_publication
+
+    folder = Path(args.dir)
+    if not (folder / "crl" / MANIFEST).is_file():
+        raise UsageError(f"{folder} holds no crl/{MANIFEST}: give the export's folder (the "
+                         "stick's spoolca-results/)")
+    args.dir = str(folder / "audit")  # where the export's key is; trust is still asked for
+    armored, fingerprint = trust_of(args, folder / "audit")
+    manifest = folder / "crl" / MANIFEST
+    signature = manifest.with_name(f"{MANIFEST}.asc")
+    body = read_untrusted(manifest, 1 << 20).data or b""
+    sig = read_untrusted(signature, 1 << 16).data
+    with Keyring(armored) as keyring:
+        problem = "it is not signed" if sig is None else \
+            verify_detached(body, sig.decode(errors="replace"), keyring, fingerprint)
+    checked = check_publication(folder, Path(args.served) if args.served else None,
+                                dt.datetime.now(dt.UTC), body, problem)
+    for line in checked.good:
+        print(f"ok: {line}")
+    for line in checked.refused:
+        print(f"REFUSED: {line}")
+    return 1 if checked.refused or not checked.good else 0

@@ -25,6 +25,7 @@ from spoolca.host.progress import Progress
 from spoolca.keys.openpgp import ApplianceKey
 from spoolca.register.store import Store
 from spoolca.stick.medium import Medium
+from spoolca.stick.publication import MANIFEST, manifest_of
 from spoolca.stick.report.facts import Trip, gather
 from spoolca.stick.report.html import render
 
@@ -108,6 +109,10 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
     for folder in ("ca", "crl", "audit", "ceremony"):
         if (outgoing / folder).is_dir():  # ceremony/: from the first ceremony record on
             tree.copy(outgoing / folder, folder)
+    if (outgoing / "crl").is_dir():  # for the online side: spoolca verify-publication
+        manifest = manifest_of(config, outgoing, now)
+        tree.write(f"crl/{MANIFEST}", manifest)
+        tree.write(f"crl/{MANIFEST}.asc", key.sign(manifest).encode())
     head_seq, head_hash = store.audit_head()
     schedule = outgoing / "crl" / "next-update.json"
     due = json.loads(schedule.read_text()) if schedule.exists() else {}
@@ -144,7 +149,10 @@ results/NAME/    one folder per request this stick brought: cert.pem, chain.pem,
                  rejected); report.json names the file each one came from
 ca/              the root and intermediate certificates and ca-chain.pem
 crl/             the current CRLs (NAME.crl DER, NAME.crl.pem), crl-bundle.pem (all of
-                 them, for nginx ssl_crl and OpenVPN crl-verify) and next-update.json
+                 them, for nginx ssl_crl and OpenVPN crl-verify), next-update.json, and
+                 publication.json(.asc): what the web server is to publish, signed (check
+                 it there: spoolca verify-publication DIR --served WEBROOT
+                 --fingerprint {fingerprint})
 audit/           the audit log, signed (check it: spoolca audit verify --dir audit
                  --fingerprint {fingerprint}; by hand: report.json, "audit")
 MANIFEST.json    what this export holds and the audit head it was made with

@@ -1,0 +1,137 @@
+"""The CRL return trip's last leg (issue 29 item 4): an export's signed publication
+manifest, checked by `spoolca verify-publication` where the CRLs are served, with no key
+and no state directory; a real nginx serving what passed, and OpenSSL fetching it over
+127.0.0.1 by the URL in the certificate (-crl_download).
+
+Counter-cases: an older export over what is served (rolled back), a CRL swapped for one
+of another key, a manifest edited, a fingerprint that is not the appliance's, and a CRL
+that has lapsed by the web server's clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.clock import FakeClock
+from tests.nginx import Nginx, free_port, needs_nginx
+from tests.pki import CA, make_csr, pem, spoolca
+from tests.test_audit import fingerprint_of
+
+
+def _export(ca: CA, stick: Path) -> Path:
+    stick.mkdir()
+    done = ca.run("media", "export", str(stick))
+    assert done.returncode == 0, done.stderr
+    return stick / "spoolca-results"
+
+
+def _verify(export: Path, served: Path, fingerprint: str,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """As the web server runs it: no --config, no state directory."""
+    return spoolca("verify-publication", str(export), "--served", str(served),
+                   "--fingerprint", fingerprint, env=env)
+
+
+def _deploy(export: Path, served: Path) -> None:
+    served.mkdir(parents=True, exist_ok=True)
+    for crl in (export / "crl").glob("*.crl"):
+        shutil.copyfile(crl, served / crl.name)
+
+
+def _fetch_and_verify(ca: CA, cert: Path) -> subprocess.CompletedProcess[str]:
+    """A relying party: OpenSSL downloads the CRL its certificate names, and checks."""
+    return subprocess.run(["openssl", "verify", "-crl_download", "-crl_check", "-CAfile",
+                           str(ca.outgoing / "ca" / "ca-chain.pem"), str(cert)],
+                          capture_output=True, text=True, timeout=60)
+
+
+@needs_nginx
+def test_what_verify_publication_passes_nginx_serves_and_openssl_fetches(ca: CA,
+                                                                       tmp_path: Path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/pki/intermediate.crl"
+    ca.edit_config('crl_url = ""\nissuer_url = ""', f'crl_url = "{url}"\nissuer_url = ""')
+    ca.submit("server/www.csr", pem(make_csr("www.sample.com")[1]))
+    ca.process()
+    cert = ca.outgoing / "www" / "cert.pem"
+    assert x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value[0].full_name[0].value == url
+    assert ca.run("crl").returncode == 0
+    fingerprint, served = fingerprint_of(ca), tmp_path / "www" / "pki"
+    first = _export(ca, tmp_path / "s1")
+    listed = json.loads((first / "crl" / "publication.json").read_text())["crls"]
+    assert {entry["file"]: entry["url"] for entry in listed}["intermediate.crl"] == url
+    checked = _verify(first, served, fingerprint)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "ok: intermediate.crl: #" in checked.stdout and f"for {url}" in checked.stdout
+    _deploy(first, served)
+    nginx = Nginx(tmp_path / "nginx", f"        location /pki/ {{ root {served.parent}; }}",
+                  port=port)
+    try:
+        fetched = _fetch_and_verify(ca, cert)
+        assert fetched.returncode == 0 and "OK" in fetched.stdout, fetched.stdout + fetched.stderr
+        assert ca.run("revoke", ca.result("www")["serial"]).returncode == 0
+        second = _export(ca, tmp_path / "s2")
+        checked = _verify(second, served, fingerprint)
+        assert checked.returncode == 0, checked.stdout
+        _deploy(second, served)
+        fetched = _fetch_and_verify(ca, cert)
+        assert fetched.returncode != 0 and "certificate revoked" in fetched.stdout + fetched.stderr
+        rolled = _verify(first, served, fingerprint)  # the first stick again: older
+        assert rolled.returncode == 1
+        assert "REFUSED: intermediate.crl: rolled back: #" in rolled.stdout, rolled.stdout
+    finally:
+        nginx.stop()
+
+
+def test_a_foreign_edited_or_lapsed_publication_is_refused(ca: CA, tmp_path: Path):
+    assert ca.run("crl").returncode == 0
+    fingerprint, served = fingerprint_of(ca), tmp_path / "served"
+    export = _export(ca, tmp_path / "s1")
+    assert _verify(export, served, fingerprint).returncode == 0
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(export, foreign)
+    real = x509.load_der_x509_crl((export / "crl" / "intermediate.crl").read_bytes())
+    other = ec.generate_private_key(ec.SECP384R1())
+    forged = (x509.CertificateRevocationListBuilder().issuer_name(real.issuer)
+              .last_update(real.last_update_utc).next_update(real.next_update_utc)  # type: ignore[arg-type]
+              .add_extension(x509.CRLNumber(10 ** 30), False).sign(other, hashes.SHA384()))
+    (foreign / "crl" / "intermediate.crl").write_bytes(forged.public_bytes(Encoding.DER))
+    refused = _verify(foreign, served, fingerprint)
+    assert refused.returncode == 1
+    assert "REFUSED: intermediate.crl: not the file the manifest lists" in refused.stdout
+
+    (foreign / "crl" / "intermediate.crl").write_bytes(real.public_bytes(Encoding.DER))
+    (foreign / "crl" / "crl-bundle.pem").write_bytes(forged.public_bytes(Encoding.PEM))
+    refused = _verify(foreign, served, fingerprint)
+    assert refused.returncode == 1 and refused.stdout.count("REFUSED") == 1
+    assert "REFUSED: crl-bundle.pem: not the file the manifest lists" in refused.stdout
+
+    edited = tmp_path / "edited"
+    shutil.copytree(export, edited)
+    manifest = edited / "crl" / "publication.json"
+    manifest.write_text(manifest.read_text().replace('"number": ', '"number": 1'))
+    refused = _verify(edited, served, fingerprint)
+    assert refused.returncode == 1 and "REFUSED: publication.json: not exactly one good " \
+        "signature" in refused.stdout, refused.stdout
+
+    stranger = _verify(export, served, "0" * 40)  # not the appliance's key: nothing served
+    assert stranger.returncode == 1 and "ok:" not in stranger.stdout
+    assert "REFUSED: publication.json: the given key is not 0000" in stranger.stdout
+
+    clock = FakeClock(tmp_path)
+    clock.set(dt.timedelta(days=40))  # the intermediate's CRL lives 30 days
+    lapsed = _verify(export, served, fingerprint, env=clock.env)
+    assert lapsed.returncode == 1
+    assert "REFUSED: intermediate.crl: lapsed: its nextUpdate" in lapsed.stdout, lapsed.stdout
+    assert "ok: root.crl" in lapsed.stdout  # the root's lives 180 days
