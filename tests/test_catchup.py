@@ -233,6 +233,24 @@ class TestRestore:
         assert done.returncode == 0, done.stderr
         assert "two histories" in done.stdout and "older" not in done.stdout, done.stdout
 
+    def test_a_crl_the_parser_chokes_on_is_named_not_fatal(self, ca: CA, tmp_path):
+        """A stick's crl/ holding bytes cryptography refuses with InvalidVersion (not a
+        ValueError: the golden vector tests/vectors/publication/crl-version-0.der): the
+        catch-up names it and folds the rest, instead of stopping on it."""
+        archive = tmp_path / "backup.tar.gz"
+        assert ca.run("backup", str(archive)).returncode == 0
+        serial = issue(ca, "kept")["kept"]
+        copy = tmp_path / "copy"
+        shutil.copytree(ca.outgoing, copy)
+        shutil.rmtree(copy / "audit")
+        vector = Path(__file__).parent / "vectors" / "publication" / "crl-version-0.der"
+        shutil.copyfile(vector, copy / "crl" / "root.crl")
+        done = spoolca("restore", str(archive), "--dir", str(tmp_path / "r"),
+                       "--fingerprint", fingerprint_of(ca), "--catch-up", str(copy))
+        assert done.returncode == 0, done.stderr
+        assert "crl/root.crl: not a readable CRL (InvalidVersion" in done.stdout, done.stdout
+        assert register(CA(tmp_path / "r"), "SELECT serial FROM certificates") == [(serial,)]
+
     def test_restore_ahead_numbers_crls_from_the_guarded_time(self, ca: CA, tmp_path):
         """A restore's CRL numbers restart from the first CRL's time, which the clock
         guard passed, not from the restore's clock: a restore with the clock 400 days

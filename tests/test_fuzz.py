@@ -362,6 +362,7 @@ class TestPublishedCRL:
             for name, data in files.items():
                 (tmp / folder / name).write_bytes(data)
         entry = {"authority": "fuzz", "file": "fuzz.crl", "issuer": "CN=Fuzz CA",
+                 "issuer_file": "fuzz.pem",
                  "issuer_certificate_sha256": hashlib.sha256(self.CA_PEM).hexdigest(),
                  "number": 7, "this_update": "2026-11-23T00:00:00Z",
                  "next_update": "2026-12-23T00:00:00Z",
@@ -390,3 +391,9 @@ class TestPublishedCRL:
         tmp = tmp_path / os.urandom(4).hex()
         tmp.mkdir()
         assert self._check(tmp, bytes(damaged), b"")
+
+    @pytest.mark.parametrize("vector", sorted(p.name for p in (VECTORS / "publication").glob(
+        "*.der")))
+    def test_golden_vector(self, vector: str, tmp_path: Path):
+        refused = self._check(tmp_path, (VECTORS / "publication" / vector).read_bytes(), b"")
+        assert refused and "not a readable CRL (InvalidVersion" in refused[0], refused

@@ -45,7 +45,7 @@ from spoolca.register.records import (
 from spoolca.register.store import Store, Tx
 from spoolca.spool.outgoing import Outgoing
 from spoolca.spool.tree import RESERVED_NAMES
-from spoolca.x509.crl import REASONS, RevokedEntry, encode_entry
+from spoolca.x509.crl import REASONS, RevokedEntry, encode_entry, read_crl
 from spoolca.x509.issuer import serial_hex
 
 __all__ = ["CaughtUp", "catch_up"]
@@ -354,12 +354,11 @@ def _issuer_of(cert: x509.Certificate, generations: dict[str, x509.Certificate]
 def _fold_crl(tx: Tx, path: Path, generations: dict[str, x509.Certificate],
               report: CaughtUp) -> None:
     read = read_untrusted(path, MAX_CRL)
-    try:
-        crl = x509.load_der_x509_crl(read.data or b"")
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except (ValueError, x509.ExtensionNotFound):
-        report.note(f"crl/{path.name}: not a readable CRL")
+    found = read_crl(read.data or b"")
+    if isinstance(found, str):
+        report.note(f"crl/{path.name}: {found}")
         return
+    crl, number = found.crl, found.number
     authority = next((name for name, ca in generations.items()
                       if ca.subject == crl.issuer
                       and crl.is_signature_valid(ca.public_key())), None)  # type: ignore[arg-type]

@@ -23,9 +23,11 @@ from typing import Any
 from cryptography import x509
 
 from spoolca.config import Config
+from spoolca.errors import InternalError
 from spoolca.host.untrusted import read_untrusted
 from spoolca.register.generations import settings
 from spoolca.spool.outgoing import CRL_BUNDLE
+from spoolca.x509.crl import ReadCRL, read_crl
 
 __all__ = ["MANIFEST", "Checked", "check_publication", "manifest_of"]
 
@@ -50,9 +52,10 @@ def manifest_of(config: Config, outgoing: Path, now: dt.datetime) -> bytes:
         name = path.stem
         data = path.read_bytes()
         crl = x509.load_der_x509_crl(data)
-        issuer = outgoing / "ca" / f"{name}.pem"
+        issuer = _issuer_file(outgoing / "ca", crl)
         entries.append({
             "authority": name, "file": path.name, "issuer": crl.issuer.rfc4514_string(),
+            "issuer_file": issuer.name,
             "issuer_certificate_sha256": hashlib.sha256(issuer.read_bytes()).hexdigest(),
             "number": _number(crl), "this_update": _time(crl.last_update_utc),
             "next_update": _time(crl.next_update_utc) if crl.next_update_utc else None,
@@ -62,6 +65,20 @@ def manifest_of(config: Config, outgoing: Path, now: dt.datetime) -> bytes:
     digest = hashlib.sha256(bundle.read_bytes()).hexdigest() if bundle.is_file() else None
     return (json.dumps({"made_at": _time(now), "crls": entries, "crl_bundle_sha256": digest},
                        indent=2, sort_keys=True) + "\n").encode()
+
+
+def _issuer_file(folder: Path, crl: x509.CertificateRevocationList) -> Path:
+    """The CA certificate file (not a chain) whose key signed CRL: after a rekey the
+    current generation is intermediate.pem and an older one intermediate-gN.pem, so it is
+    found by its signature, not by its name."""
+    for path in sorted(folder.glob("*.pem")):
+        if path.name.startswith("ca-"):
+            continue  # ca-chain*.pem, ca-bundle.pem: several certificates
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        if cert.subject == crl.issuer and \
+                crl.is_signature_valid(cert.public_key()):  # type: ignore[arg-type]
+            return path
+    raise InternalError(f"no CA certificate in {folder} signed the CRL of {crl.issuer}")
 
 
 @dataclass
@@ -115,42 +132,43 @@ def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
     name = Path(str(entry["file"])).name
     try:
         data = _read(folder / "crl" / name, _MAX_CRL)
-        issuer_pem = _read(folder / "ca" / f"{Path(str(entry['authority'])).name}.pem",
-                           _MAX_FILE)
+        issuer_pem = _read(folder / "ca" / Path(str(entry["issuer_file"])).name, _MAX_FILE)
     except ValueError as exc:
         return str(exc)
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         return "not the file the manifest lists (its SHA-256 differs)"
     if hashlib.sha256(issuer_pem).hexdigest() != entry["issuer_certificate_sha256"]:
         return "its CA certificate is not the one the manifest lists"
+    parsed = read_crl(data)
+    if isinstance(parsed, str):
+        return parsed
     try:
-        crl = x509.load_der_x509_crl(data)
         issuer = x509.load_pem_x509_certificate(issuer_pem)
-        signed = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except (ValueError, TypeError) as exc:
-        return f"cannot be read as a CRL and its CA ({exc})"
-    if crl.issuer != issuer.subject or not signed:
+        signed = parsed.crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except Exception as exc:  # untrusted bytes, as in _parse
+        return f"cannot be checked against its CA ({type(exc).__name__}: {exc})"
+    if parsed.issuer != issuer.subject or not signed:
         return f"not signed by {issuer.subject.rfc4514_string()}: a foreign CRL"
-    if crl.next_update_utc is None or crl.next_update_utc <= now:
+    if parsed.next_update is None or parsed.next_update <= now:
         return f"lapsed: its nextUpdate {entry['next_update']} has passed"
-    if _number(crl) != entry["number"] or _time(crl.last_update_utc) != entry["this_update"]:
+    if parsed.number != entry["number"] or _time(parsed.this_update) != entry["this_update"]:
         return "its number or thisUpdate is not what the manifest says"
-    return _against_served(served, name, crl, data)
+    return _against_served(served, name, parsed, data)
 
 
-def _against_served(served: Path | None, name: str, crl: x509.CertificateRevocationList,
-                    data: bytes) -> str | None:
+def _against_served(served: Path | None, name: str, new: ReadCRL, data: bytes
+                    ) -> str | None:
     """A CRL may replace the one served only if it is newer (or the very same)."""
     if served is None or not (served / name).is_file():
         return None
     try:
         old_data = _read(served / name, _MAX_CRL)
-        old = x509.load_der_x509_crl(old_data)
     except ValueError:
-        return None  # what is served is not a CRL: anything genuine replaces it
-    if old_data == data:
         return None
-    if _number(crl) <= _number(old) or crl.last_update_utc < old.last_update_utc:
-        return (f"rolled back: #{_number(crl)} of {_time(crl.last_update_utc)} would replace "
-                f"#{_number(old)} of {_time(old.last_update_utc)}, which is served")
+    old = read_crl(old_data)
+    if isinstance(old, str) or old_data == data:
+        return None  # what is served is not a CRL (a genuine one replaces it), or is this one
+    if new.number <= old.number or new.this_update < old.this_update:
+        return (f"rolled back: #{new.number} of {_time(new.this_update)} would replace "
+                f"#{old.number} of {_time(old.this_update)}, which is served")
     return None

@@ -31,7 +31,8 @@ from spoolca.keys.algorithms import verify_signature
 from spoolca.notation import der
 from spoolca.x509.issuer import IssuingCA
 
-__all__ = ["MAX_CRL_NUMBER", "REASONS", "CRLLinter", "RevokedEntry", "encode_entry",
+__all__ = ["MAX_CRL_NUMBER", "REASONS", "CRLLinter", "ReadCRL", "RevokedEntry", "encode_entry",
+           "read_crl",
            "sign_crl"]
 
 # OpenSSL's names for the RFC 5280 5.3.1 reasons, as `openssl ca -crl_reason` takes them.
@@ -208,3 +209,28 @@ def sign_crl(ca: IssuingCA, entries: Sequence[bytes], *, number: int,
             ca.certificate.public_key(), signature, new_tbs):  # type: ignore[arg-type]
         raise InternalError(f"the {ca.name} CRL did not verify; not published")
     return encoded
+
+
+@dataclass(frozen=True)
+class ReadCRL:
+    """What is read of a CRL from untrusted bytes (a stick's, a web server's): every
+    field a caller decides on, read at once."""
+
+    crl: x509.CertificateRevocationList
+    issuer: x509.Name
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime | None
+
+
+def read_crl(data: bytes) -> ReadCRL | str:
+    """The CRL in DER DATA, or why these bytes are not one (with a CRL number). The
+    parser reads fields lazily and raises more than ValueError (InvalidVersion for a
+    version 0, found by the fuzz test: tests/vectors/publication/), so every field is read
+    here, in one place that turns whatever it raises into a reason."""
+    try:
+        crl = x509.load_der_x509_crl(data)
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        return ReadCRL(crl, crl.issuer, int(number), crl.last_update_utc, crl.next_update_utc)
+    except Exception as exc:  # untrusted bytes: whatever the parser raises is a refusal
+        return f"not a readable CRL ({type(exc).__name__}: {exc})"
