@@ -269,12 +269,12 @@ class Daemon:
         claim = self._session.spool.new_claim()
         claimed: list[Claimed] = []
         for path, profile in ready:
-            self._watch.taken(path)
             try:
                 item = self._session.spool.claim(path, profile, claim)
             except UntakeableError as exc:  # said once and in STATUS=; tried at rescans
                 self._watch.cannot_take(path, str(exc))
                 continue
+            self._watch.taken(path)  # after: taken() forgets what was said about it
             if item is not None:
                 claimed.append(item)
         self._answer(claimed, flush=not self._backlog)

@@ -162,7 +162,9 @@ class Watch:
         self.untakeable.pop(path, None)
 
     def cannot_take(self, path: Path, why: str) -> None:
-        """Said once (logged), shown in STATUS= until it can be taken at a rescan."""
+        """Said once (logged), shown in STATUS= until it can be taken at a rescan; tried
+        again at rescans only."""
+        self._sightings.pop(path, None)
         if self.untakeable.get(path) != why:
             _log.warning("cannot take a file", reason=why)
         self.untakeable[path] = why
