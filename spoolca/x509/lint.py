@@ -87,6 +87,7 @@ def _serverauth(kind: Any) -> _Rulebook:
 
 
 _CABF_SERVERAUTH = ("2.23.140.1.1", "2.23.140.1.2.1", "2.23.140.1.2.2", "2.23.140.1.2.3")
+_CABF_SMIME_ARC = "2.23.140.1.5."
 
 
 def claimed_rulebook(document: Any) -> tuple[Any, ...]:
@@ -95,14 +96,18 @@ def claimed_rulebook(document: Any) -> tuple[Any, ...]:
     level and generation, a TLS one (2.23.140.1.1, 2.23.140.1.2.x) the TLS BRs for its
     certificate type; anything else, RFC 5280. A profile picks its linter by the policy it
     asserts, so a certificate is never linted by rules it does not claim, and never
-    escapes those it does."""
-    from pkilint.cabf import serverauth, smime
+    escapes those it does. pkilint's CA/B packages are imported only for a certificate
+    that claims them (they cost each lint worker a second of start-up)."""
+    policies = {str(oid) for oid in document.policy_oids}
+    if not document.is_ca and any(oid.startswith(_CABF_SMIME_ARC) for oid in policies):
+        from pkilint.cabf import smime
 
-    if not document.is_ca:
         claim = smime.determine_validation_level_and_generation(document)
         if claim is not None:
             return ("cabf-smime", *claim)
-    if {str(oid) for oid in document.policy_oids} & set(_CABF_SERVERAUTH):
+    if policies & set(_CABF_SERVERAUTH):
+        from pkilint.cabf import serverauth
+
         return ("cabf-serverauth", serverauth.determine_certificate_type(document))
     return ("pkix",)
 
