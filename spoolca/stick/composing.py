@@ -53,12 +53,16 @@ class Tree:
         self._folder(parent).write(name, data)
         self.digests[relative] = hashlib.sha256(data).hexdigest()
 
-    def copy(self, source: Path, relative: str) -> None:
-        """Our own folder's files (outgoing/NAME, ca/, crl/, ...) into RELATIVE."""
+    def copy(self, source: Path, relative: str) -> dict[str, bytes]:
+        """Our own folder's files (outgoing/NAME, ca/, crl/, ...) into RELATIVE; what was
+        written, by name."""
         self._folder(relative)
+        written = {}
         for path in sorted(source.iterdir()):
             if path.is_file() and not path.name.startswith("."):
-                self.write(f"{relative}/{path.name}", path.read_bytes())
+                written[path.name] = path.read_bytes()
+                self.write(f"{relative}/{path.name}", written[path.name])
+        return written
 
     def sign_sums(self, under: str, key: ApplianceKey) -> None:
         """SHA256SUMS of every file written below UNDER (sha256sum -c format), and its
@@ -108,11 +112,11 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         heartbeat()  # a factory's stick: thousands of signatures, the watchdog hears of it
     for folder in ("ca", "crl", "audit", "ceremony"):
         if (outgoing / folder).is_dir():  # ceremony/: from the first ceremony record on
-            tree.copy(outgoing / folder, folder)
-    if (outgoing / "crl").is_dir():  # for the online side: spoolca verify-publication
-        manifest = manifest_of(config, outgoing, now)
-        tree.write(f"crl/{MANIFEST}", manifest)
-        tree.write(f"crl/{MANIFEST}.asc", key.sign(manifest).encode())
+            written = tree.copy(outgoing / folder, folder)
+            if folder == "crl":  # for the online side: spoolca verify-publication
+                manifest = manifest_of(config, written, outgoing / "ca", now)
+                tree.write(f"crl/{MANIFEST}", manifest)
+                tree.write(f"crl/{MANIFEST}.asc", key.sign(manifest).encode())
     head_seq, head_hash = store.audit_head()
     schedule = outgoing / "crl" / "next-update.json"
     due = json.loads(schedule.read_text()) if schedule.exists() else {}

@@ -45,24 +45,26 @@ def _number(crl: x509.CertificateRevocationList) -> int:
     return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
 
 
-def manifest_of(config: Config, outgoing: Path, now: dt.datetime) -> bytes:
-    """crl/publication.json for the CRLs in OUTGOING/crl (the ones an export carries)."""
+def manifest_of(config: Config, crl_files: dict[str, bytes], ca_folder: Path,
+                now: dt.datetime) -> bytes:
+    """crl/publication.json for the files of an export's crl/ (by name, the very bytes
+    written to it: a CRL republished meanwhile must not make the manifest disagree)."""
     entries = []
-    for path in sorted((outgoing / "crl").glob("*.crl")):
-        name = path.stem
-        data = path.read_bytes()
+    for file_name, data in sorted(crl_files.items()):
+        if not file_name.endswith(".crl"):
+            continue
         crl = x509.load_der_x509_crl(data)
-        issuer = _issuer_file(outgoing / "ca", crl)
+        issuer = _issuer_file(ca_folder, crl)
         entries.append({
-            "authority": name, "file": path.name, "issuer": crl.issuer.rfc4514_string(),
-            "issuer_file": issuer.name,
+            "authority": file_name.removesuffix(".crl"), "file": file_name,
+            "issuer": crl.issuer.rfc4514_string(), "issuer_file": issuer.name,
             "issuer_certificate_sha256": hashlib.sha256(issuer.read_bytes()).hexdigest(),
             "number": _number(crl), "this_update": _time(crl.last_update_utc),
             "next_update": _time(crl.next_update_utc) if crl.next_update_utc else None,
             "sha256": hashlib.sha256(data).hexdigest(),
-            "url": settings(config, name).crl_url})
-    bundle = outgoing / "crl" / CRL_BUNDLE
-    digest = hashlib.sha256(bundle.read_bytes()).hexdigest() if bundle.is_file() else None
+            "url": settings(config, file_name.removesuffix(".crl")).crl_url})
+    bundle = crl_files.get(CRL_BUNDLE)
+    digest = hashlib.sha256(bundle).hexdigest() if bundle is not None else None
     return (json.dumps({"made_at": _time(now), "crls": entries, "crl_bundle_sha256": digest},
                        indent=2, sort_keys=True) + "\n").encode()
 
