@@ -135,3 +135,17 @@ def test_a_foreign_edited_or_lapsed_publication_is_refused(ca: CA, tmp_path: Pat
     assert lapsed.returncode == 1
     assert "REFUSED: intermediate.crl: lapsed: its nextUpdate" in lapsed.stdout, lapsed.stdout
     assert "ok: root.crl" in lapsed.stdout  # the root's lives 180 days
+
+
+def test_an_export_without_its_ca_files_is_made_and_refused_on_the_web_server(ca: CA,
+                                                                              tmp_path: Path):
+    """A restored appliance whose service published its CRLs and stopped before its CA
+    files (the model test found `media export` crashing there): the export is made, and
+    verify-publication refuses those CRLs, saying to export again."""
+    fingerprint = fingerprint_of(ca)
+    shutil.rmtree(ca.outgoing / "ca")
+    export = _export(ca, tmp_path / "s1")
+    refused = _verify(export, tmp_path / "served", fingerprint)
+    assert refused.returncode == 1 and "ok:" not in refused.stdout
+    assert "REFUSED: intermediate.crl: its CA certificate is not on this export" in \
+        refused.stdout, refused.stdout
