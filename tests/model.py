@@ -25,7 +25,9 @@ The invariants, after every step:
   else changes;
 - a stick carries back only results of requests it brought, or (before its first export
   gave it its secret) requests other sticks of the same volume ID brought and have not
-  yet taken back; whether the export was composed by the command or by the daemon.
+  yet taken back; whether the export was composed by the command or by the daemon;
+- every export's CRLs pass `verify-publication` on a web server serving the ones before
+  (signed manifest, their CAs, none older than served), and are served.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class CAMachine(RuleBasedStateMachine):
         # ahead) since the last restore without catch-up: the next such restore may then
         # number below it, which backups.md says (the floor is only as good as that clock).
         self.floor_from_wrong_clock = False
+        self.crl_forgotten = False  # until a publication passes: served CRLs may be newer
         self.exported: tuple[int, str] = (0, GENESIS)
         self.counter = 0
         self.generation = 0
@@ -381,6 +384,7 @@ class CAMachine(RuleBasedStateMachine):
             self.exported = (0, GENESIS)  # a new log; restore said what was lost
             if self.floor_from_wrong_clock:
                 self.crl_contents, self.crl_highest = {}, {}
+                self.crl_forgotten = True
             self.floor_from_wrong_clock = not self.clock_right
         self.clock_right = self.clock_right and self._cli("clock").returncode == 0
 
@@ -393,6 +397,28 @@ class CAMachine(RuleBasedStateMachine):
         identity.write_text(f"UUID={self.counter:04X}-ABCD\nLABEL=SPOOLCA\n")
         made = self._cli("media", "export", str(stick), "--identity", str(identity))
         assert made.returncode == 0 or not self.clock_right, made.stderr
+        if made.returncode == 0:
+            self._publish(stick / "spoolca-results")
+
+    def _publish(self, export: Path) -> None:
+        """The web server's deployment step, by its own (right) clock: verify-publication
+        against what it serves, then serve what passed. A genuine export always passes,
+        but for CRLs whose CA file the appliance had not published yet, and for a
+        rollback after the model forgot its CRL memory (a restore under a wrong clock)."""
+        served = self.scratch / "served"
+        done = spoolca("verify-publication", str(export), "--served", str(served),
+                       "--fingerprint", self._fingerprint())
+        refused = [line for line in done.stdout.splitlines() if line.startswith("REFUSED")]
+        allowed = ["its CA certificate is not on this export"]
+        allowed += ["rolled back"] if self.crl_forgotten else []
+        assert all(any(why in line for why in allowed) for line in refused), done.stdout
+        assert done.returncode == (1 if refused else 0), done.stdout + done.stderr
+        crls = sorted((export / "crl").glob("*.crl"))
+        if crls and not refused:  # served: what comes next is judged against these
+            served.mkdir(exist_ok=True)
+            for crl in crls:
+                shutil.copyfile(crl, served / crl.name)
+            self.crl_forgotten = False
 
     @rule(data=st.data(), through_daemon=st.booleans())
     def stick_round_trip(self, data: st.DataObject, through_daemon: bool) -> None:

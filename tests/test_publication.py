@@ -149,3 +149,13 @@ def test_an_export_without_its_ca_files_is_made_and_refused_on_the_web_server(ca
     assert refused.returncode == 1 and "ok:" not in refused.stdout
     assert "REFUSED: intermediate.crl: its CA certificate is not on this export" in \
         refused.stdout, refused.stdout
+
+
+def test_an_export_without_crls_has_nothing_to_publish(ca: CA, tmp_path: Path):
+    """A restored appliance exported before its service made its CRLs: said, exit 0 (the
+    model test found it exiting 1 without a word)."""
+    fingerprint = fingerprint_of(ca)
+    for crl in (ca.outgoing / "crl").glob("*.crl"):
+        crl.unlink()
+    done = _verify(_export(ca, tmp_path / "s1"), tmp_path / "served", fingerprint)
+    assert done.returncode == 0 and done.stdout.startswith("nothing to publish"), done.stdout
