@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from tests.pki import CA, init_ca, make_csr, openssl, pem
+from tests.pki import CA, copy_ca, init_ca, make_csr, openssl, pem
 from tests.templates import Templates
 
 SECRET = b"rekey passphrase 1"
@@ -149,3 +149,20 @@ class TestRekey:
         assert capped.returncode == 1 and "[authorities.intermediate] max_days" in \
             capped.stderr
         assert not (ca.dir / "keys" / "intermediate-g2.key.pem").exists()
+
+
+def test_check_profiles_judges_the_generation_that_issues_now(rekeyed: CA, _ca_template: Path,
+                                                              tmp_path: Path):
+    """After a rekey, a profile's specimen carries the new generation's URLs (-g2), as its
+    certificates do; the counter-case, a CA never rekeyed, the configured ones."""
+    ca = copy_ca(_ca_template, tmp_path / "plain")
+    url = 'crl_url = "http://pki.sample.com/intermediate.crl"\nissuer_url = ""'
+    for each, expected in ((rekeyed, "issued by intermediate-g2, CRL at "
+                            "http://pki.sample.com/intermediate-g2.crl"),
+                           (ca, "issued by intermediate, CRL at "
+                            "http://pki.sample.com/intermediate.crl")):
+        each.edit_config('crl_url = ""\nissuer_url = ""', url)
+        checked = each.run("policy", "check-profiles")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        server = next(line for line in checked.stdout.splitlines() if line.startswith("server:"))
+        assert expected in server, server

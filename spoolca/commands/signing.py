@@ -179,9 +179,11 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 def cmd_policy_check_profiles(args: argparse.Namespace) -> int:
     from spoolca.authority.unlock import load_ca_certificates
     from spoolca.process.profilecheck import check_profiles
+    from spoolca.register.generations import current_name
 
     with opened(args) as (config, store):
-        reports = check_profiles(config, load_ca_certificates(store), now())
+        current = {base: current_name(store, base) for base in config.authorities}
+        reports = check_profiles(config, load_ca_certificates(store), current, now())
     for report in reports:
         verdict = f"{len(report.problems)} problem(s)" if report.problems else "ok"
         linted = f"; linted as {report.rulebook}" if report.rulebook else ""

@@ -22,11 +22,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from spoolca.config import Config, Profile
+from spoolca.config import AuthoritySettings, Config, Profile
 from spoolca.config.certtypes import NameForm, purpose_name
 from spoolca.config.policy import Policy
 from spoolca.keys.filekey import lint_twin
 from spoolca.notation.dnattributes import ATTRIBUTE_NAMES
+from spoolca.register.generations import settings as generation_settings
 from spoolca.x509.issuer import IssuingCA, issue_leaf, new_serial
 from spoolca.x509.lint import CertificateLinter, claimed_rulebook, rulebook_name
 from spoolca.x509.profiles import CAURLs
@@ -49,19 +50,23 @@ class ProfileReport:
 
 
 def check_profiles(config: Config, certificates: dict[str, x509.Certificate],
-                   now: dt.datetime) -> list[ProfileReport]:
-    """Every configured profile checked against its issuing CA's certificate."""
+                   current: dict[str, str], now: dt.datetime) -> list[ProfileReport]:
+    """Every configured profile checked against its issuing CA's certificate (CURRENT:
+    the generation of each CA that issues now, whose URLs its certificates carry)."""
     linter = CertificateLinter()
-    return [_check(config, profile, certificates[profile.issuer], linter, now)
+    return [_check(config, profile, certificates[profile.issuer],
+                   generation_settings(config, current[profile.issuer]), linter, now)
             for profile in config.profiles.values()]
 
 
 def _check(config: Config, profile: Profile, issuer: x509.Certificate,
-           linter: CertificateLinter, now: dt.datetime) -> ProfileReport:
+           settings: AuthoritySettings, linter: CertificateLinter, now: dt.datetime
+           ) -> ProfileReport:
     usage = profile.usage
     purposes = ", ".join(purpose_name(p) for p in usage.extended_key_usage) or "any"
+    crl = f", CRL at {settings.crl_url}" if settings.crl_url else ""
     report = ProfileReport(profile.name, f"{usage.name}, {usage.validity_days} days, issued "
-                                         f"by {profile.issuer}, purposes {purposes}")
+                                         f"by {settings.name}{crl}, purposes {purposes}")
     report.problems += _against_issuer(profile, issuer)
     left = (issuer.not_valid_after_utc - now).days
     if profile.validity_days > left:
@@ -73,7 +78,6 @@ def _check(config: Config, profile: Profile, issuer: x509.Certificate,
         report.problems.append(f"key_types: the [policy.keys] section accepts none of "
                                f"{', '.join(usage.key_types)}: every request would be refused")
         return report
-    settings = config.authorities[profile.issuer]
     twin = lint_twin(issuer.public_key())  # type: ignore[arg-type]
     ca = IssuingCA(profile.issuer, issuer, twin, CAURLs(settings.crl_url,
                                                         settings.issuer_url), twin)
