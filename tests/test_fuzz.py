@@ -354,7 +354,7 @@ class TestPublishedCRL:
     def _check(self, tmp: Path, new: bytes, served: bytes) -> list[str]:
         import hashlib
 
-        from spoolca.stick.publication import check_publication
+        from spoolca.stick.publication import check_manifest
 
         for folder, files in (("crl", {"fuzz.crl": new}), ("ca", {"fuzz.pem": self.CA_PEM}),
                               ("served", {"fuzz.crl": served})):
@@ -367,8 +367,8 @@ class TestPublishedCRL:
                  "number": 7, "this_update": "2026-11-23T00:00:00Z",
                  "next_update": "2026-12-23T00:00:00Z",
                  "sha256": hashlib.sha256(new).hexdigest(), "url": ""}
-        checked = check_publication(tmp, tmp / "served", NOW, json.dumps(
-            {"crls": [entry], "crl_bundle_sha256": None}).encode(), None)
+        checked = check_manifest(tmp, tmp / "served", NOW,
+                                 {"crls": [entry], "crl_bundle_sha256": None})
         assert len(checked.good) + len(checked.refused) == 1
         return checked.refused
 

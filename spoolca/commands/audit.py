@@ -29,13 +29,15 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def trust_of(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
+def trust_of(args: argparse.Namespace, folder: Path, *, on_appliance: bool
+             ) -> tuple[str, str]:
     """(the public key to check with, the fingerprint trusted).
 
     Trust comes from the auditor, never from the export: a fingerprint they were given
     (--fingerprint), or their own copy of the key (--trusted-key). Key material found in
     the export, or passed with --key, is only used when its fingerprint is the trusted
-    one. On the appliance itself, with neither, its own register names the key."""
+    one. ON_APPLIANCE (the command checks the appliance's own files), with neither, its
+    own register names the key."""
     exported = folder / "appliance-key.asc"
     if args.trusted_key:
         armored = _read_key(Path(args.trusted_key))
@@ -50,7 +52,7 @@ def trust_of(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
             raise UsageError(f"no public key to check with: {source} is missing; pass the "
                              "key with --key FILE")
         armored = _read_key(source)
-    elif args.dir or args.key:
+    elif not on_appliance:
         raise UsageError("name the key you trust: --fingerprint FPR (as the appliance's "
                          "operator gave it to you) or --trusted-key FILE (your own copy of "
                          "its public key); a key found beside the log is never trusted")
@@ -110,7 +112,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from spoolca.spool.outgoing import Outgoing
 
     folder = Path(args.dir) if args.dir else Outgoing.of(load(args).spool_dir).audit
-    armored, fingerprint = trust_of(args, folder)
+    armored, fingerprint = trust_of(args, folder, on_appliance=not (args.dir or args.key))
     exported = folder / "appliance-key.asc"
     if exported.is_file() and _fingerprint_of(_read_key(exported)) != fingerprint:
         print(f"DAMAGED: the key in the export ({exported.name}) is not the trusted key "

@@ -96,25 +96,15 @@ def cmd_verify_publication(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from spoolca.commands.audit import trust_of
-    from spoolca.host.untrusted import read_untrusted
-    from spoolca.keys.openpgp import Keyring, verify_detached
     from spoolca.stick.publication import MANIFEST, check_publication
 
     folder = Path(args.dir)
     if not (folder / "crl" / MANIFEST).is_file():
         raise UsageError(f"{folder} holds no crl/{MANIFEST}: give the export's folder (the "
                          "stick's spoolca-results/)")
-    args.dir = str(folder / "audit")  # where the export's key is; trust is still asked for
-    armored, fingerprint = trust_of(args, folder / "audit")
-    manifest = folder / "crl" / MANIFEST
-    signature = manifest.with_name(f"{MANIFEST}.asc")
-    body = read_untrusted(manifest, 1 << 20).data or b""
-    sig = read_untrusted(signature, 1 << 16).data
-    with Keyring(armored) as keyring:
-        problem = "it is not signed" if sig is None else \
-            verify_detached(body, sig.decode(errors="replace"), keyring, fingerprint)
+    armored, fingerprint = trust_of(args, folder / "audit", on_appliance=False)
     checked = check_publication(folder, Path(args.served) if args.served else None,
-                                dt.datetime.now(dt.UTC), body, problem)
+                                dt.datetime.now(dt.UTC), armored, fingerprint)
     for line in checked.good:
         print(f"ok: {line}")
     for line in checked.refused:

@@ -28,7 +28,7 @@ from spoolca.register.generations import settings
 from spoolca.spool.outgoing import CRL_BUNDLE
 from spoolca.x509.crl import ReadCRL, read_crl
 
-__all__ = ["MANIFEST", "Checked", "check_publication", "manifest_of"]
+__all__ = ["MANIFEST", "Checked", "check_manifest", "check_publication", "manifest_of"]
 
 MANIFEST = "publication.json"
 _MAX_CRL = 64 << 20
@@ -96,17 +96,22 @@ class Checked:
     refused: list[str] = field(default_factory=list)
 
 
-def check_publication(folder: Path, served: Path | None, now: dt.datetime, body: bytes,
-                      manifest_ok: str | None) -> Checked:
-    """The CRLs of an export (FOLDER holds crl/ and ca/) against its manifest BODY (the
-    bytes whose signature was checked), their CAs, the clock and what SERVED already
-    holds. MANIFEST_OK: None if the signature was good, else why not (then nothing may
-    be served)."""
+def check_publication(folder: Path, served: Path | None, now: dt.datetime, armored: str,
+                      fingerprint: str) -> Checked:
+    """The CRLs of an export (FOLDER holds crl/ and ca/) against its manifest, once that
+    is signed by FINGERPRINT's key (ARMORED), then against their CAs, the clock and what
+    SERVED already holds. A manifest not so signed: nothing may be served."""
+    body, problem = _signed_manifest(folder / "crl" / MANIFEST, armored, fingerprint)
+    if problem is not None:
+        return Checked(refused=[f"{MANIFEST}: {problem}"])
+    return check_manifest(folder, served, now, json.loads(body))
+
+
+def check_manifest(folder: Path, served: Path | None, now: dt.datetime,
+                   manifest: dict[str, Any]) -> Checked:
+    """The CRLs of an export against its MANIFEST, whose signature was checked: each
+    listed, its CA's, not lapsed, not older than what SERVED holds."""
     checked = Checked()
-    if manifest_ok is not None:
-        checked.refused.append(f"{MANIFEST}: {manifest_ok}")
-        return checked
-    manifest = json.loads(body)
     listed = {str(entry["file"]) for entry in manifest["crls"]}
     for path in sorted((folder / "crl").glob("*.crl")):
         if path.name not in listed:
@@ -123,6 +128,20 @@ def check_publication(folder: Path, served: Path | None, now: dt.datetime, body:
             f"update {entry['next_update']}, by {entry['issuer']}"
             + (f", for {entry['url']}" if entry.get("url") else ""))
     return checked
+
+
+def _signed_manifest(path: Path, armored: str, fingerprint: str) -> tuple[bytes, str | None]:
+    """The manifest's bytes, read once (those the signature is checked over are those
+    trusted), and None if they carry one good signature by FINGERPRINT, else why not."""
+    from spoolca.keys.openpgp import Keyring, verify_detached
+
+    body = read_untrusted(path, _MAX_FILE).data or b""
+    signature = read_untrusted(path.with_name(f"{path.name}.asc"), 1 << 16).data
+    if signature is None:
+        return body, "it is not signed"
+    with Keyring(armored) as keyring:
+        return body, verify_detached(body, signature.decode(errors="replace"), keyring,
+                                     fingerprint)
 
 
 def _read(path: Path, limit: int) -> bytes:
