@@ -45,14 +45,13 @@ from spoolca.register.records import (
 from spoolca.register.store import Store, Tx
 from spoolca.spool.outgoing import Outgoing
 from spoolca.spool.tree import RESERVED_NAMES
-from spoolca.x509.crl import REASONS, RevokedEntry, encode_entry, read_crl
+from spoolca.x509.crl import MAX_CRL_BYTES, REASONS, RevokedEntry, encode_entry, read_crl
 from spoolca.x509.issuer import serial_hex
 
 __all__ = ["CaughtUp", "catch_up"]
 
 MAX_RESULT_JSON = 1 << 16
 MAX_CERTIFICATE = 1 << 16
-MAX_CRL = 64 << 20
 LISTED = 5000  # serials listed by name in the audit entry; counted beyond
 _REASON_BY_FLAG = {flag: name for name, flag in REASONS.items()}
 
@@ -353,7 +352,7 @@ def _issuer_of(cert: x509.Certificate, generations: dict[str, x509.Certificate]
 
 def _fold_crl(tx: Tx, path: Path, generations: dict[str, x509.Certificate],
               report: CaughtUp) -> None:
-    read = read_untrusted(path, MAX_CRL)
+    read = read_untrusted(path, MAX_CRL_BYTES)
     found = read_crl(read.data or b"")
     if isinstance(found, str):
         report.note(f"crl/{path.name}: {found}")

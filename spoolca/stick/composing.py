@@ -110,13 +110,13 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         tree.sign_sums(f"results/{name}", key)
         bar.advance()
         heartbeat()  # a factory's stick: thousands of signatures, the watchdog hears of it
-    for folder in ("ca", "crl", "audit", "ceremony"):
-        if (outgoing / folder).is_dir():  # ceremony/: from the first ceremony record on
-            written = tree.copy(outgoing / folder, folder)
-            if folder == "crl":  # for the online side: spoolca verify-publication
-                manifest = manifest_of(config, written, outgoing / "ca", now)
-                tree.write(f"crl/{MANIFEST}", manifest)
-                tree.write(f"crl/{MANIFEST}.asc", key.sign(manifest).encode())
+    written = {folder: tree.copy(outgoing / folder, folder)
+               for folder in ("ca", "crl", "audit", "ceremony")
+               if (outgoing / folder).is_dir()}  # ceremony/: from the first record on
+    if "crl" in written:  # for the online side: spoolca verify-publication
+        manifest = manifest_of(config, written["crl"], written.get("ca", {}), now)
+        tree.write(f"crl/{MANIFEST}", manifest)
+        tree.write(f"crl/{MANIFEST}.asc", key.sign(manifest).encode())
     head_seq, head_hash = store.audit_head()
     schedule = outgoing / "crl" / "next-update.json"
     due = json.loads(schedule.read_text()) if schedule.exists() else {}

@@ -25,66 +25,57 @@ from cryptography import x509
 from spoolca.config import Config
 from spoolca.host.untrusted import read_untrusted
 from spoolca.register.generations import settings
+from spoolca.register.records import format_time
 from spoolca.spool.outgoing import CRL_BUNDLE
-from spoolca.x509.crl import ReadCRL, read_crl
+from spoolca.x509.crl import MAX_CRL_BYTES, ReadCRL, read_crl
 
 __all__ = ["MANIFEST", "Checked", "check_manifest", "check_publication", "manifest_of"]
 
 MANIFEST = "publication.json"
-_MAX_CRL = 64 << 20
 _MAX_FILE = 1 << 20
-_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def _time(moment: dt.datetime) -> str:
-    return moment.strftime(_TIME)
-
-
-def _number(crl: x509.CertificateRevocationList) -> int:
-    return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
-
-
-def manifest_of(config: Config, crl_files: dict[str, bytes], ca_folder: Path,
+def manifest_of(config: Config, crl_files: dict[str, bytes], ca_files: dict[str, bytes],
                 now: dt.datetime) -> bytes:
-    """crl/publication.json for the files of an export's crl/ (by name, the very bytes
-    written to it: a CRL republished meanwhile must not make the manifest disagree)."""
+    """crl/publication.json for the files of an export's crl/ and ca/ (by name, the very
+    bytes written to it: a CRL or CA file republished meanwhile must not make the manifest
+    disagree with what the export carries)."""
+    cas = [(name, data, x509.load_pem_x509_certificate(data))
+           for name, data in sorted(ca_files.items())
+           if name.endswith(".pem") and not name.startswith("ca-")]  # not the chains
     entries = []
     for file_name, data in sorted(crl_files.items()):
-        if not file_name.endswith(".crl"):
-            continue
-        crl = x509.load_der_x509_crl(data)
-        issuer = _issuer_file(ca_folder, crl)  # None: not published yet (see _issuer_file)
+        crl = read_crl(data) if file_name.endswith(".crl") else None
+        if not isinstance(crl, ReadCRL):
+            continue  # .crl.pem, the bundle, next-update.json (ours: always readable)
+        issuer = _issuer_of(cas, crl)  # None: not published yet (see _issuer_of)
         entries.append({
             "authority": file_name.removesuffix(".crl"), "file": file_name,
             "issuer": crl.issuer.rfc4514_string(),
-            "issuer_file": issuer.name if issuer else None,
+            "issuer_file": issuer[0] if issuer else None,
             "issuer_certificate_sha256":
-                hashlib.sha256(issuer.read_bytes()).hexdigest() if issuer else None,
-            "number": _number(crl), "this_update": _time(crl.last_update_utc),
-            "next_update": _time(crl.next_update_utc) if crl.next_update_utc else None,
+                hashlib.sha256(issuer[1]).hexdigest() if issuer else None,
+            "number": crl.number, "this_update": format_time(crl.this_update),
+            "next_update": format_time(crl.next_update) if crl.next_update else None,
             "sha256": hashlib.sha256(data).hexdigest(),
             "url": settings(config, file_name.removesuffix(".crl")).crl_url})
     bundle = crl_files.get(CRL_BUNDLE)
     digest = hashlib.sha256(bundle).hexdigest() if bundle is not None else None
-    return (json.dumps({"made_at": _time(now), "crls": entries, "crl_bundle_sha256": digest},
-                       indent=2, sort_keys=True) + "\n").encode()
+    return (json.dumps({"made_at": format_time(now), "crls": entries,
+                        "crl_bundle_sha256": digest}, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _issuer_file(folder: Path, crl: x509.CertificateRevocationList) -> Path | None:
-    """The CA certificate file (not a chain) whose key signed CRL: after a rekey the
+def _issuer_of(cas: list[tuple[str, bytes, x509.Certificate]], crl: ReadCRL
+               ) -> tuple[str, bytes] | None:
+    """The CA certificate file whose key signed CRL, and its bytes: after a rekey the
     current generation is intermediate.pem and an older one intermediate-gN.pem, so it is
     found by its signature, not by its name. None if outgoing/ca/ holds none yet: a
     restored appliance whose service published its CRLs and was stopped before its CA
     files (the model test found an export crashing there); verify-publication then
     refuses that CRL until an export carries its CA."""
-    for path in sorted(folder.glob("*.pem")):
-        if path.name.startswith("ca-"):
-            continue  # ca-chain*.pem, ca-bundle.pem: several certificates
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-        if cert.subject == crl.issuer and \
-                crl.is_signature_valid(cert.public_key()):  # type: ignore[arg-type]
-            return path
-    return None
+    return next(((name, data) for name, data, cert in cas if cert.subject == crl.issuer
+                 and crl.crl.is_signature_valid(cert.public_key())),  # type: ignore[arg-type]
+                None)
 
 
 @dataclass
@@ -117,7 +108,7 @@ def check_manifest(folder: Path, served: Path | None, now: dt.datetime,
         if path.name not in listed:
             checked.refused.append(f"{path.name}: not in the signed manifest")
     bundle = folder / "crl" / CRL_BUNDLE
-    if bundle.is_file() and hashlib.sha256(_read(bundle, _MAX_CRL)).hexdigest() != \
+    if bundle.is_file() and hashlib.sha256(_read(bundle, MAX_CRL_BYTES)).hexdigest() != \
             manifest.get("crl_bundle_sha256"):
         checked.refused.append(f"{CRL_BUNDLE}: not the file the manifest lists")
     for entry in manifest["crls"]:
@@ -159,7 +150,7 @@ def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
         return ("its CA certificate is not on this export (the appliance had not published "
                 "it yet): export again once its service has started")
     try:
-        data = _read(folder / "crl" / name, _MAX_CRL)
+        data = _read(folder / "crl" / name, MAX_CRL_BYTES)
         issuer_pem = _read(folder / "ca" / Path(str(entry["issuer_file"])).name, _MAX_FILE)
     except ValueError as exc:
         return str(exc)
@@ -173,13 +164,13 @@ def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
     try:
         issuer = x509.load_pem_x509_certificate(issuer_pem)
         signed = parsed.crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except Exception as exc:  # untrusted bytes, as in _parse
+    except Exception as exc:  # untrusted bytes, as in read_crl
         return f"cannot be checked against its CA ({type(exc).__name__}: {exc})"
     if parsed.issuer != issuer.subject or not signed:
         return f"not signed by {issuer.subject.rfc4514_string()}: a foreign CRL"
     if parsed.next_update is None or parsed.next_update <= now:
         return f"lapsed: its nextUpdate {entry['next_update']} has passed"
-    if parsed.number != entry["number"] or _time(parsed.this_update) != entry["this_update"]:
+    if parsed.number != entry["number"] or format_time(parsed.this_update) != entry["this_update"]:
         return "its number or thisUpdate is not what the manifest says"
     return _against_served(served, name, parsed, data)
 
@@ -190,13 +181,13 @@ def _against_served(served: Path | None, name: str, new: ReadCRL, data: bytes
     if served is None or not (served / name).is_file():
         return None
     try:
-        old_data = _read(served / name, _MAX_CRL)
+        old_data = _read(served / name, MAX_CRL_BYTES)
     except ValueError:
         return None
     old = read_crl(old_data)
     if isinstance(old, str) or old_data == data:
         return None  # what is served is not a CRL (a genuine one replaces it), or is this one
     if new.number <= old.number or new.this_update < old.this_update:
-        return (f"rolled back: #{new.number} of {_time(new.this_update)} would replace "
-                f"#{old.number} of {_time(old.this_update)}, which is served")
+        return (f"rolled back: #{new.number} of {format_time(new.this_update)} would replace "
+                f"#{old.number} of {format_time(old.this_update)}, which is served")
     return None

@@ -31,9 +31,8 @@ from spoolca.keys.algorithms import verify_signature
 from spoolca.notation import der
 from spoolca.x509.issuer import IssuingCA
 
-__all__ = ["MAX_CRL_NUMBER", "REASONS", "CRLLinter", "ReadCRL", "RevokedEntry", "encode_entry",
-           "read_crl",
-           "sign_crl"]
+__all__ = ["MAX_CRL_BYTES", "MAX_CRL_NUMBER", "REASONS", "CRLLinter", "ReadCRL", "RevokedEntry",
+           "encode_entry", "read_crl", "sign_crl"]
 
 # OpenSSL's names for the RFC 5280 5.3.1 reasons, as `openssl ca -crl_reason` takes them.
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -209,6 +208,9 @@ def sign_crl(ca: IssuingCA, entries: Sequence[bytes], *, number: int,
             ca.certificate.public_key(), signature, new_tbs):  # type: ignore[arg-type]
         raise InternalError(f"the {ca.name} CRL did not verify; not published")
     return encoded
+
+
+MAX_CRL_BYTES = 64 << 20  # a CRL read from a stick or a web server: 100,000 entries fit
 
 
 @dataclass(frozen=True)
