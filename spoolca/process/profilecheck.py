@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from spoolca.config import AuthoritySettings, Config, Profile
@@ -29,7 +30,7 @@ from spoolca.keys.filekey import lint_twin
 from spoolca.notation.dnattributes import ATTRIBUTE_NAMES
 from spoolca.register.generations import settings as generation_settings
 from spoolca.x509.issuer import IssuingCA, issue_leaf, new_serial
-from spoolca.x509.lint import CertificateLinter, claimed_rulebook, rulebook_name
+from spoolca.x509.lint import CertificateLinter
 from spoolca.x509.profiles import CAURLs
 
 __all__ = ["ProfileReport", "check_profiles"]
@@ -88,7 +89,7 @@ def _check(config: Config, profile: Profile, issuer: x509.Certificate,
                         validity_days=usage.validity_days, now=now, linter=linter,
                         constraints=profile.constraints)
     if signed.certificate is not None:
-        report.rulebook = rulebook_name(claimed_rulebook(_document(signed.certificate)))
+        report.rulebook = linter.rulebook(signed.certificate.public_bytes(Encoding.DER))
     report.problems += [f"specimen ({family} key): {f.code}: {f.message}"
                         for f in signed.findings]
     return report
@@ -175,11 +176,3 @@ def _specimen_subject(profile: Profile, issuer: x509.Certificate) -> x509.Name:
     if not any(a.oid == NameOID.COMMON_NAME for a in attributes):
         attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common))
     return x509.Name(attributes)
-
-
-def _document(certificate: x509.Certificate) -> object:
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from pkilint import loader
-
-    return loader.RFC5280CertificateDocumentLoader().load_der_document(
-        certificate.public_bytes(Encoding.DER), "certificate")

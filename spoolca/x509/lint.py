@@ -138,6 +138,12 @@ class CertificateLinter:
             self._rulebooks[claim] = makers[claim[0]](*claim[1:])
         return self._rulebooks[claim]
 
+    def rulebook(self, der: bytes) -> str:
+        """The name of the rules a DER certificate claims (rulebook_name), as lint() picks
+        them: for `policy check-profiles` to say which were applied."""
+        return rulebook_name(claimed_rulebook(self._loader.load_der_document(der,
+                                                                            "certificate")))
+
     def lint(self, der: bytes) -> list[Finding]:
         """Every WARNING-or-worse finding pkilint raises on a DER certificate."""
         try:
