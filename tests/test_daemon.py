@@ -49,7 +49,9 @@ class TestService:
         notify.wait_for("READY=1")
         ca.submit("server/live.csr", pem(make_csr("live.sample.com")[1]))
         assert result_of(ca, "live")["status"] == "issued"
-        wait_for(lambda: any(re.match(r"STATUS=return stick by \d{4}-\d\d-\d\dT.*Z; 1 issued", m)
+        moment = r"\d{4}-\d\d-\d\dT\S*Z"
+        wait_for(lambda: any(re.match(rf"STATUS=return stick between {moment} and {moment}; "
+                                      r"1 issued", m)
                              for m in notify.poll()), 10, "a STATUS with the return-by date")
         assert running.stop() == 0
         assert "STOPPING=1" in notify.poll()

@@ -124,8 +124,9 @@ class TestStickReport:
         assert outcomes["lost"]["file"] == "revoke/lost.json"
         schedule = json.loads((exported / "crl" / "next-update.json").read_text())
         assert facts["return_by"]["at"] == schedule["return_by"]
-        first = min((v for v in schedule.values() if isinstance(v, dict)),
-                    key=lambda v: v["next_update"])
+        first = min((v for k, v in schedule.items() if isinstance(v, dict)
+                     and k != "return_window"), key=lambda v: v["next_update"])
+        assert facts["return_by"]["lapses_at"] == first["next_update"]
         assert facts["return_by"]["from"] == first["next_crl_from"] < facts["return_by"]["at"]
         assert sorted(s["file"] for s in facts["trip"]["skipped"]) == [
             f"server/{HOSTILE}", "server/beta.key"]

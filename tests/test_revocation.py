@@ -255,14 +255,21 @@ class TestCRLNumbers:
                      next_update=now + dt.timedelta(days=1), linter=None)
 
     def test_crl_command_and_validity(self, ca: CA):
-        """spoolca crl remakes both; nextUpdate = thisUpdate + crl_days (30 and 180)."""
+        """spoolca crl remakes both; nextUpdate = thisUpdate + interval + overlap (30 and
+        180 days); the return window closes the margin (2 days) before the first lapse."""
         result = ca.run("crl")
         assert result.returncode == 0 and result.stdout.count("published") == 2
         for name, days in (("intermediate", 30), ("root", 180)):
             current = crl(ca, name)
             assert (current.next_update_utc - current.last_update_utc).days == days
         schedule = json.loads(ca.dir.joinpath(*CRL_DIR, "next-update.json").read_text())
-        assert schedule["return_by"] == schedule["intermediate"]["next_update"]
+        lapse = schedule["intermediate"]["next_update"]
+        window = schedule["return_window"]
+        assert window["lapses_at"] == lapse and window["authority"] == "intermediate"
+        assert dt.datetime.fromisoformat(lapse) - dt.datetime.fromisoformat(
+            schedule["return_by"]) == dt.timedelta(days=2) == dt.timedelta(
+            days=window["margin_days"])
+        assert window["from"] == schedule["intermediate"]["next_crl_from"]
 
 
 class TestRenewal:

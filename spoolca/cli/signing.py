@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from spoolca.cli.common import command
+from spoolca.cli.common import command, positive
 
 __all__ = ["register"]
 
@@ -44,6 +44,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     reconsider.set_defaults(func=command("signing:cmd_reconsider"))
 
     crl = commands.add_parser("crl", help="remake and publish both CRLs now")
+    crl.add_argument("--ca", action="append", metavar="NAME",
+                     help="only this CA (repeatable; default: every live CA)")
+    crl.add_argument("--extend", action="store_true", help="emergency re-sign: the same "
+                     "revocations, a new nextUpdate (--until), recorded as such")
+    crl.add_argument("--until", metavar="DATE", help="with --extend: the nextUpdate "
+                     "(default: now + interval + overlap)")
+    crl.add_argument("--presign", type=positive, metavar="N", help="sign N future CRLs per "
+                     "CA, one per publish interval, for a trip that must be skipped (none "
+                     "can carry a later revocation)")
     crl.set_defaults(func=command("signing:cmd_crl"))
 
     policy = commands.add_parser("policy", help="policy tools")

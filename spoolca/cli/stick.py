@@ -30,6 +30,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                               help="with --through-daemon: how long to wait for the daemon "
                               "(default 300)")
     media_export.set_defaults(func=command("media:cmd_media_export"))
+    trip = commands.add_parser("trip", help="the end of a visit: the next trip planned")
+    trip_commands = trip.add_subparsers(dest="trip_command", required=True)
+    close = trip_commands.add_parser(
+        "close", help="record the next trip; refused (exit 1) if a CRL would lapse before it")
+    close.add_argument("--next", metavar="DATE", help="when the stick comes back (default: "
+                       "now + [media] trip_interval_days)")
+    close.add_argument("--accept-lapse", action="store_true", help="close the trip even "
+                       "though a CRL lapses before the next one (recorded in the audit log)")
+    close.set_defaults(func=command("media:cmd_trip_close"))
     publication = commands.add_parser(
         "verify-publication", help="on the web server: may an export's CRLs be served? "
         "(signed manifest, their CAs, not lapsed, newer than what is served); exit 1 if not")

@@ -1,14 +1,17 @@
-"""`spoolca media ingest|export`: requests in from a stick, results out to it."""
+"""`spoolca media ingest|export`: requests in from a stick, results out to it; `spoolca
+trip close`: the visit ends and the next one is planned."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spoolca.commands.common import now, opened
+from spoolca.commands.common import now, opened, parse_moment
+from spoolca.config import Config
 from spoolca.errors import UsageError
-from spoolca.register.store import Store
+from spoolca.register.store import Store, format_time
 
 if TYPE_CHECKING:
     from spoolca.stick.ingest import IngestReport
@@ -85,8 +88,43 @@ def cmd_media_export(args: argparse.Namespace) -> int:
                 session.seal()  # the stick carries the latest signed head
                 root, names = export_to(config, store, session.audit_key(), target, now(),
                                         _identity(args), progress=True)
+        lapse = _lapse_warning(config, store)
     print(f"wrote {len(names)} result(s), the CA certificates, CRLs and audit log to {root}/ "
           "and synced it: the stick can be removed")
+    if lapse:
+        print(f"WARNING: {lapse}", file=sys.stderr)
+    return 0
+
+
+def _lapse_warning(config: Config, store: Store) -> str | None:
+    """The sentence when the planned next trip comes after the return window closes."""
+    from spoolca.register.returnwindow import lapse_before, next_trip, return_window
+
+    moment = now()
+    return lapse_before(return_window(config, store, moment), next_trip(config, store, moment))
+
+
+def cmd_trip_close(args: argparse.Namespace) -> int:
+    """The visit ends: the next trip is planned. Exit 1, recording nothing, when a CRL
+    would lapse before it, unless --accept-lapse (then recorded as accepted)."""
+    from spoolca.register.returnwindow import close_trip
+
+    planned = format_time(parse_moment(args.next)) if args.next else None
+    if planned is not None and planned <= format_time(now()):
+        raise UsageError(f"--next {planned} is not in the future: give the date the stick "
+                         "is to come back")
+    with opened(args) as (config, store):
+        window, trip, lapse = close_trip(config, store, now(), planned,
+                                         accept_lapse=args.accept_lapse)
+    if lapse and not args.accept_lapse:
+        print(f"REFUSED: {lapse}. Nothing was recorded; give --accept-lapse to close the "
+              "trip anyway (recorded in the audit log).", file=sys.stderr)
+        return 1
+    back = f"; bring the stick back between {window.opens} and {window.closes}" \
+        if window else ""
+    print(f"trip closed: next trip {trip or 'not planned'}{back}")
+    if lapse:
+        print(f"WARNING (accepted, recorded): {lapse}", file=sys.stderr)
     return 0
 
 

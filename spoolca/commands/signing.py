@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from spoolca.commands.common import config_path, now, opened, parse_moment, seri
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
 from spoolca.log import configure_logging
-from spoolca.register.store import Store
+from spoolca.register.store import CRLRecord, Store, format_time
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -36,14 +37,15 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
-def _publish_crls(config: Config, store: Store, names: list[str] | None) -> list[str]:
+def _publish_crls(config: Config, store: Store, names: list[str] | None,
+                  until: dt.datetime | None = None) -> list[str]:
     """Remake CRLs now; return one line each (or why they wait for the daemon)."""
     from spoolca.errors import KeyStoreError
     from spoolca.process.session import CASession
 
     try:
         with CASession(config, store, actor="cli") as session:
-            made = session.refresh_crls(names)
+            made = session.refresh_crls(names, until=until)
     except KeyStoreError as exc:
         return [f"the CRL is not remade yet ({exc}); the daemon remakes it on its next turn, "
                 "or run `spoolca crl` where the passphrase is available"]
@@ -96,14 +98,50 @@ def cmd_reconsider(args: argparse.Namespace) -> int:
 
 
 def cmd_crl(args: argparse.Namespace) -> int:
-    with opened(args) as (config, store):
-        from spoolca.register.generations import live_names
+    """`spoolca crl`: remake every live CA's CRL now; `--extend --until DATE`: the same
+    entries with that nextUpdate (an emergency re-sign); `--presign N`: a series of future
+    CRLs for a trip that must be skipped."""
+    from spoolca.process.session import CASession
+    from spoolca.register.generations import live_names
 
-        # both CAs, and an earlier intermediate generation while its leaves live
-        lines = _publish_crls(config, store, live_names(store, now()))
+    if args.until and not args.extend:
+        raise SpoolcaError("--until goes with --extend")
+    if args.extend and args.presign:
+        raise SpoolcaError("--extend and --presign are two different remedies: choose one")
+    with opened(args) as (config, store):
+        names = live_names(store, now())  # and an older generation while its leaves live
+        if args.ca:
+            unknown = sorted(set(args.ca) - set(names))
+            if unknown:
+                raise SpoolcaError(f"no live CA named {', '.join(unknown)}: choose among "
+                                   f"{', '.join(names)}")
+            names = [n for n in names if n in args.ca]
+        if args.presign:
+            with CASession(config, store, actor="cli") as session:
+                series = session.presign_crls(names, args.presign)
+            _print_series(config, series)
+            return 0
+        until = parse_moment(args.until) if args.extend and args.until else None
+        lines = _publish_crls(config, store, names, until)
     for line in lines:
         print(line)
     return 0 if all(line.startswith("published") for line in lines) else 1
+
+
+def _print_series(config: Config, series: dict[str, list[CRLRecord]]) -> None:
+    from spoolca.authority.revocation import PRESIGNED_STATEMENT
+
+    folder = config.spool_dir / "outgoing" / "crl-presigned"
+    for name, records in series.items():
+        print(f"pre-signed {len(records)} {name} CRL(s) #{records[0].number}-"
+              f"#{records[-1].number}, to be served from {records[0].this_update} on, "
+              f"covering until {records[-1].next_update}: {folder}/")
+    if not series:
+        print("nothing pre-signed: every CA chosen ends before its next interval")
+        return
+    made = format_time(now())
+    print("WARNING: " + PRESIGNED_STATEMENT.format(made=made).split(". ")[0] + ".",
+          file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

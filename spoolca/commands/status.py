@@ -34,10 +34,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _lines(facts: dict[str, Any]) -> list[str]:
     back = facts["return_by"]
-    lines = [f"Bring the stick back between {back['from']} and {back['at']} "
+    lines = [f"Bring the stick back between {back['from']} and {back['until']} "
              f"({back['days_left']} days): the {back['authority']} CA's next CRL is made "
-             "from the first, its current CRL ends at the second." if back else
+             f"from the first; its CRLs end at {back['lapses_at']}, {back['margin_days']} "
+             "day(s) after the second." if back else
              "No CRL published yet: run `spoolca crl`."]
+    if facts["next_trip"]:
+        lines.append(f"Next trip planned: {facts['next_trip']}")
     lines += [f"WARNING: {w}" for w in facts["warnings"]]
     lines.append("CA certificates:")
     lines += [f"  {a['name']:<13} until {a['not_after']} ({a['days_left']} days)  "

@@ -66,10 +66,12 @@ class ReportSettings:
     expiry_warning_days: tuple[int, ...]  # leaves expiring within each window are listed
     ca_warning_days: int                  # a CA certificate this close to its end: warning
     crl_warning_days: int                 # a CRL this close to its nextUpdate: warning
+    return_margin_days: int = 2   # the return window closes this long before a CRL lapses
+    trip_interval_days: int = 0   # the planned time between trips (0: none planned)
 
 
 _REPORT_DEFAULTS = {"expiry_warning_days": (30, 60, 90), "ca_warning_days": 365,
-                    "crl_warning_days": 14}
+                    "crl_warning_days": 14, "return_margin_days": 2, "trip_interval_days": 0}
 
 
 def _read_report(reader: TableReader, media: Mapping[str, Any]) -> ReportSettings:
@@ -81,7 +83,9 @@ def _read_report(reader: TableReader, media: Mapping[str, Any]) -> ReportSetting
     return ReportSettings(
         expiry_warning_days=tuple(sorted(set(windows))),
         ca_warning_days=reader.positive(media, "ca_warning_days", 365, "media."),
-        crl_warning_days=reader.positive(media, "crl_warning_days", 14, "media."))
+        crl_warning_days=reader.positive(media, "crl_warning_days", 14, "media."),
+        return_margin_days=reader.bounded(media, "return_margin_days", 2, "media.", 0, 365),
+        trip_interval_days=reader.bounded(media, "trip_interval_days", 0, "media.", 0, 3650))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +127,21 @@ class AuthoritySettings:
     key: Path
     crl_url: str
     issuer_url: str
-    crl_days: int          # nextUpdate - thisUpdate
-    crl_refresh_days: int  # a new CRL is made this long before nextUpdate
+    crl_interval_days: int  # a CRL is made this often (ADCS/EJBCA: the publication interval)
+    crl_overlap_days: int   # and lives this much longer, so the next one is out before it ends
     key_store: KeyStore = KeyStore.FILE  # PKCS11: in the [pkcs11] token, under key_label
     key_label: str = ""
     max_days: int = 0      # the longest certificate `ca renew`/`ca rekey` signs for this CA
+
+    @property
+    def crl_days(self) -> int:
+        """A CRL's life: nextUpdate - thisUpdate = interval + overlap."""
+        return self.crl_interval_days + self.crl_overlap_days
+
+    @property
+    def crl_refresh_days(self) -> int:
+        """How long before its nextUpdate a CRL is replaced: the overlap."""
+        return self.crl_overlap_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +172,7 @@ class Config:
     pkcs11_module: Path | None = None  # the token's PKCS#11 library, if a key is in one
     pkcs11_token: str = ""
     clock_max_forward_days: int = 7  # [clock]: how far past the floor the clock is trusted
+    clock_backdate_minutes: int = 0  # [clock]: notBefore and thisUpdate this much earlier
 
 
 _PROFILE_KEYS = {"kind", "issuer", "allowed_domains", "allow_wildcards",
@@ -248,17 +263,14 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
     for name in AUTHORITIES:
         where = f"authorities.{name}."
         entry = reader.table(table, name, "authorities.")
-        reader.unknown(entry, {"key", "crl_url", "issuer_url", "crl_days", "crl_refresh_days",
-                               "key_store", "key_label", "max_days"}, where)
+        reader.unknown(entry, {"key", "crl_url", "issuer_url", *_CRL_KEYS, "key_store",
+                               "key_label", "max_days"}, where)
         urls = {key: reader.get(entry, key, str, "", where) for key in ("crl_url", "issuer_url")}
         for key, url in urls.items():
             if url and not url.startswith("http://"):
                 # RFC 5280 4.2.1.13 and 4.2.2.1: relying parties fetch these over plain HTTP.
                 reader.problems.append(f"{where}{key}: must be an http:// URL")
-        crl_days = reader.positive(entry, "crl_days", _CRL_DAYS[name], where)
-        refresh = reader.positive(entry, "crl_refresh_days", _CRL_REFRESH_DAYS[name], where)
-        if refresh >= crl_days:
-            reader.problems.append(f"{where}crl_refresh_days: must be less than crl_days")
+        interval, overlap = _crl_schedule(reader, entry, name, where)
         store = reader.get(entry, "key_store", str, "file", where)
         if store not in KEY_STORES:
             reader.problems.append(f"{where}key_store: \"file\" or \"pkcs11\"")
@@ -267,8 +279,8 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
             key=base / reader.get(entry, "key", str, f"keys/{name}.key.pem", where),
             crl_url=urls["crl_url"],
             issuer_url=urls["issuer_url"],
-            crl_days=crl_days,
-            crl_refresh_days=refresh,
+            crl_interval_days=interval,
+            crl_overlap_days=overlap,
             key_store=KeyStore(store) if store in KEY_STORES else KeyStore.FILE,
             key_label=reader.get(entry, "key_label", str, f"spoolca-{name}", where),
             max_days=reader.positive(entry, "max_days", _MAX_DAYS[name], where),
@@ -293,8 +305,49 @@ def _read_pkcs11(reader: TableReader, raw: Mapping[str, Any], base: Path,
 # An offline CA: the root signs rarely (subordinate CAs) and its CRL lives half a
 # year; the intermediate's lives 30 days and is remade 10 days before it ends, so a
 # stick that comes back every 20 days always carries out a fresh one.
-_CRL_DAYS = {"root": 180, "intermediate": 30}
-_CRL_REFRESH_DAYS = {"root": 30, "intermediate": 10}
+# A CRL is made every interval and lives interval + overlap (ADCS's "CRL publication
+# interval" and "overlap period", EJBCA's "CRL period" and "overlap time"). The root's
+# CRL lives 180 days, within the CA/B Forum's 12 months for a CA that issues CA
+# certificates; the issuing CA's 30 days.
+_CRL_INTERVAL_DAYS = {"root": 150, "intermediate": 20}
+_CRL_OVERLAP_DAYS = {"root": 30, "intermediate": 10}
+# The older names: the CRL's whole life, and how long before its end the next is made.
+_CRL_KEYS = {"crl_publish_interval_days", "crl_overlap_days", "crl_days", "crl_refresh_days"}
+
+
+def _check_return_margin(reader: TableReader, report: ReportSettings,
+                         authorities: Mapping[str, AuthoritySettings]) -> None:
+    """The return window (from a CA's next CRL to its lapse minus the margin) must not
+    be empty for any CA: the margin is less than every overlap."""
+    for name, authority in authorities.items():
+        if report.return_margin_days >= authority.crl_overlap_days:
+            reader.problems.append(
+                f"media.return_margin_days: {report.return_margin_days} leaves no return "
+                f"window for the {name} CA, whose next CRL is made {authority.crl_overlap_days} "
+                "day(s) before its current one ends; make it smaller than every "
+                "crl_overlap_days")
+
+
+def _crl_schedule(reader: TableReader, entry: Mapping[str, Any], name: str,
+                  where: str) -> tuple[int, int]:
+    """(interval, overlap) in days, from the ADCS/EJBCA keys or from the older pair
+    (crl_days = interval + overlap, crl_refresh_days = overlap); never a mix of both."""
+    older = {"crl_days", "crl_refresh_days"} & set(entry)
+    newer = {"crl_publish_interval_days", "crl_overlap_days"} & set(entry)
+    if older and newer:
+        reader.problems.append(f"{where}crl_days and crl_refresh_days are the older names of "
+                               "crl_publish_interval_days and crl_overlap_days: use one pair")
+    if older:
+        days = reader.positive(entry, "crl_days", _CRL_INTERVAL_DAYS[name]
+                               + _CRL_OVERLAP_DAYS[name], where)
+        overlap = reader.positive(entry, "crl_refresh_days", _CRL_OVERLAP_DAYS[name], where)
+        if overlap >= days:
+            reader.problems.append(f"{where}crl_refresh_days: must be less than crl_days")
+        return max(days - overlap, 1), overlap
+    interval = reader.positive(entry, "crl_publish_interval_days", _CRL_INTERVAL_DAYS[name],
+                               where)
+    overlap = reader.positive(entry, "crl_overlap_days", _CRL_OVERLAP_DAYS[name], where)
+    return interval, overlap
 # Lifetime caps for CA certificates signed after init: 25 and 10 years, as Let's Encrypt's
 # ceremony tool caps roots and intermediates.
 _MAX_DAYS = {"root": 25 * 366, "intermediate": 10 * 366}
@@ -355,8 +408,10 @@ def load_config(path: Path) -> Config:
         reader.problems.append("media.results_folder: must be a plain folder name")
     report = _read_report(reader, media)
     clock = reader.table(raw, "clock", "")
-    reader.unknown(clock, {"max_forward_days"}, "clock.")
+    reader.unknown(clock, {"max_forward_days", "backdate_minutes"}, "clock.")
     max_forward = reader.positive(clock, "max_forward_days", 7, "clock.")
+    backdate = reader.bounded(clock, "backdate_minutes", 0, "clock.", 0, 1440)
+    _check_return_margin(reader, report, authorities)
     if reader.problems:
         raise ConfigError(str(path), reader.problems)
     return Config(
@@ -385,4 +440,5 @@ def load_config(path: Path) -> Config:
         pkcs11_module=pkcs11_module,
         pkcs11_token=pkcs11_token,
         clock_max_forward_days=max_forward,
+        clock_backdate_minutes=backdate,
     )

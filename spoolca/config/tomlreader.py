@@ -45,6 +45,15 @@ class TableReader:
             return default
         return value
 
+    def bounded(self, table: Mapping[str, Any], key: str, default: int, where: str,
+                low: int, high: int) -> int:
+        """An integer in LOW..HIGH (0 allowed where LOW is 0: "off")."""
+        value: int = self.get(table, key, int, default, where)
+        if not low <= value <= high:
+            self.problems.append(f"{where}{key}: must be an integer from {low} to {high}")
+            return default
+        return value
+
     def strings(self, table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
         value = self.get(table, key, list, [], where)
         if not all(isinstance(item, str) for item in value):

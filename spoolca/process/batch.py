@@ -336,7 +336,8 @@ class BatchProcessor:
             built = leaf_builder(usage=plan.profile.usage, subject=plan.decision.subject,
                                  public_key=plan.item.request.public_key,  # type: ignore[arg-type]
                                  names=plan.decision.names, ca=plan.ca, serial=plan.serial,
-                                 validity_days=plan.profile.validity_days, now=now,
+                                 validity_days=plan.profile.validity_days,
+                                 now=self.session.backdated(now),
                                  constraints=plan.profile.constraints)
             if isinstance(built, Signed):
                 return built

@@ -18,6 +18,7 @@ from cryptography import x509
 from spoolca.authority.revocation import (
     check_reason,
     due_crls,
+    presign_crls,
     publish_crls,
     revoke_in,
 )
@@ -39,7 +40,14 @@ from spoolca.process.items import Cleared
 from spoolca.process.sealing import Sealer
 from spoolca.register.generations import current_name, older_names
 from spoolca.register.rollback import behind_sentence
-from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time
+from spoolca.register.store import (
+    CertificateRecord,
+    CRLRecord,
+    Store,
+    Tx,
+    format_time,
+    parse_time,
+)
 from spoolca.spool.outgoing import Outgoing, PublishJob
 from spoolca.spool.publisher import Publisher
 from spoolca.spool.recovery import recorded_jobs
@@ -81,6 +89,9 @@ class CASession:
         self._authorities: dict[str, IssuingCA] = {}
         self._audit_key: ApplianceKey | None = None
         self._head_before_unlock: int | None = None
+        # Backdating's lower bound: the floor before this process recorded anything, then
+        # the last time backdated (so it never runs backwards within the session).
+        self._backdate_floor: str | None = store.clock_floor()
         self._signer_check: SignerCheck | None = None
         self._crl_linter: Future[CRLLinter] | None = None
         self._ca_files_published = False
@@ -145,6 +156,21 @@ class CASession:
                for name in chosen}
         self.require_audit_trail()
         return Cleared(self.now(action, chosen), cas)
+
+    def backdated(self, now: dt.datetime) -> dt.datetime:
+        """The notBefore or thisUpdate to write for an operation at NOW: NOW less `[clock]
+        backdate_minutes` (ADCS's clock skew, for relying parties whose clocks run slow),
+        never below the clock floor the register had before this session recorded
+        anything (its own entries, made a moment ago, would leave nothing to backdate),
+        nor below the time it last backdated to, nor after NOW."""
+        minutes = self.config.clock_backdate_minutes
+        if not minutes:
+            return now
+        moment = now - dt.timedelta(minutes=minutes)
+        if self._backdate_floor:
+            moment = min(max(moment, parse_time(self._backdate_floor)), now)
+        self._backdate_floor = format_time(moment)
+        return moment
 
     def unlock(self, names: Iterable[str]) -> None:
         """Unlock the issuing CAs NAMES now, signing nothing: the daemon at start, so that
@@ -265,16 +291,30 @@ class CASession:
 
     # -- CRLs and revocation ------------------------------------------------------------
 
-    def refresh_crls(self, names: Sequence[str] | None = None) -> list[CRLRecord]:
-        """Make and publish the named CAs' CRLs, or those that are due."""
+    def refresh_crls(self, names: Sequence[str] | None = None, *,
+                     until: dt.datetime | None = None) -> list[CRLRecord]:
+        """Make and publish the named CAs' CRLs, or those that are due; UNTIL: an
+        emergency re-sign with that nextUpdate (`spoolca crl --extend`)."""
         chosen = list(names) if names is not None else \
             due_crls(self.config, self.store, self._clock())
         if not chosen:
             return []
         cleared = self.preflight("CRL", chosen)
         authorities, now = cleared.authorities, cleared.now
+        if until is not None and until <= now:
+            raise SpoolcaError(f"--until {format_time(until)} is not after the clock "
+                               f"({format_time(now)}): a CRL must end in the future")
         made = publish_crls(self.config, self.store, authorities, self.outgoing, now,
-                            chosen, self._linter(), self.actor)
+                            chosen, self._linter(), self.actor, since=self.backdated(now),
+                            until=until)
+        self.seal()
+        return made
+
+    def presign_crls(self, names: Sequence[str], count: int) -> dict[str, list[CRLRecord]]:
+        """`spoolca crl --presign COUNT`: a series of future CRLs for each CA NAMES."""
+        cleared = self.preflight("CRL", names)
+        made = presign_crls(self.config, self.store, cleared.authorities, self.outgoing,
+                            cleared.now, list(names), count, self._linter(), self.actor)
         self.seal()
         return made
 

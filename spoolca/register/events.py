@@ -37,7 +37,17 @@ EVENTS: dict[str, str] = {
     "asked (the operator, or a revocation request's signer)",
     "certificate.unheld": "a certificate on hold was released (removeFromCRL): it is valid "
     "again and leaves the next CRL",
-    "crl.published": "a CRL was signed: CA, number, thisUpdate, nextUpdate, SHA-256",
+    "crl.published": "a CRL was signed: CA, number, thisUpdate, nextUpdate, SHA-256; "
+    "`extended` for an emergency re-sign (`spoolca crl --extend`), and the pre-signed "
+    "series it voids",
+    "trip.closed": "`spoolca trip close`: the next trip planned, the return window then, "
+    "and the lapse the operator accepted (--accept-lapse) if the trip comes after it",
+    "crl.presigned": "`spoolca crl --presign N`: a series of future CRLs per CA (numbers, "
+    "thisUpdates, SHA-256s, until when they cover) and the statement that none can carry a "
+    "revocation made later",
+    "crl.return_window": "after CRLs were made: the window for the stick's return (from, "
+    "until, when the first CA's CRLs lapse, the margin, whether a pre-signed series "
+    "covers it)",
     "audit.exported": "the log was exported up to a signed checkpoint: where, up to which "
     "entry",
     "media.ingested": "a stick's requests were copied in: the stick (its secret's digest, "

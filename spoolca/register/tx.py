@@ -231,11 +231,21 @@ class Tx:
                                  (authority,)).fetchone()
         floor = self._conn.execute("SELECT value FROM meta WHERE key = 'crl_number_floor'"
                                    ).fetchone()
+        reserved = self._conn.execute("SELECT value FROM meta WHERE key = ?",
+                                      (_reserved_key(authority),)).fetchone()
         if floor and floor[0] == FLOOR_AT_NEXT_CRL:
             stamp = int(now.strftime("%Y%m%d%H%M%S")) * 1000 + now.microsecond // 1000
             self.set_meta("crl_number_floor", str(stamp))
             floor = (str(stamp),)
-        return max((row[0] or 0) + 1, int(floor[0]) if floor else 0)
+        return max((row[0] or 0) + 1, int(floor[0]) if floor else 0,
+                   int(reserved[0]) + 1 if reserved and reserved[0] else 0)
+
+    def reserve_crl_numbers(self, authority: str, now: dt.datetime, count: int) -> int:
+        """COUNT consecutive CRL numbers for a pre-signed series (not in the crls table:
+        none is the current CRL yet); every later CRL is numbered above them. The first."""
+        first = self.next_crl_number(authority, now)
+        self.set_meta(_reserved_key(authority), str(first + count - 1))
+        return first
 
     def latest_crl_number(self, authority: str) -> int:
         row = self._conn.execute("SELECT MAX(number) FROM crls WHERE authority = ?",
@@ -314,3 +324,8 @@ def request_row(conn: sqlite3.Connection, sha256: str) -> RequestRecord | None:
     return RequestRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
 
 
+
+
+def _reserved_key(authority: str) -> str:
+    """Meta: the highest CRL number a pre-signed series of AUTHORITY took."""
+    return f"crl_number_reserved:{authority}"

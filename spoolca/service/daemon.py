@@ -36,6 +36,7 @@ from spoolca.process.items import PassSummary
 from spoolca.process.passes import answer, answer_recovered
 from spoolca.process.session import CASession, utc_now
 from spoolca.register.damage import damaged
+from spoolca.register.returnwindow import return_window
 from spoolca.register.store import Store
 from spoolca.register.views import crl_status
 from spoolca.service.notify import Notifier
@@ -400,8 +401,10 @@ class Daemon:
 
     def _status(self) -> str:
         wait = max(0, round(self._fault_retry_at - time.monotonic()))
-        crls = crl_status(self._config, self._session.store, self._clock())
-        return status_line(self._counters, crls,
+        now = self._clock()
+        crls = crl_status(self._config, self._session.store, now)
+        window = return_window(self._config, self._session.store, now)
+        return status_line(self._counters, crls, window,
                            queued=len(self._watch), waiting=self._watch.untakeable,
                            fault="" if Refusal.REGISTER in self._refusals else self._fault,
                            retry_in=wait, refusal=self._refusals.shown())

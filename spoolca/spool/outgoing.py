@@ -35,9 +35,18 @@ if TYPE_CHECKING:
     from spoolca.keys.openpgp import ApplianceKey
     from spoolca.register.store import Store
 
-__all__ = ["CRL_BUNDLE", "Outgoing", "PublishJob"]
+__all__ = ["CRL_BUNDLE", "PRESIGNED", "PRESIGNED_NOTICE", "Outgoing", "PublishJob",
+           "presigned_name"]
 
 CRL_BUNDLE = "crl-bundle.pem"  # outgoing/crl/: every CA's CRL, for nginx and OpenVPN
+PRESIGNED = "crl-presigned"    # outgoing/crl-presigned/: a series of future CRLs
+PRESIGNED_NOTICE = "README.txt"
+
+
+def presigned_name(authority: str, this_update: str) -> str:
+    """A pre-signed CRL's file: its CA and the time from which it is to be served
+    (sorted by name, the files are in the order they are served)."""
+    return f"{authority}--from-{this_update.replace(':', '')}.crl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +172,33 @@ class Outgoing:
             atomic_write(self.crl / f"{authority}.crl", der)
             atomic_write(self.crl / f"{authority}.crl.pem", armoured)
             atomic_write(self.crl / CRL_BUNDLE, self._crl_bundle())
+
+    @property
+    def presigned(self) -> Path:
+        return self.root / PRESIGNED
+
+    def presigned_crls(self, authority: str, files: dict[str, bytes], notice: bytes) -> None:
+        """outgoing/crl-presigned/: AUTHORITY's series (FILES by name) in place of any
+        earlier one of it, and the notice that says what a series cannot do."""
+        ensure_dir(self.presigned, 0o755)
+        with exclusive_lock(self.crl / ".lock"):
+            self._drop_presigned(authority)
+            for name, der in files.items():
+                atomic_write(self.presigned / name, der)
+            atomic_write(self.presigned / PRESIGNED_NOTICE, notice)
+
+    def void_presigned(self, authority: str) -> None:
+        """A newer CRL was made: AUTHORITY's series is void (each is numbered below it and
+        verify-publication would refuse them), so it leaves outgoing/ and the next stick."""
+        if self.presigned.is_dir():
+            with exclusive_lock(self.crl / ".lock"):
+                self._drop_presigned(authority)
+                if not any(self.presigned.glob("*.crl")):
+                    remove_file(self.presigned / PRESIGNED_NOTICE)
+
+    def _drop_presigned(self, authority: str) -> None:
+        for path in self.presigned.glob(f"{authority}--from-*.crl"):
+            remove_file(path)
 
     def _crl_bundle(self) -> bytes:
         """Every CA's current CRL in one PEM file, as nginx's `ssl_crl` and OpenVPN's

@@ -24,6 +24,7 @@ from spoolca.host.fsutil import Folder
 from spoolca.host.progress import Progress
 from spoolca.keys.openpgp import ApplianceKey
 from spoolca.register.store import Store
+from spoolca.spool.outgoing import PRESIGNED
 from spoolca.stick.medium import Medium
 from spoolca.stick.publication import MANIFEST, manifest_of
 from spoolca.stick.report.facts import Trip, gather
@@ -111,10 +112,11 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         bar.advance()
         heartbeat()  # a factory's stick: thousands of signatures, the watchdog hears of it
     written = {folder: tree.copy(outgoing / folder, folder)
-               for folder in ("ca", "crl", "audit", "ceremony")
+               for folder in ("ca", "crl", PRESIGNED, "audit", "ceremony")
                if (outgoing / folder).is_dir()}  # ceremony/: from the first record on
     if "crl" in written:  # for the online side: spoolca verify-publication
-        manifest = manifest_of(config, written["crl"], written.get("ca", {}), now)
+        manifest = manifest_of(config, written["crl"], written.get("ca", {}), now,
+                               written.get(PRESIGNED, {}))
         tree.write(f"crl/{MANIFEST}", manifest)
         tree.write(f"crl/{MANIFEST}.asc", key.sign(manifest).encode())
     head_seq, head_hash = store.audit_head()
@@ -125,7 +127,7 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         "audit_head": {"seq": head_seq, "hash": head_hash},
         "appliance_key": key.fingerprint, "crl": due}, indent=2, sort_keys=True) + "\n").encode())
     tree.write("README.txt", _readme(names, due, key.fingerprint, sorted(config.profiles),
-                                     config.default_profile).encode())
+                                     config.default_profile, PRESIGNED in written).encode())
     trip = Trip({"key": medium.key, "uuid": medium.uuid, "label": medium.label,
                  "path": medium.path}, names)
     facts = gather(config, store, now, trip, key.fingerprint)
@@ -136,13 +138,15 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
 
 
 def _readme(names: list[str], due: dict[str, object], fingerprint: str,
-            profiles: list[str], default: str) -> str:
+            profiles: list[str], default: str, presigned: bool) -> str:
     """README.txt for whoever opens the stick: what each file is, how to check it, when
     to come back. Every file it names is on the stick."""
-    return_by = str(due.get("return_by", "unknown"))
-    opens = min((str(v["next_crl_from"]) for v in due.values()
-                 if isinstance(v, dict) and v.get("next_update") == return_by), default=None)
-    window = f"between {opens} and {return_by}" if opens else f"before {return_by}"
+    series = ("crl-presigned/   future CRLs (`spoolca crl --presign`), each to be served from\n"
+              "                 the date in its name; README.txt there: none carries a\n"
+              "                 revocation made after it was signed\n") if presigned else ""
+    span = due.get("return_window")
+    window = f"between {span['from']} and {span['until']}" if isinstance(span, dict) \
+        else f"before {due.get('return_by', 'unknown')}"
     return f"""spoolca results
 ===============
 
@@ -157,7 +161,7 @@ crl/             the current CRLs (NAME.crl DER, NAME.crl.pem), crl-bundle.pem (
                  publication.json(.asc): what the web server is to publish, signed (check
                  it there: spoolca verify-publication DIR --served WEBROOT
                  --fingerprint {fingerprint})
-audit/           the audit log, signed (check it: spoolca audit verify --dir audit
+{series}audit/           the audit log, signed (check it: spoolca audit verify --dir audit
                  --fingerprint {fingerprint}; by hand: report.json, "audit")
 MANIFEST.json    what this export holds and the audit head it was made with
 REPORT.html      this trip's outcomes, the return window, what expires (report.json: the
@@ -171,8 +175,9 @@ appliance key yourself: what matters is that the fingerprint it prints is the on
 as written in your ceremony record.)
 
 Requests answered: {len(names)}.
-Bring this stick back {window}: the next CRL is made from the first date,
-and must reach relying parties before the current one ends at the second.
+Bring this stick back {window}: the next CRL is made from the first date;
+after the second there is too little time left to publish it before the current
+CRLs end ({span.get("lapses_at", "?") if isinstance(span, dict) else "?"}).
 
 Sending requests on this stick
 ------------------------------

@@ -26,7 +26,7 @@ from spoolca.config import Config
 from spoolca.host.untrusted import read_untrusted
 from spoolca.register.generations import settings
 from spoolca.register.records import format_time
-from spoolca.spool.outgoing import CRL_BUNDLE
+from spoolca.spool.outgoing import CRL_BUNDLE, PRESIGNED
 from spoolca.x509.crl import MAX_CRL_BYTES, ReadCRL, read_crl
 
 __all__ = ["MANIFEST", "Checked", "check_manifest", "check_publication", "manifest_of"]
@@ -36,21 +36,31 @@ _MAX_FILE = 1 << 20
 
 
 def manifest_of(config: Config, crl_files: dict[str, bytes], ca_files: dict[str, bytes],
-                now: dt.datetime) -> bytes:
-    """crl/publication.json for the files of an export's crl/ and ca/ (by name, the very
-    bytes written to it: a CRL or CA file republished meanwhile must not make the manifest
-    disagree with what the export carries)."""
+                now: dt.datetime, presigned: dict[str, bytes] | None = None) -> bytes:
+    """crl/publication.json for the files of an export's crl/, ca/ and crl-presigned/ (by
+    name, the very bytes written to it: a CRL or CA file republished meanwhile must not
+    make the manifest disagree with what the export carries)."""
     cas = [(name, data, x509.load_pem_x509_certificate(data))
            for name, data in sorted(ca_files.items())
            if name.endswith(".pem") and not name.startswith("ca-")]  # not the chains
+    bundle = crl_files.get(CRL_BUNDLE)
+    digest = hashlib.sha256(bundle).hexdigest() if bundle is not None else None
+    return (json.dumps({"made_at": format_time(now), "crls": _entries(config, crl_files, cas),
+                        "presigned": _entries(config, presigned or {}, cas),
+                        "crl_bundle_sha256": digest}, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _entries(config: Config, files: dict[str, bytes],
+             cas: list[tuple[str, bytes, x509.Certificate]]) -> list[dict[str, Any]]:
     entries = []
-    for file_name, data in sorted(crl_files.items()):
+    for file_name, data in sorted(files.items()):
         crl = read_crl(data) if file_name.endswith(".crl") else None
         if not isinstance(crl, ReadCRL):
             continue  # .crl.pem, the bundle, next-update.json (ours: always readable)
         issuer = _issuer_of(cas, crl)  # None: not published yet (see _issuer_of)
+        authority = file_name.removesuffix(".crl").split("--from-")[0]
         entries.append({
-            "authority": file_name.removesuffix(".crl"), "file": file_name,
+            "authority": authority, "file": file_name,
             "issuer": crl.issuer.rfc4514_string(),
             "issuer_file": issuer[0] if issuer else None,
             "issuer_certificate_sha256":
@@ -58,11 +68,8 @@ def manifest_of(config: Config, crl_files: dict[str, bytes], ca_files: dict[str,
             "number": crl.number, "this_update": format_time(crl.this_update),
             "next_update": format_time(crl.next_update) if crl.next_update else None,
             "sha256": hashlib.sha256(data).hexdigest(),
-            "url": settings(config, file_name.removesuffix(".crl")).crl_url})
-    bundle = crl_files.get(CRL_BUNDLE)
-    digest = hashlib.sha256(bundle).hexdigest() if bundle is not None else None
-    return (json.dumps({"made_at": format_time(now), "crls": entries,
-                        "crl_bundle_sha256": digest}, indent=2, sort_keys=True) + "\n").encode()
+            "url": settings(config, authority).crl_url})
+    return entries
 
 
 def _issuer_of(cas: list[tuple[str, bytes, x509.Certificate]], crl: ReadCRL
@@ -103,10 +110,12 @@ def check_manifest(folder: Path, served: Path | None, now: dt.datetime,
     """The CRLs of an export against its MANIFEST, whose signature was checked: each
     listed, its CA's, not lapsed, not older than what SERVED holds."""
     checked = Checked()
-    listed = {str(entry["file"]) for entry in manifest["crls"]}
-    for path in sorted((folder / "crl").glob("*.crl")):
-        if path.name not in listed:
-            checked.refused.append(f"{path.name}: not in the signed manifest")
+    series = manifest.get("presigned") or []
+    for sub, entries in (("crl", manifest["crls"]), (PRESIGNED, series)):
+        listed = {str(entry["file"]) for entry in entries}
+        for path in sorted((folder / sub).glob("*.crl")):
+            if path.name not in listed:
+                checked.refused.append(f"{sub}/{path.name}: not in the signed manifest")
     bundle = folder / "crl" / CRL_BUNDLE
     if bundle.is_file() and hashlib.sha256(_read(bundle, MAX_CRL_BYTES)).hexdigest() != \
             manifest.get("crl_bundle_sha256"):
@@ -118,6 +127,13 @@ def check_manifest(folder: Path, served: Path | None, now: dt.datetime,
             f"{entry['file']}: #{entry['number']}, this update {entry['this_update']}, next "
             f"update {entry['next_update']}, by {entry['issuer']}"
             + (f", for {entry['url']}" if entry.get("url") else ""))
+    for entry in series:  # each is served from its thisUpdate: not yet valid is right
+        problem = _check_entry(folder, served, entry, now, PRESIGNED)
+        (checked.refused if problem else checked.good).append(
+            f"{PRESIGNED}/{entry['file']}: {problem}" if problem else
+            f"{PRESIGNED}/{entry['file']}: #{entry['number']}, pre-signed, to be served as "
+            f"{entry['authority']}.crl from {entry['this_update']} until {entry['next_update']}"
+            ", carrying no revocation made after it was signed")
     return checked
 
 
@@ -143,14 +159,15 @@ def _read(path: Path, limit: int) -> bytes:
 
 
 def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
-                 now: dt.datetime) -> str | None:
-    """Why the CRL ENTRY names may not be served (None: it may)."""
+                 now: dt.datetime, sub: str = "crl") -> str | None:
+    """Why the CRL ENTRY names (in FOLDER/SUB) may not be served (None: it may). What is
+    served is by CA: a pre-signed CRL too must be newer than the one served."""
     name = Path(str(entry["file"])).name
     if not entry.get("issuer_file"):
         return ("its CA certificate is not on this export (the appliance had not published "
                 "it yet): export again once its service has started")
     try:
-        data = _read(folder / "crl" / name, MAX_CRL_BYTES)
+        data = _read(folder / sub / name, MAX_CRL_BYTES)
         issuer_pem = _read(folder / "ca" / Path(str(entry["issuer_file"])).name, _MAX_FILE)
     except ValueError as exc:
         return str(exc)
@@ -172,7 +189,7 @@ def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
         return f"lapsed: its nextUpdate {entry['next_update']} has passed"
     if parsed.number != entry["number"] or format_time(parsed.this_update) != entry["this_update"]:
         return "its number or thisUpdate is not what the manifest says"
-    return _against_served(served, name, parsed, data)
+    return _against_served(served, f"{entry['authority']}.crl", parsed, data)
 
 
 def _against_served(served: Path | None, name: str, new: ReadCRL, data: bytes

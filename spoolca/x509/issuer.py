@@ -142,8 +142,9 @@ def leaf_builder(*, usage: CertificateType, subject: x509.Name, public_key: Publ
     """A certificate of a type, ready to sign; its life is capped by the CA's own
     notAfter (a Signed with the finding when nothing is left of it). Both ends count
     (RFC 5280 4.1.2.5), so VALIDITY_DAYS ends one second before the same time of day:
-    825 days is 825 x 86400 seconds, as the CA/B Forum's linters count it."""
-    not_before = now.replace(microsecond=0)
+    825 days is 825 x 86400 seconds, as the CA/B Forum's linters count it. NOW may be
+    backdated (`[clock] backdate_minutes`); never before the CA's own notBefore."""
+    not_before = max(now.replace(microsecond=0), ca.certificate.not_valid_before_utc)
     not_after = min(not_before + dt.timedelta(days=validity_days, seconds=-1),
                     ca.certificate.not_valid_after_utc)
     if not_after <= not_before:

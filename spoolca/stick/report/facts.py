@@ -18,6 +18,13 @@ from cryptography.hazmat.primitives import hashes
 from spoolca.config import Config, KeyStore
 from spoolca.register.generations import live_names
 from spoolca.register.records import format_time, parse_time
+from spoolca.register.returnwindow import (
+    ReturnWindow,
+    lapse_before,
+    next_trip,
+    presigned_key,
+    return_window,
+)
 from spoolca.register.store import Store
 from spoolca.register.views import crl_status
 from spoolca.stick.privatekeys import PRIVATE_KEY
@@ -41,10 +48,13 @@ def gather(config: Config, store: Store, now: dt.datetime, trip: Trip | None = N
     """Every fact of the report, as JSON-ready data."""
     crls = _crls(config, store, now)
     authorities = _authorities(config, store, now)
+    window, trip_planned = return_window(config, store, now), next_trip(config, store, now)
     facts: dict[str, Any] = {
         "format": FORMAT,
         "made_at": format_time(now),
-        "return_by": _return_by(crls, now),
+        "return_by": _return_by(window, now),
+        "next_trip": trip_planned,
+        "lapse": lapse_before(window, trip_planned),
         "authorities": authorities,
         "crls": crls,
         "expiring": _expiring(config, store, now),
@@ -109,25 +119,23 @@ def _crls(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]
                       "this_update": latest.this_update, "next_update": latest.next_update,
                       "next_crl_from": refresh.get(name, latest.next_update),
                       "days_left": days, "entries": latest.entries,
+                      "presigned_until": store.meta(presigned_key(name)) or None,
                       "warning": days <= config.report.crl_warning_days})
     return found
 
 
-def _return_by(crls: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
-    """The window for the stick's return, as crl/next-update.json gives it: from when the
-    next CRL of the first CA to need one is made (sooner brings back nothing newer) to
-    that CA's nextUpdate (later, relying parties that check CRLs refuse every certificate
-    of that CA, or stop seeing revocations)."""
-    if not crls:
+def _return_by(window: ReturnWindow | None, now: dt.datetime) -> dict[str, Any] | None:
+    """The return window (register.returnwindow), with what breaks if it is missed."""
+    if window is None:
         return None
-    first = min(crls, key=lambda c: c["next_update"])
-    opens = max(first["next_crl_from"], format_time(now))
-    return {"from": opens, "at": first["next_update"], "days_left": first["days_left"],
-            "from_days": max(0, _days(opens, now)), "authority": first["authority"],
-            "what_breaks": f"the {first['authority']} CA's CRL #{first['number']} ends then: "
-                           "clients that check CRLs reject every certificate it issued, or "
-                           "no longer learn of revocations, until a newer CRL reaches them. "
-                           "Bring the stick back before then and publish the CRLs it carries."}
+    covered = "its last pre-signed CRL" if window.presigned else f"its CRL #{window.number}"
+    return {**window.as_dict(now), "at": window.closes,
+            "what_breaks": f"the {window.authority} CA's CRLs end at {window.lapses} "
+                           f"({covered}): clients that check CRLs then reject every "
+                           "certificate it issued, or no longer learn of revocations, until "
+                           "a newer CRL reaches them. The window closes "
+                           f"{window.margin_days} day(s) before, to leave time to publish "
+                           "the CRLs the stick carries."}
 
 
 def _expiring(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
@@ -268,6 +276,11 @@ def _skipped(store: Store, medium: dict[str, str]) -> tuple[list[dict[str, str]]
 def _warnings(facts: dict[str, Any]) -> list[str]:
     warnings = [f"signing is refused: {facts['clock']['problem']}"] \
         if facts["clock"]["problem"] else []
+    warnings += [facts["lapse"]] if facts["lapse"] else []
+    warnings += [f"the {c['authority']} CA's CRLs are pre-signed until {c['presigned_until']}: "
+                 "none of them can carry a revocation made after they were signed; bring a "
+                 "stick back as soon as a certificate must be revoked"
+                 for c in facts["crls"] if c.get("presigned_until")]
     warnings += [f"a private key was found on the stick ({name}): it was not taken; its "
                  "owner must delete it from the stick and treat the key as exposed (make "
                  "a new key and CSR)" for name in facts.get("trip", {}).get("private_keys", [])]
