@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -243,3 +246,60 @@ class TestEmergency:
         replay = ca.run("verify-publication", str(stick / "spoolca-results"), "--served",
                         str(served), "--fingerprint", fingerprint)
         assert replay.returncode == 1 and "rolled back" in replay.stdout
+
+
+class TestScope:
+    """issuingDistributionPoint (item 6): the root's CRL is an ARL (only CA
+    certificates), the issuing CA's covers only end-entity certificates; relying parties
+    and pkilint accept both, and a scope the register cannot vouch for is left out."""
+
+    def scope(self, ca: CA, name: str) -> x509.IssuingDistributionPoint | None:
+        try:
+            found = crl_of(ca, name).extensions.get_extension_for_class(
+                x509.IssuingDistributionPoint)
+        except x509.ExtensionNotFound:
+            return None
+        assert found.critical  # RFC 5280 5.2.5
+        return found.value
+
+    def test_arl_and_leaf_crl_are_scoped_and_accepted(self, ca: CA):
+        for name in ("keep", "gone"):
+            ca.submit(f"server/{name}.csr", pem(make_csr(f"{name}.sample.com")[1]))
+        ca.process()
+        assert ca.run("revoke", ca.result("gone")["serial"]).returncode == 0
+        root, leaf = self.scope(ca, "root"), self.scope(ca, "intermediate")
+        assert root is not None and root.only_contains_ca_certs
+        assert not root.only_contains_user_certs
+        assert leaf is not None and leaf.only_contains_user_certs
+        assert root.full_name is None and leaf.full_name is None
+        chain = str(ca.outgoing / "ca" / "ca-chain.pem")
+        bundle = str(ca.outgoing / "crl" / "crl-bundle.pem")
+        verdicts = {name: openssl("verify", "-crl_check_all", "-CAfile", chain, "-CRLfile",
+                                  bundle, str(ca.outgoing / name / "cert.pem"), check=False)
+                    for name in ("keep", "gone")}
+        assert verdicts["keep"].returncode == 0
+        assert "certificate revoked" in verdicts["gone"].stdout + verdicts["gone"].stderr
+        gnutls = shutil.which("certtool")
+        if gnutls:
+            checked = subprocess.run(
+                [gnutls, "--verify", "--load-ca-certificate", chain, "--load-crl",
+                 str(ca.outgoing / "crl" / "intermediate.crl.pem"), "--infile",
+                 str(ca.outgoing / "gone" / "cert.pem")], capture_output=True, text=True)
+            assert checked.returncode == 1 and "revoked" in checked.stdout
+        for kind, name in (("ARL", "root"), ("CRL", "intermediate")):
+            linted = subprocess.run(
+                [str(Path(sys.executable).parent / "lint_crl"), "lint", "-t", kind, "-p",
+                 "PKIX", str(ca.outgoing / "crl" / f"{name}.crl.pem")],
+                capture_output=True, text=True)
+            assert linted.returncode == 0 and not linted.stdout.strip(), linted.stdout
+
+    def test_no_scope_where_the_register_cannot_vouch_for_it(self, ca: CA):
+        ca.submit("server/odd.csr", pem(make_csr("odd.sample.com")[1]))
+        ca.process()
+        assert ca.run("crl").returncode == 0
+        assert self.scope(ca, "intermediate") is not None
+        with sqlite3.connect(ca.dir / "ca.db") as conn:  # a profile no longer configured
+            conn.execute("UPDATE certificates SET profile = 'retired'")
+        assert ca.run("crl").returncode == 0
+        assert self.scope(ca, "intermediate") is None
+        assert self.scope(ca, "root") is not None  # the root still certifies only CAs

@@ -23,13 +23,13 @@ from spoolca.errors import (
 )
 from spoolca.log import get_logger
 from spoolca.notation.der import pem
-from spoolca.register.generations import live_names
+from spoolca.register.generations import base_name, live_names
 from spoolca.register.generations import settings as generation_settings
 from spoolca.register.returnwindow import covered_until, presigned_key, return_window
 from spoolca.register.store import CertificateRecord, CRLRecord, Store, Tx, format_time, parse_time
 from spoolca.register.views import crl_status
 from spoolca.spool.outgoing import Outgoing, presigned_name
-from spoolca.x509.crl import REASONS, CRLLinter, RevokedEntry, encode_entry, sign_crl
+from spoolca.x509.crl import REASONS, CRLLinter, RevokedEntry, Scope, encode_entry, sign_crl
 from spoolca.x509.issuer import IssuingCA
 
 __all__ = [
@@ -115,6 +115,26 @@ def due_crls(config: Config, store: Store, now: dt.datetime) -> list[str]:
     return due
 
 
+def crl_scope(config: Config, tx: Tx, authority: str) -> Scope | None:
+    """What AUTHORITY's CRL covers, from what the register says it certified: only CA
+    certificates (a root: its intermediates and cross-certificates are not in the
+    register as leaves), or only end-entity certificates; None when it certified both,
+    or anything under a profile the configuration no longer names (a wrong scope would
+    make relying parties refuse the CRL for a certificate it must cover)."""
+    kinds = set()
+    for profile in tx.issued_profiles(authority):
+        known = config.profiles.get(profile)
+        if profile == "cross":
+            kinds.add(Scope.CA)
+        elif known is None:
+            return None
+        else:
+            kinds.add(Scope.CA if known.usage.ca else Scope.USER)
+    if base_name(authority) == "root":
+        kinds.add(Scope.CA)  # it certifies its intermediates (kept as generations)
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def _entry(serial: str, revoked_at: str, reason: str, invalidity: str | None) -> RevokedEntry:
     return RevokedEntry(int(serial, 16), parse_time(revoked_at), reason,
                         parse_time(invalidity) if invalidity else None)
@@ -158,7 +178,8 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
             entries = _entries(tx, name)
             this_update = max(since or now, ca.certificate.not_valid_before_utc)
             der = sign_crl(ca, entries, number=number, this_update=this_update,
-                           next_update=next_update, linter=linter)
+                           next_update=next_update, linter=linter,
+                           scope=crl_scope(config, tx, name))
             record = CRLRecord(name, number, format_time(this_update), format_time(next_update),
                                len(entries), hashlib.sha256(der).hexdigest())
             tx.add_crl(record)
@@ -215,7 +236,8 @@ def presign_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
             for number, start in enumerate(starts, start=first):
                 ends = min(start + dt.timedelta(days=schedule.crl_days), end)
                 der = sign_crl(ca, entries, number=number, this_update=start,
-                               next_update=ends, linter=linter)
+                               next_update=ends, linter=linter,
+                               scope=crl_scope(config, tx, name))
                 record = CRLRecord(name, number, format_time(start), format_time(ends),
                                    len(entries), hashlib.sha256(der).hexdigest())
                 series.append(record)

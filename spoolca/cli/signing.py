@@ -46,6 +46,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     crl = commands.add_parser("crl", help="remake and publish both CRLs now")
     crl.add_argument("--ca", action="append", metavar="NAME",
                      help="only this CA (repeatable; default: every live CA)")
+    crl.add_argument("--due", action="store_true", help="only the CRLs that are due (missing, "
+                     "behind a revocation, or past their publish interval), as the daemon "
+                     "does")
     crl.add_argument("--extend", action="store_true", help="emergency re-sign: the same "
                      "revocations, a new nextUpdate (--until), recorded as such")
     crl.add_argument("--until", metavar="DATE", help="with --extend: the nextUpdate "

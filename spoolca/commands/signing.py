@@ -106,8 +106,8 @@ def cmd_crl(args: argparse.Namespace) -> int:
 
     if args.until and not args.extend:
         raise SpoolcaError("--until goes with --extend")
-    if args.extend and args.presign:
-        raise SpoolcaError("--extend and --presign are two different remedies: choose one")
+    if sum(map(bool, (args.extend, args.presign, args.due))) > 1:
+        raise SpoolcaError("--due, --extend and --presign do different things: choose one")
     with opened(args) as (config, store):
         names = live_names(store, now())  # and an older generation while its leaves live
         if args.ca:
@@ -121,6 +121,14 @@ def cmd_crl(args: argparse.Namespace) -> int:
                 series = session.presign_crls(names, args.presign)
             _print_series(config, series)
             return 0
+        if args.due:
+            from spoolca.authority.revocation import due_crls
+
+            due = set(due_crls(config, store, now()))
+            names = [n for n in names if n in due]
+            if not names:
+                print("no CRL is due: each is within its publish interval")
+                return 0
         until = parse_moment(args.until) if args.extend and args.until else None
         lines = _publish_crls(config, store, names, until)
     for line in lines:

@@ -220,6 +220,12 @@ class Tx:
             "SELECT crl_entry FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL",
             (issuer,))]
 
+    def issued_profiles(self, issuer: str) -> set[str]:
+        """The profiles under which ISSUER's certificates were recorded ("cross" for a
+        cross-certificate): what a CRL's scope is judged by."""
+        return {row[0] for row in self._conn.execute(
+            "SELECT DISTINCT profile FROM certificates WHERE issuer = ?", (issuer,))}
+
     def next_crl_number(self, authority: str, now: dt.datetime) -> int:
         """Strictly increasing per CA, from the register. After a restore (which forgot
         what was published since its backup), never below a floor taken from the time of

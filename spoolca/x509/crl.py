@@ -19,6 +19,7 @@ specimen stands for any list, and linting stays fast at any size.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from spoolca.notation import der
 from spoolca.x509.issuer import IssuingCA
 
 __all__ = ["MAX_CRL_BYTES", "MAX_CRL_NUMBER", "REASONS", "CRLLinter", "ReadCRL", "RevokedEntry",
-           "encode_entry", "read_crl", "sign_crl"]
+           "Scope", "encode_entry", "read_crl", "sign_crl"]
 
 # OpenSSL's names for the RFC 5280 5.3.1 reasons, as `openssl ca -crl_reason` takes them.
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -64,6 +65,16 @@ _REASON_DER = {name: der.sequence(_OID_CRL_REASON, der.octets(der.tlv(0x0A, byte
 _REASON_EXTENSIONS = {name: x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(flag))
                       for name, flag in REASONS.items()}
 _EARLIEST = dt.datetime(1950, 1, 1)
+
+
+class Scope(enum.Enum):
+    """What a CRL covers, as its issuingDistributionPoint says (RFC 5280 5.2.5): only CA
+    certificates (an ARL: a root's), or only end-entity certificates (an issuing CA's).
+    A relying party then refuses the CRL for a certificate outside it, so one CA's two
+    kinds of certificate cannot be checked against the wrong list."""
+
+    CA = "ca"
+    USER = "user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,16 +124,22 @@ def _revoked(entry: RevokedEntry) -> x509.RevokedCertificate:
 
 
 def _builder(issuer: x509.Certificate, revoked: list[x509.RevokedCertificate], number: int,
-             this_update: dt.datetime, next_update: dt.datetime
+             this_update: dt.datetime, next_update: dt.datetime, scope: Scope | None = None
              ) -> x509.CertificateRevocationListBuilder:
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (x509.CertificateRevocationListBuilder(revoked_certificates=revoked)
-            .issuer_name(issuer.subject)
-            .last_update(this_update)
-            .next_update(next_update)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                           critical=False)
-            .add_extension(x509.CRLNumber(number), critical=False))
+    builder = (x509.CertificateRevocationListBuilder(revoked_certificates=revoked)
+               .issuer_name(issuer.subject)
+               .last_update(this_update)
+               .next_update(next_update)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                   ski), critical=False)
+               .add_extension(x509.CRLNumber(number), critical=False))
+    if scope is not None:  # RFC 5280 5.2.5: a critical extension
+        builder = builder.add_extension(x509.IssuingDistributionPoint(
+            full_name=None, relative_name=None, only_contains_user_certs=scope == Scope.USER,
+            only_contains_ca_certs=scope == Scope.CA, only_some_reasons=None,
+            indirect_crl=False, only_contains_attribute_certs=False), critical=True)
+    return builder
 
 
 class CRLLinter:
@@ -165,10 +182,10 @@ def _specimen(moment: dt.datetime) -> list[RevokedEntry]:
 
 
 def _lint_specimen(ca: IssuingCA, number: int, this_update: dt.datetime,
-                   next_update: dt.datetime, linter: CRLLinter) -> None:
+                   next_update: dt.datetime, linter: CRLLinter, scope: Scope | None) -> None:
     specimen = [_revoked(entry) for entry in _specimen(this_update)]
     trial = ca.lint_signer.sign_crl(_builder(ca.certificate, specimen, number, this_update,
-                                             next_update))
+                                             next_update, scope))
     findings = linter.lint(trial.public_bytes(Encoding.DER))
     if findings:
         detail = "; ".join(f.message for f in findings)
@@ -177,17 +194,18 @@ def _lint_specimen(ca: IssuingCA, number: int, this_update: dt.datetime,
 
 def sign_crl(ca: IssuingCA, entries: Sequence[bytes], *, number: int,
              this_update: dt.datetime, next_update: dt.datetime,
-             linter: CRLLinter | None) -> bytes:
-    """The DER of a CRL holding `entries` (from encode_entry), signed by the CA key."""
+             linter: CRLLinter | None, scope: Scope | None = None) -> bytes:
+    """The DER of a CRL holding `entries` (from encode_entry), signed by the CA key;
+    SCOPE: its issuingDistributionPoint, if it covers one kind of certificate only."""
     if not 0 < number <= MAX_CRL_NUMBER:
         raise SpoolcaError(f"CRL number {number} is outside 1..2^159-1 (RFC 5280 5.2.3)")
     this_update, next_update = this_update.replace(microsecond=0), \
         next_update.replace(microsecond=0)
     if linter is not None:
-        _lint_specimen(ca, number, this_update, next_update, linter)
+        _lint_specimen(ca, number, this_update, next_update, linter, scope)
     placeholder = _revoked(RevokedEntry(1, this_update, "unspecified"))
     template = ca.lint_signer.sign_crl(_builder(ca.certificate, [placeholder], number,
-                                                this_update, next_update))
+                                                this_update, next_update, scope))
     tbs = der.content(template.tbs_certlist_bytes)
     fields = der.read_tlvs(tbs)
     # version, signature, issuer, thisUpdate, nextUpdate, revokedCertificates, [0] exts
