@@ -317,6 +317,38 @@ class CAMachine(RuleBasedStateMachine):
         except ClockError:
             assert not self.clock_right
 
+    @rule(days=st.sampled_from([1, 45, 400]))
+    def crl_extended(self, days: int) -> None:
+        """The emergency re-sign: every live CA's CRL with a nextUpdate DAYS away."""
+        try:
+            with self._session() as session:
+                session.refresh_crls(live_names(session.store, self._now()),
+                                     until=self._now() + dt.timedelta(days=days))
+        except ClockError:
+            assert not self.clock_right
+
+    @rule(count=st.integers(1, 3))
+    def crl_presigned(self, count: int) -> None:
+        """A series of future CRLs for a trip that must be skipped."""
+        try:
+            with self._session() as session:
+                session.presign_crls(live_names(session.store, self._now()), count)
+        except ClockError:
+            assert not self.clock_right
+
+    @rule(days=st.sampled_from([5, 200]), accept=st.booleans())
+    def trip_closed(self, days: int, accept: bool) -> None:
+        """The visit ends with the next trip planned: refused, recording nothing, when a
+        CRL lapses before it, unless the lapse is accepted."""
+        before = self._db("SELECT COUNT(*) FROM audit WHERE event = 'trip.closed'")[0][0]
+        planned = (self._now() + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        done = self._cli("trip", "close", "--next", planned,
+                         *(["--accept-lapse"] if accept else []))
+        after = self._db("SELECT COUNT(*) FROM audit WHERE event = 'trip.closed'")[0][0]
+        assert done.returncode in (0, 1), done.stderr
+        assert after == before + (done.returncode == 0), done.stderr
+        assert done.returncode == 0 or (not accept and "lapses at" in done.stderr)
+
     # -- the clock -------------------------------------------------------------------------
 
     @rule(days=st.sampled_from([-2, 3, 30, 400]))
@@ -572,6 +604,18 @@ class CAMachine(RuleBasedStateMachine):
             assert seen == digest, f"{path.stem} CRL #{number} published twice, differently"
             assert number >= self.crl_highest.get(path.stem, 0), f"{path.stem} CRL went down"
             self.crl_highest[path.stem] = number
+
+    @invariant()
+    def a_presigned_series_is_above_the_current_crl_or_gone(self) -> None:
+        """Every pre-signed CRL still on offer is numbered above its CA's current CRL: a
+        newer CRL voids the series (it leaves outgoing/), so the web server can never be
+        handed one that would roll a newer CRL back."""
+        for path in (self.ca.outgoing / "crl-presigned").glob("*--from-*.crl"):
+            name = path.name.split("--from-")[0]
+            current = self.ca.outgoing / "crl" / f"{name}.crl"
+            number = self._number(x509.load_der_x509_crl(path.read_bytes()))
+            assert not current.exists() or number > self._number(
+                x509.load_der_x509_crl(current.read_bytes())), f"{path.name} is stale"
 
     @invariant()
     def nothing_is_dated_past_the_ceiling(self) -> None:

@@ -303,3 +303,23 @@ class TestScope:
         assert ca.run("crl").returncode == 0
         assert self.scope(ca, "intermediate") is None
         assert self.scope(ca, "root") is not None  # the root still certifies only CAs
+
+
+def test_a_crl_a_wrong_clock_dated_ahead_is_cured_by_a_higher_number(ca: CA, tmp_path):
+    """A clock 3 days ahead (within the guard's ceiling) dates a CRL that relying parties
+    refuse until then; once the clock is repaired, the next CRL (a higher number, dated
+    right) may replace it on the web server. A served CRL dated in the past is never
+    replaced by an earlier-dated one (tests/test_publication.py)."""
+    clock = FakeClock(tmp_path)
+    clock.set(3 * DAY)
+    assert ca.run("crl", env=clock.env).returncode == 0
+    served = tmp_path / "www"
+    served.mkdir()
+    shutil.copy(ca.outgoing / "crl" / "intermediate.crl", served / "intermediate.crl")
+    clock.set(dt.timedelta(0))
+    repaired = ca.run("clock", "confirm", "--repair", "--time",
+                      clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"), env=clock.env)
+    assert repaired.returncode == 0, repaired.stderr
+    assert ca.run("crl", env=clock.env).returncode == 0
+    status, output = export_and_verify(ca, tmp_path / "stick", served)
+    assert status == 0, output

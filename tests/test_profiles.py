@@ -455,3 +455,25 @@ def test_a_certificate_claiming_the_cabf_smime_rules_is_linted_by_them(ca: CA):
                  "-s", "WARNING", "--document-format", "PEM",
                  str(ca.outgoing / "alice" / "cert.pem"), cwd=ca.dir)
     assert linted.returncode == 0 and linted.stdout.strip() == "", linted.stdout + linted.stderr
+
+
+def test_check_profiles_notes_a_crl_life_beyond_the_cabf_bounds(ca: CA):
+    """A profile claiming the CA/B TLS rules under a CA whose CRLs live 30 days (the BRs
+    allow 10), and a root whose CRLs live 400 days (12 months): each a note, exit 0; the
+    counter-case, 7 + 3 days, no note."""
+    _with_urls(ca)
+    ca.config.write_text(ca.config.read_text() + '''
+[profiles.br-web]
+kind = "server"
+validity_days = 200
+certificate_policies = [{ oid = "2.23.140.1.2.1" }]   # CA/B TLS, domain validated
+''')
+    ca.edit_config("crl_publish_interval_days = 150", "crl_publish_interval_days = 370")
+    checked = ca.run("policy", "check-profiles")
+    assert "the intermediate CA's CRLs live 30 days" in checked.stdout, checked.stdout
+    assert "the root CA's CRLs live 400 days" in checked.stdout
+    ca.edit_config("crl_publish_interval_days = 20\ncrl_overlap_days = 10",
+                   "crl_publish_interval_days = 7\ncrl_overlap_days = 3")
+    ca.edit_config("crl_publish_interval_days = 370", "crl_publish_interval_days = 150")
+    checked = ca.run("policy", "check-profiles")
+    assert "CRLs live" not in checked.stdout, checked.stdout

@@ -159,3 +159,70 @@ def test_an_export_without_crls_has_nothing_to_publish(ca: CA, tmp_path: Path):
         crl.unlink()
     done = _verify(_export(ca, tmp_path / "s1"), tmp_path / "served", fingerprint)
     assert done.returncode == 0 and done.stdout.startswith("nothing to publish"), done.stdout
+
+
+def _recipe(after: str) -> str:
+    """The first ```sh block after AFTER in docs/operator/publication.md, as printed."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "operator" / "publication.md"
+            ).read_text()
+    return text[text.index(after):].split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_recipes_serve_a_series_and_never_roll_back(ca: CA, tmp_path: Path):
+    """publish-crls and serve-presigned, run as the docs print them (paths and the
+    fingerprint filled in): a series is kept and served when its date comes; the next
+    export (a newer CRL) deletes it, so the cron job cannot put an older CRL back; a
+    replayed stick is refused and changes nothing."""
+    import os
+    import sys
+
+    www, series = tmp_path / "www", tmp_path / "series"
+    www.mkdir()
+    fingerprint = fingerprint_of(ca)
+    scripts = {}
+    for name, after in (("publish-crls", "## A deployment step"),
+                        ("serve-presigned", "**A pre-signed series**")):
+        text = _recipe(after).replace("/var/www/pki", str(www)) \
+            .replace("/srv/pki-presigned", str(series)) \
+            .replace("0123456789ABCDEF0123456789ABCDEF01234567", fingerprint)
+        scripts[name] = tmp_path / name
+        scripts[name].write_text(text)
+    clock = FakeClock(tmp_path)
+    env = {**os.environ, **clock.env,
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def run(name: str, argument: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", str(scripts[name]), str(argument)], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert ca.run("crl", "--presign", "2", "--ca", "intermediate").returncode == 0
+    first = _export(ca, tmp_path / "stick1")
+    deployed = run("publish-crls", first.parent)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert (www / "intermediate.crl").read_bytes() == \
+        (first / "crl" / "intermediate.crl").read_bytes()
+    presigned = sorted(series.glob("intermediate--from-*.crl"))
+    assert len(presigned) == 2
+    assert run("serve-presigned", series).returncode == 0  # not yet: nothing changes
+    assert (www / "intermediate.crl").read_bytes() == \
+        (first / "crl" / "intermediate.crl").read_bytes()
+    clock.set(dt.timedelta(days=21))  # the first of the series is due
+    assert run("serve-presigned", series).returncode == 0
+    assert (www / "intermediate.crl").read_bytes() == presigned[0].read_bytes()
+    # The trip comes back: the appliance's newer CRL, and the series is gone.
+    moment = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert ca.run("clock", "confirm", "--time", moment, env=clock.env).returncode == 0
+    assert ca.run("crl", "--ca", "intermediate", env=clock.env).returncode == 0
+    second = tmp_path / "stick2"
+    second.mkdir()
+    assert ca.run("media", "export", str(second), env=clock.env).returncode == 0
+    deployed = run("publish-crls", second)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    newest = (second / "spoolca-results" / "crl" / "intermediate.crl").read_bytes()
+    assert not series.exists() and (www / "intermediate.crl").read_bytes() == newest
+    clock.set(dt.timedelta(days=45))  # past the second of the series: the cron runs on
+    run("serve-presigned", series)
+    assert (www / "intermediate.crl").read_bytes() == newest
+    replay = run("publish-crls", first.parent)  # the counter-case: the first stick again
+    assert replay.returncode != 0 and "rolled back" in replay.stdout
+    assert (www / "intermediate.crl").read_bytes() == newest

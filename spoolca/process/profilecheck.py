@@ -30,7 +30,7 @@ from spoolca.keys.filekey import lint_twin
 from spoolca.notation.dnattributes import ATTRIBUTE_NAMES
 from spoolca.register.generations import settings as generation_settings
 from spoolca.x509.issuer import IssuingCA, issue_leaf, new_serial
-from spoolca.x509.lint import CertificateLinter
+from spoolca.x509.lint import CertificateLinter, claims_tls_rules
 from spoolca.x509.profiles import CAURLs
 
 __all__ = ["ProfileReport", "check_profiles"]
@@ -69,6 +69,8 @@ def _check(config: Config, profile: Profile, issuer: x509.Certificate,
     report = ProfileReport(profile.name, f"{usage.name}, {usage.validity_days} days, issued "
                                          f"by {settings.name}{crl}, purposes {purposes}")
     report.problems += _against_issuer(profile, issuer)
+    report.notes += _crl_life(claims_tls_rules(p.oid for p in usage.policies), usage.ca,
+                              settings)
     left = (issuer.not_valid_after_utc - now).days
     if profile.validity_days > left:
         report.notes.append(f"validity_days: {profile.validity_days} days, but "
@@ -93,6 +95,18 @@ def _check(config: Config, profile: Profile, issuer: x509.Certificate,
     report.problems += [f"specimen ({family} key): {f.code}: {f.message}"
                         for f in signed.findings]
     return report
+
+
+def _crl_life(tls_rules: bool, certifies_ca: bool, settings: AuthoritySettings) -> list[str]:
+    """The CA/B Forum's bounds on a CRL's life (TLS BRs 4.9.7): at most 10 days for the
+    CRL of a CA whose certificates claim the TLS rules, 12 months for one that
+    certifies CAs. True of a private CA too, so a note, not a problem."""
+    bound = 365 if certifies_ca else 10 if tls_rules else None
+    if bound is None or settings.crl_days <= bound:
+        return []
+    return [f"the {settings.name} CA's CRLs live {settings.crl_days} days "
+            f"(crl_publish_interval_days + crl_overlap_days); the CA/B Forum's TLS Baseline "
+            f"Requirements (4.9.7) allow {bound} for the CRL that covers these certificates"]
 
 
 def _against_issuer(profile: Profile, issuer: x509.Certificate) -> list[str]:

@@ -113,7 +113,8 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         heartbeat()  # a factory's stick: thousands of signatures, the watchdog hears of it
     written = {folder: tree.copy(outgoing / folder, folder)
                for folder in ("ca", "crl", PRESIGNED, "audit", "ceremony")
-               if (outgoing / folder).is_dir()}  # ceremony/: from the first record on
+               if (outgoing / folder).is_dir()  # ceremony/: from the first record on
+               and (folder != PRESIGNED or any((outgoing / folder).glob("*.crl")))}
     if "crl" in written:  # for the online side: spoolca verify-publication
         manifest = manifest_of(config, written["crl"], written.get("ca", {}), now,
                                written.get(PRESIGNED, {}))

@@ -189,12 +189,15 @@ def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
         return f"lapsed: its nextUpdate {entry['next_update']} has passed"
     if parsed.number != entry["number"] or format_time(parsed.this_update) != entry["this_update"]:
         return "its number or thisUpdate is not what the manifest says"
-    return _against_served(served, f"{entry['authority']}.crl", parsed, data)
+    return _against_served(served, f"{entry['authority']}.crl", parsed, data, now)
 
 
-def _against_served(served: Path | None, name: str, new: ReadCRL, data: bytes
-                    ) -> str | None:
-    """A CRL may replace the one served only if it is newer (or the very same)."""
+def _against_served(served: Path | None, name: str, new: ReadCRL, data: bytes,
+                    now: dt.datetime) -> str | None:
+    """A CRL may replace the one served only if it is newer (or the very same): a higher
+    number, and a thisUpdate not earlier, unless the served one's thisUpdate is still
+    in the future (a wrong clock dated it ahead; relying parties refuse it until then,
+    and a higher-numbered CRL dated right is its cure)."""
     if served is None or not (served / name).is_file():
         return None
     try:
@@ -204,7 +207,8 @@ def _against_served(served: Path | None, name: str, new: ReadCRL, data: bytes
     old = read_crl(old_data)
     if isinstance(old, str) or old_data == data:
         return None  # what is served is not a CRL (a genuine one replaces it), or is this one
-    if new.number <= old.number or new.this_update < old.this_update:
+    if new.number <= old.number or (old.this_update <= now and \
+            new.this_update < old.this_update):
         return (f"rolled back: #{new.number} of {format_time(new.this_update)} would replace "
                 f"#{old.number} of {format_time(old.this_update)}, which is served")
     return None

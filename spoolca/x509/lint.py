@@ -15,10 +15,11 @@ from spoolca.findings import Finding
 from spoolca.x509.names import hostname_problem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from concurrent.futures import Future
 
-__all__ = ["CertificateLinter", "PendingLint", "PooledLinter", "claimed_rulebook", "rulebook_name"]
+__all__ = ["CertificateLinter", "PendingLint", "PooledLinter", "claimed_rulebook",
+           "claims_tls_rules", "rulebook_name"]
 
 # pkilint's severities (ValidationFindingSeverity): FATAL 0, ERROR 1, WARNING 2.
 _CODES = {0: "lint.fatal", 1: "lint.error", 2: "lint.warning"}
@@ -90,6 +91,12 @@ _CABF_SERVERAUTH = ("2.23.140.1.1", "2.23.140.1.2.1", "2.23.140.1.2.2", "2.23.14
 _CABF_SMIME_ARC = "2.23.140.1.5."
 
 
+def claims_tls_rules(policy_oids: Iterable[str]) -> bool:
+    """Whether certificates asserting POLICY_OIDS claim the CA/B Forum's TLS Baseline
+    Requirements (and are linted by them: claimed_rulebook)."""
+    return bool(set(policy_oids) & set(_CABF_SERVERAUTH))
+
+
 def claimed_rulebook(document: Any) -> tuple[Any, ...]:
     """The rules a certificate claims to follow, by its policy OIDs: a CA/B Forum
     reserved S/MIME OID (2.23.140.1.5.L.G, a leaf) names the S/MIME BRs at its validation
@@ -105,7 +112,7 @@ def claimed_rulebook(document: Any) -> tuple[Any, ...]:
         claim = smime.determine_validation_level_and_generation(document)
         if claim is not None:
             return ("cabf-smime", *claim)
-    if policies & set(_CABF_SERVERAUTH):
+    if claims_tls_rules(policies):
         from pkilint.cabf import serverauth
 
         return ("cabf-serverauth", serverauth.determine_certificate_type(document))
