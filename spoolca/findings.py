@@ -91,6 +91,18 @@ _STATIC_CODES: dict[str, str] = {
     "revoke.invalidity_in_future": "the revocation request's invalidity date is in the future",
     "revoke.unknown_serial": "the revocation request names a serial not in the register",
     "revoke.already_revoked": "the certificate named is already revoked",
+    "ssh.unparseable": "the SSH request's key file is not one OpenSSH public key line",
+    "ssh.request_unparseable": "the SSH request file beside the key is not a JSON object",
+    "ssh.request_invalid": "the SSH request file has keys or values the format does not allow",
+    "ssh.key_type_refused": "the SSH profile does not certify keys of this type",
+    "ssh.key_too_small": "the RSA key is smaller than the SSH profile's minimum",
+    "ssh.principals_missing": "the SSH request names no principal",
+    "ssh.principal_invalid": "a principal is not a user or host name (no patterns)",
+    "ssh.principal_refused": "a principal is not among those the SSH profile allows",
+    "ssh.validity_too_long": "the validity asked is longer than the SSH profile allows",
+    "ssh.extension_refused": "an extension the SSH profile does not give",
+    "ssh.option_refused": "a critical option the SSH profile does not let a request set",
+    "ssh.option_invalid": "a critical option's value is malformed",
     "request.certificate_revoked": "the request's certificate was revoked; a new CSR with a "
     "new key is needed",
     "request.profile_conflict": "the same CSR was submitted under another profile; "

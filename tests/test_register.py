@@ -105,6 +105,7 @@ class TestList:
         with sqlite3.connect(database) as db:
             db.execute("DROP INDEX certificates_valid_not_after")
             db.execute("ALTER TABLE submissions DROP COLUMN again")  # schema 6's
+            db.execute("DROP TABLE ssh_certificates")  # schema 7's
             db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
         Store(database).close()
         with sqlite3.connect(database) as db:
@@ -113,7 +114,7 @@ class TestList:
                 "AND not_after > '2026' AND not_after <= '2027' ORDER BY not_after"))
             version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
                                  ).fetchone()[0]
-        assert version == "6" and "certificates_valid_not_after" in plan, plan
+        assert version == "7" and "certificates_valid_not_after" in plan, plan
         assert len(json.loads(issued.run("list", "--json", "--expiring", "400").stdout)) == 2
 
     def test_table(self, issued: CA):

@@ -3,7 +3,7 @@
 Exit status: 0 success, 1 the operation failed or found a problem, 2 usage or
 configuration error. Expected errors are one sentence on stderr; rejections during
 `process` are results, not failures. One module per command group registers its own
-subcommands (founding, signing, register, stick, audit, ca, custody); the handlers live
+subcommands (founding, signing, register, stick, audit, ca, custody, ssh); the handlers live
 in spoolca.commands and are imported only when their command runs.
 """
 
@@ -17,14 +17,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from spoolca import __version__
-from spoolca.cli import audit, ca, custody, founding, register, signing, stick
+from spoolca.cli import audit, ca, custody, founding, register, signing, ssh, stick
 from spoolca.cli.help import add_epilogs
 from spoolca.errors import SpoolcaError
 from spoolca.log import configure_logging, record_traceback
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (founding, signing, register, stick, audit, ca, custody)
+_GROUPS = (founding, signing, register, stick, audit, ca, custody, ssh)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,6 +66,11 @@ EXAMPLES: dict[str, list[str]] = {
               "spoolca media export /media/stick"],
     "media ingest": ["spoolca media ingest /media/stick --wait 60"],
     "media export": ["spoolca media export /media/stick"],
+    "ssh": ["spoolca ssh init", "spoolca ssh list --ca user"],
+    "ssh init": ["spoolca ssh init --key-type ed25519"],
+    "ssh revoke": ["spoolca ssh revoke --ca user 1234567890", "spoolca ssh revoke --ca host "
+                   "web1-2027"],
+    "ssh list": ["spoolca ssh list --ca host --json"],
     "trip": ["spoolca trip close --next 2027-02-01"],
     "trip close": ["spoolca trip close --next 2027-02-01",
                    "spoolca trip close --next 2027-06-01 --accept-lapse"],

@@ -27,6 +27,7 @@ from spoolca.config.certtypes import (
 )
 from spoolca.config.constraints import CONSTRAINT_KEYS, SubCAConstraints, read_constraints
 from spoolca.config.policy import DN_RULES, Policy, read_dn, read_policy
+from spoolca.config.sshsettings import SSHProfile, SSHSettings, read_ssh
 from spoolca.config.tomlreader import TableReader
 from spoolca.errors import ConfigError
 
@@ -173,6 +174,9 @@ class Config:
     pkcs11_token: str = ""
     clock_max_forward_days: int = 7  # [clock]: how far past the floor the clock is trusted
     clock_backdate_minutes: int = 0  # [clock]: notBefore and thisUpdate this much earlier
+    ssh: SSHSettings | None = None   # [ssh]: the SSH CAs' keys, if SSH is on
+    ssh_profiles: Mapping[str, SSHProfile] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({}))
 
 
 _PROFILE_KEYS = {"kind", "issuer", "allowed_domains", "allow_wildcards",
@@ -355,7 +359,7 @@ _MAX_DAYS = {"root": 25 * 366, "intermediate": 10 * 366}
 KEY_STORES = tuple(store.value for store in KeyStore)
 _TOP_KEYS = {"default_profile", "lint", "max_request_bytes", "rescan_seconds", "paths",
              "passphrase", "pkcs11", "clock",
-             "authorities", "policy", "profiles", "signers", "media"}
+             "authorities", "policy", "profiles", "signers", "media", "ssh", "ssh_profiles"}
 
 
 def load_config(path: Path) -> Config:
@@ -390,6 +394,11 @@ def load_config(path: Path) -> Config:
     if profiles and default_profile not in profiles:
         reader.problems.append(f"default_profile: {default_profile!r} is not a configured profile")
     authorities = _read_authorities(reader, raw, base)
+    ssh, ssh_profiles = read_ssh(reader, raw, base, {*profiles, *RESERVED_PROFILE_NAMES})
+    if any(p.require_signature for p in ssh_profiles.values()) and not \
+            reader.table(raw, "signers", "").get("keyring"):
+        reader.problems.append("signers.keyring: an SSH profile sets require_signature, so "
+                               "the signers' public keys must be named here")
     pkcs11_module, pkcs11_token = _read_pkcs11(reader, raw, base, authorities)
     max_bytes = reader.positive(raw, "max_request_bytes", 65536, "")
     rescan = reader.positive(raw, "rescan_seconds", 30, "")
@@ -441,4 +450,6 @@ def load_config(path: Path) -> Config:
         pkcs11_token=pkcs11_token,
         clock_max_forward_days=max_forward,
         clock_backdate_minutes=backdate,
+        ssh=ssh,
+        ssh_profiles=MappingProxyType(ssh_profiles),
     )

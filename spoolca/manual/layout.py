@@ -18,8 +18,8 @@ LAYERS: list[tuple[str, frozenset[str], str]] = [
      "PKI notation (DNs, DER)"),
     ("keys", frozenset({"keys"}), "key custody: algorithms, encrypted files, tokens, "
      "shares, the appliance's OpenPGP key"),
-    ("x509", frozenset({"x509"}), "pure PKI: requests, policy, profiles, issuing, CRLs, "
-     "lint; no I/O, time passed in"),
+    ("x509", frozenset({"x509", "ssh"}), "pure PKI: requests, policy, profiles, issuing, "
+     "CRLs, lint, and OpenSSH certificates and KRLs; no I/O, time passed in"),
     ("register", frozenset({"register"}), "the SQLite store (the only SQL), the audit "
      "chain, checkpoints, export and verify, read views"),
     ("backup", frozenset({"backup"}), "archives of the state directory and their drill"),

@@ -15,6 +15,7 @@ from spoolca.process.batch import BATCH_SIZE, BatchProcessor
 from spoolca.process.items import PassSummary
 from spoolca.process.revocations import answer_revocations
 from spoolca.process.session import QUARANTINED
+from spoolca.process.sshrequests import answer_ssh_requests
 from spoolca.spool.results import Outcome
 from spoolca.spool.tree import Claimed
 from spoolca.x509.csr import request_sha256
@@ -50,7 +51,8 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = F
     SHOWN: a progress bar on a terminal (the command line, never the daemon). FLUSH: wait
     until the last answer is published; the daemon, with more waiting, lets that overlap
     its next batch (what is recorded and not yet published, recovery publishes)."""
-    requests = [c for c in claimed if not c.is_revocation]
+    ssh = set(batch.session.config.ssh_profiles)
+    requests = [c for c in claimed if not c.is_revocation and c.profile not in ssh]
     batch.session.expect_results(len(requests))
     outcomes = []
     chunks = batches(requests)
@@ -64,6 +66,7 @@ def answer(batch: BatchProcessor, claimed: Sequence[Claimed], *, shown: bool = F
             outcomes += [dataclasses.replace(o, files={}, links={}) for o in done]
             bar.advance(len(done))
         outcomes += answer_revocations(batch.session, [c for c in claimed if c.is_revocation])
+        outcomes += answer_ssh_requests(batch.session, [c for c in claimed if c.profile in ssh])
     if flush:
         batch.session.flush()  # every answer published, synced and archived on return
     return outcomes

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import SSHCertPrivateKeyTypes
 
 from spoolca.authority.revocation import (
     check_reason,
@@ -23,6 +24,7 @@ from spoolca.authority.revocation import (
     revoke_in,
 )
 from spoolca.authority.rotation import rotate_unlock_secret
+from spoolca.authority.sshca import load_ssh_key, publish_ssh_files
 from spoolca.authority.unlock import (
     key_store,
     load_audit_key,
@@ -76,7 +78,8 @@ class CASession:
         self.store = store
         self.actor = actor
         self._clock = clock
-        self.spool = Spool(config.spool_dir, tuple(config.profiles))
+        self.spool = Spool(config.spool_dir, tuple(config.profiles),
+                           tuple(config.ssh_profiles))
         self.ca_certificates = load_ca_certificates(store)  # the current generation's
         self.generations = load_generations(store)  # every CA certificate, by name
         root = self.ca_certificates["root"]
@@ -89,6 +92,7 @@ class CASession:
         self._authorities: dict[str, IssuingCA] = {}
         self._audit_key: ApplianceKey | None = None
         self._head_before_unlock: int | None = None
+        self._ssh_keys: dict[str, SSHCertPrivateKeyTypes] = {}
         # Backdating's lower bound: the floor before this process recorded anything, then
         # the last time backdated (so it never runs backwards within the session).
         self._backdate_floor: str | None = store.clock_floor()
@@ -198,10 +202,19 @@ class CASession:
         """This session's token sessions: a key made in a token (`ca rekey`) shares them."""
         return self._tokens
 
+    def ssh_key(self, ca: str) -> SSHCertPrivateKeyTypes:
+        """The SSH CA CA's key ("user" or "host"), unlocked on first use (and recorded)."""
+        if ca not in self._ssh_keys:
+            self._before_unlock()
+            self._ssh_keys[ca] = load_ssh_key(self.config, self.store, ca)
+            self._record_unlock({"ssh_ca": ca, "key_store": "file"})
+        return self._ssh_keys[ca]
+
     def forget_keys(self) -> None:
         """After a key store failed (a token pulled, a PIN refused): the next use unlocks
         afresh, in new token sessions."""
         self._authorities.clear()
+        self._ssh_keys.clear()
         self._tokens.close()
 
     def audit_key(self) -> ApplianceKey:
@@ -351,6 +364,8 @@ class CASession:
                 raise SpoolcaError(f"failed to write the CA certificates to "
                                    f"{self.outgoing.ca}: {exc.strerror or exc}; "
                                    "retrying") from None
+        if not (self.outgoing.ssh / "revoked-keys.krl").is_file():  # a restore: made anew
+            publish_ssh_files(self.store, self.outgoing, self._clock())
         self._ca_files_published = True
 
     def _older(self) -> dict[str, x509.Certificate]:
@@ -423,7 +438,7 @@ class CASession:
                 pending.append(claimed)
             else:
                 jobs.append(PublishJob(output, {}, {}, claimed.path, claimed.file_name,
-                                       claimed.signature))
+                                       claimed.signature, claimed.request_file))
         if jobs:
             _log.info("recovered", republished=sum(1 for j in jobs if j.files),
                       archived=sum(1 for j in jobs if j.original is not None))

@@ -40,6 +40,12 @@ EVENTS: dict[str, str] = {
     "crl.published": "a CRL was signed: CA, number, thisUpdate, nextUpdate, SHA-256; "
     "`extended` for an emergency re-sign (`spoolca crl --extend`), and the pre-signed "
     "series it voids",
+    "ssh.ca_created": "`spoolca ssh init`: the SSH user and host CA public keys, their key "
+    "type, whether encrypted at rest",
+    "ssh.issued": "an OpenSSH certificate was signed: CA, serial, key ID, principals, "
+    "valid_before, profile, the request's SHA-256, the signer if signed",
+    "ssh.revoked": "SSH certificates were revoked (the KRL remade): CA, serials, key IDs, "
+    "principals",
     "trip.closed": "`spoolca trip close`: the next trip planned, the return window then, "
     "and the lapse the operator accepted (--accept-lapse) if the trip comes after it",
     "crl.presigned": "`spoolca crl --presign N`: a series of future CRLs per CA (numbers, "

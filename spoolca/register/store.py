@@ -202,6 +202,27 @@ class Store(AuditReads):
     def certificate(self, serial: str) -> CertificateRecord | None:
         return certificate_row(self._conn, serial)
 
+    def ssh_certificates(self, ca: str, *, serial: int | None = None,
+                         key_id: str | None = None) -> list[dict[str, Any]]:
+        """CA's SSH certificates with this serial or key ID (every one if neither)."""
+        sql = ("SELECT ca, serial, key_id, principals, profile, request_sha256, valid_after, "
+               "valid_before, certificate, revoked_at FROM ssh_certificates WHERE ca = ?")
+        args: list[Any] = [ca]
+        if serial is not None:
+            sql, args = sql + " AND serial = ?", [*args, serial]
+        if key_id is not None:
+            sql, args = sql + " AND key_id = ?", [*args, key_id]
+        names = ("ca", "serial", "key_id", "principals", "profile", "request_sha256",
+                 "valid_after", "valid_before", "certificate", "revoked_at")
+        return [dict(zip(names, row, strict=True))
+                for row in self._conn.execute(sql + " ORDER BY valid_after", args)]
+
+    def ssh_revoked(self, ca: str) -> list[int]:
+        """The serials of CA's revoked SSH certificates (what its KRL lists)."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT serial FROM ssh_certificates WHERE ca = ? AND revoked_at IS NOT NULL "
+            "ORDER BY serial", (ca,))]
+
     def authority_names(self) -> list[str]:
         """Every CA the register knows: root, intermediate, and any later generations."""
         return [row[0] for row in self._conn.execute("SELECT name FROM authorities "

@@ -220,6 +220,25 @@ class Tx:
             "SELECT crl_entry FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL",
             (issuer,))]
 
+    def ssh_serial_taken(self, ca: str, serial: int) -> bool:
+        return self._conn.execute("SELECT 1 FROM ssh_certificates WHERE ca = ? AND serial = ?",
+                                  (ca, serial)).fetchone() is not None
+
+    def add_ssh_certificate(self, ca: str, serial: int, key_id: str, principals: str,
+                            profile: str, request_sha256: str, valid_after: str,
+                            valid_before: str, certificate: str) -> None:
+        self._conn.execute(
+            "INSERT INTO ssh_certificates (ca, serial, key_id, principals, profile, "
+            "request_sha256, valid_after, valid_before, certificate) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?)", (ca, serial, key_id, principals, profile,
+                                            request_sha256, valid_after, valid_before,
+                                            certificate))
+
+    def revoke_ssh(self, ca: str, serials: list[int]) -> None:
+        """Mark these certificates of CA revoked now (the caller checked they are not)."""
+        self._conn.executemany("UPDATE ssh_certificates SET revoked_at = ? WHERE ca = ? AND "
+                               "serial = ?", [(self.now, ca, s) for s in serials])
+
     def issued_profiles(self, issuer: str) -> set[str]:
         """The profiles under which ISSUER's certificates were recorded ("cross" for a
         cross-certificate): what a CRL's scope is judged by."""

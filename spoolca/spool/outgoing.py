@@ -59,6 +59,7 @@ class PublishJob:
     original: Path | None         # None: nothing to archive (renewal, re-publication)
     file_name: str
     signature: Path | None = None
+    request_file: Path | None = None  # an SSH key's NAME.json, archived with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ class Outgoing:
         for job in jobs:
             if job.original is not None:
                 archive_file(archive, job.original, job.file_name, job.output_name,
-                             job.signature)
+                             job.signature, job.request_file)
                 emptied.add(job.original.parent)
         sync_filesystem([self.root, archive])
         remove_empty_claims(emptied)
@@ -172,6 +173,17 @@ class Outgoing:
             atomic_write(self.crl / f"{authority}.crl", der)
             atomic_write(self.crl / f"{authority}.crl.pem", armoured)
             atomic_write(self.crl / CRL_BUNDLE, self._crl_bundle())
+
+    @property
+    def ssh(self) -> Path:
+        return self.root / "ssh"
+
+    def ssh_files(self, files: dict[str, bytes]) -> None:
+        """outgoing/ssh/: the SSH CAs' public keys and KRL, each replaced atomically."""
+        ensure_dir(self.ssh, 0o755)
+        with exclusive_lock(self.ssh / ".lock"):
+            for name, data in files.items():
+                atomic_write(self.ssh / name, data, 0o644)
 
     @property
     def presigned(self) -> Path:

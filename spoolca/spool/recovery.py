@@ -21,6 +21,7 @@ from spoolca.spool.results import (
     not_held_files,
     rejected_files,
     revocation_files,
+    ssh_files,
 )
 from spoolca.spool.tree import RESERVED_NAMES, REVOKE, Spool
 
@@ -39,6 +40,8 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
                                 request_sha256=record.request_sha256,
                                 decided_at=record.decided_at, status=record.status,
                                 serial=record.serial, reasons=record.findings), {}
+    if record.status == Status.ISSUED and record.serial and record.serial.startswith("ssh:"):
+        return _ssh_files(store, record, name), {}
     if record.status != Status.ISSUED or record.serial is None:
         # Registers before schema 6 did not say; their times differ for most re-sends.
         again = record.again or (bool(record.received_at) and
@@ -56,6 +59,23 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
     return (issued_files(certificate, chain, name=name, file_name=record.file_name,
                          decided_at=record.decided_at, notes=record.findings),
             {"chain.pem": chain.path})
+
+
+def _ssh_files(store: Store, record: SubmissionRecord, name: str) -> dict[str, bytes]:
+    """An issued SSH certificate's answer, from the register (ssh:CA:SERIAL)."""
+    import json
+
+    _ssh, ca, serial = str(record.serial).split(":")
+    [found] = store.ssh_certificates(ca, serial=int(serial))
+    notes = [{"code": "note.earlier_answer", "message": f"this request was decided on "
+              f"{record.decided_at}; that certificate is published again, not signed again"}
+             ] if record.again else None
+    return ssh_files(name=name, file_name=record.file_name,
+                     request_sha256=record.request_sha256, profile=record.profile,
+                     decided_at=record.decided_at, ca=ca, serial=int(serial),
+                     key_id=found["key_id"], principals=json.loads(found["principals"]),
+                     valid_after=found["valid_after"], valid_before=found["valid_before"],
+                     certificate=found["certificate"].encode(), notes=notes)
 
 
 def recorded_jobs(store: Store, chains: dict[str, ChainFiles], spool: Spool,

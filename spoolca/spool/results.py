@@ -33,6 +33,7 @@ __all__ = [
     "rejected_files",
     "result_json",
     "revocation_files",
+    "ssh_files",
 ]
 
 
@@ -120,6 +121,20 @@ def revocation_files(*, name: str, file_name: str, request_sha256: str, decided_
     return {"result.json": result_json(
         status=str(status), name=name, file=file_name, request_sha256=request_sha256,
         profile="revoke", decided_at=decided_at, serial=serial, reasons=reasons or None)}
+
+
+def ssh_files(*, name: str, file_name: str, request_sha256: str, profile: str,
+              decided_at: str, ca: str, serial: int, key_id: str, principals: list[str],
+              valid_after: str, valid_before: str, certificate: bytes,
+              notes: list[dict[str, str]] | None = None) -> dict[str, bytes]:
+    """An SSH certificate's answer: NAME-cert.pub (beside the owner's NAME key, as
+    ssh-keygen -s names it) and result.json."""
+    return {f"{name}-cert.pub": certificate.rstrip(b"\n") + b"\n",
+            "result.json": result_json(
+                status="issued", name=name, file=file_name, request_sha256=request_sha256,
+                profile=profile, decided_at=decided_at, ssh_ca=ca, serial=serial,
+                key_id=key_id, principals=principals, not_before=valid_after,
+                not_after=valid_before, certificate=f"{name}-cert.pub", notes=notes)}
 
 
 def issued_files(record: CertificateRecord, chain: ChainFiles, *, name: str, file_name: str,

@@ -31,6 +31,7 @@ __all__ = [
     "RESERVED_NAMES",
     "REVOKE",
     "SIGNATURE_SUFFIXES",
+    "SSH_KEY_SUFFIX",
     "Claimed",
     "Spool",
     "archive_file",
@@ -38,14 +39,16 @@ __all__ = [
     "is_ignored",
     "printable_name",
     "remove_empty_claims",
+    "request_file_of",
     "safe_name",
 ]
 
 REQUEST_SUFFIXES = (".csr", ".pem", ".req", ".der")
-# What NAME is cut from: requests, and revocation requests (revoke/NAME.json).
-_NAMED_SUFFIXES = (*REQUEST_SUFFIXES, ".json")
+SSH_KEY_SUFFIX = ".pub"  # an SSH profile's folder: NAME.pub, and its request file NAME.json
+# What NAME is cut from: requests, revocation requests (revoke/NAME.json), SSH keys.
+_NAMED_SUFFIXES = (*REQUEST_SUFFIXES, ".json", SSH_KEY_SUFFIX)
 # outgoing/ folders of our own: a request called ca.csr must not land in outgoing/ca/.
-RESERVED_NAMES = frozenset({"ca", "crl", "audit", "ceremony"})
+RESERVED_NAMES = frozenset({"ca", "crl", "crl-presigned", "ssh", "audit", "ceremony"})
 # incoming/revoke/ holds revocation requests; they are claimed and answered like CSRs.
 REVOKE = "revoke"
 NON_PROFILE_FOLDERS = frozenset({REVOKE})
@@ -111,12 +114,14 @@ class Claimed:
     name_problem: str | None = None  # why the file's own name is refused, if it is
     claim: str | None = None  # the claim round; None for a pre-claim work/PROFILE/ file
     quarantined: bool = False  # it stopped the service too often: answered unread
+    request_file: Path | None = None  # an SSH key's NAME.json, if one came beside it
 
     @classmethod
     def of(cls, path: Path, profile: str, signature: Path | None,
-           claim: str | None = None) -> Claimed:
+           claim: str | None = None, request_file: Path | None = None) -> Claimed:
         file_name, problem = printable_name(path.name)
-        return cls(path, printable_name(profile)[0], file_name, signature, problem, claim)
+        return cls(path, printable_name(profile)[0], file_name, signature, problem, claim,
+                   request_file=request_file)
 
     @property
     def is_revocation(self) -> bool:
@@ -132,6 +137,21 @@ def companion(path: Path) -> Path | None:
     return None
 
 
+def request_file_of(path: Path, names: Iterable[str]) -> Path | None:
+    """The request file beside an SSH key NAME.pub: NAME.json among NAMES (its folder's
+    entries), in any case (FAT: ALICE.PUB, ALICE.JSON)."""
+    if not path.name.lower().endswith(SSH_KEY_SUFFIX):
+        return None
+    wanted = path.name[:-len(SSH_KEY_SUFFIX)].lower() + ".json"
+    return next((path.with_name(n) for n in names if n.lower() == wanted), None)
+
+
+def _is_request_file(name: str, names: set[str]) -> bool:
+    """Whether NAME is the request file of an SSH key beside it (NAMES lowercased)."""
+    lowered = name.lower()
+    return lowered.endswith(".json") and lowered[:-5] + SSH_KEY_SUFFIX in names
+
+
 def remove_empty_claims(folders: Iterable[Path]) -> None:
     """work/CLAIM/PROFILE/ and work/CLAIM/ once everything in them is archived."""
     claims = {f.parent for f in folders if f.parent.name.startswith(_CLAIM_PREFIX)}
@@ -144,6 +164,7 @@ class Spool:
 
     root: Path
     profiles: tuple[str, ...] = ()
+    ssh_profiles: tuple[str, ...] = ()  # their folders hold NAME.pub and NAME.json
 
     @property
     def incoming(self) -> Path:
@@ -172,7 +193,8 @@ class Spool:
     def folder_profile(self, folder: str) -> str:
         """The profile a folder under incoming/ names, whatever its case (FAT: SERVER)."""
         lowered = folder.lower()
-        return next((p for p in (*self.profiles, REVOKE) if p.lower() == lowered), folder)
+        return next((p for p in (*self.profiles, *self.ssh_profiles, REVOKE)
+                     if p.lower() == lowered), folder)
 
     def candidates(self, default_profile: str) -> list[tuple[Path, str]]:
         """(path, profile) of everything waiting in incoming/, in name order."""
@@ -194,8 +216,10 @@ class Spool:
     def _in_folder(self, folder: Path) -> list[tuple[Path, str]]:
         profile = self.folder_profile(folder.name)
         found = []
-        for inner in sorted(os.scandir(folder), key=lambda e: e.name):
-            if is_ignored(inner.name):
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        names = {e.name.lower() for e in entries} if profile in self.ssh_profiles else set()
+        for inner in entries:
+            if is_ignored(inner.name) or _is_request_file(inner.name, names):
                 continue
             # A sub-folder is left alone, unless it is named like a request: then it is
             # claimed and rejected (file.not_regular) rather than left there forever.
@@ -223,20 +247,27 @@ class Spool:
         return f"{_CLAIM_PREFIX}{time.time_ns():016x}-{secrets.token_hex(3)}"
 
     def claim(self, source: Path, profile: str, claim: str,
-              signature: Path | bool | None = True) -> Claimed | None:
+              signature: Path | bool | None = True,
+              request_file: Path | None = None) -> Claimed | None:
         """Move one submission into work/CLAIM/PROFILE/ by an atomic rename, with its
-        detached signature (found here, or passed by a caller whose scan saw it).
+        detached signature (found here, or passed by a caller whose scan saw it) and an
+        SSH key's request file.
 
         None if it is gone."""
         folder = self.work / claim / profile
         target = folder / source.name
         if signature is True:  # moved first: the request never goes without it
             signature = companion(source)
-        moved_signature = None
+        if request_file is None and profile in self.ssh_profiles:
+            request_file = request_file_of(source, os.listdir(source.parent))
+        moved_signature = moved_request = None
         try:
             if isinstance(signature, Path):
                 moved_signature = folder / signature.name
                 move(signature, moved_signature)
+            if request_file is not None:
+                moved_request = folder / request_file.name
+                move(request_file, moved_request)
             move(source, target)
         except FileExistsError:
             return None  # incoming/x.csr and incoming/<default>/x.csr: one per round
@@ -246,9 +277,9 @@ class Spool:
             if not folder.is_dir() and os.path.lexists(source):
                 ensure_dir(folder.parent, SHARED_DIR)
                 ensure_dir(folder, SHARED_DIR)
-                return self.claim(source, profile, claim, signature)
+                return self.claim(source, profile, claim, signature, request_file)
             return None
-        return Claimed.of(target, profile, moved_signature, claim)
+        return Claimed.of(target, profile, moved_signature, claim, moved_request)
 
     def claim_incoming(self, default_profile: str,
                        candidates: list[tuple[Path, str]] | None = None) -> list[Claimed]:
@@ -291,9 +322,11 @@ class Spool:
         for entry in _sorted_dirs(self.work):
             if entry.name.startswith(_CLAIM_PREFIX):
                 for folder in _sorted_dirs(Path(entry.path)):
-                    pending += _claimed_in(Path(folder.path), entry.name)
+                    pending += _claimed_in(Path(folder.path), entry.name,
+                                           folder.name in self.ssh_profiles)
             else:
-                pending += _claimed_in(Path(entry.path), None)
+                pending += _claimed_in(Path(entry.path), None,
+                                       entry.name in self.ssh_profiles)
         return pending
 
 
@@ -305,13 +338,18 @@ def _sorted_dirs(folder: Path) -> list[os.DirEntry[str]]:
         return []
 
 
-def _claimed_in(folder: Path, claim: str | None) -> list[Claimed]:
+def _claimed_in(folder: Path, claim: str | None, ssh: bool = False) -> list[Claimed]:
     found = []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.lower().endswith(SIGNATURE_SUFFIXES):
+    entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    names = {e.name.lower() for e in entries} if ssh else set()
+    for entry in entries:
+        if entry.name.lower().endswith(SIGNATURE_SUFFIXES) or \
+                _is_request_file(entry.name, names):
             continue  # a companion: it goes with its request
         path = Path(entry.path)
-        found.append(Claimed.of(path, folder.name, companion(path), claim))
+        found.append(Claimed.of(path, folder.name, companion(path), claim,
+                                request_file_of(path, [e.name for e in entries])
+                                if ssh else None))
     return found
 
 
@@ -334,9 +372,9 @@ def untakeable_sentence(source: Path, exc: OSError) -> str:
 
 
 def archive_file(archive: Path, path: Path, file_name: str, output_name: str,
-                 signature: Path | None = None) -> Path:
-    """Rename `path` to archive/NAME.ext (and its signature to NAME.ext.asc), never over
-    another file.
+                 signature: Path | None = None, request_file: Path | None = None) -> Path:
+    """Rename `path` to archive/NAME.ext (its signature to NAME.ext.asc, an SSH key's
+    request file to NAME.ext.json), never over another file.
 
     Flat, one rename and no mkdir per request; NAME pairs it with outgoing/NAME/.
     """
@@ -348,5 +386,7 @@ def archive_file(archive: Path, path: Path, file_name: str, output_name: str,
         target = archive / f"{output_name}.{counter}{suffix}"
     if signature is not None and os.path.lexists(signature):
         move(signature, target.with_name(target.name + signature.suffix))
+    if request_file is not None and os.path.lexists(request_file):
+        move(request_file, target.with_name(target.name + ".json"))
     move(path, target)
     return target

@@ -112,7 +112,7 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         bar.advance()
         heartbeat()  # a factory's stick: thousands of signatures, the watchdog hears of it
     written = {folder: tree.copy(outgoing / folder, folder)
-               for folder in ("ca", "crl", PRESIGNED, "audit", "ceremony")
+               for folder in ("ca", "crl", PRESIGNED, "ssh", "audit", "ceremony")
                if (outgoing / folder).is_dir()  # ceremony/: from the first record on
                and (folder != PRESIGNED or any((outgoing / folder).glob("*.crl")))}
     if "crl" in written:  # for the online side: spoolca verify-publication
@@ -128,7 +128,8 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
         "audit_head": {"seq": head_seq, "hash": head_hash},
         "appliance_key": key.fingerprint, "crl": due}, indent=2, sort_keys=True) + "\n").encode())
     tree.write("README.txt", _readme(names, due, key.fingerprint, sorted(config.profiles),
-                                     config.default_profile, PRESIGNED in written).encode())
+                                     config.default_profile, PRESIGNED in written,
+                                     "ssh" in written).encode())
     trip = Trip({"key": medium.key, "uuid": medium.uuid, "label": medium.label,
                  "path": medium.path}, names)
     facts = gather(config, store, now, trip, key.fingerprint)
@@ -139,9 +140,12 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
 
 
 def _readme(names: list[str], due: dict[str, object], fingerprint: str,
-            profiles: list[str], default: str, presigned: bool) -> str:
+            profiles: list[str], default: str, presigned: bool, has_ssh: bool) -> str:
     """README.txt for whoever opens the stick: what each file is, how to check it, when
     to come back. Every file it names is on the stick."""
+    ssh = ("ssh/             the SSH CAs: user-ca.pub (sshd TrustedUserCAKeys), known_hosts\n"
+           "                 (the @cert-authority line for clients), revoked-keys.krl\n"
+           "                 (sshd RevokedKeys)\n") if has_ssh else ""
     series = ("crl-presigned/   future CRLs (`spoolca crl --presign`), each to be served from\n"
               "                 the date in its name; README.txt there: none carries a\n"
               "                 revocation made after it was signed\n") if presigned else ""
@@ -162,7 +166,7 @@ crl/             the current CRLs (NAME.crl DER, NAME.crl.pem), crl-bundle.pem (
                  publication.json(.asc): what the web server is to publish, signed (check
                  it there: spoolca verify-publication DIR --served WEBROOT
                  --fingerprint {fingerprint})
-{series}audit/           the audit log, signed (check it: spoolca audit verify --dir audit
+{series}{ssh}audit/           the audit log, signed (check it: spoolca audit verify --dir audit
                  --fingerprint {fingerprint}; by hand: report.json, "audit")
 MANIFEST.json    what this export holds and the audit head it was made with
 REPORT.html      this trip's outcomes, the return window, what expires (report.json: the

@@ -33,6 +33,7 @@ from spoolca.spool.tree import (
     NON_PROFILE_FOLDERS,
     REQUEST_SUFFIXES,
     SIGNATURE_SUFFIXES,
+    SSH_KEY_SUFFIX,
 )
 from spoolca.stick.medium import Medium, identify, secret_of, start_trip
 from spoolca.stick.privatekeys import REASON as PRIVATE_KEY_REASON
@@ -108,8 +109,24 @@ def printable(raw: str) -> str:
     return "".join(out)
 
 
+def _ssh_private(lowered: str) -> bool:
+    """The private half of an OpenSSH key pair, by its name: ssh-keygen writes NAME and
+    NAME.pub, so in an SSH folder a file with no suffix (or id_*, not .pub) is one."""
+    return "." not in lowered or (lowered.startswith("id_") and
+                                  not lowered.endswith((SSH_KEY_SUFFIX, ".json")))
+
+
+def _a_request(lowered: str, profile: str, ssh_profiles: set[str]) -> bool:
+    """Whether a file of this (lowercased) name is a request in PROFILE's folder: a CSR,
+    a revocation request in revoke/, an SSH key or its request file in an SSH folder."""
+    if profile in ssh_profiles:
+        return lowered.endswith((SSH_KEY_SUFFIX, ".json"))
+    return lowered.endswith(REQUEST_SUFFIXES) or (profile == "revoke"
+                                                 and lowered.endswith(".json"))
+
+
 def _walk(stick: Folder, profiles: set[str], report: IngestReport, results_folder: str,
-          max_files: int, opened: list[Folder]) -> list[_Candidate]:
+          max_files: int, opened: list[Folder], ssh_profiles: set[str]) -> list[_Candidate]:
     """Candidate files, two levels deep at most, every folder opened by descriptor (the
     ones it opens go into OPENED, for the caller to close).
 
@@ -118,14 +135,14 @@ def _walk(stick: Folder, profiles: set[str], report: IngestReport, results_folde
     and their signatures)."""
     found: list[_Candidate] = []
     # FAT shows 8.3 names in upper case: SERVER/, REVOKE/ are the server and revoke folders.
-    folders = {name.lower(): name for name in (*profiles, *NON_PROFILE_FOLDERS)}
+    folders = {name.lower(): name for name in (*profiles, *ssh_profiles, *NON_PROFILE_FOLDERS)}
 
     def consider(folder: Folder, name: str, profile: str, shown: Callable[[], str]) -> None:
         lowered = name.lower()
-        if holds_private_key(name):
+        if holds_private_key(name) or (profile in ssh_profiles and _ssh_private(lowered)):
             report.skip(shown(), PRIVATE_KEY_REASON)
-        elif not lowered.endswith((*REQUEST_SUFFIXES, *SIGNATURE_SUFFIXES)) and \
-                not (profile == "revoke" and lowered.endswith(".json")):
+        elif not lowered.endswith(SIGNATURE_SUFFIXES) and not _a_request(lowered, profile,
+                                                                         ssh_profiles):
             report.skip(shown(), NOT_A_REQUEST)
         elif len(found) >= 2 * max_files:  # requests and their signatures
             report.skip(shown(), f"more than {max_files} requests on one stick")
@@ -224,7 +241,8 @@ def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
         try:
             candidates = sorted(_walk(stick, set(config.profiles), report,
                                       config.results_folder, config.stick_max_requests,
-                                      opened), key=lambda c: (c.profile, c.name))
+                                      opened, set(config.ssh_profiles)),
+                                key=lambda c: (c.profile, c.name))
             _copy_in(config, candidates, report, progress)
         finally:
             for folder in opened:
@@ -258,7 +276,7 @@ def _copy_in(config: Config, candidates: list[_Candidate], report: IngestReport,
                     report.skip(shown, "a signature whose request was not taken")
                 continue
             problem = None
-            if not (lowered.endswith(REQUEST_SUFFIXES) or profile == "revoke"):
+            if not _a_request(lowered, profile, set(config.ssh_profiles)):
                 problem = NOT_A_REQUEST
             elif len(report.copied) >= config.stick_max_requests:
                 problem = f"more than {config.stick_max_requests} requests on one stick"

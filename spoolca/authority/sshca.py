@@ -1,0 +1,144 @@
+"""The appliance's SSH certificate authorities: a user CA and a host CA, separate keys.
+
+`spoolca ssh init` makes them (Ed25519, or ECDSA P-256/P-384), encrypted at rest with the
+CA passphrase like the X.509 keys, records their public keys in the register and the audit
+log, and publishes what OpenSSH takes (outgoing/ssh/, on every stick):
+
+    user-ca.pub         sshd_config: TrustedUserCAKeys /etc/ssh/user-ca.pub
+    known_hosts         @cert-authority * ssh-ed25519 AAAA... (the host CA, for clients)
+    revoked-keys.krl    sshd_config: RevokedKeys /etc/ssh/revoked-keys.krl
+
+Revocation (`spoolca ssh revoke`) marks certificates in the register and remakes the KRL
+at once, its version strictly increasing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    SSHCertPrivateKeyTypes,
+    load_ssh_public_key,
+)
+
+from spoolca.config import Config
+from spoolca.config.sshsettings import SSH_CAS
+from spoolca.errors import KeyStoreError, NotFoundError, RevocationError, SpoolcaError
+from spoolca.host.memory import no_core_dumps
+from spoolca.keys.algorithms import load_private_key, read_passphrase, write_private_key
+from spoolca.register.store import Store
+from spoolca.spool.outgoing import Outgoing
+from spoolca.ssh.request import key_blob
+
+__all__ = ["SSH_KEY_TYPES", "create_ssh_cas", "load_ssh_key", "publish_ssh_files",
+           "revoke_ssh", "ssh_public_line"]
+
+SSH_KEY_TYPES = ("ed25519", "ecdsa-p256", "ecdsa-p384")
+
+
+def _public_key_meta(ca: str) -> str:
+    return f"ssh_ca_public:{ca}"
+
+
+def ssh_public_line(store: Store, ca: str) -> str | None:
+    """The CA's public key line as the register recorded it at `ssh init`."""
+    return store.meta(_public_key_meta(ca)) or None
+
+
+def _generate(key_type: str) -> SSHCertPrivateKeyTypes:
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    curve = {"ecdsa-p256": ec.SECP256R1(), "ecdsa-p384": ec.SECP384R1()}[key_type]
+    return ec.generate_private_key(curve)
+
+
+def create_ssh_cas(config: Config, store: Store, outgoing: Outgoing, now: dt.datetime,
+                   key_type: str) -> dict[str, str]:
+    """Make the user and host CA keys (refused if the register has them already), record
+    their public keys, publish the OpenSSH files. {ca: public key line}."""
+    if config.ssh is None:
+        raise SpoolcaError("SSH is not configured: add an [ssh] table to spoolca.toml "
+                           "(config/spoolca.toml shows one), then run spoolca ssh init")
+    if key_type not in SSH_KEY_TYPES:
+        raise SpoolcaError(f"{key_type!r} is not an SSH CA key type: {', '.join(SSH_KEY_TYPES)}")
+    existing = [ca for ca in SSH_CAS if ssh_public_line(store, ca)]
+    if existing:
+        raise SpoolcaError(f"the SSH {' and '.join(existing)} CA(s) exist already; nothing "
+                           "was made")
+    no_core_dumps()
+    passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
+    lines = {}
+    for ca in SSH_CAS:
+        key = _generate(key_type)
+        write_private_key(config.ssh.keys[ca], key, passphrase)
+        lines[ca] = key.public_key().public_bytes(Encoding.OpenSSH,
+                                                  PublicFormat.OpenSSH).decode()
+    with store.transaction("cli", now, signing="SSH CA") as tx:
+        for ca, line in lines.items():
+            tx.set_meta(_public_key_meta(ca), line)
+        tx.record("ssh.ca_created", {"key_type": key_type, "user_ca": lines["user"],
+                                     "host_ca": lines["host"],
+                                     "encrypted": passphrase is not None})
+    publish_ssh_files(store, outgoing, now)
+    return lines
+
+
+def load_ssh_key(config: Config, store: Store, ca: str) -> SSHCertPrivateKeyTypes:
+    """Unlock one SSH CA's key, checked against the public key the register recorded
+    (CASession.ssh_key is the one caller: the session alone unlocks keys)."""
+    line = ssh_public_line(store, ca)
+    if config.ssh is None or line is None:
+        raise KeyStoreError("no SSH CA was made: run spoolca ssh init")
+    no_core_dumps()  # before any secret is read
+    passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
+    key = load_private_key(config.ssh.keys[ca], passphrase)
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)) or \
+            key_blob(key.public_key()) != key_blob(load_ssh_public_key(line.encode())):
+        raise KeyStoreError(f"the key {config.ssh.keys[ca]} is not the SSH {ca} CA the "
+                            "register recorded")
+    return key
+
+
+def publish_ssh_files(store: Store, outgoing: Outgoing, now: dt.datetime) -> None:
+    """outgoing/ssh/: the CA public keys in OpenSSH's forms and the current KRL."""
+    user, host = ssh_public_line(store, "user"), ssh_public_line(store, "host")
+    if user is None or host is None:
+        return
+    revoked = [(key_blob(load_ssh_public_key(line.encode())), store.ssh_revoked(ca), ())
+               for ca, line in (("user", user), ("host", host))]
+    version = int(store.meta("ssh_krl_version") or "0")
+    from spoolca.ssh.krl import encode_krl
+
+    outgoing.ssh_files({
+        "user-ca.pub": f"{user} spoolca-user-ca\n".encode(),
+        "host-ca.pub": f"{host} spoolca-host-ca\n".encode(),
+        "known_hosts": f"@cert-authority * {host} spoolca-host-ca\n".encode(),
+        "revoked-keys.krl": encode_krl(revoked, version=version, generated=now)})
+
+
+def revoke_ssh(store: Store, outgoing: Outgoing, now: dt.datetime, ca: str, which: str,
+               actor: str) -> list[int]:
+    """Revoke CA's certificates by serial (decimal) or key ID; the KRL is remade. The
+    serials revoked; NotFoundError or RevocationError (already revoked), nothing changed."""
+    found = store.ssh_certificates(ca, serial=int(which)) if which.isdigit() else []
+    found = found or store.ssh_certificates(ca, key_id=which)
+    if not found:
+        raise NotFoundError(f"no SSH {ca} certificate with serial or key ID {which!r}")
+    live = [c for c in found if not c["revoked_at"]]
+    if not live:
+        raise RevocationError(f"the SSH {ca} certificate {which!r} is revoked already",
+                              serial=which)
+    serials = [int(c["serial"]) for c in live]
+    with store.transaction(actor, now, signing="SSH revocation") as tx:
+        tx.revoke_ssh(ca, serials)
+        tx.set_meta("ssh_krl_version", str(int(store.meta("ssh_krl_version") or "0") + 1))
+        tx.record("ssh.revoked", {"ca": ca, "serials": serials,
+                                  "key_ids": sorted({c["key_id"] for c in live}),
+                                  "principals": sorted({p for c in live
+                                                        for p in json.loads(c["principals"])})})
+    publish_ssh_files(store, outgoing, now)
+    return serials
