@@ -73,6 +73,13 @@ SLACK = dt.timedelta(minutes=2)
 _MORE_PROFILES = '\n[profiles.mail]\nkind = "smime"\n[profiles.signing]\nkind = "codesigning"\n'
 
 
+_SSH_OFF = ('# [ssh]\n# user_key = "keys/ssh-user-ca.key.pem"\n'
+            '# host_key = "keys/ssh-host-ca.key.pem"')
+_SSH_ON = '[ssh]\nuser_key = "keys/ssh-user-ca.key.pem"\nhost_key = "keys/ssh-host-ca.key.pem"'
+_SSH_PROFILE = ('\n[ssh_profiles.ssh-user]\ntype = "user"\nprincipals = ["alice"]\n'
+                'max_days = 30\n')
+
+
 def _folder(name: str) -> str:
     """The profile folder a request of the model was submitted to, by its name's stem."""
     return next((stem for stem in ("mail", "signing") if name.startswith(stem)), "server")
@@ -135,6 +142,9 @@ class CAMachine(RuleBasedStateMachine):
         self.generation = 0
         self.sticks: list[Stick] = []
         self.unclaimed: dict[str, set[str]] = {}  # volume ID -> brought by a secretless stick
+        self.ssh_on = False  # the CA has SSH CAs (`ssh init` ran in its configuration)
+        self.backup_ssh: dict[Path, bool] = {}  # whether a backup's configuration had them
+        self.ssh_expected: dict[str, str] = {}  # SSH request name -> issued or rejected
         self._server: CommandServer | None = None
 
     # -- plumbing -------------------------------------------------------------------------
@@ -349,6 +359,49 @@ class CAMachine(RuleBasedStateMachine):
         assert after == before + (done.returncode == 0), done.stderr
         assert done.returncode == 0 or (not accept and "lapses at" in done.stderr)
 
+    # -- SSH certificates -------------------------------------------------------------------
+
+    @precondition(lambda self: not self.ssh_on)
+    @rule()
+    def ssh_init(self) -> None:
+        """The operator turns SSH on: [ssh] and a user profile, then `ssh init`."""
+        before = self.ca.config.read_text()
+        self.ca.config.write_text(before.replace(_SSH_OFF, _SSH_ON) + _SSH_PROFILE)
+        done = self._cli("ssh", "init")
+        if done.returncode != 0:  # a wrong clock: nothing made, the configuration put back
+            assert not self.clock_right, done.stderr
+            self.ca.config.write_text(before)
+            return
+        self.ssh_on = True
+
+    @precondition(lambda self: self.ssh_on)
+    @rule(allowed=st.booleans())
+    def ssh_request(self, allowed: bool) -> None:
+        """An OpenSSH key and its request file: a principal the profile allows, or not."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        name = self._name("ssh")
+        folder = self.ca.incoming / "ssh-user"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(
+            {"principals": ["alice" if allowed else "root"]}))
+        line = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+            Encoding.OpenSSH, PublicFormat.OpenSSH)
+        (folder / f"{name}.pub").write_bytes(line + b" model\n")
+        self.ssh_expected[name] = "issued" if allowed else "rejected"
+
+    @precondition(lambda self: self.ssh_on)
+    @rule(data=st.data())
+    def ssh_revoke(self, data: st.DataObject) -> None:
+        live = [row[0] for row in self._db("SELECT serial FROM ssh_certificates WHERE "
+                                            "revoked_at IS NULL")]
+        if not live:
+            return
+        serial = data.draw(st.sampled_from(sorted(live)))
+        done = self._cli("ssh", "revoke", "--ca", "user", str(serial))
+        assert done.returncode == 0 or not self.clock_right, done.stderr
+
     # -- the clock -------------------------------------------------------------------------
 
     @rule(days=st.sampled_from([-2, 3, 30, 400]))
@@ -380,6 +433,7 @@ class CAMachine(RuleBasedStateMachine):
             assert not self.clock_right or "clock" in made.stderr, made.stderr
             return
         self.backups.append((archive, copy.deepcopy(self.books)))
+        self.backup_ssh[archive] = self.ssh_on
 
     @precondition(lambda self: self.backups)
     @rule(data=st.data(), catch_up=st.booleans())
@@ -387,6 +441,7 @@ class CAMachine(RuleBasedStateMachine):
         """The appliance replaced by a backup, caught up from a copy of its outgoing/ (or
         not: then what came after the backup is forgotten, as restore warns)."""
         archive, books = data.draw(st.sampled_from(self.backups))
+        self.ssh_on = self.backup_ssh[archive]  # the configuration comes back with it
         self.generation += 1
         target = self.scratch / f"ca-{self.generation}"
         source = self.scratch / f"outgoing-{self.generation}"
@@ -616,6 +671,28 @@ class CAMachine(RuleBasedStateMachine):
             number = self._number(x509.load_der_x509_crl(path.read_bytes()))
             assert not current.exists() or number > self._number(
                 x509.load_der_x509_crl(current.read_bytes())), f"{path.name} is stale"
+
+    @invariant()
+    def ssh_answers_are_the_register_and_the_krl_its_revocations(self) -> None:
+        """Each SSH request answered as the policy says, its certificate the register's
+        byte for byte; the KRL (once published) lists every revoked serial."""
+        for name, expected in self.ssh_expected.items():
+            result = self.ca.outgoing / name / "result.json"
+            if not result.exists():
+                continue  # not answered yet, or forgotten by a restore without catch-up
+            body = json.loads(result.read_text())
+            assert body["status"] == expected, body
+            if expected == "issued":
+                [(line,)] = self._db("SELECT certificate FROM ssh_certificates WHERE ca = "
+                                     "'user' AND serial = ?", body["serial"])
+                cert = self.ca.outgoing / name / f"{name}-cert.pub"
+                assert cert.read_text().strip() == line.strip(), name
+        krl = self.ca.outgoing / "ssh" / "revoked-keys.krl"
+        if krl.exists():
+            listed = krl.read_bytes()
+            for (serial,) in self._db("SELECT serial FROM ssh_certificates WHERE revoked_at "
+                                      "IS NOT NULL"):
+                assert serial.to_bytes(8, "big") in listed, f"{serial} not on the KRL"
 
     @invariant()
     def nothing_is_dated_past_the_ceiling(self) -> None:

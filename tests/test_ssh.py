@@ -12,12 +12,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spoolca.keys.openpgp import stop_agent
 from tests.clock import FakeClock
 from tests.nginx import free_port
 from tests.pki import CA, wait_for
@@ -352,3 +355,47 @@ class TestLifecycle:
         keys = ca.dir / "keys"
         for name in ("ssh-user-ca.key.pem", "ssh-host-ca.key.pem"):
             assert (keys / name).stat().st_mode & 0o777 == 0o400
+
+    def test_a_restore_catches_up_the_ssh_certificates_made_since_the_backup(
+            self, sshca: CA, tmp_path):
+        """Backup, then a certificate; the appliance is restored from the backup with a
+        copy of outgoing/: the certificate is folded back (listed, revocable) and the same
+        request again gets it, not a second one. A certificate not signed by our CA, in
+        the copy, is not folded (the counter-case)."""
+        from tests.test_audit import fingerprint_of
+
+        archive = tmp_path / "backup.tar.gz"
+        assert sshca.run("backup", str(archive)).returncode == 0
+        key = keypair(tmp_path, "after")
+        request(sshca, "ssh-user", key, {"principals": ["alice"]})
+        copy = tmp_path / "outgoing-copy"
+        shutil.copytree(sshca.outgoing, copy)
+        forged = copy / "forged"
+        forged.mkdir()
+        other = keypair(tmp_path, "otherca")
+        subprocess.run(["ssh-keygen", "-q", "-s", str(other), "-I", "x", "-n", "alice",
+                        str(key.with_name("after.pub"))], check=True)
+        shutil.copy(key.with_name("after-cert.pub"), forged / "forged-cert.pub")
+        (forged / "result.json").write_text(json.dumps(
+            {"status": "issued", "ssh_ca": "user", "serial": 0, "name": "forged",
+             "request_sha256": "00" * 32, "profile": "ssh-user"}))
+        target = Path(tempfile.mkdtemp(prefix="ssh-r-")) / "ca"  # gpg's socket path limit
+        try:
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "spoolca"), "restore",
+                 str(archive), "--dir", str(target), "--fingerprint", fingerprint_of(sshca),
+                 "--catch-up", str(copy)], capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert "forged" in done.stdout
+            restored = CA(target)
+            listed = json.loads(restored.run("ssh", "list", "--ca", "user", "--json").stdout)
+            assert [c["key_id"] for c in listed] == [sshca.result("after")["key_id"]]
+            folder = restored.incoming / "ssh-user"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "again.json").write_text(json.dumps({"principals": ["alice"]}))
+            shutil.copy(key.with_name("after.pub"), folder / "again.pub")
+            restored.process()
+            assert restored.result("again")["serial"] == sshca.result("after")["serial"]
+        finally:
+            stop_agent(target / "gnupg")
+            shutil.rmtree(target.parent, ignore_errors=True)

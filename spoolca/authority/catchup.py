@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from spoolca.authority.sshca import fold_ssh_result
 from spoolca.authority.unlock import load_generations
 from spoolca.config import Config
 from spoolca.errors import SpoolcaError
@@ -105,7 +106,7 @@ def catch_up(config: Config, store: Store, source: Path, now: dt.datetime) -> Ca
         _checkpoints(tx, source / "audit", store, tail)
         report.entries = len(tail)
         for folder in _result_folders(source):  # the certificates first: then revoked
-            _fold_result(tx, folder, generations, report)
+            _fold_result(tx, store, folder, generations, report)
         for row in tail:
             _fold_entry(tx, row, report)
         for path in sorted((source / "crl").glob("*.crl")):
@@ -272,7 +273,7 @@ def _result_folders(source: Path) -> Iterator[Path]:
             yield Path(entry.path)
 
 
-def _fold_result(tx: Tx, folder: Path, generations: dict[str, x509.Certificate],
+def _fold_result(tx: Tx, store: Store, folder: Path, generations: dict[str, x509.Certificate],
                  report: CaughtUp) -> None:
     read = read_untrusted(folder / "result.json", MAX_RESULT_JSON)
     try:
@@ -281,7 +282,11 @@ def _fold_result(tx: Tx, folder: Path, generations: dict[str, x509.Certificate],
     except (ValueError, KeyError, TypeError):
         report.note(f"{folder.name}: no readable result.json")
         return
-    if status == "issued":
+    if status == "issued" and result.get("ssh_ca"):
+        problem = fold_ssh_result(tx, store, folder, result)
+        if problem:
+            report.note(problem)
+    elif status == "issued":
         _fold_certificate(tx, folder, result, generations, report)
     elif status == "rejected" and result.get("profile") != "revoke":
         reasons = [r for r in result.get("reasons", []) if isinstance(r, dict)]

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
+    SSHCertificate,
     SSHCertPrivateKeyTypes,
     load_ssh_public_key,
 )
@@ -30,12 +33,12 @@ from spoolca.config.sshsettings import SSH_CAS
 from spoolca.errors import KeyStoreError, NotFoundError, RevocationError, SpoolcaError
 from spoolca.host.memory import no_core_dumps
 from spoolca.keys.algorithms import load_private_key, read_passphrase, write_private_key
-from spoolca.register.store import Store
+from spoolca.register.store import Store, Tx, format_time
 from spoolca.spool.outgoing import Outgoing
 from spoolca.ssh.request import key_blob
 
-__all__ = ["SSH_KEY_TYPES", "create_ssh_cas", "load_ssh_key", "publish_ssh_files",
-           "revoke_ssh", "ssh_public_line"]
+__all__ = ["SSH_KEY_TYPES", "create_ssh_cas", "fold_ssh_result", "load_ssh_key",
+           "publish_ssh_files", "revoke_ssh", "ssh_public_line"]
 
 SSH_KEY_TYPES = ("ed25519", "ecdsa-p256", "ecdsa-p384")
 
@@ -142,3 +145,43 @@ def revoke_ssh(store: Store, outgoing: Outgoing, now: dt.datetime, ca: str, whic
                                                         for p in json.loads(c["principals"])})})
     publish_ssh_files(store, outgoing, now)
     return serials
+
+
+def fold_ssh_result(tx: Tx, store: Store, folder: Path, result: dict[str, Any]) -> str | None:
+    """Catch-up: an SSH certificate a copy of outgoing/ holds and the register (restored
+    from a backup) does not, folded back, so that it can be listed and revoked and a
+    request sent again gets it, not a second one. Only one our CA signed and that is
+    what result.json says. None, or why it was not folded."""
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_identity
+
+    from spoolca.host.untrusted import read_untrusted
+
+    ca, name = str(result.get("ssh_ca")), folder.name
+    line = ssh_public_line(store, ca)
+    read = read_untrusted(folder / f"{name}-cert.pub", 64 * 1024)
+    if line is None or read.data is None:
+        return f"{name}: its SSH CA is not in this register, or no {name}-cert.pub"
+    try:
+        cert = load_ssh_public_identity(read.data)
+        assert isinstance(cert, SSHCertificate)
+        cert.verify_cert_signature()
+        signed_by_us = key_blob(cert.signature_key()) == key_blob(
+            load_ssh_public_key(line.encode()))
+    except Exception as exc:  # untrusted bytes: whatever the parser raises is a refusal
+        return f"{name}: not a readable SSH certificate ({type(exc).__name__})"
+    if not signed_by_us or cert.serial != result.get("serial"):
+        return f"{name}: its SSH certificate is not signed by this CA, or not the result's"
+    if tx.ssh_serial_taken(ca, cert.serial):
+        return None
+    principals = [p.decode() for p in cert.valid_principals]
+    request = str(result.get("request_sha256", ""))
+    tx.add_ssh_certificate(ca, cert.serial, cert.key_id.decode(), json.dumps(principals),
+                           str(result.get("profile", "")), request,
+                           format_time(dt.datetime.fromtimestamp(cert.valid_after, dt.UTC)),
+                           format_time(dt.datetime.fromtimestamp(cert.valid_before, dt.UTC)),
+                           read.data.decode().strip())
+    if tx.find_request(request) is None and not tx.output_owners(name):
+        tx.add_submission(request, str(result.get("file", name)), name,
+                          str(result.get("profile", "")), "issued", [],
+                          serial=f"ssh:{ca}:{cert.serial}")
+    return None
