@@ -210,7 +210,7 @@ class TestOpenSSH:
             bare = keypair(tmp_path, "nocert")  # a key without a certificate
             assert sshd.login(bare).returncode == 255
             serial = str(sshca.result("operator")["serial"])
-            assert sshca.run("ssh", "revoke", "--ca", "user", serial).returncode == 0
+            assert sshca.run("revoke", f"ssh:user:{serial}").returncode == 0  # as X.509
             revoked = sshd.login(key)  # sshd reads RevokedKeys on each connection
             assert revoked.returncode == 255 and "logged-in" not in revoked.stdout
             assert "revoked" in sshd.log.read_text().lower()
@@ -399,3 +399,75 @@ class TestLifecycle:
         finally:
             stop_agent(target / "gnupg")
             shutil.rmtree(target.parent, ignore_errors=True)
+
+
+def test_a_profile_that_requires_a_signature_takes_only_an_authorized_one(guarded: CA,
+                                                                          signers, tmp_path):
+    """require_signature on an SSH profile: the key signed (NAME.pub.asc) by Alice is
+    certified and her fingerprint recorded; Mallory's signature (known, not authorized)
+    and none at all are refused with their reasons."""
+    with_ssh(guarded)
+    guarded.config.write_text(guarded.config.read_text() + (
+        '\n[ssh_profiles.ssh-ops]\ntype = "user"\nprincipals = ["alice"]\n'
+        f'require_signature = true\nauthorized_signers = ["{signers["alice"].fingerprint}"]\n'))
+    folder = guarded.incoming / "ssh-ops"
+    folder.mkdir(parents=True)
+    for name, signer in (("signed", "alice"), ("stranger", "mallory"), ("unsigned", None)):
+        key = keypair(tmp_path, name)
+        data = key.with_name(f"{name}.pub").read_bytes()
+        if signer:
+            (folder / f"{name}.pub.asc").write_text(signers[signer].sign(data))
+        (folder / f"{name}.json").write_text('{"principals": ["alice"]}')
+        (folder / f"{name}.pub").write_bytes(data)
+    guarded.process()
+    assert guarded.result("signed")["status"] == "issued"
+    events = json.loads(guarded.run("audit", "show", "--json", "--event", "ssh.issued").stdout)
+    assert events[-1]["data"]["signer"] == signers["alice"].fingerprint
+    assert [r["code"] for r in guarded.result("stranger")["reasons"]] == [
+        "request.signer_not_authorized"]
+    assert [r["code"] for r in guarded.result("unsigned")["reasons"]] == [
+        "request.signature_missing"]
+
+
+def test_status_show_and_the_report_tell_of_ssh_certificates(sshca: CA, tmp_path):
+    key = keypair(tmp_path, "dave")
+    request(sshca, "ssh-user", key, {"principals": ["alice"], "validity_days": 5})
+    serial = sshca.result("dave")["serial"]
+    shown = sshca.run("show", f"ssh:user:{serial}")
+    assert shown.returncode == 0 and "valid" in shown.stdout and "alice" in shown.stdout
+    assert sshca.run("show", "ssh:user:1").returncode == 1  # the counter-case: no such one
+    status = sshca.run("status")
+    assert "SSH certificates: user CA 1 valid, 0 revoked" in status.stdout
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    assert sshca.run("media", "export", str(stick)).returncode == 0
+    facts = json.loads((stick / "spoolca-results" / "report.json").read_text())
+    [ending] = facts["ssh"]["ending"]
+    assert ending["serial"] == serial and ending["days_left"] == 4
+    assert "dave" in (stick / "spoolca-results" / "REPORT.html").read_text() or \
+        ending["key_id"] in (stick / "spoolca-results" / "REPORT.html").read_text()
+
+
+def test_the_daemon_answers_a_key_dropped_after_its_request_file(sshca: CA, tmp_path):
+    """The order a stick's copy brings them (NAME.json, then NAME.pub): the request file
+    waits for its key and goes with it; the daemon answers once."""
+    from tests.daemon import NotifySocket, Running
+
+    notify = NotifySocket(tmp_path / "notify.sock")
+    try:
+        running = Running(sshca, notify)
+        notify.wait_for("READY=1")
+        folder = sshca.incoming / "ssh-user"
+        folder.mkdir(parents=True, exist_ok=True)
+        key = keypair(tmp_path, "erin")
+        (folder / "erin.json").write_text('{"principals": ["alice"]}')
+        shutil.copy(key.with_name("erin.pub"), folder / "erin.pub")
+        result = sshca.outgoing / "erin" / "result.json"
+        wait_for(result.exists, 30, "the daemon's answer")
+        assert json.loads(result.read_text())["principals"] == ["alice"]
+        assert running.stop() == 0
+        assert not list(sshca.incoming.rglob("erin*"))
+        assert sorted(p.name for p in sshca.archive.glob("erin*")) == ["erin.pub",
+                                                                       "erin.pub.json"]
+    finally:
+        notify.close()

@@ -23,7 +23,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     reload.set_defaults(func=command("signing:cmd_reload"))
 
     revoke = commands.add_parser("revoke", help="revoke a certificate; its CRL is remade")
-    revoke.add_argument("serial")
+    revoke.add_argument("serial", help="hex, as `spoolca list` shows it; or ssh:user|host:SERIAL "
+                        "(or :KEY_ID) for an SSH certificate")
     revoke.add_argument("--reason", default="unspecified", metavar="R",
                         help="an RFC 5280 reason by its OpenSSL name: unspecified, "
                         "keyCompromise, CACompromise, affiliationChanged, superseded, "

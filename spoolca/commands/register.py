@@ -43,12 +43,42 @@ def cmd_show(args: argparse.Namespace) -> int:
     from spoolca.errors import NotFoundError
     from spoolca.register.views import show_text
 
+    if args.serial.startswith("ssh:"):  # ssh:CA:SERIAL, as result.json and the register say
+        return _show_ssh(args)
     serial = serial_arg(args.serial, UsageError)
     with opened(args) as (_config, store):
         record = store.certificate(serial)
     if record is None:
         raise NotFoundError(f"no certificate with serial {serial} in the register")
     sys.stdout.write(show_text(record, utc_now()))
+    return 0
+
+
+def _show_ssh(args: argparse.Namespace) -> int:
+    import json
+
+    from spoolca.errors import NotFoundError
+
+    _ssh, ca, serial = [*args.serial.split(":"), "", ""][:3]
+    if ca not in ("user", "host") or not serial.isdigit():
+        raise UsageError(f"{args.serial!r}: an SSH certificate is ssh:user:SERIAL or "
+                         "ssh:host:SERIAL (the serial in decimal, as ssh-keygen -L shows it)")
+    with opened(args) as (_config, store):
+        found = store.ssh_certificates(ca, serial=int(serial))
+    if not found:
+        raise NotFoundError(f"no SSH {ca} certificate with serial {serial} in the register")
+    cert = found[0]
+    status = "revoked " + cert["revoked_at"] if cert["revoked_at"] else \
+        "expired" if cert["valid_before"] < utc_now().strftime("%Y-%m-%dT%H:%M:%SZ") \
+        else "valid"
+    sys.stdout.write(
+        f"SSH {ca} certificate {serial}: {status}\n"
+        f"  key ID      {cert['key_id']}\n"
+        f"  principals  {', '.join(json.loads(cert['principals']))}\n"
+        f"  valid       {cert['valid_after']} to {cert['valid_before']}\n"
+        f"  profile     {cert['profile']}\n"
+        f"  request     {cert['request_sha256']}\n"
+        f"  certificate {cert['certificate']}\n")
     return 0
 
 

@@ -57,6 +57,11 @@ def _publish_crls(config: Config, store: Store, names: list[str] | None,
 def cmd_revoke(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
 
+    if args.serial.startswith("ssh:"):  # ssh:CA:SERIAL or ssh:CA:KEY_ID
+        from spoolca.commands.ssh import cmd_ssh_revoke
+
+        _ssh, ca, which = [*args.serial.split(":", 2), "", ""][:3]
+        return cmd_ssh_revoke(argparse.Namespace(**{**vars(args), "ca": ca, "which": which}))
     serial = serial_arg(args.serial)
     invalidity = parse_moment(args.invalidity_date) if args.invalidity_date else None
     with opened(args) as (config, store):

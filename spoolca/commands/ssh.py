@@ -29,8 +29,12 @@ def cmd_ssh_init(args: argparse.Namespace) -> int:
 
 def cmd_ssh_revoke(args: argparse.Namespace) -> int:
     from spoolca.authority.sshca import revoke_ssh
+    from spoolca.errors import UsageError
     from spoolca.process.session import CASession
 
+    if args.ca not in ("user", "host") or not args.which:
+        raise UsageError("an SSH certificate is ssh:user:SERIAL or ssh:host:SERIAL (or a key "
+                         "ID in place of the serial)")
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
         moment = session.now("SSH revocation")
         serials = revoke_ssh(store, session.outgoing, moment, args.ca, args.which, "cli")

@@ -48,6 +48,13 @@ def _lines(facts: dict[str, Any]) -> list[str]:
     lines.append("CRLs:")
     lines += [f"  {c['authority']:<13} #{c['number']} next update {c['next_update']} "
               f"({c['days_left']} days), {c['entries']} revoked" for c in facts["crls"]]
+    if facts.get("ssh"):
+        ssh = facts["ssh"]
+        lines.append("SSH certificates: " + "; ".join(
+            f"{ca} CA {c['valid']} valid, {c['revoked']} revoked"
+            for ca, c in ssh["counts"].items())
+            + f"; {len(ssh['ending'])} ending within {ssh['within_days']} days "
+            "(spoolca ssh list --ca user|host)")
     ending = ", ".join(f"{w['count']} within {w['within_days']} days"
                        for w in facts["expiring"])
     lines.append(f"Ending soon: {ending} (spoolca list --expiring DAYS)")

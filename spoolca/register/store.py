@@ -217,6 +217,22 @@ class Store(AuditReads):
         return [dict(zip(names, row, strict=True))
                 for row in self._conn.execute(sql + " ORDER BY valid_after", args)]
 
+    def ssh_counts(self, ca: str, now: str) -> dict[str, int]:
+        """How many of CA's SSH certificates are valid, expired and revoked at NOW."""
+        row = self._conn.execute(
+            "SELECT SUM(revoked_at IS NULL AND valid_before >= ?), "
+            "SUM(revoked_at IS NULL AND valid_before < ?), SUM(revoked_at IS NOT NULL) "
+            "FROM ssh_certificates WHERE ca = ?", (now, now, ca)).fetchone()
+        return {"valid": row[0] or 0, "expired": row[1] or 0, "revoked": row[2] or 0}
+
+    def ssh_ending_between(self, start: str, end: str, limit: int) -> list[dict[str, Any]]:
+        """Unrevoked SSH certificates ending in (START, END], soonest first, at most LIMIT."""
+        names = ("ca", "serial", "key_id", "principals", "profile", "valid_before")
+        return [dict(zip(names, row, strict=True)) for row in self._conn.execute(
+            "SELECT ca, serial, key_id, principals, profile, valid_before FROM "
+            "ssh_certificates WHERE revoked_at IS NULL AND valid_before > ? AND "
+            "valid_before <= ? ORDER BY valid_before LIMIT ?", (start, end, limit))]
+
     def ssh_revoked(self, ca: str) -> list[int]:
         """The serials of CA's revoked SSH certificates (what its KRL lists)."""
         return [row[0] for row in self._conn.execute(

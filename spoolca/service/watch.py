@@ -128,7 +128,7 @@ class Watch:
             return
         path = Path(raw)
         profile = self.spool.profile_of(path, self.default_profile)
-        if profile is None:
+        if profile is None or self.spool.is_companion(path, profile):
             return
         sighting = self._sightings.get(path)
         if sighting is None:

@@ -146,10 +146,11 @@ def request_file_of(path: Path, names: Iterable[str]) -> Path | None:
     return next((path.with_name(n) for n in names if n.lower() == wanted), None)
 
 
-def _is_request_file(name: str, names: set[str]) -> bool:
-    """Whether NAME is the request file of an SSH key beside it (NAMES lowercased)."""
-    lowered = name.lower()
-    return lowered.endswith(".json") and lowered[:-5] + SSH_KEY_SUFFIX in names
+def _is_request_file(name: str, ssh: bool) -> bool:
+    """Whether NAME, in an SSH profile's folder (SSH), is a request file: never a request
+    of its own, it goes with its NAME.pub (and waits for it: a stick's copy brings
+    NAME.json first)."""
+    return ssh and name.lower().endswith(".json")
 
 
 def remove_empty_claims(folders: Iterable[Path]) -> None:
@@ -217,9 +218,9 @@ class Spool:
         profile = self.folder_profile(folder.name)
         found = []
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        names = {e.name.lower() for e in entries} if profile in self.ssh_profiles else set()
+        ssh = profile in self.ssh_profiles
         for inner in entries:
-            if is_ignored(inner.name) or _is_request_file(inner.name, names):
+            if is_ignored(inner.name) or _is_request_file(inner.name, ssh):
                 continue
             # A sub-folder is left alone, unless it is named like a request: then it is
             # claimed and rejected (file.not_regular) rather than left there forever.
@@ -241,6 +242,10 @@ class Spool:
         if len(parts) == 2 and not is_ignored(parts[0]) and not is_ignored(parts[1]):
             return self.folder_profile(parts[0])
         return None
+
+    def is_companion(self, path: Path, profile: str) -> bool:
+        """A file that goes with a request and is never one: an SSH key's NAME.json."""
+        return _is_request_file(path.name, profile in self.ssh_profiles)
 
     def new_claim(self) -> str:
         """A claim round's name: sortable by time, unique."""
@@ -341,10 +346,9 @@ def _sorted_dirs(folder: Path) -> list[os.DirEntry[str]]:
 def _claimed_in(folder: Path, claim: str | None, ssh: bool = False) -> list[Claimed]:
     found = []
     entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    names = {e.name.lower() for e in entries} if ssh else set()
     for entry in entries:
         if entry.name.lower().endswith(SIGNATURE_SUFFIXES) or \
-                _is_request_file(entry.name, names):
+                _is_request_file(entry.name, ssh):
             continue  # a companion: it goes with its request
         path = Path(entry.path)
         found.append(Claimed.of(path, folder.name, companion(path), claim,

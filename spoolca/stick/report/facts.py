@@ -58,6 +58,7 @@ def gather(config: Config, store: Store, now: dt.datetime, trip: Trip | None = N
         "authorities": authorities,
         "crls": crls,
         "expiring": _expiring(config, store, now),
+        "ssh": _ssh(config, store, now),
         "totals": _totals(store),
         "audit": _audit(store, appliance_key),
         "custody": _custody(config, store),
@@ -136,6 +137,23 @@ def _return_by(window: ReturnWindow | None, now: dt.datetime) -> dict[str, Any] 
                            "a newer CRL reaches them. The window closes "
                            f"{window.margin_days} day(s) before, to leave time to publish "
                            "the CRLs the stick carries."}
+
+
+def _ssh(config: Config, store: Store, now: dt.datetime) -> dict[str, Any] | None:
+    """The SSH CAs' certificates: counts, and those ending within the longest expiry
+    window (None when SSH is off)."""
+    if config.ssh is None:
+        return None
+    moment = format_time(now)
+    window = max(config.report.expiry_warning_days)
+    ending = store.ssh_ending_between(moment, format_time(now + dt.timedelta(days=window)),
+                                      _LEAVES_LISTED)
+    return {"counts": {ca: store.ssh_counts(ca, moment) for ca in ("user", "host")},
+            "within_days": window,
+            "ending": [{**c, "principals": json.loads(c["principals"]),
+                        "days_left": _days(c["valid_before"], now),
+                        "renew": f"a new request with the same key in {c['profile']}/"}
+                       for c in ending]}
 
 
 def _expiring(config: Config, store: Store, now: dt.datetime) -> list[dict[str, Any]]:
