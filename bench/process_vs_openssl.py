@@ -10,9 +10,11 @@ command, start-up included, with its CPU split (user, system) from the children'
 Beside them, the physical limit: signatures per second of the system's `openssl speed`
 and of the cryptography library spoolca signs with.
 
-File creation on ext4 slows down for a while after many deletions (the inode allocator
-skips recently freed inodes), so the runs are interleaved over several rounds, nothing is
-deleted until the end, and the medians are reported.
+Each run works on a fresh ext4 of its own (bench/freshfs.py: a loop-mounted image made
+for it, as an appliance's own disk): file creation on a shared ext4 slows down after many
+deletions (the inode allocator skips recently freed inodes), so one side would inherit
+the other's state. The runs are interleaved over several rounds and medians reported.
+Needs root for the mounts; --shared-fs measures the old, unfair way.
 
     python bench/process_vs_openssl.py [--count 2000] [--rounds 3] [--key-types ec-p256 ec-p384]
 """
@@ -20,6 +22,7 @@ deleted until the end, and the medians are reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import resource
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import freshfs
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,17 @@ def sign_speed(key_type: str) -> tuple[float, float]:
     return system, count / (time.perf_counter() - started)
 
 
+@contextlib.contextmanager
+def place(shared: bool, files: int) -> Iterator[Path]:
+    """Where one run works: a fresh file system of its own, or (--shared-fs) a folder."""
+    if shared:
+        with tempfile.TemporaryDirectory(prefix="spoolca-bench-") as tmp:
+            yield Path(tmp)
+    else:
+        with freshfs.fresh_fs(files * 6) as mount:
+            yield mount
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=2000)
@@ -199,6 +217,8 @@ def main() -> int:
     parser.add_argument("--key-types", nargs="+", default=["ec-p256", "ec-p384"],
                         help="the CA key types (both sides)")
     parser.add_argument("--csr-cache", type=Path, default=Path(__file__).parent / "out" / "csrs")
+    parser.add_argument("--shared-fs", action="store_true", help="every run in one temporary "
+                        "folder of the root file system (the old way; not a fair comparison)")
     args = parser.parse_args()
     ensure_bytecode()
     csrs = make_csrs(args.csr_cache, args.count)
@@ -207,17 +227,24 @@ def main() -> int:
              "off": ("spoolca process, lint off", "off"),
              "pkix": ("spoolca process, lint on", "pkix")}
     runs: dict[tuple[str, str], list[Run]] = {(k, t): [] for k in kinds for t in args.key_types}
-    with tempfile.TemporaryDirectory(prefix="spoolca-bench-") as tmp:
-        for round_number in range(args.rounds):
-            work = Path(tmp) / f"round{round_number}"
-            for key_type in args.key_types:
-                for kind in kinds:
+    why_not = None if args.shared_fs else freshfs.available()
+    if why_not:
+        raise SystemExit(f"fresh file systems cannot be made ({why_not}); run as root, or "
+                         "give --shared-fs to measure in one temporary folder (unfair: the "
+                         "two sides inherit each other's file-creation speed)")
+    for round_number in range(args.rounds):
+        for key_type in args.key_types:
+            for kind in kinds:
+                with place(args.shared_fs, len(csrs)) as folder:
+                    work = folder / f"round{round_number}"
                     run = (time_openssl(work, csrs, key_type, kind == "openssl+sync")
                            if kind.startswith("openssl") else
                            time_spoolca(work, csrs, key_type, kind))
-                    runs[(kind, key_type)].append(run)
+                runs[(kind, key_type)].append(run)
     n = len(csrs)
-    print(f"{n} P-256 CSRs; median of {args.rounds} interleaved rounds; "
+    where = "one shared temporary folder" if args.shared_fs else \
+        "each run on a fresh loop-mounted ext4 of its own"
+    print(f"{n} P-256 CSRs; median of {args.rounds} interleaved rounds; {where}; "
           f"{os.cpu_count()} cores; spoolca is always durable (committed and syncfs'd)")
     print("| CA key | command | median | certs/s | vs openssl ca | vs openssl + sync | "
           "user | system |")
