@@ -52,7 +52,15 @@ def answer_ssh_requests(session: CASession, claimed: Sequence[Claimed]) -> list[
     for ca in sorted({session.config.ssh_profiles[c.profile].cert_type for c in claimed}):
         session.ssh_key(ca)  # only the CAs this round needs, before any transaction
     session.require_audit_trail()
-    outcomes = [_answer(session, item) for item in claimed]
+    outcomes, jobs = [], []
+    for item in claimed:
+        outcome = _answer(session, item)
+        outcomes.append(outcome)
+        jobs.append(PublishJob(outcome.output_name, outcome.files, {}, item.path,
+                               item.file_name, item.signature, item.request_file))
+    # Published together (two syncs for the round, not per answer): each is committed
+    # already, so a crash before this is repaired from the register (spool.recovery).
+    session.publish(jobs)
     session.seal()
     return outcomes
 
@@ -84,8 +92,6 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
                 _log.error("SSH request failed", file=claimed.file_name, exc_info=exc)
                 outcome = _refused(session, tx, claimed, profile, identity, file_sha256,
                                    [Finding.internal_error()])
-    session.publish([PublishJob(outcome.output_name, outcome.files, {}, claimed.path,
-                                claimed.file_name, claimed.signature, claimed.request_file)])
     _log.info("SSH request", file=claimed.file_name, outcome=str(outcome.status),
               serial=outcome.serial, codes=[f.code for f in outcome.findings])
     return outcome
