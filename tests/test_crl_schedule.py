@@ -323,3 +323,25 @@ def test_a_crl_a_wrong_clock_dated_ahead_is_cured_by_a_higher_number(ca: CA, tmp
     assert ca.run("crl", env=clock.env).returncode == 0
     status, output = export_and_verify(ca, tmp_path / "stick", served)
     assert status == 0, output
+
+
+def test_a_crl_is_published_where_the_certificates_it_covers_say(tmp_path):
+    """The intermediate certificate names the root CRL's URL (cRLDistributionPoints);
+    the manifest's URL for root.crl must be that one: after the root's crl_url is
+    changed in the configuration, verify-publication refuses to publish it elsewhere,
+    where relying parties would never look."""
+    from tests.pki import init_ca
+
+    ca = init_ca(tmp_path / "ca", "--no-passphrase", "--root-crl-url",
+                 "http://pki.sample.com/root.crl",
+                 "--intermediate-crl-url", "http://pki.sample.com/intermediate.crl")
+    (tmp_path / "www").mkdir()
+    status, output = export_and_verify(ca, tmp_path / "stick", tmp_path / "www")
+    assert status == 0 and "for http://pki.sample.com/root.crl" in output, output
+    ca.edit_config('crl_url = "http://pki.sample.com/root.crl"',
+                   'crl_url = "http://crl.sample.com/root.crl"')
+    assert ca.run("crl").returncode == 0
+    status, output = export_and_verify(ca, tmp_path / "stick", tmp_path / "www")
+    assert status == 1, output
+    assert "root.crl: to be published at http://crl.sample.com/root.crl, but " \
+        "intermediate.pem names http://pki.sample.com/root.crl" in output

@@ -189,7 +189,36 @@ def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
         return f"lapsed: its nextUpdate {entry['next_update']} has passed"
     if parsed.number != entry["number"] or format_time(parsed.this_update) != entry["this_update"]:
         return "its number or thisUpdate is not what the manifest says"
+    elsewhere = _named_elsewhere(folder, parsed, str(entry.get("url") or ""))
+    if elsewhere:
+        return elsewhere
     return _against_served(served, f"{entry['authority']}.crl", parsed, data, now)
+
+
+def _named_elsewhere(folder: Path, crl: ReadCRL, url: str) -> str | None:
+    """Why the CRL is not where the CA certificates it covers say relying parties fetch
+    it (their cRLDistributionPoints, e.g. the intermediate's naming the root's CRL), if
+    it is not: published at the manifest's URL, it would never be found there."""
+    for path in sorted((folder / "ca").glob("*.pem")):
+        if path.name.startswith("ca-"):
+            continue  # the chains: the same certificates again
+        try:
+            cert = x509.load_pem_x509_certificate(_read(path, _MAX_FILE))
+            if cert.issuer != crl.issuer or cert.subject == cert.issuer:
+                continue
+            points = cert.extensions.get_extension_for_class(
+                x509.CRLDistributionPoints).value
+        except x509.ExtensionNotFound:
+            continue
+        except Exception:  # noqa: S112 - an unreadable CA file is refused elsewhere
+            continue
+        uris = [n.value for point in points for n in point.full_name or ()
+                if isinstance(n, x509.UniformResourceIdentifier)]
+        if uris and url not in uris:
+            return (f"to be published at {url or 'no URL'}, but {path.name} names "
+                    f"{', '.join(uris)}: relying parties fetch it from there (set the CA's "
+                    "crl_url to it, or re-sign that certificate)")
+    return None
 
 
 def _against_served(served: Path | None, name: str, new: ReadCRL, data: bytes,
