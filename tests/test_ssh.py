@@ -471,3 +471,32 @@ def test_the_daemon_answers_a_key_dropped_after_its_request_file(sshca: CA, tmp_
                                                                        "erin.pub.json"]
     finally:
         notify.close()
+
+
+def test_a_signed_revocation_request_revokes_an_ssh_certificate(guarded: CA, signers,
+                                                                tmp_path):
+    """revoke/NAME.json naming ssh:user:SERIAL, signed by an authorized revoker: the
+    certificate is revoked and on the KRL; the same named by Mallory is refused and
+    revokes nothing (the counter-case)."""
+    from tests.test_revocation_requests import drop
+
+    guarded.edit_config("revokers = []", f'revokers = ["{signers["alice"].fingerprint}"]')
+    with_ssh(guarded)
+    keys = {name: keypair(tmp_path, name) for name in ("frank", "grace")}
+    for name, key in keys.items():
+        request(guarded, "ssh-user", key, {"principals": ["alice"]})
+    serial = {name: guarded.result(name)["serial"] for name in keys}
+    drop(guarded, "revoke/lost.json", {"serial": f"ssh:user:{serial['frank']}"},
+         signers["alice"])
+    drop(guarded, "revoke/forged.json", {"serial": f"ssh:user:{serial['grace']}"},
+         signers["mallory"])
+    guarded.process()
+    assert guarded.result("lost")["status"] == "revoked"
+    assert guarded.result("forged")["status"] == "rejected"
+    krl = guarded.outgoing / "ssh" / "revoked-keys.krl"
+    queried = subprocess.run(["ssh-keygen", "-Q", "-f", str(krl),
+                              str(guarded.outgoing / "frank" / "frank-cert.pub"),
+                              str(guarded.outgoing / "grace" / "grace-cert.pub")],
+                             capture_output=True, text=True)
+    assert "frank-cert.pub): REVOKED" in queried.stdout
+    assert "grace-cert.pub): ok" in queried.stdout

@@ -38,7 +38,7 @@ from spoolca.spool.outgoing import Outgoing
 from spoolca.ssh.request import key_blob
 
 __all__ = ["SSH_KEY_TYPES", "create_ssh_cas", "fold_ssh_result", "load_ssh_key",
-           "publish_ssh_files", "revoke_ssh", "ssh_public_line"]
+           "publish_ssh_files", "revoke_ssh", "revoke_ssh_in", "ssh_public_line"]
 
 SSH_KEY_TYPES = ("ed25519", "ecdsa-p256", "ecdsa-p384")
 
@@ -127,25 +127,36 @@ def revoke_ssh(store: Store, outgoing: Outgoing, now: dt.datetime, ca: str, whic
                actor: str) -> list[int]:
     """Revoke CA's certificates by serial (decimal) or key ID; the KRL is remade. The
     serials revoked; NotFoundError or RevocationError (already revoked), nothing changed."""
+    with store.transaction(actor, now, signing="SSH revocation") as tx:
+        serials = revoke_ssh_in(tx, store, ca, which, None)
+    publish_ssh_files(store, outgoing, now)
+    return serials
+
+
+def revoke_ssh_in(tx: Tx, store: Store, ca: str, which: str, requested_by: str | None,
+                  reason: str | None = None) -> list[int]:
+    """In the caller's transaction: revoke_ssh without the KRL (the caller publishes it
+    once committed, by publish_ssh_files)."""
+    if ca not in SSH_CAS:
+        raise NotFoundError(f"{ca!r} is not an SSH CA (user or host)", serial=which)
     found = store.ssh_certificates(ca, serial=int(which)) if which.isdigit() else []
     found = found or store.ssh_certificates(ca, key_id=which)
     if not found:
-        raise NotFoundError(f"no SSH {ca} certificate with serial or key ID {which!r}")
+        raise NotFoundError(f"no SSH {ca} certificate with serial or key ID {which!r}",
+                            serial=which)
     live = [c for c in found if not c["revoked_at"]]
     if not live:
         raise RevocationError(f"the SSH {ca} certificate {which!r} is revoked already",
                               serial=which)
     serials = [int(c["serial"]) for c in live]
-    with store.transaction(actor, now, signing="SSH revocation") as tx:
-        tx.revoke_ssh(ca, serials)
-        tx.set_meta("ssh_krl_version", str(int(store.meta("ssh_krl_version") or "0") + 1))
-        tx.record("ssh.revoked", {"ca": ca, "serials": serials,
-                                  "key_ids": sorted({c["key_id"] for c in live}),
-                                  "principals": sorted({p for c in live
-                                                        for p in json.loads(c["principals"])})})
-    publish_ssh_files(store, outgoing, now)
+    tx.revoke_ssh(ca, serials)
+    tx.set_meta("ssh_krl_version", str(int(store.meta("ssh_krl_version") or "0") + 1))
+    tx.record("ssh.revoked", {"ca": ca, "serials": serials,
+                              "key_ids": sorted({c["key_id"] for c in live}),
+                              "principals": sorted({p for c in live
+                                                    for p in json.loads(c["principals"])}),
+                              "requested_by": requested_by, "reason": reason})
     return serials
-
 
 def fold_ssh_result(tx: Tx, store: Store, folder: Path, result: dict[str, Any]) -> str | None:
     """Catch-up: an SSH certificate a copy of outgoing/ holds and the register (restored

@@ -25,6 +25,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from spoolca.authority.revocation import revoke_in
+from spoolca.authority.sshca import publish_ssh_files, revoke_ssh_in
 from spoolca.errors import NotFoundError, RevocationError, SpoolcaError
 from spoolca.findings import Finding
 from spoolca.host.untrusted import loads_bounded, read_untrusted
@@ -85,7 +86,7 @@ def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
         if not isinstance(body, dict) or set(body) - _KEYS or "serial" not in body:
             raise ValueError("keys must be serial, and optionally reason, invalidity_date "
                              "and request_id")
-        serial = normalize_serial(str(body["serial"]))
+        serial = _ssh_serial(str(body["serial"])) or normalize_serial(str(body["serial"]))
         reason = str(body.get("reason", "unspecified"))
         invalidity_text = body.get("invalidity_date")
         invalidity = None
@@ -108,6 +109,17 @@ def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
     return findings or (serial, reason, invalidity)
 
 
+def _ssh_serial(text: str) -> str | None:
+    """An SSH certificate named as result.json names it (ssh:user:SERIAL, or a key ID in
+    place of the serial), or None if TEXT is not one; ValueError if it is malformed."""
+    if not text.startswith("ssh:"):
+        return None
+    _ssh, ca, which = [*text.split(":", 2), "", ""][:3]
+    if ca not in ("user", "host") or not which or len(which) > 256:
+        raise ValueError("an SSH certificate is named ssh:user:SERIAL or ssh:host:SERIAL")
+    return text
+
+
 def answer_revocations(session: CASession, claimed: Sequence[Claimed]) -> list[Outcome]:
     """Answer claimed revocation requests, each in one transaction; CRLs remade once."""
     if not claimed:
@@ -117,8 +129,11 @@ def answer_revocations(session: CASession, claimed: Sequence[Claimed]) -> list[O
     for item in claimed:  # some 75 ms of gpg each: the watchdog hears of every one
         session.heartbeat()
         outcomes.append(_answer(session, item))
-    if any(o.status == Status.REVOKED and not o.republished for o in outcomes):
+    revoked = [o for o in outcomes if o.status == Status.REVOKED and not o.republished]
+    if any(not str(o.serial).startswith("ssh:") for o in revoked):
         session.refresh_crls()
+    if any(str(o.serial).startswith("ssh:") for o in revoked):
+        publish_ssh_files(session.store, session.outgoing, session.now("revocation"))
     session.seal()
     return outcomes
 
@@ -190,7 +205,11 @@ def _judge(session: CASession, tx: Tx, claimed: Claimed, data: bytes | None,
     if not isinstance(parsed, RevocationRequest):
         return None, None, parsed
     try:
-        revoke_in(tx, parsed.serial, parsed.reason, parsed.invalidity, parsed.signer)
+        if parsed.serial.startswith("ssh:"):
+            _ssh, ca, which = parsed.serial.split(":", 2)
+            revoke_ssh_in(tx, session.store, ca, which, parsed.signer, parsed.reason)
+        else:
+            revoke_in(tx, parsed.serial, parsed.reason, parsed.invalidity, parsed.signer)
     except NotFoundError as exc:
         return parsed.serial, parsed.signer, [Finding("revoke.unknown_serial", str(exc))]
     except RevocationError as exc:

@@ -45,7 +45,7 @@ EVENTS: dict[str, str] = {
     "ssh.issued": "an OpenSSH certificate was signed: CA, serial, key ID, principals, "
     "valid_before, profile, the request's SHA-256, the signer if signed",
     "ssh.revoked": "SSH certificates were revoked (the KRL remade): CA, serials, key IDs, "
-    "principals",
+    "principals, who asked (a signed request's signer) and the reason given",
     "trip.closed": "`spoolca trip close`: the next trip planned, the return window then, "
     "and the lapse the operator accepted (--accept-lapse) if the trip comes after it",
     "crl.presigned": "`spoolca crl --presign N`: a series of future CRLs per CA (numbers, "
