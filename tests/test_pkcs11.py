@@ -352,3 +352,40 @@ def test_every_token_refusal_has_its_own_sentence():
     assert len(set(said.values())) == len(said)  # each its own
     assert all(s.startswith("the token 'ca' (/lib/hsm.so)") for s in said.values())
     assert "failed: GeneralError" in _sentence(e.GeneralError(), where)
+
+
+@pytest.mark.usefixtures("token")
+def test_ssh_cas_in_the_token_sign_certificates_sshd_accepts(tmp_path: Path):
+    """[ssh] key_store = "pkcs11": `ssh init` makes both SSH CA keys in the token (never
+    extractable), the certificates it signs there verify (cryptography, ssh-keygen) and
+    a real sshd lets one in; Ed25519 in a token is refused (the counter-case)."""
+    from tests.test_ssh import SSHD, Sshd, issued, keypair, request
+
+    ca = token_ca(tmp_path)
+    ca.edit_config('# [ssh]\n# user_key = "keys/ssh-user-ca.key.pem"\n'
+                   '# host_key = "keys/ssh-host-ca.key.pem"', '[ssh]\nkey_store = "pkcs11"')
+    ca.config.write_text(ca.config.read_text() + '\n[ssh_profiles.ssh-user]\ntype = "user"\n'
+                         'principals = ["root"]\n')
+    refused = ca.run("ssh", "init")  # Ed25519, the default: not in a token
+    assert refused.returncode == 1 and "ecdsa-p256 or ecdsa-p384" in refused.stderr
+    made = ca.run("ssh", "init", "--key-type", "ecdsa-p384")
+    assert made.returncode == 0, made.stderr
+    labels = {o["label"]: o for o in token_objects()}
+    for label in ("spoolca-ssh-user", "spoolca-ssh-host"):
+        assert labels[label]["sensitive"] and not labels[label]["extractable"]
+    assert not list((ca.dir / "keys").glob("ssh-*"))
+    key = keypair(tmp_path, "operator")
+    cert = issued(ca, request(ca, "ssh-user", key, {"principals": ["root"]}), key)
+    shown = subprocess.run(["ssh-keygen", "-L", "-f", str(cert)], capture_output=True,
+                           text=True, check=True).stdout
+    assert "using ecdsa-sha2-nistp384" in shown
+    unlocked = [e["data"] for e in audit_events(ca) if e["event"] == "key.unlocked"
+                and e["data"].get("ssh_ca")]
+    assert unlocked and unlocked[-1]["key_store"] == "pkcs11"
+    if os.path.exists(SSHD):
+        sshd = Sshd(tmp_path, ca, keypair(tmp_path, "hostkey"), None)
+        try:
+            done = sshd.login(key)
+            assert done.returncode == 0 and "logged-in" in done.stdout, done.stderr
+        finally:
+            sshd.stop()

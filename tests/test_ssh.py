@@ -483,7 +483,7 @@ def test_a_signed_revocation_request_revokes_an_ssh_certificate(guarded: CA, sig
     guarded.edit_config("revokers = []", f'revokers = ["{signers["alice"].fingerprint}"]')
     with_ssh(guarded)
     keys = {name: keypair(tmp_path, name) for name in ("frank", "grace")}
-    for name, key in keys.items():
+    for key in keys.values():
         request(guarded, "ssh-user", key, {"principals": ["alice"]})
     serial = {name: guarded.result(name)["serial"] for name in keys}
     drop(guarded, "revoke/lost.json", {"serial": f"ssh:user:{serial['frank']}"},

@@ -33,6 +33,13 @@ from spoolca.config.sshsettings import SSH_CAS
 from spoolca.errors import KeyStoreError, NotFoundError, RevocationError, SpoolcaError
 from spoolca.host.memory import no_core_dumps
 from spoolca.keys.algorithms import load_private_key, read_passphrase, write_private_key
+from spoolca.keys.token import (
+    TokenKey,
+    TokenPool,
+    TokenSigner,
+    generate_in_token,
+    token_public_key,
+)
 from spoolca.register.store import Store, Tx, format_time
 from spoolca.spool.outgoing import Outgoing
 from spoolca.ssh.request import key_blob
@@ -60,7 +67,7 @@ def _generate(key_type: str) -> SSHCertPrivateKeyTypes:
 
 
 def create_ssh_cas(config: Config, store: Store, outgoing: Outgoing, now: dt.datetime,
-                   key_type: str) -> dict[str, str]:
+                   key_type: str, tokens: TokenPool) -> dict[str, str]:
     """Make the user and host CA keys (refused if the register has them already), record
     their public keys, publish the OpenSSH files. {ca: public key line}."""
     if config.ssh is None:
@@ -72,38 +79,67 @@ def create_ssh_cas(config: Config, store: Store, outgoing: Outgoing, now: dt.dat
     if existing:
         raise SpoolcaError(f"the SSH {' and '.join(existing)} CA(s) exist already; nothing "
                            "was made")
+    in_token = config.ssh.key_store == "pkcs11"
+    if in_token and key_type not in _TOKEN_TYPES:
+        raise SpoolcaError(f"an SSH CA key in a token is {' or '.join(_TOKEN_TYPES)}: "
+                           "tokens disagree on Ed25519 (keys.token)")
     no_core_dumps()
     passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
     lines = {}
     for ca in SSH_CAS:
-        key = _generate(key_type)
-        write_private_key(config.ssh.keys[ca], key, passphrase)
-        lines[ca] = key.public_key().public_bytes(Encoding.OpenSSH,
-                                                  PublicFormat.OpenSSH).decode()
+        if in_token:
+            public = generate_in_token(tokens, _token_key(config, ca), _TOKEN_TYPES[key_type],
+                                       passphrase)
+        else:
+            key = _generate(key_type)
+            write_private_key(config.ssh.keys[ca], key, passphrase)
+            public = key.public_key()
+        lines[ca] = public.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
     with store.transaction("cli", now, signing="SSH CA") as tx:
         for ca, line in lines.items():
             tx.set_meta(_public_key_meta(ca), line)
-        tx.record("ssh.ca_created", {"key_type": key_type, "user_ca": lines["user"],
-                                     "host_ca": lines["host"],
-                                     "encrypted": passphrase is not None})
+        tx.record("ssh.ca_created", {
+            "key_type": key_type, "user_ca": lines["user"], "host_ca": lines["host"],
+            "key_store": config.ssh.key_store,
+            "tokens": {ca: _token_key(config, ca).describe() for ca in SSH_CAS}
+            if in_token else None, "encrypted": passphrase is not None or in_token})
     publish_ssh_files(store, outgoing, now)
     return lines
 
 
-def load_ssh_key(config: Config, store: Store, ca: str) -> SSHCertPrivateKeyTypes:
-    """Unlock one SSH CA's key, checked against the public key the register recorded
-    (CASession.ssh_key is the one caller: the session alone unlocks keys)."""
+def load_ssh_key(config: Config, store: Store, ca: str, tokens: TokenPool
+                 ) -> SSHCertPrivateKeyTypes | TokenSigner:
+    """Unlock one SSH CA's key (a file, or a session on its token), checked against the
+    public key the register recorded (CASession.ssh_key is the one caller: the session
+    alone unlocks keys)."""
     line = ssh_public_line(store, ca)
     if config.ssh is None or line is None:
         raise KeyStoreError("no SSH CA was made: run spoolca ssh init")
     no_core_dumps()  # before any secret is read
     passphrase = read_passphrase(config.passphrase_credential, config.passphrase_file)
+    recorded = key_blob(load_ssh_public_key(line.encode()))
+    if config.ssh.key_store == "pkcs11":
+        where = _token_key(config, ca)
+        session = tokens.session(where, passphrase)
+        signer = TokenSigner(session, where, token_public_key(session, where))
+        if key_blob(signer.public_key) != recorded:
+            raise KeyStoreError(f"the token key {where.uri} is not the SSH {ca} CA the "
+                                "register recorded")
+        return signer
     key = load_private_key(config.ssh.keys[ca], passphrase)
     if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)) or \
-            key_blob(key.public_key()) != key_blob(load_ssh_public_key(line.encode())):
+            key_blob(key.public_key()) != recorded:
         raise KeyStoreError(f"the key {config.ssh.keys[ca]} is not the SSH {ca} CA the "
                             "register recorded")
     return key
+
+
+_TOKEN_TYPES = {"ecdsa-p256": "ec-p256", "ecdsa-p384": "ec-p384"}
+
+
+def _token_key(config: Config, ca: str) -> TokenKey:
+    assert config.ssh is not None and config.pkcs11_module is not None
+    return TokenKey(config.pkcs11_module, config.pkcs11_token, config.ssh.labels[ca])
 
 
 def publish_ssh_files(store: Store, outgoing: Outgoing, now: dt.datetime) -> None:

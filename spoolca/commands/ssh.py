@@ -16,7 +16,8 @@ def cmd_ssh_init(args: argparse.Namespace) -> int:
 
     with opened(args) as (config, store), CASession(config, store, actor="cli") as session:
         moment = session.now("SSH CA")  # the clock guard, as for every signing key
-        lines = create_ssh_cas(config, store, session.outgoing, moment, args.key_type)
+        lines = create_ssh_cas(config, store, session.outgoing, moment, args.key_type,
+                               session.tokens)
         session.spool.create(config.ssh_profiles)
         session.seal()
     folder = config.spool_dir / "outgoing" / "ssh"

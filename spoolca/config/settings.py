@@ -293,13 +293,14 @@ def _read_authorities(reader: TableReader, raw: Mapping[str, Any], base: Path
 
 
 def _read_pkcs11(reader: TableReader, raw: Mapping[str, Any], base: Path,
-                 authorities: Mapping[str, AuthoritySettings]) -> tuple[Path | None, str]:
+                 authorities: Mapping[str, AuthoritySettings], ssh_in_token: bool = False
+                 ) -> tuple[Path | None, str]:
     """The token that holds the keys whose key_store is "pkcs11" (and only then required)."""
     table = reader.table(raw, "pkcs11", "")
     reader.unknown(table, {"module", "token"}, "pkcs11.")
     module = reader.get(table, "module", str, "", "pkcs11.")
     token = reader.get(table, "token", str, "", "pkcs11.")
-    if any(a.key_store == "pkcs11" for a in authorities.values()):
+    if ssh_in_token or any(a.key_store == "pkcs11" for a in authorities.values()):
         for key, value in (("module", module), ("token", token)):
             if not value:
                 reader.problems.append(f"pkcs11.{key}: required, a CA key is in a token")
@@ -399,7 +400,8 @@ def load_config(path: Path) -> Config:
             reader.table(raw, "signers", "").get("keyring"):
         reader.problems.append("signers.keyring: an SSH profile sets require_signature, so "
                                "the signers' public keys must be named here")
-    pkcs11_module, pkcs11_token = _read_pkcs11(reader, raw, base, authorities)
+    pkcs11_module, pkcs11_token = _read_pkcs11(reader, raw, base, authorities,
+                                               ssh is not None and ssh.key_store == "pkcs11")
     max_bytes = reader.positive(raw, "max_request_bytes", 65536, "")
     rescan = reader.positive(raw, "rescan_seconds", 30, "")
     signers = reader.table(raw, "signers", "")

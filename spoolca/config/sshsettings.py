@@ -7,6 +7,7 @@ name is its folder under incoming/, so it must not be an X.509 profile's or `rev
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,13 +54,16 @@ class SSHSettings:
     @cert-authority take their public halves)."""
 
     keys: Mapping[str, Path]  # "user", "host" -> the private key file
+    key_store: str = "file"   # or "pkcs11": in the [pkcs11] token, under labels[ca]
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def read_ssh(reader: TableReader, raw: Mapping[str, Any], base: Path,
              taken: set[str]) -> tuple[SSHSettings | None, dict[str, SSHProfile]]:
     """[ssh] and its profiles; TAKEN: folder names already meaning something."""
     table = reader.table(raw, "ssh", "")
-    reader.unknown(table, {"user_key", "host_key"}, "ssh.")
+    reader.unknown(table, {"user_key", "host_key", "key_store", "user_label", "host_label"},
+                   "ssh.")
     profiles_table = reader.table(raw, "ssh_profiles", "")
     if not table:
         if profiles_table:
@@ -68,6 +72,11 @@ def read_ssh(reader: TableReader, raw: Mapping[str, Any], base: Path,
         return None, {}
     keys = {kind: base / reader.get(table, f"{kind}_key", str, f"keys/ssh-{kind}-ca.key.pem",
                                     "ssh.") for kind in SSH_CAS}
+    store = reader.get(table, "key_store", str, "file", "ssh.")
+    if store not in ("file", "pkcs11"):
+        reader.problems.append("ssh.key_store: \"file\" or \"pkcs11\"")
+    labels = {kind: reader.get(table, f"{kind}_label", str, f"spoolca-ssh-{kind}", "ssh.")
+              for kind in SSH_CAS}
     profiles = {}
     for name, entry in profiles_table.items():
         where = f"ssh_profiles.{name}."
@@ -79,7 +88,7 @@ def read_ssh(reader: TableReader, raw: Mapping[str, Any], base: Path,
                                    "already an X.509 profile's (or revoke/): choose another name")
             continue
         profiles[name] = _profile(reader, name, entry, where)
-    return SSHSettings(keys), profiles
+    return SSHSettings(keys, store, labels), profiles
 
 
 def _profile(reader: TableReader, name: str, entry: Mapping[str, Any], where: str

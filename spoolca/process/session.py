@@ -35,7 +35,7 @@ from spoolca.authority.unlock import (
 from spoolca.config import Config, LintMode
 from spoolca.errors import ClockError, InternalError, RegisterBehindError, SpoolcaError
 from spoolca.keys.openpgp import ApplianceKey, keyring_owner
-from spoolca.keys.token import TokenPool
+from spoolca.keys.token import TokenPool, TokenSigner
 from spoolca.log import get_logger
 from spoolca.process.authorization import SignerCheck
 from spoolca.process.items import Cleared
@@ -92,7 +92,7 @@ class CASession:
         self._authorities: dict[str, IssuingCA] = {}
         self._audit_key: ApplianceKey | None = None
         self._head_before_unlock: int | None = None
-        self._ssh_keys: dict[str, SSHCertPrivateKeyTypes] = {}
+        self._ssh_keys: dict[str, SSHCertPrivateKeyTypes | TokenSigner] = {}
         # Backdating's lower bound: the floor before this process recorded anything, then
         # the last time backdated (so it never runs backwards within the session).
         self._backdate_floor: str | None = store.clock_floor()
@@ -202,12 +202,13 @@ class CASession:
         """This session's token sessions: a key made in a token (`ca rekey`) shares them."""
         return self._tokens
 
-    def ssh_key(self, ca: str) -> SSHCertPrivateKeyTypes:
+    def ssh_key(self, ca: str) -> SSHCertPrivateKeyTypes | TokenSigner:
         """The SSH CA CA's key ("user" or "host"), unlocked on first use (and recorded)."""
         if ca not in self._ssh_keys:
             self._before_unlock()
-            self._ssh_keys[ca] = load_ssh_key(self.config, self.store, ca)
-            self._record_unlock({"ssh_ca": ca, "key_store": "file"})
+            self._ssh_keys[ca] = load_ssh_key(self.config, self.store, ca, self._tokens)
+            self._record_unlock({"ssh_ca": ca, "key_store": self.config.ssh.key_store
+                                 if self.config.ssh else "file"})
         return self._ssh_keys[ca]
 
     def forget_keys(self) -> None:
