@@ -352,6 +352,15 @@ class TestLifecycle:
         assert again.returncode == 1 and "exist already" in again.stderr
         events = json.loads(ca.run("audit", "show", "--event", "ssh.", "--json").stdout)
         assert [e["event"] for e in events] == ["ssh.ca_created"]
+        [record] = (ca.outgoing / "ceremony").glob("*-ssh-init.txt")
+        text = record.read_text()
+        user_line = (ca.outgoing / "ssh" / "user-ca.pub").read_text()
+        printed = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=user_line,
+                                 capture_output=True, text=True, check=True).stdout.split()[1]
+        assert f"SSH user CA: ssh-ed25519 {printed}" in text  # as ssh-keygen -l prints it
+        verified = subprocess.run(["gpg", "--homedir", str(ca.dir / "gnupg"), "--verify",
+                                   f"{record}.asc", str(record)], capture_output=True, text=True)
+        assert verified.returncode == 0, verified.stderr
         keys = ca.dir / "keys"
         for name in ("ssh-user-ca.key.pem", "ssh-host-ca.key.pem"):
             assert (keys / name).stat().st_mode & 0o777 == 0o400
