@@ -447,6 +447,10 @@ def test_status_show_and_the_report_tell_of_ssh_certificates(sshca: CA, tmp_path
     assert sshca.run("show", "ssh:user:1").returncode == 1  # the counter-case: no such one
     status = sshca.run("status")
     assert "SSH certificates: user CA 1 valid, 0 revoked" in status.stdout
+    listed = sshca.run("list", "--expiring", "10").stdout
+    assert f"ssh:user:{serial}" in listed and "(alice)" in listed
+    assert f"ssh:user:{serial}" not in sshca.run("list", "--expiring", "3").stdout
+    assert f"ssh:user:{serial}" not in sshca.run("list", "--status", "revoked").stdout
     stick = tmp_path / "stick"
     stick.mkdir()
     assert sshca.run("media", "export", str(stick)).returncode == 0

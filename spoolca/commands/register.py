@@ -10,6 +10,7 @@ import sys
 from spoolca.commands.common import now as utc_now
 from spoolca.commands.common import opened, serial_arg
 from spoolca.errors import UsageError
+from spoolca.register.store import Store
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -25,6 +26,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             records = select(list(store.certificate_summaries()), now, status=args.status)
         crls = crl_status(config, store, now)
+        ssh_rows = _ssh_rows(store, now, args.status, args.expiring) if config.ssh else []
     if args.json:
         print(json.dumps([record_as_dict(r, now) for r in records], indent=2))
         return 0
@@ -33,10 +35,34 @@ def cmd_list(args: argparse.Namespace) -> int:
         renewed = f"  (superseded by {r.superseded_by})" if r.superseded_by else ""
         print(f"{r.serial:<34} {r.status(now):<8} {r.not_after:<20} {r.profile:<8} {r.subject}"
               f"{renewed}")
+    for row in ssh_rows:
+        print(row)
     for crl in crls:
         print(f"{crl.authority} CRL #{crl.number} valid until {crl.next_update}; the next one "
               f"is made from {crl.refresh_at}")
     return 0
+
+
+def _ssh_rows(store: Store, now: dt.datetime, status: str | None,
+              expiring: int | None) -> list[str]:
+    """SSH certificates as `list` shows X.509 ones (their own `ssh list --json` has every
+    field): ssh:CA:SERIAL, status, end, profile, key ID and principals."""
+    from spoolca.register.records import format_time
+
+    moment = format_time(now)
+    horizon = format_time(now + dt.timedelta(days=expiring)) if expiring is not None else None
+    rows = []
+    for ca in ("user", "host"):
+        for cert in store.ssh_certificates(ca):
+            state = "revoked" if cert["revoked_at"] else \
+                "expired" if cert["valid_before"] < moment else "valid"
+            if (status and state != status) or (horizon and not (
+                    state == "valid" and cert["valid_before"] <= horizon)):
+                continue
+            rows.append(f"{'ssh:' + ca + ':' + str(cert['serial']):<34} {state:<8} "
+                        f"{cert['valid_before']:<20} {cert['profile']:<8} {cert['key_id']} "
+                        f"({', '.join(json.loads(cert['principals']))})")
+    return rows
 
 
 def cmd_show(args: argparse.Namespace) -> int:
