@@ -412,23 +412,32 @@ class TestLifecycle:
 
 def test_a_profile_that_requires_a_signature_takes_only_an_authorized_one(guarded: CA,
                                                                           signers, tmp_path):
-    """require_signature on an SSH profile: the key signed (NAME.pub.asc) by Alice is
-    certified and her fingerprint recorded; Mallory's signature (known, not authorized)
-    and none at all are refused with their reasons."""
+    """require_signature on an SSH profile: the key and its request file signed
+    (NAME.pub.asc) by Alice are certified and her fingerprint recorded; Mallory's
+    signature (known, not authorized), none at all, and a request file changed after
+    Alice signed are refused with their reasons."""
     with_ssh(guarded)
     guarded.config.write_text(guarded.config.read_text() + (
-        '\n[ssh_profiles.ssh-ops]\ntype = "user"\nprincipals = ["alice"]\n'
+        '\n[ssh_profiles.ssh-ops]\ntype = "user"\nprincipals = ["alice", "bob"]\n'
         f'require_signature = true\nauthorized_signers = ["{signers["alice"].fingerprint}"]\n'))
     folder = guarded.incoming / "ssh-ops"
     folder.mkdir(parents=True)
     for name, signer in (("signed", "alice"), ("stranger", "mallory"), ("unsigned", None)):
         key = keypair(tmp_path, name)
-        data = key.with_name(f"{name}.pub").read_bytes()
-        if signer:
-            (folder / f"{name}.pub.asc").write_text(signers[signer].sign(data))
-        (folder / f"{name}.json").write_text('{"principals": ["alice"]}')
+        data, asked = key.with_name(f"{name}.pub").read_bytes(), b'{"principals": ["alice"]}'
+        if signer:  # over the key and the request: `cat NAME.pub NAME.json | gpg ...`
+            (folder / f"{name}.pub.asc").write_text(signers[signer].sign(data + asked))
+        (folder / f"{name}.json").write_bytes(asked)
         (folder / f"{name}.pub").write_bytes(data)
+    tampered = keypair(tmp_path, "tampered")  # signed for alice, the request file changed
+    data = tampered.with_name("tampered.pub").read_bytes()
+    (folder / "tampered.pub.asc").write_text(signers["alice"].sign(
+        data + b'{"principals": ["alice"]}'))
+    (folder / "tampered.json").write_text('{"principals": ["alice", "bob"]}')
+    (folder / "tampered.pub").write_bytes(data)
     guarded.process()
+    assert [r["code"] for r in guarded.result("tampered")["reasons"]] == [
+        "request.signature_invalid"]
     assert guarded.result("signed")["status"] == "issued"
     events = json.loads(guarded.run("audit", "show", "--json", "--event", "ssh.issued").stdout)
     assert events[-1]["data"]["signer"] == signers["alice"].fingerprint

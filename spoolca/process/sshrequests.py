@@ -7,10 +7,16 @@ into work/, identified by what they ask (the key and the request, not the commen
 answered exactly once in the same transaction as the certificate is recorded, finished
 after a crash from the register (spool.recovery). The same request again is answered
 with the earlier certificate, never signed twice.
+
+Where the profile requires a signature, NAME.pub.asc is a detached signature over the
+key file's bytes followed by the request file's (`cat NAME.pub NAME.json | gpg
+--detach-sign --armor > NAME.pub.asc`): what is asked for is signed with the key, so
+nobody can change the principals of a signed request on the way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import secrets
@@ -75,6 +81,8 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
         [Finding(read.problem or "file.unreadable", read.detail)]
     file_sha256 = request_sha256(read.data or b"")  # the key file's: the stick it came from
     identity = parsed.identity if isinstance(parsed, SSHRequest) else file_sha256
+    if file_sha256 in session.quarantined:  # it stopped the service too often (invariant 9)
+        claimed = dataclasses.replace(claimed, quarantined=True)
     now = session.now("SSH certificate")
     with session.store.transaction(session.actor, now, signing="SSH certificate") as tx:
         earlier = session.store.earlier_request_answer(identity, profile.name) \
@@ -85,7 +93,7 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
             try:
                 with tx.savepoint():
                     outcome = _decided(session, tx, claimed, profile, parsed, identity,
-                                       file_sha256, read.data)
+                                       file_sha256, read.data, asked)
             except BATCH_FAULTS:
                 raise
             except Exception as exc:  # invariant 9: one request's failure is its own answer
@@ -99,7 +107,7 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
 
 def _decided(session: CASession, tx: Tx, claimed: Claimed, profile: SSHProfile,
              parsed: SSHRequest | list[Finding], identity: str, file_sha256: str,
-             data: bytes | None) -> Outcome:
+             data: bytes | None, asked: bytes | None) -> Outcome:
     if claimed.quarantined:
         return _refused(session, tx, claimed, profile, identity, file_sha256,
                         [Finding.quarantined(claimed.file_name)])
@@ -107,10 +115,10 @@ def _decided(session: CASession, tx: Tx, claimed: Claimed, profile: SSHProfile,
         return _refused(session, tx, claimed, profile, identity, file_sha256, parsed)
     refusals: list[Finding] = []
     signer = None
-    if profile.require_signature:
+    if profile.require_signature:  # over the key and what it asks for, both
         signature = read_untrusted(claimed.signature, MAX_KEY_BYTES).data \
             if claimed.signature else None
-        signer, refusal = session.signers().check(data or b"", signature,
+        signer, refusal = session.signers().check((data or b"") + (asked or b""), signature,
                                                   profile.authorized_signers)
         refusals += [refusal] if refusal else []
     decision = judge(profile, parsed)
