@@ -460,6 +460,11 @@ def test_status_show_and_the_report_tell_of_ssh_certificates(sshca: CA, tmp_path
     assert f"ssh:user:{serial}" in listed and "(alice)" in listed
     assert f"ssh:user:{serial}" not in sshca.run("list", "--expiring", "3").stdout
     assert f"ssh:user:{serial}" not in sshca.run("list", "--status", "revoked").stdout
+    listed = json.loads(sshca.run("list", "--json").stdout)
+    [ssh_entry] = [e for e in listed if e["serial"].startswith("ssh:")]
+    assert ssh_entry["serial"] == f"ssh:user:{serial}" and ssh_entry["principals"] == ["alice"]
+    assert set(ssh_entry) >= {"serial", "status", "subject", "issuer", "profile",
+                              "not_before", "not_after", "revoked_at"}  # X.509's keys
     stick = tmp_path / "stick"
     stick.mkdir()
     assert sshca.run("media", "export", str(stick)).returncode == 0

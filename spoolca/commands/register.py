@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from typing import Any
 
 from spoolca.commands.common import now as utc_now
 from spoolca.commands.common import opened, serial_arg
@@ -26,32 +27,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             records = select(list(store.certificate_summaries()), now, status=args.status)
         crls = crl_status(config, store, now)
-        ssh_rows = _ssh_rows(store, now, args.status, args.expiring) if config.ssh else []
+        ssh = _ssh_listed(store, now, args.status, args.expiring) if config.ssh else []
     if args.json:
-        print(json.dumps([record_as_dict(r, now) for r in records], indent=2))
+        print(json.dumps([record_as_dict(r, now) for r in records] + ssh, indent=2))
         return 0
     print(f"{'SERIAL':<34} {'STATUS':<8} {'NOT AFTER':<20} {'PROFILE':<8} SUBJECT")
     for r in records:
         renewed = f"  (superseded by {r.superseded_by})" if r.superseded_by else ""
         print(f"{r.serial:<34} {r.status(now):<8} {r.not_after:<20} {r.profile:<8} {r.subject}"
               f"{renewed}")
-    for row in ssh_rows:
-        print(row)
+    for c in ssh:
+        print(f"{c['serial']:<34} {c['status']:<8} {c['not_after']:<20} {c['profile']:<8} "
+              f"{c['subject']} ({', '.join(c['principals'])})")
     for crl in crls:
         print(f"{crl.authority} CRL #{crl.number} valid until {crl.next_update}; the next one "
               f"is made from {crl.refresh_at}")
     return 0
 
 
-def _ssh_rows(store: Store, now: dt.datetime, status: str | None,
-              expiring: int | None) -> list[str]:
-    """SSH certificates as `list` shows X.509 ones (their own `ssh list --json` has every
-    field): ssh:CA:SERIAL, status, end, profile, key ID and principals."""
+def _ssh_listed(store: Store, now: dt.datetime, status: str | None,
+                expiring: int | None) -> list[dict[str, Any]]:
+    """SSH certificates as `list` gives X.509 ones: the same keys (serial ssh:CA:SERIAL,
+    the key ID as the subject, the CA as the issuer), plus their principals."""
     from spoolca.register.records import format_time
 
     moment = format_time(now)
     horizon = format_time(now + dt.timedelta(days=expiring)) if expiring is not None else None
-    rows = []
+    listed = []
     for ca in ("user", "host"):
         for cert in store.ssh_certificates(ca):
             state = "revoked" if cert["revoked_at"] else \
@@ -59,11 +61,15 @@ def _ssh_rows(store: Store, now: dt.datetime, status: str | None,
             if (status and state != status) or (horizon and not (
                     state == "valid" and cert["valid_before"] <= horizon)):
                 continue
-            rows.append(f"{'ssh:' + ca + ':' + str(cert['serial']):<34} {state:<8} "
-                        f"{cert['valid_before']:<20} {cert['profile']:<8} {cert['key_id']} "
-                        f"({', '.join(json.loads(cert['principals']))})")
-    return rows
-
+            listed.append({
+                "serial": f"ssh:{ca}:{cert['serial']}", "status": state,
+                "subject": cert["key_id"], "issuer": f"ssh-{ca}-ca",
+                "profile": cert["profile"], "not_before": cert["valid_after"],
+                "not_after": cert["valid_before"], "request_sha256": cert["request_sha256"],
+                "revoked_at": cert["revoked_at"], "revocation_reason": None,
+                "invalidity_date": None, "superseded_by": None,
+                "principals": json.loads(cert["principals"])})
+    return listed
 
 def cmd_show(args: argparse.Namespace) -> int:
     from spoolca.errors import NotFoundError
