@@ -38,6 +38,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -402,6 +403,13 @@ class CAMachine(RuleBasedStateMachine):
         done = self._cli("ssh", "revoke", "--ca", "user", str(serial))
         assert done.returncode == 0 or not self.clock_right, done.stderr
 
+    @rule(minutes=st.sampled_from([0, 10]))
+    def backdating(self, minutes: int) -> None:
+        """The operator sets [clock] backdate_minutes: ADCS's clock skew, or none."""
+        text = self.ca.config.read_text()
+        self.ca.config.write_text(re.sub(r"(?m)^backdate_minutes = \d+",
+                                         f"backdate_minutes = {minutes}", text))
+
     # -- the clock -------------------------------------------------------------------------
 
     @rule(days=st.sampled_from([-2, 3, 30, 400]))
@@ -693,6 +701,43 @@ class CAMachine(RuleBasedStateMachine):
             for (serial,) in self._db("SELECT serial FROM ssh_certificates WHERE revoked_at "
                                       "IS NOT NULL"):
                 assert serial.to_bytes(8, "big") in listed, f"{serial} not on the KRL"
+
+    @invariant()
+    def a_certificate_lives_as_long_as_its_profile_says(self) -> None:
+        """Backdating moves notBefore, never the life: notAfter - notBefore is the
+        profile's days less a second (or ends with its CA)."""
+        config = load_config(self.ca.config)
+        ends = {name: cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+                for name, cert in self._ca_certificates().items()}
+        for serial, issuer, profile, not_before, not_after in self._db(
+                "SELECT serial, issuer, profile, not_before, not_after FROM certificates "
+                "WHERE length(der) > 0"):  # not those known from a caught-up log alone
+            if profile not in config.profiles:
+                continue
+            life = dt.datetime.fromisoformat(not_after) - dt.datetime.fromisoformat(not_before)
+            days = config.profiles[profile].validity_days
+            assert life == dt.timedelta(days=days, seconds=-1) or \
+                not_after == ends.get(issuer), f"{serial} lives {life}, not {days} days"
+
+    @invariant()
+    def every_crl_covers_what_its_scope_says(self) -> None:
+        """A CRL that says it covers only end-entity (or only CA) certificates is that of
+        a CA the register knows to have certified only those."""
+        config = load_config(self.ca.config)
+        for path in (self.ca.outgoing / "crl").glob("*.crl"):
+            try:
+                scope = x509.load_der_x509_crl(path.read_bytes()).extensions \
+                    .get_extension_for_class(x509.IssuingDistributionPoint).value
+            except x509.ExtensionNotFound:
+                continue
+            kinds = {config.profiles[p].usage.ca if p in config.profiles else p == "cross"
+                     for (p,) in self._db("SELECT DISTINCT profile FROM certificates WHERE "
+                                          "issuer = ?", path.stem)}
+            assert kinds <= {scope.only_contains_ca_certs}, f"{path.name} misstates its scope"
+
+    def _ca_certificates(self) -> dict[str, x509.Certificate]:
+        return {name: x509.load_der_x509_certificate(der)
+                for name, der in self._db("SELECT name, cert_der FROM authorities")}
 
     @invariant()
     def nothing_is_dated_past_the_ceiling(self) -> None:
