@@ -29,8 +29,8 @@ def available() -> str | None:
 @contextlib.contextmanager
 def fresh_fs(files: int, megabytes: int = 256) -> Iterator[Path]:
     """A new, empty ext4 mounted for the block, with room for about FILES files; its
-    image lives in memory-backed /dev/shm when there is room, else in the temp folder
-    (each side gets the same kind), and is gone afterwards."""
+    image lives in the temp folder (each side of a comparison the same) and is gone
+    afterwards."""
     size = megabytes + files // 8  # 128 KiB a file: certificates, results, the register
     image_dir = Path(tempfile.mkdtemp(prefix="spoolca-fs-"))
     image, mount = image_dir / "disk.img", image_dir / "mnt"
