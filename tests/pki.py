@@ -192,3 +192,20 @@ def init_ca(directory: Path, *extra: str) -> CA:
                      "--intermediate-subject", INTERMEDIATE_SUBJECT, *extra)
     assert result.returncode == 0, result.stderr
     return CA(directory)
+
+
+def issue_tls_parties(ca: CA, keys: Path, server: tuple[str, str]
+                      ) -> dict[str, tuple[Path, Path]]:
+    """A server certificate (SERVER: its name and CN) and client certificates for alice
+    and bob, issued in one pass: each (fullchain.pem, its key in KEYS)."""
+    made = {}
+    for folder, name, cn in (("server", *server), ("client", "alice", "alice"),
+                             ("client", "bob", "bob")):
+        key, csr = make_csr(cn, sans=None if folder == "server" else [])
+        ca.submit(f"{folder}/{name}.csr", pem(csr))
+        (keys / f"{name}.key").write_bytes(key_pem(key))
+        made[name] = (ca.outgoing / name / "fullchain.pem", keys / f"{name}.key")
+    ca.process()
+    for name in made:
+        assert ca.result(name)["status"] == "issued", ca.result(name)
+    return made

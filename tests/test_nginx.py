@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.nginx import Nginx, needs_nginx
-from tests.pki import CA, key_pem, make_csr, pem, wait_for
+from tests.pki import CA, issue_tls_parties, wait_for
 
 pytestmark = needs_nginx
 
@@ -36,17 +36,7 @@ def _mutual_tls(folder: Path, server: tuple[Path, Path], trust: Path, crl: Path)
 @pytest.fixture
 def shop(ca: CA, tmp_path: Path) -> Iterator[tuple[CA, dict[str, tuple[Path, Path]], Path]]:
     """A server certificate and two client certificates, issued in one pass."""
-    made = {}
-    for folder, name, cn in (("server", "www", "www.sample.com"), ("client", "alice", "alice"),
-                             ("client", "bob", "bob")):
-        key, csr = make_csr(cn, sans=None if folder == "server" else [])
-        ca.submit(f"{folder}/{name}.csr", pem(csr))
-        (tmp_path / f"{name}.key").write_bytes(key_pem(key))
-        made[name] = (ca.outgoing / name / "fullchain.pem", tmp_path / f"{name}.key")
-    ca.process()
-    for name in made:
-        assert ca.result(name)["status"] == "issued", ca.result(name)
-    yield ca, made, tmp_path
+    yield ca, issue_tls_parties(ca, tmp_path, ("www", "www.sample.com")), tmp_path
 
 
 def test_nginx_refuses_a_revoked_client_after_the_bundle_is_republished(shop):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.nginx import free_port
-from tests.pki import CA, key_pem, make_csr, pem, wait_for
+from tests.pki import CA, issue_tls_parties, wait_for
 
 OPENVPN = "/usr/sbin/openvpn"
 pytestmark = pytest.mark.skipif(not os.path.exists(OPENVPN), reason="needs openvpn")
@@ -28,15 +28,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(OPENVPN), reason="needs openv
 @pytest.fixture
 def vpn(ca: CA, tmp_path: Path) -> Iterator[tuple[CA, dict[str, tuple[Path, Path]], Path]]:
     """A server certificate and two client certificates, issued in one pass."""
-    made = {}
-    for folder, name, cn in (("server", "gw", "vpn.sample.com"), ("client", "alice", "alice"),
-                             ("client", "bob", "bob")):
-        key, csr = make_csr(cn, sans=None if folder == "server" else [])
-        ca.submit(f"{folder}/{name}.csr", pem(csr))
-        (tmp_path / f"{name}.key").write_bytes(key_pem(key))
-        made[name] = (ca.outgoing / name / "fullchain.pem", tmp_path / f"{name}.key")
-    ca.process()
-    yield ca, made, tmp_path
+    yield ca, issue_tls_parties(ca, tmp_path, ("gw", "vpn.sample.com")), tmp_path
 
 
 class Tunnel:

@@ -177,11 +177,8 @@ def publish_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
             number = tx.next_crl_number(name, now)
             entries = _entries(tx, name)
             this_update = max(since or now, ca.certificate.not_valid_before_utc)
-            der = sign_crl(ca, entries, number=number, this_update=this_update,
-                           next_update=next_update, linter=linter,
-                           scope=crl_scope(config, tx, name))
-            record = CRLRecord(name, number, format_time(this_update), format_time(next_update),
-                               len(entries), hashlib.sha256(der).hexdigest())
+            der, record = _signed(ca, entries, number, this_update, next_update, linter,
+                                  crl_scope(config, tx, name))
             tx.add_crl(record)
             tx.set_meta(_pending_key(name), "0")
             voided = store.meta(presigned_key(name)) or None
@@ -231,15 +228,11 @@ def presign_crls(config: Config, store: Store, authorities: dict[str, IssuingCA]
             continue
         with store.transaction(actor, now, signing="CRL") as tx:
             first = tx.reserve_crl_numbers(name, now, len(starts))
-            entries = _entries(tx, name)
+            entries, scope = _entries(tx, name), crl_scope(config, tx, name)
             series, files = [], {}
             for number, start in enumerate(starts, start=first):
                 ends = min(start + dt.timedelta(days=schedule.crl_days), end)
-                der = sign_crl(ca, entries, number=number, this_update=start,
-                               next_update=ends, linter=linter,
-                               scope=crl_scope(config, tx, name))
-                record = CRLRecord(name, number, format_time(start), format_time(ends),
-                                   len(entries), hashlib.sha256(der).hexdigest())
+                der, record = _signed(ca, entries, number, start, ends, linter, scope)
                 series.append(record)
                 files[presigned_name(name, record.this_update)] = der
             tx.set_meta(presigned_key(name), series[-1].next_update)
@@ -265,6 +258,16 @@ def _notice(series: list[CRLRecord], statement: str) -> bytes:
     lines += [f"{presigned_name(r.authority, r.this_update)}  #{r.number}  serve from "
               f"{r.this_update}  valid until {r.next_update}" for r in series]
     return ("\n".join(lines) + "\n").encode()
+
+
+def _signed(ca: IssuingCA, entries: list[bytes], number: int, this_update: dt.datetime,
+            next_update: dt.datetime, linter: CRLLinter | None, scope: Scope | None
+            ) -> tuple[bytes, CRLRecord]:
+    """One CRL signed, and its record (the register's, the audit log's)."""
+    der = sign_crl(ca, entries, number=number, this_update=this_update,
+                   next_update=next_update, linter=linter, scope=scope)
+    return der, CRLRecord(ca.name, number, format_time(this_update), format_time(next_update),
+                          len(entries), hashlib.sha256(der).hexdigest())
 
 
 def _newest(store: Store, record: CRLRecord) -> bool:

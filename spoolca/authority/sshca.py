@@ -41,6 +41,7 @@ from spoolca.keys.token import (
     token_public_key,
 )
 from spoolca.register.store import Store, Tx, format_time
+from spoolca.register.views import ssh_name
 from spoolca.spool.outgoing import Outgoing
 from spoolca.ssh.request import key_blob
 
@@ -230,5 +231,5 @@ def fold_ssh_result(tx: Tx, store: Store, folder: Path, result: dict[str, Any]) 
     if tx.find_request(request) is None and not tx.output_owners(name):
         tx.add_submission(request, str(result.get("file", name)), name,
                           str(result.get("profile", "")), "issued", [],
-                          serial=f"ssh:{ca}:{cert.serial}")
+                          serial=ssh_name(ca, cert.serial))
     return None

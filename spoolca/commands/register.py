@@ -12,6 +12,7 @@ from spoolca.commands.common import now as utc_now
 from spoolca.commands.common import opened, serial_arg
 from spoolca.errors import UsageError
 from spoolca.register.store import Store
+from spoolca.register.views import is_ssh_name, parse_ssh_name, ssh_name, ssh_state
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -56,13 +57,12 @@ def _ssh_listed(store: Store, now: dt.datetime, status: str | None,
     listed = []
     for ca in ("user", "host"):
         for cert in store.ssh_certificates(ca):
-            state = "revoked" if cert["revoked_at"] else \
-                "expired" if cert["valid_before"] < moment else "valid"
+            state = ssh_state(cert, moment)
             if (status and state != status) or (horizon and not (
                     state == "valid" and cert["valid_before"] <= horizon)):
                 continue
             listed.append({
-                "serial": f"ssh:{ca}:{cert['serial']}", "status": state,
+                "serial": ssh_name(ca, cert["serial"]), "status": state,
                 "subject": cert["key_id"], "issuer": f"ssh-{ca}-ca",
                 "profile": cert["profile"], "not_before": cert["valid_after"],
                 "not_after": cert["valid_before"], "request_sha256": cert["request_sha256"],
@@ -75,7 +75,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from spoolca.errors import NotFoundError
     from spoolca.register.views import show_text
 
-    if args.serial.startswith("ssh:"):  # ssh:CA:SERIAL, as result.json and the register say
+    if is_ssh_name(args.serial):  # ssh:CA:SERIAL, as result.json and the register say
         return _show_ssh(args)
     serial = serial_arg(args.serial, UsageError)
     with opened(args) as (_config, store):
@@ -91,18 +91,20 @@ def _show_ssh(args: argparse.Namespace) -> int:
 
     from spoolca.errors import NotFoundError
 
-    _ssh, ca, serial = [*args.serial.split(":"), "", ""][:3]
-    if ca not in ("user", "host") or not serial.isdigit():
-        raise UsageError(f"{args.serial!r}: an SSH certificate is ssh:user:SERIAL or "
-                         "ssh:host:SERIAL (the serial in decimal, as ssh-keygen -L shows it)")
+    try:
+        ca, serial = parse_ssh_name(args.serial)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not serial.isdigit():
+        raise UsageError(f"{args.serial!r}: show takes the serial (in decimal, as "
+                         "ssh-keygen -L prints it)")
     with opened(args) as (_config, store):
         found = store.ssh_certificates(ca, serial=int(serial))
     if not found:
         raise NotFoundError(f"no SSH {ca} certificate with serial {serial} in the register")
     cert = found[0]
-    status = "revoked " + cert["revoked_at"] if cert["revoked_at"] else \
-        "expired" if cert["valid_before"] < utc_now().strftime("%Y-%m-%dT%H:%M:%SZ") \
-        else "valid"
+    status = ssh_state(cert, utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+    status += f" {cert['revoked_at']}" if cert["revoked_at"] else ""
     sys.stdout.write(
         f"SSH {ca} certificate {serial}: {status}\n"
         f"  key ID      {cert['key_id']}\n"

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from spoolca.commands.common import config_path, now, opened, parse_moment, serial_arg
 from spoolca.config import Config
-from spoolca.errors import SpoolcaError
+from spoolca.errors import SpoolcaError, UsageError
 from spoolca.log import configure_logging
 from spoolca.register.store import CRLRecord, Store, format_time
+from spoolca.register.views import is_ssh_name, parse_ssh_name
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -57,10 +58,13 @@ def _publish_crls(config: Config, store: Store, names: list[str] | None,
 def cmd_revoke(args: argparse.Namespace) -> int:
     from spoolca.process.session import CASession
 
-    if args.serial.startswith("ssh:"):  # ssh:CA:SERIAL or ssh:CA:KEY_ID
+    if is_ssh_name(args.serial):  # ssh:CA:SERIAL or ssh:CA:KEY_ID
         from spoolca.commands.ssh import cmd_ssh_revoke
 
-        _ssh, ca, which = [*args.serial.split(":", 2), "", ""][:3]
+        try:
+            ca, which = parse_ssh_name(args.serial)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         return cmd_ssh_revoke(argparse.Namespace(**{**vars(args), "ca": ca, "which": which}))
     serial = serial_arg(args.serial)
     invalidity = parse_moment(args.invalidity_date) if args.invalidity_date else None

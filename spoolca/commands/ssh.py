@@ -79,13 +79,14 @@ def cmd_ssh_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_ssh_list(args: argparse.Namespace) -> int:
+    from spoolca.register.views import ssh_state
+
     moment = now().strftime("%Y-%m-%dT%H:%M:%SZ")
     with opened(args) as (_config, store):
         found = store.ssh_certificates(args.ca)
     for cert in found:
         cert["principals"] = json.loads(cert["principals"])
-        cert["status"] = "revoked" if cert["revoked_at"] else \
-            "expired" if cert["valid_before"] < moment else "valid"
+        cert["status"] = ssh_state(cert, moment)
         del cert["certificate"]
     if args.json:
         print(json.dumps(found, indent=2, sort_keys=True))

@@ -112,33 +112,32 @@ def _profile(reader: TableReader, name: str, entry: Mapping[str, Any], where: st
         reader.problems.append(f"{where}default_days: more than max_days")
     default_extensions = ("permit-agent-forwarding", "permit-port-forwarding", "permit-pty",
                           "permit-user-rc", "permit-X11-forwarding") if kind == "user" else ()
-    extensions = reader.strings(entry, "extensions", where) if "extensions" in entry \
-        else default_extensions
-    for extension in extensions:
-        if extension not in EXTENSIONS:
-            reader.problems.append(f"{where}extensions: {extension!r} is not one of "
-                                   f"{', '.join(EXTENSIONS)}")
+    extensions = _choices(reader, entry, "extensions", where, EXTENSIONS, default_extensions)
     if kind == "host" and extensions:
         reader.problems.append(f"{where}extensions: host certificates carry none")
-    options = reader.strings(entry, "critical_options", where)
-    for option in options:
-        if option not in OPTIONS:
-            reader.problems.append(f"{where}critical_options: {option!r} is not one of "
-                                   f"{', '.join(OPTIONS)}")
-    key_types = reader.strings(entry, "key_types", where) if "key_types" in entry \
-        else KEY_TYPES
-    for key_type in key_types:
-        if key_type not in KEY_TYPES:
-            reader.problems.append(f"{where}key_types: {key_type!r} is not one of "
-                                   f"{', '.join(KEY_TYPES)} (DSA is never certified)")
+    options = _choices(reader, entry, "critical_options", where, OPTIONS, ())
+    key_types = _choices(reader, entry, "key_types", where, KEY_TYPES, KEY_TYPES,
+                         " (DSA is never certified)")
     rsa_min = reader.positive(entry, "rsa_min_bits", 3072, where)
     if rsa_min < 2048:
         reader.problems.append(f"{where}rsa_min_bits: may not be below 2048")
     signers = reader.strings(entry, "authorized_signers", where)
     return SSHProfile(name=name, cert_type=kind, principals=principals, max_days=max_days,
-                      default_days=default_days, extensions=tuple(extensions),
-                      critical_options=options, key_types=tuple(key_types),
+                      default_days=default_days, extensions=extensions,
+                      critical_options=options, key_types=key_types,
                       rsa_min_bits=rsa_min,
                       require_signature=reader.get(entry, "require_signature", bool, False,
                                                    where),
                       authorized_signers=signers)
+
+
+def _choices(reader: TableReader, entry: Mapping[str, Any], key: str, where: str,
+             allowed: tuple[str, ...], default: tuple[str, ...], why: str = ""
+             ) -> tuple[str, ...]:
+    """A list of names from ALLOWED (DEFAULT when absent); each other one a problem."""
+    values = reader.strings(entry, key, where) if key in entry else default
+    for value in values:
+        if value not in allowed:
+            reader.problems.append(f"{where}{key}: {value!r} is not one of "
+                                   f"{', '.join(allowed)}{why}")
+    return tuple(values)

@@ -30,13 +30,13 @@ from spoolca.errors import NotFoundError, RevocationError, SpoolcaError
 from spoolca.findings import Finding
 from spoolca.host.untrusted import loads_bounded, read_untrusted
 from spoolca.log import get_logger
+from spoolca.process.again import republished
 from spoolca.process.authorization import SignerCheck
 from spoolca.process.batch import BATCH_FAULTS
 from spoolca.process.session import CASession
-from spoolca.register.store import Status, SubmissionRecord, Tx
-from spoolca.register.views import normalize_serial
+from spoolca.register.store import Status, Tx
+from spoolca.register.views import is_ssh_name, normalize_serial, parse_ssh_name
 from spoolca.spool.outgoing import PublishJob
-from spoolca.spool.recovery import recorded_files
 from spoolca.spool.results import Outcome, revocation_files
 from spoolca.spool.tree import Claimed
 from spoolca.x509.crl import REASONS
@@ -86,7 +86,9 @@ def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
         if not isinstance(body, dict) or set(body) - _KEYS or "serial" not in body:
             raise ValueError("keys must be serial, and optionally reason, invalidity_date "
                              "and request_id")
-        serial = _ssh_serial(str(body["serial"])) or normalize_serial(str(body["serial"]))
+        named = str(body["serial"])  # an SSH certificate as result.json names it, or hex
+        serial = named if is_ssh_name(named) and parse_ssh_name(named) else \
+            normalize_serial(named)
         reason = str(body.get("reason", "unspecified"))
         invalidity_text = body.get("invalidity_date")
         invalidity = None
@@ -109,17 +111,6 @@ def parse_revocation_body(data: bytes, now: Callable[[], dt.datetime]
     return findings or (serial, reason, invalidity)
 
 
-def _ssh_serial(text: str) -> str | None:
-    """An SSH certificate named as result.json names it (ssh:user:SERIAL, or a key ID in
-    place of the serial), or None if TEXT is not one; ValueError if it is malformed."""
-    if not text.startswith("ssh:"):
-        return None
-    _ssh, ca, which = [*text.split(":", 2), "", ""][:3]
-    if ca not in ("user", "host") or not which or len(which) > 256:
-        raise ValueError("an SSH certificate is named ssh:user:SERIAL or ssh:host:SERIAL")
-    return text
-
-
 def answer_revocations(session: CASession, claimed: Sequence[Claimed]) -> list[Outcome]:
     """Answer claimed revocation requests, each in one transaction; CRLs remade once."""
     if not claimed:
@@ -130,9 +121,9 @@ def answer_revocations(session: CASession, claimed: Sequence[Claimed]) -> list[O
         session.heartbeat()
         outcomes.append(_answer(session, item))
     revoked = [o for o in outcomes if o.status == Status.REVOKED and not o.republished]
-    if any(not str(o.serial).startswith("ssh:") for o in revoked):
+    if any(not is_ssh_name(o.serial) for o in revoked):
         session.refresh_crls()
-    if any(str(o.serial).startswith("ssh:") for o in revoked):
+    if any(is_ssh_name(o.serial) for o in revoked):
         publish_ssh_files(session.store, session.outgoing, session.now("revocation"))
     session.seal()
     return outcomes
@@ -163,7 +154,7 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
             outcome = _recorded(session, tx, claimed, identity, None, None,
                                 [Finding.quarantined(claimed.file_name)], file_sha256)
         elif earlier is not None:
-            outcome = _republished(session, tx, claimed, identity, earlier, file_sha256)
+            outcome = republished(session, tx, claimed, identity, earlier, file_sha256)
         else:
             try:
                 with tx.savepoint():
@@ -205,8 +196,8 @@ def _judge(session: CASession, tx: Tx, claimed: Claimed, data: bytes | None,
     if not isinstance(parsed, RevocationRequest):
         return None, None, parsed
     try:
-        if parsed.serial.startswith("ssh:"):
-            _ssh, ca, which = parsed.serial.split(":", 2)
+        if is_ssh_name(parsed.serial):
+            ca, which = parse_ssh_name(parsed.serial)
             revoke_ssh_in(tx, session.store, ca, which, parsed.signer, parsed.reason)
         else:
             revoke_in(tx, parsed.serial, parsed.reason, parsed.invalidity, parsed.signer)
@@ -236,22 +227,3 @@ def _recorded(session: CASession, tx: Tx, claimed: Claimed, identity: str,
                              decided_at=tx.now, status=status, serial=serial, reasons=reasons)
     return Outcome(name, claimed.file_name, identity, "revoke", status, serial,
                    tuple(refusals), files)
-
-
-def _republished(session: CASession, tx: Tx, claimed: Claimed, identity: str,
-                 earlier: SubmissionRecord, file_sha256: str) -> Outcome:
-    """The same signed request again (whatever its line endings): the earlier answer,
-    never a second revocation."""
-    name = session.allocate_name(tx, claimed.file_name, identity)
-    tx.add_submission(identity, claimed.file_name, name, "revoke", earlier.status,
-                      earlier.findings, file_sha256, claim=claimed.claim,
-                      serial=earlier.serial, again=True)
-    tx.record("request.republished", {"name": name, "file": claimed.file_name,
-                                      "request_sha256": identity,
-                                      "status": str(earlier.status), "serial": earlier.serial})
-    again = SubmissionRecord(name, identity, claimed.file_name, "revoke", earlier.status,
-                             earlier.findings, earlier.decided_at, earlier.serial)
-    files, _links = recorded_files(session.store, session.chains, again)
-    findings = tuple(Finding(r["code"], r["message"]) for r in earlier.findings)
-    return Outcome(name, claimed.file_name, identity, "revoke", earlier.status,
-                   earlier.serial, findings, files, republished=True)

@@ -28,11 +28,12 @@ from spoolca.config.sshsettings import SSHProfile
 from spoolca.findings import Finding
 from spoolca.host.untrusted import read_untrusted
 from spoolca.log import get_logger
+from spoolca.process.again import republished
 from spoolca.process.batch import BATCH_FAULTS
 from spoolca.process.session import CASession
-from spoolca.register.store import Status, SubmissionRecord, Tx, format_time, parse_time
+from spoolca.register.store import Status, Tx, format_time, parse_time
+from spoolca.register.views import ssh_name
 from spoolca.spool.outgoing import PublishJob
-from spoolca.spool.recovery import recorded_files
 from spoolca.spool.results import Outcome, rejected_files, ssh_files
 from spoolca.spool.tree import Claimed
 from spoolca.ssh.certificate import sign_ssh_certificate
@@ -40,14 +41,9 @@ from spoolca.ssh.policy import SSHDecision, judge
 from spoolca.ssh.request import MAX_KEY_BYTES, MAX_REQUEST_BYTES, SSHRequest, parse_ssh_request
 from spoolca.x509.csr import request_sha256
 
-__all__ = ["answer_ssh_requests", "ssh_serial_text"]
+__all__ = ["answer_ssh_requests"]
 
 _log = get_logger("spoolca.process.sshrequests")
-
-
-def ssh_serial_text(ca: str, serial: int) -> str:
-    """How the register's submissions name an SSH certificate (X.509 serials are hex)."""
-    return f"ssh:{ca}:{serial}"
 
 
 def answer_ssh_requests(session: CASession, claimed: Sequence[Claimed]) -> list[Outcome]:
@@ -88,7 +84,7 @@ def _answer(session: CASession, claimed: Claimed) -> Outcome:
         earlier = session.store.earlier_request_answer(identity, profile.name) \
             if isinstance(parsed, SSHRequest) and not claimed.quarantined else None
         if earlier is not None:
-            outcome = _republished(session, tx, claimed, identity, earlier, file_sha256)
+            outcome = republished(session, tx, claimed, identity, earlier, file_sha256)
         else:
             try:
                 with tx.savepoint():
@@ -153,7 +149,7 @@ def _issued(session: CASession, tx: Tx, claimed: Claimed, profile: SSHProfile,
                            json.dumps(list(decision.principals)), profile.name, identity,
                            valid_after, valid_before, line.decode())
     name = session.allocate_name(tx, claimed.file_name, identity)
-    serial_text = ssh_serial_text(profile.cert_type, serial)
+    serial_text = ssh_name(profile.cert_type, serial)
     tx.add_submission(identity, claimed.file_name, name, profile.name, Status.ISSUED, [],
                       file_sha256, signer, claim=claimed.claim, serial=serial_text)
     tx.record("ssh.issued", {"ca": profile.cert_type, "serial": serial,
@@ -182,25 +178,6 @@ def _refused(session: CASession, tx: Tx, claimed: Claimed, profile: SSHProfile,
                            profile=profile.name, decided_at=tx.now, reasons=reasons)
     return Outcome(name, claimed.file_name, identity, profile.name, Status.REJECTED, None,
                    tuple(refusals), files)
-
-
-def _republished(session: CASession, tx: Tx, claimed: Claimed, identity: str,
-                 earlier: SubmissionRecord, file_sha256: str) -> Outcome:
-    """The same request again: the earlier answer (its certificate), never a second."""
-    name = session.allocate_name(tx, claimed.file_name, identity)
-    tx.add_submission(identity, claimed.file_name, name, earlier.profile, earlier.status,
-                      earlier.findings, file_sha256, claim=claimed.claim,
-                      serial=earlier.serial, again=True)
-    tx.record("request.republished", {"name": name, "file": claimed.file_name,
-                                      "request_sha256": identity,
-                                      "status": str(earlier.status), "serial": earlier.serial})
-    again = SubmissionRecord(name, identity, claimed.file_name, earlier.profile,
-                             earlier.status, earlier.findings, earlier.decided_at,
-                             earlier.serial)
-    files, _links = recorded_files(session.store, session.chains, again)
-    findings = tuple(Finding(r["code"], r["message"]) for r in earlier.findings)
-    return Outcome(name, claimed.file_name, identity, earlier.profile, earlier.status,
-                   earlier.serial, findings, files, republished=True)
 
 
 def _utc(stamp: int) -> dt.datetime:

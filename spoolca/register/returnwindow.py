@@ -80,8 +80,11 @@ def next_trip(config: Config, store: Store, now: dt.datetime) -> str | None:
     """When the next trip is planned: the date `spoolca trip close --next` recorded, if it
     is still ahead, else NOW + `[media] trip_interval_days` when that is set."""
     planned = store.meta("next_trip")
-    if planned and planned > format_time(now):
-        return planned
+    return planned if planned and planned > format_time(now) else _by_cadence(config, now)
+
+
+def _by_cadence(config: Config, now: dt.datetime) -> str | None:
+    """NOW + `[media] trip_interval_days`, when trips are planned at a cadence."""
     days = config.report.trip_interval_days
     return format_time(now + dt.timedelta(days=days)) if days else None
 
@@ -105,8 +108,7 @@ def close_trip(config: Config, store: Store, now: dt.datetime, planned: str | No
     was planned, and that a lapse was accepted if one was. Nothing is unlocked: the next
     signing process seals the entry."""
     window = return_window(config, store, now)
-    days = config.report.trip_interval_days
-    trip = planned or (format_time(now + dt.timedelta(days=days)) if days else None)
+    trip = planned or _by_cadence(config, now)
     lapse = lapse_before(window, trip)
     if lapse is not None and not accept_lapse:
         return window, trip, lapse

@@ -10,6 +10,24 @@ __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 7
 
+# OpenSSH certificates (issue 30): in the schema and in the migration from 6, as is.
+SSH_CERTIFICATES = """
+CREATE TABLE IF NOT EXISTS ssh_certificates (
+    ca TEXT NOT NULL,              -- "user" or "host": the SSH CA that signed it
+    serial INTEGER NOT NULL,       -- random, 1..2^63-1, unique per CA
+    key_id TEXT NOT NULL,
+    principals TEXT NOT NULL,      -- JSON list
+    profile TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    valid_after TEXT NOT NULL,
+    valid_before TEXT NOT NULL,
+    certificate TEXT NOT NULL,     -- the OpenSSH certificate line, as published
+    revoked_at TEXT,
+    PRIMARY KEY (ca, serial)
+);
+CREATE INDEX IF NOT EXISTS ssh_certificates_key_id ON ssh_certificates (ca, key_id);
+"""
+
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE authorities (
@@ -77,21 +95,7 @@ CREATE TABLE media_files (
     ingested_at TEXT NOT NULL,
     PRIMARY KEY (medium, file_sha256)
 );
-CREATE TABLE ssh_certificates (
-    ca TEXT NOT NULL,              -- "user" or "host": the SSH CA that signed it
-    serial INTEGER NOT NULL,       -- random, 1..2^63-1, unique per CA
-    key_id TEXT NOT NULL,
-    principals TEXT NOT NULL,      -- JSON list
-    profile TEXT NOT NULL,
-    request_sha256 TEXT NOT NULL,
-    valid_after TEXT NOT NULL,
-    valid_before TEXT NOT NULL,
-    certificate TEXT NOT NULL,     -- the OpenSSH certificate line, as published
-    revoked_at TEXT,
-    PRIMARY KEY (ca, serial)
-);
-CREATE INDEX ssh_certificates_key_id ON ssh_certificates (ca, key_id);
-CREATE TABLE crls (
+""" + SSH_CERTIFICATES + """CREATE TABLE crls (
     authority TEXT NOT NULL REFERENCES authorities(name),
     number INTEGER NOT NULL,
     this_update TEXT NOT NULL,
@@ -156,21 +160,6 @@ ALTER TABLE submissions ADD COLUMN again INTEGER NOT NULL DEFAULT 0;
 UPDATE meta SET value = '6' WHERE key = 'schema_version';
 """,
     # From schema 6: OpenSSH certificates (issue 30).
-    6: """
-CREATE TABLE IF NOT EXISTS ssh_certificates (
-    ca TEXT NOT NULL,              -- "user" or "host": the SSH CA that signed it
-    serial INTEGER NOT NULL,       -- random, 1..2^63-1, unique per CA
-    key_id TEXT NOT NULL,
-    principals TEXT NOT NULL,      -- JSON list
-    profile TEXT NOT NULL,
-    request_sha256 TEXT NOT NULL,
-    valid_after TEXT NOT NULL,
-    valid_before TEXT NOT NULL,
-    certificate TEXT NOT NULL,     -- the OpenSSH certificate line, as published
-    revoked_at TEXT,
-    PRIMARY KEY (ca, serial)
-);
-CREATE INDEX IF NOT EXISTS ssh_certificates_key_id ON ssh_certificates (ca, key_id);
-UPDATE meta SET value = '7' WHERE key = 'schema_version';
-""",
+    6: SSH_CERTIFICATES  # noqa: S608 - two constants
+    + "UPDATE meta SET value = '7' WHERE key = 'schema_version';\n",
 }

@@ -18,11 +18,37 @@ from spoolca.register.store import CertificateRecord, Store, format_time, parse_
 if TYPE_CHECKING:  # cryptography only for `show`: `list` and `status` start faster
     from cryptography import x509
 
-__all__ = ["CRLStatus", "crl_status", "index_line", "normalize_serial", "record_as_dict",
-           "select", "show_text"]
+__all__ = ["CRLStatus", "crl_status", "index_line", "is_ssh_name", "normalize_serial",
+           "parse_ssh_name", "record_as_dict", "select", "show_text", "ssh_name", "ssh_state"]
 
 _STATUS_LETTER = {"valid": "V", "revoked": "R", "expired": "E"}
 _OPENSSL_REASON = {"cACompromise": "CACompromise"}  # apps/ca.c crl_reasons spells it so
+
+
+def ssh_name(ca: str, serial: int) -> str:
+    """How result.json, the register's submissions and the commands name an SSH
+    certificate (X.509 serials are bare hex): ssh:CA:SERIAL, the serial in decimal as
+    ssh-keygen -L prints it."""
+    return f"ssh:{ca}:{serial}"
+
+
+def is_ssh_name(text: str | None) -> bool:
+    return bool(text) and str(text).startswith("ssh:")
+
+
+def parse_ssh_name(text: str) -> tuple[str, str]:
+    """(CA, serial or key ID) of ssh:CA:WHICH; ValueError if TEXT is not one."""
+    prefix, ca, which = [*text.split(":", 2), "", ""][:3]
+    if prefix != "ssh" or ca not in ("user", "host") or not which or len(which) > 256:
+        raise ValueError(f"{text[:80]!r}: an SSH certificate is named ssh:user:SERIAL or "
+                         "ssh:host:SERIAL (or a key ID in place of the serial)")
+    return ca, which
+
+
+def ssh_state(cert: dict[str, Any], moment: str) -> str:
+    """An SSH certificate's status at MOMENT: valid, expired or revoked."""
+    return "revoked" if cert["revoked_at"] else \
+        "expired" if cert["valid_before"] < moment else "valid"
 
 
 def normalize_serial(text: str) -> str:

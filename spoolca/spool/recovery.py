@@ -14,6 +14,7 @@ from pathlib import Path
 
 from spoolca.log import get_logger
 from spoolca.register.store import Status, Store, SubmissionRecord
+from spoolca.register.views import is_ssh_name, parse_ssh_name
 from spoolca.spool.outgoing import Outgoing, PublishJob
 from spoolca.spool.results import (
     ChainFiles,
@@ -40,7 +41,7 @@ def recorded_files(store: Store, chains: dict[str, ChainFiles], record: Submissi
                                 request_sha256=record.request_sha256,
                                 decided_at=record.decided_at, status=record.status,
                                 serial=record.serial, reasons=record.findings), {}
-    if record.status == Status.ISSUED and record.serial and record.serial.startswith("ssh:"):
+    if record.status == Status.ISSUED and is_ssh_name(record.serial):
         return _ssh_files(store, record, name), {}
     if record.status != Status.ISSUED or record.serial is None:
         # Registers before schema 6 did not say; their times differ for most re-sends.
@@ -65,7 +66,7 @@ def _ssh_files(store: Store, record: SubmissionRecord, name: str) -> dict[str, b
     """An issued SSH certificate's answer, from the register (ssh:CA:SERIAL)."""
     import json
 
-    _ssh, ca, serial = str(record.serial).split(":")
+    ca, serial = parse_ssh_name(str(record.serial))
     [found] = store.ssh_certificates(ca, serial=int(serial))
     notes = [{"code": "note.earlier_answer", "message": f"this request was decided on "
               f"{record.decided_at}; that certificate is published again, not signed again"}

@@ -137,13 +137,18 @@ def companion(path: Path) -> Path | None:
     return None
 
 
-def request_file_of(path: Path, names: Iterable[str]) -> Path | None:
-    """The request file beside an SSH key NAME.pub: NAME.json among NAMES (its folder's
-    entries), in any case (FAT: ALICE.PUB, ALICE.JSON)."""
+def request_file_of(path: Path) -> Path | None:
+    """The request file beside an SSH key NAME.pub: NAME.json, in the spellings a stick
+    gives it (FAT: ALICE.PUB, ALICE.JSON); one lstat each, never a folder listing (a
+    factory stick's folder holds thousands)."""
     if not path.name.lower().endswith(SSH_KEY_SUFFIX):
         return None
-    wanted = path.name[:-len(SSH_KEY_SUFFIX)].lower() + ".json"
-    return next((path.with_name(n) for n in names if n.lower() == wanted), None)
+    stem = path.name[:-len(SSH_KEY_SUFFIX)]
+    for suffix in (".json", ".JSON", ".Json"):
+        candidate = path.with_name(stem + suffix)
+        if os.path.lexists(candidate):
+            return candidate
+    return None
 
 
 def _is_request_file(name: str, ssh: bool) -> bool:
@@ -264,7 +269,7 @@ class Spool:
         if signature is True:  # moved first: the request never goes without it
             signature = companion(source)
         if request_file is None and profile in self.ssh_profiles:
-            request_file = request_file_of(source, os.listdir(source.parent))
+            request_file = request_file_of(source)
         moved_signature = moved_request = None
         try:
             if isinstance(signature, Path):
@@ -352,8 +357,7 @@ def _claimed_in(folder: Path, claim: str | None, ssh: bool = False) -> list[Clai
             continue  # a companion: it goes with its request
         path = Path(entry.path)
         found.append(Claimed.of(path, folder.name, companion(path), claim,
-                                request_file_of(path, [e.name for e in entries])
-                                if ssh else None))
+                                request_file_of(path) if ssh else None))
     return found
 
 

@@ -263,6 +263,7 @@ def _copy_in(config: Config, candidates: list[_Candidate], report: IngestReport,
              progress: bool) -> None:
     incoming = config.spool_dir / "incoming"
     signatures_taken: set[tuple[int, str]] = set()
+    ssh_profiles = set(config.ssh_profiles)
     seen: dict[str, str] = {}
     total = 0
     with Progress(len(candidates), "ingest", shown=progress) as bar:
@@ -276,7 +277,7 @@ def _copy_in(config: Config, candidates: list[_Candidate], report: IngestReport,
                     report.skip(shown, "a signature whose request was not taken")
                 continue
             problem = None
-            if not _a_request(lowered, profile, set(config.ssh_profiles)):
+            if not _a_request(lowered, profile, ssh_profiles):
                 problem = NOT_A_REQUEST
             elif len(report.copied) >= config.stick_max_requests:
                 problem = f"more than {config.stick_max_requests} requests on one stick"

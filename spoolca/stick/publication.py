@@ -111,6 +111,7 @@ def check_manifest(folder: Path, served: Path | None, now: dt.datetime,
     listed, its CA's, not lapsed, not older than what SERVED holds."""
     checked = Checked()
     series = manifest.get("presigned") or []
+    cas = _covered_cas(folder)
     for sub, entries in (("crl", manifest["crls"]), (PRESIGNED, series)):
         listed = {str(entry["file"]) for entry in entries}
         for path in sorted((folder / sub).glob("*.crl")):
@@ -121,14 +122,14 @@ def check_manifest(folder: Path, served: Path | None, now: dt.datetime,
             manifest.get("crl_bundle_sha256"):
         checked.refused.append(f"{CRL_BUNDLE}: not the file the manifest lists")
     for entry in manifest["crls"]:
-        problem = _check_entry(folder, served, entry, now)
+        problem = _check_entry(folder, served, entry, now, cas)
         (checked.refused if problem else checked.good).append(
             f"{entry['file']}: {problem}" if problem else
             f"{entry['file']}: #{entry['number']}, this update {entry['this_update']}, next "
             f"update {entry['next_update']}, by {entry['issuer']}"
             + (f", for {entry['url']}" if entry.get("url") else ""))
     for entry in series:  # each is served from its thisUpdate: not yet valid is right
-        problem = _check_entry(folder, served, entry, now, PRESIGNED)
+        problem = _check_entry(folder, served, entry, now, cas, PRESIGNED)
         (checked.refused if problem else checked.good).append(
             f"{PRESIGNED}/{entry['file']}: {problem}" if problem else
             f"{PRESIGNED}/{entry['file']}: #{entry['number']}, pre-signed, to be served as "
@@ -159,7 +160,8 @@ def _read(path: Path, limit: int) -> bytes:
 
 
 def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
-                 now: dt.datetime, sub: str = "crl") -> str | None:
+                 now: dt.datetime, cas: list[tuple[str, x509.Certificate]],
+                 sub: str = "crl") -> str | None:
     """Why the CRL ENTRY names (in FOLDER/SUB) may not be served (None: it may). What is
     served is by CA: a pre-signed CRL too must be newer than the one served."""
     name = Path(str(entry["file"])).name
@@ -189,33 +191,42 @@ def _check_entry(folder: Path, served: Path | None, entry: dict[str, Any],
         return f"lapsed: its nextUpdate {entry['next_update']} has passed"
     if parsed.number != entry["number"] or format_time(parsed.this_update) != entry["this_update"]:
         return "its number or thisUpdate is not what the manifest says"
-    elsewhere = _named_elsewhere(folder, parsed, str(entry.get("url") or ""))
+    elsewhere = _named_elsewhere(cas, parsed, str(entry.get("url") or ""))
     if elsewhere:
         return elsewhere
     return _against_served(served, f"{entry['authority']}.crl", parsed, data, now)
 
 
-def _named_elsewhere(folder: Path, crl: ReadCRL, url: str) -> str | None:
-    """Why the CRL is not where the CA certificates it covers say relying parties fetch
-    it (their cRLDistributionPoints, e.g. the intermediate's naming the root's CRL), if
-    it is not: published at the manifest's URL, it would never be found there."""
+def _covered_cas(folder: Path) -> list[tuple[str, x509.Certificate]]:
+    """The export's CA certificates (not the chains), parsed once for every CRL; an
+    unreadable one is left out here (_check_entry refuses the CRL it signed)."""
+    found = []
     for path in sorted((folder / "ca").glob("*.pem")):
         if path.name.startswith("ca-"):
             continue  # the chains: the same certificates again
         try:
-            cert = x509.load_pem_x509_certificate(_read(path, _MAX_FILE))
-            if cert.issuer != crl.issuer or cert.subject == cert.issuer:
-                continue
-            points = cert.extensions.get_extension_for_class(
-                x509.CRLDistributionPoints).value
-        except x509.ExtensionNotFound:
+            found.append((path.name, x509.load_pem_x509_certificate(_read(path, _MAX_FILE))))
+        except Exception:  # noqa: S112 - untrusted bytes; refused where they matter
             continue
-        except Exception:  # noqa: S112 - an unreadable CA file is refused elsewhere
+    return found
+
+
+def _named_elsewhere(cas: list[tuple[str, x509.Certificate]], crl: ReadCRL, url: str
+                     ) -> str | None:
+    """Why the CRL is not where the CA certificates it covers say relying parties fetch
+    it (their cRLDistributionPoints, e.g. the intermediate's naming the root's CRL), if
+    it is not: published at the manifest's URL, it would never be found there."""
+    for name, cert in cas:
+        if cert.issuer != crl.issuer or cert.subject == cert.issuer:
+            continue
+        try:
+            points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        except (x509.ExtensionNotFound, ValueError):
             continue
         uris = [n.value for point in points for n in point.full_name or ()
                 if isinstance(n, x509.UniformResourceIdentifier)]
         if uris and url not in uris:
-            return (f"to be published at {url or 'no URL'}, but {path.name} names "
+            return (f"to be published at {url or 'no URL'}, but {name} names "
                     f"{', '.join(uris)}: relying parties fetch it from there (set the CA's "
                     "crl_url to it, or re-sign that certificate)")
     return None
