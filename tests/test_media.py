@@ -27,21 +27,37 @@ def stick(tmp_path) -> Path:
 
 
 def verify_export(root: Path, folders: list[Path]) -> None:
-    """As a receiver checks: plain gpg --verify with the published key, sha256sum -c."""
+    """As a receiver checks: plain gpg --verify with the published key, sha256sum -c of
+    the whole export; and each result folder on its own (as handed to its requester):
+    sha256sum -c in it, its SHA256SUMS listed in the signed one."""
     home = tempfile.mkdtemp(prefix="receiver-")
     try:
         env = {**os.environ, "GNUPGHOME": home}
         subprocess.run(["gpg", "--batch", "--import", str(root / "audit" /
                                                          "appliance-key.asc")],
                        env=env, check=True, capture_output=True)
-        for folder in folders:
-            verified = subprocess.run(["gpg", "--batch", "--verify", "SHA256SUMS.asc",
-                                       "SHA256SUMS"], cwd=folder, env=env,
-                                      capture_output=True, text=True)
-            assert verified.returncode == 0 and "Good signature" in verified.stderr
+        verified = subprocess.run(["gpg", "--batch", "--verify", "SHA256SUMS.asc",
+                                   "SHA256SUMS"], cwd=root, env=env,
+                                  capture_output=True, text=True)
+        assert verified.returncode == 0 and "Good signature" in verified.stderr
+        signed = (root / "SHA256SUMS").read_text()
+        for folder in [root, *folders]:
             sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
                                   cwd=folder, capture_output=True, text=True)
             assert sums.returncode == 0, sums.stdout + sums.stderr
+            if folder != root:
+                own = f"{folder.relative_to(root)}/SHA256SUMS"
+                line = subprocess.run(["grep", f" {own}$", "SHA256SUMS"], cwd=root,
+                                      capture_output=True, text=True).stdout
+                assert line and line in signed
+                check = subprocess.run(["sha256sum", "--strict", "-c"], input=line, cwd=root,
+                                       capture_output=True, text=True)
+                assert check.returncode == 0, check.stdout + check.stderr
+        # One signature for the whole trip, whatever the number of results.
+        # (audit/, crl/ and ceremony/ carry their own signed files, made once each.)
+        assert [p.relative_to(root) for p in root.rglob("*.asc")
+                if p.parent.name not in ("audit", "crl", "ceremony")] == \
+            [Path("SHA256SUMS.asc")]
     finally:
         stop_agent(Path(home))
         shutil.rmtree(home, ignore_errors=True)
@@ -191,7 +207,7 @@ class TestRoundTrip:
         assert "client/, server/, subca/" in readme and "Never put a private key" in readme
         for named in re.findall(r"^(\S+/)\s", readme, re.M):  # every folder it names is there
             assert (root / named.replace("NAME", "web")).is_dir(), named
-        verify_export(root, [root, root / "results" / "web"])
+        verify_export(root, [root / "results" / "web", root / "results" / "bad"])
 
     def test_a_tampered_export_fails_the_checks(self, ca: CA, stick: Path):
         """Counter-case: a certificate swapped on the stick fails sha256sum -c."""
@@ -204,6 +220,14 @@ class TestRoundTrip:
         sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder,
                               capture_output=True, text=True)
         assert sums.returncode != 0 and "cert.pem: FAILED" in sums.stdout
+        # ... and the folder's SHA256SUMS made to match fails the signed one.
+        (folder / "SHA256SUMS").write_text(subprocess.run(
+            ["sha256sum", "cert.pem", "cert.crt", "chain.pem", "fullchain.pem", "result.json"],
+            cwd=folder, capture_output=True, text=True, check=True).stdout)
+        whole = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
+                               cwd=folder.parent.parent, capture_output=True, text=True)
+        assert whole.returncode != 0
+        assert "results/web/SHA256SUMS: FAILED" in whole.stdout
 
 
 class TestThroughTheDaemon:
@@ -220,7 +244,7 @@ class TestThroughTheDaemon:
             assert done.returncode == 0, done.stderr
         top = stick / "spoolca-results"
         assert os.listdir(top / "results") == ["d"]
-        verify_export(top, [top, top / "results" / "d"])
+        verify_export(top, [top / "results" / "d"])
         fingerprint = json.loads((top / "MANIFEST.json").read_text())["appliance_key"]
         verify = ca.run("audit", "verify", "--dir", str(top / "audit"), "--fingerprint",
                         fingerprint)

@@ -2,9 +2,12 @@
 
 Under spoolca-results/ on the stick: the results of the requests that stick brought, the
 CA certificates, the CRLs, the audit log, the report and a README.txt; each result
-folder and the export as a whole carry SHA256SUMS signed by the appliance's OpenPGP key,
-and MANIFEST.json names the audit head it was made with. The checksums are of the bytes
-written, not read back.
+folder carries its SHA256SUMS (a requester handed only that folder checks it with
+`sha256sum -c`), and the export as a whole one SHA256SUMS, signed by the appliance's
+OpenPGP key, that covers every file including those folders' SHA256SUMS: one signature
+per trip, not one per result (a gpg process each: 10 s per 1,000 results). MANIFEST.json
+names the audit head it was made with. The checksums are of the bytes written, not read
+back.
 
 The daemon composes it for the media unit (stick.exportrequests: the unit that reads
 hostile sticks never holds a key), and `spoolca media export` run by hand composes it
@@ -65,16 +68,20 @@ class Tree:
                 self.write(f"{relative}/{path.name}", written[path.name])
         return written
 
-    def sign_sums(self, under: str, key: ApplianceKey) -> None:
-        """SHA256SUMS of every file written below UNDER (sha256sum -c format), and its
-        detached signature."""
+    def write_sums(self, under: str) -> bytes:
+        """SHA256SUMS of every file written below UNDER (sha256sum -c format); its bytes."""
         prefix = f"{under}/" if under else ""
         lines = [f"{digest}  {name[len(prefix):]}\n"
                  for name, digest in sorted(self.digests.items())
                  if name.startswith(prefix) and name[len(prefix):] not in SUMS]
         body = "".join(lines).encode()
         self.write(f"{prefix}SHA256SUMS", body)
-        self.write(f"{prefix}SHA256SUMS.asc", key.sign(body).encode())
+        return body
+
+    def sign_sums(self, key: ApplianceKey) -> None:
+        """The export's SHA256SUMS, over every file written (the folders' own SHA256SUMS
+        among them), and its detached signature: the one signature of the trip."""
+        self.write("SHA256SUMS.asc", key.sign(self.write_sums("")).encode())
 
     def close(self) -> None:
         for relative, folder in self._folders.items():
@@ -108,9 +115,9 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
     outgoing = config.spool_dir / "outgoing"
     for name in names:
         tree.copy(outgoing / name, f"results/{name}")
-        tree.sign_sums(f"results/{name}", key)
+        tree.write_sums(f"results/{name}")
         bar.advance()
-        heartbeat()  # a factory's stick: thousands of signatures, the watchdog hears of it
+        heartbeat()  # a factory's stick: thousands of folders, the watchdog hears of it
     written = {folder: tree.copy(outgoing / folder, folder)
                for folder in ("ca", "crl", PRESIGNED, "ssh", "audit", "ceremony")
                if (outgoing / folder).is_dir()  # ceremony/: from the first record on
@@ -135,7 +142,7 @@ def _write(config: Config, store: Store, key: ApplianceKey, tree: Tree, names: l
     facts = gather(config, store, now, trip, key.fingerprint)
     tree.write("report.json", (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode())
     tree.write("REPORT.html", render(facts).encode())
-    tree.sign_sums("", key)
+    tree.sign_sums(key)
     return head_seq
 
 
@@ -159,7 +166,8 @@ Open REPORT.html first: what became of each request on this stick, and when to c
 
 results/NAME/    one folder per request this stick brought: cert.pem, chain.pem,
                  fullchain.pem, cert.crt and result.json (status, and every reason if
-                 rejected); report.json names the file each one came from
+                 rejected), and SHA256SUMS (listed in the signed SHA256SUMS below);
+                 report.json names the file each one came from
 ca/              the root and intermediate certificates and ca-chain.pem
 crl/             the current CRLs (NAME.crl DER, NAME.crl.pem), crl-bundle.pem (all of
                  them, for nginx ssl_crl and OpenVPN crl-verify), next-update.json, and
@@ -175,6 +183,8 @@ SHA256SUMS(.asc) checksums of everything here, signed by the appliance's OpenPGP
                  {fingerprint}
 
 Check:  gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS
+A result folder handed on alone: sha256sum -c SHA256SUMS in it, and its SHA256SUMS
+is listed in the signed one here (grep ' results/NAME/SHA256SUMS$' SHA256SUMS).
 (gpg warns "This key is not certified with a trusted signature" until you certify the
 appliance key yourself: what matters is that the fingerprint it prints is the one above,
 as written in your ceremony record.)
