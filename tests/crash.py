@@ -8,6 +8,9 @@ it is mounted (ext4 replays its journal) and checked:
 
 - nothing published that is not durable: every result folder visible in the crash state
   holds a whole result (result.json parses, cert.pem and cert.crt are whole and agree);
+- nothing taken that is not durable: the stick's requests are good, so a refusal of one
+  means a torn copy was answered (named in incoming/ before its bytes were on disk; the
+  workload's own submissions are plain writes a power cut may tear, as a user's copy);
 - recovery (`spoolca process`) succeeds, and afterwards the register and outgoing/
   agree: every recorded result is published, byte for byte, and every published result
   is recorded; what was visible before recovery is unchanged by it (nothing durable lost);
@@ -52,7 +55,8 @@ def _cli(ca_dir: Path, *args: str, timeout: float = 120) -> subprocess.Completed
 
 def workload(mountpoint: Path, log: Recording) -> None:
     """init; a pass over six requests; the daemon answering eight, one at a time; a
-    revocation. Marks in the log: init, pass, daemon, revoked."""
+    revocation; a stick of five ingested (copies made durable in one batch, then named),
+    then a pass. Marks in the log: init, pass, daemon, revoked, ingested."""
     ca_dir = mountpoint / "ca"
     made = spoolca("init", "--dir", str(ca_dir), "--root-subject", ROOT_SUBJECT,
                    "--intermediate-subject", INTERMEDIATE_SUBJECT, "--no-passphrase",
@@ -79,6 +83,13 @@ def workload(mountpoint: Path, log: Recording) -> None:
     serial = ca.result("p0")["serial"]
     assert _cli(ca_dir, "revoke", serial, "--reason", "keyCompromise").returncode == 0
     log.mark("revoked")
+    stick = mountpoint / "stick" / "server"
+    stick.mkdir(parents=True)
+    for index in range(5):
+        (stick / f"s{index}.csr").write_bytes(pem(make_csr(f"s{index}.sample.com")[1]))
+    assert _cli(ca_dir, "media", "ingest", str(stick.parent)).returncode == 0
+    assert _cli(ca_dir, "process").returncode == 0
+    log.mark("ingested")
     stop_agent(ca_dir / "gnupg")
 
 
@@ -204,6 +215,9 @@ def _check_mounted(image: Path, mountpoint: Path, point: CrashPoint) -> list[str
             if _whole(name, files) is None and after.get(name) != files:
                 problems.append(f"{name} was whole before recovery and changed")
         problems += [p for name, files in after.items() if (p := _whole(name, files))]
+        problems += [f"{name} (from the stick) was refused: {files['result.json'][:300]!r}"
+                     for name, files in after.items() if name.startswith("s")
+                     and json.loads(files["result.json"]).get("status") == "rejected"]
         problems += _agree(ca_dir, after)
         ca = CA(ca_dir)
         ca.submit("server/after.csr", pem(make_csr("after.sample.com")[1]))

@@ -217,13 +217,42 @@ def _companion(folder: Folder, name: str) -> str | None:
                  if folder.exists(name + suffix)), None)
 
 
-def _place(folder: Path, name: str, data: bytes) -> Path:
-    """Write under a dot-name, then rename: complete before it appears."""
-    target = folder / name
-    temp = folder / f".{name}.part"
-    atomic_write(temp, data)
-    move(temp, target)
-    return target
+class _Placing:
+    """Copies into incoming/, written under dot-names (which the daemon never takes),
+    made durable together, one syncfs per BATCH of them, and only then given their names:
+    a request never appears before its bytes are on disk (a power cut leaves no empty
+    CSR to answer), without one fsync per file (2 ms each: 10,000 files took 25 s). The
+    batch keeps the daemon busy while the rest of the stick is read."""
+
+    BATCH = 256
+
+    def __init__(self, incoming: Path) -> None:
+        self._incoming = incoming
+        self._pending: list[tuple[Path, Path]] = []
+        self._names: set[Path] = set()
+
+    def place(self, folder: Path, name: str, data: bytes) -> Path:
+        target = folder / name
+        temp = folder / f".{name}.part"
+        atomic_write(temp, data, durable=False)
+        self._pending.append((temp, target))  # in order: a signature before its request
+        self._names.add(target)
+        return target
+
+    def taken(self, path: Path) -> bool:
+        return path in self._names or os.path.lexists(path)
+
+    def full(self) -> bool:
+        return len(self._pending) >= self.BATCH
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        sync_filesystem([self._incoming])
+        for temp, target in self._pending:
+            move(temp, target)
+        self._pending.clear()
+        self._names.clear()
 
 
 def ingest_from(config: Config, store: Store, source: Path, now: dt.datetime,
@@ -266,9 +295,12 @@ def _copy_in(config: Config, candidates: list[_Candidate], report: IngestReport,
     ssh_profiles = set(config.ssh_profiles)
     seen: dict[str, str] = {}
     total = 0
+    placing = _Placing(incoming)
     with Progress(len(candidates), "ingest", shown=progress) as bar:
         for candidate in candidates:
             bar.advance()
+            if placing.full():
+                placing.flush()
             folder, name, profile, shown = (candidate.folder, candidate.name,
                                             candidate.profile, candidate.shown)
             lowered = name.lower()
@@ -302,7 +334,7 @@ def _copy_in(config: Config, candidates: list[_Candidate], report: IngestReport,
                 continue
             seen[digest] = shown
             total += len(data)
-            safe = _free_name(target_folder, _safe(name)).name
+            safe = _free_name(target_folder, _safe(name), placing.taken).name
             signature = _companion(folder, name)
             if signature is not None:
                 signatures_taken.add((folder.fd, signature))
@@ -310,17 +342,18 @@ def _copy_in(config: Config, candidates: list[_Candidate], report: IngestReport,
                 if signed is None:
                     report.skip(f"{shown}{signature[len(name):]}", why or "unreadable")
                 else:  # the signature first: the request must never be seen without it
-                    _place(target_folder, f"{safe}{signature[len(name):]}", signed)
-            target = _place(target_folder, safe, data)
+                    placing.place(target_folder, f"{safe}{signature[len(name):]}", signed)
+            target = placing.place(target_folder, safe, data)
             report.copied.append({"file": shorten(shown),
                                   "as": str(target.relative_to(incoming)),
                                   "sha256": digest, "size": len(data),
                                   "signed": signature is not None})
+    placing.flush()
 
 
-def _free_name(folder: Path, name: str) -> Path:
+def _free_name(folder: Path, name: str, taken: Callable[[Path], bool]) -> Path:
     target, counter = folder / name, 1
-    while os.path.lexists(target):
+    while taken(target):
         counter += 1
         stem, dot, suffix = name.partition(".")
         target = folder / f"{stem}-{counter}{dot}{suffix}"
