@@ -180,3 +180,23 @@ class TestPolicyCheck:
         assert ca.run("policy", "check", str(path)).returncode == 1
         assert ca.run("policy", "check", str(path), "--profile", "client").returncode == 0
         assert ca.run("policy", "check", str(path), "--profile", "nope").returncode == 2
+
+
+class TestOpening:
+    def test_a_refused_register_is_closed_at_once(self, tmp_path):
+        """A register that cannot be used (a half-made CA's: no schema) is refused in one
+        sentence and closed then, not when the garbage collector gets to it: its -shm
+        stayed mapped, and a file system holding it could not be unmounted."""
+        from spoolca.errors import SpoolcaError
+        from spoolca.register.store import Store
+
+        database = tmp_path / "ca.db"
+        made = sqlite3.connect(database)
+        made.execute("PRAGMA journal_mode = WAL")
+        made.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        made.commit()
+        made.close()
+        with pytest.raises(SpoolcaError, match="has schema None"):
+            Store(database)
+        with open("/proc/self/maps") as maps:
+            assert str(tmp_path) not in maps.read()
