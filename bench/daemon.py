@@ -4,7 +4,9 @@
 Burst: N CSRs renamed into a running daemon's incoming/ at once; the time from the
 first rename until the last original is archived (archiving comes after its result is
 published and synced). Compared, on the same CSRs, with `spoolca process` timed as a
-whole command. Both with lint off, as in process_vs_openssl.py.
+whole command. Both with lint off, as in process_vs_openssl.py; each run on a fresh
+ext4 of its own (bench/freshfs.py), the two interleaved over rounds; reported as the
+ratio of the medians (and the CPU ratio), never as times.
 
 Latency: the default configuration (lint on), the daemon idle; one CSR at a time is
 renamed in and the time until its result.json exists is measured (polled each 1 ms).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -27,7 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from process_vs_openssl import SPOOLCA, ensure_bytecode, make_csrs, new_ca, time_spoolca
+import freshfs
+from process_vs_openssl import SPOOLCA, Run, ensure_bytecode, make_csrs, new_ca, time_spoolca
 
 
 def start_daemon(config: Path, work: Path) -> subprocess.Popen[bytes]:
@@ -49,8 +53,8 @@ def stop(daemon: subprocess.Popen[bytes]) -> None:
     daemon.wait(timeout=120)
 
 
-def burst(work: Path, csrs: list[Path], key_type: str) -> tuple[float, float]:
-    """(daemon seconds, process seconds) for the same CSRs."""
+def burst(work: Path, csrs: list[Path], key_type: str) -> Run:
+    """The daemon's time and CPU (its own, counted when it is reaped) for the burst."""
     config = new_ca(work / "burst", key_type, "off")
     staging = work / "burst" / "spool" / "staging"  # same file system: renames are atomic
     staging.mkdir()
@@ -59,17 +63,17 @@ def burst(work: Path, csrs: list[Path], key_type: str) -> tuple[float, float]:
     incoming = work / "burst" / "spool" / "incoming" / "server"
     archive = work / "burst" / "spool" / "archive"
     subprocess.run(["sync"], check=True)
-    subprocess.run(["sync"], check=True)
     daemon = start_daemon(config, work)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     for csr in csrs:
         os.rename(staging / csr.name, incoming / csr.name)
     while len(os.listdir(archive)) < len(csrs):
         time.sleep(0.005)
-    daemon_seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
     stop(daemon)
-
-    return daemon_seconds, time_spoolca(work, csrs, key_type, "off").wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Run(seconds, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
 
 
 def latency(work: Path, csrs: list[Path], key_type: str, *, from_outside: bool) -> list[float]:
@@ -109,25 +113,30 @@ def main() -> int:
     args = parser.parse_args()
     ensure_bytecode()
     csrs = make_csrs(args.csr_cache, max(args.count, args.lone))
-    pairs = []
+    why_not = freshfs.available()
+    if why_not:
+        raise SystemExit(f"fresh file systems cannot be made: {why_not}")
+    daemon_runs, process_runs = [], []
+    for _ in range(args.rounds):  # interleaved, each run on a fresh file system
+        with freshfs.fresh_fs(args.count * 6) as disk:
+            daemon_runs.append(burst(disk, csrs[:args.count], args.key_type))
+        with freshfs.fresh_fs(args.count * 6) as disk:
+            process_runs.append(time_spoolca(disk, csrs[:args.count], args.key_type, "off"))
     with tempfile.TemporaryDirectory(prefix="spoolca-bench-") as tmp:
-        for round_number in range(args.rounds):  # interleaved, nothing deleted until the end
-            pairs.append(burst(Path(tmp) / f"round{round_number}", csrs[:args.count],
-                               args.key_type))
         inside = sorted(latency(Path(tmp) / "inside", csrs[:args.lone], args.key_type,
                                 from_outside=False))
         outside = sorted(latency(Path(tmp) / "outside", csrs[:args.lone], args.key_type,
                                  from_outside=True))
-    daemon_s = statistics.median(p[0] for p in pairs)
-    process_s = statistics.median(p[1] for p in pairs)
-    n = args.count
-    print(f"burst of {n} CSRs, lint off, CA key {args.key_type}, median of {args.rounds} "
-          f"rounds (daemon, process: {', '.join(f'{d:.2f}/{p:.2f}' for d, p in pairs)})")
-    print(f"  daemon (serve)        {daemon_s:6.2f} s {n / daemon_s:7.0f} certs/s")
-    print(f"  spoolca process       {process_s:6.2f} s {n / process_s:7.0f} certs/s"
-          f"   daemon/process: {process_s / daemon_s:.2f}x")
+    daemon_s = statistics.median(r.wall for r in daemon_runs)
+    process_s = statistics.median(r.wall for r in process_runs)
+    daemon_cpu = statistics.median(r.user + r.system for r in daemon_runs)
+    process_cpu = statistics.median(r.user + r.system for r in process_runs)
+    print(f"burst of {args.count} CSRs, lint off, CA key {args.key_type}, median of "
+          f"{args.rounds} interleaved rounds, each run on a fresh ext4 of its own")
+    print(f"  daemon (serve) against spoolca process: speed {process_s / daemon_s:.2f}x, "
+          f"CPU {daemon_cpu / process_cpu:.2f}x")
     for label, samples in (("renamed within incoming/", inside),
-                           ("moved in from outside", outside)):
+                           ("moved in from outside", outside)) if args.lone else ():
         p50 = statistics.median(samples)
         p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
         print(f"lone request at idle, lint on, {label}, {len(samples)} samples: "
