@@ -23,6 +23,8 @@ The invariants, after every step:
 - with the clock right, confirmed by the operator, a pass issues;
 - a request the operator reconsiders is answered again in its own folder, and nothing
   else changes;
+- every stick's export verifies by its one signature (gpgv, sha256sum -c), each result
+  folder's SHA256SUMS listed in it;
 - a stick carries back only results of requests it brought, or (before its first export
   gave it its secret) requests other sticks of the same volume ID brought and have not
   yet taken back; whether the export was composed by the command or by the daemon;
@@ -548,9 +550,30 @@ class CAMachine(RuleBasedStateMachine):
         results = stick.folder / "spoolca-results" / "results"
         carried = set(os.listdir(results)) if results.is_dir() else set()
         assert carried <= allowed, f"{stick.folder.name} carried {carried - allowed}"
+        self._one_signature_covers(stick.folder / "spoolca-results")
         if secretless:  # moved to this stick's secret: its exports re-send them
             stick.brought |= self.unclaimed.get(stick.uuid, set())
             self.unclaimed[stick.uuid] = set()
+
+    def _one_signature_covers(self, export: Path) -> None:
+        """An export verifies as its README says (gpgv with the appliance key it carries,
+        sha256sum -c), by one signature whatever it holds: each result folder's own
+        SHA256SUMS is listed in the signed one and checks on its own."""
+        keyring = self.scratch / f"keyring-{self.counter}.gpg"
+        subprocess.run(["gpg", "--batch", "--yes", "--dearmor", "--output", str(keyring),
+                        str(export / "audit" / "appliance-key.asc")], check=True,
+                       capture_output=True)
+        verified = subprocess.run(["gpgv", "--keyring", str(keyring), "SHA256SUMS.asc",
+                                   "SHA256SUMS"], cwd=export, capture_output=True, text=True)
+        assert verified.returncode == 0, verified.stderr
+        signed = (export / "SHA256SUMS").read_text()
+        for folder in [export, *sorted((export / "results").glob("*"))]:
+            checked = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"],
+                                     cwd=folder, capture_output=True, text=True)
+            assert checked.returncode == 0, checked.stdout
+            if folder != export:
+                assert f"  results/{folder.name}/SHA256SUMS\n" in signed, folder.name
+                assert not (folder / "SHA256SUMS.asc").exists(), "a signature per folder"
 
     def _export(self, stick: Stick, identity: Path, through_daemon: bool
                 ) -> subprocess.CompletedProcess[str]:
