@@ -78,9 +78,29 @@ def unit_credentials(unit: str = UNIT) -> dict[str, Credential]:
             found.clear()
             continue
         name, _, path = value.partition(":")
+        encrypted = kind.endswith("Encrypted")
         if name and path.startswith("/"):
-            found[name] = Credential(name, Path(path), kind.endswith("Encrypted"))
+            found[name] = Credential(name, Path(path), encrypted)
+        elif name and not path and (stored := _in_credstore(name, encrypted)) is not None:
+            found[name] = Credential(name, stored, encrypted)
     return found
+
+
+def _credstores(encrypted: bool) -> list[Path]:
+    """Where systemd (252) looks for a credential named without a path, in its order."""
+    roots = ("/etc", "/run", "/usr/local/lib", "/usr/lib")
+    sealed = [Path(root) / "credstore.encrypted" for root in roots] if encrypted else []
+    return [*sealed, *(Path(root) / "credstore" for root in roots)]
+
+
+def _in_credstore(name: str, encrypted: bool) -> Path | None:
+    """The file systemd would load for NAME (root's folders, never the state
+    directory's), or None: the unit then starts without it, as a CA with no passphrase
+    needs."""
+    if "/" in name or name.startswith("."):
+        return None
+    return next((folder / name for folder in _credstores(encrypted)
+                 if (folder / name).is_file()), None)
 
 
 Handler = Callable[[str, bytes], bytes]
