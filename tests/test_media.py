@@ -295,6 +295,23 @@ class TestWaiting:
             running.stop()
             notify.close()
 
+    def test_an_answer_recorded_and_not_yet_published_is_waited_for(self, ca: CA,
+                                                                   stick: Path, tmp_path):
+        """The media unit exports right after --wait, and an export carries only what is
+        published: a request the register has decided and outgoing/ does not hold yet
+        (here its folder removed, as between the daemon's commit and its publication) is
+        not "answered"; --wait said so at once and the stick left without it."""
+        csr = pem(make_csr("w.sample.com")[1])
+        (stick / "server" / "w.csr").write_bytes(csr)
+        assert ca.run("media", "ingest", str(stick)).returncode == 0
+        ca.process()
+        shutil.rmtree(ca.outgoing / "w")
+        again = tmp_path / "again"
+        (again / "server").mkdir(parents=True)
+        (again / "server" / "w.csr").write_bytes(csr)
+        result = ca.run("media", "ingest", "--wait", "1", str(again))
+        assert result.returncode == 1 and "only 0 of 1" in result.stdout, result.stdout
+
     def test_waiting_without_a_daemon_times_out(self, ca: CA, stick: Path):
         """Counter-case: nobody answers; exit 1 after the deadline, the request kept."""
         (stick / "server" / "w.csr").write_bytes(pem(make_csr("w.sample.com")[1]))

@@ -31,7 +31,8 @@ def cmd_media_ingest(args: argparse.Namespace) -> int:
             counts = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped_by_reason.items()))
             print(f"  ... {report.skipped_total} skipped in all: {counts}")
         if args.wait:
-            return _wait_for_answers(store, report, args.wait)
+            return _wait_for_answers(store, report, args.wait,
+                                     config.spool_dir / "outgoing")
     return 0
 
 
@@ -56,15 +57,18 @@ def _identity(args: argparse.Namespace) -> Path | None:
     return path
 
 
-def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int:
-    """Until the daemon has answered every request taken from the stick, or the deadline."""
+def _wait_for_answers(store: Store, report: IngestReport, seconds: float,
+                      outgoing: Path) -> int:
+    """Until every request taken from the stick is answered and its answer published
+    (outgoing/NAME/result.json: the export that follows carries only what is there; a
+    request recorded and not yet published would miss the stick), or the deadline."""
     import time
 
     # Revocation requests too: they are answered (result.json) like CSRs.
     shas = [str(item["sha256"]) for item in report.copied
             if not str(item["as"]).lower().endswith((".asc", ".sig"))]
     deadline = time.monotonic() + seconds
-    while (answered := store.answered(shas)) < len(shas):
+    while (answered := _published(store, shas, outgoing)) < len(shas):
         if time.monotonic() > deadline:
             print(f"only {answered} of {len(shas)} request(s) answered after {seconds:.0f} s; "
                   "the rest will be answered on the next trip")
@@ -72,6 +76,15 @@ def _wait_for_answers(store: Store, report: IngestReport, seconds: float) -> int
         time.sleep(0.2)
     print(f"all {len(shas)} request(s) answered")
     return 0
+
+
+def _published(store: Store, shas: list[str], outgoing: Path) -> int:
+    """How many of these files (by their bytes) have an answer recorded and published."""
+    if (recorded := store.answered(shas)) < len(shas):
+        return recorded
+    names = store.outputs_of_files(shas)
+    return sum(1 for sha in shas if any((outgoing / name / "result.json").exists()
+                                         for name in names.get(sha, ())))
 
 
 def cmd_media_export(args: argparse.Namespace) -> int:

@@ -395,6 +395,18 @@ class Store(AuditReads):
             file_sha256s).fetchone()
         return row[0] or 0
 
+    def outputs_of_files(self, file_sha256s: list[str]) -> dict[str, set[str]]:
+        """The outgoing/ names that answer each of these files (by their bytes)."""
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(file_sha256s), 500):  # SQLite's bound on parameters
+            chunk = file_sha256s[start:start + 500]
+            rows = self._conn.execute(
+                f"SELECT file_sha256, output_name FROM submissions WHERE file_sha256 IN "
+                f"({','.join('?' * len(chunk))})", chunk).fetchall()
+            for sha, name in rows:
+                found.setdefault(sha, set()).add(name)
+        return found
+
     def files_of_outputs(self, names: list[str]) -> dict[str, set[str]]:
         """The SHA-256 of the submitted files each outgoing/ name answers (a result
         re-published for the same CSR sent again answers more than one)."""
