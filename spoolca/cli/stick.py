@@ -17,7 +17,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     media_ingest.add_argument("dir")
     identity_option(media_ingest)
     media_ingest.add_argument("--wait", type=float, metavar="SECONDS", default=0,
-                              help="then wait up to SECONDS for the daemon to answer them")
+                              help="then wait up to SECONDS for the daemon to answer them "
+                              "and publish the answers")
     media_ingest.set_defaults(func=command("media:cmd_media_ingest"))
     media_export = media_commands.add_parser("export", help="write results, CA files, CRLs "
                                              "and the audit log to a mounted stick")
