@@ -151,6 +151,26 @@ class TestCrashes:
         assert (revoking.archive / "lost.json").read_bytes() == data
         assert list((revoking.dir / "spool" / "work").iterdir()) == []
 
+    def test_a_claim_cut_between_its_renames_keeps_the_signature(self, revoking: CA,
+                                                                  signers):
+        """Killed between the claim's two renames (the signature goes first): the
+        signature was in the claim round, the request still in incoming/. It was answered
+        "unsigned" (request.signature_missing) and the signature stayed in work/ for ever
+        (seen by the kill -9 test). Now recovery puts the signature back beside its
+        request, and the pair is revoked."""
+        serial = revoking.result("www")["serial"]
+        drop(revoking, "revoke/cut.json", {"serial": serial, "reason": "superseded"},
+             signers["alice"])
+        claim = revoking.dir / "spool" / "work" / "claim-0000000000000001-bbbbbb" / "revoke"
+        claim.mkdir(parents=True)
+        shutil.move(revoking.incoming / "revoke" / "cut.json.asc", claim / "cut.json.asc")
+        revoking.process()
+        body = revoking.result("cut")
+        assert body["status"] == "revoked", body
+        assert state(revoking, serial)[1] == "superseded"
+        assert (revoking.archive / "cut.json.asc").exists()
+        assert list((revoking.dir / "spool" / "work").iterdir()) == []
+
     def test_committed_but_not_published_is_finished_not_redecided(self, revoking: CA,
                                                                    signers):
         """Killed between the commit and the publication: the register's answer is

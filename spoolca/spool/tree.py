@@ -11,6 +11,7 @@ case: FAT shows 8.3 names in upper case (SERVER/ALICE.CSR, REVOKE/LOST.JSON).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -332,8 +333,12 @@ class Spool:
         for entry in _sorted_dirs(self.work):
             if entry.name.startswith(_CLAIM_PREFIX):
                 for folder in _sorted_dirs(Path(entry.path)):
-                    pending += _claimed_in(Path(folder.path), entry.name,
-                                           folder.name in self.ssh_profiles)
+                    ssh = folder.name in self.ssh_profiles
+                    if _return_orphans(Path(folder.path), self.incoming, ssh):
+                        remove_empty_claims([Path(folder.path)])  # it may hold nothing now
+                        if not os.path.isdir(folder.path):
+                            continue
+                    pending += _claimed_in(Path(folder.path), entry.name, ssh)
             else:
                 pending += _claimed_in(Path(entry.path), None,
                                        entry.name in self.ssh_profiles)
@@ -346,6 +351,34 @@ def _sorted_dirs(folder: Path) -> list[os.DirEntry[str]]:
                       key=lambda e: e.name)
     except FileNotFoundError:
         return []
+
+
+def _return_orphans(folder: Path, incoming: Path, ssh: bool) -> bool:
+    """A claim cut between its renames (a crash: the signature, or an SSH key's request
+    file, is moved first) leaves that companion in the round and its request still in
+    incoming/. Put the companion back beside its request, so that the two are claimed
+    together again; left where it was, the request was answered "unsigned" and the
+    signature stayed in work/ for ever. True if any was put back."""
+    present = set(os.listdir(folder))
+    returned = False
+    for name in sorted(present):
+        lowered = name.lower()
+        if lowered.endswith(SIGNATURE_SUFFIXES):
+            requests = [name[:-len(".asc")]]
+        elif _is_request_file(name, ssh):
+            requests = [name[:-len(".json")] + s for s in (".pub", ".PUB", ".Pub")]
+        else:
+            continue
+        if any(r in present for r in requests):
+            continue
+        places = (incoming / folder.name, incoming)  # the default profile's: either
+        left = next((place for place in places for r in requests
+                     if os.path.lexists(place / r)), None)
+        if left is not None:
+            with contextlib.suppress(FileExistsError, FileNotFoundError):
+                move(folder / name, left / name)
+                returned = True
+    return returned
 
 
 def _claimed_in(folder: Path, claim: str | None, ssh: bool = False) -> list[Claimed]:
