@@ -344,6 +344,24 @@ class TestLifecycle:
                                  capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout
 
+    def test_a_claim_cut_between_its_renames_keeps_the_request_file(self, sshca: CA,
+                                                                     tmp_path):
+        """Killed between the claim's renames (the request file goes first): NAME.json
+        in the claim round, NAME.pub still in incoming/. Recovery puts the request file
+        back, and the key gets what its request file asked (here: principal deploy-web)."""
+        key = keypair(tmp_path, "cut")
+        folder = sshca.incoming / "ssh-user"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cut.json").write_text(json.dumps({"principals": ["deploy-web"]}))
+        shutil.copy(key.with_name("cut.pub"), folder / "cut.pub")
+        claim = sshca.dir / "spool" / "work" / "claim-0000000000000001-cccccc" / "ssh-user"
+        claim.mkdir(parents=True)
+        shutil.move(folder / "cut.json", claim / "cut.json")
+        sshca.process()
+        result = sshca.result("cut")
+        assert result["status"] == "issued" and result["principals"] == ["deploy-web"], result
+        assert list((sshca.dir / "spool" / "work").iterdir()) == []
+
     def test_ssh_init_is_once_and_needs_the_ssh_table(self, ca: CA):
         refused = ca.run("ssh", "init")
         assert refused.returncode == 1 and "[ssh]" in refused.stderr
