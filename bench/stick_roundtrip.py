@@ -13,11 +13,11 @@ and the same kind of stick: copy the CSRs off the stick, `openssl ca -batch -inf
 back and sync. Nothing durable, linted, audited or signed on that side.
 
 Each run has a fresh stick and a fresh disk of its own (bench/freshfs.py); the two paths
-are interleaved over rounds and medians reported, as ratios and per-phase seconds, with
-the user/system CPU split. The stick is a loop-mounted file system: this machine's
-kernel has no vfat driver and the User-Mode Linux harness (../shared/tools/fat-stick)
-does not boot on it, so the stick here is an ext4 image of its own (say so with the
-table). Needs root.
+are interleaved over rounds and medians reported, as ratios only: each phase's share,
+speed and CPU against the by-hand path, and the user share of the CPU. The stick is a
+loop-mounted file system: this machine's kernel has no vfat driver and the User-Mode
+Linux harness (../shared/tools/fat-stick) does not boot on it, so the stick here is an
+ext4 image of its own (say so with the table). Needs root.
 
     python bench/stick_roundtrip.py [--counts 1000 10000] [--rounds 3] [--key-type ec-p384]
 """
@@ -51,6 +51,10 @@ class Phases:
     @property
     def total(self) -> float:
         return sum(self.wall.values())
+
+    @property
+    def cpu(self) -> float:
+        return sum(self.user.values()) + sum(self.system.values())
 
 
 class Clock:
@@ -166,21 +170,23 @@ LABELS = {"openssl": "by hand: cp, openssl ca -infiles, cp back",
 
 
 def report(count: int, runs: dict[str, list[Phases]], key_type: str, rounds: int) -> None:
+    """Ratios only: each phase's wall time as a share of the by-hand path's whole time,
+    each path's speed and CPU against the by-hand path's, and its CPU's user share."""
     base = statistics.median(p.total for p in runs["openssl"])
+    base_cpu = statistics.median(p.cpu for p in runs["openssl"])
     print(f"\n{count} CSRs, CA key {key_type}, median of {rounds} interleaved rounds, "
           f"{os.cpu_count()} cores; each run on a fresh stick and disk of its own")
-    print("| path | phases (median s: wall, user + system) | total s | speed vs by hand |")
-    print("| --- | --- | ---: | ---: |")
+    print("| path | phases (wall, in by-hand wholes) | speed vs by hand | CPU vs by hand "
+          "| user share of CPU |")
+    print("| --- | --- | ---: | ---: | ---: |")
     for kind, chosen in runs.items():
-        label = LABELS[kind]
-        phases = []
-        for name in chosen[0].wall:
-            wall = statistics.median(p.wall[name] for p in chosen)
-            user = statistics.median(p.user[name] for p in chosen)
-            system = statistics.median(p.system[name] for p in chosen)
-            phases.append(f"{name} {wall:.2f} ({user:.2f} + {system:.2f})")
+        phases = [f"{name} {statistics.median(p.wall[name] for p in chosen) / base:.2f}"
+                  for name in chosen[0].wall]
         total = statistics.median(p.total for p in chosen)
-        print(f"| {label} | {'; '.join(phases)} | {total:.2f} | {base / total:.2f}x |")
+        cpu = statistics.median(p.cpu for p in chosen)
+        user = statistics.median(sum(p.user.values()) / p.cpu for p in chosen)
+        print(f"| {LABELS[kind]} | {'; '.join(phases)} | {base / total:.2f}x | "
+              f"{cpu / base_cpu:.2f}x | {user:.0%} |")
 
 
 def main() -> int:
