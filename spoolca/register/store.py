@@ -66,14 +66,13 @@ class Store(AuditReads):
         if not create and not path.exists():
             raise StoreError(f"no register at {path}: run `spoolca init` first, or fix "
                              "[paths] database in the configuration")
-        self._path = path
         try:
             self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise damaged(exc, path) or StoreError(f"failed to open the register {path}: "
                                                    f"{exc}") from None
         try:
-            self._opened(create)
+            self._opened(path, create)
         except BaseException:
             # A register that cannot be used is closed at once, not by the garbage
             # collector: its -shm stays mapped until then (a half-made CA's file system
@@ -81,9 +80,8 @@ class Store(AuditReads):
             self._conn.close()
             raise
 
-    def _opened(self, create: bool) -> None:
+    def _opened(self, path: Path, create: bool) -> None:
         """Set up the connection; StoreError if this register cannot be used."""
-        path = self._path
         try:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
