@@ -194,6 +194,35 @@ def init_ca(directory: Path, *extra: str) -> CA:
     return CA(directory)
 
 
+# gpg-agent calibrates the S2K count of a protected key to this machine (~256 million bytes
+# hashed here: 0.55 s of CPU per signature, which with a cache TTL of 0 is paid by every
+# audit seal). Test CAs made once and copied many times are re-protected with the
+# smallest count gpg allows; tests/test_secrets.py checks that init's own key keeps the
+# calibrated count.
+CHEAP_S2K_COUNT = 65536
+
+
+def cheapen_audit_key(ca: CA, passphrase: bytes) -> None:
+    """Re-protect CA's audit key (same PASSPHRASE) with CHEAP_S2K_COUNT: each of its
+    signatures then costs ~15 ms instead of ~0.55 s, what copying a CA is for."""
+    from spoolca.keys.openpgp import AGENT_CONF, ApplianceKey, stop_agent
+
+    home = ca.dir / "gnupg"
+    listed = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--with-colons",
+                             "--list-secret-keys"], capture_output=True, text=True, check=True)
+    fingerprint = next(line.split(":")[9] for line in listed.stdout.splitlines()
+                       if line.startswith("fpr:"))
+    key = ApplianceKey(home, fingerprint, passphrase)  # writes the appliance's agent conf
+    stop_agent(home)
+    (home / "gpg-agent.conf").write_bytes(AGENT_CONF + f"s2k-count {CHEAP_S2K_COUNT}\n".encode())
+    try:
+        key.change_passphrase(passphrase).close()
+    finally:
+        key.close()
+        (home / "gpg-agent.conf").write_bytes(AGENT_CONF)
+        stop_agent(home)
+
+
 def issue_tls_parties(ca: CA, keys: Path, server: tuple[str, str]
                       ) -> dict[str, tuple[Path, Path]]:
     """A server certificate (SERVER: its name and CN) and client certificates for alice

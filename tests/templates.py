@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spoolca.keys.openpgp import stop_agent
-from tests.pki import CA, CREATED, PASSPHRASE, copy_ca, init_ca
+from tests.pki import CA, CREATED, PASSPHRASE, cheapen_audit_key, copy_ca, init_ca
 
 __all__ = ["Templates"]
 
@@ -53,6 +53,7 @@ class Templates:
         (template / "pw").chmod(0o600)
         ca = init_ca(template / "ca", "--passphrase-file", str(template / "pw"))
         CREATED.remove(ca.dir)  # stopped at the session's end, not the first test's
+        cheapen_audit_key(ca, secret)
         if populate is not None:
             populate(ca)
         stop_agent(ca.dir / "gnupg")

@@ -3,6 +3,7 @@ passphrase cached, no core dump; each unit sets LimitCORE=0."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from spoolca.keys.openpgp import stop_agent
 from tests.daemon import issue_one, serving
-from tests.pki import CA, PASSPHRASE, make_csr, pem, wait_for
+from tests.pki import CA, CHEAP_S2K_COUNT, PASSPHRASE, init_ca, make_csr, pem, wait_for
 from tests.templates import Templates
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,6 +132,27 @@ class TestNoAgentLeft:
             assert key.fingerprint
         finally:
             stop_agent(home)
+
+
+def s2k_counts(home: Path) -> list[int]:
+    """The S2K counts (bytes hashed to open each key) in a gnupg home's key files."""
+    return [int(re.search(rb'\(sha1 #[0-9A-F]+#\s*"(\d+)"\)', key.read_bytes()).group(1))
+            for key in sorted((home / "private-keys-v1.d").glob("*.key"))]
+
+
+class TestAuditKeyAtRest:
+    def test_init_protects_the_audit_key_with_the_calibrated_count(self, tmp_path: Path):
+        """The test templates open their audit key with gpg's smallest S2K count
+        (tests/pki.py, cheapen_audit_key) for speed; what init itself writes must keep
+        gpg-agent's calibration (100 ms of hashing: tens of millions of bytes on any
+        machine that runs a CA), which is what stands between a stolen disk and the key."""
+        (tmp_path / "pw").write_bytes(PASSPHRASE)
+        made = init_ca(tmp_path / "ca", "--passphrase-file", str(tmp_path / "pw"))
+        assert [count >= 1 << 20 for count in s2k_counts(made.dir / "gnupg")] == [True]
+
+    def test_the_templates_key_is_the_cheap_one(self, encrypted: CA):
+        """Counter-case: the check above tells a cheap key from a calibrated one."""
+        assert s2k_counts(encrypted.dir / "gnupg") == [CHEAP_S2K_COUNT]
 
 
 class TestNoCoreDump:
