@@ -96,17 +96,33 @@ spoolca init --dir {STATE} --root-subject "{ROOT_SUBJECT}" \\
 """
 
 
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline bundle (README step 1), built once for the whole run: every live
+    module installs the same bytes, and a build costs ~6 s of CPU. Under pytest-xdist the
+    workers share the run's base temporary directory, and a lock lets one build it."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    built = root / "bundle"
+    with open(root / "bundle.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (built / "SHA256SUMS").is_file():
+            subprocess.run(["bash", str(REPO / "packaging" / "make-bundle.sh"), str(built),
+                            sys.executable], check=True, capture_output=True, timeout=600)
+    return built
+
+
 @contextmanager
-def booted(work: Path, data: Path, prefix: str, install: str, devices: tuple[str, ...] = ()
+def booted(bundle: Path, data: Path, prefix: str, install: str, devices: tuple[str, ...] = ()
            ) -> Iterator[Sandbox]:
-    """The offline bundle built into WORK, a sandbox booted without a network with it and
-    DATA mounted read-only, INSTALL run in it; the sandbox removed on the way out."""
-    subprocess.run(["bash", str(REPO / "packaging" / "make-bundle.sh"), str(work / "bundle"),
-                    sys.executable], check=True, capture_output=True, timeout=600)
+    """A sandbox booted without a network with BUNDLE and DATA mounted read-only, INSTALL
+    run in it; the sandbox removed on the way out."""
     name = f"{prefix}-{os.getpid()}"
     try:
         booting = subprocess.run([str(SANDBOX), "up", "--name", name, "--bind-ro",
-                                  f"{work / 'bundle'}:/bundle", "--bind-ro", f"{data}:/data",
+                                  f"{bundle}:/bundle", "--bind-ro", f"{data}:/data",
                                   *(a for d in devices for a in ("--device", d))],
                                  capture_output=True, text=True, timeout=120)
         assert booting.returncode == 0, booting.stdout + booting.stderr
@@ -139,7 +155,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     loop = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
                           text=True, check=True).stdout.strip()
     try:
-        with booted(work, data, "spoolca-live", INSTALL, (loop,)) as sandbox:
+        with booted(bundle(tmp_path_factory), data, "spoolca-live", INSTALL, (loop,)) as sandbox:
             yield sandbox
     finally:
         subprocess.run(["losetup", "--detach", loop], capture_output=True)

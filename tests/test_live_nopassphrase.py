@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.pki import pem, wait_for
-from tests.test_live import ROOT_SUBJECT, STATE, Sandbox, _available, _readme_csr, booted
+from tests.test_live import ROOT_SUBJECT, STATE, Sandbox, _available, _readme_csr, booted, bundle
 
 # README.md, "Running under systemd", steps 1, 2 and 4, with --no-passphrase.
 INSTALL = f"""
@@ -39,7 +39,7 @@ def live_plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     for name in ("n1", "n2"):
         (data / f"{name}.csr").write_bytes(pem(_readme_csr(f"{name}.example.com")))
     (data / "by-path.conf").write_text(BY_PATH)
-    with booted(work, data, "spoolca-live-plain", INSTALL) as sandbox:
+    with booted(bundle(tmp_path_factory), data, "spoolca-live-plain", INSTALL) as sandbox:
         yield sandbox
 
 

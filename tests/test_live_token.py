@@ -19,6 +19,7 @@ from tests.test_live import (
     _available,
     _readme_csr,
     booted,
+    bundle,
     credential_step,
 )
 
@@ -55,7 +56,7 @@ def live_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     data.mkdir()
     for name in ("t1", "t2"):
         (data / f"{name}.csr").write_bytes(pem(_readme_csr(f"{name}.example.com")))
-    with booted(work, data, "spoolca-live-token", INSTALL) as sandbox:
+    with booted(bundle(tmp_path_factory), data, "spoolca-live-token", INSTALL) as sandbox:
         yield sandbox
 
 
