@@ -24,5 +24,7 @@ install -D -m 0644 docs/man/spoolca.toml.5 /usr/local/share/man/man5/spoolca.tom
 mkdir -p /usr/local/share/doc/spoolca
 cp -r docs/. /usr/local/share/doc/spoolca/   # the guides, readable without a network
 command -v mandb >/dev/null && mandb -q 2>/dev/null || true   # `man -k spoolca` finds it
-systemctl daemon-reload
+# The running systemd learns of the units; an image being built in a chroot has none yet
+# (appliance/build), and its systemd reads them at boot.
+if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 echo "spoolca $("$prefix/bin/spoolca" --version | cut -d' ' -f2) installed in $prefix"
