@@ -83,32 +83,56 @@ def read_back(image: Path, target: Path) -> Path:
     return target
 
 
+def round_trip(machine: Appliance, stick: Path, tmp_path: Path) -> tuple[Path, float]:
+    """STICK plugged, left until the media unit says it may be pulled, pulled, and read
+    back: what came back, and the emulated CPU seconds from plug to done."""
+    cursor = machine.sh("journalctl -q -n 0 --show-cursor | sed -n 's/^-- cursor: //p'"
+                        ).stdout.strip()
+    cpu = machine.cpu_seconds()
+    machine.plug(stick.stem, stick)
+    device = device_of(machine, "SPOOLCA")
+    machine.sh(f"for i in $(seq 1200); do journalctl -o cat --after-cursor='{cursor}' "
+               f"-u spoolca-media@{device} | grep -q 'the stick is unmounted: remove it' "
+               f"&& exit 0; sleep 0.5; done; exit 1", timeout=900)
+    emulated = machine.cpu_seconds() - cpu
+    machine.pull(stick.stem)
+    return read_back(stick, tmp_path / f"{stick.stem}-back"), emulated
+
+
+def checked_as_a_requester(results: Path, tmp_path: Path, name: str) -> None:
+    """As docs/requester.md says: one signature over the list, every file, the chain."""
+    keyring = tmp_path / "appliance.gpg"
+    subprocess.run(["gpg", "--batch", "--yes", "--dearmor", "--output", str(keyring),
+                    str(results / "audit" / "appliance-key.asc")], check=True)
+    subprocess.run(["gpgv", "--keyring", str(keyring), "SHA256SUMS.asc", "SHA256SUMS"],
+                   cwd=results, check=True, capture_output=True)
+    subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=results, check=True)
+    chain = subprocess.run(["openssl", "verify", "-CAfile", "ca/ca-chain.pem",
+                            f"results/{name}/cert.pem"], cwd=results, capture_output=True,
+                           text=True)
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+
+
 class TestSticks:
     def test_a_stick_comes_back_with_its_certificate_and_nothing_typed(
             self, appliance: Appliance, tmp_path: Path):
-        csr = pem(_readme_csr("vm1.example.com"))  # the README's CSR, as policy wants it
-        stick = fat_stick(tmp_path / "stick.img", "SPOOLCA", {"server/vm1.csr": csr})
-        cpu = appliance.cpu_seconds()
-        appliance.plug("stick1", stick)
-        device = device_of(appliance, "SPOOLCA")
-        appliance.sh(f"for i in $(seq 1200); do journalctl -o cat -u spoolca-media@{device} "
-                     f"| grep -q 'the stick is unmounted: remove it' && exit 0; sleep 0.5; "
-                     f"done; exit 1", timeout=900)
-        emulated = appliance.cpu_seconds() - cpu
-        appliance.pull("stick1")
-        results = read_back(stick, tmp_path / "out")
-        # As docs/requester.md says: one signature over the list, then every file.
-        keyring = tmp_path / "appliance.gpg"
-        subprocess.run(["gpg", "--batch", "--yes", "--dearmor", "--output", str(keyring),
-                        str(results / "audit" / "appliance-key.asc")], check=True)
-        subprocess.run(["gpgv", "--keyring", str(keyring), "SHA256SUMS.asc", "SHA256SUMS"],
-                       cwd=results, check=True, capture_output=True)
-        subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=results, check=True)
-        chain = subprocess.run(["openssl", "verify", "-CAfile", "ca/ca-chain.pem",
-                                "results/vm1/cert.pem"], cwd=results, capture_output=True,
-                               text=True)
-        assert chain.returncode == 0, chain.stdout + chain.stderr
+        stick = fat_stick(tmp_path / "stick1.img", "SPOOLCA",
+                          {"server/vm1.csr": pem(_readme_csr("vm1.example.com"))})
+        results, emulated = round_trip(appliance, stick, tmp_path)
+        checked_as_a_requester(results, tmp_path, "vm1")
         print(f"plug to done: {emulated:.1f} s of emulated CPU")
+
+    def test_two_sticks_in_a_row_each_get_only_their_own(self, appliance: Appliance,
+                                                         tmp_path: Path):
+        first = fat_stick(tmp_path / "stick2.img", "SPOOLCA",
+                          {"server/vm2.csr": pem(_readme_csr("vm2.example.com"))})
+        second = fat_stick(tmp_path / "stick3.img", "SPOOLCA",
+                           {"server/vm3.csr": pem(_readme_csr("vm3.example.com"))})
+        back_first, _ = round_trip(appliance, first, tmp_path)
+        back_second, _ = round_trip(appliance, second, tmp_path)
+        assert sorted(p.name for p in (back_first / "results").iterdir()) == ["vm2"]
+        assert sorted(p.name for p in (back_second / "results").iterdir()) == ["vm3"]
+        checked_as_a_requester(back_second, tmp_path, "vm3")
 
     def test_a_stick_with_another_label_is_left_alone(self, appliance: Appliance,
                                                       tmp_path: Path):
