@@ -36,7 +36,9 @@ systemctl enable --now spoolca
 
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
-    if not IMAGE or not (Path(IMAGE) / "root.img").is_file():
+    if IMAGE and not (Path(IMAGE) / "root.img").is_file():
+        pytest.fail(f"SPOOLCA_APPLIANCE_IMAGE={IMAGE} holds no root.img (appliance/build)")
+    if not IMAGE:
         pytest.skip("no appliance image: build one with `appliance/build DIR` and set "
                     "SPOOLCA_APPLIANCE_IMAGE=DIR")
     machine = Appliance(Path(IMAGE), tmp_path_factory.mktemp("appliance"))
