@@ -33,7 +33,9 @@ def main(image: str, epoch: int) -> None:
     free = int(re.search(r"^Free inodes:\s+(\d+)", header, re.M).group(1))
     used = count - free
     probe = _debugfs(image, f"testi <{used}>", f"testi <{used + 1}>")
-    if f"Inode {used} is marked in use" not in probe or f"Inode {used + 1} is not in use" not in probe:
+    in_order = f"Inode {used} is marked in use" in probe and \
+        f"Inode {used + 1} is not in use" in probe
+    if not in_order:
         sys.exit(f"settimes: inodes of {image} are not allocated in order: {probe!r}")
     stamp = f"@{epoch}"
     requests = []

@@ -136,6 +136,28 @@ class TestSticks:
         assert sorted(p.name for p in (back_second / "results").iterdir()) == ["vm3"]
         checked_as_a_requester(back_second, tmp_path, "vm3")
 
+    def test_a_stick_pulled_mid_trip_loses_nothing_and_comes_back_answered(
+            self, appliance: Appliance, tmp_path: Path):
+        """Pulled as soon as its unit starts: the unit stops (BindsTo= the device), the
+        mount is gone, the daemon runs on; the same stick plugged again gets its answer."""
+        stick = fat_stick(tmp_path / "stick4.img", "SPOOLCA",
+                          {"server/vm4.csr": pem(_readme_csr("vm4.example.com"))})
+        cursor = appliance.sh("journalctl -q -n 0 --show-cursor | sed -n 's/^-- cursor: //p'"
+                              ).stdout.strip()
+        appliance.plug(stick.stem, stick)
+        device = device_of(appliance, "SPOOLCA")
+        appliance.sh(f"for i in $(seq 1200); do journalctl -o cat --after-cursor='{cursor}' "
+                     f"-u spoolca-media@{device} | grep -q . && exit 0; sleep 0.2; done; "
+                     f"exit 1", timeout=600)
+        appliance.pull(stick.stem)
+        appliance.sh(f"for i in $(seq 600); do systemctl is-active -q spoolca-media@{device} "
+                     f"|| exit 0; sleep 0.5; done; exit 1", timeout=600)
+        assert appliance.sh(f"findmnt /run/spoolca-media/{device}", check=False).returncode != 0
+        assert appliance.sh("systemctl is-active spoolca").stdout.strip() == "active"
+        results, _ = round_trip(appliance, stick, tmp_path)
+        assert sorted(p.name for p in (results / "results").iterdir()) == ["vm4"]
+        checked_as_a_requester(results, tmp_path, "vm4")
+
     def test_a_stick_with_another_label_is_left_alone(self, appliance: Appliance,
                                                       tmp_path: Path):
         """Counter-case: the rule matches the label only; the stick comes back as it went."""
