@@ -18,7 +18,7 @@ import pytest
 
 from tests.appliance.vm import Appliance
 from tests.pki import pem
-from tests.test_live import _readme_csr
+from tests.test_live import _readme_csr, credential_step
 
 pytestmark = pytest.mark.appliance
 
@@ -34,8 +34,18 @@ systemctl enable --now spoolca
 """
 
 
-@pytest.fixture(scope="module")
-def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+# The same with the CA keys under a passphrase that reaches the units as an encrypted
+# credential (README steps 2-3; systemd-creds seals it with the machine's host key).
+CEREMONY_WITH_PASSPHRASE = f"""set -e
+umask 077; printf 'correct horse battery staple' > /root/ca-passphrase
+spoolca init --dir {STATE} --root-subject "{ROOT_SUBJECT}" \\
+  --passphrase-file /root/ca-passphrase >/dev/null
+{credential_step("/root/ca-passphrase")}systemctl enable --now spoolca
+"""
+
+
+def _booted(tmp_path_factory: pytest.TempPathFactory, ceremony: str
+            ) -> Iterator[Appliance]:
     if IMAGE and not (Path(IMAGE) / "root.img").is_file():
         pytest.fail(f"SPOOLCA_APPLIANCE_IMAGE={IMAGE} holds no root.img (appliance/build)")
     if not IMAGE:
@@ -45,13 +55,26 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     try:
         machine.boot()
         booted = machine.cpu_seconds()
-        machine.sh(CEREMONY)
+        machine.sh(ceremony)
         machine.sh("until systemctl is-active -q spoolca; do sleep 1; done", timeout=600)
         print(f"boot to the guest agent: {booted:.1f} s of emulated CPU; the ceremony to "
               f"the daemon ready: {machine.cpu_seconds() - booted:.1f} s")
         yield machine
     finally:
         machine.shutdown()
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+    """The image booted, its first ceremony run with --no-passphrase."""
+    yield from _booted(tmp_path_factory, CEREMONY)
+
+
+@pytest.fixture(scope="module")
+def appliance_with_passphrase(tmp_path_factory: pytest.TempPathFactory
+                              ) -> Iterator[Appliance]:
+    """The image booted again, its CA's passphrase an encrypted credential."""
+    yield from _booted(tmp_path_factory, CEREMONY_WITH_PASSPHRASE)
 
 
 def fat_stick(path: Path, label: str, files: dict[str, bytes]) -> Path:
@@ -170,3 +193,16 @@ class TestSticks:
         appliance.pull("other")
         assert units.strip() == ""
         assert hashlib.sha256(stick.read_bytes()).hexdigest() == before
+
+
+class TestPassphraseCredential:
+    def test_a_stick_comes_back_answered_by_a_ca_under_a_passphrase(
+            self, appliance_with_passphrase: Appliance, tmp_path: Path):
+        """The units as shipped load the credential; nothing is typed after the ceremony,
+        and the passphrase file is gone from the machine."""
+        machine = appliance_with_passphrase
+        assert machine.sh("test -e /root/ca-passphrase", check=False).returncode != 0
+        stick = fat_stick(tmp_path / "stick5.img", "SPOOLCA",
+                          {"server/vm5.csr": pem(_readme_csr("vm5.example.com"))})
+        results, _ = round_trip(machine, stick, tmp_path)
+        checked_as_a_requester(results, tmp_path, "vm5")
