@@ -194,6 +194,15 @@ def init_ca(directory: Path, *extra: str) -> CA:
     return CA(directory)
 
 
+def fingerprint_of(ca: CA) -> str:
+    """The appliance key's fingerprint, as init printed it for the auditors."""
+    import sqlite3
+
+    with sqlite3.connect(ca.dir / "ca.db") as db:
+        return db.execute("SELECT value FROM meta WHERE key = 'audit_key_fingerprint'"
+                          ).fetchone()[0]
+
+
 # gpg-agent calibrates the S2K count of a protected key to this machine (~256 million bytes
 # hashed here: 0.55 s of CPU per signature, which with a cache TTL of 0 is paid by every
 # audit seal). Test CAs made once and copied many times are re-protected with the
@@ -208,11 +217,7 @@ def cheapen_audit_key(ca: CA, passphrase: bytes) -> None:
     from spoolca.keys.openpgp import AGENT_CONF, ApplianceKey, stop_agent
 
     home = ca.dir / "gnupg"
-    listed = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--with-colons",
-                             "--list-secret-keys"], capture_output=True, text=True, check=True)
-    fingerprint = next(line.split(":")[9] for line in listed.stdout.splitlines()
-                       if line.startswith("fpr:"))
-    key = ApplianceKey(home, fingerprint, passphrase)  # writes the appliance's agent conf
+    key = ApplianceKey(home, fingerprint_of(ca), passphrase)  # writes its agent conf
     stop_agent(home)
     (home / "gpg-agent.conf").write_bytes(AGENT_CONF + f"s2k-count {CHEAP_S2K_COUNT}\n".encode())
     try:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spoolca.keys.openpgp import ApplianceKey, stop_agent
-from tests.pki import CA, make_csr, pem, spoolca, wait_for
+from tests.pki import CA, fingerprint_of, make_csr, pem, spoolca, wait_for
 
 
 @pytest.fixture
@@ -34,15 +34,6 @@ def export_copy(ca: CA, tmp_path: Path) -> Path:
     folder = tmp_path / "export"
     shutil.copytree(ca.outgoing / "audit", folder)
     return folder
-
-
-def fingerprint_of(ca: CA) -> str:
-    """The appliance key's fingerprint, as init printed it for the auditors."""
-    import sqlite3
-
-    with sqlite3.connect(ca.dir / "ca.db") as db:
-        return db.execute("SELECT value FROM meta WHERE key = 'audit_key_fingerprint'"
-                          ).fetchone()[0]
 
 
 def verify(ca: CA, folder: Path, *extra: str):

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import NotifySocket, Running
-from tests.pki import CA, make_csr, pem, spoolca, wait_for
-from tests.test_audit import fingerprint_of
+from tests.pki import CA, fingerprint_of, make_csr, pem, spoolca, wait_for
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.clock import FakeClock
-from tests.pki import CA, make_csr, pem, spoolca
-from tests.test_audit import fingerprint_of, verify
+from tests.pki import CA, fingerprint_of, make_csr, pem, spoolca
+from tests.test_audit import verify
 
 
 def crl_number(path: Path) -> int:

@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 from spoolca.keys.openpgp import Keyring, verify_detached
-from tests.pki import init_ca
-from tests.test_audit import fingerprint_of
+from tests.pki import fingerprint_of, init_ca
 
 
 def test_init_writes_a_signed_record_of_every_output(tmp_path: Path):

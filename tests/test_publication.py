@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.clock import FakeClock
 from tests.nginx import Nginx, free_port, needs_nginx
-from tests.pki import CA, make_csr, pem, spoolca
-from tests.test_audit import fingerprint_of
+from tests.pki import CA, fingerprint_of, make_csr, pem, spoolca
 
 
 def _export(ca: CA, stick: Path) -> Path:

@@ -389,7 +389,7 @@ class TestLifecycle:
         copy of outgoing/: the certificate is folded back (listed, revocable) and the same
         request again gets it, not a second one. A certificate not signed by our CA, in
         the copy, is not folded (the counter-case)."""
-        from tests.test_audit import fingerprint_of
+        from tests.pki import fingerprint_of
 
         archive = tmp_path / "backup.tar.gz"
         assert sshca.run("backup", str(archive)).returncode == 0

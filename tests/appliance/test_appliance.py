@@ -108,17 +108,27 @@ def read_back(image: Path, target: Path) -> Path:
     return target
 
 
+def journal_cursor(machine: Appliance) -> str:
+    """Where the guest's journal ends now: later waits read only what comes after."""
+    return machine.sh("journalctl -q -n 0 --show-cursor | sed -n 's/^-- cursor: //p'"
+                      ).stdout.strip()
+
+
+def wait_for_line(machine: Appliance, cursor: str, unit: str, pattern: str) -> None:
+    """Until UNIT logs a line matching PATTERN (grep) after CURSOR; polled in the guest."""
+    machine.sh(f"for i in $(seq 1800); do journalctl -o cat --after-cursor='{cursor}' "
+               f"-u {unit} | grep -q '{pattern}' && exit 0; sleep 0.5; done; exit 1",
+               timeout=900)
+
+
 def round_trip(machine: Appliance, stick: Path, tmp_path: Path) -> tuple[Path, float]:
     """STICK plugged, left until the media unit says it may be pulled, pulled, and read
     back: what came back, and the emulated CPU seconds from plug to done."""
-    cursor = machine.sh("journalctl -q -n 0 --show-cursor | sed -n 's/^-- cursor: //p'"
-                        ).stdout.strip()
+    cursor = journal_cursor(machine)
     cpu = machine.cpu_seconds()
     machine.plug(stick.stem, stick)
     device = device_of(machine, "SPOOLCA")
-    machine.sh(f"for i in $(seq 1200); do journalctl -o cat --after-cursor='{cursor}' "
-               f"-u spoolca-media@{device} | grep -q 'the stick is unmounted: remove it' "
-               f"&& exit 0; sleep 0.5; done; exit 1", timeout=900)
+    wait_for_line(machine, cursor, f"spoolca-media@{device}", "the stick is unmounted: remove it")
     emulated = machine.cpu_seconds() - cpu
     machine.pull(stick.stem)
     return read_back(stick, tmp_path / f"{stick.stem}-back"), emulated
@@ -165,13 +175,10 @@ class TestSticks:
         mount is gone, the daemon runs on; the same stick plugged again gets its answer."""
         stick = fat_stick(tmp_path / "stick4.img", "SPOOLCA",
                           {"server/vm4.csr": pem(_readme_csr("vm4.example.com"))})
-        cursor = appliance.sh("journalctl -q -n 0 --show-cursor | sed -n 's/^-- cursor: //p'"
-                              ).stdout.strip()
+        cursor = journal_cursor(appliance)
         appliance.plug(stick.stem, stick)
         device = device_of(appliance, "SPOOLCA")
-        appliance.sh(f"for i in $(seq 1200); do journalctl -o cat --after-cursor='{cursor}' "
-                     f"-u spoolca-media@{device} | grep -q . && exit 0; sleep 0.2; done; "
-                     f"exit 1", timeout=600)
+        wait_for_line(appliance, cursor, f"spoolca-media@{device}", ".")  # its first line
         appliance.pull(stick.stem)
         appliance.sh(f"for i in $(seq 600); do systemctl is-active -q spoolca-media@{device} "
                      f"|| exit 0; sleep 0.5; done; exit 1", timeout=600)
