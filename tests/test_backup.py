@@ -103,6 +103,18 @@ class TestBackup:
         assert again.returncode == 2 and "never replaces a file" in again.stderr
         assert made[0].read_bytes() == before
 
+    def test_gpgs_lock_files_are_not_state(self, ca: CA, tmp_path: Path):
+        """gpg makes pubring.kbx.lock while it reads the keyring and removes it after:
+        listed then gone, it failed a backup taken beside the daemon (CI saw it). Locks
+        are not archived; the keyring itself is."""
+        (ca.dir / "gnupg" / "pubring.kbx.lock").write_text("1234\n")
+        destination = tmp_path / "b.tar.gz"
+        assert ca.run("backup", str(destination)).returncode == 0
+        with tarfile.open(destination) as tar:
+            names = tar.getnames()
+        assert not [n for n in names if n.endswith(".lock")]
+        assert [n for n in names if n.endswith("gnupg/pubring.kbx")]
+
     def test_wrong_fingerprint_refused(self, archive: Path, tmp_path: Path):
         done = restore(archive, tmp_path / "new", "A" * 40)
         assert done.returncode == 1 and "signature does not check out" in done.stderr

@@ -45,6 +45,7 @@ MANIFEST, SIGNATURE, PUBLIC_KEY = "MANIFEST.json", "MANIFEST.json.asc", "applian
 _MAX_MANIFEST = 16 << 20
 _MODES = {0o400, 0o600, 0o644}  # what a restored file may be; anything else becomes 0600
 _SKIPPED = ("S.", ".#", "random_seed")  # gpg-agent sockets and locks: not state
+_SKIPPED_SUFFIXES = (".lock",)  # gpg's dotlocks (pubring.kbx.lock): come and go as it runs
 
 
 class BackupError(SpoolcaError):
@@ -86,7 +87,8 @@ def _state_files(config: Config) -> dict[str, Path]:
     for folder, what in ((config.keys_dir, "[paths] keys"), (config.gnupg_dir, "[paths] gnupg")):
         prefix = _relative(config, folder, what)
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink() and not path.name.startswith(_SKIPPED):
+            if path.is_file() and not path.is_symlink() and not path.name.startswith(
+                    _SKIPPED) and not path.name.endswith(_SKIPPED_SUFFIXES):
                 found[f"{prefix}/{path.relative_to(folder).as_posix()}"] = path
     keyring = config.signers_keyring
     if keyring is not None and keyring.is_file():
